@@ -1,0 +1,162 @@
+// Package config reads callgate's TOML configuration strictly: an unknown key,
+// a value of the wrong type or an invalid value is reported as FILE:LINE with a
+// hint, and secrets may be kept in separate files (*_file keys).
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// DataDir holds the database (callgate.db) and, by default, recordings.
+	DataDir string `toml:"data_dir"`
+
+	Log       Log        `toml:"log"`
+	SIP       SIP        `toml:"sip"`
+	Media     Media      `toml:"media"`
+	Recording Recording  `toml:"recording"`
+	Upstream  Upstream   `toml:"upstream"`
+	HTTP      HTTP       `toml:"http"`
+	Employees []Employee `toml:"employee"`
+
+	// File is the path the configuration was read from (for messages).
+	File string `toml:"-"`
+}
+
+// Log configures the structured log written to stderr (journald).
+type Log struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // text or json
+}
+
+// SIP configures the listeners for phones and the registrar.
+type SIP struct {
+	Listen            []string `toml:"listen"`
+	Realm             string   `toml:"realm"`
+	AllowNetworks     []string `toml:"allow_networks"`
+	DigestAlgorithms  []string `toml:"digest_algorithms"`
+	NonceLifetime     Duration `toml:"nonce_lifetime"`
+	MinExpires        Duration `toml:"min_expires"`
+	MaxExpires        Duration `toml:"max_expires"`
+	DefaultExpires    Duration `toml:"default_expires"`
+	MaxContacts       int      `toml:"max_contacts"`
+	KeepaliveInterval Duration `toml:"keepalive_interval"`
+	UserAgent         string   `toml:"user_agent"`
+	Ban               Ban      `toml:"ban"`
+}
+
+// Ban configures brute-force protection of digest authentication.
+type Ban struct {
+	MaxFailures      int      `toml:"max_failures"`
+	MaxFailuresPerIP int      `toml:"max_failures_per_ip"`
+	Window           Duration `toml:"window"`
+	Duration         Duration `toml:"duration"`
+}
+
+// Media configures the RTP relay.
+type Media struct {
+	RTPPorts string `toml:"rtp_ports"`
+}
+
+// Recording configures local call recording.
+type Recording struct {
+	Enabled   bool     `toml:"enabled"`
+	Dir       string   `toml:"dir"`
+	Retention Duration `toml:"retention"`
+}
+
+// Upstream configures the registrations with the cloud VPBX.
+type Upstream struct {
+	Registrar       string    `toml:"registrar"`
+	Proxy           string    `toml:"proxy"`
+	Domain          string    `toml:"domain"`
+	TrustedSources  []string  `toml:"trusted_sources"`
+	Expires         Duration  `toml:"expires"`
+	RegisterTimeout Duration  `toml:"register_timeout"`
+	RetryMin        Duration  `toml:"retry_min"`
+	RetryMax        Duration  `toml:"retry_max"`
+	Accounts        []Account `toml:"account"`
+}
+
+// Account is one SIP account of the VPBX that callgate registers.
+type Account struct {
+	User         string `toml:"user"`
+	AuthUser     string `toml:"auth_user"`
+	Password     string `toml:"password"`
+	PasswordFile string `toml:"password_file"`
+	Employee     string `toml:"employee"`
+	Number       string `toml:"number"`
+}
+
+// HTTP configures the API, health and metrics listener.
+type HTTP struct {
+	Listen        string   `toml:"listen"`
+	APITokens     []string `toml:"api_tokens"`
+	APITokensFile string   `toml:"api_tokens_file"`
+}
+
+// Employee is a person with one or two extensions (phones/lines).
+type Employee struct {
+	ID              string   `toml:"id"`
+	Name            string   `toml:"name"`
+	Extensions      []string `toml:"extensions"`
+	SIPPassword     string   `toml:"sip_password"`
+	SIPPasswordFile string   `toml:"sip_password_file"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s", "8760h").
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (use e.g. \"30s\", \"5m\", \"8760h\")", string(b))
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Defaults returns a configuration with every optional key at its default.
+func Defaults() Config {
+	return Config{
+		DataDir: "/var/lib/callgate",
+		Log:     Log{Level: "info", Format: "text"},
+		SIP: SIP{
+			Listen:            []string{"udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"},
+			Realm:             "callgate",
+			AllowNetworks:     []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1/128", "fc00::/7"},
+			DigestAlgorithms:  []string{"MD5", "SHA-256"},
+			NonceLifetime:     Duration(60 * time.Second),
+			MinExpires:        Duration(60 * time.Second),
+			MaxExpires:        Duration(3600 * time.Second),
+			DefaultExpires:    Duration(600 * time.Second),
+			MaxContacts:       5,
+			KeepaliveInterval: Duration(30 * time.Second),
+			UserAgent:         "callgate",
+			Ban: Ban{
+				MaxFailures:      5,
+				MaxFailuresPerIP: 50,
+				Window:           Duration(5 * time.Minute),
+				Duration:         Duration(15 * time.Minute),
+			},
+		},
+		Media:     Media{RTPPorts: "20000-20999"},
+		Recording: Recording{Enabled: true, Retention: Duration(8760 * time.Hour)},
+		Upstream: Upstream{
+			Expires:         Duration(300 * time.Second),
+			RegisterTimeout: Duration(10 * time.Second),
+			RetryMin:        Duration(2 * time.Second),
+			RetryMax:        Duration(5 * time.Minute),
+		},
+		HTTP: HTTP{Listen: "127.0.0.1:8080"},
+	}
+}

@@ -1,0 +1,150 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodBase = `data_dir = "/tmp/cg"
+[sip]
+listen = ["udp:127.0.0.1:5060"]
+[upstream]
+registrar = "udp:127.0.0.1:5070"
+domain = "vpbx1.mangosip.ru"
+trusted_sources = ["127.0.0.1/32"]
+[[upstream.account]]
+user = "sales1"
+password = "Secret123"
+employee = "ivanov"
+[[employee]]
+id = "ivanov"
+extensions = ["101"]
+sip_password = "Phone101pass"
+`
+
+func TestReferenceConfigPasses(t *testing.T) {
+	c, err := Load("../../configs/callgate.toml")
+	if err != nil {
+		t.Fatalf("configs/callgate.toml: %v", err)
+	}
+	if len(c.Employees) == 0 || len(c.Upstream.Accounts) == 0 {
+		t.Fatalf("reference config lost its employees or accounts: %+v", c)
+	}
+}
+
+func TestGoodConfigDefaults(t *testing.T) {
+	c, err := Parse("good.toml", []byte(goodBase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SIP.Realm != "callgate" || c.SIP.MinExpires.D() != time.Minute || c.Recording.Dir != "/tmp/cg/recordings" {
+		t.Fatalf("defaults not applied: %+v", c.SIP)
+	}
+	if len(c.SIP.Listen) != 1 {
+		t.Fatalf("listen list should replace the default, got %v", c.SIP.Listen)
+	}
+}
+
+func TestBrokenConfigs(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "empty.secret")
+	if err := os.WriteFile(secret, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		doc  string
+		want string // "LINE: fragment"
+	}{
+		{"syntax", "data_dir = \"/x\"\n[sip\n", "2: TOML syntax"},
+		{"unknown key", goodBase + "colour = \"red\"\n", "16: unknown key \"employee.colour\""},
+		{"unknown section key", "[sip]\nlistne = []\n", "2: unknown key \"sip.listne\""},
+		{"wrong type", "[sip]\nmax_contacts = \"five\"\n", "2: wrong type: got a TOML string, want an integer"},
+		{"bad duration", "[sip]\nnonce_lifetime = \"60\"\n", "2: sip.nonce_lifetime: \"60\" is not a duration"},
+		{"bad listen", "[sip]\nlisten = [\n  \"udp:127.0.0.1:5060\",\n  \"udp:localhost\",\n]\n", "4: sip.listen[1]: \"localhost\" is not IP:PORT"},
+		{"listen transport", "[sip]\nlisten = [\"sctp:127.0.0.1:5060\"]\n", "2: sip.listen[0]"},
+		{"duplicate listen", "[sip]\nlisten = [\"udp:127.0.0.1:5060\", \"udp:127.0.0.1:5060\"]\n", "2: sip.listen[1]: udp:127.0.0.1:5060 is listed twice"},
+		{"rtp range odd", "[media]\nrtp_ports = \"20001-20999\"\n", "2: media.rtp_ports: the low port must be even"},
+		{"rtp range order", "[media]\nrtp_ports = \"30000-20000\"\n", "2: media.rtp_ports: the range must hold"},
+		{"rtp range text", "\n[media]\nrtp_ports = \"many\"\n", "3: media.rtp_ports: \"many\" is not LOW-HIGH"},
+		{"bad cidr", "[sip]\nallow_networks = [\"192.168.1.0/33\"]\n", "2: sip.allow_networks[0]: \"192.168.1.0/33\" is not a CIDR"},
+		{"bad trusted", strings.Replace(goodBase, `["127.0.0.1/32"]`, `["127.0.0.1"]`, 1), "7: upstream.trusted_sources[0]"},
+		{"three extensions", strings.Replace(goodBase, `["101"]`, `["101", "102", "103"]`, 1), "14: employee[0].extensions: has 3 extensions"},
+		{"no extensions", strings.Replace(goodBase, `["101"]`, `[]`, 1), "14: employee[0].extensions: has 0 extensions"},
+		{"extension twice", goodBase + "[[employee]]\nid = \"petrov\"\nextensions = [\"101\"]\nsip_password = \"Phone103pass\"\n", "18: employee[1].extensions[0]: extension 101 is used twice"},
+		{"employee twice", goodBase + "[[employee]]\nid = \"ivanov\"\nextensions = [\"105\"]\nsip_password = \"Phone103pass\"\n", "17: employee[1].id: employee \"ivanov\" is defined twice"},
+		{"unknown employee", strings.Replace(goodBase, `employee = "ivanov"`, `employee = "sidorov"`, 1), "11: upstream.account[0].employee: unknown employee \"sidorov\""},
+		{"duplicate account", strings.Replace(goodBase, "[[employee]]", "[[upstream.account]]\nuser = \"SALES1\"\npassword = \"Other123x\"\n[[employee]]", 1), "13: upstream.account[1].user: account \"SALES1\" is configured twice"},
+		{"missing account password", strings.Replace(goodBase, "password = \"Secret123\"\n", "", 1), "8: upstream.account[0].password: missing password"},
+		{"missing phone password", strings.Replace(goodBase, "sip_password = \"Phone101pass\"\n", "", 1), "12: employee[0].sip_password: missing sip_password"},
+		{"unreadable secret", strings.Replace(goodBase, "password = \"Secret123\"", "password_file = \"/nonexistent/sales1.secret\"", 1), "10: upstream.account[0].password_file: cannot read secret"},
+		{"empty secret", strings.Replace(goodBase, "sip_password = \"Phone101pass\"", "sip_password_file = \""+secret+"\"", 1), "15: employee[0].sip_password_file: " + secret + " is empty"},
+		{"both secret and file", strings.Replace(goodBase, "password = \"Secret123\"", "password = \"Secret123\"\npassword_file = \"x\"", 1), "10: upstream.account[0].password: both password and password_file are set"},
+		{"expires order", "[sip]\nmin_expires = \"600s\"\nmax_expires = \"300s\"\n", "3: sip.max_expires: 5m0s is below min_expires"},
+		{"bad http", "[http]\nlisten = \"localhost:80\"\n", "2: http.listen"},
+		{"weak token", "[http]\napi_tokens = [\"abc\"]\n", "2: http.api_tokens[0]: token is too weak"},
+		{"short phone password", strings.Replace(goodBase, "Phone101pass", "1234", 1), "15: employee[0].sip_password: too short"},
+		{"bad extension", strings.Replace(goodBase, `["101"]`, `["1a"]`, 1), "14: employee[0].extensions[0]: \"1a\" is not a valid extension"},
+		{"bad algorithm", "[sip]\ndigest_algorithms = [\"SHA1\"]\n", "2: sip.digest_algorithms[0]: unsupported algorithm"},
+		{"ban per ip below", "[sip.ban]\nmax_failures = 10\nmax_failures_per_ip = 3\n", "3: sip.ban.max_failures_per_ip"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("bad.toml", []byte(tc.doc))
+			if err == nil {
+				t.Fatalf("accepted a broken config:\n%s", tc.doc)
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error is %T, want *config.Error: %v", err, err)
+			}
+			want := "bad.toml:" + tc.want
+			for _, p := range ce.Problems {
+				if strings.HasPrefix(p.String(), want) {
+					if p.Hint == "" {
+						t.Errorf("problem %q has no hint", p)
+					}
+					return
+				}
+			}
+			t.Fatalf("want a problem starting %q, got:\n%v", want, err)
+		})
+	}
+}
+
+func TestSecretFromFileRelative(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.secret"), []byte("FromFile123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.Replace(goodBase, "password = \"Secret123\"", "password_file = \"p.secret\"", 1)
+	path := filepath.Join(dir, "c.toml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Upstream.Accounts[0].Password; got != "FromFile123" {
+		t.Fatalf("password from file = %q", got)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(goodBase))
+	f.Add([]byte("[sip]\nlisten = [\"udp:1.2.3.4:5\"]\n[[employee]]\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse("fuzz.toml", b)
+		if err == nil && c == nil {
+			t.Fatal("nil config without error")
+		}
+		if err != nil && err.Error() == "" {
+			t.Fatal("empty error")
+		}
+	})
+}

@@ -1,0 +1,250 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// Problem is one thing wrong in a configuration file.
+type Problem struct {
+	File string
+	Line int // 0 when the problem is not tied to a line
+	Msg  string
+	Hint string
+}
+
+func (p Problem) String() string {
+	s := p.File
+	if p.Line > 0 {
+		s += ":" + strconv.Itoa(p.Line)
+	}
+	s += ": " + p.Msg
+	if p.Hint != "" {
+		s += " (hint: " + p.Hint + ")"
+	}
+	return s
+}
+
+// Error lists every problem found in a configuration file, one per line.
+type Error struct {
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads, decodes and validates the file at path, and reads the secrets
+// its *_file keys point to. A returned error is an *Error unless the file
+// itself could not be read.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates data as if read from the file named name.
+func Parse(name string, data []byte) (*Config, error) {
+	idx, perr := indexLines(data)
+	if perr != nil {
+		return nil, &Error{Problems: []Problem{problemFromParser(name, data, perr)}}
+	}
+	cfg := Defaults()
+	// Arrays replace defaults wholesale; clear the ones users commonly set so
+	// that a written list is not appended to the default one.
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, &Error{Problems: decodeProblems(name, idx, err)}
+	}
+	cfg.File = name
+	v := &validator{file: name, idx: idx, base: filepath.Dir(name)}
+	v.validate(&cfg)
+	if len(v.problems) > 0 {
+		sort.SliceStable(v.problems, func(i, j int) bool { return v.problems[i].Line < v.problems[j].Line })
+		return nil, &Error{Problems: v.problems}
+	}
+	return &cfg, nil
+}
+
+// lineIndex maps a key path such as "employee[1].extensions[0]" to the line
+// where it is written.
+type lineIndex map[string]int
+
+func (ix lineIndex) line(path string) int {
+	for path != "" {
+		if l, ok := ix[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+func indexLines(data []byte) (lineIndex, error) {
+	ix := lineIndex{}
+	counts := map[string]int{}
+	var p unstable.Parser
+	p.Reset(data)
+	table := ""
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			name := joinKey(e.Key())
+			if e.Kind == unstable.ArrayTable {
+				n := counts[name]
+				counts[name] = n + 1
+				name = arrayName(name, counts, n)
+			} else {
+				name = arrayName(name, counts, -1)
+			}
+			table = name
+			kit := e.Key()
+			kit.Next()
+			ix[table] = lineOf(&p, kit.Node())
+		case unstable.KeyValue:
+			key := joinKey(e.Key())
+			if table != "" {
+				key = table + "." + key
+			}
+			kit := e.Key()
+			kit.Next()
+			ix[key] = lineOf(&p, kit.Node())
+			if v := e.Value(); v.Kind == unstable.Array {
+				it := v.Children()
+				for i := 0; it.Next(); i++ {
+					ix[key+"["+strconv.Itoa(i)+"]"] = lineOf(&p, it.Node())
+				}
+			}
+		}
+	}
+	return ix, p.Error()
+}
+
+// arrayName rewrites a dotted table name so that each array-of-tables
+// component carries its current index ("upstream.account" -> "upstream.account[1]").
+func arrayName(name string, counts map[string]int, self int) string {
+	parts := strings.Split(name, ".")
+	out := ""
+	for i, part := range parts {
+		if out != "" {
+			out += "."
+		}
+		out += part
+		plain := strings.Join(parts[:i+1], ".")
+		if i == len(parts)-1 && self >= 0 {
+			out += "[" + strconv.Itoa(self) + "]"
+		} else if n, ok := counts[plain]; ok && n > 0 {
+			out += "[" + strconv.Itoa(n-1) + "]"
+		}
+	}
+	return out
+}
+
+func joinKey(it unstable.Iterator) string {
+	var parts []string
+	for it.Next() {
+		parts = append(parts, string(it.Node().Data))
+	}
+	return strings.Join(parts, ".")
+}
+
+func lineOf(p *unstable.Parser, n *unstable.Node) int {
+	if n == nil {
+		return 0
+	}
+	if n.Raw.Length > 0 || n.Raw.Offset > 0 {
+		return p.Shape(n.Raw).Start.Line
+	}
+	if len(n.Data) > 0 {
+		defer func() { _ = recover() }() // Data may be a copy, not a slice of the input
+		return p.Shape(p.Range(n.Data)).Start.Line
+	}
+	return 0
+}
+
+func problemFromParser(name string, data []byte, err error) Problem {
+	var pe *unstable.ParserError
+	if errors.As(err, &pe) && len(pe.Highlight) > 0 {
+		var p unstable.Parser
+		p.Reset(data)
+		line := 0
+		func() {
+			defer func() { _ = recover() }()
+			line = p.Shape(p.Range(pe.Highlight)).Start.Line
+		}()
+		return Problem{File: name, Line: line, Msg: "TOML syntax: " + pe.Message, Hint: "check quotes, brackets and '=' on this line"}
+	}
+	return Problem{File: name, Msg: "TOML syntax: " + err.Error()}
+}
+
+var typeMismatch = regexp.MustCompile(`cannot decode TOML (\w+) into (?:struct field )?\S*? ?of type ([\w.\[\]]+)`)
+
+func decodeProblems(name string, ix lineIndex, err error) []Problem {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		var out []Problem
+		for _, e := range strict.Errors {
+			line, _ := e.Position()
+			key := strings.Join(e.Key(), ".")
+			out = append(out, Problem{File: name, Line: line, Msg: fmt.Sprintf("unknown key %q", key),
+				Hint: "see configs/callgate.toml for every key; check the spelling and the [section] it is in"})
+		}
+		return out
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, _ := de.Position()
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		key := strings.Join(de.Key(), ".")
+		if key != "" {
+			msg = key + ": " + msg
+		}
+		hint := "strings need quotes, numbers and true/false do not, lists use [ ]"
+		if strings.Contains(msg, "not a duration") {
+			hint = "durations are quoted strings with a unit"
+		}
+		return []Problem{{File: name, Line: line, Msg: humanType(msg), Hint: hint}}
+	}
+	return []Problem{{File: name, Msg: humanType(strings.TrimPrefix(err.Error(), "toml: ")), Hint: "strings need quotes, numbers and true/false do not, lists use [ ]"}}
+}
+
+func humanType(msg string) string {
+	m := typeMismatch.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	want := m[2]
+	switch {
+	case strings.HasPrefix(want, "[]"):
+		want = "a list"
+	case want == "string" || strings.HasSuffix(want, "Duration"):
+		want = "a string"
+	case strings.HasPrefix(want, "int"):
+		want = "an integer"
+	case want == "bool":
+		want = "true or false"
+	}
+	return fmt.Sprintf("wrong type: got a TOML %s, want %s (%s)", m[1], want, msg)
+}

@@ -1,0 +1,333 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type validator struct {
+	file     string
+	base     string
+	idx      lineIndex
+	problems []Problem
+}
+
+func (v *validator) bad(path, hint, format string, args ...any) {
+	v.problems = append(v.problems, Problem{File: v.file, Line: v.idx.line(path), Msg: path + ": " + fmt.Sprintf(format, args...), Hint: hint})
+}
+
+var (
+	idRe        = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	extensionRe = regexp.MustCompile(`^[0-9]{2,8}$`)
+	sipUserRe   = regexp.MustCompile(`^[A-Za-z0-9._~!$&'()*+,;=-]{1,64}$`)
+)
+
+func (v *validator) validate(c *Config) {
+	if strings.TrimSpace(c.DataDir) == "" {
+		v.bad("data_dir", "e.g. data_dir = \"/var/lib/callgate\"", "must not be empty")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.bad("log.level", "one of debug, info, warn, error", "unknown level %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		v.bad("log.format", "text or json", "unknown format %q", c.Log.Format)
+	}
+	v.sip(&c.SIP)
+	v.media(&c.Media)
+	if c.Recording.Dir == "" {
+		c.Recording.Dir = filepath.Join(c.DataDir, "recordings")
+	}
+	if c.Recording.Retention.D() < time.Hour {
+		v.bad("recording.retention", "e.g. \"8760h\" for one year", "must be at least 1h, got %s", c.Recording.Retention.D())
+	}
+	employees := v.employees(c.Employees)
+	v.upstream(&c.Upstream, employees)
+	v.http(&c.HTTP)
+}
+
+// ListenAddr is a parsed "transport:host:port" SIP listen address.
+type ListenAddr struct {
+	Transport string // "udp" or "tcp"
+	Addr      netip.AddrPort
+}
+
+func (l ListenAddr) String() string { return l.Transport + ":" + l.Addr.String() }
+
+// ParseListen parses "udp:127.0.0.1:5060" (transport defaults to udp).
+func ParseListen(s string) (ListenAddr, error) {
+	tr, hostport, ok := strings.Cut(s, ":")
+	if !ok || (tr != "udp" && tr != "tcp") {
+		tr, hostport = "udp", s
+		if strings.HasPrefix(s, "tls:") || strings.HasPrefix(s, "ws:") {
+			return ListenAddr{}, fmt.Errorf("transport %q is not supported", strings.SplitN(s, ":", 2)[0])
+		}
+	}
+	ap, err := netip.ParseAddrPort(hostport)
+	if err != nil {
+		return ListenAddr{}, fmt.Errorf("%q is not IP:PORT", hostport)
+	}
+	if ap.Port() == 0 {
+		return ListenAddr{}, fmt.Errorf("port must not be 0")
+	}
+	return ListenAddr{Transport: tr, Addr: ap}, nil
+}
+
+// ParsePortRange parses "20000-20999".
+func ParsePortRange(s string) (lo, hi int, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q is not LOW-HIGH", s)
+	}
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("%q is not LOW-HIGH", s)
+	}
+	switch {
+	case lo < 1024 || hi > 65535:
+		return 0, 0, fmt.Errorf("ports must be within 1024-65535")
+	case lo%2 != 0:
+		return 0, 0, fmt.Errorf("the low port must be even (RTP even, RTCP odd)")
+	case hi-lo < 3:
+		return 0, 0, fmt.Errorf("the range must hold at least two RTP/RTCP pairs")
+	}
+	return lo, hi, nil
+}
+
+func (v *validator) sip(s *SIP) {
+	if len(s.Listen) == 0 {
+		v.bad("sip.listen", "e.g. listen = [\"udp:0.0.0.0:5060\", \"tcp:0.0.0.0:5060\"]", "at least one listen address is needed")
+	}
+	seen := map[string]bool{}
+	for i, l := range s.Listen {
+		p := fmt.Sprintf("sip.listen[%d]", i)
+		la, err := ParseListen(l)
+		if err != nil {
+			v.bad(p, "write \"udp:IP:PORT\" or \"tcp:IP:PORT\"", "%v", err)
+			continue
+		}
+		if seen[la.String()] {
+			v.bad(p, "remove the duplicate", "%s is listed twice", la)
+		}
+		seen[la.String()] = true
+	}
+	if strings.TrimSpace(s.Realm) == "" || strings.ContainsAny(s.Realm, "\"\\\r\n") {
+		v.bad("sip.realm", "e.g. realm = \"callgate\"", "must be a non-empty string without quotes")
+	}
+	v.cidrs("sip.allow_networks", s.AllowNetworks)
+	if len(s.DigestAlgorithms) == 0 {
+		v.bad("sip.digest_algorithms", "e.g. [\"MD5\", \"SHA-256\"]", "at least one algorithm is needed")
+	}
+	for i, a := range s.DigestAlgorithms {
+		if a != "MD5" && a != "SHA-256" {
+			v.bad(fmt.Sprintf("sip.digest_algorithms[%d]", i), "MD5 or SHA-256", "unsupported algorithm %q", a)
+		}
+	}
+	v.between("sip.nonce_lifetime", s.NonceLifetime.D(), 5*time.Second, time.Hour)
+	v.between("sip.min_expires", s.MinExpires.D(), 10*time.Second, 24*time.Hour)
+	v.between("sip.max_expires", s.MaxExpires.D(), 10*time.Second, 7*24*time.Hour)
+	if s.MinExpires > s.MaxExpires {
+		v.bad("sip.max_expires", "max_expires must not be below min_expires", "%s is below min_expires %s", s.MaxExpires.D(), s.MinExpires.D())
+	}
+	if s.DefaultExpires < s.MinExpires || s.DefaultExpires > s.MaxExpires {
+		v.bad("sip.default_expires", "keep it between min_expires and max_expires", "%s is outside %s..%s", s.DefaultExpires.D(), s.MinExpires.D(), s.MaxExpires.D())
+	}
+	if s.MaxContacts < 1 || s.MaxContacts > 20 {
+		v.bad("sip.max_contacts", "1 to 20 devices per extension", "%d is out of range", s.MaxContacts)
+	}
+	if s.KeepaliveInterval != 0 && s.KeepaliveInterval.D() < 500*time.Millisecond {
+		v.bad("sip.keepalive_interval", "\"0s\" turns keepalives off; otherwise at least \"1s\"", "%s is too short", s.KeepaliveInterval.D())
+	}
+	if s.Ban.MaxFailures < 1 {
+		v.bad("sip.ban.max_failures", "e.g. 5", "must be at least 1")
+	}
+	if s.Ban.MaxFailuresPerIP < s.Ban.MaxFailures {
+		v.bad("sip.ban.max_failures_per_ip", "phones behind one NAT share an IP: keep it well above max_failures", "must not be below max_failures (%d)", s.Ban.MaxFailures)
+	}
+	v.between("sip.ban.window", s.Ban.Window.D(), time.Second, 24*time.Hour)
+	v.between("sip.ban.duration", s.Ban.Duration.D(), time.Second, 30*24*time.Hour)
+}
+
+func (v *validator) media(m *Media) {
+	if _, _, err := ParsePortRange(m.RTPPorts); err != nil {
+		v.bad("media.rtp_ports", "e.g. rtp_ports = \"20000-20999\"", "%v", err)
+	}
+}
+
+func (v *validator) between(path string, d, lo, hi time.Duration) {
+	if d < lo || d > hi {
+		v.bad(path, fmt.Sprintf("a duration between %s and %s", lo, hi), "%s is out of range", d)
+	}
+}
+
+func (v *validator) cidrs(path string, list []string) {
+	for i, c := range list {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			v.bad(fmt.Sprintf("%s[%d]", path, i), "write a network as ADDRESS/BITS, e.g. \"192.168.1.0/24\" or \"10.0.0.5/32\"", "%q is not a CIDR", c)
+		}
+	}
+}
+
+// secret reads a value given either inline or through a *_file key.
+func (v *validator) secret(path, inline, filePath, fileKey string) string {
+	switch {
+	case inline != "" && filePath != "":
+		v.bad(path, "keep one of them", "both %s and %s are set", lastKey(path), fileKey)
+		return inline
+	case filePath != "":
+		p := filePath
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(v.base, p)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			v.bad(parentKey(path)+"."+fileKey, "the file must exist and be readable by the callgate user", "cannot read secret: %v", err)
+			return ""
+		}
+		s := strings.TrimRight(string(b), "\r\n")
+		if s == "" {
+			v.bad(parentKey(path)+"."+fileKey, "put the secret on the first line", "%s is empty", p)
+		}
+		return s
+	case inline == "":
+		v.bad(path, fmt.Sprintf("set %s or %s", lastKey(path), fileKey), "missing %s", lastKey(path))
+	}
+	return inline
+}
+
+func lastKey(path string) string { return path[strings.LastIndex(path, ".")+1:] }
+func parentKey(path string) string {
+	if i := strings.LastIndex(path, "."); i >= 0 {
+		return path[:i]
+	}
+	return ""
+}
+
+func (v *validator) employees(list []Employee) map[string]bool {
+	ids := map[string]string{}
+	exts := map[string]string{}
+	for i := range list {
+		e := &list[i]
+		p := fmt.Sprintf("employee[%d]", i)
+		if !idRe.MatchString(e.ID) {
+			v.bad(p+".id", "lower-case letters, digits, '.', '_' or '-', e.g. id = \"ivanov\"", "%q is not a valid employee id", e.ID)
+		} else if first, dup := ids[e.ID]; dup {
+			v.bad(p+".id", "each [[employee]] needs its own id; the first is at line "+strconv.Itoa(v.idx.line(first)), "employee %q is defined twice", e.ID)
+		} else {
+			ids[e.ID] = p + ".id"
+		}
+		if n := len(e.Extensions); n < 1 || n > 2 {
+			v.bad(p+".extensions", "an employee has 1 or 2 extensions (lines), e.g. extensions = [\"101\"]", "has %d extensions", n)
+		}
+		for j, x := range e.Extensions {
+			xp := fmt.Sprintf("%s.extensions[%d]", p, j)
+			if !extensionRe.MatchString(x) {
+				v.bad(xp, "an extension is 2 to 8 digits, e.g. \"101\"", "%q is not a valid extension", x)
+				continue
+			}
+			if first, dup := exts[x]; dup {
+				v.bad(xp, "the first use is at line "+strconv.Itoa(v.idx.line(first)), "extension %s is used twice", x)
+				continue
+			}
+			exts[x] = xp
+		}
+		e.SIPPassword = v.secret(p+".sip_password", e.SIPPassword, e.SIPPasswordFile, "sip_password_file")
+		if e.SIPPassword != "" && len(e.SIPPassword) < 8 {
+			v.bad(p+".sip_password", "phones are attacked by password guessing: use 8 or more characters", "too short (%d characters)", len(e.SIPPassword))
+		}
+	}
+	out := map[string]bool{}
+	for id := range ids {
+		out[id] = true
+	}
+	return out
+}
+
+func (v *validator) upstream(u *Upstream, employees map[string]bool) {
+	if len(u.Accounts) > 0 {
+		if u.Registrar == "" {
+			v.bad("upstream.registrar", "e.g. registrar = \"udp:81.88.86.55:5060\"", "is required when accounts are configured")
+		}
+		if strings.TrimSpace(u.Domain) == "" {
+			v.bad("upstream.domain", "e.g. domain = \"vpbx400000000.mangosip.ru\"", "is required when accounts are configured")
+		}
+	}
+	if u.Registrar != "" {
+		if _, err := ParseListen(u.Registrar); err != nil {
+			v.bad("upstream.registrar", "write \"udp:IP:PORT\" or \"tcp:IP:PORT\"", "%v", err)
+		}
+	}
+	if u.Proxy != "" {
+		if _, err := ParseListen(u.Proxy); err != nil {
+			v.bad("upstream.proxy", "write \"udp:IP:PORT\" or \"tcp:IP:PORT\"", "%v", err)
+		}
+	}
+	v.cidrs("upstream.trusted_sources", u.TrustedSources)
+	v.between("upstream.expires", u.Expires.D(), 10*time.Second, 24*time.Hour)
+	v.between("upstream.register_timeout", u.RegisterTimeout.D(), 100*time.Millisecond, 64*time.Second)
+	v.between("upstream.retry_min", u.RetryMin.D(), 100*time.Millisecond, time.Hour)
+	if u.RetryMax < u.RetryMin {
+		v.bad("upstream.retry_max", "retry_max must not be below retry_min", "%s is below retry_min %s", u.RetryMax.D(), u.RetryMin.D())
+	}
+	users := map[string]string{}
+	for i := range u.Accounts {
+		a := &u.Accounts[i]
+		p := fmt.Sprintf("upstream.account[%d]", i)
+		if !sipUserRe.MatchString(a.User) {
+			v.bad(p+".user", "the SIP login of the VPBX account, e.g. user = \"sales1\"", "%q is not a valid SIP user", a.User)
+		} else if first, dup := users[strings.ToLower(a.User)]; dup {
+			v.bad(p+".user", "the first is at line "+strconv.Itoa(v.idx.line(first)), "account %q is configured twice", a.User)
+		} else {
+			users[strings.ToLower(a.User)] = p + ".user"
+		}
+		if a.AuthUser != "" && !sipUserRe.MatchString(a.AuthUser) && !strings.Contains(a.AuthUser, "@") {
+			v.bad(p+".auth_user", "leave it out to use user", "%q is not a valid authentication user", a.AuthUser)
+		}
+		a.Password = v.secret(p+".password", a.Password, a.PasswordFile, "password_file")
+		if a.Employee != "" && !employees[a.Employee] {
+			v.bad(p+".employee", "name the id of an [[employee]]", "unknown employee %q", a.Employee)
+		}
+	}
+	if len(u.Accounts) > 0 && len(u.TrustedSources) == 0 {
+		v.bad("upstream.trusted_sources", "list the VPBX's signalling networks, e.g. [\"81.88.86.0/24\"]", "is required when accounts are configured")
+	}
+}
+
+func (v *validator) http(h *HTTP) {
+	if h.Listen != "" {
+		if _, err := netip.ParseAddrPort(h.Listen); err != nil {
+			v.bad("http.listen", "e.g. listen = \"127.0.0.1:8080\"", "%q is not IP:PORT", h.Listen)
+		}
+	}
+	if h.APITokensFile != "" {
+		p := h.APITokensFile
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(v.base, p)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			v.bad("http.api_tokens_file", "one token per line; the file must be readable by the callgate user", "cannot read tokens: %v", err)
+		} else {
+			for _, l := range strings.Split(string(b), "\n") {
+				if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+					h.APITokens = append(h.APITokens, l)
+				}
+			}
+		}
+	}
+	for i, t := range h.APITokens {
+		if len(t) < 12 || strings.ContainsAny(t, " \t\r\n") {
+			v.bad(fmt.Sprintf("http.api_tokens[%d]", i), "use 12 or more characters without spaces, e.g. from `openssl rand -hex 20`", "token is too weak")
+		}
+	}
+}
