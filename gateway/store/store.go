@@ -1,0 +1,145 @@
+// Package store owns callgate's bbolt database: one file under data_dir,
+// locked against a second instance, with a schema version and ordered
+// migrations.
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// FileName is the database file inside data_dir.
+const FileName = "callgate.db"
+
+// Bucket names. Each part of callgate keeps its data in its own bucket.
+var (
+	BucketMeta     = []byte("meta")
+	BucketBindings = []byte("bindings")
+)
+
+var keySchema = []byte("schema_version")
+
+// ErrLocked means another process holds the database.
+var ErrLocked = errors.New("database is locked by another callgate process")
+
+// Migration upgrades the schema from version N-1 to N, where N is its index+1
+// in the migrations list. It runs inside one write transaction.
+type Migration struct {
+	Name string
+	Up   func(tx *bolt.Tx) error
+}
+
+// migrations is append-only: released versions never change.
+var migrations = []Migration{
+	{Name: "create meta and bindings buckets", Up: func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{BucketMeta, BucketBindings} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}},
+}
+
+// SchemaVersion is the version this build writes.
+func SchemaVersion() int { return len(migrations) }
+
+// Store is the open database.
+type Store struct {
+	db   *bolt.DB
+	path string
+}
+
+// Open opens (creating if needed) the database in dir and migrates it. It
+// fails at once with ErrLocked if another process has it open.
+func Open(dir string) (*Store, error) {
+	return open(dir, migrations)
+}
+
+func open(dir string, migs []Migration) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data_dir: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 200 * time.Millisecond})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open %s: %w (is callgate already running with data_dir %s?)", path, ErrLocked, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path}
+	if err := s.migrate(migs); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(migs []Migration) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(BucketMeta)
+		if err != nil {
+			return err
+		}
+		have := 0
+		if v := meta.Get(keySchema); len(v) == 8 {
+			have = int(binary.BigEndian.Uint64(v))
+		}
+		if have > len(migs) {
+			return fmt.Errorf("database %s has schema version %d, newer than this callgate understands (%d): upgrade callgate or restore a backup", s.path, have, len(migs))
+		}
+		for v := have; v < len(migs); v++ {
+			if err := migs[v].Up(tx); err != nil {
+				return fmt.Errorf("migrate %s to schema %d (%s): %w", s.path, v+1, migs[v].Name, err)
+			}
+		}
+		var buf [8]byte
+		binary.BigEndian.PutUint64(buf[:], uint64(len(migs)))
+		return meta.Put(keySchema, buf[:])
+	})
+}
+
+// Version reads the schema version stored in the database.
+func (s *Store) Version() (int, error) {
+	v := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(BucketMeta); b != nil {
+			if raw := b.Get(keySchema); len(raw) == 8 {
+				v = int(binary.BigEndian.Uint64(raw))
+			}
+		}
+		return nil
+	})
+	return v, err
+}
+
+// Path is the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Update runs fn in a read-write transaction.
+func (s *Store) Update(fn func(tx *bolt.Tx) error) error { return s.db.Update(fn) }
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(fn func(tx *bolt.Tx) error) error { return s.db.View(fn) }
+
+// Backup writes a consistent copy of the database to w while it stays in use.
+func (s *Store) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// Close flushes and closes the database, releasing the lock.
+func (s *Store) Close() error { return s.db.Close() }

@@ -1,0 +1,283 @@
+// Package digest is the server side of SIP digest authentication (RFC 3261
+// §22, RFC 8760 for SHA-256): challenges, self-validating nonces with a
+// lifetime, and verification with qop=auth nonce-count replay protection.
+//
+// sipgo only implements the client side; the client side's algorithm code
+// (github.com/icholy/digest) is reused here so both ends compute responses
+// the same way.
+package digest
+
+import (
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"hash"
+	"strings"
+	"sync"
+	"time"
+
+	icdigest "github.com/icholy/digest"
+)
+
+// Algorithm is a digest hash algorithm name as written on the wire.
+type Algorithm string
+
+// Supported algorithms.
+const (
+	MD5    Algorithm = "MD5"
+	SHA256 Algorithm = "SHA-256"
+)
+
+// HA1 computes H(user:realm:password) for alg, the value a server keeps
+// instead of the password.
+func HA1(alg Algorithm, user, realm, password string) string {
+	var h hash.Hash
+	if alg == SHA256 {
+		h = sha256.New()
+	} else {
+		h = md5.New()
+	}
+	h.Write([]byte(user + ":" + realm + ":" + password))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Secrets gives the stored HA1 of a user for an algorithm.
+type Secrets interface {
+	HA1(user string, alg Algorithm) (ha1 string, ok bool)
+}
+
+// Result is the outcome of checking a request's credentials.
+type Result int
+
+// Results of Verify.
+const (
+	// NoCredentials: the request carries no credentials for our realm; challenge it.
+	NoCredentials Result = iota
+	// OK: the credentials are valid.
+	OK
+	// Stale: the nonce expired, is not ours (e.g. from before a restart) or
+	// its count was reused; challenge again with stale=true. Not a failure.
+	Stale
+	// Failed: unknown user or wrong password. Counts as an authentication failure.
+	Failed
+	// Malformed: the Authorization header cannot be parsed.
+	Malformed
+)
+
+func (r Result) String() string {
+	return [...]string{"no-credentials", "ok", "stale", "failed", "malformed"}[r]
+}
+
+// Server issues challenges and verifies answers. It is safe for concurrent use.
+type Server struct {
+	realm    string
+	algs     []Algorithm
+	lifetime time.Duration
+	key      [32]byte
+	now      func() time.Time
+	counts   ncTable
+}
+
+// NewServer returns a server for realm offering algs in preference order.
+func NewServer(realm string, algs []Algorithm, nonceLifetime time.Duration) *Server {
+	s := &Server{realm: realm, algs: algs, lifetime: nonceLifetime, now: time.Now}
+	if _, err := rand.Read(s.key[:]); err != nil {
+		panic("digest: no randomness: " + err.Error())
+	}
+	s.counts.init(nonceLifetime)
+	return s
+}
+
+// Realm returns the realm.
+func (s *Server) Realm() string { return s.realm }
+
+// nonce layout before base64: 8 bytes expiry-base time (unix ms), 8 random
+// bytes, 12 bytes of HMAC over the first 16.
+const (
+	nonceRaw = 28
+	nonceLen = (nonceRaw*8 + 5) / 6
+)
+
+var b64 = base64.RawURLEncoding
+
+func (s *Server) newNonce() string {
+	var raw [nonceRaw]byte
+	binary.BigEndian.PutUint64(raw[:8], uint64(s.now().UnixMilli()))
+	if _, err := rand.Read(raw[8:16]); err != nil {
+		panic("digest: no randomness: " + err.Error())
+	}
+	s.sign(raw[:16], raw[16:])
+	return b64.EncodeToString(raw[:])
+}
+
+func (s *Server) sign(msg, out []byte) {
+	m := hmac.New(sha256.New, s.key[:])
+	m.Write(msg)
+	var sum [32]byte
+	copy(out, m.Sum(sum[:0]))
+}
+
+// checkNonce returns the nonce's id and whether it is ours and still valid.
+func (s *Server) checkNonce(n string) (id [8]byte, valid bool) {
+	if len(n) != nonceLen {
+		return id, false
+	}
+	var raw [nonceRaw]byte
+	if _, err := b64.Decode(raw[:], []byte(n)); err != nil {
+		return id, false
+	}
+	var mac [12]byte
+	s.sign(raw[:16], mac[:])
+	if !hmac.Equal(mac[:], raw[16:]) {
+		return id, false
+	}
+	issued := time.UnixMilli(int64(binary.BigEndian.Uint64(raw[:8])))
+	if s.now().Sub(issued) > s.lifetime {
+		return id, false
+	}
+	copy(id[:], raw[8:16])
+	return id, true
+}
+
+// Challenges returns one WWW-Authenticate (or Proxy-Authenticate) value per
+// offered algorithm, in preference order, all sharing a fresh nonce.
+func (s *Server) Challenges(stale bool) []string {
+	nonce := s.newNonce()
+	out := make([]string, len(s.algs))
+	for i, a := range s.algs {
+		var b strings.Builder
+		b.Grow(96 + len(s.realm))
+		b.WriteString(`Digest realm="`)
+		b.WriteString(s.realm)
+		b.WriteString(`", nonce="`)
+		b.WriteString(nonce)
+		b.WriteString(`", algorithm=`)
+		b.WriteString(string(a))
+		b.WriteString(`, qop="auth"`)
+		if stale {
+			b.WriteString(`, stale=true`)
+		}
+		out[i] = b.String()
+	}
+	return out
+}
+
+// Verify checks the Authorization header value auth of a request with the
+// given method. reqID identifies the request apart from retransmissions
+// (e.g. a hash of Call-ID and CSeq) so that a retransmitted request reusing
+// a nonce count is accepted while a replay of it is not. It returns the
+// authenticated user name (also for Failed, for accounting).
+func (s *Server) Verify(method, auth string, reqID uint64, secrets Secrets) (string, Result) {
+	if auth == "" {
+		return "", NoCredentials
+	}
+	cred, err := icdigest.ParseCredentials(auth)
+	if err != nil {
+		return "", Malformed
+	}
+	if cred.Realm != s.realm {
+		return cred.Username, NoCredentials
+	}
+	if cred.Username == "" || cred.Response == "" || cred.URI == "" || cred.Userhash {
+		return cred.Username, Malformed
+	}
+	alg := Algorithm(strings.ToUpper(cred.Algorithm))
+	if alg == "" {
+		alg = MD5
+	}
+	if alg == "SHA256" {
+		alg = SHA256
+	}
+	offered := false
+	for _, a := range s.algs {
+		offered = offered || a == alg
+	}
+	if !offered {
+		return cred.Username, NoCredentials
+	}
+	id, valid := s.checkNonce(cred.Nonce)
+	if !valid {
+		return cred.Username, Stale
+	}
+	ha1, ok := secrets.HA1(cred.Username, alg)
+	if !ok {
+		return cred.Username, Failed
+	}
+	chal := &icdigest.Challenge{Realm: s.realm, Nonce: cred.Nonce, Algorithm: string(alg)}
+	switch strings.ToLower(cred.QOP) {
+	case "":
+	case "auth":
+		chal.QOP = []string{"auth"}
+		if cred.Nc <= 0 || cred.Cnonce == "" {
+			return cred.Username, Malformed
+		}
+	default:
+		return cred.Username, Malformed
+	}
+	want, err := icdigest.Digest(chal, icdigest.Options{Method: method, URI: cred.URI, A1: ha1, Cnonce: cred.Cnonce, Count: cred.Nc})
+	if err != nil {
+		return cred.Username, Malformed
+	}
+	if subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.Response)), []byte(want.Response)) != 1 {
+		return cred.Username, Failed
+	}
+	if len(chal.QOP) > 0 && !s.counts.use(id, uint32(cred.Nc), reqID, s.now()) {
+		return cred.Username, Stale
+	}
+	return cred.Username, OK
+}
+
+// ncTable remembers the highest nonce count used with each nonce so that a
+// captured request cannot be replayed. Entries live in two generations that
+// rotate every nonce lifetime, so expired nonces are forgotten in O(1).
+type ncTable struct {
+	shards   [32]ncShard
+	lifetime time.Duration
+}
+
+type ncShard struct {
+	mu      sync.Mutex
+	cur     map[[8]byte]ncEntry
+	prev    map[[8]byte]ncEntry
+	rotated time.Time
+}
+
+type ncEntry struct {
+	nc    uint32
+	reqID uint64
+}
+
+func (t *ncTable) init(lifetime time.Duration) {
+	t.lifetime = lifetime
+	for i := range t.shards {
+		t.shards[i].cur = map[[8]byte]ncEntry{}
+		t.shards[i].prev = map[[8]byte]ncEntry{}
+	}
+}
+
+func (t *ncTable) use(id [8]byte, nc uint32, reqID uint64, now time.Time) bool {
+	sh := &t.shards[id[0]%uint8(len(t.shards))]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if now.Sub(sh.rotated) > t.lifetime {
+		sh.prev, sh.cur = sh.cur, make(map[[8]byte]ncEntry, len(sh.cur))
+		sh.rotated = now
+	}
+	e, ok := sh.cur[id]
+	if !ok {
+		e, ok = sh.prev[id]
+	}
+	switch {
+	case !ok || nc > e.nc:
+		sh.cur[id] = ncEntry{nc: nc, reqID: reqID}
+		return true
+	case nc == e.nc && reqID == e.reqID:
+		return true // a retransmission of the request that used this count
+	}
+	return false
+}
