@@ -1,0 +1,273 @@
+// Package registrar is the SIP registrar for the office phones: it
+// authenticates REGISTER requests with digest, keeps their bindings in a
+// location table, and answers where each extension can be reached. It
+// remembers the address a REGISTER came from, so a phone behind NAT is
+// reached there whatever its Contact says.
+package registrar
+
+import (
+	"errors"
+	"hash/maphash"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"callgate/sip/digest"
+	"callgate/sip/guard"
+	"callgate/sip/location"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Config is the registrar's policy.
+type Config struct {
+	MinExpires     time.Duration
+	MaxExpires     time.Duration
+	DefaultExpires time.Duration
+	MaxContacts    int
+	AllowNetworks  []netip.Prefix
+	ServerName     string // Server header
+}
+
+// Stats are the registrar's counters.
+type Stats struct {
+	Registers    atomic.Uint64
+	AuthFailures atomic.Uint64
+	Dropped      atomic.Uint64 // requests from banned sources, not answered
+	Refused      atomic.Uint64 // from networks outside allow_networks
+}
+
+// Registrar handles REGISTER requests. It is safe for concurrent use.
+type Registrar struct {
+	cfg     Config
+	auth    *digest.Server
+	secrets digest.Secrets
+	guard   *guard.Guard
+	loc     *location.Table
+	seed    maphash.Seed
+	now     func() time.Time
+	Stats   Stats
+}
+
+// New returns a registrar. secrets gives the HA1 of each extension; the
+// digest user name must be the extension being registered.
+func New(cfg Config, auth *digest.Server, secrets digest.Secrets, g *guard.Guard, loc *location.Table) *Registrar {
+	return &Registrar{cfg: cfg, auth: auth, secrets: secrets, guard: g, loc: loc, seed: maphash.MakeSeed(), now: time.Now}
+}
+
+// Location returns the binding table.
+func (r *Registrar) Location() *location.Table { return r.loc }
+
+// Allowed reports whether phones may register from ip.
+func (r *Registrar) Allowed(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range r.cfg.AllowNetworks {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// Source describes where a request came from and on which of our listeners.
+type Source struct {
+	Addr      netip.AddrPort
+	Local     netip.AddrPort
+	Transport string // "udp" or "tcp"
+}
+
+var errOutOfOrder = errors.New("out of order")
+
+// Handle processes a REGISTER and returns the response to send, or nil when
+// the request must go unanswered (banned source). src must be the
+// request's real source address; req.Source() is set from it.
+func (r *Registrar) Handle(req *sip.Request, src Source) *sip.Response {
+	req.SetSource(src.Addr.String())
+	to, callID, cseq := req.To(), req.CallID(), req.CSeq()
+	if to == nil || req.From() == nil || callID == nil || cseq == nil || req.Via() == nil {
+		return r.reply(req, sip.StatusBadRequest, "Missing Mandatory Header")
+	}
+	if !r.Allowed(src.Addr.Addr()) {
+		r.Stats.Refused.Add(1)
+		return r.reply(req, sip.StatusForbidden, "Network Not Allowed")
+	}
+	authHdr := req.GetHeader("Authorization")
+	claimed := to.Address.User
+	authValue := ""
+	if authHdr != nil {
+		authValue = authHdr.Value()
+	}
+	if r.guard.Blocked(src.Addr, claimed) {
+		r.Stats.Dropped.Add(1)
+		return nil
+	}
+	reqID := maphash.String(r.seed, string(*callID)+"\x00"+strconv.FormatUint(uint64(cseq.SeqNo), 10))
+	user, res := r.auth.Verify("REGISTER", authValue, reqID, r.secrets)
+	switch res {
+	case digest.NoCredentials, digest.Stale:
+		return r.challenge(req, res == digest.Stale)
+	case digest.Malformed:
+		return r.reply(req, sip.StatusBadRequest, "Malformed Authorization")
+	case digest.Failed:
+		r.Stats.AuthFailures.Add(1)
+		r.guard.Failure(src.Addr, user)
+		return r.reply(req, sip.StatusForbidden, "Wrong Credentials")
+	}
+	r.guard.Success(src.Addr, user)
+	if user != claimed {
+		// A phone may only register its own extension.
+		r.Stats.AuthFailures.Add(1)
+		r.guard.Failure(src.Addr, user)
+		return r.reply(req, sip.StatusForbidden, "Authenticated User Does Not Own This Address")
+	}
+	r.Stats.Registers.Add(1)
+	return r.update(req, src, claimed, string(*callID), cseq.SeqNo)
+}
+
+func (r *Registrar) challenge(req *sip.Request, stale bool) *sip.Response {
+	res := r.reply(req, sip.StatusUnauthorized, "Unauthorized")
+	for _, c := range r.auth.Challenges(stale) {
+		res.AppendHeader(sip.NewHeader("WWW-Authenticate", c))
+	}
+	return res
+}
+
+func (r *Registrar) reply(req *sip.Request, code int, reason string) *sip.Response {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	if r.cfg.ServerName != "" {
+		res.AppendHeader(sip.NewHeader("Server", r.cfg.ServerName))
+	}
+	return res
+}
+
+type contactReq struct {
+	uri      string
+	instance string
+	expires  time.Duration
+}
+
+// update applies RFC 3261 §10.3 steps 6-8 to aor's bindings.
+func (r *Registrar) update(req *sip.Request, src Source, aor, callID string, cseq uint32) *sip.Response {
+	now := r.now()
+	hdrExpires := r.cfg.DefaultExpires
+	if h := req.GetHeader("Expires"); h != nil {
+		v, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
+		if err != nil {
+			return r.reply(req, sip.StatusBadRequest, "Invalid Expires")
+		}
+		hdrExpires = time.Duration(v) * time.Second
+	}
+	var contacts []contactReq
+	wildcard := false
+	for _, h := range req.GetHeaders("Contact") {
+		ch, ok := h.(*sip.ContactHeader)
+		if !ok {
+			return r.reply(req, sip.StatusBadRequest, "Invalid Contact")
+		}
+		if ch.Address.Wildcard {
+			wildcard = true
+			continue
+		}
+		exp := hdrExpires
+		if v, ok := ch.Params.Get("expires"); ok {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return r.reply(req, sip.StatusBadRequest, "Invalid Contact expires")
+			}
+			exp = time.Duration(n) * time.Second
+		}
+		if exp > 0 && exp < r.cfg.MinExpires {
+			res := r.reply(req, sip.StatusIntervalToBrief, "Interval Too Brief")
+			res.AppendHeader(sip.NewHeader("Min-Expires", strconv.Itoa(int(r.cfg.MinExpires/time.Second))))
+			return res
+		}
+		if exp > r.cfg.MaxExpires {
+			exp = r.cfg.MaxExpires
+		}
+		inst, _ := ch.Params.Get("+sip.instance")
+		contacts = append(contacts, contactReq{uri: ch.Address.String(), instance: strings.Trim(inst, `"<>`), expires: exp})
+	}
+	if wildcard && (len(contacts) > 0 || hdrExpires != 0 || req.GetHeader("Expires") == nil) {
+		return r.reply(req, sip.StatusBadRequest, "Wildcard Contact Needs Expires: 0 Alone")
+	}
+	ua := ""
+	if h := req.GetHeader("User-Agent"); h != nil {
+		ua = h.Value()
+		if len(ua) > 128 {
+			ua = ua[:128]
+		}
+	}
+	var cur []location.Binding
+	var err error
+	if wildcard || len(contacts) > 0 {
+		cur, err = r.loc.Modify(aor, now, func(cur []location.Binding) ([]location.Binding, error) {
+			if wildcard {
+				for _, b := range cur {
+					if b.CallID == callID && b.CSeq > cseq {
+						return nil, errOutOfOrder
+					}
+				}
+				return nil, nil
+			}
+			for _, c := range contacts {
+				nb := location.Binding{AOR: aor, Contact: c.uri, Instance: c.instance, Source: src.Addr.String(),
+					Transport: src.Transport, Local: src.Local.String(), Expires: now.Add(c.expires),
+					CallID: callID, CSeq: cseq, UserAgent: ua, Since: now}
+				i := indexOf(cur, &nb)
+				if i >= 0 {
+					old := cur[i]
+					if old.CallID == callID && old.CSeq > cseq {
+						return nil, errOutOfOrder
+					}
+					nb.Since = old.Since
+					if c.expires == 0 {
+						cur = append(cur[:i], cur[i+1:]...)
+						continue
+					}
+					cur[i] = nb
+					continue
+				}
+				if c.expires > 0 {
+					cur = append(cur, nb)
+				}
+			}
+			for len(cur) > r.cfg.MaxContacts {
+				cur = dropOldest(cur)
+			}
+			return cur, nil
+		})
+		if errors.Is(err, errOutOfOrder) {
+			return r.reply(req, sip.StatusInternalServerError, "Out Of Order CSeq")
+		}
+	} else {
+		cur = r.loc.Lookup(aor, now)
+	}
+	res := r.reply(req, sip.StatusOK, "OK")
+	for _, b := range cur {
+		left := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
+		res.AppendHeader(sip.NewHeader("Contact", "<"+b.Contact+">;expires="+strconv.Itoa(left)))
+	}
+	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
+	return res
+}
+
+func indexOf(list []location.Binding, b *location.Binding) int {
+	for i := range list {
+		if list[i].Same(b) {
+			return i
+		}
+	}
+	return -1
+}
+
+func dropOldest(list []location.Binding) []location.Binding {
+	oldest := 0
+	for i := range list {
+		if list[i].Since.Before(list[oldest].Since) {
+			oldest = i
+		}
+	}
+	return append(list[:oldest], list[oldest+1:]...)
+}

@@ -1,0 +1,87 @@
+package registrar
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// UDPFilter returns a sipgo transport read filter that answers REGISTER
+// requests arriving over UDP on the reader goroutine, statelessly, the way
+// Kamailio's registrar replies with sl_send_reply: a registrar's answer is
+// idempotent, so a retransmitted REGISTER is simply processed again (the
+// digest nonce-count check recognises it as a retransmission). This keeps
+// REGISTER storms out of the transaction layer, whose per-request timers
+// and goroutines would otherwise bound throughput.
+//
+// conn returns the listening socket for a local address. Datagrams that are
+// not REGISTER pass through to sipgo unchanged, except that requests from
+// banned sources are dropped.
+func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.TransportReadFilter {
+	parser := sip.NewParser()
+	bufs := sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	return func(info sip.TransportReadProps, data []byte) ([]byte, error) {
+		ua, ok := info.RemoteAddr.(*net.UDPAddr)
+		if !ok {
+			return data, nil
+		}
+		src := ua.AddrPort()
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		if !bytes.HasPrefix(data, []byte("REGISTER ")) {
+			if r.guard.Blocked(src, "") && looksLikeRequest(data) {
+				r.Stats.Dropped.Add(1)
+				return nil, nil
+			}
+			return data, nil
+		}
+		pc := conn(info.LocalAddr.String())
+		if pc == nil {
+			return data, nil
+		}
+		msg, err := parser.ParseSIP(data)
+		if err != nil {
+			return nil, nil // unparseable datagram: nothing sane to answer to
+		}
+		req, ok := msg.(*sip.Request)
+		if !ok {
+			return nil, nil
+		}
+		req.SetTransport("UDP")
+		local, _ := netip.ParseAddrPort(info.LocalAddr.String())
+		res := r.Handle(req, Source{Addr: src, Local: local, Transport: "udp"})
+		if res == nil {
+			return nil, nil
+		}
+		buf := bufs.Get().(*bytes.Buffer)
+		buf.Reset()
+		res.StringWrite(buf)
+		_, _ = pc.WriteTo(buf.Bytes(), ua)
+		bufs.Put(buf)
+		return nil, nil
+	}
+}
+
+// looksLikeRequest tells requests from responses: a response starts "SIP/2.0".
+func looksLikeRequest(b []byte) bool { return !bytes.HasPrefix(b, []byte("SIP/2.0 ")) }
+
+// Handler is the sipgo request handler for REGISTER that did not take the
+// UDP fast path (TCP, where the transaction layer is cheap and the answer
+// must go back on the accepted connection). locals maps a transport
+// ("udp", "tcp") to our listener address for it.
+func (r *Registrar) Handler(locals map[string]netip.AddrPort) func(req *sip.Request, tx sip.ServerTransaction) {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		src, err := netip.ParseAddrPort(req.Source())
+		if err != nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusBadRequest, "Bad Source", nil))
+			return
+		}
+		tr := sip.NetworkToLower(req.Transport())
+		res := r.Handle(req, Source{Addr: netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), Local: locals[tr], Transport: tr})
+		if res != nil {
+			_ = tx.Respond(res)
+		}
+	}
+}
