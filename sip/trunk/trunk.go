@@ -1,0 +1,355 @@
+// Package trunk keeps callgate registered with the upstream VPBX: one
+// registration per account, refreshed before it expires, retried with
+// exponential backoff and jitter after failures, stopped for good on 403,
+// and removed on shutdown.
+package trunk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	icdigest "github.com/icholy/digest"
+)
+
+// State of one account's registration.
+type State string
+
+// States.
+const (
+	StateRegistering State = "registering"
+	StateRegistered  State = "registered"
+	StateBackoff     State = "backoff"   // failed, retrying later
+	StateForbidden   State = "forbidden" // 403: not retried until restart or reload
+	StateStopped     State = "stopped"
+)
+
+// Account is one VPBX SIP account.
+type Account struct {
+	User     string
+	AuthUser string // default User
+	Password string
+}
+
+// Config says where and how to register.
+type Config struct {
+	Target    string // IP:port every request goes to
+	Transport string // "udp" or "tcp"
+	Domain    string // SIP domain of the accounts
+	Contact   string // our host:port for Contact
+	Expires   time.Duration
+	Timeout   time.Duration // one REGISTER without an answer
+	RetryMin  time.Duration
+	RetryMax  time.Duration
+	UserAgent string
+}
+
+// Status is a snapshot of one account.
+type Status struct {
+	Account   string    `json:"account"`
+	State     State     `json:"state"`
+	Expires   time.Time `json:"expires,omitzero"`  // of the current registration
+	NextTry   time.Time `json:"next_try,omitzero"` // when backing off
+	LastError string    `json:"last_error,omitempty"`
+	Failures  int       `json:"failures"` // consecutive
+}
+
+// Sender sends a request and returns its final response; in callgate it is
+// a sipgo client's Do, sending from the SIP listener's socket.
+type Sender func(ctx context.Context, req *sip.Request) (*sip.Response, error)
+
+// Trunk runs the registrations.
+type Trunk struct {
+	cfg      Config
+	client   Sender
+	log      *slog.Logger
+	onChange func(Status)
+
+	mu     sync.Mutex
+	status map[string]Status
+	regs   []*registration
+}
+
+// New prepares a registration for each account; Run starts them.
+// onChange, if set, is called (from the account's goroutine) on every state change.
+func New(cfg Config, client Sender, accounts []Account, log *slog.Logger, onChange func(Status)) *Trunk {
+	t := &Trunk{cfg: cfg, client: client, log: log, onChange: onChange, status: map[string]Status{}}
+	for _, a := range accounts {
+		if a.AuthUser == "" {
+			a.AuthUser = a.User
+		}
+		t.regs = append(t.regs, &registration{t: t, acc: a, callID: sip.GenerateTagN(24) + "@callgate", fromTag: sip.GenerateTagN(12)})
+		t.status[a.User] = Status{Account: a.User, State: StateRegistering}
+	}
+	return t
+}
+
+// Run registers every account and keeps the registrations until ctx ends;
+// then it unregisters them (bounded by the register timeout) and returns.
+func (t *Trunk) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, r := range t.regs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.run(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+// Statuses returns a snapshot of every account, in configuration order.
+func (t *Trunk) Statuses() []Status {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Status, 0, len(t.regs))
+	for _, r := range t.regs {
+		out = append(out, t.status[r.acc.User])
+	}
+	return out
+}
+
+// AllRegistered reports whether every account is registered.
+func (t *Trunk) AllRegistered() bool {
+	for _, s := range t.Statuses() {
+		if s.State != StateRegistered {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *Trunk) set(s Status) {
+	t.mu.Lock()
+	prev := t.status[s.Account]
+	t.status[s.Account] = s
+	t.mu.Unlock()
+	if prev.State != s.State || prev.LastError != s.LastError {
+		t.log.Info("upstream registration", "account", s.Account, "state", string(s.State), "error", s.LastError)
+	}
+	if t.onChange != nil {
+		t.onChange(s)
+	}
+}
+
+type registration struct {
+	t       *Trunk
+	acc     Account
+	callID  string
+	fromTag string
+	cseq    uint32
+	chal    *icdigest.Challenge
+	nc      int
+	// proxyAuth: the registrar challenged with 407, answer with Proxy-Authorization.
+	proxyAuth bool
+}
+
+// errForbidden ends an account's retries.
+var errForbidden = errors.New("403 Forbidden")
+
+func (r *registration) run(ctx context.Context) {
+	t := r.t
+	backoff := t.cfg.RetryMin
+	failures := 0
+	registered := false
+	for {
+		granted, err := r.register(ctx, t.cfg.Expires)
+		if ctx.Err() != nil {
+			break
+		}
+		now := time.Now()
+		if err == nil {
+			registered = true
+			failures = 0
+			backoff = t.cfg.RetryMin
+			t.set(Status{Account: r.acc.User, State: StateRegistered, Expires: now.Add(granted)})
+			// Refresh at about 80% of what was granted.
+			if !sleep(ctx, granted*4/5) {
+				break
+			}
+			continue
+		}
+		failures++
+		if errors.Is(err, errForbidden) {
+			t.set(Status{Account: r.acc.User, State: StateForbidden, LastError: err.Error(), Failures: failures})
+			<-ctx.Done()
+			return // nothing to unregister
+		}
+		registered = false
+		wait := jitter(backoff)
+		t.set(Status{Account: r.acc.User, State: StateBackoff, LastError: err.Error(), Failures: failures, NextTry: now.Add(wait)})
+		if !sleep(ctx, wait) {
+			break
+		}
+		backoff = min(backoff*2, t.cfg.RetryMax)
+	}
+	if registered {
+		uctx, cancel := context.WithTimeout(context.Background(), t.cfg.Timeout)
+		_, err := r.register(uctx, 0)
+		cancel()
+		if err != nil {
+			t.log.Warn("upstream unregister failed", "account", r.acc.User, "error", err)
+		}
+	}
+	t.set(Status{Account: r.acc.User, State: StateStopped})
+}
+
+// jitter spreads retries of many accounts: a random value in [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tm.C:
+		return true
+	}
+}
+
+func (r *registration) request(expires time.Duration) *sip.Request {
+	cfg := r.t.cfg
+	r.cseq++
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: cfg.Domain})
+	req.SetTransport(strings.ToUpper(cfg.Transport))
+	req.SetDestination(cfg.Target)
+	aor := sip.Uri{Scheme: "sip", User: r.acc.User, Host: cfg.Domain}
+	from := &sip.FromHeader{Address: aor}
+	from.Params.Add("tag", r.fromTag)
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: aor})
+	cid := sip.CallIDHeader(r.callID)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: r.cseq, MethodName: sip.REGISTER})
+	host, port, _ := sip.ParseAddr(cfg.Contact)
+	contact := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: r.acc.User, Host: host, Port: port}}
+	if cfg.Transport == "tcp" {
+		contact.Address.UriParams = sip.NewParams()
+		contact.Address.UriParams.Add("transport", "tcp")
+	}
+	req.AppendHeader(contact)
+	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	if cfg.UserAgent != "" {
+		req.AppendHeader(sip.NewHeader("User-Agent", cfg.UserAgent))
+	}
+	req.AppendHeader(sip.NewHeader("Content-Length", "0"))
+	return req
+}
+
+func (r *registration) authorize(req *sip.Request, hdr string) error {
+	r.nc++
+	cred, err := icdigest.Digest(r.chal, icdigest.Options{Method: "REGISTER", URI: req.Recipient.String(),
+		Username: r.acc.AuthUser, Password: r.acc.Password, Count: r.nc})
+	if err != nil {
+		return err
+	}
+	req.AppendHeader(sip.NewHeader(hdr, cred.String()))
+	return nil
+}
+
+// register sends one REGISTER (answering a challenge) and returns the
+// interval the registrar granted.
+func (r *registration) register(ctx context.Context, expires time.Duration) (time.Duration, error) {
+	for round := 0; round < 3; round++ {
+		req := r.request(expires)
+		if r.chal != nil {
+			if err := r.authorize(req, r.authHeader()); err != nil {
+				return 0, fmt.Errorf("register %s: %w", r.acc.User, err)
+			}
+		}
+		tctx, cancel := context.WithTimeout(ctx, r.t.cfg.Timeout)
+		res, err := r.t.client(tctx, req)
+		cancel()
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				return 0, fmt.Errorf("register %s: no answer within %s", r.acc.User, r.t.cfg.Timeout)
+			}
+			return 0, fmt.Errorf("register %s: %w", r.acc.User, err)
+		}
+		switch {
+		case res.StatusCode == 200:
+			return r.granted(res, expires), nil
+		case res.StatusCode == 401 || res.StatusCode == 407:
+			name := "WWW-Authenticate"
+			if res.StatusCode == 407 {
+				name = "Proxy-Authenticate"
+			}
+			h := res.GetHeader(name)
+			if h == nil {
+				return 0, fmt.Errorf("register %s: %d without %s", r.acc.User, res.StatusCode, name)
+			}
+			chal, err := icdigest.ParseChallenge(h.Value())
+			if err != nil {
+				return 0, fmt.Errorf("register %s: bad challenge: %w", r.acc.User, err)
+			}
+			// A repeated challenge that is not stale means our credentials were refused.
+			if r.chal != nil && round > 0 && !chal.Stale {
+				r.chal = nil
+				return 0, fmt.Errorf("register %s: credentials refused (%d)", r.acc.User, res.StatusCode)
+			}
+			r.chal, r.nc = chal, 0
+			r.proxyAuth = res.StatusCode == 407
+		case res.StatusCode == 403:
+			return 0, fmt.Errorf("register %s: %w", r.acc.User, errForbidden)
+		case res.StatusCode == 423:
+			if h := res.GetHeader("Min-Expires"); h != nil {
+				if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n > 0 {
+					expires = time.Duration(n) * time.Second
+					continue
+				}
+			}
+			return 0, fmt.Errorf("register %s: 423 without usable Min-Expires", r.acc.User)
+		default:
+			return 0, fmt.Errorf("register %s: %d %s", r.acc.User, res.StatusCode, res.Reason)
+		}
+	}
+	return 0, fmt.Errorf("register %s: too many challenges", r.acc.User)
+}
+
+func (r *registration) authHeader() string {
+	if r.proxyAuth {
+		return "Proxy-Authorization"
+	}
+	return "Authorization"
+}
+
+// granted reads the interval from our Contact's expires or the Expires header.
+func (r *registration) granted(res *sip.Response, asked time.Duration) time.Duration {
+	for _, h := range res.GetHeaders("Contact") {
+		var uri sip.Uri
+		params := sip.NewParams()
+		if ch, ok := h.(*sip.ContactHeader); ok {
+			uri, params = ch.Address, ch.Params
+		} else if _, err := sip.ParseAddressValue(h.Value(), &uri, &params); err != nil {
+			continue
+		}
+		if uri.User == r.acc.User {
+			if v, ok := params.Get("expires"); ok {
+				if n, err := strconv.Atoi(v); err == nil && n > 0 {
+					return time.Duration(n) * time.Second
+				}
+			}
+		}
+	}
+	if h := res.GetHeader("Expires"); h != nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n > 0 {
+			return time.Duration(n) * time.Second
+		}
+	}
+	return asked
+}

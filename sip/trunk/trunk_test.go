@@ -1,0 +1,202 @@
+package trunk
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"callgate/sip/digest"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+type vpbxSecrets map[string]string
+
+func (s vpbxSecrets) HA1(user string, alg digest.Algorithm) (string, bool) {
+	p, ok := s[user]
+	return digest.HA1(alg, user, "vpbx", p), ok
+}
+
+// fakeRegistrar answers REGISTERs in-process like a VPBX: digest challenge,
+// then 200 with a short grant, or a scripted failure.
+type fakeRegistrar struct {
+	mu      sync.Mutex
+	auth    *digest.Server
+	mode    string // "ok", "forbidden", "silent"
+	grant   int
+	got     []*sip.Request
+	times   []time.Time
+	arrived chan *sip.Request
+}
+
+func newFake(mode string) *fakeRegistrar {
+	return &fakeRegistrar{auth: digest.NewServer("vpbx", []digest.Algorithm{digest.MD5}, time.Minute), mode: mode, grant: 2, arrived: make(chan *sip.Request, 100)}
+}
+
+func (f *fakeRegistrar) send(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	f.mu.Lock()
+	f.got = append(f.got, req)
+	f.times = append(f.times, time.Now())
+	mode := f.mode
+	f.mu.Unlock()
+	f.arrived <- req
+	switch mode {
+	case "silent":
+		<-ctx.Done()
+		return nil, ctx.Err()
+	case "forbidden":
+		return sip.NewResponseFromRequest(req, 403, "Forbidden", nil), nil
+	}
+	auth := ""
+	if h := req.GetHeader("Authorization"); h != nil {
+		auth = h.Value()
+	}
+	if _, r := f.auth.Verify("REGISTER", auth, uint64(req.CSeq().SeqNo), vpbxSecrets{"sales1": "Secret123"}); r != digest.OK {
+		res := sip.NewResponseFromRequest(req, 401, "Unauthorized", nil)
+		res.AppendHeader(sip.NewHeader("WWW-Authenticate", f.auth.Challenges(r == digest.Stale)[0]))
+		return res, nil
+	}
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res.AppendHeader(sip.NewHeader("Contact", req.Contact().Value()+";expires="+strconv.Itoa(f.grant)))
+	return res, nil
+}
+
+func newTrunk(f *fakeRegistrar, pass string) *Trunk {
+	cfg := Config{Target: "127.0.0.1:5070", Transport: "udp", Domain: "vpbx1.mangosip.ru", Contact: "127.0.0.1:5060",
+		Expires: 300 * time.Second, Timeout: 200 * time.Millisecond, RetryMin: 100 * time.Millisecond, RetryMax: 2 * time.Second}
+	return New(cfg, f.send, []Account{{User: "sales1", Password: pass}}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+}
+
+func waitState(t *testing.T, tr *Trunk, want State) Status {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		if s := tr.Statuses()[0]; s.State == want {
+			return s
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("state %s never reached, have %+v", want, tr.Statuses()[0])
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func TestRegisterRefreshUnregister(t *testing.T) {
+	f := newFake("ok")
+	tr := newTrunk(f, "Secret123")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tr.Run(ctx); close(done) }()
+	waitState(t, tr, StateRegistered)
+	if !tr.AllRegistered() {
+		t.Fatal("AllRegistered false while registered")
+	}
+	// 401 + authorized REGISTER, then a refresh at ~80% of the 2 s grant.
+	var first, refresh time.Time
+	for refresh.IsZero() {
+		select {
+		case req := <-f.arrived:
+			if req.GetHeader("Authorization") == nil {
+				continue
+			}
+			if first.IsZero() {
+				first = time.Now()
+			} else {
+				refresh = time.Now()
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no refresh before expiry")
+		}
+	}
+	if gap := refresh.Sub(first); gap < 1200*time.Millisecond || gap > 1950*time.Millisecond {
+		t.Fatalf("refreshed after %s, want about 80%% of 2s", gap)
+	}
+	cancel()
+	<-done
+	f.mu.Lock()
+	last := f.got[len(f.got)-1]
+	f.mu.Unlock()
+	if last.GetHeader("Expires").Value() != "0" || last.GetHeader("Authorization") == nil {
+		t.Fatalf("last request is not an authorized unregister: %v", last)
+	}
+	if tr.Statuses()[0].State != StateStopped {
+		t.Fatal("not stopped")
+	}
+	// Same Call-ID, increasing CSeq throughout (RFC 3261 §10.2.4).
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := 1; i < len(f.got); i++ {
+		if f.got[i].CallID().Value() != f.got[0].CallID().Value() || f.got[i].CSeq().SeqNo <= f.got[i-1].CSeq().SeqNo {
+			t.Fatalf("request %d: Call-ID/CSeq not continuous", i)
+		}
+	}
+}
+
+func TestForbiddenStopsRetrying(t *testing.T) {
+	f := newFake("forbidden")
+	tr := newTrunk(f, "Secret123")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tr.Run(ctx)
+	s := waitState(t, tr, StateForbidden)
+	if s.LastError == "" {
+		t.Fatal("403 not reported")
+	}
+	select {
+	case <-f.arrived:
+	default:
+		t.Fatal("no request seen")
+	}
+	select {
+	case <-f.arrived:
+		t.Fatal("retried after 403")
+	case <-time.After(500 * time.Millisecond):
+	}
+}
+
+func TestWrongPasswordBacksOff(t *testing.T) {
+	f := newFake("ok")
+	tr := newTrunk(f, "wrong")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tr.Run(ctx)
+	s := waitState(t, tr, StateBackoff)
+	if s.Failures < 1 || s.NextTry.IsZero() {
+		t.Fatalf("status %+v", s)
+	}
+}
+
+func TestSilentRegistrarBacksOffExponentially(t *testing.T) {
+	f := newFake("silent")
+	tr := newTrunk(f, "Secret123")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tr.Run(ctx)
+	var starts []time.Time
+	for len(starts) < 5 {
+		select {
+		case <-f.arrived:
+			starts = append(starts, time.Now())
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d attempts", len(starts))
+		}
+	}
+	// Gaps are timeout (200ms) + jittered backoff (50-100, 100-200, 200-400, 400-800 ms).
+	for i := 2; i < len(starts); i++ {
+		prev, gap := starts[i-1].Sub(starts[i-2]), starts[i].Sub(starts[i-1])
+		if gap < 200*time.Millisecond+time.Duration(50<<(i-1))*time.Millisecond {
+			t.Fatalf("gap %d = %s too short (previous %s)", i, gap, prev)
+		}
+	}
+	if last := starts[4].Sub(starts[3]); last < 600*time.Millisecond {
+		t.Fatalf("backoff not growing: last gap %s", last)
+	}
+	if s := tr.Statuses()[0]; s.State != StateBackoff || s.Failures < 4 {
+		t.Fatalf("status %+v", s)
+	}
+}
