@@ -1,0 +1,181 @@
+package siptest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// SDP returns a minimal G.711 audio offer/answer for an RTP address.
+func SDP(rtp string) []byte {
+	host, port, _ := net.SplitHostPort(rtp)
+	return []byte("v=0\r\n" +
+		"o=siptest 1 1 IN IP4 " + host + "\r\n" +
+		"s=siptest\r\n" +
+		"c=IN IP4 " + host + "\r\n" +
+		"t=0 0\r\n" +
+		"m=audio " + port + " RTP/AVP 8 0 101\r\n" +
+		"a=rtpmap:8 PCMA/8000\r\n" +
+		"a=rtpmap:0 PCMU/8000\r\n" +
+		"a=rtpmap:101 telephone-event/8000\r\n" +
+		"a=fmtp:101 0-16\r\n" +
+		"a=sendrecv\r\n")
+}
+
+// IncomingCall is an INVITE waiting for the test's decision.
+type IncomingCall struct {
+	Request *sip.Request
+	dialog  *sipgo.DialogServerSession
+	once    sync.Once
+	done    chan struct{}
+}
+
+func (c *IncomingCall) finish() { c.once.Do(func() { close(c.done) }) }
+
+// From is the caller's user part.
+func (c *IncomingCall) From() string { return c.Request.From().Address.User }
+
+// Ringing sends 180.
+func (c *IncomingCall) Ringing() error { return c.dialog.Respond(180, "Ringing", nil) }
+
+// Answer sends 200 with sdp and waits for the ACK.
+func (c *IncomingCall) Answer(ctx context.Context, sdp []byte) (*Call, error) {
+	defer c.finish()
+	states := c.dialog.StateRead() // before answering: the ACK may come at once
+	if err := c.dialog.Respond(200, "OK", sdp, sip.NewHeader("Content-Type", "application/sdp")); err != nil {
+		return nil, fmt.Errorf("answer: %w", err)
+	}
+	if c.dialog.LoadState() == sip.DialogStateConfirmed {
+		return &Call{server: c.dialog, Remote: c.Request.Body()}, nil
+	}
+	for {
+		select {
+		case s := <-states:
+			if s == sip.DialogStateConfirmed {
+				return &Call{server: c.dialog, Remote: c.Request.Body()}, nil
+			}
+			if s == sip.DialogStateEnded {
+				return nil, fmt.Errorf("answer: dialog ended before ACK")
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("answer: no ACK: %w", ctx.Err())
+		}
+	}
+}
+
+// Reject answers with a final error (e.g. 486 Busy Here, 603 Decline).
+func (c *IncomingCall) Reject(code int, reason string) error {
+	defer c.finish()
+	return c.dialog.Respond(code, reason, nil)
+}
+
+// Call is an established dialog, from either side.
+type Call struct {
+	server *sipgo.DialogServerSession
+	client *sipgo.DialogClientSession
+	// Remote is the other side's SDP.
+	Remote []byte
+}
+
+// Done is closed when the dialog ends (BYE in either direction).
+func (c *Call) Done() <-chan struct{} {
+	if c.server != nil {
+		return c.server.Context().Done()
+	}
+	return c.client.Context().Done()
+}
+
+// CallID of the dialog.
+func (c *Call) CallID() string {
+	if c.server != nil {
+		return c.server.InviteRequest.CallID().Value()
+	}
+	return c.client.InviteRequest.CallID().Value()
+}
+
+// Hangup sends BYE.
+func (c *Call) Hangup(ctx context.Context) error {
+	if c.server != nil {
+		return c.server.Bye(ctx)
+	}
+	return c.client.Bye(ctx)
+}
+
+// Refer sends an in-dialog REFER to target (a SIP URI) and returns the
+// response code. replaces, if set, is added to Refer-To as a Replaces
+// parameter for an attended transfer.
+func (c *Call) Refer(ctx context.Context, target string, replaces string) (int, error) {
+	req := sip.NewRequest(sip.REFER, c.remoteTarget())
+	referTo := "<" + target
+	if replaces != "" {
+		referTo += "?Replaces=" + strings.NewReplacer(";", "%3B", "=", "%3D", "@", "%40").Replace(replaces)
+	}
+	req.AppendHeader(sip.NewHeader("Refer-To", referTo+">"))
+	var (
+		res *sip.Response
+		err error
+	)
+	if c.server != nil {
+		res, err = c.server.Do(ctx, req)
+	} else {
+		res, err = c.client.Do(ctx, req)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("refer: %w", err)
+	}
+	return res.StatusCode, nil
+}
+
+// ReplacesID is the "callid;to-tag=..;from-tag=.." value that identifies
+// this dialog in a Replaces header, as seen from this side.
+func (c *Call) ReplacesID() string {
+	if c.client != nil {
+		return c.client.InviteRequest.CallID().Value() + ";to-tag=" + toTag(c.client.InviteResponse) + ";from-tag=" + fromTag(c.client.InviteRequest)
+	}
+	return c.server.InviteRequest.CallID().Value() + ";to-tag=" + fromTag(c.server.InviteRequest) + ";from-tag=" + toTag(c.server.InviteResponse)
+}
+
+func toTag(r *sip.Response) string  { t, _ := r.To().Params.Get("tag"); return t }
+func fromTag(r *sip.Request) string { t, _ := r.From().Params.Get("tag"); return t }
+func (c *Call) remoteTarget() sip.Uri {
+	if c.server != nil {
+		return c.server.InviteRequest.Contact().Address
+	}
+	return c.client.InviteResponse.Contact().Address
+}
+
+// Dial calls target (user or full SIP URI) through the phone's server,
+// answering a digest challenge, and waits for the answer. A final error
+// response is returned as *sipgo.ErrDialogResponse.
+func (p *Phone) Dial(ctx context.Context, target string, sdp []byte) (*Call, error) {
+	uri := p.serverURI()
+	if strings.HasPrefix(target, "sip:") {
+		if err := sip.ParseUri(target, &uri); err != nil {
+			return nil, err
+		}
+	} else {
+		uri.User = target
+	}
+	if p.cfg.Transport == "tcp" {
+		uri.UriParams = sip.NewParams()
+		uri.UriParams.Add("transport", "tcp")
+	}
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: p.cfg.User, Host: p.cfg.Domain}}
+	from.Params.Add("tag", sip.GenerateTagN(10))
+	s, err := p.dcc.Invite(ctx, uri, sdp, from, sip.NewHeader("Content-Type", "application/sdp"))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", target, err)
+	}
+	if err := s.WaitAnswer(ctx, sipgo.AnswerOptions{Username: p.cfg.User, Password: p.cfg.Password}); err != nil {
+		return nil, fmt.Errorf("dial %s: %w", target, err)
+	}
+	if err := s.Ack(ctx); err != nil {
+		return nil, fmt.Errorf("dial %s: ack: %w", target, err)
+	}
+	return &Call{client: s, Remote: s.InviteResponse.Body()}, nil
+}

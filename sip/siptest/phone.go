@@ -1,0 +1,287 @@
+// Package siptest provides SIP test doubles built on sipgo, the way
+// net/http/httptest sits beside net/http: a Phone that registers with
+// digest, receives and places calls and transfers them, and a VPBX stand-in
+// for Mango Office that challenges registrations and plays the outside
+// party. Everything runs on real sockets; tests wait on the channels they
+// expose, never on fixed sleeps.
+package siptest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// PhoneConfig describes a test phone.
+type PhoneConfig struct {
+	User      string // extension, also the digest user
+	Password  string
+	Transport string // "udp" (default) or "tcp"
+	Server    string // registrar/proxy IP:port (callgate)
+	Domain    string // host part of the AOR; default Server's host
+	Listen    string // our IP:port; default 127.0.0.1:0
+	// ContactHost, when set, is advertised in Contact instead of the real
+	// address (a phone behind NAT that only knows its private address).
+	ContactHost string
+	UserAgent   string
+	Logger      *slog.Logger
+}
+
+// Phone is a SIP phone for tests.
+type Phone struct {
+	cfg    PhoneConfig
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	client *sipgo.Client
+	addr   string // actual listen IP:port
+	pc     net.PacketConn
+	ln     net.Listener
+	cancel context.CancelFunc
+
+	contact sip.ContactHeader
+	dsc     *sipgo.DialogServerCache
+	dcc     *sipgo.DialogClientCache
+
+	// Requests receives every request that reaches the phone (OPTIONS,
+	// INVITE, BYE, NOTIFY...), after it has been answered.
+	Requests chan *sip.Request
+	// Calls receives incoming INVITEs for the test to answer.
+	Calls chan *IncomingCall
+
+	regMu   sync.Mutex
+	regCall string
+	regSeq  uint32
+}
+
+// NewPhone starts a phone listening on cfg.Listen.
+func NewPhone(cfg PhoneConfig) (*Phone, error) {
+	if cfg.Transport == "" {
+		cfg.Transport = "udp"
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.Domain == "" {
+		cfg.Domain, _, _ = strings.Cut(cfg.Server, ":")
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "siptest-phone"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent(cfg.User))
+	if err != nil {
+		return nil, err
+	}
+	p := &Phone{cfg: cfg, ua: ua, Requests: make(chan *sip.Request, 256), Calls: make(chan *IncomingCall, 16), regCall: sip.GenerateTagN(20)}
+	p.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	if cfg.Transport == "tcp" {
+		p.ln, err = net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		p.addr = p.ln.Addr().String()
+	} else {
+		p.pc, err = net.ListenPacket("udp", cfg.Listen)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		p.addr = p.pc.LocalAddr().String()
+	}
+	_ = ctx
+	host, port, _ := sip.ParseAddr(p.addr)
+	opts := []sipgo.ClientOption{sipgo.WithClientHostname(host), sipgo.WithClientLogger(log)}
+	if cfg.Transport == "udp" {
+		// Send from the listening socket, as a real phone does.
+		opts = append(opts, sipgo.WithClientConnectionAddr(p.addr), sipgo.WithClientPort(port))
+	}
+	p.client, err = sipgo.NewClient(ua, opts...)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	chost, cport := host, port
+	if cfg.ContactHost != "" {
+		chost, cport, _ = sip.ParseAddr(cfg.ContactHost)
+	}
+	p.contact = sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: cfg.User, Host: chost, Port: cport}}
+	if cfg.Transport == "tcp" {
+		p.contact.Address.UriParams = sip.NewParams()
+		p.contact.Address.UriParams.Add("transport", "tcp")
+	}
+	p.dsc = sipgo.NewDialogServerCache(p.client, p.contact)
+	p.dcc = sipgo.NewDialogClientCache(p.client, p.contact)
+	p.handlers()
+	if p.ln != nil {
+		go p.srv.ServeTCP(p.ln)
+	} else {
+		go p.srv.ServeUDP(p.pc)
+	}
+	return p, nil
+}
+
+// Addr is the phone's real listening address.
+func (p *Phone) Addr() string { return p.addr }
+
+// User is the phone's extension.
+func (p *Phone) User() string { return p.cfg.User }
+
+// Close stops the phone.
+func (p *Phone) Close() {
+	p.cancel()
+	if p.pc != nil {
+		p.pc.Close()
+	}
+	if p.ln != nil {
+		p.ln.Close()
+	}
+	p.ua.Close()
+}
+
+func (p *Phone) note(req *sip.Request) {
+	select {
+	case p.Requests <- req:
+	default: // a test that does not read Requests must not block the phone
+	}
+}
+
+func (p *Phone) handlers() {
+	p.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+		p.note(req)
+	})
+	p.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		if req.To().Params.Has("tag") {
+			// Re-INVITE: accept with our last SDP (hold/unhold are not modelled here).
+			if d, err := p.dsc.MatchDialogRequest(req); err == nil {
+				_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", d.InviteResponse.Body()))
+			} else if d, err := p.dcc.MatchRequestDialog(req); err == nil {
+				_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", d.InviteRequest.Body()))
+			} else {
+				_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+			}
+			p.note(req)
+			return
+		}
+		d, err := p.dsc.ReadInvite(req, tx)
+		if err != nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 400, err.Error(), nil))
+			return
+		}
+		call := &IncomingCall{Request: req, dialog: d, done: make(chan struct{})}
+		p.note(req)
+		select {
+		case p.Calls <- call:
+		default:
+			_ = d.Respond(486, "Busy Here", nil)
+			return
+		}
+		// The transaction must live until the test answers.
+		select {
+		case <-call.done:
+		case <-tx.Done():
+		}
+	})
+	p.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = p.dsc.ReadAck(req, tx)
+		p.note(req)
+	})
+	p.srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		if err := p.dsc.ReadBye(req, tx); errors.Is(err, sipgo.ErrDialogDoesNotExists) {
+			if err := p.dcc.ReadBye(req, tx); err != nil {
+				_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+			}
+		}
+		p.note(req)
+	})
+	p.srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) {
+		// sipgo answers CANCEL and 487s the INVITE in the transaction layer.
+		p.note(req)
+	})
+	for _, m := range []sip.RequestMethod{sip.NOTIFY, sip.INFO, sip.MESSAGE, sip.REFER, sip.UPDATE} {
+		p.srv.OnRequest(m, func(req *sip.Request, tx sip.ServerTransaction) {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+			p.note(req)
+		})
+	}
+}
+
+func (p *Phone) serverURI() sip.Uri {
+	host, port, _ := sip.ParseAddr(p.cfg.Server)
+	return sip.Uri{Scheme: "sip", Host: host, Port: port}
+}
+
+// Register registers for expires seconds (0 unregisters) and returns the
+// final response, answering one digest challenge.
+func (p *Phone) Register(ctx context.Context, expires int) (*sip.Response, error) {
+	return p.register(ctx, p.contact.Address.String(), expires, p.cfg.Password)
+}
+
+// RegisterWithPassword registers using another password (for failure tests).
+func (p *Phone) RegisterWithPassword(ctx context.Context, password string) (*sip.Response, error) {
+	return p.register(ctx, p.contact.Address.String(), 300, password)
+}
+
+// UnregisterAll sends Contact: * with Expires: 0.
+func (p *Phone) UnregisterAll(ctx context.Context) (*sip.Response, error) {
+	return p.register(ctx, "*", 0, p.cfg.Password)
+}
+
+func (p *Phone) register(ctx context.Context, contact string, expires int, password string) (*sip.Response, error) {
+	p.regMu.Lock()
+	defer p.regMu.Unlock()
+	req := p.newRegister(contact, expires)
+	res, err := p.client.Do(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("register %s: %w", p.cfg.User, err)
+	}
+	if res.StatusCode != 401 && res.StatusCode != 407 {
+		return res, nil
+	}
+	// DoDigestAuth reuses req, bumping its CSeq; keep ours in step.
+	res, err = p.client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: p.cfg.User, Password: password})
+	p.regSeq = req.CSeq().SeqNo
+	if err != nil {
+		return nil, fmt.Errorf("register %s: %w", p.cfg.User, err)
+	}
+	return res, nil
+}
+
+func (p *Phone) newRegister(contact string, expires int) *sip.Request {
+	p.regSeq++
+	req := sip.NewRequest(sip.REGISTER, p.serverURI())
+	req.SetTransport(strings.ToUpper(p.cfg.Transport))
+	aor := sip.Uri{Scheme: "sip", User: p.cfg.User, Host: p.cfg.Domain}
+	from := &sip.FromHeader{Address: aor}
+	from.Params.Add("tag", sip.GenerateTagN(10))
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: aor})
+	cid := sip.CallIDHeader(p.regCall)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: p.regSeq, MethodName: sip.REGISTER})
+	if contact == "*" {
+		req.AppendHeader(sip.NewHeader("Contact", "*"))
+	} else {
+		req.AppendHeader(sip.NewHeader("Contact", "<"+contact+">"))
+	}
+	req.AppendHeader(sip.NewHeader("Expires", fmt.Sprint(expires)))
+	req.AppendHeader(sip.NewHeader("User-Agent", p.cfg.UserAgent))
+	req.AppendHeader(sip.NewHeader("Content-Length", "0"))
+	return req
+}
