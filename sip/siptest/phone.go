@@ -14,6 +14,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -132,6 +133,10 @@ func NewPhone(cfg PhoneConfig) (*Phone, error) {
 		go p.srv.ServeTCP(p.ln)
 	} else {
 		go p.srv.ServeUDP(p.pc)
+		if err := waitServing(ua, "udp", p.addr); err != nil {
+			p.Close()
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -284,4 +289,17 @@ func (p *Phone) newRegister(contact string, expires int) *sip.Request {
 	req.AppendHeader(sip.NewHeader("User-Agent", p.cfg.UserAgent))
 	req.AppendHeader(sip.NewHeader("Content-Length", "0"))
 	return req
+}
+
+// waitServing waits until sipgo has taken the listening socket into its
+// connection pool; a request sent before that would try to bind the
+// address a second time.
+func waitServing(ua *sipgo.UserAgent, network, addr string) error {
+	for i := 0; i < 2000; i++ {
+		if c, _ := ua.TransportLayer().GetConnection(network, addr); c != nil {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return fmt.Errorf("sipgo did not start serving %s %s", network, addr)
 }

@@ -102,6 +102,10 @@ func NewVPBX(cfg VPBXConfig) (*VPBX, error) {
 	v.dsc = sipgo.NewDialogServerCache(v.client, contact)
 	v.handlers()
 	go v.srv.ServeUDP(v.pc)
+	if err := waitServing(ua, "udp", v.Addr()); err != nil {
+		v.Close()
+		return nil, err
+	}
 	return v, nil
 }
 
