@@ -34,6 +34,7 @@ type Log struct {
 // SIP configures the listeners for phones and the registrar.
 type SIP struct {
 	Listen            []string `toml:"listen"`
+	Advertise         string   `toml:"advertise"`
 	Realm             string   `toml:"realm"`
 	AllowNetworks     []string `toml:"allow_networks"`
 	DigestAlgorithms  []string `toml:"digest_algorithms"`

@@ -121,6 +121,11 @@ func (v *validator) sip(s *SIP) {
 		}
 		seen[la.String()] = true
 	}
+	if s.Advertise != "" {
+		if ip, err := netip.ParseAddr(s.Advertise); err != nil || ip.IsUnspecified() {
+			v.bad("sip.advertise", "the IP address phones and the VPBX reach callgate at, e.g. \"192.168.1.10\"", "%q is not a usable IP address", s.Advertise)
+		}
+	}
 	if strings.TrimSpace(s.Realm) == "" || strings.ContainsAny(s.Realm, "\"\\\r\n") {
 		v.bad("sip.realm", "e.g. realm = \"callgate\"", "must be a non-empty string without quotes")
 	}

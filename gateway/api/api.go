@@ -1,0 +1,121 @@
+// Package api is callgate's HTTP interface: health and readiness probes,
+// Prometheus metrics, and (for the CRM and the console) the JSON API.
+// Everything but the probes requires a bearer token.
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Check is one readiness condition: nil error means satisfied.
+type Check struct {
+	Name string
+	Fn   func() error
+}
+
+// Tokens holds API tokens as SHA-256 hashes, so the plain tokens do not
+// stay in memory longer than configuration loading.
+type Tokens struct {
+	hashes [][32]byte
+}
+
+// NewTokens hashes the given tokens.
+func NewTokens(plain []string) *Tokens {
+	t := &Tokens{}
+	for _, p := range plain {
+		t.hashes = append(t.hashes, sha256.Sum256([]byte(p)))
+	}
+	return t
+}
+
+// Valid reports whether token is one of ours, in constant time per token.
+func (t *Tokens) Valid(token string) bool {
+	if token == "" {
+		return false
+	}
+	h := sha256.Sum256([]byte(token))
+	ok := 0
+	for i := range t.hashes {
+		ok |= subtle.ConstantTimeCompare(h[:], t.hashes[i][:])
+	}
+	return ok == 1
+}
+
+// Server builds the HTTP handler.
+type Server struct {
+	Tokens   *Tokens
+	Gatherer prometheus.Gatherer
+	Ready    []Check
+}
+
+// Handler returns the HTTP routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.auth(promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{})))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		Error(w, http.StatusNotFound, "not_found", "no such endpoint")
+	})
+	return mux
+}
+
+// readyz answers 200 when every check passes, 503 otherwise. Only an
+// authenticated caller learns which checks failed and why.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	failed := map[string]string{}
+	for _, c := range s.Ready {
+		if err := c.Fn(); err != nil {
+			failed[c.Name] = err.Error()
+		}
+	}
+	status := http.StatusOK
+	if len(failed) > 0 {
+		status = http.StatusServiceUnavailable
+	}
+	body := map[string]any{"ready": len(failed) == 0}
+	if s.Tokens.Valid(bearer(r)) && len(failed) > 0 {
+		body["failed"] = failed
+	}
+	writeJSON(w, status, body)
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.Tokens.Valid(bearer(r)) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="callgate"`)
+			Error(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Error writes the JSON error shape every endpoint uses.
+func Error(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
