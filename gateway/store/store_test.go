@@ -52,7 +52,11 @@ func TestMigrationsRunOnceInOrder(t *testing.T) {
 	dir := t.TempDir()
 	var ran []string
 	migs := []Migration{
-		{Name: "one", Up: func(tx *bolt.Tx) error { ran = append(ran, "one"); _, err := tx.CreateBucketIfNotExists([]byte("a")); return err }},
+		{Name: "one", Up: func(tx *bolt.Tx) error {
+			ran = append(ran, "one")
+			_, err := tx.CreateBucketIfNotExists([]byte("a"))
+			return err
+		}},
 	}
 	s, err := open(dir, migs)
 	if err != nil {

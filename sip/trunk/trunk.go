@@ -132,7 +132,11 @@ func (t *Trunk) set(s Status) {
 	t.status[s.Account] = s
 	t.mu.Unlock()
 	if prev.State != s.State || prev.LastError != s.LastError {
-		t.log.Info("upstream registration", "account", s.Account, "state", string(s.State), "error", s.LastError)
+		if s.LastError != "" {
+			t.log.Warn("upstream registration", "account", s.Account, "state", string(s.State), "error", s.LastError)
+		} else {
+			t.log.Info("upstream registration", "account", s.Account, "state", string(s.State))
+		}
 	}
 	if t.onChange != nil {
 		t.onChange(s)

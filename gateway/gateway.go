@@ -1,0 +1,354 @@
+// Package gateway wires callgate together: it builds every part from the
+// configuration, starts them in order and stops them in reverse. The parts
+// themselves (sip/, media/, crm/) know nothing of each other or of gateway.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"callgate/gateway/api"
+	"callgate/gateway/config"
+	"callgate/gateway/directory"
+	"callgate/gateway/store"
+	"callgate/sip/digest"
+	"callgate/sip/guard"
+	"callgate/sip/location"
+	"callgate/sip/registrar"
+	"callgate/sip/trunk"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Gateway is one running callgate.
+type Gateway struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	store *store.Store
+	dir   *directory.Directory
+	guard *guard.Guard
+	reg   *registrar.Registrar
+	sip   *sipStack
+	trunk *trunk.Trunk
+	http  *http.Server
+	httpL net.Listener
+	prom  *prometheus.Registry
+
+	storedMu sync.Mutex
+	stored   map[string]int // bindings per aor as last written to the store
+}
+
+// New builds a gateway: it opens the store (failing at once if another
+// instance holds it), restores registrations and binds every socket, but
+// serves nothing until Run.
+func New(cfg *config.Config, log *slog.Logger) (g *Gateway, err error) {
+	g = &Gateway{cfg: cfg, log: log, stored: map[string]int{}}
+	defer func() {
+		if err != nil {
+			g.closeAll()
+		}
+	}()
+	g.store, err = store.Open(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	g.dir = directory.New(cfg)
+	g.guard = guard.New(guard.Config{MaxFailures: cfg.SIP.Ban.MaxFailures, MaxFailuresPerIP: cfg.SIP.Ban.MaxFailuresPerIP,
+		Window: cfg.SIP.Ban.Window.D(), BanTime: cfg.SIP.Ban.Duration.D()})
+	algs := make([]digest.Algorithm, len(cfg.SIP.DigestAlgorithms))
+	for i, a := range cfg.SIP.DigestAlgorithms {
+		algs[i] = digest.Algorithm(a)
+	}
+	var allow []netip.Prefix
+	for _, c := range cfg.SIP.AllowNetworks {
+		allow = append(allow, netip.MustParsePrefix(c))
+	}
+	loc := location.New()
+	if n, err := g.restoreBindings(loc); err != nil {
+		return nil, err
+	} else if n > 0 {
+		log.Info("registrations restored", "bindings", n)
+	}
+	g.reg = registrar.New(registrar.Config{
+		MinExpires: cfg.SIP.MinExpires.D(), MaxExpires: cfg.SIP.MaxExpires.D(), DefaultExpires: cfg.SIP.DefaultExpires.D(),
+		MaxContacts: cfg.SIP.MaxContacts, AllowNetworks: allow, ServerName: cfg.SIP.UserAgent,
+	}, digest.NewServer(cfg.SIP.Realm, algs, cfg.SIP.NonceLifetime.D()), g.dir, g.guard, loc)
+
+	g.sip, err = newSIPStack(cfg, g.reg, log)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Upstream.Accounts) > 0 {
+		g.trunk = g.newTrunk()
+	}
+	g.prom = g.metrics()
+	if cfg.HTTP.Listen != "" {
+		g.httpL, err = net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listen http %s: %w", cfg.HTTP.Listen, err)
+		}
+		srv := &api.Server{Tokens: api.NewTokens(cfg.HTTP.APITokens), Gatherer: g.prom, Ready: g.readyChecks()}
+		g.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	}
+	return g, nil
+}
+
+func (g *Gateway) newTrunk() *trunk.Trunk {
+	u := g.cfg.Upstream
+	target := u.Registrar
+	if u.Proxy != "" {
+		target = u.Proxy
+	}
+	la, _ := config.ParseListen(target)
+	var accounts []trunk.Account
+	for _, a := range u.Accounts {
+		accounts = append(accounts, trunk.Account{User: a.User, AuthUser: a.AuthUser, Password: a.Password})
+	}
+	cfg := trunk.Config{Target: la.Addr.String(), Transport: la.Transport, Domain: u.Domain,
+		Contact: g.sip.contactHostPort(la.Transport), Expires: u.Expires.D(), Timeout: u.RegisterTimeout.D(),
+		RetryMin: u.RetryMin.D(), RetryMax: u.RetryMax.D(), UserAgent: g.cfg.SIP.UserAgent}
+	send := func(ctx context.Context, req *sip.Request) (*sip.Response, error) { return g.sip.send(ctx, req, "") }
+	return trunk.New(cfg, send, accounts, g.log.With("component", "trunk"), nil)
+}
+
+// HTTPAddr is the address the HTTP API listens on ("" if disabled).
+func (g *Gateway) HTTPAddr() string {
+	if g.httpL == nil {
+		return ""
+	}
+	return g.httpL.Addr().String()
+}
+
+// Run serves until ctx ends, then shuts down in order: unregister upstream,
+// stop listeners, flush registrations, close the store.
+func (g *Gateway) Run(ctx context.Context) error {
+	defer g.closeAll()
+	if err := g.sip.serve(); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	if g.http != nil {
+		go func() {
+			if err := g.http.Serve(g.httpL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				g.log.Error("http server stopped", "error", err)
+			}
+		}()
+	}
+	trunkDone := make(chan struct{})
+	if g.trunk != nil {
+		go func() { g.trunk.Run(ctx); close(trunkDone) }()
+	} else {
+		close(trunkDone)
+	}
+	wg.Add(3)
+	go func() { defer wg.Done(); g.persistLoop(bg) }()
+	go func() { defer wg.Done(); g.keepaliveLoop(bg) }()
+	go func() { defer wg.Done(); g.watchdog(bg) }()
+	g.log.Info("callgate running", "sip", fmt.Sprint(g.cfg.SIP.Listen), "advertise", g.sip.advertise, "http", g.HTTPAddr())
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+
+	<-ctx.Done()
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	g.log.Info("stopping")
+	<-trunkDone // the trunk unregisters while the sockets are still open
+	if g.http != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_ = g.http.Shutdown(sctx)
+		cancel()
+	}
+	stopBG()
+	wg.Wait()
+	if err := g.flush(); err != nil {
+		g.log.Error("final flush of registrations failed", "error", err)
+	}
+	g.log.Info("stopped")
+	return nil
+}
+
+func (g *Gateway) closeAll() {
+	if g.sip != nil {
+		g.sip.close()
+		g.sip = nil
+	}
+	if g.httpL != nil {
+		g.httpL.Close()
+	}
+	if g.store != nil {
+		if err := g.store.Close(); err != nil {
+			g.log.Error("close store", "error", err)
+		}
+		g.store = nil
+	}
+}
+
+func (g *Gateway) restoreBindings(loc *location.Table) (int, error) {
+	var all []location.Binding
+	err := g.store.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(store.BucketBindings).ForEach(func(k, v []byte) error {
+			list, err := location.Decode(v)
+			if err != nil {
+				g.log.Warn("unreadable stored registration skipped", "aor", string(k), "error", err)
+				return nil
+			}
+			g.stored[string(k)] = len(list)
+			all = append(all, list...)
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("restore registrations: %w", err)
+	}
+	return loc.Restore(all, time.Now()), nil
+}
+
+// persistLoop writes changed registrations to the store in batches: after a
+// change it waits a moment so that a burst of REGISTERs costs one sync.
+func (g *Gateway) persistLoop(ctx context.Context) {
+	loc := g.reg.Location()
+	sweep := time.NewTicker(5 * time.Second)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sweep.C:
+			loc.Expire(time.Now())
+			g.guard.Sweep()
+		case <-loc.Changed():
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err := g.flush(); err != nil {
+			g.log.Error("saving registrations failed; will retry", "error", err)
+		}
+	}
+}
+
+func (g *Gateway) flush() error {
+	return g.reg.Location().Flush(func(changes map[string][]byte) error {
+		err := g.store.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(store.BucketBindings)
+			for aor, v := range changes {
+				var err error
+				if v == nil {
+					err = b.Delete([]byte(aor))
+				} else {
+					err = b.Put([]byte(aor), v)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		g.storedMu.Lock()
+		for aor, v := range changes {
+			if v == nil {
+				delete(g.stored, aor)
+			} else if list, err := location.Decode(v); err == nil {
+				g.stored[aor] = len(list)
+			}
+		}
+		g.storedMu.Unlock()
+		return nil
+	})
+}
+
+func (g *Gateway) storedBindings() int {
+	g.storedMu.Lock()
+	defer g.storedMu.Unlock()
+	n := 0
+	for _, c := range g.stored {
+		n += c
+	}
+	return n
+}
+
+// keepaliveLoop pings every registered device right away (after a restart
+// this re-opens NAT pinholes) and then every keepalive_interval.
+func (g *Gateway) keepaliveLoop(ctx context.Context) {
+	every := g.cfg.SIP.KeepaliveInterval.D()
+	if every <= 0 {
+		return
+	}
+	timeout := min(every, 5*time.Second)
+	for {
+		bindings := g.reg.Location().All(time.Now())
+		if len(bindings) > 0 {
+			ok := g.sip.keepalive(ctx, bindings, timeout)
+			g.log.Debug("keepalive round", "bindings", len(bindings), "answered", ok)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+// watchdog pings systemd's watchdog at half its interval, as long as the
+// SIP listeners are up.
+func (g *Gateway) watchdog(ctx context.Context) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || interval == 0 {
+		return
+	}
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if g.sip.listening() {
+				_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			}
+		}
+	}
+}
+
+func (g *Gateway) readyChecks() []api.Check {
+	return []api.Check{
+		{Name: "store", Fn: func() error {
+			if g.store == nil {
+				return errors.New("closed")
+			}
+			return nil
+		}},
+		{Name: "sip", Fn: func() error {
+			if g.sip == nil || !g.sip.listening() {
+				return errors.New("listeners not up")
+			}
+			return nil
+		}},
+		{Name: "upstream", Fn: func() error {
+			if g.trunk == nil {
+				return nil
+			}
+			for _, s := range g.trunk.Statuses() {
+				if s.State != trunk.StateRegistered {
+					return fmt.Errorf("account %s is %s", s.Account, s.State)
+				}
+			}
+			return nil
+		}},
+	}
+}

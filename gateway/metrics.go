@@ -1,0 +1,54 @@
+package gateway
+
+import (
+	"callgate/sip/trunk"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics registers callgate's metrics. Values are read from the parts when
+// scraped, so nothing on the SIP path touches Prometheus.
+func (g *Gateway) metrics() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st := &g.reg.Stats
+	r.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_registered_contacts", Help: "Devices registered with the registrar."},
+			func() float64 { return float64(g.reg.Location().Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_location_stored_bindings", Help: "Registrations written to the database (survive a crash)."},
+			func() float64 { return float64(g.storedBindings()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_sip_auth_failures_total", Help: "Digest authentications that failed (wrong password or user)."},
+			func() float64 { return float64(st.AuthFailures.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_sip_banned_sources", Help: "Sources banned for failing authentication."},
+			func() float64 { return float64(g.guard.Active()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_sip_register_total", Help: "REGISTER requests that authenticated."},
+			func() float64 { return float64(st.Registers.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_sip_dropped_total", Help: "Requests from banned sources left unanswered."},
+			func() float64 { return float64(st.Dropped.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_sip_refused_networks_total", Help: "REGISTERs from outside sip.allow_networks."},
+			func() float64 { return float64(st.Refused.Load()) }),
+	)
+	if g.trunk != nil {
+		r.MustRegister(&upstreamCollector{t: g.trunk, desc: prometheus.NewDesc("callgate_upstream_registered",
+			"1 when the upstream account is registered with the VPBX.", []string{"account"}, nil)})
+	}
+	return r
+}
+
+type upstreamCollector struct {
+	t    *trunk.Trunk
+	desc *prometheus.Desc
+}
+
+func (c *upstreamCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *upstreamCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.t.Statuses() {
+		v := 0.0
+		if s.State == trunk.StateRegistered {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, s.Account)
+	}
+}
