@@ -135,7 +135,7 @@ func Defaults() Config {
 			Listen:            []string{"udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"},
 			Realm:             "callgate",
 			AllowNetworks:     []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1/128", "fc00::/7"},
-			DigestAlgorithms:  []string{"MD5", "SHA-256"},
+			DigestAlgorithms:  []string{"MD5"},
 			NonceLifetime:     Duration(60 * time.Second),
 			MinExpires:        Duration(60 * time.Second),
 			MaxExpires:        Duration(3600 * time.Second),
