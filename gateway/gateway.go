@@ -51,11 +51,11 @@ type Gateway struct {
 // New builds a gateway: it opens the store (failing at once if another
 // instance holds it), restores registrations and binds every socket, but
 // serves nothing until Run.
-func New(cfg *config.Config, log *slog.Logger) (g *Gateway, err error) {
-	g = &Gateway{cfg: cfg, log: log, stored: map[string]int{}}
+func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
+	g := &Gateway{cfg: cfg, log: log, stored: map[string]int{}}
 	defer func() {
 		if err != nil {
-			g.closeAll()
+			g.closeAll() // release what was opened before the failure
 		}
 	}()
 	g.store, err = store.Open(cfg.DataDir)
