@@ -79,6 +79,7 @@ type daemonConfig struct {
 	HTTPPort int
 	SIPExtra string // more keys in the [sip] table
 	Extra    string // appended TOML (e.g. an [upstream] section)
+	Env      []string
 }
 
 func (c daemonConfig) toml() string {
@@ -154,6 +155,7 @@ func startDaemon(t *testing.T, cfg daemonConfig) *daemon {
 	d := &daemon{t: t, cfg: cfg, path: path, log: &syncBuffer{}, done: make(chan error, 1)}
 	d.cmd = exec.Command(binPath, "run", "-config", path)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.cmd.Env = append(os.Environ(), cfg.Env...)
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -81,6 +81,7 @@ type Server struct {
 	key      [32]byte
 	now      func() time.Time
 	counts   ncTable
+	macs     sync.Pool // HMAC-SHA256 keyed with key: setting one up costs more than using it
 }
 
 // NewServer returns a server for realm offering algs in preference order.
@@ -90,6 +91,7 @@ func NewServer(realm string, algs []Algorithm, nonceLifetime time.Duration) *Ser
 		panic("digest: no randomness: " + err.Error())
 	}
 	s.counts.init(nonceLifetime)
+	s.macs.New = func() any { return hmac.New(sha256.New, s.key[:]) }
 	return s
 }
 
@@ -116,10 +118,12 @@ func (s *Server) newNonce() string {
 }
 
 func (s *Server) sign(msg, out []byte) {
-	m := hmac.New(sha256.New, s.key[:])
+	m := s.macs.Get().(hash.Hash)
+	m.Reset()
 	m.Write(msg)
 	var sum [32]byte
 	copy(out, m.Sum(sum[:0]))
+	s.macs.Put(m)
 }
 
 // checkNonce returns the nonce's id and whether it is ours and still valid.
@@ -176,17 +180,17 @@ func (s *Server) Verify(method, auth string, reqID uint64, secrets Secrets) (str
 	if auth == "" {
 		return "", NoCredentials
 	}
-	cred, err := icdigest.ParseCredentials(auth)
-	if err != nil {
+	cred, ok := parseCredentials(auth)
+	if !ok {
 		return "", Malformed
 	}
-	if cred.Realm != s.realm {
-		return cred.Username, NoCredentials
+	if cred.realm != s.realm {
+		return cred.username, NoCredentials
 	}
-	if cred.Username == "" || cred.Response == "" || cred.URI == "" || cred.Userhash {
-		return cred.Username, Malformed
+	if cred.username == "" || cred.response == "" || cred.uri == "" || cred.userhash {
+		return cred.username, Malformed
 	}
-	alg := Algorithm(strings.ToUpper(cred.Algorithm))
+	alg := Algorithm(strings.ToUpper(cred.algorithm))
 	if alg == "" {
 		alg = MD5
 	}
@@ -198,38 +202,38 @@ func (s *Server) Verify(method, auth string, reqID uint64, secrets Secrets) (str
 		offered = offered || a == alg
 	}
 	if !offered {
-		return cred.Username, NoCredentials
+		return cred.username, NoCredentials
 	}
-	id, valid := s.checkNonce(cred.Nonce)
+	id, valid := s.checkNonce(cred.nonce)
 	if !valid {
-		return cred.Username, Stale
+		return cred.username, Stale
 	}
-	ha1, ok := secrets.HA1(cred.Username, alg)
+	ha1, ok := secrets.HA1(cred.username, alg)
 	if !ok {
-		return cred.Username, Failed
+		return cred.username, Failed
 	}
-	chal := &icdigest.Challenge{Realm: s.realm, Nonce: cred.Nonce, Algorithm: string(alg)}
-	switch strings.ToLower(cred.QOP) {
+	chal := &icdigest.Challenge{Realm: s.realm, Nonce: cred.nonce, Algorithm: string(alg)}
+	switch strings.ToLower(cred.qop) {
 	case "":
 	case "auth":
 		chal.QOP = []string{"auth"}
-		if cred.Nc <= 0 || cred.Cnonce == "" {
-			return cred.Username, Malformed
+		if cred.nc <= 0 || cred.cnonce == "" {
+			return cred.username, Malformed
 		}
 	default:
-		return cred.Username, Malformed
+		return cred.username, Malformed
 	}
-	want, err := icdigest.Digest(chal, icdigest.Options{Method: method, URI: cred.URI, A1: ha1, Cnonce: cred.Cnonce, Count: cred.Nc})
+	want, err := icdigest.Digest(chal, icdigest.Options{Method: method, URI: cred.uri, A1: ha1, Cnonce: cred.cnonce, Count: cred.nc})
 	if err != nil {
-		return cred.Username, Malformed
+		return cred.username, Malformed
 	}
-	if subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.Response)), []byte(want.Response)) != 1 {
-		return cred.Username, Failed
+	if subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.response)), []byte(want.Response)) != 1 {
+		return cred.username, Failed
 	}
-	if len(chal.QOP) > 0 && !s.counts.use(id, uint32(cred.Nc), reqID, s.now()) {
-		return cred.Username, Stale
+	if len(chal.QOP) > 0 && !s.counts.use(id, uint32(cred.nc), reqID, s.now()) {
+		return cred.username, Stale
 	}
-	return cred.Username, OK
+	return cred.username, OK
 }
 
 // ncTable remembers the highest nonce count used with each nonce so that a

@@ -146,3 +146,32 @@ func BenchmarkChallengeAndVerify(b *testing.B) {
 		}
 	}
 }
+
+func TestParseCredentialsAgreesWithClientLibrary(t *testing.T) {
+	s := NewServer("callgate", []Algorithm{MD5}, time.Minute)
+	auth := answer(t, s.Challenges(false), MD5, "101", "Phone101pass", 7)
+	want, err := icdigest.ParseCredentials(auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := parseCredentials(auth)
+	if !ok || got.username != want.Username || got.realm != want.Realm || got.nonce != want.Nonce || got.uri != want.URI ||
+		got.response != want.Response || got.cnonce != want.Cnonce || got.qop != want.QOP || got.nc != want.Nc || got.algorithm != want.Algorithm {
+		t.Fatalf("parsed %+v, library says %+v", got, want)
+	}
+	for _, bad := range []string{"", "Digest", "Basic x=y", `Digest username="unterminated`, "Digest =x", "Digest nc=zz"} {
+		if _, ok := parseCredentials(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+func FuzzParseCredentials(f *testing.F) {
+	f.Add(`Digest username="101", realm="callgate", nonce="abc", uri="sip:x", response="00", qop=auth, nc=00000001, cnonce="x"`)
+	f.Fuzz(func(t *testing.T, h string) {
+		c, ok := parseCredentials(h)
+		if ok && len(c.username) > len(h) {
+			t.Fatal("impossible")
+		}
+	})
+}
