@@ -195,30 +195,37 @@ type Saver func(changes map[string][]byte) error
 // Flush hands every aor changed since the last flush to save. If save fails
 // the changes stay pending for the next flush.
 func (t *Table) Flush(save Saver) error {
-	changes := map[string][]byte{}
+	// Copy under the shard locks, encode outside them: REGISTERs must not
+	// wait for JSON encoding of a large batch.
+	pending := map[string][]Binding{}
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
 		for aor := range s.dirty {
-			if list := s.aors[aor]; len(list) > 0 {
-				b, err := json.Marshal(list)
-				if err != nil {
-					s.mu.Unlock()
-					return err
-				}
-				changes[aor] = b
-			} else {
-				changes[aor] = nil
-			}
+			pending[aor] = append([]Binding(nil), s.aors[aor]...)
 		}
 		clear(s.dirty)
 		s.mu.Unlock()
 	}
-	if len(changes) == 0 {
+	if len(pending) == 0 {
 		return nil
 	}
-	if err := save(changes); err != nil {
-		for aor := range changes {
+	changes := make(map[string][]byte, len(pending))
+	var err error
+	for aor, list := range pending {
+		if len(list) == 0 {
+			changes[aor] = nil
+			continue
+		}
+		if changes[aor], err = json.Marshal(list); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = save(changes)
+	}
+	if err != nil {
+		for aor := range pending {
 			s := t.shard(aor)
 			s.mu.Lock()
 			t.markLocked(s, aor)
