@@ -102,7 +102,7 @@ func (t *Table) Modify(aor string, now time.Time, fn func(cur []Binding) ([]Bind
 		s.aors[aor] = next
 	}
 	t.markLocked(s, aor)
-	return next, nil
+	return append([]Binding(nil), next...), nil // the stored slice stays private to the table
 }
 
 // Lookup returns copies of the unexpired bindings of aor, newest first.
@@ -148,7 +148,7 @@ func (t *Table) Expire(now time.Time) int {
 		s := &t.shards[i]
 		s.mu.Lock()
 		for aor, list := range s.aors {
-			keep := list[:0]
+			var keep []Binding // a new slice: copies handed out earlier may share the old one
 			for _, b := range list {
 				if b.Expires.After(now) {
 					keep = append(keep, b)

@@ -93,9 +93,13 @@ func TestConcurrentModify(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; i < 100; i++ {
-				tb.Modify("101", now, func(cur []Binding) ([]Binding, error) {
+				got, _ := tb.Modify("101", now, func(cur []Binding) ([]Binding, error) {
 					return append(cur, bind("101", fmt.Sprintf("sip:%d-%d@x", w, i), now.Add(time.Hour))), nil
 				})
+				tb.Expire(now) // rewrites the table's lists while callers read what Modify returned
+				for _, b := range got {
+					_ = b.Contact
+				}
 				tb.Lookup("101", now)
 				tb.Flush(func(map[string][]byte) error { return nil })
 			}
