@@ -222,7 +222,7 @@ func TestUpstreamSilentRegistrarBacksOff(t *testing.T) {
 // TestUpstreamFollowsVPBX uses the Go VPBX stand-in to show /readyz and the
 // metric following the registration state, and the unregister on SIGTERM.
 func TestUpstreamFollowsVPBX(t *testing.T) {
-	vpbx, err := siptest.NewVPBX(siptest.VPBXConfig{Domain: "vpbx.test", Accounts: map[string]string{"sales1": "Secret123"}, Grant: 60})
+	vpbx, err := siptest.NewVPBX(siptest.VPBXConfig{Domain: "vpbx.test", Accounts: map[string]string{"sales1": "Secret123"}, Grant: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,6 +236,27 @@ func TestUpstreamFollowsVPBX(t *testing.T) {
 	if !strings.Contains(reg.Contact, d.sipAddr()) {
 		t.Fatalf("contact %q", reg.Contact)
 	}
+	readyz := func() int {
+		res, err := d.get("/readyz", false)
+		if err != nil {
+			return 0
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if readyz() != 200 {
+		t.Fatal("not ready while registered")
+	}
+	// The VPBX stops answering: the next refresh (at ~1.6 s) times out.
+	vpbx.SetMode(siptest.VPBXSilent)
+	d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 0, 10*time.Second)
+	if readyz() != 503 {
+		t.Fatal("ready while the upstream account is down")
+	}
+	// It comes back: callgate registers again by itself.
+	vpbx.SetMode(siptest.VPBXAccept)
+	d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
+	d.waitFor("ready again", 5*time.Second, func() bool { return readyz() == 200 })
 	d.stop()
 	if _, ok := vpbx.Binding("sales1"); ok {
 		t.Fatal("callgate did not unregister on SIGTERM")

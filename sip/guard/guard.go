@@ -95,13 +95,13 @@ func (g *Guard) Failure(src netip.AddrPort, user string) bool {
 	defer g.mu.Unlock()
 	g.sweepLocked(now)
 	banned := false
-	if g.bump(g.srcFail, src, user, now) >= g.cfg.MaxFailures {
+	if bump(g.srcFail, src, user, now, g.cfg.Window) >= g.cfg.MaxFailures {
 		g.srcBan[src] = Ban{Source: src.String(), Until: now.Add(g.cfg.BanTime), User: user}
 		delete(g.srcFail, src)
 		banned = true
 	}
 	ip := src.Addr().Unmap()
-	if g.bumpIP(ip, user, now) >= g.cfg.MaxFailuresPerIP {
+	if bump(g.ipFail, ip, user, now, g.cfg.Window) >= g.cfg.MaxFailuresPerIP {
 		g.ipBan[ip] = Ban{Source: ip.String(), Until: now.Add(g.cfg.BanTime), User: user}
 		delete(g.ipFail, ip)
 		banned = true
@@ -110,22 +110,12 @@ func (g *Guard) Failure(src netip.AddrPort, user string) bool {
 	return banned
 }
 
-func (g *Guard) bump(m map[netip.AddrPort]*counter, k netip.AddrPort, user string, now time.Time) int {
+// bump counts one failure for k within the window and returns the count.
+func bump[K comparable](m map[K]*counter, k K, user string, now time.Time, window time.Duration) int {
 	c, ok := m[k]
-	if !ok || now.Sub(c.start) > g.cfg.Window {
+	if !ok || now.Sub(c.start) > window {
 		c = &counter{start: now}
 		m[k] = c
-	}
-	c.n++
-	c.user = user
-	return c.n
-}
-
-func (g *Guard) bumpIP(ip netip.Addr, user string, now time.Time) int {
-	c, ok := g.ipFail[ip]
-	if !ok || now.Sub(c.start) > g.cfg.Window {
-		c = &counter{start: now}
-		g.ipFail[ip] = c
 	}
 	c.n++
 	c.user = user
