@@ -1,0 +1,301 @@
+// Package relay anchors RTP/RTCP at callgate: each call gets a session with
+// one port pair facing each party, and packets arriving on one side leave
+// from the other side's ports toward that party. The signalling layer only
+// asks for ports and tells where the parties are (offer/answer/delete, as
+// Kamailio asks rtpengine); it never touches these sockets.
+//
+// Forwarding allocates nothing per packet. Parties behind NAT are handled by
+// symmetric latching: a side's real address is the source of its first
+// packet, whatever its SDP said.
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Side of a session. A is the outside party (left channel of a recording),
+// B the employee (right channel).
+type Side int
+
+// Sides.
+const (
+	A Side = 0
+	B Side = 1
+)
+
+func (s Side) String() string { return [...]string{"A", "B"}[s] }
+
+// Config of the relay.
+type Config struct {
+	Bind    netip.Addr    // address the RTP sockets bind to
+	PortMin int           // even
+	PortMax int           // last usable port (an odd RTCP port)
+	Timeout time.Duration // no RTP in either direction for this long: OnTimeout
+	// OnTimeout is called (from the relay's watchdog) with the session id.
+	OnTimeout func(id string)
+}
+
+// Tap receives a copy of every audio packet for recording. It must not
+// block and must not keep payload after returning.
+type Tap func(side Side, seq uint16, ts uint32, pt uint8, payload []byte)
+
+// ErrNoPorts means the RTP port range is exhausted.
+var ErrNoPorts = errors.New("no free RTP ports")
+
+// Relay owns the port pool and the sessions.
+type Relay struct {
+	cfg Config
+
+	mu       sync.Mutex
+	free     []int // even RTP ports not in use, oldest-freed first
+	sessions map[string]*Session
+	stop     chan struct{}
+	wg       sync.WaitGroup
+
+	// Packets and Bytes count everything forwarded; Dropped what could not
+	// be (unknown destination, wrong source).
+	Packets, Bytes, Dropped atomic.Uint64
+}
+
+// New creates the relay; its watchdog runs until Close.
+func New(cfg Config) (*Relay, error) {
+	if cfg.PortMin%2 != 0 || cfg.PortMax <= cfg.PortMin {
+		return nil, fmt.Errorf("relay: bad port range %d-%d", cfg.PortMin, cfg.PortMax)
+	}
+	r := &Relay{cfg: cfg, sessions: map[string]*Session{}, stop: make(chan struct{})}
+	for p := cfg.PortMin; p+1 <= cfg.PortMax; p += 2 {
+		r.free = append(r.free, p)
+	}
+	if cfg.Timeout > 0 {
+		r.wg.Add(1)
+		go r.watchdog()
+	}
+	return r, nil
+}
+
+// Session is one call's media.
+type Session struct {
+	id      string
+	relay   *Relay
+	legs    [2]*leg
+	tap     atomic.Pointer[Tap]
+	created time.Time
+	// timedOut makes OnTimeout fire once per session.
+	timedOut atomic.Bool
+	once     sync.Once
+	wg      sync.WaitGroup
+}
+
+// Open allocates a session with a port pair for each side and starts
+// forwarding.
+func (r *Relay) Open(id string) (*Session, error) {
+	s := &Session{id: id, relay: r, created: time.Now()}
+	for i := range s.legs {
+		l, err := r.bind()
+		if err != nil {
+			if i == 1 {
+				s.legs[0].close()
+				r.release(s.legs[0].port)
+			}
+			return nil, fmt.Errorf("relay session %s: %w", id, err)
+		}
+		l.side = Side(i)
+		l.session = s
+		s.legs[i] = l
+	}
+	s.legs[A].other, s.legs[B].other = s.legs[B], s.legs[A]
+	r.mu.Lock()
+	if old, ok := r.sessions[id]; ok {
+		r.mu.Unlock()
+		s.legs[A].close()
+		s.legs[B].close()
+		r.release(s.legs[A].port)
+		r.release(s.legs[B].port)
+		return old, fmt.Errorf("relay session %s exists", id)
+	}
+	r.sessions[id] = s
+	r.mu.Unlock()
+	for _, l := range s.legs {
+		s.wg.Add(2)
+		go l.forwardRTP(&s.wg)
+		go l.forwardRTCP(&s.wg)
+	}
+	return s, nil
+}
+
+// Get returns an open session.
+func (r *Relay) Get(id string) (*Session, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.sessions[id]
+	return s, ok
+}
+
+// Delete closes a session if it exists.
+func (r *Relay) Delete(id string) {
+	if s, ok := r.Get(id); ok {
+		s.Close()
+	}
+}
+
+// Active is the number of open sessions.
+func (r *Relay) Active() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.sessions)
+}
+
+// FreePairs is the number of port pairs left.
+func (r *Relay) FreePairs() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.free)
+}
+
+func (r *Relay) bind() (*leg, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Try each free pair at most once: a port taken by another program is
+	// moved to the back and skipped.
+	for tries := len(r.free); tries > 0; tries-- {
+		p := r.free[0]
+		r.free = r.free[1:]
+		l, err := listenPair(r.cfg.Bind, p)
+		if err == nil {
+			return l, nil
+		}
+		r.free = append(r.free, p)
+	}
+	return nil, ErrNoPorts
+}
+
+func (r *Relay) release(port int) {
+	r.mu.Lock()
+	r.free = append(r.free, port) // reused last, so stray late packets find nobody
+	r.mu.Unlock()
+}
+
+func listenPair(ip netip.Addr, port int) (*leg, error) {
+	rtp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+	if err != nil {
+		return nil, err
+	}
+	rtcp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port+1))))
+	if err != nil {
+		rtp.Close()
+		return nil, err
+	}
+	_ = rtp.SetReadBuffer(256 << 10)
+	return &leg{rtp: rtp, rtcp: rtcp, port: port}, nil
+}
+
+// Port is the local RTP port facing side (what goes into that side's SDP).
+func (s *Session) Port(side Side) int { return s.legs[side].port }
+
+// ID is the session id.
+func (s *Session) ID() string { return s.id }
+
+// SetRemote tells where side said (in SDP) it receives RTP. Latching starts
+// over: the next packet from that side fixes its real address.
+func (s *Session) SetRemote(side Side, addr netip.AddrPort) {
+	l := s.legs[side]
+	a := addr
+	l.remote.Store(&a)
+	rtcp := netip.AddrPortFrom(addr.Addr(), addr.Port()+1)
+	l.remoteRTCP.Store(&rtcp)
+	l.latched.Store(false)
+}
+
+// SetTap installs the recording tap (nil removes it).
+func (s *Session) SetTap(t Tap) {
+	if t == nil {
+		s.tap.Store(nil)
+		return
+	}
+	s.tap.Store(&t)
+}
+
+// Stats returns what side has sent to callgate.
+func (s *Session) Stats(side Side) Stats { return s.legs[side].stats() }
+
+// Remote returns side's current (possibly latched) RTP address.
+func (s *Session) Remote(side Side) (netip.AddrPort, bool) {
+	p := s.legs[side].remote.Load()
+	if p == nil {
+		return netip.AddrPort{}, false
+	}
+	return *p, s.legs[side].latched.Load()
+}
+
+// Idle is how long no RTP has arrived from either side (since the session
+// opened if none ever did).
+func (s *Session) Idle(now time.Time) time.Duration {
+	last := max(s.legs[A].last.Load(), s.legs[B].last.Load(), s.created.UnixNano())
+	return now.Sub(time.Unix(0, last))
+}
+
+// Close stops forwarding and returns the ports.
+func (s *Session) Close() {
+	s.once.Do(func() {
+		r := s.relay
+		r.mu.Lock()
+		if r.sessions[s.id] == s {
+			delete(r.sessions, s.id)
+		}
+		r.mu.Unlock()
+		for _, l := range s.legs {
+			l.close()
+		}
+		s.wg.Wait()
+		for _, l := range s.legs {
+			r.release(l.port)
+		}
+	})
+}
+
+func (r *Relay) watchdog() {
+	defer r.wg.Done()
+	t := time.NewTicker(min(time.Second, r.cfg.Timeout/2))
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case now := <-t.C:
+			var idle []string
+			r.mu.Lock()
+			for id, s := range r.sessions {
+				if s.Idle(now) > r.cfg.Timeout && s.timedOut.CompareAndSwap(false, true) {
+					idle = append(idle, id)
+				}
+			}
+			r.mu.Unlock()
+			for _, id := range idle {
+				if r.cfg.OnTimeout != nil {
+					r.cfg.OnTimeout(id)
+				}
+			}
+		}
+	}
+}
+
+// Close closes every session and stops the watchdog.
+func (r *Relay) Close() {
+	close(r.stop)
+	r.wg.Wait()
+	r.mu.Lock()
+	all := make([]*Session, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		all = append(all, s)
+	}
+	r.mu.Unlock()
+	for _, s := range all {
+		s.Close()
+	}
+}

@@ -1,0 +1,189 @@
+package relay
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"callgate/media/g711"
+	"callgate/media/rtptest"
+)
+
+var loopback = netip.MustParseAddr("127.0.0.1")
+
+func newRelay(t testing.TB, cfg Config) *Relay {
+	t.Helper()
+	if cfg.PortMin == 0 {
+		cfg.PortMin, cfg.PortMax = 31000, 31999
+	}
+	cfg.Bind = loopback
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func local(s *Session, side Side) netip.AddrPort {
+	return netip.AddrPortFrom(loopback, uint16(s.Port(side)))
+}
+
+func TestRelayCarriesBothDirectionsAndTaps(t *testing.T) {
+	r := newRelay(t, Config{})
+	s, err := r.Open("call-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	outside, _ := rtptest.NewPeer(440, g711.PCMA)
+	defer outside.Close()
+	employee, _ := rtptest.NewPeer(1000, g711.PCMA)
+	defer employee.Close()
+	var mu sync.Mutex
+	tapped := map[Side]int{}
+	s.SetTap(func(side Side, seq uint16, ts uint32, pt uint8, payload []byte) {
+		if pt == g711.PCMA && len(payload) == 160 {
+			mu.Lock()
+			tapped[side]++
+			mu.Unlock()
+		}
+	})
+	s.SetRemote(A, outside.Addr())
+	s.SetRemote(B, employee.Addr())
+	outside.SendTo(local(s, A))
+	employee.SendTo(local(s, B))
+	employee.DTMF(7)
+	waitUntil(t, "tones through the relay", func() bool {
+		return rtptest.Has(outside.Heard(300*time.Millisecond), 1000) && rtptest.Has(employee.Heard(300*time.Millisecond), 440) && len(outside.Events()) == 1
+	})
+	if rtptest.Has(outside.Heard(300*time.Millisecond), 440) || rtptest.Has(employee.Heard(300*time.Millisecond), 1000) {
+		t.Fatal("a party hears itself")
+	}
+	if outside.Events()[0] != 7 {
+		t.Fatalf("DTMF %v", outside.Events())
+	}
+	// Each party receives from the port it was told about, not from the other party.
+	if _, from := outside.Received(); from != local(s, A) {
+		t.Fatalf("outside receives from %s, want %s", from, local(s, A))
+	}
+	mu.Lock()
+	if tapped[A] == 0 || tapped[B] == 0 {
+		t.Fatalf("tap saw %v", tapped)
+	}
+	mu.Unlock()
+	st := s.Stats(A)
+	if st.Packets == 0 || st.Lost != 0 || !st.Latched {
+		t.Fatalf("stats %+v", st)
+	}
+	s.Close()
+	if r.Active() != 0 {
+		t.Fatal("session not removed")
+	}
+}
+
+// A party whose SDP names an address it cannot be reached at still gets
+// audio: the relay answers to where its packets come from.
+func TestSymmetricLatching(t *testing.T) {
+	r := newRelay(t, Config{})
+	s, _ := r.Open("nat")
+	outside, _ := rtptest.NewPeer(440, g711.PCMA)
+	defer outside.Close()
+	phone, _ := rtptest.NewPeer(1000, g711.PCMA)
+	defer phone.Close()
+	s.SetRemote(A, outside.Addr())
+	s.SetRemote(B, netip.MustParseAddrPort("10.99.99.99:4000")) // private, unreachable
+	outside.SendTo(local(s, A))
+	phone.SendTo(local(s, B))
+	waitUntil(t, "audio to the NATed phone", func() bool { return rtptest.Has(phone.Heard(300*time.Millisecond), 440) })
+	if got, latched := s.Remote(B); got != phone.Addr() || !latched {
+		t.Fatalf("latched to %s (%v)", got, latched)
+	}
+	// Packets from anyone else on that port are dropped, not relayed.
+	before := r.Dropped.Load()
+	stranger, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer stranger.Close()
+	pkt := []byte{0x80, 8, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9}
+	stranger.WriteToUDPAddrPort(append(pkt, make([]byte, 160)...), local(s, B))
+	waitUntil(t, "stranger dropped", func() bool { return r.Dropped.Load() > before })
+}
+
+func TestMediaTimeoutAndPortReuse(t *testing.T) {
+	timedOut := make(chan string, 1)
+	r := newRelay(t, Config{PortMin: 32000, PortMax: 32007, Timeout: 300 * time.Millisecond, OnTimeout: func(id string) { timedOut <- id }})
+	if r.FreePairs() != 4 {
+		t.Fatalf("pairs %d", r.FreePairs())
+	}
+	s1, err := r.Open("quiet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := r.Open("second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Open("third"); err == nil {
+		t.Fatal("opened a session with no ports left")
+	}
+	select {
+	case id := <-timedOut:
+		if id != "quiet" && id != "second" {
+			t.Fatalf("timeout for %s", id)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no media timeout")
+	}
+	s1.Close()
+	s2.Close()
+	if r.FreePairs() != 4 {
+		t.Fatalf("ports not returned: %d free", r.FreePairs())
+	}
+	if _, err := r.Open("again"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkRelayPacket measures one RTP packet through the relay (receive,
+// latch check, stats, tap, send) and its allocations.
+func BenchmarkRelayPacket(b *testing.B) {
+	r := newRelay(b, Config{PortMin: 33000, PortMax: 33099})
+	s, err := r.Open("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	src, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	dst, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer src.Close()
+	defer dst.Close()
+	s.SetRemote(A, src.LocalAddr().(*net.UDPAddr).AddrPort())
+	s.SetRemote(B, dst.LocalAddr().(*net.UDPAddr).AddrPort())
+	s.SetTap(func(Side, uint16, uint32, uint8, []byte) {})
+	pkt := make([]byte, 172)
+	pkt[0], pkt[1] = 0x80, 8
+	in := make([]byte, 2048)
+	to := local(s, A)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		pkt[2], pkt[3] = byte(i>>8), byte(i)
+		if _, err := src.WriteToUDPAddrPort(pkt, to); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := dst.ReadFromUDPAddrPort(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
