@@ -1,0 +1,322 @@
+// Package record writes each call leg to a stereo WAV file off the media
+// path: the relay hands packet copies to a bounded per-call queue (never
+// blocking; a full queue drops and counts), and a writer goroutine places
+// them by RTP timestamp, filling gaps and a silent side with silence. The
+// header is rewritten every second and files left by a crash are repaired
+// at start-up, so a kill -9 loses at most the last second.
+package record
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"callgate/media/g711"
+)
+
+// ErrLowDisk means free space is below the configured minimum; the call goes
+// on unrecorded.
+var ErrLowDisk = errors.New("recording skipped: free disk space below recording.min_free")
+
+// Recorder creates recordings under Dir.
+type Recorder struct {
+	Dir     string
+	MinFree uint64 // bytes; 0 disables the guard
+	// Skipped, Dropped and Bytes feed callgate_recording_skipped_total,
+	// callgate_recording_dropped_packets_total and callgate_recording_bytes_total.
+	Skipped, Dropped, Bytes atomic.Uint64
+}
+
+const (
+	queueLen    = 64          // packets waiting for the writer, per call
+	slotSize    = 320         // largest G.711 payload kept (40 ms)
+	windowLen   = 8000        // frames held in memory before they are final (1 s)
+	jitterDelay = 1600        // frames (200 ms) a packet may arrive late and still be placed
+	activeDir   = ".active"   // markers of recordings in progress, for crash repair
+	headerEvery = time.Second // header rewrite period
+)
+
+// FreeBytes is the space available to unprivileged users on dir's filesystem.
+func FreeBytes(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// Path is where a leg's recording of a call started at t goes.
+func Path(dir, callID, leg string, t time.Time) string {
+	return filepath.Join(dir, t.Format("2006"), t.Format("01"), t.Format("02"), safe(callID)+"-"+safe(leg)+".wav")
+}
+
+// safe keeps a network-supplied id (a SIP Call-ID) from naming another path.
+func safe(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r < 0x20 || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, s)
+	if s == "" || s == "." || s == ".." {
+		return "_"
+	}
+	return s
+}
+
+type slot struct {
+	side int
+	seq  uint16
+	ts   uint32
+	pt   uint8
+	n    int
+	at   int64 // arrival, unix ns
+	data [slotSize]byte
+}
+
+// Call is one leg being recorded.
+type Call struct {
+	rec    *Recorder
+	path   string
+	marker string
+	f      *os.File
+	q      chan *slot
+	free   chan *slot
+	done   chan struct{}
+	closed atomic.Bool
+	once   sync.Once
+	err    error
+
+	// owned by the writer goroutine
+	pt      uint8
+	ptSet   bool
+	start   int64 // unix ns of the first packet
+	sides   [2]sideClock
+	win     []byte // interleaved frames [base, base+windowLen)
+	base    int64  // frame index of win[0] = frames already in the file
+	high    int64  // one past the highest frame placed
+	written int64
+}
+
+type sideClock struct {
+	anchored bool
+	ts0      uint32
+	offset   int64 // frame index of ts0
+	lastTS   uint32
+}
+
+// Start creates the recording of one leg of callID. It fails with ErrLowDisk
+// (counted in Skipped) when the disk is too full.
+func (r *Recorder) Start(callID, leg string, now time.Time) (*Call, error) {
+	path := Path(r.Dir, callID, leg, now)
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("recording %s: %w", path, err)
+	}
+	if r.MinFree > 0 {
+		if free, err := FreeBytes(r.Dir); err == nil && free < r.MinFree {
+			r.Skipped.Add(1)
+			return nil, ErrLowDisk
+		}
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("recording %s: %w", path, err)
+	}
+	if _, err := f.Write(header(g711.PCMA, 0)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("recording %s: %w", path, err)
+	}
+	c := &Call{rec: r, path: path, f: f, q: make(chan *slot, queueLen), free: make(chan *slot, queueLen), done: make(chan struct{})}
+	for i := 0; i < queueLen; i++ {
+		c.free <- &slot{}
+	}
+	rel, _ := filepath.Rel(r.Dir, path)
+	if err := os.MkdirAll(filepath.Join(r.Dir, activeDir), 0o750); err == nil {
+		c.marker = filepath.Join(r.Dir, activeDir, strings.ReplaceAll(rel, string(filepath.Separator), "_"))
+		_ = os.WriteFile(c.marker, []byte(rel), 0o640)
+	}
+	go c.run()
+	return c, nil
+}
+
+// Path of the file.
+func (c *Call) Path() string { return c.path }
+
+// Push queues a packet for side 0 (left, outside party) or 1 (right,
+// employee). It never blocks: with the queue full the packet is dropped
+// and counted.
+func (c *Call) Push(side int, seq uint16, ts uint32, pt uint8, payload []byte) {
+	if (pt != g711.PCMA && pt != g711.PCMU) || len(payload) == 0 || len(payload) > slotSize || c.closed.Load() {
+		return
+	}
+	select {
+	case s := <-c.free:
+		s.side, s.seq, s.ts, s.pt, s.n, s.at = side&1, seq, ts, pt, copy(s.data[:], payload), time.Now().UnixNano()
+		c.q <- s // cannot block: there are as many slots as queue places
+	default:
+		c.rec.Dropped.Add(1)
+	}
+}
+
+// Close flushes what is queued, finalises the header and returns the size.
+func (c *Call) Close() (int64, error) {
+	c.once.Do(func() {
+		c.closed.Store(true)
+		close(c.q)
+		<-c.done
+	})
+	st, err := os.Stat(c.path)
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), c.err
+}
+
+func (c *Call) run() {
+	defer close(c.done)
+	t := time.NewTicker(headerEvery)
+	defer t.Stop()
+	c.win = make([]byte, 2*windowLen)
+	for {
+		select {
+		case s, ok := <-c.q:
+			if !ok {
+				c.finish()
+				return
+			}
+			c.place(s)
+			c.free <- s
+		case now := <-t.C:
+			// Without packets (hold, silence suppression) the file still follows the clock.
+			c.commit(max(c.high, c.wallFrame(now)) - jitterDelay)
+			if err := writeSizes(c.f, uint32(c.written)); err != nil && c.err == nil {
+				c.err = err
+			}
+		}
+	}
+}
+
+func (c *Call) finish() {
+	c.commit(max(c.high, c.wallFrame(time.Now())))
+	if err := writeSizes(c.f, uint32(c.written)); err != nil && c.err == nil {
+		c.err = err
+	}
+	if err := c.f.Close(); err != nil && c.err == nil {
+		c.err = err
+	}
+	if c.marker != "" {
+		os.Remove(c.marker)
+	}
+}
+
+// wallFrame is the frame index of a wall-clock time (0 before any packet).
+func (c *Call) wallFrame(t time.Time) int64 {
+	if !c.ptSet {
+		return 0
+	}
+	return (t.UnixNano() - c.start) * 8000 / int64(time.Second)
+}
+
+// place puts a packet's samples at their frame positions.
+func (c *Call) place(s *slot) {
+	if !c.ptSet {
+		c.pt, c.ptSet = s.pt, true
+		c.start = s.at
+		c.silence(c.win)
+		if _, err := c.f.WriteAt(header(c.pt, 0), 0); err != nil && c.err == nil {
+			c.err = err
+		}
+	}
+	sc := &c.sides[s.side]
+	wall := (s.at - c.start) * 8000 / int64(time.Second)
+	pos := int64(0)
+	if sc.anchored {
+		pos = sc.offset + int64(int32(s.ts-sc.ts0))
+		// A new stream (transfer, re-INVITE) restarts its timestamps: follow the wall clock.
+		if d := pos - wall; d > 16000 || d < -16000 {
+			sc.anchored = false
+		}
+	}
+	if !sc.anchored {
+		sc.anchored, sc.ts0, sc.offset = true, s.ts, wall
+		pos = wall
+	}
+	sc.lastTS = s.ts
+	if pos < c.base {
+		return // later than the jitter allowance: already written as silence
+	}
+	end := pos + int64(s.n)
+	if end > c.base+windowLen {
+		c.commit(end - windowLen)
+	}
+	data := s.data[:s.n]
+	for i, b := range data {
+		if s.pt != c.pt {
+			b = g711.Encode(c.pt, g711.Decode(s.pt, b))
+		}
+		f := pos + int64(i) - c.base
+		if f >= 0 && f < windowLen {
+			c.win[2*f+int64(s.side)] = b
+		}
+	}
+	if end > c.high {
+		c.high = end
+	}
+}
+
+// commit writes frames before upto to the file and slides the window.
+func (c *Call) commit(upto int64) {
+	if upto <= c.base {
+		return
+	}
+	n := min(upto-c.base, windowLen)
+	if _, err := c.f.Write(c.win[:2*n]); err != nil && c.err == nil {
+		c.err = err
+	}
+	c.rec.Bytes.Add(uint64(2 * n))
+	c.written += n
+	copy(c.win, c.win[2*n:])
+	c.silence(c.win[2*(windowLen-n):])
+	c.base += n
+	if upto > c.base { // a jump beyond the window: the gap is silence
+		c.commit(upto)
+	}
+}
+
+func (c *Call) silence(b []byte) {
+	s := g711.Silence(c.pt)
+	for i := range b {
+		b[i] = s
+	}
+}
+
+// RepairActive repairs every recording a crash left in progress under dir
+// and returns their paths.
+func RepairActive(dir string) ([]string, error) {
+	marks, err := os.ReadDir(filepath.Join(dir, activeDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var repaired []string
+	for _, m := range marks {
+		mp := filepath.Join(dir, activeDir, m.Name())
+		rel, err := os.ReadFile(mp)
+		if err == nil {
+			p := filepath.Join(dir, filepath.Clean("/" + string(rel))[1:])
+			if _, err := Repair(p); err == nil {
+				repaired = append(repaired, p)
+			}
+		}
+		os.Remove(mp)
+	}
+	return repaired, nil
+}

@@ -1,0 +1,165 @@
+package record
+
+import (
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"callgate/media/g711"
+	"callgate/media/rtptest"
+)
+
+// feed pushes n 20 ms packets of a tone for side, starting at RTP ts0,
+// spaced in real time so arrival times match timestamps.
+func feed(c *Call, side int, tone *rtptest.Tone, ts0 uint32, n int, skip map[int]bool) {
+	var buf []byte
+	for i := 0; i < n; i++ {
+		buf = tone.Frame(buf[:0])
+		if !skip[i] {
+			c.Push(side, uint16(i), ts0+uint32(160*i), tone.PT, buf)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestStereoChannelsGapsAndLength(t *testing.T) {
+	dir := t.TempDir()
+	r := &Recorder{Dir: dir}
+	start := time.Now()
+	c, err := r.Start("call/../x", "1", start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(c.Path()) != filepath.Join(dir, start.Format("2006/01/02")) {
+		t.Fatalf("path %s escapes the day directory", c.Path())
+	}
+	left := &rtptest.Tone{Freq: 440, PT: g711.PCMA}
+	right := &rtptest.Tone{Freq: 1000, PT: g711.PCMA}
+	done := make(chan struct{})
+	go func() {
+		// The outside party loses 20 packets (400 ms) in the middle.
+		skip := map[int]bool{}
+		for i := 40; i < 60; i++ {
+			skip[i] = true
+		}
+		feed(c, 0, left, 12345, 100, skip)
+		close(done)
+	}()
+	feed(c, 1, right, 999999, 100, nil)
+	<-done
+	talk := time.Since(start)
+	size, err := c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := ReadInfo(c.Path())
+	if err != nil || info.PT != g711.PCMA {
+		t.Fatalf("info %+v %v", info, err)
+	}
+	if size != int64(headerLen)+2*int64(info.Frames) {
+		t.Fatalf("size %d does not match header frames %d", size, info.Frames)
+	}
+	if d := math.Abs(float64(info.Frames)/8000 - talk.Seconds()); d > 0.1 {
+		t.Fatalf("recording %.3fs, talk %.3fs", float64(info.Frames)/8000, talk.Seconds())
+	}
+	l, rt, _ := Channels(c.Path())
+	seg := func(ch []float64, from, to float64) []float64 { return ch[int(from*8000):int(to*8000)] }
+	if !rtptest.Has(seg(l, 0.1, 0.7), 440) || rtptest.Has(seg(l, 0.1, 0.7), 1000) {
+		t.Fatal("left channel is not the outside party's 440 Hz")
+	}
+	if !rtptest.Has(seg(rt, 0.1, 0.7), 1000) || rtptest.Has(seg(rt, 0.1, 0.7), 440) {
+		t.Fatal("right channel is not the employee's 1000 Hz")
+	}
+	if e := rtptest.Energy(seg(l, 0.85, 1.15)); e > 1e-4 {
+		t.Fatalf("lost packets not recorded as silence (energy %g)", e)
+	}
+	if r.Bytes.Load() != 2*uint64(info.Frames) {
+		t.Fatalf("bytes counter %d", r.Bytes.Load())
+	}
+}
+
+func TestSilentSideAndCrashRepair(t *testing.T) {
+	dir := t.TempDir()
+	r := &Recorder{Dir: dir}
+	c, err := r.Start("crash", "1", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed(c, 0, &rtptest.Tone{Freq: 440, PT: g711.PCMU}, 0, 75, nil) // 1.5 s, the employee says nothing
+	// Simulate kill -9: the writer stops, the file stays as it is on disk.
+	c.f.Sync()
+	path := c.Path()
+	repaired, err := RepairActive(dir)
+	if err != nil || len(repaired) != 1 || repaired[0] != path {
+		t.Fatalf("repaired %v %v", repaired, err)
+	}
+	info, err := ReadInfo(path)
+	if err != nil || info.PT != g711.PCMU {
+		t.Fatalf("%+v %v", info, err)
+	}
+	st, _ := os.Stat(path)
+	if int64(info.Frames)*2+headerLen != st.Size() || info.Frames < 4000 {
+		t.Fatalf("header says %d frames, file holds %d bytes", info.Frames, st.Size())
+	}
+	l, rt, _ := Channels(path)
+	if !rtptest.Has(l[800:4000], 440) || rtptest.Energy(rt) > 1e-4 {
+		t.Fatal("repaired file lost its audio or the silent side is not silent")
+	}
+	c.Close()
+}
+
+func TestDiskGuard(t *testing.T) {
+	dir := t.TempDir()
+	r := &Recorder{Dir: dir, MinFree: math.MaxUint64}
+	if _, err := r.Start("x", "1", time.Now()); !errors.Is(err, ErrLowDisk) || r.Skipped.Load() != 1 {
+		t.Fatalf("err %v skipped %d", err, r.Skipped.Load())
+	}
+	r.MinFree = 1
+	c, err := r.Start("x", "1", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+func TestJanitorDeletesOnlyOldRecordings(t *testing.T) {
+	dir := t.TempDir()
+	r := &Recorder{Dir: dir}
+	now := time.Now()
+	old, _ := r.Start("old", "1", now.AddDate(-1, 0, -2))
+	old.Close()
+	os.Chtimes(old.Path(), now.AddDate(-1, 0, -2), now.AddDate(-1, 0, -2))
+	fresh, _ := r.Start("fresh", "1", now)
+	fresh.Close()
+	active, _ := r.Start("active", "1", now.AddDate(-1, 0, -2))
+	os.Chtimes(active.Path(), now.AddDate(-1, 0, -2), now.AddDate(-1, 0, -2))
+	deleted, err := Sweep(dir, 8760*time.Hour, now)
+	if err != nil || len(deleted) != 1 || deleted[0] != old.Path() {
+		t.Fatalf("deleted %v %v", deleted, err)
+	}
+	if _, err := os.Stat(filepath.Dir(old.Path())); err == nil && filepath.Dir(old.Path()) != filepath.Dir(active.Path()) {
+		t.Fatal("empty day directory kept")
+	}
+	for _, p := range []string{fresh.Path(), active.Path()} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s deleted", p)
+		}
+	}
+	active.Close()
+}
+
+// BenchmarkPush measures handing one packet to the recorder (the cost on
+// the relay's path).
+func BenchmarkPush(b *testing.B) {
+	r := &Recorder{Dir: b.TempDir()}
+	c, _ := r.Start("bench", "1", time.Now())
+	defer c.Close()
+	payload := make([]byte, 160)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		c.Push(i&1, uint16(i), uint32(i/2)*160, g711.PCMA, payload)
+	}
+}

@@ -1,0 +1,151 @@
+package record
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"callgate/media/g711"
+)
+
+// The file is a stereo 8 kHz G.711 WAV stored as-is: WAVE_FORMAT_ALAW (6)
+// or WAVE_FORMAT_MULAW (7), 8 bits per sample, with the fact chunk that
+// non-PCM WAV requires. Frames are interleaved left (side 0), right (side 1).
+const (
+	headerLen   = 58
+	offRIFFSize = 4
+	offFact     = 46
+	offDataSize = 54
+)
+
+func formatTag(pt uint8) uint16 {
+	if pt == g711.PCMU {
+		return 7
+	}
+	return 6
+}
+
+func header(pt uint8, frames uint32) []byte {
+	h := make([]byte, headerLen)
+	copy(h[0:], "RIFF")
+	binary.LittleEndian.PutUint32(h[offRIFFSize:], headerLen-8+2*frames)
+	copy(h[8:], "WAVE")
+	copy(h[12:], "fmt ")
+	binary.LittleEndian.PutUint32(h[16:], 18)
+	binary.LittleEndian.PutUint16(h[20:], formatTag(pt))
+	binary.LittleEndian.PutUint16(h[22:], 2)     // channels
+	binary.LittleEndian.PutUint32(h[24:], 8000)  // sample rate
+	binary.LittleEndian.PutUint32(h[28:], 16000) // byte rate
+	binary.LittleEndian.PutUint16(h[32:], 2)     // block align
+	binary.LittleEndian.PutUint16(h[34:], 8)     // bits per sample
+	binary.LittleEndian.PutUint16(h[36:], 0)     // cbSize
+	copy(h[38:], "fact")
+	binary.LittleEndian.PutUint32(h[42:], 4)
+	binary.LittleEndian.PutUint32(h[offFact:], frames)
+	copy(h[50:], "data")
+	binary.LittleEndian.PutUint32(h[offDataSize:], 2*frames)
+	return h
+}
+
+// writeSizes rewrites the three size fields for frames of audio.
+func writeSizes(f io.WriterAt, frames uint32) error {
+	var b [4]byte
+	for _, f2 := range []struct {
+		off int64
+		v   uint32
+	}{{offRIFFSize, headerLen - 8 + 2*frames}, {offFact, frames}, {offDataSize, 2 * frames}} {
+		binary.LittleEndian.PutUint32(b[:], f2.v)
+		if _, err := f.WriteAt(b[:], f2.off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Info is what a recording's header says.
+type Info struct {
+	PT     uint8 // g711.PCMA or g711.PCMU
+	Frames uint32
+}
+
+// ReadInfo checks that path is a recording written by this package.
+func ReadInfo(path string) (Info, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Info{}, err
+	}
+	defer f.Close()
+	h := make([]byte, headerLen)
+	if _, err := io.ReadFull(f, h); err != nil {
+		return Info{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	if string(h[0:4]) != "RIFF" || string(h[8:12]) != "WAVE" || string(h[50:54]) != "data" {
+		return Info{}, fmt.Errorf("%s is not a callgate recording", path)
+	}
+	tag := binary.LittleEndian.Uint16(h[20:])
+	pt := g711.PCMA
+	switch tag {
+	case 6:
+	case 7:
+		pt = g711.PCMU
+	default:
+		return Info{}, fmt.Errorf("%s: format %d is not G.711", path, tag)
+	}
+	return Info{PT: pt, Frames: binary.LittleEndian.Uint32(h[offDataSize:]) / 2}, nil
+}
+
+// Repair makes the header of a recording left by a crash match the audio
+// actually in the file (dropping a half frame at the end) and returns the
+// number of frames it holds.
+func Repair(path string) (uint32, error) {
+	if _, err := ReadInfo(path); err != nil {
+		return 0, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	data := st.Size() - headerLen
+	if data < 0 {
+		return 0, errors.New("truncated header")
+	}
+	if data%2 != 0 {
+		data--
+		if err := f.Truncate(headerLen + data); err != nil {
+			return 0, err
+		}
+	}
+	frames := uint32(data / 2)
+	if err := writeSizes(f, frames); err != nil {
+		return 0, err
+	}
+	return frames, f.Sync()
+}
+
+// Channels reads a recording's audio as two decoded channels in [-1, 1].
+func Channels(path string) (left, right []float64, err error) {
+	info, err := ReadInfo(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	b = b[headerLen:]
+	if n := int(info.Frames) * 2; n < len(b) {
+		b = b[:n]
+	}
+	for i := 0; i+1 < len(b); i += 2 {
+		left = append(left, float64(g711.Decode(info.PT, b[i]))/32768)
+		right = append(right, float64(g711.Decode(info.PT, b[i+1]))/32768)
+	}
+	return left, right, nil
+}
