@@ -89,7 +89,7 @@ type Session struct {
 	// timedOut makes OnTimeout fire once per session.
 	timedOut atomic.Bool
 	once     sync.Once
-	wg      sync.WaitGroup
+	wg       sync.WaitGroup
 }
 
 // Open allocates a session with a port pair for each side and starts
