@@ -1,0 +1,313 @@
+// Package b2bua carries calls between the VPBX and the office phones as a
+// back-to-back user agent. Every call is owned by one goroutine that
+// serialises all its events (the Asterisk serializer pattern): the INVITE
+// that created it, answers from the branches it forked, and every in-dialog
+// request routed to it by Call-ID. The package asks a media relay for ports
+// and tells it where the parties are; it never touches RTP itself.
+package b2bua
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"callgate/sip/location"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// Direction of a call.
+type Direction string
+
+// Directions.
+const (
+	Inbound  Direction = "inbound"  // VPBX -> phones
+	Outbound Direction = "outbound" // phone -> VPBX
+	Internal Direction = "internal" // phone -> phone
+)
+
+// Account is an upstream SIP account used to place calls.
+type Account struct {
+	User, AuthUser, Password string
+}
+
+// Target is an extension to ring and whose it is.
+type Target struct {
+	Extension string
+	Employee  string
+}
+
+// InboundRoute says whom an inbound call rings.
+type InboundRoute struct {
+	Targets     []Target
+	Sequential  bool          // one target after another instead of all at once
+	RingTimeout time.Duration // per target when sequential, overall otherwise
+}
+
+// OutboundRoute says where a call placed by a phone goes.
+type OutboundRoute struct {
+	Internal bool
+	Target   Target  // internal callee
+	Account  Account // upstream account to use
+	Number   string  // the number in the form the VPBX expects
+	Employee string  // the caller
+}
+
+// Router decides where calls go (supplied by the gateway).
+type Router interface {
+	Inbound(account, caller string) (InboundRoute, error)
+	Outbound(extension, dialled string) (OutboundRoute, error)
+}
+
+// Locator finds where an extension's devices are registered.
+type Locator interface {
+	Lookup(aor string, now time.Time) []location.Binding
+}
+
+// Authorizer authenticates requests from phones (digest, 407).
+type Authorizer interface {
+	AuthorizeRequest(req *sip.Request, src netip.AddrPort) (user string, res *sip.Response)
+}
+
+// Media sides: A faces the outside party (or the caller of an internal
+// call), B the employee.
+const (
+	SideA = 0
+	SideB = 1
+)
+
+// MediaSession is one call's relay session.
+type MediaSession interface {
+	Port(side int) int
+	SetRemote(side int, addr netip.AddrPort)
+	Close()
+}
+
+// Media opens relay sessions.
+type Media interface {
+	Open(id string) (MediaSession, error)
+}
+
+// Observer receives call events in order for each call.
+type Observer interface {
+	CallEvent(Event)
+}
+
+// Event kinds.
+const (
+	EventRinging  = "ringing"
+	EventAnswered = "answered"
+	EventEnded    = "ended"
+)
+
+// Results of a call.
+const (
+	ResultAnswered  = "answered"
+	ResultNoAnswer  = "no-answer"
+	ResultBusy      = "busy"
+	ResultFailed    = "failed"
+	ResultAbandoned = "abandoned"
+)
+
+// Event describes a change in a call.
+type Event struct {
+	Kind      string
+	CallID    string // callgate's id for the call (also the media session id)
+	Direction Direction
+	Account   string   // upstream account (inbound: called; outbound: used)
+	Outside   string   // the outside party's number as received or dialled
+	Caller    string   // who called: a number or an extension
+	Rung      []Target // who was rung
+	Answered  Target   // who answered
+	Result    string
+	HangupBy  string // "outside", "employee", "caller", "callee", "timeout", "system"
+	Reason    string
+	Code      int // final SIP status toward the caller when not answered
+	At        time.Time
+}
+
+// Config of the B2BUA.
+type Config struct {
+	Domain         string         // upstream SIP domain
+	Upstream       string         // IP:port every request to the VPBX goes to
+	UpstreamTr     string         // "udp" or "tcp"
+	Trusted        []netip.Prefix // VPBX source networks
+	Accounts       map[string]bool
+	PhoneMediaIP   netip.Addr // relay address written into SDP toward phones
+	UpstreamMedia  netip.Addr // relay address toward the VPBX (NAT)
+	LocalUDP       string     // our UDP listener, requests over UDP leave from it
+	Contact        sip.ContactHeader
+	RingTimeout    time.Duration
+	InternalRecord bool
+}
+
+// B2BUA handles calls.
+type B2BUA struct {
+	cfg    Config
+	client *sipgo.Client
+	dua    *sipgo.DialogUA
+	router Router
+	loc    Locator
+	auth   Authorizer
+	media  Media
+	obs    Observer
+	log    *slog.Logger
+
+	mu   sync.Mutex
+	legs map[string]*call // by the Call-ID of either leg
+	wg   sync.WaitGroup
+}
+
+// New returns a B2BUA sending through client.
+func New(cfg Config, client *sipgo.Client, router Router, loc Locator, auth Authorizer, media Media, obs Observer, log *slog.Logger) *B2BUA {
+	if cfg.RingTimeout == 0 {
+		cfg.RingTimeout = 30 * time.Second
+	}
+	return &B2BUA{cfg: cfg, client: client, router: router, loc: loc, auth: auth, media: media, obs: obs, log: log,
+		dua:  &sipgo.DialogUA{Client: client, ContactHDR: cfg.Contact, RewriteContact: true},
+		legs: map[string]*call{}}
+}
+
+// Register installs the request handlers on srv; wrap decides who may reach them.
+func (b *B2BUA) Register(srv *sipgo.Server, wrap func(upstream bool, h sipgo.RequestHandler) sipgo.RequestHandler) {
+	srv.OnInvite(wrap(true, b.onInvite))
+	srv.OnAck(wrap(true, b.inDialog))
+	srv.OnBye(wrap(true, b.inDialog))
+	srv.OnInfo(wrap(true, b.inDialog))
+	srv.OnCancel(wrap(true, func(req *sip.Request, tx sip.ServerTransaction) {
+		// A CANCEL matching a pending INVITE is handled by the transaction layer.
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+	}))
+}
+
+// Active is the number of calls in progress.
+func (b *B2BUA) Active() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	seen := map[*call]bool{}
+	for _, c := range b.legs {
+		seen[c] = true
+	}
+	return len(seen)
+}
+
+// Wait waits for every call to end.
+func (b *B2BUA) Wait() { b.wg.Wait() }
+
+// HangupAll ends every call (shutdown).
+func (b *B2BUA) HangupAll() {
+	b.mu.Lock()
+	calls := map[*call]bool{}
+	for _, c := range b.legs {
+		calls[c] = true
+	}
+	b.mu.Unlock()
+	for c := range calls {
+		c.post(func() { c.hangup("system", "shutdown") })
+	}
+}
+
+func (b *B2BUA) bind(callID string, c *call) {
+	b.mu.Lock()
+	b.legs[callID] = c
+	b.mu.Unlock()
+}
+
+func (b *B2BUA) unbind(callID string) {
+	b.mu.Lock()
+	delete(b.legs, callID)
+	b.mu.Unlock()
+}
+
+func (b *B2BUA) lookup(callID string) *call {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.legs[callID]
+}
+
+func (b *B2BUA) trusted(src string) bool {
+	ap, err := netip.ParseAddrPort(src)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range b.cfg.Trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// inDialog routes ACK, BYE, INFO and re-INVITE to the call owning the
+// dialog, by Call-ID, before anything treats them as new.
+func (b *B2BUA) inDialog(req *sip.Request, tx sip.ServerTransaction) {
+	c := b.lookup(req.CallID().Value())
+	if c == nil {
+		if !req.IsAck() {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+		}
+		return
+	}
+	done := make(chan struct{})
+	if !c.post(func() { c.onRequest(req, tx); close(done) }) {
+		if !req.IsAck() {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+		}
+		return
+	}
+	// The transaction must outlive the handler until the call has answered it.
+	select {
+	case <-done:
+	case <-time.After(32 * time.Second):
+	}
+}
+
+func (b *B2BUA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if req.To().Params.Has("tag") {
+		b.inDialog(req, tx)
+		return
+	}
+	if b.lookup(req.CallID().Value()) != nil {
+		return // a retransmission the transaction layer did not absorb
+	}
+	src, _ := netip.ParseAddrPort(req.Source())
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	if b.trusted(req.Source()) && b.cfg.Accounts[req.Recipient.User] {
+		b.wg.Add(1)
+		defer b.wg.Done()
+		b.runInbound(req, tx)
+		return
+	}
+	user, res := b.auth.AuthorizeRequest(req, src)
+	if user == "" {
+		if res != nil {
+			_ = tx.Respond(res)
+		}
+		return
+	}
+	b.wg.Add(1)
+	defer b.wg.Done()
+	b.runOutbound(req, tx, user)
+}
+
+// sendFrom sets the local address a UDP request leaves from.
+func (b *B2BUA) sendFrom(req *sip.Request, local string) {
+	if !strings.EqualFold(req.Transport(), "udp") {
+		return
+	}
+	if local == "" {
+		local = b.cfg.LocalUDP
+	}
+	host, port, err := sip.ParseAddr(local)
+	if err == nil {
+		req.Laddr = sip.Addr{IP: net.ParseIP(host), Port: port}
+	}
+}
+
+func bg() context.Context { return context.Background() }

@@ -1,0 +1,499 @@
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/google/uuid"
+	"github.com/pion/sdp/v3"
+)
+
+// call is one call; its fields are touched only by its own goroutine
+// (run), which other goroutines reach through post.
+type call struct {
+	b      *B2BUA
+	id     string
+	inbox  chan func()
+	closed chan struct{}
+	ev     Event
+
+	caller     *sipgo.DialogServerSession
+	callerSide int
+	callerVer  sdpVersion
+	callerIP   netip.Addr // relay address in SDP toward the caller
+	callee     *branch
+	calleeSide int
+	media      MediaSession
+	ended      bool
+}
+
+// branch is one outgoing INVITE (to a phone or to the VPBX).
+type branch struct {
+	target  Target
+	sess    *sipgo.DialogClientSession
+	cancel  context.CancelFunc
+	ver     sdpVersion
+	mediaIP netip.Addr
+	done    bool
+	final   int // final status when it did not answer
+}
+
+type branchResult struct {
+	br  *branch
+	res *sip.Response // provisional or final
+	err error         // WaitAnswer's result when final
+	end bool
+}
+
+func (b *B2BUA) newCall(dir Direction, req *sip.Request, tx sip.ServerTransaction) (*call, error) {
+	c := &call{b: b, id: uuid.NewString(), inbox: make(chan func(), 16), closed: make(chan struct{})}
+	c.ev = Event{CallID: c.id, Direction: dir}
+	sess, err := b.dua.ReadInvite(req, tx)
+	if err != nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusBadRequest, err.Error(), nil))
+		return nil, err
+	}
+	c.caller = sess
+	b.bind(req.CallID().Value(), c)
+	return c, nil
+}
+
+// post hands fn to the call's goroutine; false if the call has ended.
+func (c *call) post(fn func()) bool {
+	select {
+	case c.inbox <- fn:
+		return true
+	case <-c.closed:
+		return false
+	}
+}
+
+func (c *call) emit(kind string) {
+	if c.b.obs == nil {
+		return
+	}
+	e := c.ev
+	e.Kind = kind
+	e.At = time.Now()
+	e.Rung = append([]Target(nil), c.ev.Rung...)
+	c.b.obs.CallEvent(e)
+}
+
+// offer reads the caller's SDP and opens the media session.
+func (c *call) openMedia(body []byte) (*sdp.SessionDescription, error) {
+	s, m, err := parseSDP(body)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := c.b.media.Open(c.id)
+	if err != nil {
+		return nil, err
+	}
+	c.media = ms
+	ms.SetRemote(c.callerSide, m.addr)
+	return s, nil
+}
+
+// runInbound: the VPBX calls an account; ring the employee's phones.
+func (b *B2BUA) runInbound(req *sip.Request, tx sip.ServerTransaction) {
+	c, err := b.newCall(Inbound, req, tx)
+	if err != nil {
+		return
+	}
+	c.callerSide, c.calleeSide = SideA, SideB
+	c.callerIP = b.cfg.UpstreamMedia
+	c.ev.Account = req.Recipient.User
+	c.ev.Outside = req.From().Address.User
+	c.ev.Caller = c.ev.Outside
+	_ = c.caller.Respond(sip.StatusTrying, "Trying", nil)
+	route, err := b.router.Inbound(c.ev.Account, c.ev.Outside)
+	if err != nil || len(route.Targets) == 0 {
+		c.fail(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", ResultFailed, fmt.Sprint("no route: ", err))
+		return
+	}
+	offer, err := c.openMedia(req.Body())
+	if err != nil {
+		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
+		return
+	}
+	c.ring(route.Targets, route.Sequential, route.RingTimeout, offer)
+}
+
+// runOutbound: an authenticated phone calls a number or an extension.
+func (b *B2BUA) runOutbound(req *sip.Request, tx sip.ServerTransaction, ext string) {
+	route, err := b.router.Outbound(ext, req.Recipient.User)
+	dir := Outbound
+	if err == nil && route.Internal {
+		dir = Internal
+	}
+	c, cerr := b.newCall(dir, req, tx)
+	if cerr != nil {
+		return
+	}
+	c.ev.Caller = ext
+	_ = c.caller.Respond(sip.StatusTrying, "Trying", nil)
+	if err != nil {
+		c.fail(sip.StatusNotFound, "Not Found", ResultFailed, err.Error())
+		return
+	}
+	if route.Internal {
+		c.callerSide, c.calleeSide = SideA, SideB
+		c.callerIP = b.cfg.PhoneMediaIP
+		offer, err := c.openMedia(req.Body())
+		if err != nil {
+			c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
+			return
+		}
+		c.ring([]Target{route.Target}, false, b.cfg.RingTimeout, offer)
+		return
+	}
+	c.callerSide, c.calleeSide = SideB, SideA
+	c.callerIP = b.cfg.PhoneMediaIP
+	c.ev.Account = route.Account.User
+	c.ev.Outside = route.Number
+	offer, err := c.openMedia(req.Body())
+	if err != nil {
+		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
+		return
+	}
+	c.dialUpstream(route, offer)
+}
+
+// fail answers the caller with a final error and ends the call.
+func (c *call) fail(code int, reason, result, why string) {
+	c.ev.Result, c.ev.Code, c.ev.Reason = result, code, why
+	if c.ev.HangupBy == "" {
+		c.ev.HangupBy = "system"
+	}
+	_ = c.caller.Respond(code, reason, nil)
+	c.finish()
+}
+
+func (c *call) finish() {
+	if c.ended {
+		return
+	}
+	c.ended = true
+	if c.media != nil {
+		c.media.Close()
+	}
+	c.b.unbind(c.caller.InviteRequest.CallID().Value())
+	if c.callee != nil && c.callee.sess != nil {
+		c.b.unbind(c.callee.sess.InviteRequest.CallID().Value())
+	}
+	close(c.closed)
+	c.emit(EventEnded)
+	c.b.log.Info("call ended", "call_id", c.id, "direction", string(c.ev.Direction), "result", c.ev.Result, "hangup_by", c.ev.HangupBy)
+}
+
+// calleeOffer is the caller's SDP pointed at the relay port facing the callee.
+func (c *call) calleeOffer(offer *sdp.SessionDescription, br *branch) ([]byte, error) {
+	return rewriteSDP(offer, br.mediaIP, c.media.Port(c.calleeSide), br.ver.next())
+}
+
+// invite starts one branch; its progress arrives on results.
+func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, results chan<- branchResult) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	br.cancel = cancel
+	sess, err := c.b.dua.WriteInvite(ctx, req)
+	if err != nil {
+		cancel()
+		return err
+	}
+	br.sess = sess
+	c.b.bind(req.CallID().Value(), c)
+	auth.OnResponse = func(res *sip.Response) error {
+		if res.IsProvisional() {
+			results <- branchResult{br: br, res: res}
+		}
+		return nil
+	}
+	go func() {
+		err := sess.WaitAnswer(ctx, auth)
+		results <- branchResult{br: br, res: sess.InviteResponse, err: err, end: true}
+	}()
+	return nil
+}
+
+func (c *call) newRequest(uri sip.Uri, fromUser, fromDisplay, fromHost, toUser, toHost, transport, dest, local string, body []byte) *sip.Request {
+	req := sip.NewRequest(sip.INVITE, uri)
+	req.SetTransport(transport)
+	req.SetDestination(dest)
+	from := &sip.FromHeader{DisplayName: fromDisplay, Address: sip.Uri{Scheme: "sip", User: fromUser, Host: fromHost}}
+	from.Params.Add("tag", sip.GenerateTagN(12))
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: toUser, Host: toHost}})
+	cid := sip.CallIDHeader(uuid.NewString())
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	req.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"))
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(body)
+	c.b.sendFrom(req, local)
+	return req
+}
+
+// ring forks to every registered device of the targets (all at once, or
+// target by target) and connects the first that answers.
+func (c *call) ring(targets []Target, sequential bool, timeout time.Duration, offer *sdp.SessionDescription) {
+	if timeout <= 0 {
+		timeout = c.b.cfg.RingTimeout
+	}
+	groups := [][]Target{targets}
+	if sequential {
+		groups = nil
+		for _, t := range targets {
+			groups = append(groups, []Target{t})
+		}
+	}
+	busy := 0
+	total := 0
+	for _, g := range groups {
+		results := make(chan branchResult, 64)
+		var branches []*branch
+		for _, t := range g {
+			c.ev.Rung = append(c.ev.Rung, t)
+			for _, bnd := range c.b.loc.Lookup(t.Extension, time.Now()) {
+				var uri sip.Uri
+				if err := sip.ParseUri(bnd.Contact, &uri); err != nil {
+					continue
+				}
+				br := &branch{target: t, mediaIP: c.b.cfg.PhoneMediaIP}
+				body, err := c.calleeOffer(offer, br)
+				if err != nil {
+					c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
+					return
+				}
+				tr := "UDP"
+				if bnd.Transport == "tcp" {
+					tr = "TCP"
+				}
+				req := c.newRequest(uri, c.ev.Caller, c.ev.Caller, c.b.cfg.Domain, t.Extension, uri.Host, tr, bnd.Source, bnd.Local, body)
+				if err := c.invite(br, req, sipgo.AnswerOptions{}, results); err != nil {
+					c.b.log.Warn("invite to phone failed", "call_id", c.id, "aor", t.Extension, "error", err)
+					continue
+				}
+				branches = append(branches, br)
+			}
+		}
+		if len(branches) == 0 {
+			continue
+		}
+		total += len(branches)
+		c.emit(EventRinging)
+		won, b := c.await(branches, results, timeout)
+		busy += b
+		if won || c.ended {
+			return
+		}
+	}
+	switch {
+	case total == 0:
+		c.fail(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", ResultNoAnswer, "no registered phone")
+	case busy == total:
+		c.fail(sip.StatusBusyHere, "Busy Here", ResultBusy, "busy")
+	default:
+		c.fail(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", ResultNoAnswer, "no answer")
+	}
+}
+
+// await runs the ringing phase of one group. It returns whether a branch
+// answered (the call is then in progress and ran to its end) and how many
+// branches answered busy.
+func (c *call) await(branches []*branch, results chan branchResult, timeout time.Duration) (bool, int) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	pending := len(branches)
+	busy := 0
+	ringing := false
+	cancelAll := func(except *branch) {
+		for _, br := range branches {
+			if br != except && !br.done {
+				br.cancel()
+			}
+		}
+	}
+	// Losers that still answer (a 200 crossing our CANCEL) get ACK and BYE.
+	drain := func() {
+		go func(n int) {
+			for i := 0; i < n; i++ {
+				r := <-results
+				if !r.end {
+					i--
+					continue
+				}
+				if r.err == nil && r.br.sess != nil {
+					_ = r.br.sess.Ack(bg())
+					_ = r.br.sess.Bye(bg())
+				}
+				c.b.unbind(r.br.sess.InviteRequest.CallID().Value())
+			}
+		}(pending)
+	}
+	for pending > 0 {
+		select {
+		case fn := <-c.inbox:
+			fn()
+			if c.ended {
+				return false, busy
+			}
+		case <-c.caller.Context().Done():
+			// The caller hung up (CANCEL) while the phones rang.
+			cancelAll(nil)
+			drain()
+			c.ev.Result, c.ev.HangupBy, c.ev.Code = ResultAbandoned, "caller", sip.StatusRequestTerminated
+			c.finish()
+			return false, busy
+		case <-timer.C:
+			cancelAll(nil)
+			drain()
+			return false, busy
+		case r := <-results:
+			if !r.end {
+				if !ringing && (r.res.StatusCode == 180 || r.res.StatusCode == 183) {
+					ringing = true
+					_ = c.caller.Respond(sip.StatusRinging, "Ringing", nil)
+				}
+				continue
+			}
+			pending--
+			r.br.done = true
+			if r.err != nil {
+				r.br.final = sip.StatusRequestTimeout
+				var de *sipgo.ErrDialogResponse
+				if errors.As(r.err, &de) {
+					r.br.final = de.Res.StatusCode
+				}
+				if r.br.final == 486 || r.br.final == 600 || r.br.final == 603 {
+					busy++
+				}
+				c.b.unbind(r.br.sess.InviteRequest.CallID().Value())
+				continue
+			}
+			cancelAll(r.br)
+			drain()
+			c.connect(r.br)
+			return true, busy
+		}
+	}
+	return false, busy
+}
+
+// connect completes the call with the branch that answered and runs it to
+// its end.
+func (c *call) connect(br *branch) {
+	c.callee = br
+	_, m, err := parseSDP(br.sess.InviteResponse.Body())
+	if err != nil {
+		_ = br.sess.Ack(bg())
+		_ = br.sess.Bye(bg())
+		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, "callee SDP: "+err.Error())
+		return
+	}
+	c.media.SetRemote(c.calleeSide, m.addr)
+	if err := br.sess.Ack(bg()); err != nil {
+		c.b.log.Warn("ack failed", "call_id", c.id, "error", err)
+	}
+	answerSDP, _, _ := parseSDP(br.sess.InviteResponse.Body())
+	body, err := rewriteSDP(answerSDP, c.callerIP, c.media.Port(c.callerSide), c.callerVer.next())
+	if err != nil {
+		_ = br.sess.Bye(bg())
+		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
+		return
+	}
+	if err := c.caller.Respond(sip.StatusOK, "OK", body, sip.NewHeader("Content-Type", "application/sdp")); err != nil {
+		_ = br.sess.Bye(bg())
+		c.ev.Result, c.ev.HangupBy = ResultAbandoned, "caller"
+		c.finish()
+		return
+	}
+	c.ev.Answered = br.target
+	c.ev.Result = ResultAnswered
+	c.emit(EventAnswered)
+	c.talk()
+}
+
+// talk runs an established call until a BYE.
+func (c *call) talk() {
+	for !c.ended {
+		select {
+		case fn := <-c.inbox:
+			fn()
+		case <-c.callee.sess.Context().Done():
+			if !c.ended {
+				c.hangup("callee", "dialog ended")
+			}
+		case <-c.caller.Context().Done():
+			if !c.ended {
+				c.hangup("caller", "dialog ended")
+			}
+		}
+	}
+}
+
+// hangup ends both legs (the side that hung up has already been answered).
+func (c *call) hangup(by, reason string) {
+	if c.ended {
+		return
+	}
+	c.ev.HangupBy, c.ev.Reason = c.party(by), reason
+	if c.callee != nil && c.callee.sess != nil && by != "callee" {
+		ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
+		_ = c.callee.sess.Bye(ctx)
+		cancel()
+	}
+	if by != "caller" {
+		ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
+		_ = c.caller.Bye(ctx)
+		cancel()
+	}
+	c.finish()
+}
+
+// party names who hung up in the terms of the call record.
+func (c *call) party(by string) string {
+	switch {
+	case by == "caller" && c.ev.Direction == Inbound, by == "callee" && c.ev.Direction == Outbound:
+		return "outside"
+	case by == "caller" || by == "callee":
+		if c.ev.Direction == Internal {
+			return by
+		}
+		return "employee"
+	}
+	return by
+}
+
+// onRequest handles an in-dialog request inside the call's goroutine.
+func (c *call) onRequest(req *sip.Request, tx sip.ServerTransaction) {
+	fromCaller := req.CallID().Value() == c.caller.InviteRequest.CallID().Value()
+	switch req.Method {
+	case sip.ACK:
+		if fromCaller {
+			_ = c.caller.ReadAck(req, tx)
+		}
+	case sip.BYE:
+		if fromCaller {
+			_ = c.caller.ReadBye(req, tx)
+			c.hangup("caller", "BYE")
+		} else if c.callee != nil {
+			_ = c.callee.sess.ReadBye(req, tx)
+			c.hangup("callee", "BYE")
+		} else {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+		}
+	case sip.INVITE:
+		c.reinvite(req, tx, fromCaller)
+	case sip.INFO:
+		c.forward(req, tx, fromCaller)
+	default:
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotImplemented, "Not Implemented", nil))
+	}
+}
