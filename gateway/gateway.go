@@ -18,6 +18,9 @@ import (
 	"callgate/gateway/config"
 	"callgate/gateway/directory"
 	"callgate/gateway/store"
+	"callgate/media/record"
+	"callgate/media/relay"
+	"callgate/sip/b2bua"
 	"callgate/sip/digest"
 	"callgate/sip/guard"
 	"callgate/sip/location"
@@ -41,6 +44,11 @@ type Gateway struct {
 	sip   *sipStack
 	trunk *trunk.Trunk
 	http  *http.Server
+
+	relay    *relay.Relay
+	recorder *record.Recorder
+	b2b      *b2bua.B2BUA
+	calls    *callModel
 	httpL net.Listener
 	prom  *prometheus.Registry
 
@@ -91,13 +99,16 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	if len(cfg.Upstream.Accounts) > 0 {
 		g.trunk = g.newTrunk()
 	}
+	if err := g.newMedia(); err != nil {
+		return nil, err
+	}
 	g.prom = g.metrics()
 	if cfg.HTTP.Listen != "" {
 		g.httpL, err = net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("listen http %s: %w", cfg.HTTP.Listen, err)
 		}
-		srv := &api.Server{Tokens: api.NewTokens(cfg.HTTP.APITokens), Gatherer: g.prom, Ready: g.readyChecks()}
+		srv := &api.Server{Tokens: api.NewTokens(cfg.HTTP.APITokens), Gatherer: g.prom, Ready: g.readyChecks(), Calls: g.calls.store}
 		g.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	}
 	return g, nil
@@ -152,7 +163,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	} else {
 		close(trunkDone)
 	}
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); g.janitorLoop(bg) }()
 	go func() { defer wg.Done(); g.persistLoop(bg) }()
 	go func() { defer wg.Done(); g.keepaliveLoop(bg) }()
 	go func() { defer wg.Done(); g.watchdog(bg) }()
@@ -162,6 +174,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	<-ctx.Done()
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	g.log.Info("stopping")
+	g.b2b.HangupAll()
+	g.b2b.Wait()
 	<-trunkDone // the trunk unregisters while the sockets are still open
 	if g.http != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -170,6 +184,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	stopBG()
 	wg.Wait()
+	g.relay.Close()
+	g.calls.close()
 	if err := g.flush(); err != nil {
 		g.log.Error("final flush of registrations failed", "error", err)
 	}

@@ -29,6 +29,20 @@ func (g *Gateway) metrics() *prometheus.Registry {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_sip_refused_networks_total", Help: "REGISTERs from outside sip.allow_networks."},
 			func() float64 { return float64(st.Refused.Load()) }),
 	)
+	r.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_calls_active", Help: "Calls in progress."},
+			func() float64 { return float64(g.b2b.Active()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_rtp_packets_total", Help: "RTP/RTCP packets relayed."},
+			func() float64 { return float64(g.relay.Packets.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_rtp_dropped_packets_total", Help: "RTP/RTCP packets not relayed (unknown destination or source)."},
+			func() float64 { return float64(g.relay.Dropped.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_bytes_total", Help: "Audio bytes written to recordings."},
+			func() float64 { return float64(g.recorder.Bytes.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_dropped_packets_total", Help: "Packets the recorder's queue had no room for."},
+			func() float64 { return float64(g.recorder.Dropped.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_skipped_total", Help: "Calls not recorded because free disk space was below recording.min_free."},
+			func() float64 { return float64(g.recorder.Skipped.Load()) }),
+	)
 	if g.trunk != nil {
 		r.MustRegister(&upstreamCollector{t: g.trunk, desc: prometheus.NewDesc("callgate_upstream_registered",
 			"1 when the upstream account is registered with the VPBX.", []string{"account"}, nil)})

@@ -53,6 +53,7 @@ type Server struct {
 	Tokens   *Tokens
 	Gatherer prometheus.Gatherer
 	Ready    []Check
+	Calls    CallStore // nil: no call history endpoints
 }
 
 // Handler returns the HTTP routes.
@@ -64,6 +65,9 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.auth(promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{})))
+	if s.Calls != nil {
+		s.callRoutes(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		Error(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})

@@ -18,6 +18,7 @@ type Config struct {
 	Media     Media      `toml:"media"`
 	Recording Recording  `toml:"recording"`
 	Upstream  Upstream   `toml:"upstream"`
+	Calls     Calls      `toml:"calls"`
 	HTTP      HTTP       `toml:"http"`
 	Employees []Employee `toml:"employee"`
 
@@ -58,7 +59,17 @@ type Ban struct {
 
 // Media configures the RTP relay.
 type Media struct {
-	RTPPorts string `toml:"rtp_ports"`
+	RTPPorts          string   `toml:"rtp_ports"`
+	Bind              string   `toml:"bind"`
+	Advertise         string   `toml:"advertise"`
+	UpstreamAdvertise string   `toml:"upstream_advertise"`
+	Timeout           Duration `toml:"timeout"`
+}
+
+// Calls configures call handling.
+type Calls struct {
+	RingTimeout   Duration `toml:"ring_timeout"`
+	DefaultRegion string   `toml:"default_region"`
 }
 
 // Recording configures local call recording.
@@ -66,6 +77,8 @@ type Recording struct {
 	Enabled   bool     `toml:"enabled"`
 	Dir       string   `toml:"dir"`
 	Retention Duration `toml:"retention"`
+	Internal  bool     `toml:"internal"`
+	MinFree   string   `toml:"min_free"`
 }
 
 // Upstream configures the registrations with the cloud VPBX.
@@ -150,8 +163,9 @@ func Defaults() Config {
 				Duration:         Duration(15 * time.Minute),
 			},
 		},
-		Media:     Media{RTPPorts: "20000-20999"},
-		Recording: Recording{Enabled: true, Retention: Duration(8760 * time.Hour)},
+		Media:     Media{RTPPorts: "20000-20999", Bind: "0.0.0.0", Timeout: Duration(60 * time.Second)},
+		Recording: Recording{Enabled: true, Retention: Duration(8760 * time.Hour), MinFree: "1GiB"},
+		Calls:     Calls{RingTimeout: Duration(30 * time.Second), DefaultRegion: "RU"},
 		Upstream: Upstream{
 			Expires:         Duration(300 * time.Second),
 			RegisterTimeout: Duration(10 * time.Second),

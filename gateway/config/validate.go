@@ -47,6 +47,13 @@ func (v *validator) validate(c *Config) {
 	if c.Recording.Dir == "" {
 		c.Recording.Dir = filepath.Join(c.DataDir, "recordings")
 	}
+	if _, err := ParseSize(c.Recording.MinFree); err != nil {
+		v.bad("recording.min_free", "e.g. \"1GiB\", \"500MB\" or \"0\" to disable", "%v", err)
+	}
+	v.between("calls.ring_timeout", c.Calls.RingTimeout.D(), time.Second, 10*time.Minute)
+	if len(c.Calls.DefaultRegion) != 2 || strings.ToUpper(c.Calls.DefaultRegion) != c.Calls.DefaultRegion {
+		v.bad("calls.default_region", "a two-letter country code, e.g. \"RU\"", "%q is not a region code", c.Calls.DefaultRegion)
+	}
 	if c.Recording.Retention.D() < time.Hour {
 		v.bad("recording.retention", "e.g. \"8760h\" for one year", "must be at least 1h, got %s", c.Recording.Retention.D())
 	}
@@ -167,6 +174,38 @@ func (v *validator) media(m *Media) {
 	if _, _, err := ParsePortRange(m.RTPPorts); err != nil {
 		v.bad("media.rtp_ports", "e.g. rtp_ports = \"20000-20999\"", "%v", err)
 	}
+	if _, err := netip.ParseAddr(m.Bind); err != nil {
+		v.bad("media.bind", "an IP address, e.g. \"0.0.0.0\"", "%q is not an IP address", m.Bind)
+	}
+	for _, k := range []struct{ key, val string }{{"media.advertise", m.Advertise}, {"media.upstream_advertise", m.UpstreamAdvertise}} {
+		if k.val == "" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(k.val); err != nil || ip.IsUnspecified() {
+			v.bad(k.key, "the IP address the other side sends RTP to", "%q is not a usable IP address", k.val)
+		}
+	}
+	v.between("media.timeout", m.Timeout.D(), time.Second, time.Hour)
+}
+
+// ParseSize parses "512MiB", "1GiB", "100MB" or a plain number of bytes.
+func ParseSize(s string) (uint64, error) {
+	s = strings.TrimSpace(s)
+	mult := uint64(1)
+	for _, u := range []struct {
+		suffix string
+		m      uint64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	return n * mult, nil
 }
 
 func (v *validator) between(path string, d, lo, hi time.Duration) {

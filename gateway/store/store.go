@@ -23,6 +23,7 @@ const FileName = "callgate.db"
 var (
 	BucketMeta     = []byte("meta")
 	BucketBindings = []byte("bindings")
+	BucketCalls    = []byte("calls")
 )
 
 var keySchema = []byte("schema_version")
@@ -46,6 +47,10 @@ var migrations = []Migration{
 			}
 		}
 		return nil
+	}},
+	{Name: "create calls bucket", Up: func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(BucketCalls)
+		return err
 	}},
 }
 

@@ -160,6 +160,7 @@ type B2BUA struct {
 
 	mu   sync.Mutex
 	legs map[string]*call // by the Call-ID of either leg
+	byID map[string]*call // by callgate's call id
 	wg   sync.WaitGroup
 }
 
@@ -170,7 +171,7 @@ func New(cfg Config, client *sipgo.Client, router Router, loc Locator, auth Auth
 	}
 	return &B2BUA{cfg: cfg, client: client, router: router, loc: loc, auth: auth, media: media, obs: obs, log: log,
 		dua:  &sipgo.DialogUA{Client: client, ContactHDR: cfg.Contact, RewriteContact: true},
-		legs: map[string]*call{}}
+		legs: map[string]*call{}, byID: map[string]*call{}}
 }
 
 // Register installs the request handlers on srv; wrap decides who may reach them.
@@ -194,6 +195,14 @@ func (b *B2BUA) Active() int {
 		seen[c] = true
 	}
 	return len(seen)
+}
+
+// Hangup ends a call by callgate's id (e.g. after a media timeout).
+func (b *B2BUA) Hangup(id, reason string) bool {
+	b.mu.Lock()
+	c := b.byID[id]
+	b.mu.Unlock()
+	return c != nil && c.post(func() { c.hangup("timeout", reason) })
 }
 
 // Wait waits for every call to end.

@@ -60,6 +60,9 @@ func (b *B2BUA) newCall(dir Direction, req *sip.Request, tx sip.ServerTransactio
 	}
 	c.caller = sess
 	b.bind(req.CallID().Value(), c)
+	b.mu.Lock()
+	b.byID[c.id] = c
+	b.mu.Unlock()
 	return c, nil
 }
 
@@ -186,6 +189,9 @@ func (c *call) finish() {
 	if c.callee != nil && c.callee.sess != nil {
 		c.b.unbind(c.callee.sess.InviteRequest.CallID().Value())
 	}
+	c.b.mu.Lock()
+	delete(c.b.byID, c.id)
+	c.b.mu.Unlock()
 	close(c.closed)
 	c.emit(EventEnded)
 	c.b.log.Info("call ended", "call_id", c.id, "direction", string(c.ev.Direction), "result", c.ev.Result, "hangup_by", c.ev.HangupBy)
@@ -342,6 +348,8 @@ func (c *call) await(branches []*branch, results chan branchResult, timeout time
 		case fn := <-c.inbox:
 			fn()
 			if c.ended {
+				cancelAll(nil)
+				drain()
 				return false, busy
 			}
 		case <-c.caller.Context().Done():
@@ -441,6 +449,12 @@ func (c *call) talk() {
 // hangup ends both legs (the side that hung up has already been answered).
 func (c *call) hangup(by, reason string) {
 	if c.ended {
+		return
+	}
+	if c.callee == nil {
+		// Still ringing (shutdown, media timeout): answer the caller instead.
+		c.ev.HangupBy = by
+		c.fail(sip.StatusServiceUnavailable, "Service Unavailable", ResultFailed, reason)
 		return
 	}
 	c.ev.HangupBy, c.ev.Reason = c.party(by), reason

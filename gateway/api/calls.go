@@ -1,0 +1,70 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"callgate/gateway/calls"
+)
+
+// CallStore is what the call history endpoints read.
+type CallStore interface {
+	List(calls.Filter) ([]calls.Record, error)
+	Get(id string) (*calls.Record, error)
+}
+
+func (s *Server) callRoutes(mux *http.ServeMux) {
+	mux.Handle("GET /api/v1/calls", s.auth(http.HandlerFunc(s.listCalls)))
+	mux.Handle("GET /api/v1/calls/{id}", s.auth(http.HandlerFunc(s.getCall)))
+}
+
+func parseTime(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339, v)
+}
+
+// listCalls: GET /api/v1/calls?from=RFC3339&to=RFC3339&employee=&number=&result=&limit=
+func (s *Server) listCalls(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	from, err1 := parseTime(q.Get("from"))
+	to, err2 := parseTime(q.Get("to"))
+	if err := errors.Join(err1, err2); err != nil {
+		Error(w, http.StatusBadRequest, "bad_time", "from and to are RFC 3339 times, e.g. 2026-11-22T10:00:00Z")
+		return
+	}
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			Error(w, http.StatusBadRequest, "bad_limit", "limit is 1 to 500")
+			return
+		}
+		limit = n
+	}
+	list, err := s.Calls.List(calls.Filter{From: from, To: to, Employee: q.Get("employee"), Number: q.Get("number"), Result: q.Get("result"), Limit: limit})
+	if err != nil {
+		Error(w, http.StatusInternalServerError, "store_error", "call history could not be read")
+		return
+	}
+	if list == nil {
+		list = []calls.Record{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"calls": list})
+}
+
+func (s *Server) getCall(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.Calls.Get(r.PathValue("id"))
+	if errors.Is(err, calls.ErrNotFound) {
+		Error(w, http.StatusNotFound, "call_not_found", "no call with this id")
+		return
+	}
+	if err != nil {
+		Error(w, http.StatusInternalServerError, "store_error", "call could not be read")
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}

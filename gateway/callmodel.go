@@ -1,0 +1,173 @@
+package gateway
+
+import (
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"sync"
+
+	"callgate/gateway/calls"
+	"callgate/gateway/routing"
+	"callgate/media/record"
+	"callgate/media/relay"
+	"callgate/sip/b2bua"
+)
+
+// relayMedia adapts the relay to what the B2BUA asks of media.
+type relayMedia struct{ r *relay.Relay }
+
+func (m relayMedia) Open(id string) (b2bua.MediaSession, error) {
+	s, err := m.r.Open(id)
+	if err != nil {
+		return nil, err
+	}
+	return relaySession{s}, nil
+}
+
+type relaySession struct{ *relay.Session }
+
+func (s relaySession) Port(side int) int { return s.Session.Port(relay.Side(side)) }
+func (s relaySession) SetRemote(side int, a netip.AddrPort) {
+	s.Session.SetRemote(relay.Side(side), a)
+}
+
+// callModel turns B2BUA events into call records and recordings. Events of
+// one call arrive in order from that call's goroutine; records are written
+// by a separate goroutine so no call waits for the disk.
+type callModel struct {
+	log      *slog.Logger
+	store    *calls.Store
+	relay    *relay.Relay
+	rec      *record.Recorder // nil: recording disabled
+	internal bool             // record internal calls
+	region   string
+	numbers  map[string]string // account -> trunk number
+
+	mu     sync.Mutex
+	open   map[string]*openCall
+	writes chan calls.Record
+	done   chan struct{}
+}
+
+type openCall struct {
+	rec calls.Record
+	rc  *record.Call
+}
+
+func newCallModel(g *Gateway) *callModel {
+	m := &callModel{log: g.log, store: calls.NewStore(g.store), relay: g.relay, internal: g.cfg.Recording.Internal,
+		region: g.cfg.Calls.DefaultRegion, numbers: map[string]string{}, open: map[string]*openCall{},
+		writes: make(chan calls.Record, 1024), done: make(chan struct{})}
+	if g.cfg.Recording.Enabled {
+		m.rec = g.recorder
+	}
+	for _, a := range g.cfg.Upstream.Accounts {
+		m.numbers[a.User] = a.Number
+	}
+	go m.writer()
+	return m
+}
+
+func (m *callModel) writer() {
+	defer close(m.done)
+	for r := range m.writes {
+		if err := m.store.Put(&r); err != nil {
+			m.log.Error("saving call record failed", "call_id", r.ID, "error", err)
+		}
+	}
+}
+
+// close waits for pending record writes.
+func (m *callModel) close() {
+	close(m.writes)
+	<-m.done
+}
+
+// CallEvent implements b2bua.Observer.
+func (m *callModel) CallEvent(e b2bua.Event) {
+	m.mu.Lock()
+	oc := m.open[e.CallID]
+	if oc == nil {
+		oc = &openCall{rec: calls.Record{ID: e.CallID, Direction: string(e.Direction), Internal: e.Direction == b2bua.Internal,
+			Account: e.Account, TrunkNumber: m.numbers[e.Account], Caller: e.Caller, Started: e.At, Legs: []calls.Leg{}}}
+		if n, err := routing.Normalize(e.Outside, m.region); err == nil {
+			oc.rec.Outside = n
+		} else {
+			oc.rec.Outside = e.Outside
+		}
+		m.open[e.CallID] = oc
+	}
+	m.mu.Unlock()
+	r := &oc.rec
+	seen := map[string]bool{}
+	r.Rung = r.Rung[:0]
+	for _, t := range e.Rung {
+		if t.Employee != "" && !seen[t.Employee] {
+			seen[t.Employee] = true
+			r.Rung = append(r.Rung, t.Employee)
+		}
+	}
+	switch e.Kind {
+	case b2bua.EventRinging:
+		if r.Ringing.IsZero() {
+			r.Ringing = e.At
+		}
+	case b2bua.EventAnswered:
+		r.Answered = e.At
+		r.AnsweredBy = e.Answered.Employee
+		r.WaitSeconds = e.At.Sub(r.Started).Seconds()
+		leg := calls.Leg{N: len(r.Legs) + 1, Employee: e.Answered.Employee, Extension: e.Answered.Extension, Answered: e.At}
+		if m.rec != nil && (!r.Internal || m.internal) {
+			m.startRecording(oc, &leg)
+		}
+		r.Legs = append(r.Legs, leg)
+	case b2bua.EventEnded:
+		r.Ended, r.Result, r.HangupBy, r.Reason = e.At, e.Result, e.HangupBy, e.Reason
+		if !r.Answered.IsZero() {
+			r.TalkSeconds = e.At.Sub(r.Answered).Seconds()
+		} else {
+			r.WaitSeconds = e.At.Sub(r.Started).Seconds()
+		}
+		if n := len(r.Legs); n > 0 {
+			leg := &r.Legs[n-1]
+			leg.Ended = e.At
+			leg.TalkSeconds = e.At.Sub(leg.Answered).Seconds()
+			if oc.rc != nil {
+				if size, err := oc.rc.Close(); err == nil {
+					leg.RecordingBytes = size
+				} else {
+					m.log.Warn("closing recording failed", "call_id", e.CallID, "error", err)
+				}
+			}
+		}
+		m.mu.Lock()
+		delete(m.open, e.CallID)
+		m.mu.Unlock()
+	}
+	m.writes <- cloneRecord(r)
+}
+
+func (m *callModel) startRecording(oc *openCall, leg *calls.Leg) {
+	s, ok := m.relay.Get(oc.rec.ID)
+	if !ok {
+		return
+	}
+	rc, err := m.rec.Start(oc.rec.ID, itoa(leg.N), leg.Answered)
+	if err != nil {
+		m.log.Warn("call not recorded", "call_id", oc.rec.ID, "error", err)
+		return
+	}
+	oc.rc = rc
+	rel, _ := filepath.Rel(m.rec.Dir, rc.Path())
+	leg.Recording = rel
+	s.SetTap(func(side relay.Side, seq uint16, ts uint32, pt uint8, payload []byte) {
+		rc.Push(int(side), seq, ts, pt, payload)
+	})
+}
+
+func cloneRecord(r *calls.Record) calls.Record {
+	c := *r
+	c.Rung = append([]string(nil), r.Rung...)
+	c.Legs = append([]calls.Leg(nil), r.Legs...)
+	return c
+}

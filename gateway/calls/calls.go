@@ -1,0 +1,219 @@
+// Package calls keeps the call history: one record per call with its legs,
+// written to the database as the call progresses (so a crash leaves a
+// record that says it was interrupted), and a bus that publishes call
+// events to later consumers (CRM outbox, web console).
+package calls
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"callgate/gateway/store"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Leg is one employee's part of a call.
+type Leg struct {
+	N              int       `json:"n"`
+	Employee       string    `json:"employee"`
+	Extension      string    `json:"extension"`
+	Answered       time.Time `json:"answered"`
+	Ended          time.Time `json:"ended,omitzero"`
+	TalkSeconds    float64   `json:"talk_seconds"`
+	Recording      string    `json:"recording,omitempty"`
+	RecordingBytes int64     `json:"recording_bytes,omitempty"`
+}
+
+// Record is one call.
+type Record struct {
+	ID          string    `json:"id"`
+	Direction   string    `json:"direction"`
+	Internal    bool      `json:"internal"` // never handed to CRM consumers
+	Account     string    `json:"account,omitempty"`
+	TrunkNumber string    `json:"trunk_number,omitempty"`
+	Outside     string    `json:"outside_number,omitempty"` // E.164
+	Caller      string    `json:"caller"`
+	Rung        []string  `json:"rung"` // employees
+	AnsweredBy  string    `json:"answered_by,omitempty"`
+	Started     time.Time `json:"started"`
+	Ringing     time.Time `json:"ringing,omitzero"`
+	Answered    time.Time `json:"answered,omitzero"`
+	Ended       time.Time `json:"ended,omitzero"`
+	WaitSeconds float64   `json:"wait_seconds"`
+	TalkSeconds float64   `json:"talk_seconds"`
+	Result      string    `json:"result,omitempty"` // answered, no-answer, busy, failed, abandoned, interrupted
+	HangupBy    string    `json:"hangup_by,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+	Legs        []Leg     `json:"legs"`
+}
+
+// Bucket holds the records; keys are start time (8 bytes, ns) + id, so a
+// cursor walks them in time order.
+var Bucket = store.BucketCalls
+
+func key(r *Record) []byte {
+	k := make([]byte, 8, 8+len(r.ID))
+	binary.BigEndian.PutUint64(k, uint64(r.Started.UnixNano()))
+	return append(k, r.ID...)
+}
+
+// Store reads and writes records.
+type Store struct {
+	db *store.Store
+	mu sync.Mutex
+	ix map[string][]byte // id -> key, filled lazily
+}
+
+// NewStore wraps the database.
+func NewStore(db *store.Store) *Store { return &Store{db: db, ix: map[string][]byte{}} }
+
+// Put writes a record.
+func (s *Store) Put(r *Record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	k := key(r)
+	err = s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(Bucket).Put(k, b) })
+	if err != nil {
+		return fmt.Errorf("save call %s: %w", r.ID, err)
+	}
+	s.mu.Lock()
+	s.ix[r.ID] = k
+	s.mu.Unlock()
+	return nil
+}
+
+// ErrNotFound means no such call.
+var ErrNotFound = errors.New("call not found")
+
+// Get reads one record.
+func (s *Store) Get(id string) (*Record, error) {
+	s.mu.Lock()
+	k, ok := s.ix[id]
+	s.mu.Unlock()
+	var out *Record
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(Bucket)
+		if ok {
+			return decode(b.Get(k), &out)
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if bytes.HasSuffix(k, []byte(id)) && len(k) == 8+len(id) {
+				return decode(v, &out)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return nil, ErrNotFound
+	}
+	return out, nil
+}
+
+func decode(v []byte, out **Record) error {
+	if v == nil {
+		return nil
+	}
+	var r Record
+	if err := json.Unmarshal(v, &r); err != nil {
+		return err
+	}
+	*out = &r
+	return nil
+}
+
+// Filter selects records for List.
+type Filter struct {
+	From, To time.Time // start time range; zero means open
+	Employee string
+	Number   string // E.164 or part of it
+	Result   string
+	Limit    int // default 50, at most 500
+	Before   string
+}
+
+// List returns records newest first.
+func (s *Store) List(f Filter) ([]Record, error) {
+	if f.Limit <= 0 || f.Limit > 500 {
+		f.Limit = min(max(f.Limit, 50), 500)
+	}
+	var out []Record
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(Bucket).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < f.Limit; k, v = c.Prev() {
+			var r Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				continue
+			}
+			if !f.From.IsZero() && r.Started.Before(f.From) {
+				break
+			}
+			if (!f.To.IsZero() && !r.Started.Before(f.To)) || (f.Result != "" && r.Result != f.Result) ||
+				(f.Number != "" && !strings.Contains(r.Outside, strings.TrimPrefix(f.Number, "+"))) ||
+				(f.Employee != "" && !involves(&r, f.Employee)) {
+				continue
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func involves(r *Record, employee string) bool {
+	if r.AnsweredBy == employee {
+		return true
+	}
+	for _, e := range r.Rung {
+		if e == employee {
+			return true
+		}
+	}
+	return false
+}
+
+// MarkInterrupted closes records a crash left open and returns their ids.
+func (s *Store) MarkInterrupted(now time.Time) ([]string, error) {
+	var ids []string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(Bucket)
+		var fix [][2][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			var r Record
+			if json.Unmarshal(v, &r) != nil || !r.Ended.IsZero() {
+				return nil
+			}
+			r.Ended, r.Result, r.Reason = now, "interrupted", "callgate stopped during the call"
+			if !r.Answered.IsZero() {
+				r.TalkSeconds = now.Sub(r.Answered).Seconds()
+			}
+			nb, _ := json.Marshal(&r)
+			fix = append(fix, [2][]byte{append([]byte(nil), k...), nb})
+			ids = append(ids, r.ID)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, f := range fix {
+			if err := b.Put(f[0], f[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	sort.Strings(ids)
+	return ids, err
+}

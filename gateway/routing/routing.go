@@ -1,0 +1,118 @@
+// Package routing decides where calls go: which extensions an inbound call
+// to an upstream account rings, and whether what a phone dialled is an
+// extension (internal) or an outside number, normalised for the VPBX.
+package routing
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"callgate/gateway/config"
+	"callgate/gateway/directory"
+	"callgate/sip/b2bua"
+
+	"github.com/nyaruka/phonenumbers"
+)
+
+// ErrInvalidNumber means a dialled string is not a phone number.
+var ErrInvalidNumber = errors.New("not a valid phone number")
+
+// Router implements b2bua.Router from the configuration.
+type Router struct {
+	dir         *directory.Directory
+	accounts    map[string]config.Account // by user
+	byEmployee  map[string]config.Account
+	first       config.Account
+	region      string
+	ringTimeout time.Duration
+}
+
+// New builds the router.
+func New(cfg *config.Config, dir *directory.Directory) *Router {
+	r := &Router{dir: dir, accounts: map[string]config.Account{}, byEmployee: map[string]config.Account{},
+		region: cfg.Calls.DefaultRegion, ringTimeout: cfg.Calls.RingTimeout.D()}
+	for i, a := range cfg.Upstream.Accounts {
+		r.accounts[a.User] = a
+		if a.Employee != "" {
+			if _, ok := r.byEmployee[a.Employee]; !ok {
+				r.byEmployee[a.Employee] = a
+			}
+		}
+		if i == 0 {
+			r.first = a
+		}
+	}
+	return r
+}
+
+// Normalize returns a number in E.164 ("+79161234567"). "8 916 123-45-67",
+// "+7 (916) 123 45 67" and "79161234567" are one number in region RU.
+func Normalize(raw, region string) (string, error) {
+	s := strings.TrimSpace(raw)
+	if s == "" || len(s) > 32 {
+		return "", ErrInvalidNumber
+	}
+	// A bare 11-digit national number with country code (7916...) is common
+	// in the VPBX and in CRMs: read it as international.
+	digits := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, s)
+	if !strings.HasPrefix(s, "+") && !strings.HasPrefix(s, "8") && len(digits) >= 11 {
+		s = "+" + digits
+	}
+	n, err := phonenumbers.Parse(s, region)
+	if err != nil || !phonenumbers.IsPossibleNumber(n) {
+		return "", fmt.Errorf("%q: %w", raw, ErrInvalidNumber)
+	}
+	return phonenumbers.Format(n, phonenumbers.E164), nil
+}
+
+// ForVPBX is how the VPBX wants a number in a Request-URI: E.164 digits
+// without "+" (79161234567).
+func ForVPBX(e164 string) string { return strings.TrimPrefix(e164, "+") }
+
+// Inbound rings every extension of the employee the account belongs to.
+func (r *Router) Inbound(account, caller string) (b2bua.InboundRoute, error) {
+	a, ok := r.accounts[account]
+	if !ok {
+		return b2bua.InboundRoute{}, fmt.Errorf("unknown account %q", account)
+	}
+	e, ok := r.dir.Employee(a.Employee)
+	if !ok {
+		return b2bua.InboundRoute{}, fmt.Errorf("account %q has no employee", account)
+	}
+	route := b2bua.InboundRoute{RingTimeout: r.ringTimeout}
+	for _, x := range e.Extensions {
+		route.Targets = append(route.Targets, b2bua.Target{Extension: x, Employee: e.ID})
+	}
+	return route, nil
+}
+
+// Outbound routes what extension dialled.
+func (r *Router) Outbound(extension, dialled string) (b2bua.OutboundRoute, error) {
+	caller, ok := r.dir.ByExtension(extension)
+	if !ok {
+		return b2bua.OutboundRoute{}, fmt.Errorf("unknown extension %q", extension)
+	}
+	if callee, ok := r.dir.ByExtension(dialled); ok {
+		return b2bua.OutboundRoute{Internal: true, Target: b2bua.Target{Extension: dialled, Employee: callee.ID}, Employee: caller.ID}, nil
+	}
+	num, err := Normalize(dialled, r.region)
+	if err != nil {
+		return b2bua.OutboundRoute{}, err
+	}
+	a, ok := r.byEmployee[caller.ID]
+	if !ok {
+		a = r.first
+	}
+	if a.User == "" {
+		return b2bua.OutboundRoute{}, errors.New("no upstream account configured")
+	}
+	return b2bua.OutboundRoute{Account: b2bua.Account{User: a.User, AuthUser: a.AuthUser, Password: a.Password},
+		Number: ForVPBX(num), Employee: caller.ID}, nil
+}
