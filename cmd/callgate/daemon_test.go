@@ -27,7 +27,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binPath = filepath.Join(dir, "callgate")
-	out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+	args := []string{"build", "-o", binPath}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build callgate: %v\n%s", err, out)
 		os.Exit(1)
@@ -164,6 +168,9 @@ func startDaemon(t *testing.T, cfg daemonConfig) *daemon {
 		if !d.exited {
 			d.cmd.Process.Kill()
 			<-d.done
+		}
+		if strings.Contains(d.log.String(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector found a data race in callgate")
 		}
 		if t.Failed() {
 			t.Logf("callgate log:\n%s", d.log.String())

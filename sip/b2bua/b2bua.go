@@ -263,6 +263,14 @@ func (b *B2BUA) inDialog(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		return
 	}
+	if req.IsAck() {
+		// Not through the call's goroutine: it may be the one waiting for
+		// this ACK (sipgo's answer retransmits the 2xx until it comes).
+		if req.CallID().Value() == c.caller.InviteRequest.CallID().Value() {
+			_ = c.caller.ReadAck(req, tx)
+		}
+		return
+	}
 	done := make(chan struct{})
 	if !c.post(func() { c.onRequest(req, tx); close(done) }) {
 		if !req.IsAck() {

@@ -489,10 +489,6 @@ func (c *call) party(by string) string {
 func (c *call) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	fromCaller := req.CallID().Value() == c.caller.InviteRequest.CallID().Value()
 	switch req.Method {
-	case sip.ACK:
-		if fromCaller {
-			_ = c.caller.ReadAck(req, tx)
-		}
 	case sip.BYE:
 		if fromCaller {
 			_ = c.caller.ReadBye(req, tx)

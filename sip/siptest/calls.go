@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -39,6 +41,10 @@ func (c *IncomingCall) finish() { c.once.Do(func() { close(c.done) }) }
 
 // From is the caller's user part.
 func (c *IncomingCall) From() string { return c.Request.From().Address.User }
+
+// Gone is closed when the caller gives up before an answer (CANCEL) or the
+// INVITE transaction ends.
+func (c *IncomingCall) Gone() <-chan struct{} { return c.dialog.Context().Done() }
 
 // Ringing sends 180.
 func (c *IncomingCall) Ringing() error { return c.dialog.Respond(180, "Ringing", nil) }
@@ -178,4 +184,23 @@ func (p *Phone) Dial(ctx context.Context, target string, sdp []byte) (*Call, err
 		return nil, fmt.Errorf("dial %s: ack: %w", target, err)
 	}
 	return &Call{client: s, Remote: s.InviteResponse.Body()}, nil
+}
+
+// MediaAddr reads the audio address (c= and m=audio port) of an SDP body.
+func MediaAddr(sdp []byte) (netip.AddrPort, error) {
+	var ip netip.Addr
+	port := -1
+	for _, line := range strings.Split(string(sdp), "\n") {
+		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, "c=IN IP4 "); ok {
+			ip, _ = netip.ParseAddr(strings.TrimSpace(v))
+		}
+		if v, ok := strings.CutPrefix(line, "m=audio "); ok && port < 0 {
+			port, _ = strconv.Atoi(strings.Fields(v)[0])
+		}
+	}
+	if !ip.IsValid() || port <= 0 {
+		return netip.AddrPort{}, fmt.Errorf("no audio address in SDP")
+	}
+	return netip.AddrPortFrom(ip, uint16(port)), nil
 }

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"callgate/gateway/calls"
+	"callgate/media/g711"
+	"callgate/media/record"
+	"callgate/media/rtptest"
+	"callgate/sip/siptest"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// office is a running callgate with a VPBX stand-in and registered phones.
+type office struct {
+	t      *testing.T
+	d      *daemon
+	vpbx   *siptest.VPBX
+	phones map[string]*siptest.Phone
+	recDir string
+}
+
+func newOffice(t *testing.T, extra string) *office {
+	t.Helper()
+	vpbx, err := siptest.NewVPBX(siptest.VPBXConfig{Domain: "vpbx.test", Accounts: map[string]string{"sales1": "Secret123"}, Grant: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(vpbx.Close)
+	cfg := newDaemonConfig(t, "")
+	recDir := filepath.Join(cfg.DataDir, "recordings")
+	port := 40000 + (cfg.SIPPort%200)*100
+	cfg.Extra = upstreamSection(vpbx.Addr()) + fmt.Sprintf(`[media]
+rtp_ports = "%d-%d"
+bind = "127.0.0.1"
+timeout = "10s"
+[calls]
+ring_timeout = "3s"
+[recording]
+dir = %q
+min_free = "0"
+%s`, port, port+99, recDir, extra)
+	o := &office{t: t, d: startDaemon(t, cfg), vpbx: vpbx, phones: map[string]*siptest.Phone{}, recDir: recDir}
+	o.d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
+	for ext, pass := range map[string]string{"101": "Phone101pass", "102": "Phone101pass", "103": "Phone103pass"} {
+		p := newPhone(t, o.d, siptest.PhoneConfig{User: ext, Password: pass})
+		mustRegister(t, p)
+		o.phones[ext] = p
+	}
+	return o
+}
+
+func (o *office) record(id string) calls.Record {
+	o.t.Helper()
+	var rec calls.Record
+	o.d.waitFor("call record "+id+" ended", 10*time.Second, func() bool {
+		res, err := o.d.get("/api/v1/calls/"+id, true)
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		rec = calls.Record{}
+		return res.StatusCode == 200 && json.NewDecoder(res.Body).Decode(&rec) == nil && !rec.Ended.IsZero()
+	})
+	return rec
+}
+
+func (o *office) lastCall() calls.Record {
+	o.t.Helper()
+	var list struct{ Calls []calls.Record }
+	o.d.waitFor("a call in the history", 10*time.Second, func() bool {
+		res, err := o.d.get("/api/v1/calls?limit=1", true)
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		list.Calls = nil
+		return json.NewDecoder(res.Body).Decode(&list) == nil && len(list.Calls) == 1 && !list.Calls[0].Ended.IsZero()
+	})
+	return list.Calls[0]
+}
+
+func nextCall(t *testing.T, p *siptest.Phone) *siptest.IncomingCall {
+	t.Helper()
+	select {
+	case c := <-p.Calls:
+		return c
+	case <-time.After(5 * time.Second):
+		t.Fatalf("phone %s did not ring", p.User())
+		return nil
+	}
+}
+
+func waitRequest(t *testing.T, p *siptest.Phone, method sip.RequestMethod) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case r := <-p.Requests:
+			if r.Method == method {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("phone %s got no %s", p.User(), method)
+		}
+	}
+}
+
+func hears(p *rtptest.Peer, freq float64) bool { return rtptest.Has(p.Heard(400*time.Millisecond), freq) }
+
+func TestInboundCallRingsBothLinesRelaysAndRecords(t *testing.T) {
+	o := newOffice(t, "")
+	outside, _ := rtptest.NewPeer(440, g711.PCMA)
+	defer outside.Close()
+	employee, _ := rtptest.NewPeer(1000, g711.PCMA)
+	defer employee.Close()
+
+	ctx := withTimeout(t, 20*time.Second)
+	type result struct {
+		call *siptest.Call
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP(outside.Addr().String()))
+		done <- result{c, err}
+	}()
+	line1 := nextCall(t, o.phones["101"])
+	line2 := nextCall(t, o.phones["102"])
+	if line1.From() != "79161234567" {
+		t.Fatalf("phone shows caller %q", line1.From())
+	}
+	line1.Ringing()
+	line2.Ringing()
+	answered, err := line1.Answer(ctx, siptest.SDP(employee.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-line2.Gone():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second line was not cancelled")
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("VPBX side: %v", r.err)
+	}
+	talkStart := time.Now()
+	toRelayA, err := siptest.MediaAddr(r.call.Remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toRelayB, err := siptest.MediaAddr(line1.Request.Body())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if toRelayA.Addr().String() != "127.0.0.1" || toRelayA == outside.Addr() || toRelayB == employee.Addr() {
+		t.Fatalf("SDP not anchored at the relay: %s / %s", toRelayA, toRelayB)
+	}
+	outside.SendTo(toRelayA)
+	employee.SendTo(toRelayB)
+	o.d.waitFor("each side hears the other", 5*time.Second, func() bool { return hears(outside, 1000) && hears(employee, 440) })
+	if hears(outside, 440) || hears(employee, 1000) {
+		t.Fatal("a party hears its own tone")
+	}
+	if o.d.metric("callgate_calls_active") != 1 {
+		t.Fatal("calls_active is not 1 during the call")
+	}
+	time.Sleep(1500 * time.Millisecond) // talk
+	if err := r.call.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-answered.Done():
+	case <-ctx.Done():
+		t.Fatal("phone not hung up")
+	}
+	talk := time.Since(talkStart)
+
+	rec := o.lastCall()
+	if rec.Direction != "inbound" || rec.Result != "answered" || rec.AnsweredBy != "ivanov" || rec.Account != "sales1" ||
+		rec.Outside != "+79161234567" || rec.HangupBy != "outside" || len(rec.Legs) != 1 || rec.Legs[0].Extension != "101" {
+		t.Fatalf("record %+v", rec)
+	}
+	if math.Abs(rec.TalkSeconds-talk.Seconds()) > 0.2 || rec.WaitSeconds <= 0 {
+		t.Fatalf("talk %.2fs (measured %.2fs), wait %.2fs", rec.TalkSeconds, talk.Seconds(), rec.WaitSeconds)
+	}
+	path := filepath.Join(o.recDir, rec.Legs[0].Recording)
+	info, err := record.ReadInfo(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := math.Abs(float64(info.Frames)/8000 - rec.TalkSeconds); d > 0.1 {
+		t.Fatalf("recording %.3fs, talk %.3fs", float64(info.Frames)/8000, rec.TalkSeconds)
+	}
+	left, right, _ := record.Channels(path)
+	mid := func(ch []float64) []float64 { return ch[len(ch)/4 : 3*len(ch)/4] }
+	if !rtptest.Has(mid(left), 440) || rtptest.Has(mid(left), 1000) || !rtptest.Has(mid(right), 1000) || rtptest.Has(mid(right), 440) {
+		t.Fatal("recording channels: want 440 Hz left (outside), 1000 Hz right (employee)")
+	}
+	o.d.waitMetric("callgate_calls_active", 0, 5*time.Second)
+}
