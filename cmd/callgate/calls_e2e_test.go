@@ -26,9 +26,9 @@ type office struct {
 	recDir string
 }
 
-func newOffice(t *testing.T, extra string) *office {
+func newOffice(t *testing.T, minFree string) *office {
 	t.Helper()
-	vpbx, err := siptest.NewVPBX(siptest.VPBXConfig{Domain: "vpbx.test", Accounts: map[string]string{"sales1": "Secret123"}, Grant: 300})
+	vpbx, err := siptest.NewVPBX(siptest.VPBXConfig{Domain: "vpbx.test", Accounts: map[string]string{"sales1": "Secret123"}, Grant: 300, ChallengeInvites: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,8 +44,8 @@ timeout = "10s"
 ring_timeout = "3s"
 [recording]
 dir = %q
-min_free = "0"
-%s`, port, port+99, recDir, extra)
+min_free = %q
+`, port, port+99, recDir, minFree)
 	o := &office{t: t, d: startDaemon(t, cfg), vpbx: vpbx, phones: map[string]*siptest.Phone{}, recDir: recDir}
 	o.d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
 	for ext, pass := range map[string]string{"101": "Phone101pass", "102": "Phone101pass", "103": "Phone103pass"} {
@@ -115,7 +115,7 @@ func waitRequest(t *testing.T, p *siptest.Phone, method sip.RequestMethod) {
 func hears(p *rtptest.Peer, freq float64) bool { return rtptest.Has(p.Heard(400*time.Millisecond), freq) }
 
 func TestInboundCallRingsBothLinesRelaysAndRecords(t *testing.T) {
-	o := newOffice(t, "")
+	o := newOffice(t, "0")
 	outside, _ := rtptest.NewPeer(440, g711.PCMA)
 	defer outside.Close()
 	employee, _ := rtptest.NewPeer(1000, g711.PCMA)

@@ -265,3 +265,5 @@ func withTimeout(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+func withCancel() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }

@@ -356,7 +356,7 @@ func (c *call) await(branches []*branch, results chan branchResult, timeout time
 			// The caller hung up (CANCEL) while the phones rang.
 			cancelAll(nil)
 			drain()
-			c.ev.Result, c.ev.HangupBy, c.ev.Code = ResultAbandoned, "caller", sip.StatusRequestTerminated
+			c.ev.Result, c.ev.HangupBy, c.ev.Code = ResultAbandoned, c.party("caller"), sip.StatusRequestTerminated
 			c.finish()
 			return false, busy
 		case <-timer.C:

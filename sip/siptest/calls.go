@@ -204,3 +204,51 @@ func MediaAddr(sdp []byte) (netip.AddrPort, error) {
 	}
 	return netip.AddrPortFrom(ip, uint16(port)), nil
 }
+
+// ReInvite sends a re-INVITE with sdp (e.g. a=sendonly for hold) in the
+// dialog, ACKs a 2xx, and returns the status and the answer SDP.
+func (c *Call) ReInvite(ctx context.Context, sdp []byte) (int, []byte, error) {
+	req := sip.NewRequest(sip.INVITE, c.remoteTarget())
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(sdp)
+	var (
+		res *sip.Response
+		err error
+	)
+	if c.server != nil {
+		res, err = c.server.Do(ctx, req)
+	} else {
+		res, err = c.client.Do(ctx, req)
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("re-invite: %w", err)
+	}
+	if res.IsSuccess() {
+		ack := sip.NewRequest(sip.ACK, req.Recipient)
+		for _, name := range []string{"From", "To", "Call-ID", "Route", "Max-Forwards"} {
+			for _, h := range req.GetHeaders(name) {
+				ack.AppendHeader(sip.HeaderClone(h))
+			}
+		}
+		ack.AppendHeader(&sip.CSeqHeader{SeqNo: req.CSeq().SeqNo, MethodName: sip.ACK})
+		ack.AppendHeader(sip.NewHeader("Content-Length", "0"))
+		ack.SetTransport(req.Transport())
+		ack.SetDestination(req.Destination())
+		ack.Laddr = req.Laddr
+		var werr error
+		if c.server != nil {
+			werr = c.server.WriteRequest(ack)
+		} else {
+			werr = c.client.WriteRequest(ack)
+		}
+		if werr != nil {
+			return res.StatusCode, res.Body(), fmt.Errorf("re-invite ack: %w", werr)
+		}
+	}
+	return res.StatusCode, res.Body(), nil
+}
+
+// HoldSDP is SDP putting the call on hold (sendonly) from rtp.
+func HoldSDP(rtp string) []byte {
+	return []byte(strings.Replace(string(SDP(rtp)), "a=sendrecv", "a=sendonly", 1))
+}

@@ -33,7 +33,10 @@ type VPBXConfig struct {
 	Domain   string            // e.g. vpbx400000000.mangosip.ru
 	Accounts map[string]string // user -> password
 	Grant    int               // seconds granted to registrations; default 300
-	Logger   *slog.Logger
+	// ChallengeInvites makes the stand-in demand proxy digest (407) for
+	// INVITEs from callgate, as the real VPBX does for outgoing calls.
+	ChallengeInvites bool
+	Logger           *slog.Logger
 }
 
 // Registration is one REGISTER the stand-in received and accepted or refused.
@@ -207,6 +210,31 @@ func (v *VPBX) handlers() {
 		_ = tx.Respond(res)
 	})
 	v.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		if req.To().Params.Has("tag") {
+			// re-INVITE: accept it with the SDP we answered with.
+			if d, err := v.dsc.MatchDialogRequest(req); err == nil {
+				_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", d.InviteResponse.Body()))
+			} else if d, err := v.dcc.MatchRequestDialog(req); err == nil {
+				_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", d.InviteRequest.Body()))
+			} else {
+				_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+			}
+			v.note(req)
+			return
+		}
+		if v.cfg.ChallengeInvites {
+			auth := ""
+			if h := req.GetHeader("Proxy-Authorization"); h != nil {
+				auth = h.Value()
+			}
+			user, r := v.auth.Verify("INVITE", auth, uint64(req.CSeq().SeqNo), v.secretsFor())
+			if r != digest.OK || user != req.From().Address.User {
+				res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
+				res.AppendHeader(sip.NewHeader("Proxy-Authenticate", v.auth.Challenges(r == digest.Stale)[0]))
+				_ = tx.Respond(res)
+				return
+			}
+		}
 		d, err := v.dsc.ReadInvite(req, tx)
 		if err != nil {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, 400, err.Error(), nil))
