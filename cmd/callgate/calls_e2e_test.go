@@ -112,7 +112,9 @@ func waitRequest(t *testing.T, p *siptest.Phone, method sip.RequestMethod) {
 	}
 }
 
-func hears(p *rtptest.Peer, freq float64) bool { return rtptest.Has(p.Heard(400*time.Millisecond), freq) }
+func hears(p *rtptest.Peer, freq float64) bool {
+	return rtptest.Has(p.Heard(400*time.Millisecond), freq)
+}
 
 func TestInboundCallRingsBothLinesRelaysAndRecords(t *testing.T) {
 	o := newOffice(t, "0")

@@ -39,7 +39,8 @@ const (
 	windowLen   = 8000        // frames held in memory before they are final (1 s)
 	jitterDelay = 1600        // frames (200 ms) a packet may arrive late and still be placed
 	activeDir   = ".active"   // markers of recordings in progress, for crash repair
-	headerEvery = time.Second // header rewrite period
+	headerEvery = time.Second            // header rewrite period
+	commitEvery = 250 * time.Millisecond // data older than the jitter delay goes to the file this often
 )
 
 // FreeBytes is the space available to unprivileged users on dir's filesystem.
@@ -180,8 +181,9 @@ func (c *Call) Close() (int64, error) {
 
 func (c *Call) run() {
 	defer close(c.done)
-	t := time.NewTicker(headerEvery)
+	t := time.NewTicker(commitEvery)
 	defer t.Stop()
+	lastHeader := time.Now()
 	c.win = make([]byte, 2*windowLen)
 	for {
 		select {
@@ -195,8 +197,13 @@ func (c *Call) run() {
 		case now := <-t.C:
 			// Without packets (hold, silence suppression) the file still follows the clock.
 			c.commit(max(c.high, c.wallFrame(now)) - jitterDelay)
-			if err := writeSizes(c.f, uint32(c.written)); err != nil && c.err == nil {
-				c.err = err
+			// A crash is repaired from the file size, so the header only has to
+			// be right for readers of a recording in progress.
+			if now.Sub(lastHeader) >= headerEvery {
+				lastHeader = now
+				if err := writeSizes(c.f, uint32(c.written)); err != nil && c.err == nil {
+					c.err = err
+				}
 			}
 		}
 	}

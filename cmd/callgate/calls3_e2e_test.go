@@ -1,0 +1,104 @@
+package main
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"callgate/media/g711"
+	"callgate/media/record"
+	"callgate/media/rtptest"
+	"callgate/sip/siptest"
+)
+
+func TestKill9MidCallKeepsRecordingAndMarksInterrupted(t *testing.T) {
+	o := newOffice(t, "0")
+	outside, _ := rtptest.NewPeer(440, g711.PCMA)
+	defer outside.Close()
+	employee, _ := rtptest.NewPeer(1000, g711.PCMA)
+	defer employee.Close()
+	ctx := withTimeout(t, 20*time.Second)
+	done := make(chan *siptest.Call, 1)
+	go func() {
+		c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP(outside.Addr().String()))
+		if err == nil {
+			done <- c
+		}
+	}()
+	line := nextCall(t, o.phones["101"])
+	nextCall(t, o.phones["102"])
+	if _, err := line.Answer(ctx, siptest.SDP(employee.Addr().String())); err != nil {
+		t.Fatal(err)
+	}
+	call := <-done
+	a, _ := siptest.MediaAddr(call.Remote)
+	b, _ := siptest.MediaAddr(line.Request.Body())
+	outside.SendTo(a)
+	employee.SendTo(b)
+	audioFrom := time.Now()
+	o.d.waitFor("audio", 5*time.Second, func() bool { return hears(outside, 1000) && hears(employee, 440) })
+	time.Sleep(2200 * time.Millisecond) // more than two header rewrites
+	o.d.kill()
+	before := time.Since(audioFrom).Seconds()
+
+	// Restart on the same data: the recording is repaired and the call closed.
+	d2 := startDaemon(t, o.d.cfg)
+	rec := func() string {
+		res, err := d2.get("/api/v1/calls?limit=1", true)
+		if err != nil {
+			return ""
+		}
+		defer res.Body.Close()
+		var l struct {
+			Calls []struct {
+				Result string
+				Legs   []struct{ Recording string }
+			}
+		}
+		if decodeJSON(res, &l) != nil || len(l.Calls) != 1 || len(l.Calls[0].Legs) != 1 {
+			return ""
+		}
+		if l.Calls[0].Result != "interrupted" {
+			return ""
+		}
+		return l.Calls[0].Legs[0].Recording
+	}
+	var path string
+	d2.waitFor("the call recorded as interrupted", 5*time.Second, func() bool { path = rec(); return path != "" })
+	full := filepath.Join(o.recDir, path)
+	info, err := record.ReadInfo(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if secs := float64(info.Frames) / 8000; secs < before-1 {
+		t.Fatalf("repaired recording holds %.2fs of the %.2fs before the kill: more than the last second lost", secs, before)
+	}
+	left, right, _ := record.Channels(full)
+	if !rtptest.Has(left[2000:12000], 440) || !rtptest.Has(right[2000:12000], 1000) {
+		t.Fatal("repaired recording lost its audio")
+	}
+	d2.stop()
+}
+
+func TestInternalCallNotRecordedByDefault(t *testing.T) {
+	o := newOffice(t, "0")
+	ctx := withTimeout(t, 15*time.Second)
+	go func() {
+		c := nextCall(t, o.phones["103"])
+		c.Answer(ctx, siptest.SDP("127.0.0.1:30960"))
+	}()
+	call, err := o.phones["101"].Dial(ctx, "103", siptest.SDP("127.0.0.1:30962"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-o.vpbx.Calls:
+		t.Fatal("an internal call went to the VPBX")
+	default:
+	}
+	call.Hangup(ctx)
+	rec := o.lastCall()
+	if rec.Direction != "internal" || !rec.Internal || rec.Result != "answered" || rec.AnsweredBy != "petrov" || len(rec.Legs) != 1 || rec.Legs[0].Recording != "" {
+		t.Fatalf("record %+v", rec)
+	}
+}
