@@ -11,6 +11,8 @@ import (
 	"callgate/media/record"
 	"callgate/media/relay"
 	"callgate/sip/b2bua"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // relayMedia adapts the relay to what the B2BUA asks of media.
@@ -43,6 +45,9 @@ type callModel struct {
 	region   string
 	numbers  map[string]string // account -> trunk number
 
+	total *prometheus.CounterVec
+	setup prometheus.Histogram
+
 	mu     sync.Mutex
 	open   map[string]*openCall
 	writes chan calls.Record
@@ -50,14 +55,18 @@ type callModel struct {
 }
 
 type openCall struct {
-	rec calls.Record
-	rc  *record.Call
+	rec   calls.Record
+	rc    *record.Call
+	media *relay.Session
 }
 
 func newCallModel(g *Gateway) *callModel {
 	m := &callModel{log: g.log, store: calls.NewStore(g.store), relay: g.relay, internal: g.cfg.Recording.Internal,
 		region: g.cfg.Calls.DefaultRegion, numbers: map[string]string{}, open: map[string]*openCall{},
-		writes: make(chan calls.Record, 1024), done: make(chan struct{})}
+		writes: make(chan calls.Record, 1024), done: make(chan struct{}),
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "callgate_calls_total", Help: "Calls ended, by direction and result."}, []string{"direction", "result"}),
+		setup: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "callgate_call_setup_seconds", Help: "Time from a call's arrival to its answer.",
+			Buckets: []float64{0.5, 1, 2, 5, 10, 20, 30, 60}})}
 	if g.cfg.Recording.Enabled {
 		m.rec = g.recorder
 	}
@@ -95,6 +104,7 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 		} else {
 			oc.rec.Outside = e.Outside
 		}
+		oc.media, _ = m.relay.Get(e.CallID)
 		m.open[e.CallID] = oc
 	}
 	m.mu.Unlock()
@@ -140,11 +150,26 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 				}
 			}
 		}
+		if oc.media != nil {
+			stat := func(s relay.Stats) calls.RTPStats {
+				return calls.RTPStats{Packets: s.Packets, Bytes: s.Bytes, Lost: s.Lost, JitterMs: float64(s.Jitter) / 1e6}
+			}
+			r.RTP = &calls.RTP{Outside: stat(oc.media.Stats(relay.A)), Employee: stat(oc.media.Stats(relay.B))}
+		}
+		m.observe(r)
 		m.mu.Lock()
 		delete(m.open, e.CallID)
 		m.mu.Unlock()
 	}
 	m.writes <- cloneRecord(r)
+}
+
+// observe feeds the call metrics when a call ends.
+func (m *callModel) observe(r *calls.Record) {
+	m.total.WithLabelValues(r.Direction, r.Result).Inc()
+	if !r.Answered.IsZero() {
+		m.setup.Observe(r.WaitSeconds)
+	}
 }
 
 func (m *callModel) startRecording(oc *openCall, leg *calls.Leg) {

@@ -29,6 +29,7 @@ func (g *Gateway) metrics() *prometheus.Registry {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_sip_refused_networks_total", Help: "REGISTERs from outside sip.allow_networks."},
 			func() float64 { return float64(st.Refused.Load()) }),
 	)
+	r.MustRegister(g.calls.total, g.calls.setup)
 	r.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_calls_active", Help: "Calls in progress."},
 			func() float64 { return float64(g.b2b.Active()) }),

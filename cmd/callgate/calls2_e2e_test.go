@@ -13,7 +13,7 @@ import (
 )
 
 func TestOutboundNumberSpellingsReachVPBXAsOne(t *testing.T) {
-	o := newOffice(t, "0")
+	o := newOffice(t, officeOpts{})
 	phone := o.phones["101"]
 	for _, dialled := range []string{"89161234567", "+79161234567", "79161234567"} {
 		ctx := withTimeout(t, 10*time.Second)
@@ -44,7 +44,7 @@ func TestOutboundNumberSpellingsReachVPBXAsOne(t *testing.T) {
 }
 
 func TestUnauthenticatedInviteNeverReachesVPBX(t *testing.T) {
-	o := newOffice(t, "0")
+	o := newOffice(t, officeOpts{})
 	intruder := newPhone(t, o.d, siptest.PhoneConfig{User: "101", Password: "wrong-password"})
 	ctx := withTimeout(t, 10*time.Second)
 	_, err := intruder.Dial(ctx, "79161234567", siptest.SDP("127.0.0.1:30902"))
@@ -60,7 +60,7 @@ func TestUnauthenticatedInviteNeverReachesVPBX(t *testing.T) {
 }
 
 func TestInboundFailures(t *testing.T) {
-	o := newOffice(t, "0") // ring_timeout = 3s
+	o := newOffice(t, officeOpts{}) // ring_timeout = 3s
 	invite := func() chan error {
 		ch := make(chan error, 1)
 		go func() {
@@ -137,7 +137,7 @@ func TestInboundFailures(t *testing.T) {
 }
 
 func TestHoldUnholdDTMFAndLatching(t *testing.T) {
-	o := newOffice(t, "0")
+	o := newOffice(t, officeOpts{})
 	outside, _ := rtptest.NewPeer(440, g711.PCMA)
 	defer outside.Close()
 	employee, _ := rtptest.NewPeer(1000, g711.PCMA)
@@ -187,7 +187,7 @@ func TestHoldUnholdDTMFAndLatching(t *testing.T) {
 }
 
 func TestDiskGuardSkipsRecordingCallConnects(t *testing.T) {
-	o := newOffice(t, "1000000TB") // more free space than any disk has
+	o := newOffice(t, officeOpts{MinFree: "1000000TB"}) // more free space than any disk has
 	outside, _ := rtptest.NewPeer(440, g711.PCMA)
 	defer outside.Close()
 	ctx := withTimeout(t, 15*time.Second)

@@ -12,7 +12,7 @@ import (
 )
 
 func TestKill9MidCallKeepsRecordingAndMarksInterrupted(t *testing.T) {
-	o := newOffice(t, "0")
+	o := newOffice(t, officeOpts{})
 	outside, _ := rtptest.NewPeer(440, g711.PCMA)
 	defer outside.Close()
 	employee, _ := rtptest.NewPeer(1000, g711.PCMA)
@@ -81,7 +81,7 @@ func TestKill9MidCallKeepsRecordingAndMarksInterrupted(t *testing.T) {
 }
 
 func TestInternalCallNotRecordedByDefault(t *testing.T) {
-	o := newOffice(t, "0")
+	o := newOffice(t, officeOpts{})
 	ctx := withTimeout(t, 15*time.Second)
 	go func() {
 		c := nextCall(t, o.phones["103"])
@@ -99,6 +99,80 @@ func TestInternalCallNotRecordedByDefault(t *testing.T) {
 	call.Hangup(ctx)
 	rec := o.lastCall()
 	if rec.Direction != "internal" || !rec.Internal || rec.Result != "answered" || rec.AnsweredBy != "petrov" || len(rec.Legs) != 1 || rec.Legs[0].Recording != "" {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+func TestEarlyMediaReachesThePhoneBeforeAnswer(t *testing.T) {
+	o := newOffice(t, officeOpts{})
+	outside, _ := rtptest.NewPeer(440, g711.PCMA)
+	defer outside.Close()
+	employee, _ := rtptest.NewPeer(1000, g711.PCMA)
+	defer employee.Close()
+	ctx := withTimeout(t, 15*time.Second)
+	dialled := make(chan *siptest.Call, 1)
+	go func() {
+		c, err := o.phones["103"].Dial(ctx, "84951234567", siptest.SDP(employee.Addr().String()))
+		if err == nil {
+			dialled <- c
+		}
+	}()
+	var in *siptest.IncomingCall
+	select {
+	case in = <-o.vpbx.Calls:
+	case <-ctx.Done():
+		t.Fatal("no INVITE at the VPBX")
+	}
+	if err := in.Progress(siptest.SDP(outside.Addr().String())); err != nil {
+		t.Fatal(err)
+	}
+	toRelay, _ := siptest.MediaAddr(in.Request.Body())
+	outside.SendTo(toRelay)
+	o.d.waitFor("ringback heard before the answer", 5*time.Second, func() bool { return hears(employee, 440) })
+	select {
+	case <-dialled:
+		t.Fatal("the phone's call was answered before the VPBX answered")
+	default:
+	}
+	vpbxCall, err := in.Answer(ctx, siptest.SDP(outside.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	phoneCall := <-dialled
+	phoneCall.Hangup(ctx)
+	<-vpbxCall.Done()
+}
+
+func TestMediaTimeoutHangsUpBothSides(t *testing.T) {
+	o := newOffice(t, officeOpts{MediaTimeout: "2s"})
+	ctx := withTimeout(t, 15*time.Second)
+	done := make(chan *siptest.Call, 1)
+	go func() {
+		c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP("127.0.0.1:30970"))
+		if err == nil {
+			done <- c
+		}
+	}()
+	line := nextCall(t, o.phones["101"])
+	phoneSide, err := line.Answer(ctx, siptest.SDP("127.0.0.1:30972"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vpbxSide := <-done
+	start := time.Now()
+	// Nobody sends RTP: both legs get BYE from callgate.
+	for _, c := range []*siptest.Call{phoneSide, vpbxSide} {
+		select {
+		case <-c.Done():
+		case <-ctx.Done():
+			t.Fatal("no BYE after the media timeout")
+		}
+	}
+	if waited := time.Since(start); waited < 1500*time.Millisecond {
+		t.Fatalf("hung up after %s, before the 2 s media timeout", waited)
+	}
+	rec := o.lastCall()
+	if rec.HangupBy != "timeout" || rec.Reason != "media timeout" || rec.Result != "answered" {
 		t.Fatalf("record %+v", rec)
 	}
 }

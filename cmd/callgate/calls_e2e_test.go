@@ -26,7 +26,19 @@ type office struct {
 	recDir string
 }
 
-func newOffice(t *testing.T, minFree string) *office {
+// officeOpts vary the office's configuration.
+type officeOpts struct {
+	MinFree      string // recording.min_free, default "0"
+	MediaTimeout string // media.timeout, default "10s"
+}
+
+func newOffice(t *testing.T, opts officeOpts) *office {
+	if opts.MinFree == "" {
+		opts.MinFree = "0"
+	}
+	if opts.MediaTimeout == "" {
+		opts.MediaTimeout = "10s"
+	}
 	t.Helper()
 	vpbx, err := siptest.NewVPBX(siptest.VPBXConfig{Domain: "vpbx.test", Accounts: map[string]string{"sales1": "Secret123"}, Grant: 300, ChallengeInvites: true})
 	if err != nil {
@@ -39,13 +51,13 @@ func newOffice(t *testing.T, minFree string) *office {
 	cfg.Extra = upstreamSection(vpbx.Addr()) + fmt.Sprintf(`[media]
 rtp_ports = "%d-%d"
 bind = "127.0.0.1"
-timeout = "10s"
+timeout = %q
 [calls]
 ring_timeout = "3s"
 [recording]
 dir = %q
 min_free = %q
-`, port, port+99, recDir, minFree)
+`, port, port+99, opts.MediaTimeout, recDir, opts.MinFree)
 	o := &office{t: t, d: startDaemon(t, cfg), vpbx: vpbx, phones: map[string]*siptest.Phone{}, recDir: recDir}
 	o.d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
 	for ext, pass := range map[string]string{"101": "Phone101pass", "102": "Phone101pass", "103": "Phone103pass"} {
@@ -117,7 +129,7 @@ func hears(p *rtptest.Peer, freq float64) bool {
 }
 
 func TestInboundCallRingsBothLinesRelaysAndRecords(t *testing.T) {
-	o := newOffice(t, "0")
+	o := newOffice(t, officeOpts{})
 	outside, _ := rtptest.NewPeer(440, g711.PCMA)
 	defer outside.Close()
 	employee, _ := rtptest.NewPeer(1000, g711.PCMA)
@@ -190,6 +202,9 @@ func TestInboundCallRingsBothLinesRelaysAndRecords(t *testing.T) {
 		rec.Outside != "+79161234567" || rec.HangupBy != "outside" || len(rec.Legs) != 1 || rec.Legs[0].Extension != "101" {
 		t.Fatalf("record %+v", rec)
 	}
+	if rec.RTP == nil || rec.RTP.Outside.Packets < 50 || rec.RTP.Employee.Packets < 50 || rec.RTP.Outside.Lost != 0 || rec.RTP.Employee.Lost != 0 {
+		t.Fatalf("RTP stats %+v", rec.RTP)
+	}
 	if math.Abs(rec.TalkSeconds-talk.Seconds()) > 0.2 || rec.WaitSeconds <= 0 {
 		t.Fatalf("talk %.2fs (measured %.2fs), wait %.2fs", rec.TalkSeconds, talk.Seconds(), rec.WaitSeconds)
 	}
@@ -207,4 +222,5 @@ func TestInboundCallRingsBothLinesRelaysAndRecords(t *testing.T) {
 		t.Fatal("recording channels: want 440 Hz left (outside), 1000 Hz right (employee)")
 	}
 	o.d.waitMetric("callgate_calls_active", 0, 5*time.Second)
+	o.d.waitMetric(`callgate_calls_total{direction="inbound",result="answered"}`, 1, 5*time.Second)
 }

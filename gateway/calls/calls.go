@@ -53,6 +53,22 @@ type Record struct {
 	HangupBy    string    `json:"hangup_by,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
 	Legs        []Leg     `json:"legs"`
+	// RTP is what each party sent to callgate's relay.
+	RTP *RTP `json:"rtp,omitempty"`
+}
+
+// RTP holds per-party media statistics.
+type RTP struct {
+	Outside  RTPStats `json:"outside"`  // the outside party (or the caller of an internal call)
+	Employee RTPStats `json:"employee"` // the employee's phone
+}
+
+// RTPStats counts one party's packets.
+type RTPStats struct {
+	Packets  uint64  `json:"packets"`
+	Bytes    uint64  `json:"bytes"`
+	Lost     uint64  `json:"lost"`
+	JitterMs float64 `json:"jitter_ms"`
 }
 
 // Bucket holds the records; keys are start time (8 bytes, ns) + id, so a

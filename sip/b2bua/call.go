@@ -318,7 +318,7 @@ func (c *call) await(branches []*branch, results chan branchResult, timeout time
 	defer timer.Stop()
 	pending := len(branches)
 	busy := 0
-	ringing := false
+	ringing, early := false, false
 	cancelAll := func(except *branch) {
 		for _, br := range branches {
 			if br != except && !br.done {
@@ -365,7 +365,9 @@ func (c *call) await(branches []*branch, results chan branchResult, timeout time
 			return false, busy
 		case r := <-results:
 			if !r.end {
-				if !ringing && (r.res.StatusCode == 180 || r.res.StatusCode == 183) {
+				if r.res.StatusCode == 183 && !early && len(r.res.Body()) > 0 && c.earlyMedia(r.res) {
+					early, ringing = true, true
+				} else if !ringing && (r.res.StatusCode == 180 || r.res.StatusCode == 183) {
 					ringing = true
 					_ = c.caller.Respond(sip.StatusRinging, "Ringing", nil)
 				}
@@ -392,6 +394,20 @@ func (c *call) await(branches []*branch, results chan branchResult, timeout time
 		}
 	}
 	return false, busy
+}
+
+// earlyMedia relays a 183's media (ringback, announcements) to the caller.
+func (c *call) earlyMedia(res *sip.Response) bool {
+	s, m, err := parseSDP(res.Body())
+	if err != nil {
+		return false
+	}
+	body, err := rewriteSDP(s, c.callerIP, c.media.Port(c.callerSide), c.callerVer.next())
+	if err != nil {
+		return false
+	}
+	c.media.SetRemote(c.calleeSide, m.addr)
+	return c.caller.Respond(183, "Session Progress", body, sip.NewHeader("Content-Type", "application/sdp")) == nil
 }
 
 // connect completes the call with the branch that answered and runs it to

@@ -46,6 +46,11 @@ func (c *IncomingCall) From() string { return c.Request.From().Address.User }
 // INVITE transaction ends.
 func (c *IncomingCall) Gone() <-chan struct{} { return c.dialog.Context().Done() }
 
+// Progress sends 183 with sdp: early media such as ringback.
+func (c *IncomingCall) Progress(sdp []byte) error {
+	return c.dialog.Respond(183, "Session Progress", sdp, sip.NewHeader("Content-Type", "application/sdp"))
+}
+
 // Ringing sends 180.
 func (c *IncomingCall) Ringing() error { return c.dialog.Respond(180, "Ringing", nil) }
 
