@@ -49,8 +49,8 @@ type Gateway struct {
 	recorder *record.Recorder
 	b2b      *b2bua.B2BUA
 	calls    *callModel
-	httpL net.Listener
-	prom  *prometheus.Registry
+	httpL    net.Listener
+	prom     *prometheus.Registry
 
 	storedMu sync.Mutex
 	stored   map[string]int // bindings per aor as last written to the store

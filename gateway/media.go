@@ -16,8 +16,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-
-
 // newMedia builds the relay, the recorder, the call model and the B2BUA,
 // repairs what a crash left behind, and installs the call handlers.
 func (g *Gateway) newMedia() error {

@@ -34,11 +34,11 @@ type Recorder struct {
 }
 
 const (
-	queueLen    = 64          // packets waiting for the writer, per call
-	slotSize    = 320         // largest G.711 payload kept (40 ms)
-	windowLen   = 8000        // frames held in memory before they are final (1 s)
-	jitterDelay = 1600        // frames (200 ms) a packet may arrive late and still be placed
-	activeDir   = ".active"   // markers of recordings in progress, for crash repair
+	queueLen    = 64                     // packets waiting for the writer, per call
+	slotSize    = 320                    // largest G.711 payload kept (40 ms)
+	windowLen   = 8000                   // frames held in memory before they are final (1 s)
+	jitterDelay = 1600                   // frames (200 ms) a packet may arrive late and still be placed
+	activeDir   = ".active"              // markers of recordings in progress, for crash repair
 	headerEvery = time.Second            // header rewrite period
 	commitEvery = 250 * time.Millisecond // data older than the jitter delay goes to the file this often
 )
