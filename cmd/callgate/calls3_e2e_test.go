@@ -176,3 +176,55 @@ func TestMediaTimeoutHangsUpBothSides(t *testing.T) {
 		t.Fatalf("record %+v", rec)
 	}
 }
+
+func TestSequentialGroupRingsMemberAfterMember(t *testing.T) {
+	o := newOffice(t, officeOpts{Extra: `[[upstream.account]]
+user = "support"
+password = "Secret456"
+group = "support"
+[[group]]
+id = "support"
+strategy = "sequential"
+members = ["ivanov", "petrov"]
+ring_timeout = "1s"
+`})
+	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
+	ctx := withTimeout(t, 15*time.Second)
+	done := make(chan error, 1)
+	go func() {
+		c, err := o.vpbx.Invite(ctx, "support", "79161234567", siptest.SDP("127.0.0.1:30980"))
+		if err == nil {
+			c.Hangup(ctx)
+		}
+		done <- err
+	}()
+	// ivanov's two lines ring first; nobody answers them.
+	first := []*siptest.IncomingCall{nextCall(t, o.phones["101"]), nextCall(t, o.phones["102"])}
+	select {
+	case <-o.phones["103"].Calls:
+		t.Fatal("petrov rang together with ivanov")
+	default:
+	}
+	start := time.Now()
+	petrov := nextCall(t, o.phones["103"])
+	if waited := time.Since(start); waited < 700*time.Millisecond {
+		t.Fatalf("petrov rang %s after ivanov, before ivanov's 1 s", waited)
+	}
+	for _, l := range first {
+		select {
+		case <-l.Gone():
+		case <-time.After(time.Second):
+			t.Fatal("ivanov's line kept ringing after his turn")
+		}
+	}
+	if _, err := petrov.Answer(ctx, siptest.SDP("127.0.0.1:30982")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	rec := o.lastCall()
+	if rec.AnsweredBy != "petrov" || len(rec.Rung) != 2 || rec.Rung[0] != "ivanov" || rec.Account != "support" {
+		t.Fatalf("record %+v", rec)
+	}
+}

@@ -30,6 +30,7 @@ type office struct {
 type officeOpts struct {
 	MinFree      string // recording.min_free, default "0"
 	MediaTimeout string // media.timeout, default "10s"
+	Extra        string // more TOML (accounts, groups)
 }
 
 func newOffice(t *testing.T, opts officeOpts) *office {
@@ -40,7 +41,7 @@ func newOffice(t *testing.T, opts officeOpts) *office {
 		opts.MediaTimeout = "10s"
 	}
 	t.Helper()
-	vpbx, err := siptest.NewVPBX(siptest.VPBXConfig{Domain: "vpbx.test", Accounts: map[string]string{"sales1": "Secret123"}, Grant: 300, ChallengeInvites: true})
+	vpbx, err := siptest.NewVPBX(siptest.VPBXConfig{Domain: "vpbx.test", Accounts: map[string]string{"sales1": "Secret123", "support": "Secret456"}, Grant: 300, ChallengeInvites: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,7 @@ ring_timeout = "3s"
 [recording]
 dir = %q
 min_free = %q
-`, port, port+99, opts.MediaTimeout, recDir, opts.MinFree)
+%s`, port, port+99, opts.MediaTimeout, recDir, opts.MinFree, opts.Extra)
 	o := &office{t: t, d: startDaemon(t, cfg), vpbx: vpbx, phones: map[string]*siptest.Phone{}, recDir: recDir}
 	o.d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
 	for ext, pass := range map[string]string{"101": "Phone101pass", "102": "Phone101pass", "103": "Phone103pass"} {

@@ -21,6 +21,7 @@ type Config struct {
 	Calls     Calls      `toml:"calls"`
 	HTTP      HTTP       `toml:"http"`
 	Employees []Employee `toml:"employee"`
+	Groups    []Group    `toml:"group"`
 
 	// File is the path the configuration was read from (for messages).
 	File string `toml:"-"`
@@ -101,7 +102,17 @@ type Account struct {
 	Password     string `toml:"password"`
 	PasswordFile string `toml:"password_file"`
 	Employee     string `toml:"employee"`
+	Group        string `toml:"group"`
 	Number       string `toml:"number"`
+}
+
+// Group is a ring group: calls to an account pointing at it ring its
+// members all at once or one after another.
+type Group struct {
+	ID          string   `toml:"id"`
+	Strategy    string   `toml:"strategy"` // "ring-all" or "sequential"
+	Members     []string `toml:"members"`  // employee ids
+	RingTimeout Duration `toml:"ring_timeout"`
 }
 
 // HTTP configures the API, health and metrics listener.

@@ -90,6 +90,9 @@ func TestBrokenConfigs(t *testing.T) {
 		{"short phone password", strings.Replace(goodBase, "Phone101pass", "1234", 1), "15: employee[0].sip_password: too short"},
 		{"bad extension", strings.Replace(goodBase, `["101"]`, `["1a"]`, 1), "14: employee[0].extensions[0]: \"1a\" is not a valid extension"},
 		{"bad algorithm", "[sip]\ndigest_algorithms = [\"SHA1\"]\n", "2: sip.digest_algorithms[0]: unsupported algorithm"},
+		{"unknown group member", goodBase + "[[group]]\nid = \"sales\"\nmembers = [\"ivanov\", \"nobody\"]\n", "18: group[0].members[1]: unknown employee \"nobody\""},
+		{"bad strategy", goodBase + "[[group]]\nid = \"sales\"\nstrategy = \"random\"\nmembers = [\"ivanov\"]\n", "18: group[0].strategy: unknown strategy"},
+		{"account to unknown group", strings.Replace(goodBase, `employee = "ivanov"`, `group = "support"`, 1), "11: upstream.account[0].group: unknown group \"support\""},
 		{"ban per ip below", "[sip.ban]\nmax_failures = 10\nmax_failures_per_ip = 3\n", "3: sip.ban.max_failures_per_ip"},
 	}
 	for _, tc := range cases {

@@ -58,7 +58,8 @@ func (v *validator) validate(c *Config) {
 		v.bad("recording.retention", "e.g. \"8760h\" for one year", "must be at least 1h, got %s", c.Recording.Retention.D())
 	}
 	employees := v.employees(c.Employees)
-	v.upstream(&c.Upstream, employees)
+	groups := v.groups(c.Groups, employees)
+	v.upstream(&c.Upstream, employees, groups)
 	v.http(&c.HTTP)
 }
 
@@ -297,7 +298,40 @@ func (v *validator) employees(list []Employee) map[string]bool {
 	return out
 }
 
-func (v *validator) upstream(u *Upstream, employees map[string]bool) {
+func (v *validator) groups(list []Group, employees map[string]bool) map[string]bool {
+	ids := map[string]bool{}
+	for i := range list {
+		g := &list[i]
+		p := fmt.Sprintf("group[%d]", i)
+		if !idRe.MatchString(g.ID) {
+			v.bad(p+".id", "lower-case letters, digits, '.', '_' or '-', e.g. id = \"sales\"", "%q is not a valid group id", g.ID)
+		} else if ids[g.ID] || employees[g.ID] {
+			v.bad(p+".id", "group ids must differ from each other and from employee ids", "%q is used twice", g.ID)
+		}
+		ids[g.ID] = true
+		switch g.Strategy {
+		case "":
+			g.Strategy = "ring-all"
+		case "ring-all", "sequential":
+		default:
+			v.bad(p+".strategy", "\"ring-all\" or \"sequential\"", "unknown strategy %q", g.Strategy)
+		}
+		if len(g.Members) == 0 {
+			v.bad(p+".members", "list employee ids, e.g. members = [\"ivanov\", \"petrov\"]", "a group needs members")
+		}
+		for j, m := range g.Members {
+			if !employees[m] {
+				v.bad(fmt.Sprintf("%s.members[%d]", p, j), "name the id of an [[employee]]", "unknown employee %q", m)
+			}
+		}
+		if g.RingTimeout != 0 {
+			v.between(p+".ring_timeout", g.RingTimeout.D(), time.Second, 10*time.Minute)
+		}
+	}
+	return ids
+}
+
+func (v *validator) upstream(u *Upstream, employees, groups map[string]bool) {
 	if len(u.Accounts) > 0 {
 		if u.Registrar == "" {
 			v.bad("upstream.registrar", "e.g. registrar = \"udp:81.88.86.55:5060\"", "is required when accounts are configured")
@@ -340,6 +374,12 @@ func (v *validator) upstream(u *Upstream, employees map[string]bool) {
 		a.Password = v.secret(p+".password", a.Password, a.PasswordFile, "password_file")
 		if a.Employee != "" && !employees[a.Employee] {
 			v.bad(p+".employee", "name the id of an [[employee]]", "unknown employee %q", a.Employee)
+		}
+		if a.Group != "" && !groups[a.Group] {
+			v.bad(p+".group", "name the id of a [[group]]", "unknown group %q", a.Group)
+		}
+		if a.Group != "" && a.Employee != "" {
+			v.bad(p+".group", "calls to an account ring either one employee or one group", "both employee and group are set")
 		}
 	}
 	if len(u.Accounts) > 0 && len(u.TrustedSources) == 0 {

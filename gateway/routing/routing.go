@@ -22,6 +22,7 @@ var ErrInvalidNumber = errors.New("not a valid phone number")
 // Router implements b2bua.Router from the configuration.
 type Router struct {
 	dir         *directory.Directory
+	groups      map[string]config.Group
 	accounts    map[string]config.Account // by user
 	byEmployee  map[string]config.Account
 	first       config.Account
@@ -31,8 +32,11 @@ type Router struct {
 
 // New builds the router.
 func New(cfg *config.Config, dir *directory.Directory) *Router {
-	r := &Router{dir: dir, accounts: map[string]config.Account{}, byEmployee: map[string]config.Account{},
+	r := &Router{dir: dir, groups: map[string]config.Group{}, accounts: map[string]config.Account{}, byEmployee: map[string]config.Account{},
 		region: cfg.Calls.DefaultRegion, ringTimeout: cfg.Calls.RingTimeout.D()}
+	for _, g := range cfg.Groups {
+		r.groups[g.ID] = g
+	}
 	for i, a := range cfg.Upstream.Accounts {
 		r.accounts[a.User] = a
 		if a.Employee != "" {
@@ -76,19 +80,43 @@ func Normalize(raw, region string) (string, error) {
 // without "+" (79161234567).
 func ForVPBX(e164 string) string { return strings.TrimPrefix(e164, "+") }
 
-// Inbound rings every extension of the employee the account belongs to.
+// Inbound rings the account's employee (all their lines), or its group:
+// every member at once, or member after member.
 func (r *Router) Inbound(account, caller string) (b2bua.InboundRoute, error) {
 	a, ok := r.accounts[account]
 	if !ok {
 		return b2bua.InboundRoute{}, fmt.Errorf("unknown account %q", account)
 	}
-	e, ok := r.dir.Employee(a.Employee)
-	if !ok {
-		return b2bua.InboundRoute{}, fmt.Errorf("account %q has no employee", account)
-	}
 	route := b2bua.InboundRoute{RingTimeout: r.ringTimeout}
-	for _, x := range e.Extensions {
-		route.Targets = append(route.Targets, b2bua.Target{Extension: x, Employee: e.ID})
+	members := []string{a.Employee}
+	sequential := false
+	if g, ok := r.groups[a.Group]; ok {
+		members, sequential = g.Members, g.Strategy == "sequential"
+		if g.RingTimeout > 0 {
+			route.RingTimeout = g.RingTimeout.D()
+		}
+	}
+	var all []b2bua.Target
+	for _, id := range members {
+		e, ok := r.dir.Employee(id)
+		if !ok {
+			continue
+		}
+		var step []b2bua.Target
+		for _, x := range e.Extensions {
+			step = append(step, b2bua.Target{Extension: x, Employee: e.ID})
+		}
+		if sequential {
+			route.Steps = append(route.Steps, step)
+		} else {
+			all = append(all, step...)
+		}
+	}
+	if !sequential && len(all) > 0 {
+		route.Steps = [][]b2bua.Target{all}
+	}
+	if len(route.Steps) == 0 {
+		return route, fmt.Errorf("account %q rings nobody", account)
 	}
 	return route, nil
 }

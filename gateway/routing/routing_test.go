@@ -31,8 +31,15 @@ func TestRoutes(t *testing.T) {
 	cfg.Upstream.Accounts = []config.Account{{User: "sales1", Password: "x", Employee: "ivanov"}, {User: "sales2", Password: "y", Employee: "petrov"}}
 	r := New(&cfg, directory.New(&cfg))
 	in, err := r.Inbound("sales1", "79161234567")
-	if err != nil || len(in.Targets) != 2 || in.Targets[1].Extension != "102" || in.Targets[0].Employee != "ivanov" {
+	if err != nil || len(in.Steps) != 1 || len(in.Steps[0]) != 2 || in.Steps[0][1].Extension != "102" || in.Steps[0][0].Employee != "ivanov" {
 		t.Fatalf("inbound %+v %v", in, err)
+	}
+	cfg.Groups = []config.Group{{ID: "sales", Strategy: "sequential", Members: []string{"petrov", "ivanov"}, RingTimeout: config.Duration(5e9)}}
+	cfg.Upstream.Accounts = append(cfg.Upstream.Accounts, config.Account{User: "line", Password: "z", Group: "sales"})
+	r = New(&cfg, directory.New(&cfg))
+	seq, err := r.Inbound("line", "1")
+	if err != nil || len(seq.Steps) != 2 || seq.Steps[0][0].Employee != "petrov" || len(seq.Steps[1]) != 2 || seq.RingTimeout != 5e9 {
+		t.Fatalf("sequential group %+v %v", seq, err)
 	}
 	if _, err := r.Inbound("nobody", "1"); err == nil {
 		t.Fatal("unknown account routed")

@@ -42,11 +42,11 @@ type Target struct {
 	Employee  string
 }
 
-// InboundRoute says whom an inbound call rings.
+// InboundRoute says whom an inbound call rings: the targets of each step
+// ring together for RingTimeout, then the next step rings.
 type InboundRoute struct {
-	Targets     []Target
-	Sequential  bool          // one target after another instead of all at once
-	RingTimeout time.Duration // per target when sequential, overall otherwise
+	Steps       [][]Target
+	RingTimeout time.Duration
 }
 
 // OutboundRoute says where a call placed by a phone goes.

@@ -115,7 +115,7 @@ func (b *B2BUA) runInbound(req *sip.Request, tx sip.ServerTransaction) {
 	c.ev.Caller = c.ev.Outside
 	_ = c.caller.Respond(sip.StatusTrying, "Trying", nil)
 	route, err := b.router.Inbound(c.ev.Account, c.ev.Outside)
-	if err != nil || len(route.Targets) == 0 {
+	if err != nil || len(route.Steps) == 0 {
 		c.fail(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", ResultFailed, fmt.Sprint("no route: ", err))
 		return
 	}
@@ -124,7 +124,7 @@ func (b *B2BUA) runInbound(req *sip.Request, tx sip.ServerTransaction) {
 		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
 		return
 	}
-	c.ring(route.Targets, route.Sequential, route.RingTimeout, offer)
+	c.ring(route.Steps, route.RingTimeout, offer)
 }
 
 // runOutbound: an authenticated phone calls a number or an extension.
@@ -152,7 +152,7 @@ func (b *B2BUA) runOutbound(req *sip.Request, tx sip.ServerTransaction, ext stri
 			c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
 			return
 		}
-		c.ring([]Target{route.Target}, false, b.cfg.RingTimeout, offer)
+		c.ring([][]Target{{route.Target}}, b.cfg.RingTimeout, offer)
 		return
 	}
 	c.callerSide, c.calleeSide = SideB, SideA
@@ -246,18 +246,11 @@ func (c *call) newRequest(uri sip.Uri, fromUser, fromDisplay, fromHost, toUser, 
 	return req
 }
 
-// ring forks to every registered device of the targets (all at once, or
-// target by target) and connects the first that answers.
-func (c *call) ring(targets []Target, sequential bool, timeout time.Duration, offer *sdp.SessionDescription) {
+// ring forks to every registered device of each step's targets, step after
+// step, and connects the first that answers.
+func (c *call) ring(groups [][]Target, timeout time.Duration, offer *sdp.SessionDescription) {
 	if timeout <= 0 {
 		timeout = c.b.cfg.RingTimeout
-	}
-	groups := [][]Target{targets}
-	if sequential {
-		groups = nil
-		for _, t := range targets {
-			groups = append(groups, []Target{t})
-		}
 	}
 	busy := 0
 	total := 0
