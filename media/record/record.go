@@ -34,9 +34,9 @@ type Recorder struct {
 }
 
 const (
-	queueLen    = 64                     // packets waiting for the writer, per call
+	queueLen    = 32                     // packets waiting for the writer, per call (320 ms of both sides)
 	slotSize    = 320                    // largest G.711 payload kept (40 ms)
-	windowLen   = 8000                   // frames held in memory before they are final (1 s)
+	windowLen   = 4000                   // frames held in memory before they are final (0.5 s)
 	jitterDelay = 1600                   // frames (200 ms) a packet may arrive late and still be placed
 	activeDir   = ".active"              // markers of recordings in progress, for crash repair
 	headerEvery = time.Second            // header rewrite period

@@ -90,7 +90,7 @@ func (l *leg) accept(from netip.AddrPort, rtcp bool) bool {
 func (l *leg) forwardRTP(wg *sync.WaitGroup) {
 	defer wg.Done()
 	r := l.session.relay
-	buf := make([]byte, 2048)
+	buf := make([]byte, 1500)
 	for {
 		n, from, err := l.rtp.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -131,7 +131,7 @@ func (l *leg) forwardRTP(wg *sync.WaitGroup) {
 func (l *leg) forwardRTCP(wg *sync.WaitGroup) {
 	defer wg.Done()
 	r := l.session.relay
-	buf := make([]byte, 2048)
+	buf := make([]byte, 1500)
 	for {
 		n, from, err := l.rtcp.ReadFromUDPAddrPort(buf)
 		if err != nil {

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# call-bench.sh: concurrent recorded calls through bin/callgate on loopback,
+# driven by bench/callload (VPBX stand-in + auto-answering phones + G.711 RTP
+# both ways). CALLS concurrent calls set up at RATE/s, each held HOLD.
+#   CALLS=500 RATE=100 HOLD=60s bench/call-bench.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+calls=${CALLS:-200} rate=${RATE:-100} hold=${HOLD:-60s}
+work=$(mktemp -d)
+cg_pid=""
+cleanup() { [ -n "$cg_pid" ] && kill "$cg_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+{
+  cat <<CFG
+data_dir = "$work/data"
+[log]
+level = "warn"
+[sip]
+listen = ["udp:127.0.0.1:5080"]
+allow_networks = ["127.0.0.0/8"]
+keepalive_interval = "0s"
+[media]
+rtp_ports = "20000-29999"
+bind = "127.0.0.1"
+[recording]
+dir = "$work/rec"
+min_free = "0"
+[upstream]
+registrar = "udp:127.0.0.1:5071"
+domain = "vpbx.bench"
+trusted_sources = ["127.0.0.1/32"]
+expires = "3600s"
+[http]
+listen = "127.0.0.1:18091"
+api_tokens = ["bench-token-0123456789"]
+CFG
+  for ((i = 0; i < calls; i++)); do
+    n=$((30000 + i))
+    printf '[[upstream.account]]\nuser = "acc%d"\npassword = "Secret123"\nemployee = "e%d"\n' $n $n
+    printf '[[employee]]\nid = "e%d"\nextensions = ["%d"]\nsip_password = "Phone101pass"\n' $n $n
+  done
+} >"$work/callgate.toml"
+(cd "$root" && go build -o "$work/callload" ./bench/callload)
+"$root/bin/callgate" run -config "$work/callgate.toml" 2>"$work/callgate.log" &
+cg_pid=$!
+sleep 1
+"$work/callload" -target 127.0.0.1:5080 -listen 127.0.0.1:5071 -calls "$calls" -rate "$rate" -hold "$hold" -pid "$cg_pid"
+echo "recordings: $(find "$work/rec" -name '*.wav' | wc -l) files, $(du -sh "$work/rec" | cut -f1)"
+grep -c 'level=ERROR' "$work/callgate.log" | sed 's/^/callgate errors logged: /' || true

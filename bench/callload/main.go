@@ -1,0 +1,366 @@
+// Command callload loads a running callgate with calls: it plays the VPBX
+// (accepting callgate's registrations and sending INVITEs to its accounts)
+// and the office phones (registered extensions that answer at once), then
+// sends G.711 RTP both ways through callgate's relay for the hold time and
+// reports setup delay, packet loss, relay latency, callgate's CPU per
+// call-second and memory per call. Every loop is bounded by -calls and
+// -hold.
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"callgate/sip/siptest"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+type endpoint struct {
+	conn   *net.UDPConn
+	remote atomic.Pointer[netip.AddrPort]
+	seq    uint16
+	ts     uint32
+	ssrc   uint32
+	got    atomic.Uint64
+	first  atomic.Uint32 // first seq seen +1
+	maxSeq atomic.Uint32
+}
+
+func newEndpoint() *endpoint {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	_ = c.SetReadBuffer(1 << 20)
+	return &endpoint{conn: c, ssrc: uint32(c.LocalAddr().(*net.UDPAddr).Port)}
+}
+
+func (e *endpoint) addr() string { return e.conn.LocalAddr().String() }
+
+var (
+	latMu sync.Mutex
+	lats  []time.Duration
+)
+
+func (e *endpoint) read(sample bool) {
+	buf := make([]byte, 1500)
+	var local []time.Duration
+	for {
+		n, _, err := e.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			break
+		}
+		if n < 20 {
+			continue
+		}
+		seq := uint32(binary.BigEndian.Uint16(buf[2:]))
+		if e.first.Load() == 0 {
+			e.first.Store(seq + 1)
+		}
+		if seq > e.maxSeq.Load() {
+			e.maxSeq.Store(seq)
+		}
+		e.got.Add(1)
+		if sample && len(local) < 4096 {
+			sent := int64(binary.BigEndian.Uint64(buf[12:]))
+			local = append(local, time.Duration(time.Now().UnixNano()-sent))
+		}
+	}
+	latMu.Lock()
+	lats = append(lats, local...)
+	latMu.Unlock()
+}
+
+func main() {
+	target := flag.String("target", "127.0.0.1:5080", "callgate SIP address")
+	listen := flag.String("listen", "127.0.0.1:5070", "address of the VPBX stand-in (callgate's upstream.registrar)")
+	calls := flag.Int("calls", 100, "concurrent calls")
+	rate := flag.Int("rate", 50, "new calls per second")
+	hold := flag.Duration("hold", 60*time.Second, "how long every call is held")
+	first := flag.Int("first", 30000, "first extension; account i is acc<first+i>")
+	password := flag.String("password", "Phone101pass", "extensions' password")
+	pid := flag.Int("pid", 0, "callgate's pid, for CPU and memory")
+	flag.Parse()
+	log := slog.New(slog.DiscardHandler)
+
+	// VPBX stand-in: accepts callgate's REGISTERs, places calls.
+	vua, _ := sipgo.NewUA(sipgo.WithUserAgent("callload-vpbx"))
+	vsrv, _ := sipgo.NewServer(vua, sipgo.WithServerLogger(log))
+	vsrv.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		if c := req.Contact(); c != nil {
+			res.AppendHeader(sip.NewHeader("Contact", "<"+c.Address.String()+">;expires=3600"))
+		}
+		_ = tx.Respond(res)
+	})
+	vpc, err := net.ListenPacket("udp", *listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	host, port, _ := sip.ParseAddr(vpc.LocalAddr().String())
+	vcli, _ := sipgo.NewClient(vua, sipgo.WithClientHostname(host), sipgo.WithClientPort(port), sipgo.WithClientConnectionAddr(vpc.LocalAddr().String()))
+	vdcc := sipgo.NewDialogClientCache(vcli, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "vpbx", Host: host, Port: port}})
+	vsrv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) { _ = vdcc.ReadBye(req, tx) })
+	go vsrv.ServeUDP(vpc)
+
+	// Phones: one UA answering for every extension.
+	pua, _ := sipgo.NewUA(sipgo.WithUserAgent("callload-phone"))
+	psrv, _ := sipgo.NewServer(pua, sipgo.WithServerLogger(log))
+	ppc, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	phost, pport, _ := sip.ParseAddr(ppc.LocalAddr().String())
+	pcli, _ := sipgo.NewClient(pua, sipgo.WithClientHostname(phost), sipgo.WithClientPort(pport), sipgo.WithClientConnectionAddr(ppc.LocalAddr().String()))
+	pdsc := sipgo.NewDialogServerCache(pcli, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "phone", Host: phost, Port: pport}})
+	phoneEP := map[string]*endpoint{}
+	var epMu sync.Mutex
+	psrv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		d, err := pdsc.ReadInvite(req, tx)
+		if err != nil {
+			return
+		}
+		epMu.Lock()
+		ep := phoneEP[req.Recipient.User]
+		epMu.Unlock()
+		if ep == nil {
+			_ = d.Respond(404, "Not Found", nil)
+			return
+		}
+		if a, err := siptest.MediaAddr(req.Body()); err == nil {
+			ep.remote.Store(&a)
+		}
+		_ = d.Respond(200, "OK", siptest.SDP(ep.addr()), sip.NewHeader("Content-Type", "application/sdp"))
+	})
+	psrv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = pdsc.ReadAck(req, tx) })
+	psrv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) { _ = pdsc.ReadBye(req, tx) })
+	psrv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	go psrv.ServeUDP(ppc)
+	time.Sleep(200 * time.Millisecond)
+
+	// Register the extensions.
+	thost, tport, _ := sip.ParseAddr(*target)
+	for i := 0; i < *calls; i++ {
+		ext := strconv.Itoa(*first + i)
+		req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: thost, Port: tport})
+		aor := sip.Uri{Scheme: "sip", User: ext, Host: thost}
+		from := &sip.FromHeader{Address: aor}
+		from.Params.Add("tag", sip.GenerateTagN(8))
+		req.AppendHeader(from)
+		req.AppendHeader(&sip.ToHeader{Address: aor})
+		req.AppendHeader(sip.NewHeader("Contact", "<sip:"+ext+"@"+ppc.LocalAddr().String()+">"))
+		req.AppendHeader(sip.NewHeader("Expires", "3600"))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, err := pcli.Do(ctx, req)
+		if err == nil && res.StatusCode == 401 {
+			res, err = pcli.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: ext, Password: *password})
+		}
+		cancel()
+		if err != nil || res.StatusCode != 200 {
+			fmt.Fprintf(os.Stderr, "register %s failed: %v %v\n", ext, res, err)
+			os.Exit(1)
+		}
+		epMu.Lock()
+		phoneEP[ext] = newEndpoint()
+		epMu.Unlock()
+	}
+	rssBefore := rss(*pid)
+	cpu0 := cpuTicks(*pid)
+
+	// Place the calls at the given rate.
+	type placed struct {
+		sess  *sipgo.DialogClientSession
+		out   *endpoint
+		phone *endpoint
+		setup time.Duration
+	}
+	var (
+		mu     sync.Mutex
+		all    []placed
+		failed atomic.Int64
+		wg     sync.WaitGroup
+	)
+	placeStart := time.Now()
+	tick := time.NewTicker(time.Second / time.Duration(*rate))
+	for i := 0; i < *calls; i++ {
+		<-tick.C
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			acct := "acc" + strconv.Itoa(*first+i)
+			out := newEndpoint()
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			start := time.Now()
+			s, err := vdcc.Invite(ctx, sip.Uri{Scheme: "sip", User: acct, Host: thost, Port: tport}, siptest.SDP(out.addr()), sip.NewHeader("Content-Type", "application/sdp"))
+			if err == nil {
+				err = s.WaitAnswer(ctx, sipgo.AnswerOptions{})
+			}
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			setup := time.Since(start)
+			_ = s.Ack(ctx)
+			if a, err := siptest.MediaAddr(s.InviteResponse.Body()); err == nil {
+				out.remote.Store(&a)
+			}
+			epMu.Lock()
+			ph := phoneEP[strconv.Itoa(*first+i)]
+			epMu.Unlock()
+			mu.Lock()
+			all = append(all, placed{s, out, ph, setup})
+			mu.Unlock()
+		}(i)
+	}
+	tick.Stop()
+	wg.Wait()
+	setupDone := time.Now()
+
+	// Media: every endpoint sends 20 ms packets; receivers count and sample latency.
+	var eps []*endpoint
+	for _, p := range all {
+		eps = append(eps, p.out, p.phone)
+	}
+	for i, e := range eps {
+		go e.read(i%10 == 0)
+	}
+	stop := make(chan struct{})
+	var sent atomic.Uint64
+	go func() {
+		pkt := make([]byte, 172)
+		pkt[0], pkt[1] = 0x80, 8
+		// Each endpoint sends every 20 ms at its own phase, as real phones
+		// do, instead of all streams in one burst.
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for slot := 0; ; slot = (slot + 1) % 20 {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			for i := slot; i < len(eps); i += 20 {
+				e := eps[i]
+				r := e.remote.Load()
+				if r == nil {
+					continue
+				}
+				e.seq++
+				e.ts += 160
+				binary.BigEndian.PutUint16(pkt[2:], e.seq)
+				binary.BigEndian.PutUint32(pkt[4:], e.ts)
+				binary.BigEndian.PutUint32(pkt[8:], e.ssrc)
+				binary.BigEndian.PutUint64(pkt[12:], uint64(time.Now().UnixNano()))
+				if _, err := e.conn.WriteToUDPAddrPort(pkt, *r); err == nil {
+					sent.Add(1)
+				}
+			}
+		}
+	}()
+	// Measure callgate over the middle of the hold, when every stream runs.
+	time.Sleep(*hold / 4)
+	cpuA, tA := cpuTicks(*pid), time.Now()
+	time.Sleep(*hold / 2)
+	cpuB, tB := cpuTicks(*pid), time.Now()
+	rssDuring := rss(*pid)
+	time.Sleep(*hold / 4)
+	close(stop)
+	time.Sleep(300 * time.Millisecond) // last packets in flight
+
+	var got, expected uint64
+	for _, e := range eps {
+		got += e.got.Load()
+		if f := e.first.Load(); f > 0 {
+			expected += uint64(e.maxSeq.Load()) - uint64(f-1) + 1
+		}
+	}
+	for _, p := range all {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = p.sess.Bye(ctx)
+		cancel()
+	}
+	for _, e := range eps {
+		e.conn.Close()
+	}
+	time.Sleep(100 * time.Millisecond)
+	var setups []time.Duration
+	for _, p := range all {
+		setups = append(setups, p.setup)
+	}
+	pct := func(d []time.Duration, p float64) time.Duration {
+		if len(d) == 0 {
+			return 0
+		}
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return d[int(float64(len(d)-1)*p)]
+	}
+	latMu.Lock()
+	l := append([]time.Duration(nil), lats...)
+	latMu.Unlock()
+	ok := len(all)
+	loss := 0.0
+	if expected > 0 {
+		loss = 100 * float64(expected-min(got, expected)) / float64(expected)
+	}
+	tick2 := 100.0 // CLK_TCK on Linux
+	cpuPerCallSec := 0.0
+	if ok > 0 && tB.After(tA) {
+		cpuPerCallSec = (float64(cpuB-cpuA) / tick2) * 1000 / (float64(ok) * tB.Sub(tA).Seconds())
+	}
+	fmt.Printf("calls=%d established=%d failed=%d setup_rate=%.0f/s setup_p50=%s setup_p99=%s\n",
+		*calls, ok, failed.Load(), float64(ok)/setupDone.Sub(placeStart).Seconds(), pct(setups, 0.5), pct(setups, 0.99))
+	fmt.Printf("rtp: sent=%d received=%d expected=%d loss=%.3f%% relay_latency_p50=%s p99=%s\n", sent.Load(), got, expected, loss, pct(l, 0.5), pct(l, 0.99))
+	if *pid > 0 {
+		fmt.Printf("callgate: cpu_per_call_second=%.3fms (whole run %.1fs cpu) rss_per_call=%.1fKiB\n",
+			cpuPerCallSec, float64(cpuB-cpu0)/tick2, float64(rssDuring-rssBefore)/1024/float64(max(ok, 1)))
+	}
+}
+
+func cpuTicks(pid int) uint64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	k, _ := strconv.ParseUint(f[12], 10, 64)
+	return u + k
+}
+
+func rss(pid int) int64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
