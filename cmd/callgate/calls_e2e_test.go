@@ -13,8 +13,6 @@ import (
 	"callgate/media/record"
 	"callgate/media/rtptest"
 	"callgate/sip/siptest"
-
-	"github.com/emiago/sipgo/sip"
 )
 
 // office is a running callgate with a VPBX stand-in and registered phones.
@@ -69,21 +67,6 @@ min_free = %q
 	return o
 }
 
-func (o *office) record(id string) calls.Record {
-	o.t.Helper()
-	var rec calls.Record
-	o.d.waitFor("call record "+id+" ended", 10*time.Second, func() bool {
-		res, err := o.d.get("/api/v1/calls/"+id, true)
-		if err != nil {
-			return false
-		}
-		defer res.Body.Close()
-		rec = calls.Record{}
-		return res.StatusCode == 200 && json.NewDecoder(res.Body).Decode(&rec) == nil && !rec.Ended.IsZero()
-	})
-	return rec
-}
-
 func (o *office) lastCall() calls.Record {
 	o.t.Helper()
 	var list struct{ Calls []calls.Record }
@@ -107,21 +90,6 @@ func nextCall(t *testing.T, p *siptest.Phone) *siptest.IncomingCall {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("phone %s did not ring", p.User())
 		return nil
-	}
-}
-
-func waitRequest(t *testing.T, p *siptest.Phone, method sip.RequestMethod) {
-	t.Helper()
-	deadline := time.After(5 * time.Second)
-	for {
-		select {
-		case r := <-p.Requests:
-			if r.Method == method {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("phone %s got no %s", p.User(), method)
-		}
 	}
 }
 
