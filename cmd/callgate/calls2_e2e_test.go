@@ -215,3 +215,29 @@ func TestDiskGuardSkipsRecordingCallConnects(t *testing.T) {
 		t.Fatalf("record %+v", rec)
 	}
 }
+
+func TestRejectionsPassThrough(t *testing.T) {
+	o := newOffice(t, officeOpts{})
+	ctx := withTimeout(t, 15*time.Second)
+	// The outside party declines an outbound call: the phone sees 603.
+	go func() { (<-o.vpbx.Calls).Reject(603, "Decline") }()
+	_, err := o.phones["103"].Dial(ctx, "79161234567", siptest.SDP("127.0.0.1:30990"))
+	var de *sipgo.ErrDialogResponse
+	if !errors.As(err, &de) || de.Res.StatusCode != 603 {
+		t.Fatalf("outbound decline: %v", err)
+	}
+	if rec := o.lastCall(); rec.Result != "busy" || rec.HangupBy != "outside" {
+		t.Fatalf("record %+v", rec)
+	}
+	// The employee declines on both lines: the VPBX sees 603.
+	done := make(chan error, 1)
+	go func() {
+		_, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP("127.0.0.1:30992"))
+		done <- err
+	}()
+	nextCall(t, o.phones["101"]).Reject(603, "Decline")
+	nextCall(t, o.phones["102"]).Reject(603, "Decline")
+	if err := <-done; !errors.As(err, &de) || de.Res.StatusCode != 603 {
+		t.Fatalf("inbound decline: %v", err)
+	}
+}

@@ -254,6 +254,7 @@ func (c *call) ring(groups [][]Target, timeout time.Duration, offer *sdp.Session
 	}
 	busy := 0
 	total := 0
+	var all []*branch
 	for _, g := range groups {
 		results := make(chan branchResult, 64)
 		var branches []*branch
@@ -285,6 +286,7 @@ func (c *call) ring(groups [][]Target, timeout time.Duration, offer *sdp.Session
 		if len(branches) == 0 {
 			continue
 		}
+		all = append(all, branches...)
 		total += len(branches)
 		c.emit(EventRinging)
 		won, b := c.await(branches, results, timeout)
@@ -297,7 +299,15 @@ func (c *call) ring(groups [][]Target, timeout time.Duration, offer *sdp.Session
 	case total == 0:
 		c.fail(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", ResultNoAnswer, "no registered phone")
 	case busy == total:
-		c.fail(sip.StatusBusyHere, "Busy Here", ResultBusy, "busy")
+		// Every phone refused: pass on a refusal they agree on (603 Decline,
+		// 600 Busy Everywhere), else 486.
+		code := all[0].final
+		for _, br := range all {
+			if br.final != code {
+				code = sip.StatusBusyHere
+			}
+		}
+		c.fail(code, reasonPhrase(code), ResultBusy, "refused")
 	default:
 		c.fail(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", ResultNoAnswer, "no answer")
 	}
