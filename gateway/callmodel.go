@@ -45,6 +45,7 @@ type callModel struct {
 	region   string
 	numbers  map[string]string // account -> trunk number
 
+	bus   *calls.Bus
 	total *prometheus.CounterVec
 	setup prometheus.Histogram
 
@@ -63,7 +64,7 @@ type openCall struct {
 func newCallModel(g *Gateway) *callModel {
 	m := &callModel{log: g.log, store: calls.NewStore(g.store), relay: g.relay, internal: g.cfg.Recording.Internal,
 		region: g.cfg.Calls.DefaultRegion, numbers: map[string]string{}, open: map[string]*openCall{},
-		writes: make(chan calls.Record, 1024), done: make(chan struct{}),
+		writes: make(chan calls.Record, 1024), done: make(chan struct{}), bus: calls.NewBus(),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "callgate_calls_total", Help: "Calls ended, by direction and result."}, []string{"direction", "result"}),
 		setup: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "callgate_call_setup_seconds", Help: "Time from a call's arrival to its answer.",
 			Buckets: []float64{0.5, 1, 2, 5, 10, 20, 30, 60}})}
@@ -161,7 +162,9 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 		delete(m.open, e.CallID)
 		m.mu.Unlock()
 	}
-	m.writes <- cloneRecord(r)
+	rc := cloneRecord(r)
+	m.writes <- rc
+	m.bus.Publish(calls.Event{Kind: e.Kind, Record: rc})
 }
 
 // observe feeds the call metrics when a call ends.

@@ -156,8 +156,7 @@ type Filter struct {
 	Employee string
 	Number   string // E.164 or part of it
 	Result   string
-	Limit    int // default 50, at most 500
-	Before   string
+	Limit    int // default 50, at most 500; page back with To = the last record's Started
 }
 
 // List returns records newest first.
