@@ -15,7 +15,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 
 # Debian packages the tests drive as independent peers.
 TEST_TOOLS  := sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd
-BENCH_TOOLS := sipp:sip-tester kamailio:kamailio
+BENCH_TOOLS := sipp:sip-tester kamailio:kamailio rtpengine:rtpengine-daemon
 
 .PHONY: all build test unit lint demo bench bench-go bench-register install deps deps-bench clean
 

@@ -28,8 +28,12 @@ func main() {
 	password := flag.String("password", "Phone101pass", "password of every extension")
 	workers := flag.Int("workers", 32, "concurrent sockets")
 	metrics := flag.String("metrics", "", "callgate /metrics URL for memory figures")
+	bind := flag.String("bind", "127.0.0.1:0", "local address of the sockets (one worker when a port is given)")
 	token := flag.String("token", "", "bearer token for -metrics")
 	flag.Parse()
+	if !strings.HasSuffix(*bind, ":0") {
+		*workers = 1
+	}
 
 	before := scrape(*metrics, *token)
 	var next, fails atomic.Int64
@@ -40,7 +44,7 @@ func main() {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			c, err := net.ListenPacket("udp", "127.0.0.1:0")
+			c, err := net.ListenPacket("udp", *bind)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(1)
