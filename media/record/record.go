@@ -31,10 +31,53 @@ type Recorder struct {
 	// Skipped, Dropped and Bytes feed callgate_recording_skipped_total,
 	// callgate_recording_dropped_packets_total and callgate_recording_bytes_total.
 	Skipped, Dropped, Bytes atomic.Uint64
+
+	// A few shared writers serve every call (no goroutine per call): a call
+	// with queued packets, or due for a commit, is put on work.
+	once   sync.Once
+	work   chan *Call
+	slots  sync.Pool
+	mu     sync.Mutex
+	active map[*Call]struct{}
+}
+
+// writers is how many goroutines write recordings.
+const writers = 2
+
+func (r *Recorder) init() {
+	r.once.Do(func() {
+		r.work = make(chan *Call, 4096)
+		r.active = map[*Call]struct{}{}
+		r.slots.New = func() any { return new(slot) }
+		for i := 0; i < writers; i++ {
+			go r.writer()
+		}
+		go r.ticker()
+	})
+}
+
+func (r *Recorder) writer() {
+	for c := range r.work {
+		c.process()
+	}
+}
+
+// ticker schedules every call now and then, so that files follow the clock
+// even when no packets come (hold) and headers get rewritten.
+func (r *Recorder) ticker() {
+	t := time.NewTicker(commitEvery)
+	defer t.Stop()
+	for range t.C {
+		r.mu.Lock()
+		for c := range r.active {
+			c.schedule()
+		}
+		r.mu.Unlock()
+	}
 }
 
 const (
-	queueLen    = 32                     // packets waiting for the writer, per call (320 ms of both sides)
+	queueLen    = 64                     // packets waiting for the writer, per call (640 ms of both sides; slots are pooled)
 	slotSize    = 320                    // largest G.711 payload kept (40 ms)
 	windowLen   = 4000                   // frames held in memory before they are final (0.5 s)
 	jitterDelay = 1600                   // frames (200 ms) a packet may arrive late and still be placed
@@ -88,11 +131,18 @@ type Call struct {
 	marker string
 	f      *os.File
 	q      chan *slot
-	free   chan *slot
 	done   chan struct{}
 	closed atomic.Bool
-	once   sync.Once
-	err    error
+	// scheduled is set while the call waits on (or is being served from)
+	// the recorder's work queue, so a call is served by one writer at a time.
+	scheduled atomic.Bool
+	once      sync.Once
+	err       error
+	finished  bool
+
+	lastCommit time.Time
+	lastHeader time.Time
+	size       int64
 
 	// owned by the writer goroutine
 	pt      uint8
@@ -133,16 +183,16 @@ func (r *Recorder) Start(callID, leg string, now time.Time) (*Call, error) {
 		f.Close()
 		return nil, fmt.Errorf("recording %s: %w", path, err)
 	}
-	c := &Call{rec: r, path: path, f: f, q: make(chan *slot, queueLen), free: make(chan *slot, queueLen), done: make(chan struct{})}
-	for i := 0; i < queueLen; i++ {
-		c.free <- &slot{}
-	}
+	r.init()
+	c := &Call{rec: r, path: path, f: f, q: make(chan *slot, queueLen), done: make(chan struct{}), lastCommit: now, lastHeader: now}
 	rel, _ := filepath.Rel(r.Dir, path)
 	if err := os.MkdirAll(filepath.Join(r.Dir, activeDir), 0o750); err == nil {
 		c.marker = filepath.Join(r.Dir, activeDir, strings.ReplaceAll(rel, string(filepath.Separator), "_"))
 		_ = os.WriteFile(c.marker, []byte(rel), 0o640)
 	}
-	go c.run()
+	r.mu.Lock()
+	r.active[c] = struct{}{}
+	r.mu.Unlock()
 	return c, nil
 }
 
@@ -156,12 +206,31 @@ func (c *Call) Push(side int, seq uint16, ts uint32, pt uint8, payload []byte) {
 	if (pt != g711.PCMA && pt != g711.PCMU) || len(payload) == 0 || len(payload) > slotSize || c.closed.Load() {
 		return
 	}
+	s := c.rec.slots.Get().(*slot)
+	s.side, s.seq, s.ts, s.pt, s.n, s.at = side&1, seq, ts, pt, copy(s.data[:], payload), time.Now().UnixNano()
 	select {
-	case s := <-c.free:
-		s.side, s.seq, s.ts, s.pt, s.n, s.at = side&1, seq, ts, pt, copy(s.data[:], payload), time.Now().UnixNano()
-		c.q <- s // cannot block: there are as many slots as queue places
+	case c.q <- s:
+		// Wake a writer once 80 ms of audio has queued: few wake-ups, and
+		// few pooled slots held per call.
+		if len(c.q) >= 8 {
+			c.schedule()
+		}
 	default:
+		c.rec.slots.Put(s)
 		c.rec.Dropped.Add(1)
+	}
+}
+
+// schedule puts the call on the work queue unless it is there already. It
+// never blocks: with the queue full the ticker reschedules the call later.
+func (c *Call) schedule() {
+	if !c.scheduled.CompareAndSwap(false, true) {
+		return
+	}
+	select {
+	case c.rec.work <- c:
+	default:
+		c.scheduled.Store(false)
 	}
 }
 
@@ -169,43 +238,70 @@ func (c *Call) Push(side int, seq uint16, ts uint32, pt uint8, payload []byte) {
 func (c *Call) Close() (int64, error) {
 	c.once.Do(func() {
 		c.closed.Store(true)
-		close(c.q)
-		<-c.done
-	})
-	st, err := os.Stat(c.path)
-	if err != nil {
-		return 0, err
-	}
-	return st.Size(), c.err
-}
-
-func (c *Call) run() {
-	defer close(c.done)
-	t := time.NewTicker(commitEvery)
-	defer t.Stop()
-	lastHeader := time.Now()
-	c.win = make([]byte, 2*windowLen)
-	for {
-		select {
-		case s, ok := <-c.q:
-			if !ok {
-				c.finish()
-				return
-			}
-			c.place(s)
-			c.free <- s
-		case now := <-t.C:
-			// Without packets (hold, silence suppression) the file still follows the clock.
-			c.commit(max(c.high, c.wallFrame(now)) - jitterDelay)
-			// A crash is repaired from the file size, so the header only has to
-			// be right for readers of a recording in progress.
-			if now.Sub(lastHeader) >= headerEvery {
-				lastHeader = now
-				if err := writeSizes(c.f, uint32(c.written)); err != nil && c.err == nil {
+		// Keep offering the call to the writers until one finishes it.
+		for {
+			c.schedule()
+			select {
+			case <-c.done:
+				c.rec.mu.Lock()
+				delete(c.rec.active, c)
+				c.rec.mu.Unlock()
+				st, err := os.Stat(c.path)
+				if err == nil {
+					c.size = st.Size()
+				} else if c.err == nil {
 					c.err = err
 				}
+				return
+			case <-time.After(10 * time.Millisecond):
 			}
 		}
+	})
+	return c.size, c.err
+}
+
+// process runs on a writer: place what is queued, commit what is final,
+// and finish a closed call.
+func (c *Call) process() {
+	if c.finished {
+		c.scheduled.Store(false)
+		return
+	}
+	if c.win == nil {
+		c.win = make([]byte, 2*windowLen)
+	}
+	for drained := false; !drained; {
+		select {
+		case s := <-c.q:
+			c.place(s)
+			c.rec.slots.Put(s)
+		default:
+			drained = true
+		}
+	}
+	now := time.Now()
+	if c.closed.Load() {
+		c.finish()
+		c.finished = true
+		close(c.done)
+		return // stays scheduled: nothing will be done for it again
+	}
+	if now.Sub(c.lastCommit) >= commitEvery {
+		c.lastCommit = now
+		// Without packets (hold, silence suppression) the file still follows the clock.
+		c.commit(max(c.high, c.wallFrame(now)) - jitterDelay)
+		// A crash is repaired from the file size, so the header only has to
+		// be right for readers of a recording in progress.
+		if now.Sub(c.lastHeader) >= headerEvery {
+			c.lastHeader = now
+			if err := writeSizes(c.f, uint32(c.written)); err != nil && c.err == nil {
+				c.err = err
+			}
+		}
+	}
+	c.scheduled.Store(false)
+	if len(c.q) > 0 {
+		c.schedule()
 	}
 }
 

@@ -131,7 +131,7 @@ func (l *leg) forwardRTP(wg *sync.WaitGroup) {
 func (l *leg) forwardRTCP(wg *sync.WaitGroup) {
 	defer wg.Done()
 	r := l.session.relay
-	buf := make([]byte, 1500)
+	buf := make([]byte, 576) // RTCP compound packets are small
 	for {
 		n, from, err := l.rtcp.ReadFromUDPAddrPort(buf)
 		if err != nil {
