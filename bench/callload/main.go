@@ -27,11 +27,17 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"golang.org/x/net/ipv4"
 )
 
+// endpoint is one RTP stream's state. All streams of one side share a
+// socket (the relay latches per session, so a shared source address is
+// fine) and are told apart by SSRC, which the relay passes through; that
+// lets the load generator send and receive in batches (sendmmsg/recvmmsg)
+// and stay light enough not to be the limit.
 type endpoint struct {
-	conn   *net.UDPConn
 	remote atomic.Pointer[netip.AddrPort]
+	udp    atomic.Pointer[net.UDPAddr]
 	seq    uint16
 	ts     uint32
 	ssrc   uint32
@@ -40,45 +46,68 @@ type endpoint struct {
 	maxSeq atomic.Uint32
 }
 
-func newEndpoint() *endpoint {
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+func (e *endpoint) setRemote(a netip.AddrPort) {
+	e.udp.Store(net.UDPAddrFromAddrPort(a))
+	e.remote.Store(&a)
+}
+
+type side struct {
+	conn *net.UDPConn
+	pc   *ipv4.PacketConn
+}
+
+func newSide(ip net.IP) *side {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	_ = c.SetReadBuffer(1 << 20)
-	return &endpoint{conn: c, ssrc: uint32(c.LocalAddr().(*net.UDPAddr).Port)}
+	_ = c.SetReadBuffer(8 << 20)
+	_ = c.SetWriteBuffer(8 << 20)
+	return &side{conn: c, pc: ipv4.NewPacketConn(c)}
 }
 
-func (e *endpoint) addr() string { return e.conn.LocalAddr().String() }
+func (s *side) addr() string { return s.conn.LocalAddr().String() }
 
 var (
 	latMu sync.Mutex
 	lats  []time.Duration
 )
 
-func (e *endpoint) read(sample bool) {
-	buf := make([]byte, 1500)
+// read demultiplexes received packets to their endpoints by SSRC.
+func (s *side) read(bySSRC map[uint32]*endpoint) {
+	msgs := make([]ipv4.Message, 64)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, 1500)}
+	}
 	var local []time.Duration
+	n := 0
 	for {
-		n, _, err := e.conn.ReadFromUDPAddrPort(buf)
+		k, err := s.pc.ReadBatch(msgs, 0)
 		if err != nil {
 			break
 		}
-		if n < 20 {
-			continue
-		}
-		seq := uint32(binary.BigEndian.Uint16(buf[2:]))
-		if e.first.Load() == 0 {
-			e.first.Store(seq + 1)
-		}
-		if seq > e.maxSeq.Load() {
-			e.maxSeq.Store(seq)
-		}
-		e.got.Add(1)
-		if sample && len(local) < 4096 {
-			sent := int64(binary.BigEndian.Uint64(buf[12:]))
-			local = append(local, time.Duration(time.Now().UnixNano()-sent))
+		now := time.Now().UnixNano()
+		for _, m := range msgs[:k] {
+			b := m.Buffers[0][:m.N]
+			if len(b) < 20 {
+				continue
+			}
+			e := bySSRC[binary.BigEndian.Uint32(b[8:])]
+			if e == nil {
+				continue
+			}
+			seq := uint32(binary.BigEndian.Uint16(b[2:]))
+			if e.first.Load() == 0 {
+				e.first.Store(seq + 1)
+			}
+			if seq > e.maxSeq.Load() {
+				e.maxSeq.Store(seq)
+			}
+			e.got.Add(1)
+			if n++; n%10 == 0 && len(local) < 200000 {
+				local = append(local, time.Duration(now-int64(binary.BigEndian.Uint64(b[12:]))))
+			}
 		}
 	}
 	latMu.Lock()
@@ -126,6 +155,7 @@ func main() {
 	phost, pport, _ := sip.ParseAddr(ppc.LocalAddr().String())
 	pcli, _ := sipgo.NewClient(pua, sipgo.WithClientHostname(phost), sipgo.WithClientPort(pport), sipgo.WithClientConnectionAddr(ppc.LocalAddr().String()))
 	pdsc := sipgo.NewDialogServerCache(pcli, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "phone", Host: phost, Port: pport}})
+	outSide, phoneSide := newSide(net.IPv4(127, 0, 0, 2)), newSide(net.IPv4(127, 0, 0, 3))
 	phoneEP := map[string]*endpoint{}
 	var epMu sync.Mutex
 	psrv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
@@ -141,9 +171,9 @@ func main() {
 			return
 		}
 		if a, err := siptest.MediaAddr(req.Body()); err == nil {
-			ep.remote.Store(&a)
+			ep.setRemote(a)
 		}
-		_ = d.Respond(200, "OK", siptest.SDP(ep.addr()), sip.NewHeader("Content-Type", "application/sdp"))
+		_ = d.Respond(200, "OK", siptest.SDP(phoneSide.addr()), sip.NewHeader("Content-Type", "application/sdp"))
 	})
 	psrv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = pdsc.ReadAck(req, tx) })
 	psrv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) { _ = pdsc.ReadBye(req, tx) })
@@ -176,7 +206,7 @@ func main() {
 			os.Exit(1)
 		}
 		epMu.Lock()
-		phoneEP[ext] = newEndpoint()
+		phoneEP[ext] = &endpoint{ssrc: uint32(2*i + 2)}
 		epMu.Unlock()
 	}
 	rssBefore := rss(*pid)
@@ -203,11 +233,11 @@ func main() {
 		go func(i int) {
 			defer wg.Done()
 			acct := "acc" + strconv.Itoa(*first+i)
-			out := newEndpoint()
+			out := &endpoint{ssrc: uint32(2*i + 1)}
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
 			start := time.Now()
-			s, err := vdcc.Invite(ctx, sip.Uri{Scheme: "sip", User: acct, Host: thost, Port: tport}, siptest.SDP(out.addr()), sip.NewHeader("Content-Type", "application/sdp"))
+			s, err := vdcc.Invite(ctx, sip.Uri{Scheme: "sip", User: acct, Host: thost, Port: tport}, siptest.SDP(outSide.addr()), sip.NewHeader("Content-Type", "application/sdp"))
 			if err == nil {
 				err = s.WaitAnswer(ctx, sipgo.AnswerOptions{})
 			}
@@ -218,7 +248,7 @@ func main() {
 			setup := time.Since(start)
 			_ = s.Ack(ctx)
 			if a, err := siptest.MediaAddr(s.InviteResponse.Body()); err == nil {
-				out.remote.Store(&a)
+				out.setRemote(a)
 			}
 			epMu.Lock()
 			ph := phoneEP[strconv.Itoa(*first+i)]
@@ -232,21 +262,26 @@ func main() {
 	wg.Wait()
 	setupDone := time.Now()
 
-	// Media: every endpoint sends 20 ms packets; receivers count and sample latency.
+	// Media: every endpoint sends 20 ms packets at its own phase.
 	var eps []*endpoint
+	var sides []*side
+	bySSRC := map[uint32]*endpoint{}
 	for _, p := range all {
 		eps = append(eps, p.out, p.phone)
+		sides = append(sides, outSide, phoneSide)
+		bySSRC[p.out.ssrc], bySSRC[p.phone.ssrc] = p.out, p.phone
 	}
-	for i, e := range eps {
-		go e.read(i%10 == 0)
-	}
+	go outSide.read(bySSRC)
+	go phoneSide.read(bySSRC)
 	stop := make(chan struct{})
 	var sent atomic.Uint64
 	go func() {
-		pkt := make([]byte, 172)
-		pkt[0], pkt[1] = 0x80, 8
-		// Each endpoint sends every 20 ms at its own phase, as real phones
-		// do, instead of all streams in one burst.
+		bufs := make([][]byte, len(eps))
+		for i := range bufs {
+			bufs[i] = make([]byte, 172)
+			bufs[i][0], bufs[i][1] = 0x80, 8
+		}
+		batch := map[*side][]ipv4.Message{}
 		t := time.NewTicker(time.Millisecond)
 		defer t.Stop()
 		for slot := 0; ; slot = (slot + 1) % 20 {
@@ -255,20 +290,33 @@ func main() {
 				return
 			case <-t.C:
 			}
+			for _, sd := range []*side{outSide, phoneSide} {
+				batch[sd] = batch[sd][:0]
+			}
+			now := uint64(time.Now().UnixNano())
 			for i := slot; i < len(eps); i += 20 {
 				e := eps[i]
-				r := e.remote.Load()
+				r := e.udp.Load()
 				if r == nil {
 					continue
 				}
 				e.seq++
 				e.ts += 160
+				pkt := bufs[i]
 				binary.BigEndian.PutUint16(pkt[2:], e.seq)
 				binary.BigEndian.PutUint32(pkt[4:], e.ts)
 				binary.BigEndian.PutUint32(pkt[8:], e.ssrc)
-				binary.BigEndian.PutUint64(pkt[12:], uint64(time.Now().UnixNano()))
-				if _, err := e.conn.WriteToUDPAddrPort(pkt, *r); err == nil {
-					sent.Add(1)
+				binary.BigEndian.PutUint64(pkt[12:], now)
+				batch[sides[i]] = append(batch[sides[i]], ipv4.Message{Buffers: [][]byte{pkt}, Addr: r})
+			}
+			for sd, msgs := range batch {
+				for len(msgs) > 0 {
+					n, err := sd.pc.WriteBatch(msgs, 0)
+					if err != nil || n == 0 {
+						break
+					}
+					sent.Add(uint64(n))
+					msgs = msgs[n:]
 				}
 			}
 		}
@@ -295,9 +343,8 @@ func main() {
 		_ = p.sess.Bye(ctx)
 		cancel()
 	}
-	for _, e := range eps {
-		e.conn.Close()
-	}
+	outSide.conn.Close()
+	phoneSide.conn.Close()
 	time.Sleep(100 * time.Millisecond)
 	var setups []time.Duration
 	for _, p := range all {
