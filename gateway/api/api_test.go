@@ -64,6 +64,12 @@ func TestProbesAndMetricsAuth(t *testing.T) {
 	if res, body := get("/metrics", "token-for-tests"); res.StatusCode != 200 || !strings.Contains(body, "callgate_test_total") {
 		t.Fatalf("metrics: %d", res.StatusCode)
 	}
+	if res, _ := get("/debug/pprof/", ""); res.StatusCode != 401 {
+		t.Fatal("profiles served without a token")
+	}
+	if res, _ := get("/debug/pprof/", "token-for-tests"); res.StatusCode != 200 {
+		t.Fatal("profiles not served with a token")
+	}
 	if res, body := get("/nope", ""); res.StatusCode != 404 || !strings.Contains(body, `"code":"not_found"`) {
 		t.Fatalf("404 shape: %s", body)
 	}
