@@ -241,3 +241,60 @@ func TestRejectionsPassThrough(t *testing.T) {
 		t.Fatalf("inbound decline: %v", err)
 	}
 }
+
+func TestPhoneCancelsOutboundWhileVPBXRings(t *testing.T) {
+	o := newOffice(t, officeOpts{})
+	ctx, cancel := withCancel()
+	defer cancel()
+	dialDone := make(chan error, 1)
+	go func() {
+		_, err := o.phones["103"].Dial(ctx, "79161234567", siptest.SDP("127.0.0.1:30994"))
+		dialDone <- err
+	}()
+	var in *siptest.IncomingCall
+	select {
+	case in = <-o.vpbx.Calls:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no INVITE at the VPBX")
+	}
+	in.Ringing()
+	cancel() // the employee hangs up before the outside party answers
+	select {
+	case <-in.Gone():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the VPBX leg was not cancelled")
+	}
+	<-dialDone
+	if rec := o.lastCall(); rec.Result != "abandoned" || rec.HangupBy != "employee" || rec.Direction != "outbound" {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+func TestCrossingByes(t *testing.T) {
+	o := newOffice(t, officeOpts{})
+	ctx := withTimeout(t, 15*time.Second)
+	done := make(chan *siptest.Call, 1)
+	go func() {
+		c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP("127.0.0.1:30996"))
+		if err == nil {
+			done <- c
+		}
+	}()
+	line := nextCall(t, o.phones["101"])
+	phoneSide, err := line.Answer(ctx, siptest.SDP("127.0.0.1:30998"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vpbxSide := <-done
+	// Both hang up at once; whichever BYE loses gets 481 or 200, nothing hangs.
+	errs := make(chan error, 2)
+	go func() { errs <- vpbxSide.Hangup(ctx) }()
+	go func() { errs <- phoneSide.Hangup(ctx) }()
+	<-errs
+	<-errs
+	rec := o.lastCall()
+	if rec.Result != "answered" || (rec.HangupBy != "outside" && rec.HangupBy != "employee") {
+		t.Fatalf("record %+v", rec)
+	}
+	o.d.waitMetric("callgate_calls_active", 0, 5*time.Second)
+}
