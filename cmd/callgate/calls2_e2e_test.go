@@ -288,10 +288,14 @@ func TestCrossingByes(t *testing.T) {
 	vpbxSide := <-done
 	// Both hang up at once; whichever BYE loses gets 481 or 200, nothing hangs.
 	errs := make(chan error, 2)
+	start := time.Now()
 	go func() { errs <- vpbxSide.Hangup(ctx) }()
 	go func() { errs <- phoneSide.Hangup(ctx) }()
 	<-errs
 	<-errs
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("crossing BYEs took %s: a BYE went unanswered", took)
+	}
 	rec := o.lastCall()
 	if rec.Result != "answered" || (rec.HangupBy != "outside" && rec.HangupBy != "employee") {
 		t.Fatalf("record %+v", rec)

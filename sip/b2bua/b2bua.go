@@ -281,6 +281,14 @@ func (b *B2BUA) inDialog(req *sip.Request, tx sip.ServerTransaction) {
 	// The transaction must outlive the handler until the call has answered it.
 	select {
 	case <-done:
+	case <-c.closed:
+		// The call ended before it got to this request (e.g. crossing BYEs):
+		// unless the request itself ended it, answer for it.
+		select {
+		case <-done:
+		case <-time.After(50 * time.Millisecond):
+			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+		}
 	case <-time.After(32 * time.Second):
 	}
 }
