@@ -191,23 +191,7 @@ func TestDiskGuardSkipsRecordingCallConnects(t *testing.T) {
 	outside, _ := rtptest.NewPeer(440, g711.PCMA)
 	defer outside.Close()
 	ctx := withTimeout(t, 15*time.Second)
-	done := make(chan *siptest.Call, 1)
-	go func() {
-		c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP(outside.Addr().String()))
-		if err == nil {
-			done <- c
-		}
-	}()
-	line := nextCall(t, o.phones["101"])
-	if _, err := line.Answer(ctx, siptest.SDP("127.0.0.1:30950")); err != nil {
-		t.Fatal(err)
-	}
-	var call *siptest.Call
-	select {
-	case call = <-done:
-	case <-ctx.Done():
-		t.Fatal("call did not connect with the disk guard tripped")
-	}
+	call, _, _ := o.inbound(ctx, outside.Addr().String(), "127.0.0.1:30950") // connects with the guard tripped
 	o.d.waitMetric("callgate_recording_skipped_total", 1, 5*time.Second)
 	call.Hangup(ctx)
 	rec := o.lastCall()
@@ -273,19 +257,7 @@ func TestPhoneCancelsOutboundWhileVPBXRings(t *testing.T) {
 func TestCrossingByes(t *testing.T) {
 	o := newOffice(t, officeOpts{})
 	ctx := withTimeout(t, 15*time.Second)
-	done := make(chan *siptest.Call, 1)
-	go func() {
-		c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP("127.0.0.1:30996"))
-		if err == nil {
-			done <- c
-		}
-	}()
-	line := nextCall(t, o.phones["101"])
-	phoneSide, err := line.Answer(ctx, siptest.SDP("127.0.0.1:30998"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	vpbxSide := <-done
+	vpbxSide, phoneSide, _ := o.inbound(ctx, "127.0.0.1:30996", "127.0.0.1:30998")
 	// Both hang up at once; whichever BYE loses gets 481 or 200, nothing hangs.
 	errs := make(chan error, 2)
 	start := time.Now()

@@ -18,19 +18,7 @@ func TestKill9MidCallKeepsRecordingAndMarksInterrupted(t *testing.T) {
 	employee, _ := rtptest.NewPeer(1000, g711.PCMA)
 	defer employee.Close()
 	ctx := withTimeout(t, 20*time.Second)
-	done := make(chan *siptest.Call, 1)
-	go func() {
-		c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP(outside.Addr().String()))
-		if err == nil {
-			done <- c
-		}
-	}()
-	line := nextCall(t, o.phones["101"])
-	nextCall(t, o.phones["102"])
-	if _, err := line.Answer(ctx, siptest.SDP(employee.Addr().String())); err != nil {
-		t.Fatal(err)
-	}
-	call := <-done
+	call, _, line := o.inbound(ctx, outside.Addr().String(), employee.Addr().String())
 	a, _ := siptest.MediaAddr(call.Remote)
 	b, _ := siptest.MediaAddr(line.Request.Body())
 	outside.SendTo(a)
@@ -146,19 +134,7 @@ func TestEarlyMediaReachesThePhoneBeforeAnswer(t *testing.T) {
 func TestMediaTimeoutHangsUpBothSides(t *testing.T) {
 	o := newOffice(t, officeOpts{MediaTimeout: "2s"})
 	ctx := withTimeout(t, 15*time.Second)
-	done := make(chan *siptest.Call, 1)
-	go func() {
-		c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP("127.0.0.1:30970"))
-		if err == nil {
-			done <- c
-		}
-	}()
-	line := nextCall(t, o.phones["101"])
-	phoneSide, err := line.Answer(ctx, siptest.SDP("127.0.0.1:30972"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	vpbxSide := <-done
+	vpbxSide, phoneSide, _ := o.inbound(ctx, "127.0.0.1:30970", "127.0.0.1:30972")
 	start := time.Now()
 	// Nobody sends RTP: both legs get BYE from callgate.
 	for _, c := range []*siptest.Call{phoneSide, vpbxSide} {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -192,4 +193,29 @@ func TestInboundCallRingsBothLinesRelaysAndRecords(t *testing.T) {
 	}
 	o.d.waitMetric("callgate_calls_active", 0, 5*time.Second)
 	o.d.waitMetric(`callgate_calls_total{direction="inbound",result="answered"}`, 1, 5*time.Second)
+}
+
+// inbound has the VPBX call sales1 (ivanov, lines 101 and 102) with the
+// outside party's RTP at outsideRTP, lets line 101 answer with phoneRTP,
+// and returns both ends of the established call.
+func (o *office) inbound(ctx context.Context, outsideRTP, phoneRTP string) (vpbxSide, phoneSide *siptest.Call, in *siptest.IncomingCall) {
+	o.t.Helper()
+	done := make(chan *siptest.Call, 1)
+	go func() {
+		c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP(outsideRTP))
+		if err == nil {
+			done <- c
+		}
+	}()
+	in = nextCall(o.t, o.phones["101"])
+	phoneSide, err := in.Answer(ctx, siptest.SDP(phoneRTP))
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	select {
+	case vpbxSide = <-done:
+	case <-ctx.Done():
+		o.t.Fatal("the VPBX side was not answered")
+	}
+	return vpbxSide, phoneSide, in
 }

@@ -173,14 +173,7 @@ func (p *Phone) handlers() {
 	})
 	p.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
 		if req.To().Params.Has("tag") {
-			// Re-INVITE: accept with our last SDP (hold/unhold are not modelled here).
-			if d, err := p.dsc.MatchDialogRequest(req); err == nil {
-				_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", d.InviteResponse.Body()))
-			} else if d, err := p.dcc.MatchRequestDialog(req); err == nil {
-				_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", d.InviteRequest.Body()))
-			} else {
-				_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
-			}
+			acceptReinvite(p.dsc, p.dcc, req, tx)
 			p.note(req)
 			return
 		}
@@ -302,4 +295,16 @@ func waitServing(ua *sipgo.UserAgent, network, addr string) error {
 		time.Sleep(time.Millisecond)
 	}
 	return fmt.Errorf("sipgo did not start serving %s %s", network, addr)
+}
+
+// acceptReinvite answers a re-INVITE in one of our dialogs with 200 and the
+// SDP we last gave (hold and unhold are not modelled by the test doubles).
+func acceptReinvite(dsc *sipgo.DialogServerCache, dcc *sipgo.DialogClientCache, req *sip.Request, tx sip.ServerTransaction) {
+	if d, err := dsc.MatchDialogRequest(req); err == nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", d.InviteResponse.Body()))
+	} else if d, err := dcc.MatchRequestDialog(req); err == nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", d.InviteRequest.Body()))
+	} else {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+	}
 }

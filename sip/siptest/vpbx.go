@@ -211,14 +211,7 @@ func (v *VPBX) handlers() {
 	})
 	v.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
 		if req.To().Params.Has("tag") {
-			// re-INVITE: accept it with the SDP we answered with.
-			if d, err := v.dsc.MatchDialogRequest(req); err == nil {
-				_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", d.InviteResponse.Body()))
-			} else if d, err := v.dcc.MatchRequestDialog(req); err == nil {
-				_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", d.InviteRequest.Body()))
-			} else {
-				_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
-			}
+			acceptReinvite(v.dsc, v.dcc, req, tx)
 			v.note(req)
 			return
 		}
