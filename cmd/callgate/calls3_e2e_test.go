@@ -204,3 +204,34 @@ ring_timeout = "1s"
 		t.Fatalf("record %+v", rec)
 	}
 }
+
+// The VPBX is told the office's public address (NAT), the phones the LAN one.
+func TestUpstreamAdvertiseInSDPTowardVPBX(t *testing.T) {
+	o := newOffice(t, officeOpts{UpstreamAdvertise: "198.51.100.7"})
+	ctx := withTimeout(t, 15*time.Second)
+	vpbxSide, _, in := o.inbound(ctx, "127.0.0.1:31000", "127.0.0.1:31002")
+	toVPBX, _ := siptest.MediaAddr(vpbxSide.Remote)
+	toPhone, _ := siptest.MediaAddr(in.Request.Body())
+	if toVPBX.Addr().String() != "198.51.100.7" || toPhone.Addr().String() != "127.0.0.1" {
+		t.Fatalf("SDP toward the VPBX %s, toward the phone %s", toVPBX, toPhone)
+	}
+	vpbxSide.Hangup(ctx)
+}
+
+func TestInternalCallRecordedWhenConfigured(t *testing.T) {
+	o := newOffice(t, officeOpts{RecordInternal: true})
+	ctx := withTimeout(t, 15*time.Second)
+	go func() { nextCall(t, o.phones["103"]).Answer(ctx, siptest.SDP("127.0.0.1:31004")) }()
+	call, err := o.phones["101"].Dial(ctx, "103", siptest.SDP("127.0.0.1:31006"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call.Hangup(ctx)
+	rec := o.lastCall()
+	if !rec.Internal || len(rec.Legs) != 1 || rec.Legs[0].Recording == "" {
+		t.Fatalf("record %+v", rec)
+	}
+	if _, err := record.ReadInfo(filepath.Join(o.recDir, rec.Legs[0].Recording)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -30,6 +30,9 @@ type officeOpts struct {
 	MinFree      string // recording.min_free, default "0"
 	MediaTimeout string // media.timeout, default "10s"
 	Extra        string // more TOML (accounts, groups)
+	// UpstreamAdvertise is media.upstream_advertise; RecordInternal is recording.internal.
+	UpstreamAdvertise string
+	RecordInternal    bool
 }
 
 func newOffice(t *testing.T, opts officeOpts) *office {
@@ -52,12 +55,14 @@ func newOffice(t *testing.T, opts officeOpts) *office {
 rtp_ports = "%d-%d"
 bind = "127.0.0.1"
 timeout = %q
+upstream_advertise = %q
 [calls]
 ring_timeout = "3s"
 [recording]
 dir = %q
 min_free = %q
-%s`, port, port+99, opts.MediaTimeout, recDir, opts.MinFree, opts.Extra)
+internal = %v
+%s`, port, port+99, opts.MediaTimeout, opts.UpstreamAdvertise, recDir, opts.MinFree, opts.RecordInternal, opts.Extra)
 	o := &office{t: t, d: startDaemon(t, cfg), vpbx: vpbx, phones: map[string]*siptest.Phone{}, recDir: recDir}
 	o.d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
 	for ext, pass := range map[string]string{"101": "Phone101pass", "102": "Phone101pass", "103": "Phone103pass"} {
