@@ -163,3 +163,43 @@ func BenchmarkPush(b *testing.B) {
 		c.Push(i&1, uint16(i), uint32(i/2)*160, g711.PCMA, payload)
 	}
 }
+
+// With the writers stalled, a call's queue fills and Push drops and counts
+// instead of blocking the relay.
+func TestFullQueueDropsAndCounts(t *testing.T) {
+	r := &Recorder{Dir: t.TempDir()}
+	// Set the recorder up without starting its writers.
+	r.once.Do(func() {
+		r.work = make(chan *Call, 4096)
+		r.active = map[*Call]struct{}{}
+		r.slots.New = func() any { return new(slot) }
+	})
+	c, err := r.Start("stalled", "1", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 160)
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < queueLen+36; i++ {
+			c.Push(0, uint16(i), uint32(160*i), g711.PCMA, payload)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Push blocked on a full queue")
+	}
+	if got := r.Dropped.Load(); got != 36 {
+		t.Fatalf("dropped %d, want 36", got)
+	}
+	go r.writer() // the writers come back: everything queued is written
+	if _, err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	info, err := ReadInfo(c.Path())
+	if err != nil || info.Frames < uint32(queueLen*160) {
+		t.Fatalf("wrote %d frames, want the %d queued packets: %v", info.Frames, queueLen, err)
+	}
+}
