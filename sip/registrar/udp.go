@@ -31,7 +31,7 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 		src := ua.AddrPort()
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 		if !bytes.HasPrefix(data, []byte("REGISTER ")) {
-			if r.guard.Blocked(src, "") && looksLikeRequest(data) {
+			if looksLikeRequest(data) && r.guard.Blocked(src, "") && r.guard.Blocked(src, fromUser(parser, data)) {
 				r.Stats.Dropped.Add(1)
 				return nil, nil
 			}
@@ -62,6 +62,20 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 		bufs.Put(buf)
 		return nil, nil
 	}
+}
+
+// fromUser is the From user of a request, read only for requests from a
+// banned IP (rare), so that phones that logged in correctly from that IP
+// keep working.
+func fromUser(parser *sip.Parser, data []byte) string {
+	msg, err := parser.ParseSIP(data)
+	if err != nil {
+		return ""
+	}
+	if req, ok := msg.(*sip.Request); ok && req.From() != nil {
+		return req.From().Address.User
+	}
+	return ""
 }
 
 // looksLikeRequest tells requests from responses: a response starts "SIP/2.0".
