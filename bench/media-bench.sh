@@ -17,8 +17,8 @@ for tool in sipp kamailio rtpengine; do command -v $tool >/dev/null || { echo "m
 
 echo "== Kamailio + rtpengine (userspace, pcap recording)"
 mkdir -p "$work/rtpe-rec"
-rtpengine --interface=127.0.0.1 --listen-ng=127.0.0.1:2223 --listen-cli=127.0.0.1:9900 --port-min=40000 --port-max=49999 \
-  --foreground --log-stderr --table=-1 --recording-dir="$work/rtpe-rec" --recording-method=pcap --num-threads=2 >"$work/rtpe.log" 2>&1 &
+(cd "$work" && exec rtpengine --interface=127.0.0.1 --listen-ng=127.0.0.1:2223 --listen-cli=127.0.0.1:9900 --port-min=40000 --port-max=49999 \
+  --foreground --log-stderr --table=-1 --recording-dir="$work/rtpe-rec" --recording-method=pcap --num-threads=2) >"$work/rtpe.log" 2>&1 &
 pids+=($!)
 (cd "$work" && exec kamailio -f "$anchors/kamailio-rtpengine.cfg" -DD -E) >"$work/kam.log" 2>&1 &
 pids+=($!)
