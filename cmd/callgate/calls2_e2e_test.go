@@ -138,10 +138,7 @@ func TestInboundFailures(t *testing.T) {
 
 func TestHoldUnholdDTMFAndLatching(t *testing.T) {
 	o := newOffice(t, officeOpts{})
-	outside, _ := rtptest.NewPeer(440, g711.PCMA)
-	defer outside.Close()
-	employee, _ := rtptest.NewPeer(1000, g711.PCMA)
-	defer employee.Close()
+	outside, employee := tonePeers(t)
 	ctx := withTimeout(t, 20*time.Second)
 	// The employee's phone dials out and advertises a private address it
 	// cannot be reached at: the relay must latch to where its RTP comes from.

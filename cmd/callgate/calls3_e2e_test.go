@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"callgate/media/g711"
 	"callgate/media/record"
 	"callgate/media/rtptest"
 	"callgate/sip/siptest"
@@ -13,10 +12,7 @@ import (
 
 func TestKill9MidCallKeepsRecordingAndMarksInterrupted(t *testing.T) {
 	o := newOffice(t, officeOpts{})
-	outside, _ := rtptest.NewPeer(440, g711.PCMA)
-	defer outside.Close()
-	employee, _ := rtptest.NewPeer(1000, g711.PCMA)
-	defer employee.Close()
+	outside, employee := tonePeers(t)
 	ctx := withTimeout(t, 20*time.Second)
 	call, _, line := o.inbound(ctx, outside.Addr().String(), employee.Addr().String())
 	a, _ := siptest.MediaAddr(call.Remote)
@@ -93,10 +89,7 @@ func TestInternalCallNotRecordedByDefault(t *testing.T) {
 
 func TestEarlyMediaReachesThePhoneBeforeAnswer(t *testing.T) {
 	o := newOffice(t, officeOpts{})
-	outside, _ := rtptest.NewPeer(440, g711.PCMA)
-	defer outside.Close()
-	employee, _ := rtptest.NewPeer(1000, g711.PCMA)
-	defer employee.Close()
+	outside, employee := tonePeers(t)
 	ctx := withTimeout(t, 15*time.Second)
 	dialled := make(chan *siptest.Call, 1)
 	go func() {

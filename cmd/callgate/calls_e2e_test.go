@@ -105,10 +105,7 @@ func hears(p *rtptest.Peer, freq float64) bool {
 
 func TestInboundCallRingsBothLinesRelaysAndRecords(t *testing.T) {
 	o := newOffice(t, officeOpts{})
-	outside, _ := rtptest.NewPeer(440, g711.PCMA)
-	defer outside.Close()
-	employee, _ := rtptest.NewPeer(1000, g711.PCMA)
-	defer employee.Close()
+	outside, employee := tonePeers(t)
 
 	ctx := withTimeout(t, 20*time.Second)
 	type result struct {
@@ -223,4 +220,21 @@ func (o *office) inbound(ctx context.Context, outsideRTP, phoneRTP string) (vpbx
 		o.t.Fatal("the VPBX side was not answered")
 	}
 	return vpbxSide, phoneSide, in
+}
+
+// tonePeers are the outside party (440 Hz) and the employee (1000 Hz), each
+// sending G.711 A-law RTP and keeping what it hears.
+func tonePeers(t *testing.T) (outside, employee *rtptest.Peer) {
+	t.Helper()
+	outside, err := rtptest.NewPeer(440, g711.PCMA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(outside.Close)
+	employee, err = rtptest.NewPeer(1000, g711.PCMA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(employee.Close)
+	return outside, employee
 }

@@ -182,19 +182,8 @@ func (p *Phone) handlers() {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, 400, err.Error(), nil))
 			return
 		}
-		call := &IncomingCall{Request: req, dialog: d, done: make(chan struct{})}
 		p.note(req)
-		select {
-		case p.Calls <- call:
-		default:
-			_ = d.Respond(486, "Busy Here", nil)
-			return
-		}
-		// The transaction must live until the test answers.
-		select {
-		case <-call.done:
-		case <-tx.Done():
-		}
+		offerCall(p.Calls, req, d, tx)
 	})
 	p.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = p.dsc.ReadAck(req, tx)
@@ -306,5 +295,21 @@ func acceptReinvite(dsc *sipgo.DialogServerCache, dcc *sipgo.DialogClientCache, 
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", d.InviteRequest.Body()))
 	} else {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+	}
+}
+
+// offerCall hands an incoming INVITE to the test (486 when nobody takes
+// it) and keeps the transaction alive until the test has answered.
+func offerCall(calls chan *IncomingCall, req *sip.Request, d *sipgo.DialogServerSession, tx sip.ServerTransaction) {
+	call := &IncomingCall{Request: req, dialog: d, done: make(chan struct{})}
+	select {
+	case calls <- call:
+	default:
+		_ = d.Respond(486, "Busy Here", nil)
+		return
+	}
+	select {
+	case <-call.done:
+	case <-tx.Done():
 	}
 }

@@ -233,17 +233,7 @@ func (v *VPBX) handlers() {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, 400, err.Error(), nil))
 			return
 		}
-		call := &IncomingCall{Request: req, dialog: d, done: make(chan struct{})}
-		select {
-		case v.Calls <- call:
-		default:
-			_ = d.Respond(486, "Busy Here", nil)
-			return
-		}
-		select {
-		case <-call.done:
-		case <-tx.Done():
-		}
+		offerCall(v.Calls, req, d, tx)
 	})
 	v.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = v.dsc.ReadAck(req, tx) })
 	v.srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
