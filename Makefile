@@ -17,7 +17,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 TEST_TOOLS  := sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd
 BENCH_TOOLS := sipp:sip-tester kamailio:kamailio rtpengine:rtpengine-daemon
 
-.PHONY: all build test unit lint demo bench bench-go bench-register install deps deps-bench clean
+.PHONY: all build test unit lint demo bench bench-go bench-register bench-calls install deps deps-bench clean
 
 all: build
 
@@ -45,10 +45,14 @@ unit:
 demo: build
 	./bin/callgate demo
 
-bench: deps-bench build bench-go bench-register
+bench: deps-bench build bench-go bench-register bench-calls
 
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./sip/... ./gateway/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./sip/... ./media/... ./gateway/...
+
+bench-calls: build
+	CALLS=1000 RATE=100 HOLD=60s ./bench/call-bench.sh
+	RATE=33 COUNT=300 ./bench/media-bench.sh
 
 bench-register: build
 	./bench/register-bench.sh

@@ -27,7 +27,6 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
-	"golang.org/x/net/ipv4"
 )
 
 // endpoint is one RTP stream's state. All streams of one side share a
@@ -37,7 +36,6 @@ import (
 // and stay light enough not to be the limit.
 type endpoint struct {
 	remote atomic.Pointer[netip.AddrPort]
-	udp    atomic.Pointer[net.UDPAddr]
 	seq    uint16
 	ts     uint32
 	ssrc   uint32
@@ -46,74 +44,12 @@ type endpoint struct {
 	maxSeq atomic.Uint32
 }
 
-func (e *endpoint) setRemote(a netip.AddrPort) {
-	e.udp.Store(net.UDPAddrFromAddrPort(a))
-	e.remote.Store(&a)
-}
-
-type side struct {
-	conn *net.UDPConn
-	pc   *ipv4.PacketConn
-}
-
-func newSide(ip net.IP) *side {
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	_ = c.SetReadBuffer(8 << 20)
-	_ = c.SetWriteBuffer(8 << 20)
-	return &side{conn: c, pc: ipv4.NewPacketConn(c)}
-}
-
-func (s *side) addr() string { return s.conn.LocalAddr().String() }
+func (e *endpoint) setRemote(a netip.AddrPort) { e.remote.Store(&a) }
 
 var (
 	latMu sync.Mutex
 	lats  []time.Duration
 )
-
-// read demultiplexes received packets to their endpoints by SSRC.
-func (s *side) read(bySSRC map[uint32]*endpoint) {
-	msgs := make([]ipv4.Message, 64)
-	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, 1500)}
-	}
-	var local []time.Duration
-	n := 0
-	for {
-		k, err := s.pc.ReadBatch(msgs, 0)
-		if err != nil {
-			break
-		}
-		now := time.Now().UnixNano()
-		for _, m := range msgs[:k] {
-			b := m.Buffers[0][:m.N]
-			if len(b) < 20 {
-				continue
-			}
-			e := bySSRC[binary.BigEndian.Uint32(b[8:])]
-			if e == nil {
-				continue
-			}
-			seq := uint32(binary.BigEndian.Uint16(b[2:]))
-			if e.first.Load() == 0 {
-				e.first.Store(seq + 1)
-			}
-			if seq > e.maxSeq.Load() {
-				e.maxSeq.Store(seq)
-			}
-			e.got.Add(1)
-			if n++; n%10 == 0 && len(local) < 200000 {
-				local = append(local, time.Duration(now-int64(binary.BigEndian.Uint64(b[12:]))))
-			}
-		}
-	}
-	latMu.Lock()
-	lats = append(lats, local...)
-	latMu.Unlock()
-}
 
 func main() {
 	target := flag.String("target", "127.0.0.1:5080", "callgate SIP address")
@@ -155,7 +91,7 @@ func main() {
 	phost, pport, _ := sip.ParseAddr(ppc.LocalAddr().String())
 	pcli, _ := sipgo.NewClient(pua, sipgo.WithClientHostname(phost), sipgo.WithClientPort(pport), sipgo.WithClientConnectionAddr(ppc.LocalAddr().String()))
 	pdsc := sipgo.NewDialogServerCache(pcli, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "phone", Host: phost, Port: pport}})
-	outSide, phoneSide := newSide(net.IPv4(127, 0, 0, 2)), newSide(net.IPv4(127, 0, 0, 3))
+	outSide, phoneSide := newSide(netip.MustParseAddr("127.0.0.2")), newSide(netip.MustParseAddr("127.0.0.3"))
 	phoneEP := map[string]*endpoint{}
 	var epMu sync.Mutex
 	psrv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
@@ -271,6 +207,8 @@ func main() {
 		sides = append(sides, outSide, phoneSide)
 		bySSRC[p.out.ssrc], bySSRC[p.phone.ssrc] = p.out, p.phone
 	}
+	outSide.done.Add(1)
+	phoneSide.done.Add(1)
 	go outSide.read(bySSRC)
 	go phoneSide.read(bySSRC)
 	stop := make(chan struct{})
@@ -281,42 +219,56 @@ func main() {
 			bufs[i] = make([]byte, 172)
 			bufs[i][0], bufs[i][1] = 0x80, 8
 		}
-		batch := map[*side][]ipv4.Message{}
-		t := time.NewTicker(time.Millisecond)
+		// 200 slots of 100 µs, so each slot's burst is about ten packets
+		// per side, as from independent phones; a late tick sends every
+		// slot that is due. Packets are stamped in chunks of 8 right before
+		// the chunk's sendmmsg, so the stamp is not older than the send.
+		const slots, slotLen, chunk = 200, 100 * time.Microsecond, 8
+		batch := map[*side][]outPkt{}
+		t := time.NewTicker(slotLen)
 		defer t.Stop()
-		for slot := 0; ; slot = (slot + 1) % 20 {
+		start := time.Now()
+		next := 0
+		for {
 			select {
 			case <-stop:
 				return
 			case <-t.C:
 			}
-			for _, sd := range []*side{outSide, phoneSide} {
-				batch[sd] = batch[sd][:0]
-			}
-			now := uint64(time.Now().UnixNano())
-			for i := slot; i < len(eps); i += 20 {
-				e := eps[i]
-				r := e.udp.Load()
-				if r == nil {
-					continue
+			due := int(time.Since(start) / slotLen)
+			for ; next <= due; next++ {
+				slot := next % slots
+				for _, sd := range []*side{outSide, phoneSide} {
+					batch[sd] = batch[sd][:0]
 				}
-				e.seq++
-				e.ts += 160
-				pkt := bufs[i]
-				binary.BigEndian.PutUint16(pkt[2:], e.seq)
-				binary.BigEndian.PutUint32(pkt[4:], e.ts)
-				binary.BigEndian.PutUint32(pkt[8:], e.ssrc)
-				binary.BigEndian.PutUint64(pkt[12:], now)
-				batch[sides[i]] = append(batch[sides[i]], ipv4.Message{Buffers: [][]byte{pkt}, Addr: r})
-			}
-			for sd, msgs := range batch {
-				for len(msgs) > 0 {
-					n, err := sd.pc.WriteBatch(msgs, 0)
-					if err != nil || n == 0 {
-						break
+				for i := slot; i < len(eps); i += slots {
+					e := eps[i]
+					r := e.remote.Load()
+					if r == nil {
+						continue
 					}
-					sent.Add(uint64(n))
-					msgs = msgs[n:]
+					e.seq++
+					e.ts += 160
+					pkt := bufs[i]
+					binary.BigEndian.PutUint16(pkt[2:], e.seq)
+					binary.BigEndian.PutUint32(pkt[4:], e.ts)
+					binary.BigEndian.PutUint32(pkt[8:], e.ssrc)
+					batch[sides[i]] = append(batch[sides[i]], outPkt{buf: pkt, to: *r})
+				}
+				for sd, msgs := range batch {
+					for len(msgs) > 0 {
+						c := msgs[:min(chunk, len(msgs))]
+						now := uint64(time.Now().UnixNano())
+						for _, m := range c {
+							binary.BigEndian.PutUint64(m.buf[12:], now)
+						}
+						n := sd.send(c)
+						if n == 0 {
+							break
+						}
+						sent.Add(uint64(n))
+						msgs = msgs[n:]
+					}
 				}
 			}
 		}
@@ -343,9 +295,8 @@ func main() {
 		_ = p.sess.Bye(ctx)
 		cancel()
 	}
-	outSide.conn.Close()
-	phoneSide.conn.Close()
-	time.Sleep(100 * time.Millisecond)
+	outSide.close()
+	phoneSide.close()
 	var setups []time.Duration
 	for _, p := range all {
 		setups = append(setups, p.setup)

@@ -2,11 +2,11 @@ package relay
 
 import (
 	"encoding/binary"
-	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // leg is the port pair facing one party.
@@ -15,8 +15,10 @@ type leg struct {
 	session *Session
 	other   *leg
 	port    int
-	rtp     *net.UDPConn
-	rtcp    *net.UDPConn
+	rtpFD   int
+	rtcpFD  int
+	inet4   bool    // the sockets are AF_INET
+	socks   []*sock // RTP and RTCP as registered with the session's worker
 
 	remote     atomic.Pointer[netip.AddrPort] // where this party receives RTP
 	remoteRTCP atomic.Pointer[netip.AddrPort]
@@ -26,7 +28,7 @@ type leg struct {
 	packets, bytes, lost atomic.Uint64
 	jitter               atomic.Uint64 // in RTP timestamp units (1/8 ms)
 
-	// receive-side sequence state, owned by forwardRTP's goroutine
+	// receive-side sequence state, owned by the session's worker
 	seqInit             bool
 	maxSeq              uint16
 	cycles              uint32
@@ -55,9 +57,10 @@ func (l *leg) stats() Stats {
 	return s
 }
 
+// close closes sockets that were never handed to a worker.
 func (l *leg) close() {
-	l.rtp.Close()
-	l.rtcp.Close()
+	unix.Close(l.rtpFD)
+	unix.Close(l.rtcpFD)
 }
 
 // accept latches the party's address on its first packet and then only
@@ -87,71 +90,46 @@ func (l *leg) accept(from netip.AddrPort, rtcp bool) bool {
 	return want != nil && *want == from
 }
 
-func (l *leg) forwardRTP(wg *sync.WaitGroup) {
-	defer wg.Done()
+// rtpIn checks and accounts one RTP packet from the party, taps it for
+// recording, and returns where to forward it (nil: drop).
+func (l *leg) rtpIn(pkt []byte, from netip.AddrPort) *netip.AddrPort {
 	r := l.session.relay
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := l.rtp.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return
-		}
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		if n < 12 || buf[0]>>6 != 2 || !l.accept(from, false) {
-			r.Dropped.Add(1)
-			continue
-		}
-		now := time.Now()
-		l.last.Store(now.UnixNano())
-		l.account(buf[:n], now)
-		dst := l.other.remote.Load()
-		if dst == nil {
-			r.Dropped.Add(1)
-			continue
-		}
-		if t := l.session.tap.Load(); t != nil {
-			pkt := buf[:n]
-			hdr := 12 + 4*int(pkt[0]&0x0f)
-			if pkt[0]&0x10 != 0 && len(pkt) >= hdr+4 {
-				hdr += 4 + 4*int(binary.BigEndian.Uint16(pkt[hdr+2:]))
-			}
-			if hdr <= len(pkt) {
-				(*t)(l.side, binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), pkt[1]&0x7f, pkt[hdr:])
-			}
-		}
-		if _, err := l.other.rtp.WriteToUDPAddrPort(buf[:n], *dst); err != nil {
-			r.Dropped.Add(1)
-			continue
-		}
-		r.Packets.Add(1)
-		r.Bytes.Add(uint64(n))
+	if len(pkt) < 12 || pkt[0]>>6 != 2 || !l.accept(from, false) {
+		r.Dropped.Add(1)
+		return nil
 	}
+	now := time.Now()
+	l.last.Store(now.UnixNano())
+	l.account(pkt, now)
+	dst := l.other.remote.Load()
+	if dst == nil {
+		r.Dropped.Add(1)
+		return nil
+	}
+	if t := l.session.tap.Load(); t != nil {
+		hdr := 12 + 4*int(pkt[0]&0x0f)
+		if pkt[0]&0x10 != 0 && len(pkt) >= hdr+4 {
+			hdr += 4 + 4*int(binary.BigEndian.Uint16(pkt[hdr+2:]))
+		}
+		if hdr <= len(pkt) {
+			(*t)(l.side, binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), pkt[1]&0x7f, pkt[hdr:])
+		}
+	}
+	return dst
 }
 
-func (l *leg) forwardRTCP(wg *sync.WaitGroup) {
-	defer wg.Done()
-	r := l.session.relay
-	buf := make([]byte, 576) // RTCP compound packets are small
-	for {
-		n, from, err := l.rtcp.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return
-		}
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		if n < 8 || !l.accept(from, true) {
-			r.Dropped.Add(1)
-			continue
-		}
-		dst := l.other.remoteRTCP.Load()
-		if dst == nil {
-			r.Dropped.Add(1)
-			continue
-		}
-		if _, err := l.other.rtcp.WriteToUDPAddrPort(buf[:n], *dst); err == nil {
-			r.Packets.Add(1)
-			r.Bytes.Add(uint64(n))
-		}
+// rtcpIn checks one RTCP packet from the party and returns where to forward
+// it (nil: drop).
+func (l *leg) rtcpIn(pkt []byte, from netip.AddrPort) *netip.AddrPort {
+	if len(pkt) < 8 || !l.accept(from, true) {
+		l.session.relay.Dropped.Add(1)
+		return nil
 	}
+	dst := l.other.remoteRTCP.Load()
+	if dst == nil {
+		l.session.relay.Dropped.Add(1)
+	}
+	return dst
 }
 
 // account updates loss and jitter the way RFC 3550 appendix A does.

@@ -12,11 +12,13 @@ package relay
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Side of a session. A is the outside party (left channel of a recording),
@@ -39,6 +41,9 @@ type Config struct {
 	Timeout time.Duration // no RTP in either direction for this long: OnTimeout
 	// OnTimeout is called (from the relay's watchdog) with the session id.
 	OnTimeout func(id string)
+	// Workers is the number of forwarding loops (0: one per CPU the Go
+	// runtime uses). Sessions are spread over them round-robin.
+	Workers int
 }
 
 // Tap receives a copy of every audio packet for recording. It must not
@@ -57,6 +62,8 @@ type Relay struct {
 	sessions map[string]*Session
 	stop     chan struct{}
 	wg       sync.WaitGroup
+	workers  []*worker
+	next     atomic.Uint32
 
 	// Packets and Bytes count everything forwarded; Dropped what could not
 	// be (unknown destination, wrong source).
@@ -69,6 +76,20 @@ func New(cfg Config) (*Relay, error) {
 		return nil, fmt.Errorf("relay: bad port range %d-%d", cfg.PortMin, cfg.PortMax)
 	}
 	r := &Relay{cfg: cfg, sessions: map[string]*Session{}, stop: make(chan struct{})}
+	n := cfg.Workers
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	for range n {
+		w, err := newWorker()
+		if err != nil {
+			for _, w := range r.workers {
+				w.close()
+			}
+			return nil, err
+		}
+		r.workers = append(r.workers, w)
+	}
 	for p := cfg.PortMin; p+1 <= cfg.PortMax; p += 2 {
 		r.free = append(r.free, p)
 	}
@@ -86,16 +107,17 @@ type Session struct {
 	legs    [2]*leg
 	tap     atomic.Pointer[Tap]
 	created time.Time
+	worker  *worker
 	// timedOut makes OnTimeout fire once per session.
 	timedOut atomic.Bool
 	once     sync.Once
-	wg       sync.WaitGroup
 }
 
 // Open allocates a session with a port pair for each side and starts
 // forwarding.
 func (r *Relay) Open(id string) (*Session, error) {
 	s := &Session{id: id, relay: r, created: time.Now()}
+	s.worker = r.workers[int(r.next.Add(1))%len(r.workers)]
 	for i := range s.legs {
 		l, err := r.bind()
 		if err != nil {
@@ -121,11 +143,7 @@ func (r *Relay) Open(id string) (*Session, error) {
 	}
 	r.sessions[id] = s
 	r.mu.Unlock()
-	for _, l := range s.legs {
-		s.wg.Add(2)
-		go l.forwardRTP(&s.wg)
-		go l.forwardRTCP(&s.wg)
-	}
+	s.worker.add(s.socks()...)
 	return s, nil
 }
 
@@ -182,17 +200,25 @@ func (r *Relay) release(port int) {
 }
 
 func listenPair(ip netip.Addr, port int) (*leg, error) {
-	rtp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+	rtp, err := listenUDP(ip, port)
 	if err != nil {
 		return nil, err
 	}
-	rtcp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port+1))))
+	rtcp, err := listenUDP(ip, port+1)
 	if err != nil {
-		rtp.Close()
+		unix.Close(rtp)
 		return nil, err
 	}
-	_ = rtp.SetReadBuffer(256 << 10)
-	return &leg{rtp: rtp, rtcp: rtcp, port: port}, nil
+	return &leg{rtpFD: rtp, rtcpFD: rtcp, port: port, inet4: ip.Is4()}, nil
+}
+
+func (s *Session) socks() []*sock {
+	out := make([]*sock, 0, 4)
+	for _, l := range s.legs {
+		out = append(out, &sock{fd: l.rtpFD, leg: l, slot: -1}, &sock{fd: l.rtcpFD, leg: l, rtcp: true, slot: -1})
+	}
+	s.legs[A].socks, s.legs[B].socks = out[:2], out[2:]
+	return out
 }
 
 // Port is the local RTP port facing side (what goes into that side's SDP).
@@ -249,10 +275,7 @@ func (s *Session) Close() {
 			delete(r.sessions, s.id)
 		}
 		r.mu.Unlock()
-		for _, l := range s.legs {
-			l.close()
-		}
-		s.wg.Wait()
+		s.worker.remove(append(s.legs[A].socks, s.legs[B].socks...)...)
 		for _, l := range s.legs {
 			r.release(l.port)
 		}
@@ -297,5 +320,8 @@ func (r *Relay) Close() {
 	r.mu.Unlock()
 	for _, s := range all {
 		s.Close()
+	}
+	for _, w := range r.workers {
+		w.close()
 	}
 }

@@ -156,10 +156,113 @@ func TestMediaTimeoutAndPortReuse(t *testing.T) {
 	}
 }
 
-// BenchmarkRelayPacket measures one RTP packet through the relay (receive,
-// latch check, stats, tap, send) and its allocations.
+// Sessions closed while packets arrive on them release their ports, and
+// the relay keeps forwarding for the others.
+func TestCloseUnderTraffic(t *testing.T) {
+	r := newRelay(t, Config{PortMin: 35000, PortMax: 35199, Workers: 2})
+	src, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer src.Close()
+	sink, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer sink.Close()
+	var sessions []*Session
+	for i := range 20 {
+		s, err := r.Open("s" + string(rune('a'+i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.SetRemote(A, src.LocalAddr().(*net.UDPAddr).AddrPort())
+		s.SetRemote(B, sink.LocalAddr().(*net.UDPAddr).AddrPort())
+		sessions = append(sessions, s)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // bounded: at most 200 rounds
+		defer close(done)
+		pkt := append([]byte{0x80, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, make([]byte, 160)...)
+		for round := 0; round < 200; round++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, s := range sessions {
+				pkt[3] = byte(round)
+				_, _ = src.WriteToUDPAddrPort(pkt, local(s, A))
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	time.Sleep(20 * time.Millisecond)
+	var wg sync.WaitGroup
+	for _, s := range sessions[:10] {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Close() }()
+	}
+	wg.Wait()
+	if r.Active() != 10 || r.FreePairs() != 100-2*10 {
+		t.Fatalf("active %d, free pairs %d", r.Active(), r.FreePairs())
+	}
+	before := r.Packets.Load()
+	waitUntil(t, "forwarding to go on for the open sessions", func() bool { return r.Packets.Load() > before+50 })
+	close(stop)
+	<-done
+}
+
+// TestIPv6 relays between parties on ::1 (AF_INET6 sockets, addresses the
+// kernel reports in sockaddr_in6).
+func TestIPv6(t *testing.T) {
+	r, err := New(Config{Bind: netip.IPv6Loopback(), PortMin: 34000, PortMax: 34099})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	s, err := r.Open("v6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	defer a.Close()
+	b, _ := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	defer b.Close()
+	s.SetRemote(A, a.LocalAddr().(*net.UDPAddr).AddrPort())
+	s.SetRemote(B, b.LocalAddr().(*net.UDPAddr).AddrPort())
+	pkt := append([]byte{0x80, 8, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9}, make([]byte, 160)...)
+	to := netip.AddrPortFrom(netip.IPv6Loopback(), uint16(s.Port(A)))
+	if _, err := a.WriteToUDPAddrPort(pkt, to); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.SetReadDeadline(time.Now().Add(2 * time.Second))
+	in := make([]byte, 1500)
+	n, from, err := b.ReadFromUDPAddrPort(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(pkt) || from != netip.AddrPortFrom(netip.IPv6Loopback(), uint16(s.Port(B))) {
+		t.Fatalf("got %d bytes from %s", n, from)
+	}
+	if got, latched := s.Remote(A); !latched || got != a.LocalAddr().(*net.UDPAddr).AddrPort() {
+		t.Fatalf("latched %s %v", got, latched)
+	}
+}
+
+// BenchmarkRelayPacket measures the relay's cost per RTP packet (receive,
+// latch check, stats, tap, send) and its allocations with packets in
+// flight, as under load: 32 are sent before they are read back.
 func BenchmarkRelayPacket(b *testing.B) {
-	r := newRelay(b, Config{PortMin: 33000, PortMax: 33099})
+	benchRelay(b, 32)
+}
+
+// BenchmarkRelayRoundTrip sends one packet at a time through an idle relay:
+// the time is one packet's trip including the relay's wake-up.
+func BenchmarkRelayRoundTrip(b *testing.B) {
+	benchRelay(b, 1)
+}
+
+func benchRelay(b *testing.B, window int) {
+	r := newRelay(b, Config{PortMin: 33000, PortMax: 33099, Workers: 1})
 	s, err := r.Open("bench")
 	if err != nil {
 		b.Fatal(err)
@@ -168,6 +271,7 @@ func BenchmarkRelayPacket(b *testing.B) {
 	dst, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	defer src.Close()
 	defer dst.Close()
+	_ = dst.SetReadBuffer(1 << 20)
 	s.SetRemote(A, src.LocalAddr().(*net.UDPAddr).AddrPort())
 	s.SetRemote(B, dst.LocalAddr().(*net.UDPAddr).AddrPort())
 	s.SetTap(func(Side, uint16, uint32, uint8, []byte) {})
@@ -177,13 +281,19 @@ func BenchmarkRelayPacket(b *testing.B) {
 	to := local(s, A)
 	b.ReportAllocs()
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		pkt[2], pkt[3] = byte(i>>8), byte(i)
-		if _, err := src.WriteToUDPAddrPort(pkt, to); err != nil {
-			b.Fatal(err)
+	for i := 0; i < b.N; i += window {
+		k := min(window, b.N-i)
+		for j := range k {
+			seq := i + j
+			pkt[2], pkt[3] = byte(seq>>8), byte(seq)
+			if _, err := src.WriteToUDPAddrPort(pkt, to); err != nil {
+				b.Fatal(err)
+			}
 		}
-		if _, _, err := dst.ReadFromUDPAddrPort(in); err != nil {
-			b.Fatal(err)
+		for range k {
+			if _, _, err := dst.ReadFromUDPAddrPort(in); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }
