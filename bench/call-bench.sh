@@ -3,6 +3,8 @@
 # driven by bench/callload (VPBX stand-in + auto-answering phones + G.711 RTP
 # both ways). CALLS concurrent calls set up at RATE/s, each held HOLD.
 #   CALLS=500 RATE=100 HOLD=60s bench/call-bench.sh
+# SSE=N also connects N live-event subscribers and reports how long the
+# ringing event takes from INVITE to the last of them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 calls=${CALLS:-200} rate=${RATE:-100} hold=${HOLD:-60s}
@@ -44,6 +46,7 @@ CFG
 "$root/bin/callgate" run -config "$work/callgate.toml" 2>"$work/callgate.log" &
 cg_pid=$!
 sleep 1
-"$work/callload" -target 127.0.0.1:5080 -listen 127.0.0.1:5071 -calls "$calls" -rate "$rate" -hold "$hold" -pid "$cg_pid"
+"$work/callload" -target 127.0.0.1:5080 -listen 127.0.0.1:5071 -calls "$calls" -rate "$rate" -hold "$hold" -pid "$cg_pid" \
+  -sse "${SSE:-0}" -http 127.0.0.1:18091 -token bench-token-0123456789
 echo "recordings: $(find "$work/rec" -name '*.wav' | wc -l) files, $(du -sh "$work/rec" | cut -f1)"
 grep -c 'level=ERROR' "$work/callgate.log" | sed 's/^/callgate errors logged: /' || true

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"callgate/gateway/api"
+	"callgate/gateway/calls"
 	"callgate/gateway/config"
 	"callgate/gateway/directory"
 	"callgate/gateway/store"
@@ -50,6 +51,10 @@ type Gateway struct {
 	b2b      *b2bua.B2BUA
 	calls    *callModel
 	httpL    net.Listener
+	// live events for /api/v1/events
+	feed        *api.Feed
+	feedCh      <-chan calls.Event
+	stopStreams context.CancelFunc
 	prom     *prometheus.Registry
 
 	storedMu sync.Mutex
@@ -108,8 +113,10 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("listen http %s: %w", cfg.HTTP.Listen, err)
 		}
-		srv := &api.Server{Tokens: api.NewTokens(cfg.HTTP.APITokens), Gatherer: g.prom, Ready: g.readyChecks(), Calls: g.calls.store}
-		g.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		if err := g.newAPI(); err != nil {
+			g.httpL.Close()
+			return nil, err
+		}
 	}
 	return g, nil
 }
@@ -151,8 +158,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
 	if g.http != nil {
+		go g.feed.Run(bg, g.feedCh)
 		go func() {
-			if err := g.http.Serve(g.httpL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if g.cfg.HTTP.TLSCert != "" {
+				err = g.http.ServeTLS(g.httpL, g.cfg.HTTP.TLSCert, g.cfg.HTTP.TLSKey)
+			} else {
+				err = g.http.Serve(g.httpL)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				g.log.Error("http server stopped", "error", err)
 			}
 		}()
@@ -178,6 +192,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.b2b.Wait()
 	<-trunkDone // the trunk unregisters while the sockets are still open
 	if g.http != nil {
+		g.stopStreams() // event streams never go idle by themselves
 		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		_ = g.http.Shutdown(sctx)
 		cancel()

@@ -60,6 +60,9 @@ func main() {
 	first := flag.Int("first", 30000, "first extension; account i is acc<first+i>")
 	password := flag.String("password", "Phone101pass", "extensions' password")
 	pid := flag.Int("pid", 0, "callgate's pid, for CPU and memory")
+	sse := flag.Int("sse", 0, "live-event subscribers to connect to callgate's /api/v1/events (0: none)")
+	httpAddr := flag.String("http", "127.0.0.1:18091", "callgate's HTTP API address, for -sse")
+	token := flag.String("token", "", "admin API token, for -sse")
 	flag.Parse()
 	log := slog.New(slog.DiscardHandler)
 
@@ -161,6 +164,12 @@ func main() {
 		failed atomic.Int64
 		wg     sync.WaitGroup
 	)
+	var fan *fanout
+	if *sse > 0 {
+		sseCtx, stopSSE := context.WithCancel(context.Background())
+		defer stopSSE()
+		fan = startFanout(sseCtx, *sse, *httpAddr, *token)
+	}
 	placeStart := time.Now()
 	tick := time.NewTicker(time.Second / time.Duration(*rate))
 	for i := 0; i < *calls; i++ {
@@ -173,6 +182,9 @@ func main() {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
 			start := time.Now()
+			if fan != nil {
+				fan.invited(acct, start)
+			}
 			s, err := vdcc.Invite(ctx, sip.Uri{Scheme: "sip", User: acct, Host: thost, Port: tport}, siptest.SDP(outSide.addr()), sip.NewHeader("Content-Type", "application/sdp"))
 			if err == nil {
 				err = s.WaitAnswer(ctx, sipgo.AnswerOptions{})
@@ -323,6 +335,9 @@ func main() {
 	}
 	fmt.Printf("calls=%d established=%d failed=%d setup_rate=%.0f/s setup_p50=%s setup_p99=%s\n",
 		*calls, ok, failed.Load(), float64(ok)/setupDone.Sub(placeStart).Seconds(), pct(setups, 0.5), pct(setups, 0.99))
+	if fan != nil {
+		fan.report()
+	}
 	fmt.Printf("rtp: sent=%d received=%d expected=%d loss=%.3f%% relay_latency_p50=%s p99=%s\n", sent.Load(), got, expected, loss, pct(l, 0.5), pct(l, 0.99))
 	if *pid > 0 {
 		fmt.Printf("callgate: cpu_per_call_second=%.3fms (whole run %.1fs cpu) rss_per_call=%.1fKiB\n",

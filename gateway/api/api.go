@@ -4,8 +4,6 @@
 package api
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
@@ -21,40 +19,18 @@ type Check struct {
 	Fn   func() error
 }
 
-// Tokens holds API tokens as SHA-256 hashes, so the plain tokens do not
-// stay in memory longer than configuration loading.
-type Tokens struct {
-	hashes [][32]byte
-}
-
-// NewTokens hashes the given tokens.
-func NewTokens(plain []string) *Tokens {
-	t := &Tokens{}
-	for _, p := range plain {
-		t.hashes = append(t.hashes, sha256.Sum256([]byte(p)))
-	}
-	return t
-}
-
-// Valid reports whether token is one of ours, in constant time per token.
-func (t *Tokens) Valid(token string) bool {
-	if token == "" {
-		return false
-	}
-	h := sha256.Sum256([]byte(token))
-	ok := 0
-	for i := range t.hashes {
-		ok |= subtle.ConstantTimeCompare(h[:], t.hashes[i][:])
-	}
-	return ok == 1
-}
-
 // Server builds the HTTP handler.
 type Server struct {
 	Tokens   *Tokens
 	Gatherer prometheus.Gatherer
 	Ready    []Check
 	Calls    CallStore // nil: no call history endpoints
+	// Recordings serves recording files (nil: no recording endpoints).
+	Recordings *Recordings
+	// Events is the live event feed (nil: no /api/v1/events).
+	Events *Feed
+
+	fails failures
 }
 
 // Handler returns the HTTP routes.
@@ -65,14 +41,20 @@ func (s *Server) Handler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", s.auth(promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{})))
+	mux.Handle("GET /metrics", s.auth(adminOnly(promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))))
 	if s.Calls != nil {
 		s.callRoutes(mux)
 	}
-	// Profiles for operators chasing a performance problem; token required.
-	mux.Handle("GET /debug/pprof/", s.auth(http.HandlerFunc(pprof.Index)))
-	mux.Handle("GET /debug/pprof/profile", s.auth(http.HandlerFunc(pprof.Profile)))
-	mux.Handle("GET /debug/pprof/trace", s.auth(http.HandlerFunc(pprof.Trace)))
+	if s.Recordings != nil && s.Calls != nil {
+		s.recordingRoutes(mux)
+	}
+	if s.Events != nil {
+		mux.Handle("GET /api/v1/events", s.auth(http.HandlerFunc(s.events)))
+	}
+	// Profiles for operators chasing a performance problem; admin token.
+	mux.Handle("GET /debug/pprof/", s.auth(adminOnly(http.HandlerFunc(pprof.Index))))
+	mux.Handle("GET /debug/pprof/profile", s.auth(adminOnly(http.HandlerFunc(pprof.Profile))))
+	mux.Handle("GET /debug/pprof/trace", s.auth(adminOnly(http.HandlerFunc(pprof.Trace))))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		Error(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})
@@ -105,17 +87,6 @@ func bearer(r *http.Request) string {
 		return strings.TrimSpace(h[7:])
 	}
 	return ""
-}
-
-func (s *Server) auth(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.Tokens.Valid(bearer(r)) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="callgate"`)
-			Error(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // Error writes the JSON error shape every endpoint uses.

@@ -45,7 +45,16 @@ func (s *Server) listCalls(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	list, err := s.Calls.List(calls.Filter{From: from, To: to, Employee: q.Get("employee"), Number: q.Get("number"), Result: q.Get("result"), Limit: limit})
+	employee := q.Get("employee")
+	if p := principal(r); p.Kind == "employee" {
+		// An employee's token lists only their own calls.
+		if employee != "" && employee != p.Name {
+			Error(w, http.StatusForbidden, "forbidden", "an employee token lists only that employee's calls")
+			return
+		}
+		employee = p.Name
+	}
+	list, err := s.Calls.List(calls.Filter{From: from, To: to, Employee: employee, Number: q.Get("number"), Result: q.Get("result"), Limit: limit})
 	if err != nil {
 		Error(w, http.StatusInternalServerError, "store_error", "call history could not be read")
 		return
@@ -58,6 +67,9 @@ func (s *Server) listCalls(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getCall(w http.ResponseWriter, r *http.Request) {
 	rec, err := s.Calls.Get(r.PathValue("id"))
+	if err == nil && !principal(r).Sees(rec) {
+		err = calls.ErrNotFound // do not tell an employee which other calls exist
+	}
 	if errors.Is(err, calls.ErrNotFound) {
 		Error(w, http.StatusNotFound, "call_not_found", "no call with this id")
 		return

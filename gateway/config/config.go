@@ -117,9 +117,29 @@ type Group struct {
 
 // HTTP configures the API, health and metrics listener.
 type HTTP struct {
-	Listen        string   `toml:"listen"`
-	APITokens     []string `toml:"api_tokens"`
-	APITokensFile string   `toml:"api_tokens_file"`
+	Listen string `toml:"listen"`
+	// APITokens are admin tokens; [[http.token]] adds tokens with a scope.
+	APITokens     []string   `toml:"api_tokens"`
+	APITokensFile string     `toml:"api_tokens_file"`
+	Tokens        []APIToken `toml:"token"`
+	TLSCert       string     `toml:"tls_cert"`
+	TLSKey        string     `toml:"tls_key"`
+	// PublicURL is how CRMs reach this API (through the tunnel); signed
+	// recording links are built on it.
+	PublicURL string `toml:"public_url"`
+	// LinkTTL is how long a signed recording link stays valid.
+	LinkTTL Duration `toml:"link_ttl"`
+	// RecordingAccess is what an employee token may fetch: "own" calls
+	// (default) or "all".
+	RecordingAccess string `toml:"recording_access"`
+}
+
+// APIToken is a bearer token with a scope: "admin", "employee:<id>" or
+// "crm:<name>".
+type APIToken struct {
+	Scope     string `toml:"scope"`
+	Token     string `toml:"token"`
+	TokenFile string `toml:"token_file"`
 }
 
 // Employee is a person with one or two extensions (phones/lines).
@@ -183,6 +203,6 @@ func Defaults() Config {
 			RetryMin:        Duration(2 * time.Second),
 			RetryMax:        Duration(5 * time.Minute),
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:8080"},
+		HTTP: HTTP{Listen: "127.0.0.1:8080", LinkTTL: Duration(7 * 24 * time.Hour), RecordingAccess: "own"},
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -60,7 +61,7 @@ func (v *validator) validate(c *Config) {
 	employees := v.employees(c.Employees)
 	groups := v.groups(c.Groups, employees)
 	v.upstream(&c.Upstream, employees, groups)
-	v.http(&c.HTTP)
+	v.http(&c.HTTP, employees)
 }
 
 // ListenAddr is a parsed "transport:host:port" SIP listen address.
@@ -387,7 +388,7 @@ func (v *validator) upstream(u *Upstream, employees, groups map[string]bool) {
 	}
 }
 
-func (v *validator) http(h *HTTP) {
+func (v *validator) http(h *HTTP, employees map[string]bool) {
 	if h.Listen != "" {
 		if _, err := netip.ParseAddrPort(h.Listen); err != nil {
 			v.bad("http.listen", "e.g. listen = \"127.0.0.1:8080\"", "%q is not IP:PORT", h.Listen)
@@ -409,9 +410,58 @@ func (v *validator) http(h *HTTP) {
 			}
 		}
 	}
+	const strong = "use 12 or more characters without spaces, e.g. from `openssl rand -hex 20`"
+	weak := func(t string) bool { return len(t) < 12 || strings.ContainsAny(t, " \t\r\n") }
 	for i, t := range h.APITokens {
-		if len(t) < 12 || strings.ContainsAny(t, " \t\r\n") {
-			v.bad(fmt.Sprintf("http.api_tokens[%d]", i), "use 12 or more characters without spaces, e.g. from `openssl rand -hex 20`", "token is too weak")
+		if weak(t) {
+			v.bad(fmt.Sprintf("http.api_tokens[%d]", i), strong, "token is too weak")
 		}
+	}
+	for i := range h.Tokens {
+		t := &h.Tokens[i]
+		path := fmt.Sprintf("http.token[%d]", i)
+		t.Token = v.secret(path+".token", t.Token, t.TokenFile, "token_file")
+		if t.Token != "" && weak(t.Token) {
+			v.bad(path+".token", strong, "token is too weak")
+		}
+		kind, name, _ := strings.Cut(t.Scope, ":")
+		switch {
+		case t.Scope == "admin":
+		case kind == "employee" && employees[name]:
+		case kind == "employee":
+			v.bad(path+".scope", "name an [[employee]] id", "unknown employee %q", name)
+		case kind == "crm" && idRe.MatchString(name):
+		default:
+			v.bad(path+".scope", `"admin", "employee:<id>" or "crm:<name>"`, "unknown scope %q", t.Scope)
+		}
+	}
+	if (h.TLSCert == "") != (h.TLSKey == "") {
+		v.bad("http.tls_cert", "set both tls_cert and tls_key, or neither", "tls_cert and tls_key go together")
+	}
+	for _, k := range []struct {
+		key string
+		p   *string
+	}{{"http.tls_cert", &h.TLSCert}, {"http.tls_key", &h.TLSKey}} {
+		if *k.p == "" {
+			continue
+		}
+		if !filepath.IsAbs(*k.p) {
+			*k.p = filepath.Join(v.base, *k.p)
+		}
+		if _, err := os.Stat(*k.p); err != nil {
+			v.bad(k.key, "a PEM file readable by the callgate user", "%v", err)
+		}
+	}
+	if h.PublicURL != "" {
+		u, err := url.Parse(h.PublicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			v.bad("http.public_url", `e.g. "https://callgate.example.ru" (the tunnel's public address)`, "%q is not an http(s) URL", h.PublicURL)
+		}
+	}
+	v.between("http.link_ttl", h.LinkTTL.D(), time.Minute, 366*24*time.Hour)
+	switch h.RecordingAccess {
+	case "own", "all":
+	default:
+		v.bad("http.recording_access", `"own" (employees hear their own calls) or "all"`, "unknown value %q", h.RecordingAccess)
 	}
 }

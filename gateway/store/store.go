@@ -4,6 +4,7 @@
 package store
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -149,3 +150,27 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 
 // Close flushes and closes the database, releasing the lock.
 func (s *Store) Close() error { return s.db.Close() }
+
+// Secret returns the random n-byte secret kept under name in the meta
+// bucket, creating it on first use. Keys that must outlive restarts (the
+// recording-link signing key) live here.
+func (s *Store) Secret(name string, n int) ([]byte, error) {
+	var out []byte
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(BucketMeta)
+		k := []byte("secret:" + name)
+		if v := b.Get(k); len(v) == n {
+			out = append([]byte(nil), v...)
+			return nil
+		}
+		out = make([]byte, n)
+		if _, err := rand.Read(out); err != nil {
+			return err
+		}
+		return b.Put(k, out)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store secret %s: %w", name, err)
+	}
+	return out, nil
+}

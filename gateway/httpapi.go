@@ -1,0 +1,54 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"callgate/gateway/api"
+)
+
+// feedBacklog is how many events /api/v1/events can replay to a client
+// that reconnects with Last-Event-ID.
+const feedBacklog = 4096
+
+// newAPI builds the HTTP API on g.httpL.
+func (g *Gateway) newAPI() error {
+	h := g.cfg.HTTP
+	var scoped []api.Token
+	for _, t := range h.Tokens {
+		scoped = append(scoped, api.Token{Scope: t.Scope, Token: t.Token})
+	}
+	key, err := g.store.Secret("recording-links", 32)
+	if err != nil {
+		return err
+	}
+	base := h.PublicURL
+	if base == "" {
+		scheme := "http"
+		if h.TLSCert != "" {
+			scheme = "https"
+		}
+		base = fmt.Sprintf("%s://%s", scheme, g.httpL.Addr())
+	}
+	g.feed = api.NewFeed(feedBacklog)
+	var unsubscribe func()
+	g.feedCh, unsubscribe = g.calls.bus.Subscribe(1024)
+	_ = unsubscribe // the bus lives as long as the gateway
+	srv := &api.Server{
+		Tokens:   api.NewTokens(h.APITokens, scoped...),
+		Gatherer: g.prom,
+		Ready:    g.readyChecks(),
+		Calls:    g.calls.store,
+		Recordings: &api.Recordings{Dir: g.cfg.Recording.Dir, Key: key, TTL: h.LinkTTL.D(), BaseURL: base,
+			OwnOnly: h.RecordingAccess != "all"},
+		Events: g.feed,
+	}
+	streams, stop := context.WithCancel(context.Background())
+	g.stopStreams = stop
+	g.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return streams }}
+	return nil
+}
