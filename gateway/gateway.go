@@ -55,7 +55,7 @@ type Gateway struct {
 	feed        *api.Feed
 	feedCh      <-chan calls.Event
 	stopStreams context.CancelFunc
-	prom     *prometheus.Registry
+	prom        *prometheus.Registry
 
 	storedMu sync.Mutex
 	stored   map[string]int // bindings per aor as last written to the store
