@@ -4,6 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -213,4 +222,51 @@ func TestLiveEventsAndSignedRecordingLinks(t *testing.T) {
 	if res, b := d2.do(t, "GET", link.URL, ""); res.StatusCode != 200 || !bytes.Equal(b, wav) {
 		t.Fatalf("link after restart: %d", res.StatusCode)
 	}
+}
+
+// With tls_cert and tls_key the API speaks HTTPS only.
+func TestAPIOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "callgate.test"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	_ = os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	_ = os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+
+	cfg := newDaemonConfig(t, "")
+	cfg.HTTPExtra = fmt.Sprintf("tls_cert = %q\ntls_key = %q\n", certPath, keyPath)
+	d := startDaemon(t, cfg)
+	pool := x509.NewCertPool()
+	pool.AddCert(must(x509.ParseCertificate(der)))
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest("GET", fmt.Sprintf("https://127.0.0.1:%d/api/v1/calls", cfg.HTTPPort), nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || res.TLS == nil {
+		t.Fatalf("https: %d", res.StatusCode)
+	}
+	// Plain HTTP is refused.
+	if res, err := d.get("/api/v1/calls", true); err == nil {
+		res.Body.Close()
+		if res.StatusCode == 200 {
+			t.Fatal("plain HTTP served with TLS configured")
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

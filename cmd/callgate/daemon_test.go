@@ -83,6 +83,8 @@ type daemonConfig struct {
 	SIPPort  int
 	HTTPPort int
 	SIPExtra string // more keys in the [sip] table
+	// HTTPExtra is more keys in the [http] table.
+	HTTPExtra string
 	Extra    string // appended TOML (e.g. an [upstream] section)
 	Env      []string
 }
@@ -105,6 +107,7 @@ duration = "1m"
 [http]
 listen = "127.0.0.1:%d"
 api_tokens = [%q]
+%s
 [[employee]]
 id = "ivanov"
 name = "Иванов Иван"
@@ -115,7 +118,7 @@ id = "petrov"
 name = "Петров Пётр"
 extensions = ["103"]
 sip_password = "Phone103pass"
-%s`, c.DataDir, c.SIPPort, c.SIPPort, c.SIPExtra, c.HTTPPort, testToken, c.Extra)
+%s`, c.DataDir, c.SIPPort, c.SIPPort, c.SIPExtra, c.HTTPPort, testToken, c.HTTPExtra, c.Extra)
 }
 
 type daemon struct {
