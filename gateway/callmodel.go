@@ -29,6 +29,9 @@ func (m relayMedia) Open(id string) (b2bua.MediaSession, error) {
 type relaySession struct{ *relay.Session }
 
 func (s relaySession) Port(side int) int { return s.Session.Port(relay.Side(side)) }
+func (s relaySession) Ringback(side int, pt uint8) func() {
+	return s.Session.Ringback(relay.Side(side), pt)
+}
 func (s relaySession) SetRemote(side int, a netip.AddrPort) {
 	s.Session.SetRemote(relay.Side(side), a)
 }
@@ -98,7 +101,7 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 	m.mu.Lock()
 	oc := m.open[e.CallID]
 	if oc == nil {
-		oc = &openCall{rec: calls.Record{ID: e.CallID, Direction: string(e.Direction), Internal: e.Direction == b2bua.Internal,
+		oc = &openCall{rec: calls.Record{ID: e.CallID, Direction: string(e.Direction), Origin: e.Origin, Internal: e.Direction == b2bua.Internal,
 			Account: e.Account, TrunkNumber: m.numbers[e.Account], Caller: e.Caller, Started: e.At, Legs: []calls.Leg{}}}
 		if n, err := routing.Normalize(e.Outside, m.region); err == nil {
 			oc.rec.Outside = n

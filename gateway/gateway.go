@@ -18,6 +18,7 @@ import (
 	"callgate/gateway/calls"
 	"callgate/gateway/config"
 	"callgate/gateway/directory"
+	"callgate/gateway/routing"
 	"callgate/gateway/store"
 	"callgate/media/record"
 	"callgate/media/relay"
@@ -36,15 +37,16 @@ import (
 
 // Gateway is one running callgate.
 type Gateway struct {
-	cfg   *config.Config
-	log   *slog.Logger
-	store *store.Store
-	dir   *directory.Directory
-	guard *guard.Guard
-	reg   *registrar.Registrar
-	sip   *sipStack
-	trunk *trunk.Trunk
-	http  *http.Server
+	cfg    *config.Config
+	log    *slog.Logger
+	store  *store.Store
+	dir    *directory.Directory
+	guard  *guard.Guard
+	reg    *registrar.Registrar
+	sip    *sipStack
+	trunk  *trunk.Trunk
+	router *routing.Router
+	http   *http.Server
 
 	relay    *relay.Relay
 	recorder *record.Recorder

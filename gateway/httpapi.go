@@ -45,6 +45,7 @@ func (g *Gateway) newAPI() error {
 		Recordings: &api.Recordings{Dir: g.cfg.Recording.Dir, Key: key, TTL: h.LinkTTL.D(), BaseURL: base,
 			OwnOnly: h.RecordingAccess != "all"},
 		Events: g.feed,
+		Dialer: dialer{g},
 	}
 	streams, stop := context.WithCancel(context.Background())
 	g.stopStreams = stop

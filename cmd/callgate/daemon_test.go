@@ -85,8 +85,8 @@ type daemonConfig struct {
 	SIPExtra string // more keys in the [sip] table
 	// HTTPExtra is more keys in the [http] table.
 	HTTPExtra string
-	Extra    string // appended TOML (e.g. an [upstream] section)
-	Env      []string
+	Extra     string // appended TOML (e.g. an [upstream] section)
+	Env       []string
 }
 
 func (c daemonConfig) toml() string {

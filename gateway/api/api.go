@@ -29,6 +29,8 @@ type Server struct {
 	Recordings *Recordings
 	// Events is the live event feed (nil: no /api/v1/events).
 	Events *Feed
+	// Dialer places click-to-calls and hangs up (nil: not offered).
+	Dialer Dialer
 
 	fails failures
 }
@@ -47,6 +49,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Recordings != nil && s.Calls != nil {
 		s.recordingRoutes(mux)
+	}
+	if s.Dialer != nil && s.Calls != nil {
+		s.dialRoutes(mux)
 	}
 	if s.Events != nil {
 		mux.Handle("GET /api/v1/events", s.auth(http.HandlerFunc(s.events)))

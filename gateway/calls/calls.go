@@ -36,7 +36,8 @@ type Leg struct {
 type Record struct {
 	ID          string    `json:"id"`
 	Direction   string    `json:"direction"`
-	Internal    bool      `json:"internal"` // never handed to CRM consumers
+	Origin      string    `json:"origin,omitempty"` // "click-to-call" for calls placed through the API
+	Internal    bool      `json:"internal"`         // never handed to CRM consumers
 	Account     string    `json:"account,omitempty"`
 	TrunkNumber string    `json:"trunk_number,omitempty"`
 	Outside     string    `json:"outside_number,omitempty"` // E.164

@@ -144,3 +144,36 @@ func (r *Router) Outbound(extension, dialled string) (b2bua.OutboundRoute, error
 	return b2bua.OutboundRoute{Account: b2bua.Account{User: a.User, AuthUser: a.AuthUser, Password: a.Password},
 		Number: ForVPBX(num), Employee: caller.ID}, nil
 }
+
+// ClickToCall routes a call the API places for an employee: the number in
+// E.164 and in the form the VPBX expects, and the account to dial from: the
+// one whose trunk number is fromNumber (a store's number) if any, else the
+// employee's own, else the first.
+func (r *Router) ClickToCall(employee, number, fromNumber string) (b2bua.OutboundRoute, string, error) {
+	num, err := Normalize(number, r.region)
+	if err != nil {
+		return b2bua.OutboundRoute{}, "", err
+	}
+	a, ok := config.Account{}, false
+	if fromNumber != "" {
+		if want, err := Normalize(fromNumber, r.region); err == nil {
+			for _, acc := range r.accounts {
+				if n, err := Normalize(acc.Number, r.region); err == nil && acc.Number != "" && n == want {
+					a, ok = acc, true
+					break
+				}
+			}
+		}
+	}
+	if !ok {
+		a, ok = r.byEmployee[employee]
+	}
+	if !ok {
+		a = r.first
+	}
+	if a.User == "" {
+		return b2bua.OutboundRoute{}, "", errors.New("no upstream account configured")
+	}
+	return b2bua.OutboundRoute{Account: b2bua.Account{User: a.User, AuthUser: a.AuthUser, Password: a.Password},
+		Number: ForVPBX(num), Employee: employee}, num, nil
+}

@@ -297,3 +297,25 @@ func benchRelay(b *testing.B, window int) {
 		}
 	}
 }
+
+// Ringback reaches the side it is played to as 425 Hz from the relay's
+// port, and stops when told.
+func TestRingback(t *testing.T) {
+	r := newRelay(t, Config{PortMin: 36000, PortMax: 36099})
+	s, _ := r.Open("rb")
+	phone, _ := rtptest.NewPeer(1000, g711.PCMA)
+	defer phone.Close()
+	s.SetRemote(B, phone.Addr())
+	stop := s.Ringback(B, g711.PCMA)
+	waitUntil(t, "ringback heard", func() bool { return rtptest.Has(phone.Heard(300*time.Millisecond), 425) })
+	if _, from := phone.Received(); from != local(s, B) {
+		t.Fatalf("ringback from %s, want the relay port %s", from, local(s, B))
+	}
+	stop()
+	n, _ := phone.Received()
+	time.Sleep(100 * time.Millisecond)
+	if m, _ := phone.Received(); m != n {
+		t.Fatalf("ringback went on after stop: %d -> %d packets", n, m)
+	}
+	stop() // twice is fine
+}

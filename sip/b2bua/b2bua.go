@@ -85,6 +85,9 @@ const (
 type MediaSession interface {
 	Port(side int) int
 	SetRemote(side int, addr netip.AddrPort)
+	// Ringback plays a ringback tone to side as G.711 payload type pt
+	// until stop is called.
+	Ringback(side int, pt uint8) (stop func())
 	Close()
 }
 
@@ -128,7 +131,9 @@ type Event struct {
 	HangupBy  string // "outside", "employee", "caller", "callee", "timeout", "system"
 	Reason    string
 	Code      int // final SIP status toward the caller when not answered
-	At        time.Time
+	// Origin is "click-to-call" for calls placed through the API.
+	Origin string
+	At     time.Time
 }
 
 // Config of the B2BUA.
@@ -161,7 +166,10 @@ type B2BUA struct {
 	mu   sync.Mutex
 	legs map[string]*call // by the Call-ID of either leg
 	byID map[string]*call // by callgate's call id
-	wg   sync.WaitGroup
+	// inUse counts the calls each extension is talking on.
+	inUse map[string]int
+	held  map[*call][]string
+	wg    sync.WaitGroup
 }
 
 // New returns a B2BUA sending through client.
@@ -171,7 +179,7 @@ func New(cfg Config, client *sipgo.Client, router Router, loc Locator, auth Auth
 	}
 	return &B2BUA{cfg: cfg, client: client, router: router, loc: loc, auth: auth, media: media, obs: obs, log: log,
 		dua:  &sipgo.DialogUA{Client: client, ContactHDR: cfg.Contact, RewriteContact: true},
-		legs: map[string]*call{}, byID: map[string]*call{}}
+		legs: map[string]*call{}, byID: map[string]*call{}, inUse: map[string]int{}, held: map[*call][]string{}}
 }
 
 // Register installs the request handlers on srv; wrap decides who may reach them.
@@ -205,6 +213,14 @@ func (b *B2BUA) Hangup(id, reason string) bool {
 	return c != nil && c.post(func() { c.hangup("timeout", reason) })
 }
 
+// HangupByAPI ends a call on a request through the API.
+func (b *B2BUA) HangupByAPI(id string) bool {
+	b.mu.Lock()
+	c := b.byID[id]
+	b.mu.Unlock()
+	return c != nil && c.post(func() { c.hangup("api", "hung up through the API") })
+}
+
 // Wait waits for every call to end.
 func (b *B2BUA) Wait() { b.wg.Wait() }
 
@@ -219,6 +235,36 @@ func (b *B2BUA) HangupAll() {
 	for c := range calls {
 		c.post(func() { c.hangup("system", "shutdown") })
 	}
+}
+
+// Busy reports whether an extension is talking on a call.
+func (b *B2BUA) Busy(extension string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.inUse[extension] > 0
+}
+
+// occupy marks an extension as talking on c until c ends.
+func (b *B2BUA) occupy(c *call, extension string) {
+	if extension == "" {
+		return
+	}
+	b.mu.Lock()
+	b.inUse[extension]++
+	b.held[c] = append(b.held[c], extension)
+	b.mu.Unlock()
+}
+
+// release frees the extensions c occupied.
+func (b *B2BUA) release(c *call) {
+	b.mu.Lock()
+	for _, ext := range b.held[c] {
+		if b.inUse[ext]--; b.inUse[ext] <= 0 {
+			delete(b.inUse, ext)
+		}
+	}
+	delete(b.held, c)
+	b.mu.Unlock()
 }
 
 func (b *B2BUA) bind(callID string, c *call) {
@@ -266,7 +312,7 @@ func (b *B2BUA) inDialog(req *sip.Request, tx sip.ServerTransaction) {
 	if req.IsAck() {
 		// Not through the call's goroutine: it may be the one waiting for
 		// this ACK (sipgo's answer retransmits the 2xx until it comes).
-		if req.CallID().Value() == c.caller.InviteRequest.CallID().Value() {
+		if c.caller != nil && req.CallID().Value() == c.callerCallID {
 			_ = c.caller.ReadAck(req, tx)
 		}
 		return

@@ -22,14 +22,31 @@ type call struct {
 	closed chan struct{}
 	ev     Event
 
-	caller     *sipgo.DialogServerSession
-	callerSide int
-	callerVer  sdpVersion
-	callerIP   netip.Addr // relay address in SDP toward the caller
-	callee     *branch
-	calleeSide int
-	media      MediaSession
-	ended      bool
+	// caller is the dialog that created the call (nil for click-to-call,
+	// which callgate places itself); callerLeg is the employee's or
+	// caller's dialog however it was made.
+	caller        *sipgo.DialogServerSession
+	callerLeg     dialogLeg
+	callerCallID  string
+	callerContact sip.Uri
+	callerSide    int
+	callerVer     sdpVersion
+	callerIP      netip.Addr // relay address in SDP toward the caller
+	callee        *branch
+	calleeSide    int
+	media         MediaSession
+	ended         bool
+	// c2c is set for click-to-call: nothing is answered to a caller, the
+	// employee hears ringback until the client answers.
+	c2c *c2cState
+}
+
+// dialogLeg is what a running call needs of either kind of dialog.
+type dialogLeg interface {
+	Bye(ctx context.Context) error
+	Do(ctx context.Context, req *sip.Request) (*sip.Response, error)
+	Context() context.Context
+	ReadBye(req *sip.Request, tx sip.ServerTransaction) error
 }
 
 // branch is one outgoing INVITE (to a phone or to the VPBX).
@@ -59,6 +76,11 @@ func (b *B2BUA) newCall(dir Direction, req *sip.Request, tx sip.ServerTransactio
 		return nil, err
 	}
 	c.caller = sess
+	c.callerLeg = sess
+	c.callerCallID = req.CallID().Value()
+	if ct := req.Contact(); ct != nil {
+		c.callerContact = ct.Address
+	}
 	b.bind(req.CallID().Value(), c)
 	b.mu.Lock()
 	b.byID[c.id] = c
@@ -173,7 +195,13 @@ func (c *call) fail(code int, reason, result, why string) {
 	if c.ev.HangupBy == "" {
 		c.ev.HangupBy = "system"
 	}
-	_ = c.caller.Respond(code, reason, nil)
+	if c.caller != nil {
+		_ = c.caller.Respond(code, reason, nil)
+	} else if c.callerLeg != nil {
+		ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
+		_ = c.callerLeg.Bye(ctx)
+		cancel()
+	}
 	c.finish()
 }
 
@@ -185,7 +213,13 @@ func (c *call) finish() {
 	if c.media != nil {
 		c.media.Close()
 	}
-	c.b.unbind(c.caller.InviteRequest.CallID().Value())
+	if c.c2c != nil {
+		c.c2c.stopRingback()
+	}
+	if c.callerCallID != "" {
+		c.b.unbind(c.callerCallID)
+	}
+	c.b.release(c)
 	if c.callee != nil && c.callee.sess != nil {
 		c.b.unbind(c.callee.sess.InviteRequest.CallID().Value())
 	}
@@ -355,8 +389,9 @@ func (c *call) await(branches []*branch, results chan branchResult, timeout time
 				drain()
 				return false, busy
 			}
-		case <-c.caller.Context().Done():
-			// The caller hung up (CANCEL) while the phones rang.
+		case <-c.callerLeg.Context().Done():
+			// The caller hung up (CANCEL, or BYE from a click-to-call's
+			// employee) while the other side rang.
 			cancelAll(nil)
 			drain()
 			c.ev.Result, c.ev.HangupBy, c.ev.Code = ResultAbandoned, c.party("caller"), sip.StatusRequestTerminated
@@ -372,7 +407,9 @@ func (c *call) await(branches []*branch, results chan branchResult, timeout time
 					early, ringing = true, true
 				} else if !ringing && (r.res.StatusCode == 180 || r.res.StatusCode == 183) {
 					ringing = true
-					_ = c.caller.Respond(sip.StatusRinging, "Ringing", nil)
+					if c.caller != nil {
+						_ = c.caller.Respond(sip.StatusRinging, "Ringing", nil)
+					}
 				}
 				continue
 			}
@@ -405,6 +442,13 @@ func (c *call) earlyMedia(res *sip.Response) bool {
 	if err != nil {
 		return false
 	}
+	if c.c2c != nil {
+		// The employee's dialog is up: the relay carries the VPBX's early
+		// media to it in place of our ringback.
+		c.c2c.stopRingback()
+		c.media.SetRemote(c.calleeSide, m.addr)
+		return true
+	}
 	body, err := rewriteSDP(s, c.callerIP, c.media.Port(c.callerSide), c.callerVer.next())
 	if err != nil {
 		return false
@@ -428,6 +472,11 @@ func (c *call) connect(br *branch) {
 	if err := br.sess.Ack(bg()); err != nil {
 		c.b.log.Warn("ack failed", "call_id", c.id, "error", err)
 	}
+	if c.c2c != nil {
+		c.c2c.stopRingback()
+		c.connected(br)
+		return
+	}
 	answerSDP, _, _ := parseSDP(br.sess.InviteResponse.Body())
 	body, err := rewriteSDP(answerSDP, c.callerIP, c.media.Port(c.callerSide), c.callerVer.next())
 	if err != nil {
@@ -440,6 +489,20 @@ func (c *call) connect(br *branch) {
 		c.ev.Result, c.ev.HangupBy = ResultAbandoned, "caller"
 		c.finish()
 		return
+	}
+	c.connected(br)
+}
+
+// connected marks the call answered by br and runs it to its end.
+func (c *call) connected(br *branch) {
+	switch c.ev.Direction {
+	case Inbound:
+		c.b.occupy(c, br.target.Extension)
+	case Internal:
+		c.b.occupy(c, br.target.Extension)
+		c.b.occupy(c, c.ev.Caller)
+	case Outbound: // the callee is the VPBX; the caller is the phone
+		c.b.occupy(c, c.ev.Caller)
 	}
 	c.ev.Answered = br.target
 	c.ev.Result = ResultAnswered
@@ -457,7 +520,7 @@ func (c *call) talk() {
 			if !c.ended {
 				c.hangup("callee", "dialog ended")
 			}
-		case <-c.caller.Context().Done():
+		case <-c.callerLeg.Context().Done():
 			if !c.ended {
 				c.hangup("caller", "dialog ended")
 			}
@@ -468,6 +531,25 @@ func (c *call) talk() {
 // hangup ends both legs (the side that hung up has already been answered).
 func (c *call) hangup(by, reason string) {
 	if c.ended {
+		return
+	}
+	if c.c2c != nil && c.callerLeg == nil {
+		// A click-to-call whose employee has not answered yet: the ringing
+		// loop cancels the phone.
+		c.c2c.cancelled = true
+		return
+	}
+	if c.callee == nil && c.c2c != nil {
+		// A click-to-call whose client has not answered: the ringing loop
+		// cancels the client's leg when it sees the call ended.
+		c.ev.Result, c.ev.HangupBy, c.ev.Reason = ResultAbandoned, c.party(by), reason
+		c.c2c.stopRingback()
+		if by != "caller" {
+			ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
+			_ = c.callerLeg.Bye(ctx)
+			cancel()
+		}
+		c.finish()
 		return
 	}
 	if c.callee == nil {
@@ -484,7 +566,7 @@ func (c *call) hangup(by, reason string) {
 	}
 	if by != "caller" {
 		ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
-		_ = c.caller.Bye(ctx)
+		_ = c.callerLeg.Bye(ctx)
 		cancel()
 	}
 	c.finish()
@@ -506,11 +588,11 @@ func (c *call) party(by string) string {
 
 // onRequest handles an in-dialog request inside the call's goroutine.
 func (c *call) onRequest(req *sip.Request, tx sip.ServerTransaction) {
-	fromCaller := req.CallID().Value() == c.caller.InviteRequest.CallID().Value()
+	fromCaller := req.CallID().Value() == c.callerCallID
 	switch req.Method {
 	case sip.BYE:
 		if fromCaller {
-			_ = c.caller.ReadBye(req, tx)
+			_ = c.callerLeg.ReadBye(req, tx)
 			c.hangup("caller", "BYE")
 		} else if c.callee != nil {
 			_ = c.callee.sess.ReadBye(req, tx)

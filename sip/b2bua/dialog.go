@@ -139,8 +139,8 @@ func (c *call) inOtherDialog(fromCaller bool, req *sip.Request) (*sip.Response, 
 		res, err := c.callee.sess.Do(ctx, req)
 		return res, req, err
 	}
-	req.Recipient = c.caller.InviteRequest.Contact().Address
-	res, err := c.caller.Do(ctx, req)
+	req.Recipient = c.callerContact
+	res, err := c.callerLeg.Do(ctx, req)
 	return res, req, err
 }
 

@@ -1,0 +1,92 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// ClickToCallRequest is the body of POST /api/v1/calls.
+type ClickToCallRequest struct {
+	Employee   string `json:"employee"`
+	Number     string `json:"number"`
+	Line       string `json:"line,omitempty"`
+	FromNumber string `json:"from_number,omitempty"`
+}
+
+// DialError is a refusal to place or change a call, with the HTTP status
+// and stable code the API answers.
+type DialError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *DialError) Error() string { return e.Message }
+
+// Dialer places and ends calls (the gateway).
+type Dialer interface {
+	ClickToCall(ClickToCallRequest) (string, error)
+	Hangup(id string) bool
+}
+
+func (s *Server) dialRoutes(mux *http.ServeMux) {
+	mux.Handle("POST /api/v1/calls", s.auth(http.HandlerFunc(s.clickToCall)))
+	mux.Handle("DELETE /api/v1/calls/{id}", s.auth(http.HandlerFunc(s.hangup)))
+}
+
+func writeDialError(w http.ResponseWriter, err error) {
+	var de *DialError
+	if errors.As(err, &de) {
+		Error(w, de.Status, de.Code, de.Message)
+		return
+	}
+	Error(w, http.StatusInternalServerError, "internal", "the call could not be placed")
+}
+
+// clickToCall: POST /api/v1/calls. Employees may only call from their own
+// phone; admins and CRMs for anyone.
+func (s *Server) clickToCall(w http.ResponseWriter, r *http.Request) {
+	var req ClickToCallRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 8<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		Error(w, http.StatusBadRequest, "bad_json", "the body must be JSON like {\"employee\":\"ivanov\",\"number\":\"+79161234567\"}: "+err.Error())
+		return
+	}
+	req.Employee, req.Number = strings.TrimSpace(req.Employee), strings.TrimSpace(req.Number)
+	if req.Employee == "" || req.Number == "" {
+		Error(w, http.StatusBadRequest, "missing_field", "employee and number are required")
+		return
+	}
+	if p := principal(r); p.Kind == "employee" && p.Name != req.Employee {
+		Error(w, http.StatusForbidden, "forbidden", "an employee token places calls only from that employee's phone")
+		return
+	}
+	id, err := s.Dialer.ClickToCall(req)
+	if err != nil {
+		writeDialError(w, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/calls/"+id)
+	writeJSON(w, http.StatusCreated, map[string]string{"id": id})
+}
+
+// hangup: DELETE /api/v1/calls/{id} ends a call in progress.
+func (s *Server) hangup(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if p := principal(r); p.Kind == "employee" {
+		rec, err := s.Calls.Get(id)
+		if err != nil || !p.Sees(rec) {
+			Error(w, http.StatusNotFound, "call_not_found", "no call in progress with this id")
+			return
+		}
+	}
+	if !s.Dialer.Hangup(id) {
+		Error(w, http.StatusNotFound, "call_not_found", "no call in progress with this id")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

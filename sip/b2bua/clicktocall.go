@@ -1,0 +1,295 @@
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/google/uuid"
+	"github.com/pion/sdp/v3"
+)
+
+// OriginClickToCall marks calls placed through the API.
+const OriginClickToCall = "click-to-call"
+
+// ClickToCall is a call callgate places itself: ring the employee's phone
+// first, and once it is answered dial the client upstream and bridge the two
+// (the B2BUA flow PBXs use: Asterisk Originate, FreeSWITCH originate+bridge).
+type ClickToCall struct {
+	Line  Target        // the employee's line to ring
+	Route OutboundRoute // account and number toward the VPBX
+	// Outside is the client's number as shown on the phone (E.164).
+	Outside string
+	// Display is the caller name the phone shows, saying the call is an
+	// outgoing one.
+	Display string
+	// RingTimeout is how long the employee's phone rings (0: the default).
+	RingTimeout time.Duration
+}
+
+// ErrNotRegistered means the line has no registered device.
+var ErrNotRegistered = errors.New("no registered phone on this line")
+
+// c2cState is a click-to-call's state beyond an ordinary call's.
+type c2cState struct {
+	ringback  func()
+	cancelled bool // hung up through the API while the employee's phone rang
+}
+
+func (s *c2cState) stopRingback() {
+	if s.ringback != nil {
+		s.ringback()
+		s.ringback = nil
+	}
+}
+
+// ClickToCall starts a click-to-call and returns its call id at once; its
+// progress arrives as events like any call's.
+func (b *B2BUA) ClickToCall(r ClickToCall) (string, error) {
+	bindings := b.loc.Lookup(r.Line.Extension, time.Now())
+	if len(bindings) == 0 {
+		return "", ErrNotRegistered
+	}
+	c := &call{b: b, id: uuid.NewString(), inbox: make(chan func(), 16), closed: make(chan struct{}), c2c: &c2cState{}}
+	c.ev = Event{CallID: c.id, Direction: Outbound, Origin: OriginClickToCall, Account: r.Route.Account.User,
+		Outside: r.Route.Number, Caller: r.Line.Extension}
+	c.callerSide, c.calleeSide = SideB, SideA
+	c.callerIP = b.cfg.PhoneMediaIP
+	ms, err := b.media.Open(c.id)
+	if err != nil {
+		return "", fmt.Errorf("click-to-call media: %w", err)
+	}
+	c.media = ms
+	b.mu.Lock()
+	b.byID[c.id] = c
+	b.mu.Unlock()
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		c.runClickToCall(r)
+	}()
+	return c.id, nil
+}
+
+// localOffer is callgate's own SDP offer for the port facing side.
+func localOffer(ip netip.Addr, port int, version uint64) []byte {
+	ipv := "IP4"
+	if ip.Is6() {
+		ipv = "IP6"
+	}
+	return fmt.Appendf(nil, "v=0\r\no=callgate %d %d IN %s %s\r\ns=callgate\r\nc=IN %s %s\r\nt=0 0\r\n"+
+		"m=audio %d RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n"+
+		"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+		version, version, ipv, ip, ipv, ip, port)
+}
+
+// firstG711 is the first of PCMA/PCMU in an answer's audio formats.
+func firstG711(s *sdp.SessionDescription) uint8 {
+	for _, m := range s.MediaDescriptions {
+		if m.MediaName.Media != "audio" {
+			continue
+		}
+		for _, f := range m.MediaName.Formats {
+			switch strings.TrimSpace(f) {
+			case "8":
+				return 8
+			case "0":
+				return 0
+			}
+		}
+	}
+	return 8
+}
+
+func (c *call) runClickToCall(r ClickToCall) {
+	b := c.b
+	timeout := r.RingTimeout
+	if timeout <= 0 {
+		timeout = b.cfg.RingTimeout
+	}
+	// Ring the employee's line: every device registered on it.
+	c.ev.Rung = []Target{r.Line}
+	results := make(chan branchResult, 16)
+	var branches []*branch
+	display := r.Display
+	for _, bnd := range b.loc.Lookup(r.Line.Extension, time.Now()) {
+		var uri sip.Uri
+		if err := sip.ParseUri(bnd.Contact, &uri); err != nil {
+			continue
+		}
+		br := &branch{target: r.Line, mediaIP: b.cfg.PhoneMediaIP}
+		tr := "UDP"
+		if bnd.Transport == "tcp" {
+			tr = "TCP"
+		}
+		req := c.newRequest(uri, strings.TrimPrefix(r.Outside, "+"), display, b.cfg.Domain, r.Line.Extension, uri.Host, tr, bnd.Source, bnd.Local,
+			localOffer(b.cfg.PhoneMediaIP, c.media.Port(SideB), br.ver.next()))
+		if err := c.invite(br, req, sipgo.AnswerOptions{}, results); err != nil {
+			b.log.Warn("click-to-call invite to phone failed", "call_id", c.id, "aor", r.Line.Extension, "error", err)
+			continue
+		}
+		branches = append(branches, br)
+	}
+	if len(branches) == 0 {
+		c.ev.Result, c.ev.HangupBy, c.ev.Reason = ResultFailed, "system", "no registered phone"
+		c.finish()
+		return
+	}
+	c.emit(EventRinging)
+	phone := c.awaitEmployee(branches, results, timeout)
+	if phone == nil {
+		return // awaitEmployee ended the call
+	}
+	// The employee answered: their phone's dialog is the call's caller side.
+	sess := phone.sess
+	c.callerLeg = sess
+	c.callerCallID = sess.InviteRequest.CallID().Value()
+	if ct := sess.InviteResponse.Contact(); ct != nil {
+		c.callerContact = ct.Address
+	}
+	c.callerVer = phone.ver
+	answer, m, err := parseSDP(sess.InviteResponse.Body())
+	if err != nil {
+		_ = sess.Ack(bg())
+		c.ev.Reason = "phone SDP: " + err.Error()
+		c.hangupEmployee(ResultFailed)
+		return
+	}
+	c.media.SetRemote(SideB, m.addr)
+	if err := sess.Ack(bg()); err != nil {
+		b.log.Warn("ack failed", "call_id", c.id, "error", err)
+	}
+	c.c2c.ringback = c.media.Ringback(SideB, firstG711(answer))
+	// Now dial the client with what the phone agreed to.
+	c.dialClient(r.Route, answer)
+}
+
+// awaitEmployee waits for the employee's phone to answer; nil means the
+// attempt ended (no answer, refused, cancelled through the API).
+func (c *call) awaitEmployee(branches []*branch, results chan branchResult, timeout time.Duration) *branch {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	pending := len(branches)
+	cancelAll := func(except *branch) {
+		for _, br := range branches {
+			if br != except && !br.done {
+				br.cancel()
+			}
+		}
+	}
+	stopped := func(result, reason string) *branch {
+		cancelAll(nil)
+		c.drainLosers(results, pending)
+		c.ev.Result, c.ev.HangupBy, c.ev.Reason = result, "employee", reason
+		c.finish()
+		return nil
+	}
+	refused := 0
+	for pending > 0 {
+		select {
+		case fn := <-c.inbox:
+			fn()
+			if c.c2c.cancelled {
+				return stopped(ResultAbandoned, "cancelled through the API")
+			}
+		case <-timer.C:
+			return stopped(ResultNoAnswer, "the employee did not answer")
+		case r := <-results:
+			if !r.end {
+				continue
+			}
+			pending--
+			r.br.done = true
+			if r.err != nil {
+				var de *sipgo.ErrDialogResponse
+				if errors.As(r.err, &de) && (de.Res.StatusCode == 486 || de.Res.StatusCode == 600 || de.Res.StatusCode == 603) {
+					refused++
+				}
+				c.b.unbind(r.br.sess.InviteRequest.CallID().Value())
+				continue
+			}
+			cancelAll(r.br)
+			c.drainLosers(results, pending)
+			return r.br
+		}
+	}
+	if refused > 0 {
+		return stopped(ResultBusy, "the employee's phone refused the call")
+	}
+	return stopped(ResultNoAnswer, "the employee's phone did not answer")
+}
+
+// drainLosers ACKs and BYEs branches that answer after losing.
+func (c *call) drainLosers(results chan branchResult, n int) {
+	go func() {
+		for i := 0; i < n; i++ {
+			r := <-results
+			if !r.end {
+				i--
+				continue
+			}
+			if r.err == nil && r.br.sess != nil {
+				_ = r.br.sess.Ack(bg())
+				_ = r.br.sess.Bye(bg())
+			}
+			c.b.unbind(r.br.sess.InviteRequest.CallID().Value())
+		}
+	}()
+}
+
+// dialClient places the upstream leg of a click-to-call and connects it.
+func (c *call) dialClient(route OutboundRoute, phoneAnswer *sdp.SessionDescription) {
+	b := c.b
+	br := &branch{target: Target{Extension: c.ev.Caller, Employee: route.Employee}, mediaIP: b.cfg.UpstreamMedia}
+	body, err := rewriteSDP(phoneAnswer, br.mediaIP, c.media.Port(SideA), br.ver.next())
+	if err != nil {
+		c.ev.Reason = err.Error()
+		c.hangupEmployee(ResultFailed)
+		return
+	}
+	domain := b.cfg.Domain
+	uri := sip.Uri{Scheme: "sip", User: route.Number, Host: domain}
+	req := c.newRequest(uri, route.Account.User, "", domain, route.Number, domain, strings.ToUpper(b.cfg.UpstreamTr), b.cfg.Upstream, "", body)
+	results := make(chan branchResult, 64)
+	authUser := route.Account.AuthUser
+	if authUser == "" {
+		authUser = route.Account.User
+	}
+	if err := c.invite(br, req, sipgo.AnswerOptions{Username: authUser, Password: route.Account.Password}, results); err != nil {
+		c.ev.Reason = "upstream: " + err.Error()
+		c.hangupEmployee(ResultFailed)
+		return
+	}
+	won, _ := c.await([]*branch{br}, results, 4*b.cfg.RingTimeout)
+	if won || c.ended {
+		return
+	}
+	result := ResultFailed
+	switch br.final {
+	case 486, 600, 603:
+		result = ResultBusy
+	case 408, 480, 487, 0:
+		result = ResultNoAnswer
+	}
+	c.ev.Reason = "upstream answered " + itoa(br.final)
+	c.ev.HangupBy = "outside"
+	c.hangupEmployee(result)
+}
+
+// hangupEmployee ends a click-to-call whose client leg did not connect.
+func (c *call) hangupEmployee(result string) {
+	c.ev.Result = result
+	if c.ev.HangupBy == "" {
+		c.ev.HangupBy = "system"
+	}
+	c.c2c.stopRingback()
+	ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
+	_ = c.callerLeg.Bye(ctx)
+	cancel()
+	c.finish()
+}
