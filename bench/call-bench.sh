@@ -4,7 +4,8 @@
 # both ways). CALLS concurrent calls set up at RATE/s, each held HOLD.
 #   CALLS=500 RATE=100 HOLD=60s bench/call-bench.sh
 # SSE=N also connects N live-event subscribers and reports how long the
-# ringing event takes from INVITE to the last of them.
+# ringing event takes from INVITE to the last of them. C2C=1 places the
+# calls as click-to-calls through the API and reports their setup times.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 calls=${CALLS:-200} rate=${RATE:-100} hold=${HOLD:-60s}
@@ -47,6 +48,6 @@ CFG
 cg_pid=$!
 sleep 1
 "$work/callload" -target 127.0.0.1:5080 -listen 127.0.0.1:5071 -calls "$calls" -rate "$rate" -hold "$hold" -pid "$cg_pid" \
-  -sse "${SSE:-0}" -http 127.0.0.1:18091 -token bench-token-0123456789
-echo "recordings: $(find "$work/rec" -name '*.wav' | wc -l) files, $(du -sh "$work/rec" | cut -f1)"
+  -sse "${SSE:-0}" -http 127.0.0.1:18091 -token bench-token-0123456789 ${C2C:+-c2c}
+echo "recordings: $(find "$work/rec" -path "*/.active" -prune -o -name "*.wav" -print | wc -l) files, $(du -sh "$work/rec" | cut -f1)"; [ -n "${LIST:-}" ] && find "$work/rec" -name "*.wav" | head -8
 grep -c 'level=ERROR' "$work/callgate.log" | sed 's/^/callgate errors logged: /' || true

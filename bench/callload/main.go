@@ -62,8 +62,12 @@ func main() {
 	pid := flag.Int("pid", 0, "callgate's pid, for CPU and memory")
 	sse := flag.Int("sse", 0, "live-event subscribers to connect to callgate's /api/v1/events (0: none)")
 	httpAddr := flag.String("http", "127.0.0.1:18091", "callgate's HTTP API address, for -sse")
-	token := flag.String("token", "", "admin API token, for -sse")
+	token := flag.String("token", "", "admin API token, for -sse and -c2c")
+	clickToCall := flag.Bool("c2c", false, "place -calls click-to-calls through the API instead of inbound calls, report setup times and exit")
 	flag.Parse()
+	if *clickToCall {
+		c2c = newC2C() // before the SIP handlers start, which read it
+	}
 	log := slog.New(slog.DiscardHandler)
 
 	// VPBX stand-in: accepts callgate's REGISTERs, places calls.
@@ -84,7 +88,26 @@ func main() {
 	host, port, _ := sip.ParseAddr(vpc.LocalAddr().String())
 	vcli, _ := sipgo.NewClient(vua, sipgo.WithClientHostname(host), sipgo.WithClientPort(port), sipgo.WithClientConnectionAddr(vpc.LocalAddr().String()))
 	vdcc := sipgo.NewDialogClientCache(vcli, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "vpbx", Host: host, Port: port}})
-	vsrv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) { _ = vdcc.ReadBye(req, tx) })
+	vdsc := sipgo.NewDialogServerCache(vcli, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "vpbx", Host: host, Port: port}})
+	vsrv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		if vdcc.ReadBye(req, tx) != nil {
+			_ = vdsc.ReadBye(req, tx)
+		}
+	})
+	// Click-to-call's client legs: note the arrival and answer.
+	vsrv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		if c2c == nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 403, "Forbidden", nil))
+			return
+		}
+		c2c.note(c2c.dialled, extensionOf(req.Recipient.User, *first))
+		d, err := vdsc.ReadInvite(req, tx)
+		if err != nil {
+			return
+		}
+		_ = d.Respond(200, "OK", siptest.SDP("127.0.0.1:9"), sip.NewHeader("Content-Type", "application/sdp"))
+	})
+	vsrv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = vdsc.ReadAck(req, tx) })
 	go vsrv.ServeUDP(vpc)
 
 	// Phones: one UA answering for every extension.
@@ -98,6 +121,9 @@ func main() {
 	phoneEP := map[string]*endpoint{}
 	var epMu sync.Mutex
 	psrv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		if c2c != nil {
+			c2c.note(c2c.rang, req.Recipient.User)
+		}
 		d, err := pdsc.ReadInvite(req, tx)
 		if err != nil {
 			return
@@ -111,6 +137,9 @@ func main() {
 		}
 		if a, err := siptest.MediaAddr(req.Body()); err == nil {
 			ep.setRemote(a)
+		}
+		if c2c != nil {
+			c2c.note(c2c.answered, req.Recipient.User)
 		}
 		_ = d.Respond(200, "OK", siptest.SDP(phoneSide.addr()), sip.NewHeader("Content-Type", "application/sdp"))
 	})
@@ -147,6 +176,11 @@ func main() {
 		epMu.Lock()
 		phoneEP[ext] = &endpoint{ssrc: uint32(2*i + 2)}
 		epMu.Unlock()
+	}
+	if c2c != nil {
+		c2c.run(*httpAddr, *token, *calls, *rate, *first)
+		c2c.report()
+		return
 	}
 	rssBefore := rss(*pid)
 	cpu0 := cpuTicks(*pid)

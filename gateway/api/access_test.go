@@ -56,6 +56,18 @@ func (m *memCalls) List(f calls.Filter) ([]calls.Record, error) {
 	return out, nil
 }
 
+// fakeDialer accepts click-to-calls for ivanov and knows call c1 as live.
+type fakeDialer struct{}
+
+func (fakeDialer) ClickToCall(r ClickToCallRequest) (string, error) {
+	if r.Employee != "ivanov" {
+		return "", &DialError{Status: 404, Code: "unknown_employee", Message: "no employee with this id"}
+	}
+	return "c3", nil
+}
+
+func (fakeDialer) Hangup(id string) bool { return id == "c1" }
+
 type fixture struct {
 	srv   *httptest.Server
 	s     *Server
@@ -91,6 +103,7 @@ func newFixture(t *testing.T) *fixture {
 		Recordings: &Recordings{Dir: f.dir, Key: []byte("0123456789abcdef0123456789abcdef"), TTL: 7 * 24 * time.Hour,
 			BaseURL: "https://callgate.example.ru", OwnOnly: true, Now: f.clock},
 		Events: NewFeed(8),
+		Dialer: fakeDialer{},
 	}
 	f.srv = httptest.NewServer(f.s.Handler())
 	t.Cleanup(f.srv.Close)
@@ -105,7 +118,16 @@ func (f *fixture) clock() time.Time {
 
 func (f *fixture) do(t *testing.T, method, path, token string, hdr ...string) (*http.Response, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, f.srv.URL+path, nil)
+	return f.doBody(t, method, path, token, "", hdr...)
+}
+
+func (f *fixture) doBody(t *testing.T, method, path, token, body string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, f.srv.URL+path, rd)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -17,6 +17,7 @@ type docExample struct {
 	method  string
 	path    string
 	headers []string
+	reqBody string
 	status  int
 	body    string
 }
@@ -53,6 +54,11 @@ func readDocExamples(t *testing.T, path string) []docExample {
 		for ; i < len(lines) && lines[i] != ""; i++ {
 			k, v, _ := strings.Cut(lines[i], ": ")
 			ex.headers = append(ex.headers, k, v)
+		}
+		// An optional request body, then a blank line before the status.
+		if i+1 < len(lines) && !strings.HasPrefix(lines[i+1], "HTTP/1.1 ") {
+			ex.reqBody = lines[i+1]
+			i += 2
 		}
 		if i+1 >= len(lines) || !strings.HasPrefix(lines[i+1], "HTTP/1.1 ") {
 			t.Fatalf("docs/api.md:%d: no HTTP/1.1 status line", ex.line)
@@ -119,7 +125,7 @@ func TestAPIDocExamples(t *testing.T) {
 			}
 			hdr = append(hdr, ex.headers[i], ex.headers[i+1])
 		}
-		res, body := f.do(t, ex.method, ex.path, token, hdr...)
+		res, body := f.doBody(t, ex.method, ex.path, token, ex.reqBody, hdr...)
 		if res.StatusCode != ex.status {
 			t.Errorf("docs/api.md:%d: %s %s: status %d, documented %d (%s)", ex.line, ex.method, ex.path, res.StatusCode, ex.status, body)
 			continue
