@@ -4,7 +4,9 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sync"
+	"time"
 
 	"callgate/gateway/calls"
 	"callgate/gateway/routing"
@@ -135,6 +137,27 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 			m.startRecording(oc, &leg)
 		}
 		r.Legs = append(r.Legs, leg)
+	case b2bua.EventTransferred:
+		m.endLeg(oc, e.At)
+		to := e.Answered.Employee
+		if to == "" {
+			to = e.Answered.Extension // a number through the VPBX
+		}
+		from := e.TransferFrom.Employee
+		if from == "" {
+			from = e.TransferFrom.Extension
+		}
+		r.Transfers = append(r.Transfers, calls.Transfer{From: from, To: to, Mode: e.TransferMode, At: e.At})
+		if e.Answered.Employee != "" {
+			if !slices.Contains(r.Rung, e.Answered.Employee) {
+				r.Rung = append(r.Rung, e.Answered.Employee)
+			}
+			leg := calls.Leg{N: len(r.Legs) + 1, Employee: e.Answered.Employee, Extension: e.Answered.Extension, Answered: e.At, TransferredFrom: from}
+			if m.rec != nil && (!r.Internal || m.internal) {
+				m.startRecording(oc, &leg)
+			}
+			r.Legs = append(r.Legs, leg)
+		}
 	case b2bua.EventEnded:
 		r.Ended, r.Result, r.HangupBy, r.Reason = e.At, e.Result, e.HangupBy, e.Reason
 		if !r.Answered.IsZero() {
@@ -142,18 +165,7 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 		} else {
 			r.WaitSeconds = e.At.Sub(r.Started).Seconds()
 		}
-		if n := len(r.Legs); n > 0 {
-			leg := &r.Legs[n-1]
-			leg.Ended = e.At
-			leg.TalkSeconds = e.At.Sub(leg.Answered).Seconds()
-			if oc.rc != nil {
-				if size, err := oc.rc.Close(); err == nil {
-					leg.RecordingBytes = size
-				} else {
-					m.log.Warn("closing recording failed", "call_id", e.CallID, "error", err)
-				}
-			}
-		}
+		m.endLeg(oc, e.At)
 		if oc.media != nil {
 			stat := func(s relay.Stats) calls.RTPStats {
 				return calls.RTPStats{Packets: s.Packets, Bytes: s.Bytes, Lost: s.Lost, JitterMs: float64(s.Jitter) / 1e6}
@@ -168,6 +180,29 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 	rc := cloneRecord(r)
 	m.writes <- rc
 	m.bus.Publish(calls.Event{Kind: e.Kind, Record: rc})
+}
+
+// endLeg closes the current leg and its recording segment.
+func (m *callModel) endLeg(oc *openCall, at time.Time) {
+	r := &oc.rec
+	n := len(r.Legs)
+	if n == 0 || !r.Legs[n-1].Ended.IsZero() {
+		return
+	}
+	leg := &r.Legs[n-1]
+	leg.Ended = at
+	leg.TalkSeconds = at.Sub(leg.Answered).Seconds()
+	if oc.rc != nil {
+		if oc.media != nil {
+			oc.media.SetTap(nil)
+		}
+		if size, err := oc.rc.Close(); err == nil {
+			leg.RecordingBytes = size
+		} else {
+			m.log.Warn("closing recording failed", "call_id", r.ID, "error", err)
+		}
+		oc.rc = nil
+	}
 }
 
 // observe feeds the call metrics when a call ends.

@@ -68,6 +68,13 @@ func (fakeDialer) ClickToCall(r ClickToCallRequest) (string, error) {
 
 func (fakeDialer) Hangup(id string) bool { return id == "c1" }
 
+func (fakeDialer) Transfer(id, to, mode string) error {
+	if id != "c1" {
+		return &DialError{Status: 404, Code: "call_not_found", Message: "no call in progress with this id"}
+	}
+	return nil
+}
+
 type fixture struct {
 	srv   *httptest.Server
 	s     *Server

@@ -30,11 +30,62 @@ func (e *DialError) Error() string { return e.Message }
 type Dialer interface {
 	ClickToCall(ClickToCallRequest) (string, error)
 	Hangup(id string) bool
+	// Transfer moves a connected call to "to" (an employee id, an
+	// extension or a number) and returns once the target answered.
+	Transfer(id, to, mode string) error
+}
+
+// TransferRequest is the body of POST /api/v1/calls/{id}/transfer.
+type TransferRequest struct {
+	To   string `json:"to"`
+	Mode string `json:"mode"`
 }
 
 func (s *Server) dialRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /api/v1/calls", s.auth(http.HandlerFunc(s.clickToCall)))
 	mux.Handle("DELETE /api/v1/calls/{id}", s.auth(http.HandlerFunc(s.hangup)))
+	mux.Handle("POST /api/v1/calls/{id}/transfer", s.auth(http.HandlerFunc(s.transfer)))
+}
+
+// transfer: POST /api/v1/calls/{id}/transfer. It answers once the target
+// has answered (200) or failed (409, the call stays where it was).
+func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
+	var req TransferRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 8<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		Error(w, http.StatusBadRequest, "bad_json", "the body must be JSON like {\"to\":\"petrov\",\"mode\":\"blind\"}: "+err.Error())
+		return
+	}
+	if req.Mode == "" {
+		req.Mode = "blind"
+	}
+	if strings.TrimSpace(req.To) == "" {
+		Error(w, http.StatusBadRequest, "missing_field", "to is required")
+		return
+	}
+	switch req.Mode {
+	case "blind":
+	case "attended":
+		Error(w, http.StatusNotImplemented, "not_implemented", "attended transfer through the API is not available yet; use blind")
+		return
+	default:
+		Error(w, http.StatusBadRequest, "bad_mode", "mode is blind or attended")
+		return
+	}
+	id := r.PathValue("id")
+	if p := principal(r); p.Kind == "employee" {
+		rec, err := s.Calls.Get(id)
+		if err != nil || !p.Sees(rec) {
+			Error(w, http.StatusNotFound, "call_not_found", "no call in progress with this id")
+			return
+		}
+	}
+	if err := s.Dialer.Transfer(id, strings.TrimSpace(req.To), req.Mode); err != nil {
+		writeDialError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"id": id, "to": req.To, "mode": req.Mode})
 }
 
 func writeDialError(w http.ResponseWriter, err error) {

@@ -98,6 +98,10 @@ func (f *Feed) Publish(e calls.Event) {
 		at = r.Answered
 	case calls.Ended:
 		at = r.Ended
+	case calls.Transferred:
+		if n := len(r.Transfers); n > 0 {
+			at = r.Transfers[n-1].At
+		}
 	}
 	if emps == nil {
 		emps = []string{}

@@ -9,7 +9,9 @@ import (
 const (
 	Ringing  = "ringing"
 	Answered = "answered"
-	Ended    = "ended"
+	// Transferred: the call moved to another employee (or number).
+	Transferred = "transferred"
+	Ended       = "ended"
 )
 
 // Event is a call changing state, with the record as it stands.

@@ -30,30 +30,41 @@ type Leg struct {
 	TalkSeconds    float64   `json:"talk_seconds"`
 	Recording      string    `json:"recording,omitempty"`
 	RecordingBytes int64     `json:"recording_bytes,omitempty"`
+	// TransferredFrom is the employee who transferred the call to this leg.
+	TransferredFrom string `json:"transferred_from,omitempty"`
+}
+
+// Transfer is one transfer of a call, in order.
+type Transfer struct {
+	From string    `json:"from"` // employee (or extension) who transferred
+	To   string    `json:"to"`   // employee, or the number it went to
+	Mode string    `json:"mode"` // blind or attended
+	At   time.Time `json:"at"`
 }
 
 // Record is one call.
 type Record struct {
-	ID          string    `json:"id"`
-	Direction   string    `json:"direction"`
-	Origin      string    `json:"origin,omitempty"` // "click-to-call" for calls placed through the API
-	Internal    bool      `json:"internal"`         // never handed to CRM consumers
-	Account     string    `json:"account,omitempty"`
-	TrunkNumber string    `json:"trunk_number,omitempty"`
-	Outside     string    `json:"outside_number,omitempty"` // E.164
-	Caller      string    `json:"caller"`
-	Rung        []string  `json:"rung"` // employees
-	AnsweredBy  string    `json:"answered_by,omitempty"`
-	Started     time.Time `json:"started"`
-	Ringing     time.Time `json:"ringing,omitzero"`
-	Answered    time.Time `json:"answered,omitzero"`
-	Ended       time.Time `json:"ended,omitzero"`
-	WaitSeconds float64   `json:"wait_seconds"`
-	TalkSeconds float64   `json:"talk_seconds"`
-	Result      string    `json:"result,omitempty"` // answered, no-answer, busy, failed, abandoned, interrupted
-	HangupBy    string    `json:"hangup_by,omitempty"`
-	Reason      string    `json:"reason,omitempty"`
-	Legs        []Leg     `json:"legs"`
+	ID          string     `json:"id"`
+	Direction   string     `json:"direction"`
+	Origin      string     `json:"origin,omitempty"` // "click-to-call" for calls placed through the API
+	Internal    bool       `json:"internal"`         // never handed to CRM consumers
+	Account     string     `json:"account,omitempty"`
+	TrunkNumber string     `json:"trunk_number,omitempty"`
+	Outside     string     `json:"outside_number,omitempty"` // E.164
+	Caller      string     `json:"caller"`
+	Rung        []string   `json:"rung"` // employees
+	AnsweredBy  string     `json:"answered_by,omitempty"`
+	Started     time.Time  `json:"started"`
+	Ringing     time.Time  `json:"ringing,omitzero"`
+	Answered    time.Time  `json:"answered,omitzero"`
+	Ended       time.Time  `json:"ended,omitzero"`
+	WaitSeconds float64    `json:"wait_seconds"`
+	TalkSeconds float64    `json:"talk_seconds"`
+	Result      string     `json:"result,omitempty"` // answered, no-answer, busy, failed, abandoned, interrupted
+	HangupBy    string     `json:"hangup_by,omitempty"`
+	Reason      string     `json:"reason,omitempty"`
+	Legs        []Leg      `json:"legs"`
+	Transfers   []Transfer `json:"transfers,omitempty"`
 	// RTP is what each party sent to callgate's relay.
 	RTP *RTP `json:"rtp,omitempty"`
 }

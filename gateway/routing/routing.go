@@ -177,3 +177,24 @@ func (r *Router) ClickToCall(employee, number, fromNumber string) (b2bua.Outboun
 	return b2bua.OutboundRoute{Account: b2bua.Account{User: a.User, AuthUser: a.AuthUser, Password: a.Password},
 		Number: ForVPBX(num), Employee: employee}, num, nil
 }
+
+// Transfer resolves a transfer target: an extension rings that line, an
+// employee id every line of that employee, anything else is dialled as a
+// number through the transferor's account.
+func (r *Router) Transfer(extension, target string) (b2bua.TransferRoute, error) {
+	if emp, ok := r.dir.ByExtension(target); ok {
+		return b2bua.TransferRoute{Targets: []b2bua.Target{{Extension: target, Employee: emp.ID}}}, nil
+	}
+	if emp, ok := r.dir.Employee(target); ok {
+		var t []b2bua.Target
+		for _, ext := range emp.Extensions {
+			t = append(t, b2bua.Target{Extension: ext, Employee: emp.ID})
+		}
+		return b2bua.TransferRoute{Targets: t}, nil
+	}
+	route, err := r.Outbound(extension, target)
+	if err != nil {
+		return b2bua.TransferRoute{}, err
+	}
+	return b2bua.TransferRoute{Upstream: &route}, nil
+}

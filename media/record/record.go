@@ -341,8 +341,12 @@ func (c *Call) place(s *slot) {
 	pos := int64(0)
 	if sc.anchored {
 		pos = sc.offset + int64(int32(s.ts-sc.ts0))
-		// A new stream (transfer, re-INVITE) restarts its timestamps: follow the wall clock.
-		if d := pos - wall; d > 16000 || d < -16000 {
+		// A new stream (transfer, re-INVITE) restarts its timestamps: follow
+		// the wall clock. Within one stream timestamps advance 160 a packet,
+		// so a jump of over a second from the last packet means a new one,
+		// even if it happens to land near the wall clock.
+		jump := int64(int32(s.ts - sc.lastTS))
+		if d := pos - wall; d > 16000 || d < -16000 || jump > 8000 || jump < -8000 {
 			sc.anchored = false
 		}
 	}

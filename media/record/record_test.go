@@ -203,3 +203,29 @@ func TestFullQueueDropsAndCounts(t *testing.T) {
 		t.Fatalf("wrote %d frames, want the %d queued packets: %v", info.Frames, queueLen, err)
 	}
 }
+
+// A side whose stream is replaced mid-recording (a transfer: the new phone
+// starts its own timestamps) keeps being recorded, even when the new
+// timestamps land within two seconds behind the old ones.
+func TestNewStreamOnASideIsFollowed(t *testing.T) {
+	r := &Recorder{Dir: t.TempDir()}
+	c, err := r.Start("xfer", "2", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &rtptest.Tone{Freq: 1000, PT: g711.PCMA}
+	next := &rtptest.Tone{Freq: 1500, PT: g711.PCMA}
+	feed(c, 1, old, 100000, 10, nil)               // 200 ms of the old phone
+	feed(c, 1, next, 100000+10*160-12000, 50, nil) // 1.5 s behind its timestamps
+	if _, err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, right, err := Channels(c.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail := right[len(right)/2:]
+	if !rtptest.Has(tail, 1500) {
+		t.Fatal("the new stream was dropped as late")
+	}
+}

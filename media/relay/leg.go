@@ -23,7 +23,8 @@ type leg struct {
 	remote     atomic.Pointer[netip.AddrPort] // where this party receives RTP
 	remoteRTCP atomic.Pointer[netip.AddrPort]
 	latched    atomic.Bool
-	last       atomic.Int64 // unix ns of the last RTP packet from this party
+	signalled  atomic.Pointer[netip.AddrPort] // the address the party's SDP gave
+	last       atomic.Int64                   // unix ns of the last RTP packet from this party
 
 	packets, bytes, lost atomic.Uint64
 	jitter               atomic.Uint64 // in RTP timestamp units (1/8 ms)
@@ -78,6 +79,17 @@ func (l *leg) accept(from netip.AddrPort, rtcp bool) bool {
 		return true
 	}
 	want := l.remote.Load()
+	if !rtcp && want != nil && *want != from {
+		// The party the signalling named wins over whatever latched first:
+		// after a transfer the old phone may still be sending for a moment.
+		if sig := l.signalled.Load(); sig != nil && *sig == from {
+			a := from
+			l.remote.Store(&a)
+			c := netip.AddrPortFrom(from.Addr(), from.Port()+1)
+			l.remoteRTCP.Store(&c)
+			return true
+		}
+	}
 	if rtcp {
 		want = l.remoteRTCP.Load()
 		if want != nil && *want != from && want.Addr() == from.Addr() {

@@ -233,6 +233,8 @@ func (s *Session) SetRemote(side Side, addr netip.AddrPort) {
 	l := s.legs[side]
 	a := addr
 	l.remote.Store(&a)
+	sig := addr
+	l.signalled.Store(&sig)
 	rtcp := netip.AddrPortFrom(addr.Addr(), addr.Port()+1)
 	l.remoteRTCP.Store(&rtcp)
 	l.latched.Store(false)

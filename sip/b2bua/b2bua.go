@@ -62,6 +62,15 @@ type OutboundRoute struct {
 type Router interface {
 	Inbound(account, caller string) (InboundRoute, error)
 	Outbound(extension, dialled string) (OutboundRoute, error)
+	// Transfer resolves a transfer target named by the employee on
+	// extension: an extension, an employee id or a number.
+	Transfer(extension, target string) (TransferRoute, error)
+}
+
+// TransferRoute is where a transfer goes: phones, or a number upstream.
+type TransferRoute struct {
+	Targets  []Target       // extensions to ring together
+	Upstream *OutboundRoute // or a number through the VPBX
 }
 
 // Locator finds where an extension's devices are registered.
@@ -105,7 +114,10 @@ type Observer interface {
 const (
 	EventRinging  = "ringing"
 	EventAnswered = "answered"
-	EventEnded    = "ended"
+	// EventTransferred: the employee side of the call moved from
+	// TransferFrom to Answered.
+	EventTransferred = "transferred"
+	EventEnded       = "ended"
 )
 
 // Results of a call.
@@ -133,7 +145,11 @@ type Event struct {
 	Code      int // final SIP status toward the caller when not answered
 	// Origin is "click-to-call" for calls placed through the API.
 	Origin string
-	At     time.Time
+	// TransferFrom is who transferred the call (EventTransferred), and
+	// TransferMode "blind" or "attended".
+	TransferFrom Target
+	TransferMode string
+	At           time.Time
 }
 
 // Config of the B2BUA.
@@ -188,6 +204,7 @@ func (b *B2BUA) Register(srv *sipgo.Server, wrap func(upstream bool, h sipgo.Req
 	srv.OnAck(wrap(true, b.inDialog))
 	srv.OnBye(wrap(true, b.inDialog))
 	srv.OnInfo(wrap(true, b.inDialog))
+	srv.OnRefer(wrap(true, b.inDialog))
 	srv.OnCancel(wrap(true, func(req *sip.Request, tx sip.ServerTransaction) {
 		// A CANCEL matching a pending INVITE is handled by the transaction layer.
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
@@ -253,6 +270,22 @@ func (b *B2BUA) occupy(c *call, extension string) {
 	b.inUse[extension]++
 	b.held[c] = append(b.held[c], extension)
 	b.mu.Unlock()
+}
+
+// vacate frees one extension c occupied (its employee left the call).
+func (b *B2BUA) vacate(c *call, extension string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	held := b.held[c]
+	for i, ext := range held {
+		if ext == extension {
+			b.held[c] = append(held[:i:i], held[i+1:]...)
+			if b.inUse[ext]--; b.inUse[ext] <= 0 {
+				delete(b.inUse, ext)
+			}
+			return
+		}
+	}
 }
 
 // release frees the extensions c occupied.

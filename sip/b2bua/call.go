@@ -39,6 +39,8 @@ type call struct {
 	// c2c is set for click-to-call: nothing is answered to a caller, the
 	// employee hears ringback until the client answers.
 	c2c *c2cState
+	// xfer is set while a transfer's target rings.
+	xfer *xferState
 }
 
 // dialogLeg is what a running call needs of either kind of dialog.
@@ -280,6 +282,36 @@ func (c *call) newRequest(uri sip.Uri, fromUser, fromDisplay, fromHost, toUser, 
 	return req
 }
 
+// dialPhones sends an INVITE to every registered device of targets, from
+// fromUser with a display name, with the body offer builds per branch.
+func (c *call) dialPhones(targets []Target, fromUser, display string, offer func(*branch) ([]byte, error), results chan<- branchResult) ([]*branch, error) {
+	var branches []*branch
+	for _, t := range targets {
+		for _, bnd := range c.b.loc.Lookup(t.Extension, time.Now()) {
+			var uri sip.Uri
+			if err := sip.ParseUri(bnd.Contact, &uri); err != nil {
+				continue
+			}
+			br := &branch{target: t, mediaIP: c.b.cfg.PhoneMediaIP}
+			body, err := offer(br)
+			if err != nil {
+				return branches, err
+			}
+			tr := "UDP"
+			if bnd.Transport == "tcp" {
+				tr = "TCP"
+			}
+			req := c.newRequest(uri, fromUser, display, c.b.cfg.Domain, t.Extension, uri.Host, tr, bnd.Source, bnd.Local, body)
+			if err := c.invite(br, req, sipgo.AnswerOptions{}, results); err != nil {
+				c.b.log.Warn("invite to phone failed", "call_id", c.id, "aor", t.Extension, "error", err)
+				continue
+			}
+			branches = append(branches, br)
+		}
+	}
+	return branches, nil
+}
+
 // ring forks to every registered device of each step's targets, step after
 // step, and connects the first that answers.
 func (c *call) ring(groups [][]Target, timeout time.Duration, offer *sdp.SessionDescription) {
@@ -291,31 +323,11 @@ func (c *call) ring(groups [][]Target, timeout time.Duration, offer *sdp.Session
 	var all []*branch
 	for _, g := range groups {
 		results := make(chan branchResult, 64)
-		var branches []*branch
-		for _, t := range g {
-			c.ev.Rung = append(c.ev.Rung, t)
-			for _, bnd := range c.b.loc.Lookup(t.Extension, time.Now()) {
-				var uri sip.Uri
-				if err := sip.ParseUri(bnd.Contact, &uri); err != nil {
-					continue
-				}
-				br := &branch{target: t, mediaIP: c.b.cfg.PhoneMediaIP}
-				body, err := c.calleeOffer(offer, br)
-				if err != nil {
-					c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
-					return
-				}
-				tr := "UDP"
-				if bnd.Transport == "tcp" {
-					tr = "TCP"
-				}
-				req := c.newRequest(uri, c.ev.Caller, c.ev.Caller, c.b.cfg.Domain, t.Extension, uri.Host, tr, bnd.Source, bnd.Local, body)
-				if err := c.invite(br, req, sipgo.AnswerOptions{}, results); err != nil {
-					c.b.log.Warn("invite to phone failed", "call_id", c.id, "aor", t.Extension, "error", err)
-					continue
-				}
-				branches = append(branches, br)
-			}
+		c.ev.Rung = append(c.ev.Rung, g...)
+		branches, err := c.dialPhones(g, c.ev.Caller, c.ev.Caller, func(br *branch) ([]byte, error) { return c.calleeOffer(offer, br) }, results)
+		if err != nil {
+			c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
+			return
 		}
 		if len(branches) == 0 {
 			continue
@@ -591,6 +603,14 @@ func (c *call) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	fromCaller := req.CallID().Value() == c.callerCallID
 	switch req.Method {
 	case sip.BYE:
+		if c.xfer != nil && c.callee != nil && fromCaller == (c.ev.Direction != Inbound) {
+			// The transferor hangs up while the target rings (a blind
+			// transfer): the outside party waits for the target.
+			leg, _, _ := c.employeeLeg()
+			_ = leg.ReadBye(req, tx)
+			c.xfer.transferorGone = true
+			return
+		}
 		if fromCaller {
 			_ = c.callerLeg.ReadBye(req, tx)
 			c.hangup("caller", "BYE")
@@ -604,6 +624,8 @@ func (c *call) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		c.reinvite(req, tx, fromCaller)
 	case sip.INFO:
 		c.forward(req, tx, fromCaller)
+	case sip.REFER:
+		c.onRefer(req, tx, fromCaller)
 	default:
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotImplemented, "Not Implemented", nil))
 	}

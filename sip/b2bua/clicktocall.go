@@ -115,26 +115,9 @@ func (c *call) runClickToCall(r ClickToCall) {
 	// Ring the employee's line: every device registered on it.
 	c.ev.Rung = []Target{r.Line}
 	results := make(chan branchResult, 16)
-	var branches []*branch
-	display := r.Display
-	for _, bnd := range b.loc.Lookup(r.Line.Extension, time.Now()) {
-		var uri sip.Uri
-		if err := sip.ParseUri(bnd.Contact, &uri); err != nil {
-			continue
-		}
-		br := &branch{target: r.Line, mediaIP: b.cfg.PhoneMediaIP}
-		tr := "UDP"
-		if bnd.Transport == "tcp" {
-			tr = "TCP"
-		}
-		req := c.newRequest(uri, strings.TrimPrefix(r.Outside, "+"), display, b.cfg.Domain, r.Line.Extension, uri.Host, tr, bnd.Source, bnd.Local,
-			localOffer(b.cfg.PhoneMediaIP, c.media.Port(SideB), br.ver.next()))
-		if err := c.invite(br, req, sipgo.AnswerOptions{}, results); err != nil {
-			b.log.Warn("click-to-call invite to phone failed", "call_id", c.id, "aor", r.Line.Extension, "error", err)
-			continue
-		}
-		branches = append(branches, br)
-	}
+	branches, _ := c.dialPhones([]Target{r.Line}, strings.TrimPrefix(r.Outside, "+"), r.Display, func(br *branch) ([]byte, error) {
+		return localOffer(b.cfg.PhoneMediaIP, c.media.Port(SideB), br.ver.next()), nil
+	}, results)
 	if len(branches) == 0 {
 		c.ev.Result, c.ev.HangupBy, c.ev.Reason = ResultFailed, "system", "no registered phone"
 		c.finish()

@@ -1,0 +1,337 @@
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/pion/sdp/v3"
+)
+
+// Transfers move the employee side of a call to someone else while the
+// outside party stays connected. callgate carries them out itself (it owns
+// both legs), rather than passing REFER on to the VPBX: the transferor stays
+// connected until the target answers, so a target that does not answer or
+// refuses leaves the outside party with the transferor.
+
+// xferState is a transfer in progress.
+type xferState struct {
+	transferorGone bool // the transferor hung up while the target rang
+}
+
+// ErrNoCall means there is no call in progress with that id.
+var ErrNoCall = errors.New("no call in progress with this id")
+
+// ErrTransferState means the call cannot be transferred now.
+var ErrTransferState = errors.New("the call is not connected to an employee")
+
+// employeeLeg is the dialog facing the employee and the request target in
+// it: the callee of an inbound call, the caller of an outbound one.
+func (c *call) employeeLeg() (dialogLeg, sip.Uri, Target) {
+	if c.ev.Direction == Inbound {
+		return c.callee.sess, c.callee.sess.InviteResponse.Contact().Address, c.callee.target
+	}
+	return c.callerLeg, c.callerContact, c.ev.Answered
+}
+
+// employeeTarget is who talks for the office now.
+func (c *call) employeeTarget() Target {
+	if c.ev.Direction == Inbound {
+		return c.callee.target
+	}
+	return Target{Extension: c.ev.Caller, Employee: c.ev.Answered.Employee}
+}
+
+// outsideSDP is the outside party's current SDP.
+func (c *call) outsideSDP() (*sdp.SessionDescription, error) {
+	body := c.callee.sess.InviteResponse.Body()
+	if c.ev.Direction == Inbound {
+		body = c.caller.InviteRequest.Body()
+	}
+	s, _, err := parseSDP(body)
+	return s, err
+}
+
+// onRefer handles REFER from the employee's phone: a blind transfer (or an
+// attended one, when Refer-To carries Replaces naming a consultation call
+// callgate also carries).
+func (c *call) onRefer(req *sip.Request, tx sip.ServerTransaction, fromCaller bool) {
+	if c.callee == nil || c.ev.Direction == Internal || fromCaller != (c.ev.Direction != Inbound) || c.xfer != nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusForbidden, "Forbidden", nil))
+		return
+	}
+	h := req.GetHeader("Refer-To")
+	if h == nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusBadRequest, "Missing Refer-To", nil))
+		return
+	}
+	v := strings.Trim(strings.TrimSpace(h.Value()), "<>")
+	var uri sip.Uri
+	if err := sip.ParseUri(v, &uri); err != nil || uri.User == "" {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusBadRequest, "Bad Refer-To", nil))
+		return
+	}
+	if uri.Headers != nil {
+		if _, ok := uri.Headers.Get("Replaces"); ok {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotImplemented, "Attended Transfer Not Supported Yet", nil))
+			return
+		}
+	}
+	from := c.employeeTarget()
+	route, err := c.b.router.Transfer(from.Extension, uri.User)
+	if err != nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotFound, "Not Found", nil))
+		return
+	}
+	_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusAccepted, "Accepted", nil))
+	leg, contact, _ := c.employeeLeg()
+	notify := func(frag string, final bool) { c.notifyRefer(leg, contact, frag, final) }
+	notify("SIP/2.0 100 Trying", false)
+	c.transfer(route, "blind", notify)
+}
+
+// notifyRefer reports a transfer's progress to the transferor (RFC 3515
+// implicit subscription, message/sipfrag body).
+func (c *call) notifyRefer(leg dialogLeg, contact sip.Uri, frag string, final bool) {
+	req := sip.NewRequest(sip.NOTIFY, contact)
+	req.AppendHeader(sip.NewHeader("Event", "refer"))
+	state := "active;expires=60"
+	if final {
+		state = "terminated;reason=noresource"
+	}
+	req.AppendHeader(sip.NewHeader("Subscription-State", state))
+	req.AppendHeader(sip.NewHeader("Content-Type", "message/sipfrag;version=2.0"))
+	req.SetBody([]byte(frag + "\r\n"))
+	ctx, cancel := context.WithTimeout(bg(), 3*time.Second)
+	defer cancel()
+	if _, err := leg.Do(ctx, req); err != nil {
+		c.b.log.Debug("notify to transferor failed", "call_id", c.id, "error", err)
+	}
+}
+
+// Transfer moves a connected call to a target named as in a REFER (an
+// extension, an employee id or a number), on a request through the API.
+// It returns once the target has answered or failed.
+func (b *B2BUA) Transfer(id, target, mode string) (int, string, error) {
+	b.mu.Lock()
+	c := b.byID[id]
+	b.mu.Unlock()
+	if c == nil {
+		return 0, "", ErrNoCall
+	}
+	type result struct {
+		code   int
+		reason string
+		err    error
+	}
+	done := make(chan result, 1)
+	if !c.post(func() {
+		if c.callee == nil || c.ev.Direction == Internal || c.xfer != nil {
+			done <- result{err: ErrTransferState}
+			return
+		}
+		route, err := b.router.Transfer(c.employeeTarget().Extension, target)
+		if err != nil {
+			done <- result{err: fmt.Errorf("transfer target %q: %w", target, err)}
+			return
+		}
+		code, reason := c.transfer(route, mode, func(string, bool) {})
+		done <- result{code: code, reason: reason}
+	}) {
+		return 0, "", ErrNoCall
+	}
+	select {
+	case r := <-done:
+		return r.code, r.reason, r.err
+	case <-c.closed:
+		select {
+		case r := <-done:
+			return r.code, r.reason, r.err
+		default:
+			return 0, "", ErrNoCall
+		}
+	}
+}
+
+// transfer rings route with the outside party's media and, when a target
+// answers, makes it the call's employee side and releases the transferor.
+// notify reports the outcome to a REFER's sender, before the transferor
+// is released. It returns the final status.
+func (c *call) transfer(route TransferRoute, mode string, notify func(frag string, final bool)) (code int, reason string) {
+	defer func() {
+		if code != sip.StatusOK {
+			notify(fmt.Sprintf("SIP/2.0 %d %s", code, reason), true)
+		}
+	}()
+	out, err := c.outsideSDP()
+	if err != nil {
+		return sip.StatusNotAcceptableHere, "Not Acceptable Here"
+	}
+	c.xfer = &xferState{}
+	defer func() { c.xfer = nil }()
+	results := make(chan branchResult, 32)
+	var branches []*branch
+	if route.Upstream != nil {
+		br := &branch{target: Target{Extension: route.Upstream.Number}, mediaIP: c.b.cfg.UpstreamMedia}
+		body, err := rewriteSDP(out, br.mediaIP, c.media.Port(SideB), br.ver.next())
+		if err != nil {
+			return sip.StatusNotAcceptableHere, "Not Acceptable Here"
+		}
+		domain := c.b.cfg.Domain
+		req := c.newRequest(sip.Uri{Scheme: "sip", User: route.Upstream.Number, Host: domain}, route.Upstream.Account.User, "", domain,
+			route.Upstream.Number, domain, strings.ToUpper(c.b.cfg.UpstreamTr), c.b.cfg.Upstream, "", body)
+		authUser := route.Upstream.Account.AuthUser
+		if authUser == "" {
+			authUser = route.Upstream.Account.User
+		}
+		if err := c.invite(br, req, sipgo.AnswerOptions{Username: authUser, Password: route.Upstream.Account.Password}, results); err == nil {
+			branches = append(branches, br)
+		}
+	} else {
+		caller := strings.TrimPrefix(c.outsideNumber(), "+")
+		branches, _ = c.dialPhones(route.Targets, caller, caller, func(br *branch) ([]byte, error) {
+			return rewriteSDP(out, br.mediaIP, c.media.Port(SideB), br.ver.next())
+		}, results)
+	}
+	if len(branches) == 0 {
+		return sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
+	}
+	won := c.awaitTransfer(branches, results)
+	if won == nil {
+		if c.xfer.transferorGone && !c.ended {
+			// Nobody is left on the office side to return the caller to.
+			by := "callee"
+			if c.ev.Direction != Inbound {
+				by = "caller"
+			}
+			c.hangup(by, "transfer failed after the transferor hung up")
+		}
+		code := sip.StatusTemporarilyUnavailable
+		for _, br := range branches {
+			if br.final >= 400 {
+				code = br.final
+			}
+		}
+		return code, reasonPhrase(code)
+	}
+	if !c.completeTransfer(won, mode, notify) {
+		return sip.StatusNotAcceptableHere, "Not Acceptable Here"
+	}
+	return sip.StatusOK, "OK"
+}
+
+// outsideNumber is the outside party's number, shown to the target.
+func (c *call) outsideNumber() string { return c.ev.Outside }
+
+// awaitTransfer waits for a transfer target to answer while the call goes
+// on (in-dialog requests, hang-ups). nil: nobody answered, or the call ended.
+func (c *call) awaitTransfer(branches []*branch, results chan branchResult) *branch {
+	timer := time.NewTimer(c.b.cfg.RingTimeout)
+	defer timer.Stop()
+	pending := len(branches)
+	cancelAll := func(except *branch) {
+		for _, br := range branches {
+			if br != except && !br.done {
+				br.cancel()
+			}
+		}
+	}
+	outside := c.callerLeg.Context()
+	if c.ev.Direction != Inbound {
+		outside = c.callee.sess.Context()
+	}
+	for pending > 0 {
+		select {
+		case fn := <-c.inbox:
+			fn()
+			if c.ended {
+				cancelAll(nil)
+				c.drainLosers(results, pending)
+				return nil
+			}
+		case <-outside.Done():
+			// The outside party hung up while the target rang.
+			cancelAll(nil)
+			c.drainLosers(results, pending)
+			by := "caller"
+			if c.ev.Direction != Inbound {
+				by = "callee"
+			}
+			c.hangup(by, "hung up during a transfer")
+			return nil
+		case <-timer.C:
+			cancelAll(nil)
+			c.drainLosers(results, pending)
+			return nil
+		case r := <-results:
+			if !r.end {
+				continue
+			}
+			pending--
+			r.br.done = true
+			if r.err != nil {
+				r.br.final = sip.StatusRequestTimeout
+				var de *sipgo.ErrDialogResponse
+				if errors.As(r.err, &de) {
+					r.br.final = de.Res.StatusCode
+				}
+				c.b.unbind(r.br.sess.InviteRequest.CallID().Value())
+				continue
+			}
+			cancelAll(r.br)
+			c.drainLosers(results, pending)
+			return r.br
+		}
+	}
+	return nil
+}
+
+// completeTransfer makes br the employee side: media to it, the
+// transferor released, the record told.
+func (c *call) completeTransfer(br *branch, mode string, notify func(frag string, final bool)) bool {
+	_, m, err := parseSDP(br.sess.InviteResponse.Body())
+	_ = br.sess.Ack(bg())
+	if err != nil {
+		_ = br.sess.Bye(bg())
+		return false
+	}
+	c.media.SetRemote(SideB, m.addr)
+	oldLeg, _, _ := c.employeeLeg()
+	from := c.employeeTarget()
+	oldCallID := ""
+	if c.ev.Direction == Inbound {
+		oldCallID = c.callee.sess.InviteRequest.CallID().Value()
+		c.callee = br
+	} else {
+		oldCallID = c.callerCallID
+		c.caller = nil
+		c.callerLeg = br.sess
+		c.callerCallID = br.sess.InviteRequest.CallID().Value()
+		c.callerContact = br.sess.InviteResponse.Contact().Address
+		c.callerVer = br.ver
+		c.callerIP = br.mediaIP
+		c.ev.Caller = br.target.Extension
+	}
+	c.b.vacate(c, from.Extension)
+	c.b.occupy(c, br.target.Extension)
+	if !c.xfer.transferorGone {
+		notify("SIP/2.0 200 OK", true)
+		ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
+		_ = oldLeg.Bye(ctx)
+		cancel()
+	}
+	c.b.unbind(oldCallID)
+	c.ev.TransferFrom, c.ev.TransferMode = from, mode
+	c.ev.Answered = br.target
+	if br.target.Employee != "" {
+		c.ev.Rung = append(c.ev.Rung, br.target)
+	}
+	c.emit(EventTransferred)
+	c.ev.TransferFrom, c.ev.TransferMode = Target{}, ""
+	c.b.log.Info("call transferred", "call_id", c.id, "from", from.Extension, "to", br.target.Extension, "mode", mode)
+	return true
+}
