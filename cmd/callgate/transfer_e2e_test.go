@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -269,5 +270,135 @@ func TestBlindTransferFromSippPhone(t *testing.T) {
 	rec := o.lastCall()
 	if len(rec.Legs) != 2 || rec.Legs[0].Extension != "101" || rec.Legs[1].Employee != "petrov" || rec.Legs[1].TransferredFrom != "ivanov" {
 		t.Fatalf("record %+v", rec)
+	}
+}
+
+// reinviteTo waits for a re-INVITE at a phone and returns the relay
+// address it names.
+func reinviteTo(t *testing.T, p *siptest.Phone, timeout time.Duration) netip.AddrPort {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case req := <-p.Requests:
+			if req.Method == "INVITE" && req.To().Params.Has("tag") {
+				a, err := siptest.MediaAddr(req.Body())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return a
+			}
+		case <-deadline:
+			t.Fatalf("no re-INVITE at %s", p.User())
+		}
+	}
+}
+
+// Attended transfer: ivanov holds the outside party, consults petrov on an
+// internal call, then REFERs with Replaces naming that call. The outside
+// party ends up talking to petrov (taken off hold), ivanov is released from
+// both calls, and the record says attended.
+func TestAttendedTransferWithReplaces(t *testing.T) {
+	o := newOffice(t, officeOpts{})
+	outside, ivanov := tonePeers(t)
+	petrov, _ := rtptest.NewPeer(1500, g711.PCMA)
+	t.Cleanup(petrov.Close)
+	ctx := withTimeout(t, 30*time.Second)
+
+	vpbxSide, ivanovSide, in := o.inbound(ctx, outside.Addr().String(), ivanov.Addr().String())
+	<-nextCall(t, o.phones["102"]).Gone()
+	toA, _ := siptest.MediaAddr(vpbxSide.Remote)
+	toB, _ := siptest.MediaAddr(in.Request.Body())
+	outside.SendTo(toA)
+	ivanov.SendTo(toB)
+	o.d.waitFor("outside and ivanov talk", 5*time.Second, func() bool { return hears(outside, 1000) && hears(ivanov, 440) })
+	time.Sleep(time.Second)
+
+	// Hold, then consult petrov.
+	if code, _, err := ivanovSide.ReInvite(ctx, siptest.HoldSDP(ivanov.Addr().String())); err != nil || code != 200 {
+		t.Fatalf("hold: %d %v", code, err)
+	}
+	consultDone := make(chan *siptest.Call, 1)
+	go func() {
+		c, err := o.phones["101"].Dial(ctx, "103", siptest.SDP("127.0.0.1:30970"))
+		if err == nil {
+			consultDone <- c
+		}
+	}()
+	pin := nextCall(t, o.phones["103"])
+	petrovSide, err := pin.Answer(ctx, siptest.SDP(petrov.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	consult := <-consultDone
+	toPetrov, _ := siptest.MediaAddr(pin.Request.Body())
+	petrov.SendTo(toPetrov)
+
+	if code, err := ivanovSide.Refer(ctx, "sip:103@vpbx.test", consult.ReplacesID()); err != nil || code != 202 {
+		t.Fatalf("REFER with Replaces: %d %v", code, err)
+	}
+	// petrov's dialog is moved to the outside call's relay port.
+	petrov.SendTo(reinviteTo(t, o.phones["103"], 5*time.Second))
+	for name, c := range map[string]*siptest.Call{"call": ivanovSide, "consultation": consult} {
+		select {
+		case <-c.Done():
+		case <-ctx.Done():
+			t.Fatalf("ivanov's %s was not released", name)
+		}
+	}
+	sipfrags(t, o.phones["101"], "SIP/2.0 200", 5*time.Second)
+	o.d.waitFor("outside and petrov talk", 5*time.Second, func() bool { return hears(outside, 1500) && hears(petrov, 440) })
+	// The outside party was taken off hold.
+	held, resumed := false, false
+	for drained := false; !drained; {
+		select {
+		case r := <-o.vpbx.Requests:
+			if r.Method == "INVITE" && r.To().Params.Has("tag") {
+				held = held || strings.Contains(string(r.Body()), "a=sendonly")
+				resumed = held && strings.Contains(string(r.Body()), "a=sendrecv")
+			}
+		case <-time.After(300 * time.Millisecond):
+			drained = true
+		}
+	}
+	if !held || !resumed {
+		t.Fatalf("the outside party: held %v, then resumed %v", held, resumed)
+	}
+	select {
+	case <-petrovSide.Done():
+		t.Fatal("petrov was hung up")
+	default:
+	}
+	time.Sleep(time.Second)
+	_ = vpbxSide.Hangup(ctx)
+	select {
+	case <-petrovSide.Done():
+	case <-ctx.Done():
+		t.Fatal("petrov not hung up at the end")
+	}
+	var list struct{ Calls []calls.Record }
+	res, err := o.d.get("/api/v1/calls?limit=5", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.NewDecoder(res.Body).Decode(&list)
+	res.Body.Close()
+	var outer, inner *calls.Record
+	for i := range list.Calls {
+		switch list.Calls[i].Direction {
+		case "inbound":
+			outer = &list.Calls[i]
+		case "internal":
+			inner = &list.Calls[i]
+		}
+	}
+	if outer == nil || inner == nil {
+		t.Fatalf("calls %+v", list.Calls)
+	}
+	if len(outer.Legs) != 2 || outer.Legs[1].Employee != "petrov" || len(outer.Transfers) != 1 || outer.Transfers[0].Mode != "attended" {
+		t.Fatalf("outside call %+v", *outer)
+	}
+	if inner.HangupBy != "transfer" || inner.Ended.IsZero() {
+		t.Fatalf("consultation call %+v", *inner)
 	}
 }

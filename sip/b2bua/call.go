@@ -41,6 +41,9 @@ type call struct {
 	c2c *c2cState
 	// xfer is set while a transfer's target rings.
 	xfer *xferState
+	// outsideHeld: the employee put the outside party on hold (a re-INVITE
+	// passed on with sendonly or inactive); a transfer resumes it.
+	outsideHeld bool
 }
 
 // dialogLeg is what a running call needs of either kind of dialog.

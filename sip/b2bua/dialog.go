@@ -77,6 +77,9 @@ func (c *call) reinvite(req *sip.Request, tx sip.ServerTransaction, fromCaller b
 			return
 		}
 		c.media.SetRemote(fromSide, m.addr)
+		if fromCaller == (c.ev.Direction != Inbound) && c.ev.Direction != Internal {
+			c.outsideHeld = m.dir == "sendonly" || m.dir == "inactive"
+		}
 	}
 	out := sip.NewRequest(sip.INVITE, sip.Uri{})
 	if len(body) > 0 {

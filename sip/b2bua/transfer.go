@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -76,8 +77,8 @@ func (c *call) onRefer(req *sip.Request, tx sip.ServerTransaction, fromCaller bo
 		return
 	}
 	if uri.Headers != nil {
-		if _, ok := uri.Headers.Get("Replaces"); ok {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotImplemented, "Attended Transfer Not Supported Yet", nil))
+		if rep, ok := uri.Headers.Get("Replaces"); ok {
+			c.onAttendedRefer(req, tx, rep)
 			return
 		}
 	}
@@ -221,6 +222,9 @@ func (c *call) transfer(route TransferRoute, mode string, notify func(frag strin
 	if !c.completeTransfer(won, mode, notify) {
 		return sip.StatusNotAcceptableHere, "Not Acceptable Here"
 	}
+	if c.outsideHeld {
+		c.resumeOutside(won.sess.InviteResponse.Body())
+	}
 	return sip.StatusOK, "OK"
 }
 
@@ -334,4 +338,151 @@ func (c *call) completeTransfer(br *branch, mode string, notify func(frag string
 	c.ev.TransferFrom, c.ev.TransferMode = Target{}, ""
 	c.b.log.Info("call transferred", "call_id", c.id, "from", from.Extension, "to", br.target.Extension, "mode", mode)
 	return true
+}
+
+// onAttendedRefer carries out REFER with Replaces: the transferor has a
+// consultation call (also through callgate) with the target, and asks to
+// connect the outside party to the target in its place. callgate joins the
+// two calls itself: the target's dialog moves into this call, the
+// consultation call ends, the transferor is released from both.
+func (c *call) onAttendedRefer(req *sip.Request, tx sip.ServerTransaction, replaces string) {
+	rep, err := url.QueryUnescape(replaces)
+	if err != nil {
+		rep = replaces
+	}
+	callID, _, _ := strings.Cut(rep, ";")
+	other := c.b.lookup(callID)
+	if other == nil || other == c {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+		return
+	}
+	_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusAccepted, "Accepted", nil))
+	leg, contact, _ := c.employeeLeg()
+	notify := func(frag string, final bool) { c.notifyRefer(leg, contact, frag, final) }
+	notify("SIP/2.0 100 Trying", false)
+	type handed struct {
+		br  *branch
+		err error
+	}
+	got := make(chan handed, 1)
+	if !other.post(func() { br, err := other.handOver(); got <- handed{br, err} }) {
+		notify("SIP/2.0 481 Call/Transaction Does Not Exist", true)
+		return
+	}
+	var h handed
+	select {
+	case h = <-got:
+	case <-other.closed:
+		select {
+		case h = <-got:
+		default:
+			h.err = errors.New("consultation call ended")
+		}
+	}
+	if h.err != nil {
+		notify("SIP/2.0 481 Call/Transaction Does Not Exist", true)
+		return
+	}
+	if !c.takeOver(h.br, notify) {
+		notify("SIP/2.0 488 Not Acceptable Here", true)
+	}
+}
+
+// handOver ends an internal consultation call without hanging up its
+// callee, and returns the callee's dialog for another call to take over.
+func (c *call) handOver() (*branch, error) {
+	if c.ended || c.callee == nil || c.ev.Direction != Internal {
+		return nil, errors.New("not a connected internal call")
+	}
+	br := c.callee
+	c.callee = nil // finish must neither BYE nor unbind it
+	ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
+	_ = c.callerLeg.Bye(ctx)
+	cancel()
+	c.ev.HangupBy, c.ev.Reason = "transfer", "attended transfer: the callee went to another call"
+	c.finish()
+	return br, nil
+}
+
+// takeOver makes br (a dialog moved in from a consultation call) the
+// employee side of this call: re-INVITE it to this call's relay port,
+// resume the outside party if it was held, release the transferor.
+func (c *call) takeOver(br *branch, notify func(string, bool)) bool {
+	out, err := c.outsideSDP()
+	if err != nil {
+		return false
+	}
+	c.b.bind(br.sess.InviteRequest.CallID().Value(), c)
+	br.mediaIP = c.b.cfg.PhoneMediaIP
+	body, err := rewriteSDP(out, br.mediaIP, c.media.Port(SideB), br.ver.next())
+	if err != nil {
+		return false
+	}
+	res, err := c.reinviteDialog(br.sess, br.sess.InviteResponse.Contact().Address, body)
+	if err != nil || !res.IsSuccess() {
+		_ = br.sess.Bye(bg())
+		c.b.unbind(br.sess.InviteRequest.CallID().Value())
+		return false
+	}
+	if _, m, err := parseSDP(res.Body()); err == nil {
+		c.media.SetRemote(SideB, m.addr)
+	}
+	c.xfer = &xferState{}
+	defer func() { c.xfer = nil }()
+	ok := c.completeTransfer(br, "attended", notify)
+	if ok && c.outsideHeld {
+		c.resumeOutside(res.Body())
+	}
+	return ok
+}
+
+// reinviteDialog sends a re-INVITE with body in a dialog and ACKs a 2xx.
+func (c *call) reinviteDialog(leg dialogLeg, contact sip.Uri, body []byte) (*sip.Response, error) {
+	req := sip.NewRequest(sip.INVITE, contact)
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(body)
+	ctx, cancel := context.WithTimeout(bg(), 10*time.Second)
+	defer cancel()
+	res, err := leg.Do(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if res.IsSuccess() {
+		_ = c.b.client.WriteRequest(ackFor(req))
+	}
+	return res, nil
+}
+
+// resumeOutside takes the outside party off hold after a transfer (the
+// transferor held it before transferring) with the new employee's SDP.
+func (c *call) resumeOutside(employeeSDP []byte) {
+	s, _, err := parseSDP(employeeSDP)
+	if err != nil {
+		return
+	}
+	for _, m := range s.MediaDescriptions {
+		kept := m.Attributes[:0]
+		for _, a := range m.Attributes {
+			switch a.Key {
+			case "sendonly", "recvonly", "inactive", "sendrecv":
+				continue
+			}
+			kept = append(kept, a)
+		}
+		m.Attributes = append(kept, sdp.Attribute{Key: "sendrecv"})
+	}
+	leg, contact, side, ip, ver := c.callerLeg, c.callerContact, c.callerSide, c.callerIP, &c.callerVer
+	if c.ev.Direction != Inbound {
+		leg, contact, side, ip, ver = c.callee.sess, c.callee.sess.InviteResponse.Contact().Address, c.calleeSide, c.callee.mediaIP, &c.callee.ver
+	}
+	body, err := rewriteSDP(s, ip, c.media.Port(side), ver.next())
+	if err != nil {
+		return
+	}
+	if res, err := c.reinviteDialog(leg, contact, body); err == nil && res.IsSuccess() {
+		c.outsideHeld = false
+		if _, m, err := parseSDP(res.Body()); err == nil {
+			c.media.SetRemote(side, m.addr)
+		}
+	}
 }
