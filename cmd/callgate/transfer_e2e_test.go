@@ -402,3 +402,49 @@ func TestAttendedTransferWithReplaces(t *testing.T) {
 		t.Fatalf("consultation call %+v", *inner)
 	}
 }
+
+// A blind transfer to an outside number dials it through the VPBX from the
+// transferor's account; the outside caller then talks to that number.
+func TestBlindTransferToOutsideNumber(t *testing.T) {
+	o := newOffice(t, officeOpts{})
+	outside, ivanov := tonePeers(t)
+	mobile, _ := rtptest.NewPeer(1500, g711.PCMA)
+	t.Cleanup(mobile.Close)
+	ctx := withTimeout(t, 30*time.Second)
+	vpbxSide, ivanovSide, in := o.inbound(ctx, outside.Addr().String(), ivanov.Addr().String())
+	<-nextCall(t, o.phones["102"]).Gone()
+	toA, _ := siptest.MediaAddr(vpbxSide.Remote)
+	toB, _ := siptest.MediaAddr(in.Request.Body())
+	outside.SendTo(toA)
+	ivanov.SendTo(toB)
+	o.d.waitFor("outside and ivanov talk", 5*time.Second, func() bool { return hears(outside, 1000) && hears(ivanov, 440) })
+
+	if code, err := ivanovSide.Refer(ctx, "sip:8-916-111-22-33@vpbx.test", ""); err != nil || code != 202 {
+		t.Fatalf("REFER: %d %v", code, err)
+	}
+	var fwd *siptest.IncomingCall
+	select {
+	case fwd = <-o.vpbx.Calls:
+	case <-ctx.Done():
+		t.Fatal("the number was not dialled")
+	}
+	if fwd.Request.Recipient.User != "79161112233" || fwd.Request.From().Address.User != "sales1" {
+		t.Fatalf("VPBX got %s from %s", fwd.Request.Recipient.User, fwd.Request.From().Address.User)
+	}
+	if _, err := fwd.Answer(ctx, siptest.SDP(mobile.Addr().String())); err != nil {
+		t.Fatal(err)
+	}
+	toM, _ := siptest.MediaAddr(fwd.Request.Body())
+	mobile.SendTo(toM)
+	select {
+	case <-ivanovSide.Done():
+	case <-ctx.Done():
+		t.Fatal("the transferor was not released")
+	}
+	o.d.waitFor("outside and the number talk", 5*time.Second, func() bool { return hears(outside, 1500) && hears(mobile, 440) })
+	_ = vpbxSide.Hangup(ctx)
+	rec := o.lastCall()
+	if len(rec.Legs) != 1 || len(rec.Transfers) != 1 || rec.Transfers[0].From != "ivanov" || rec.Transfers[0].To != "79161112233" {
+		t.Fatalf("record %+v", rec)
+	}
+}
