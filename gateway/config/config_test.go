@@ -93,6 +93,13 @@ func TestBrokenConfigs(t *testing.T) {
 		{"unknown group member", goodBase + "[[group]]\nid = \"sales\"\nmembers = [\"ivanov\", \"nobody\"]\n", "18: group[0].members[1]: unknown employee \"nobody\""},
 		{"bad strategy", goodBase + "[[group]]\nid = \"sales\"\nstrategy = \"random\"\nmembers = [\"ivanov\"]\n", "18: group[0].strategy: unknown strategy"},
 		{"account to unknown group", strings.Replace(goodBase, `employee = "ivanov"`, `group = "support"`, 1), "11: upstream.account[0].group: unknown group \"support\""},
+		{"token for unknown employee", goodBase + "[[http.token]]\nscope = \"employee:sidorov\"\ntoken = \"sidorov-token-0123456789\"\n", "17: http.token[0].scope: unknown employee \"sidorov\""},
+		{"unknown token scope", goodBase + "[[http.token]]\nscope = \"root\"\ntoken = \"root-token-0123456789\"\n", "17: http.token[0].scope: unknown scope \"root\""},
+		{"weak scoped token", goodBase + "[[http.token]]\nscope = \"crm:retailcrm\"\ntoken = \"short\"\n", "18: http.token[0].token: token is too weak"},
+		{"token missing", goodBase + "[[http.token]]\nscope = \"admin\"\n", "16: http.token[0].token: missing token"},
+		{"tls half", "[http]\ntls_cert = \"/etc/ssl/certs/x.pem\"\n", "2: http.tls_cert: tls_cert and tls_key go together"},
+		{"public url", "[http]\npublic_url = \"callgate.example.ru\"\n", "2: http.public_url: \"callgate.example.ru\" is not an http(s) URL"},
+		{"recording access", "[http]\nrecording_access = \"some\"\n", "2: http.recording_access: unknown value \"some\""},
 		{"ban per ip below", "[sip.ban]\nmax_failures = 10\nmax_failures_per_ip = 3\n", "3: sip.ban.max_failures_per_ip"},
 	}
 	for _, tc := range cases {
