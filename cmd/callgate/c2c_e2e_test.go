@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"callgate/gateway/calls"
+	"callgate/media/g711"
 	"callgate/media/record"
 	"callgate/media/rtptest"
 	"callgate/sip/siptest"
@@ -267,5 +268,37 @@ func TestClickToCallRefusals(t *testing.T) {
 	case <-o.vpbx.Calls:
 		t.Fatal("the client was dialled although the employee never answered")
 	default:
+	}
+}
+
+// While the client's phone rings, the VPBX's early media (183 with SDP)
+// replaces callgate's ringback.
+func TestClickToCallPlaysUpstreamEarlyMedia(t *testing.T) {
+	o := newOffice(t, officeOpts{})
+	announcement, _ := rtptest.NewPeer(700, g711.PCMA)
+	t.Cleanup(announcement.Close)
+	_, employee := tonePeers(t)
+	ctx := withTimeout(t, 20*time.Second)
+	code, body := o.d.post(t, "/api/v1/calls", testToken, map[string]string{"employee": "ivanov", "number": "+79161234567", "line": "102"})
+	if code != 201 {
+		t.Fatalf("click-to-call: %d %v", code, body)
+	}
+	in := nextCall(t, o.phones["102"])
+	if _, err := in.Answer(ctx, siptest.SDP(employee.Addr().String())); err != nil {
+		t.Fatal(err)
+	}
+	toB, _ := siptest.MediaAddr(in.Request.Body())
+	employee.SendTo(toB)
+	vc := <-o.vpbx.Calls
+	o.d.waitFor("ringback first", 5*time.Second, func() bool { return hears(employee, 425) })
+	if err := vc.Progress(siptest.SDP(announcement.Addr().String())); err != nil {
+		t.Fatal(err)
+	}
+	toA, _ := siptest.MediaAddr(vc.Request.Body())
+	announcement.SendTo(toA)
+	o.d.waitFor("the VPBX's early media", 5*time.Second, func() bool { return hears(employee, 700) && !hears(employee, 425) })
+	vc.Reject(480, "Temporarily Unavailable")
+	if rec := o.call(body["id"].(string)); rec.Result != "no-answer" || rec.HangupBy != "outside" {
+		t.Fatalf("record %+v", rec)
 	}
 }

@@ -48,6 +48,7 @@ func sipfrags(t *testing.T, p *siptest.Phone, until string, timeout time.Duratio
 // progress, and the record has one leg (and recording) per employee.
 func TestBlindTransferByRefer(t *testing.T) {
 	o := newOffice(t, officeOpts{})
+	live := o.d.events(t, testToken, "")
 	outside, ivanov := tonePeers(t)
 	petrov, err := rtptest.NewPeer(1500, g711.PCMA)
 	if err != nil {
@@ -87,6 +88,11 @@ func TestBlindTransferByRefer(t *testing.T) {
 		t.Fatal("the transferor was not released")
 	}
 	o.d.waitFor("outside and petrov talk", 5*time.Second, func() bool { return hears(outside, 1500) && hears(petrov, 440) })
+	for ev := nextEvent(t, live); ev.Kind != "transferred"; ev = nextEvent(t, live) {
+		if ev.Kind == "ended" {
+			t.Fatal("no transferred event before the call ended")
+		}
+	}
 	time.Sleep(600 * time.Millisecond)
 	if hears(outside, 1000) {
 		t.Fatal("the outside party still hears the transferor")
