@@ -31,6 +31,7 @@ func (m relayMedia) Open(id string) (b2bua.MediaSession, error) {
 type relaySession struct{ *relay.Session }
 
 func (s relaySession) Port(side int) int { return s.Session.Port(relay.Side(side)) }
+func (s relaySession) Park(side int)     { s.Session.Park(relay.Side(side)) }
 func (s relaySession) Ringback(side int, pt uint8) func() {
 	return s.Session.Ringback(relay.Side(side), pt)
 }

@@ -90,17 +90,39 @@ func (g *Gateway) upstreamRegistered(user string) bool {
 	return false
 }
 
-func (d dialer) Transfer(id, to, mode string) error {
-	code, reason, err := d.g.b2b.Transfer(id, to, mode)
+func (d dialer) Transfer(id, to, mode string) (string, error) {
+	var (
+		code   int
+		reason string
+		err    error
+		state  = "transferred"
+	)
+	if mode == "attended" {
+		code, reason, err = d.g.b2b.ConsultTransfer(id, to)
+		state = "consulting"
+	} else {
+		code, reason, err = d.g.b2b.Transfer(id, to, mode)
+	}
+	switch {
+	case errors.Is(err, b2bua.ErrNoCall):
+		return "", refuse(http.StatusNotFound, "call_not_found", "no call in progress with this id")
+	case errors.Is(err, b2bua.ErrTransferState):
+		return "", refuse(http.StatusConflict, "not_transferable", "the call is not connected to an employee (still ringing, internal, or already being transferred)")
+	case err != nil:
+		return "", refuse(http.StatusBadRequest, "bad_target", err.Error())
+	case code != http.StatusOK:
+		return "", refuse(http.StatusConflict, "transfer_failed", fmt.Sprintf("the target answered %d %s; the call stays where it was", code, reason))
+	}
+	return state, nil
+}
+
+func (d dialer) FinishTransfer(id, how string) error {
+	err := d.g.b2b.FinishConsultation(id, how)
 	switch {
 	case errors.Is(err, b2bua.ErrNoCall):
 		return refuse(http.StatusNotFound, "call_not_found", "no call in progress with this id")
-	case errors.Is(err, b2bua.ErrTransferState):
-		return refuse(http.StatusConflict, "not_transferable", "the call is not connected to an employee (still ringing, internal, or already being transferred)")
-	case err != nil:
-		return refuse(http.StatusBadRequest, "bad_target", err.Error())
-	case code != http.StatusOK:
-		return refuse(http.StatusConflict, "transfer_failed", fmt.Sprintf("the target answered %d %s; the call stays where it was", code, reason))
+	case errors.Is(err, b2bua.ErrNoConsultation):
+		return refuse(http.StatusConflict, "no_consultation", "no attended transfer is in progress on this call")
 	}
-	return nil
+	return err
 }

@@ -68,9 +68,19 @@ func (fakeDialer) ClickToCall(r ClickToCallRequest) (string, error) {
 
 func (fakeDialer) Hangup(id string) bool { return id == "c1" }
 
-func (fakeDialer) Transfer(id, to, mode string) error {
+func (fakeDialer) Transfer(id, to, mode string) (string, error) {
 	if id != "c1" {
-		return &DialError{Status: 404, Code: "call_not_found", Message: "no call in progress with this id"}
+		return "", &DialError{Status: 404, Code: "call_not_found", Message: "no call in progress with this id"}
+	}
+	if mode == "attended" {
+		return "consulting", nil
+	}
+	return "transferred", nil
+}
+
+func (fakeDialer) FinishTransfer(id, how string) error {
+	if id != "c1" {
+		return &DialError{Status: 409, Code: "no_consultation", Message: "no attended transfer is in progress on this call"}
 	}
 	return nil
 }

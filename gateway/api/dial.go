@@ -31,8 +31,12 @@ type Dialer interface {
 	ClickToCall(ClickToCallRequest) (string, error)
 	Hangup(id string) bool
 	// Transfer moves a connected call to "to" (an employee id, an
-	// extension or a number) and returns once the target answered.
-	Transfer(id, to, mode string) error
+	// extension or a number) and returns once the target answered: the
+	// call is then "transferred" (blind) or "consulting" (attended).
+	Transfer(id, to, mode string) (state string, err error)
+	// FinishTransfer completes ("complete") or cancels ("cancel") an
+	// attended transfer's consultation.
+	FinishTransfer(id, how string) error
 }
 
 // TransferRequest is the body of POST /api/v1/calls/{id}/transfer.
@@ -45,6 +49,36 @@ func (s *Server) dialRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /api/v1/calls", s.auth(http.HandlerFunc(s.clickToCall)))
 	mux.Handle("DELETE /api/v1/calls/{id}", s.auth(http.HandlerFunc(s.hangup)))
 	mux.Handle("POST /api/v1/calls/{id}/transfer", s.auth(http.HandlerFunc(s.transfer)))
+	mux.Handle("POST /api/v1/calls/{id}/transfer/complete", s.auth(http.HandlerFunc(s.finishTransfer("complete"))))
+	mux.Handle("POST /api/v1/calls/{id}/transfer/cancel", s.auth(http.HandlerFunc(s.finishTransfer("cancel"))))
+}
+
+// mayControl answers 404 itself when an employee token asks about a call
+// that is not theirs.
+func (s *Server) mayControl(w http.ResponseWriter, r *http.Request, id string) bool {
+	if p := principal(r); p.Kind == "employee" {
+		rec, err := s.Calls.Get(id)
+		if err != nil || !p.Sees(rec) {
+			Error(w, http.StatusNotFound, "call_not_found", "no call in progress with this id")
+			return false
+		}
+	}
+	return true
+}
+
+// finishTransfer: POST /api/v1/calls/{id}/transfer/complete|cancel.
+func (s *Server) finishTransfer(how string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if !s.mayControl(w, r, id) {
+			return
+		}
+		if err := s.Dialer.FinishTransfer(id, how); err != nil {
+			writeDialError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"id": id, "state": map[string]string{"complete": "completing", "cancel": "cancelling"}[how]})
+	}
 }
 
 // transfer: POST /api/v1/calls/{id}/transfer. It answers once the target
@@ -65,27 +99,21 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch req.Mode {
-	case "blind":
-	case "attended":
-		Error(w, http.StatusNotImplemented, "not_implemented", "attended transfer through the API is not available yet; use blind")
-		return
+	case "blind", "attended":
 	default:
 		Error(w, http.StatusBadRequest, "bad_mode", "mode is blind or attended")
 		return
 	}
 	id := r.PathValue("id")
-	if p := principal(r); p.Kind == "employee" {
-		rec, err := s.Calls.Get(id)
-		if err != nil || !p.Sees(rec) {
-			Error(w, http.StatusNotFound, "call_not_found", "no call in progress with this id")
-			return
-		}
+	if !s.mayControl(w, r, id) {
+		return
 	}
-	if err := s.Dialer.Transfer(id, strings.TrimSpace(req.To), req.Mode); err != nil {
+	state, err := s.Dialer.Transfer(id, strings.TrimSpace(req.To), req.Mode)
+	if err != nil {
 		writeDialError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"id": id, "to": req.To, "mode": req.Mode})
+	writeJSON(w, http.StatusOK, map[string]string{"id": id, "to": req.To, "mode": req.Mode, "state": state})
 }
 
 func writeDialError(w http.ResponseWriter, err error) {

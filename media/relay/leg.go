@@ -24,6 +24,7 @@ type leg struct {
 	remoteRTCP atomic.Pointer[netip.AddrPort]
 	latched    atomic.Bool
 	signalled  atomic.Pointer[netip.AddrPort] // the address the party's SDP gave
+	parked     atomic.Bool                    // nothing is sent to this party (see Park)
 	last       atomic.Int64                   // unix ns of the last RTP packet from this party
 
 	packets, bytes, lost atomic.Uint64
@@ -67,6 +68,9 @@ func (l *leg) close() {
 // accept latches the party's address on its first packet and then only
 // takes packets from that address.
 func (l *leg) accept(from netip.AddrPort, rtcp bool) bool {
+	if l.parked.Load() {
+		return false // late packets from a parked party must not latch it back
+	}
 	if !l.latched.Load() {
 		if rtcp {
 			return false // latch on RTP only; RTCP follows the RTP address
@@ -106,6 +110,9 @@ func (l *leg) accept(from netip.AddrPort, rtcp bool) bool {
 // recording, and returns where to forward it (nil: drop).
 func (l *leg) rtpIn(pkt []byte, from netip.AddrPort) *netip.AddrPort {
 	r := l.session.relay
+	if l.parked.Load() {
+		return nil // the party talks elsewhere for now (consultation)
+	}
 	if len(pkt) < 12 || pkt[0]>>6 != 2 || !l.accept(from, false) {
 		r.Dropped.Add(1)
 		return nil
@@ -115,7 +122,9 @@ func (l *leg) rtpIn(pkt []byte, from netip.AddrPort) *netip.AddrPort {
 	l.account(pkt, now)
 	dst := l.other.remote.Load()
 	if dst == nil {
-		r.Dropped.Add(1)
+		if !l.other.parked.Load() {
+			r.Dropped.Add(1)
+		}
 		return nil
 	}
 	if t := l.session.tap.Load(); t != nil {
@@ -133,12 +142,15 @@ func (l *leg) rtpIn(pkt []byte, from netip.AddrPort) *netip.AddrPort {
 // rtcpIn checks one RTCP packet from the party and returns where to forward
 // it (nil: drop).
 func (l *leg) rtcpIn(pkt []byte, from netip.AddrPort) *netip.AddrPort {
+	if l.parked.Load() {
+		return nil
+	}
 	if len(pkt) < 8 || !l.accept(from, true) {
 		l.session.relay.Dropped.Add(1)
 		return nil
 	}
 	dst := l.other.remoteRTCP.Load()
-	if dst == nil {
+	if dst == nil && !l.other.parked.Load() {
 		l.session.relay.Dropped.Add(1)
 	}
 	return dst

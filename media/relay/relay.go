@@ -235,8 +235,21 @@ func (s *Session) SetRemote(side Side, addr netip.AddrPort) {
 	l.remote.Store(&a)
 	sig := addr
 	l.signalled.Store(&sig)
+	l.parked.Store(false)
 	rtcp := netip.AddrPortFrom(addr.Addr(), addr.Port()+1)
 	l.remoteRTCP.Store(&rtcp)
+	l.latched.Store(false)
+}
+
+// Park stops sending to side until the next SetRemote (the party's phone
+// talks through another session for a while: an attended transfer's
+// consultation). What the other side sends is dropped quietly.
+func (s *Session) Park(side Side) {
+	l := s.legs[side]
+	l.parked.Store(true)
+	l.remote.Store(nil)
+	l.remoteRTCP.Store(nil)
+	l.signalled.Store(nil)
 	l.latched.Store(false)
 }
 

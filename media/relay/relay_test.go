@@ -319,3 +319,31 @@ func TestRingback(t *testing.T) {
 	}
 	stop() // twice is fine
 }
+
+// A parked side gets nothing, stray packets from it do not latch it back,
+// and SetRemote resumes it.
+func TestPark(t *testing.T) {
+	r := newRelay(t, Config{PortMin: 37000, PortMax: 37099})
+	s, _ := r.Open("park")
+	outside, _ := rtptest.NewPeer(440, g711.PCMA)
+	defer outside.Close()
+	phone, _ := rtptest.NewPeer(1000, g711.PCMA)
+	defer phone.Close()
+	s.SetRemote(A, outside.Addr())
+	s.SetRemote(B, phone.Addr())
+	outside.SendTo(local(s, A))
+	phone.SendTo(local(s, B))
+	waitUntil(t, "audio", func() bool { return rtptest.Has(phone.Heard(300*time.Millisecond), 440) })
+	s.Park(B)
+	dropped := r.Dropped.Load()
+	n, _ := phone.Received()
+	time.Sleep(200 * time.Millisecond)
+	if m, _ := phone.Received(); m > n+1 {
+		t.Fatalf("a parked party still receives: %d -> %d", n, m)
+	}
+	if r.Dropped.Load() != dropped {
+		t.Fatalf("parking counts drops: %d -> %d", dropped, r.Dropped.Load())
+	}
+	s.SetRemote(B, phone.Addr())
+	waitUntil(t, "audio after unpark", func() bool { return rtptest.Has(phone.Heard(300*time.Millisecond), 440) })
+}

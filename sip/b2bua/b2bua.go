@@ -97,6 +97,8 @@ type MediaSession interface {
 	// Ringback plays a ringback tone to side as G.711 payload type pt
 	// until stop is called.
 	Ringback(side int, pt uint8) (stop func())
+	// Park stops sending to side until its next SetRemote.
+	Park(side int)
 	Close()
 }
 

@@ -41,6 +41,8 @@ type call struct {
 	c2c *c2cState
 	// xfer is set while a transfer's target rings.
 	xfer *xferState
+	// consult is set during an attended transfer's consultation.
+	consult *consultState
 	// outsideHeld: the employee put the outside party on hold (a re-INVITE
 	// passed on with sendonly or inactive); a transfer resumes it.
 	outsideHeld bool
@@ -606,6 +608,19 @@ func (c *call) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	fromCaller := req.CallID().Value() == c.callerCallID
 	switch req.Method {
 	case sip.BYE:
+		if cs := c.consult; cs != nil {
+			if cs.target != nil && req.CallID().Value() == cs.target.sess.InviteRequest.CallID().Value() {
+				_ = cs.target.sess.ReadBye(req, tx)
+				cs.targetGone = true
+				return
+			}
+			if c.callee != nil && fromCaller == (c.ev.Direction != Inbound) && c.xfer == nil {
+				leg, _, _ := c.employeeLeg()
+				_ = leg.ReadBye(req, tx)
+				cs.employeeGone = true // hanging up completes the transfer
+				return
+			}
+		}
 		if c.xfer != nil && c.callee != nil && fromCaller == (c.ev.Direction != Inbound) {
 			// The transferor hangs up while the target rings (a blind
 			// transfer): the outside party waits for the target.
@@ -624,6 +639,10 @@ func (c *call) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
 		}
 	case sip.INVITE:
+		if c.consult != nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusRequestPending, "Request Pending", nil))
+			return
+		}
 		c.reinvite(req, tx, fromCaller)
 	case sip.INFO:
 		c.forward(req, tx, fromCaller)

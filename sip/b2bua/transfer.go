@@ -149,10 +149,12 @@ func (b *B2BUA) Transfer(id, target, mode string) (int, string, error) {
 	case r := <-done:
 		return r.code, r.reason, r.err
 	case <-c.closed:
+		// The call may end inside the request (the caller hung up during
+		// it); its answer follows at once if it was run at all.
 		select {
 		case r := <-done:
 			return r.code, r.reason, r.err
-		default:
+		case <-time.After(time.Second):
 			return 0, "", ErrNoCall
 		}
 	}
@@ -219,7 +221,7 @@ func (c *call) transfer(route TransferRoute, mode string, notify func(frag strin
 		}
 		return code, reasonPhrase(code)
 	}
-	if !c.completeTransfer(won, mode, notify) {
+	if !c.completeTransfer(won, mode, notify, false) {
 		return sip.StatusNotAcceptableHere, "Not Acceptable Here"
 	}
 	if c.outsideHeld {
@@ -296,14 +298,18 @@ func (c *call) awaitTransfer(branches []*branch, results chan branchResult) *bra
 
 // completeTransfer makes br the employee side: media to it, the
 // transferor released, the record told.
-func (c *call) completeTransfer(br *branch, mode string, notify func(frag string, final bool)) bool {
-	_, m, err := parseSDP(br.sess.InviteResponse.Body())
-	_ = br.sess.Ack(bg())
-	if err != nil {
-		_ = br.sess.Bye(bg())
-		return false
+// acked: br's INVITE was answered and ACKed earlier (a dialog moved in from
+// a consultation), and the caller has already pointed the media at it.
+func (c *call) completeTransfer(br *branch, mode string, notify func(frag string, final bool), acked bool) bool {
+	if !acked {
+		_, m, err := parseSDP(br.sess.InviteResponse.Body())
+		_ = br.sess.Ack(bg())
+		if err != nil {
+			_ = br.sess.Bye(bg())
+			return false
+		}
+		c.media.SetRemote(SideB, m.addr)
 	}
-	c.media.SetRemote(SideB, m.addr)
 	oldLeg, _, _ := c.employeeLeg()
 	from := c.employeeTarget()
 	oldCallID := ""
@@ -373,9 +379,11 @@ func (c *call) onAttendedRefer(req *sip.Request, tx sip.ServerTransaction, repla
 	select {
 	case h = <-got:
 	case <-other.closed:
+		// handOver itself ends the consultation call before its answer is
+		// sent; a call that ended otherwise never runs it.
 		select {
 		case h = <-got:
-		default:
+		case <-time.After(time.Second):
 			h.err = errors.New("consultation call ended")
 		}
 	}
@@ -429,7 +437,7 @@ func (c *call) takeOver(br *branch, notify func(string, bool)) bool {
 	}
 	c.xfer = &xferState{}
 	defer func() { c.xfer = nil }()
-	ok := c.completeTransfer(br, "attended", notify)
+	ok := c.completeTransfer(br, "attended", notify, true)
 	if ok && c.outsideHeld {
 		c.resumeOutside(res.Body())
 	}

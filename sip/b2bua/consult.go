@@ -1,0 +1,284 @@
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// An attended transfer started through the API: callgate itself sets up
+// the consultation. The employee's phone is re-INVITEd to a second relay
+// session that faces the target, the outside party hears a hold tone, and
+// once the target answers employee and target talk. Completing (the API, or
+// the employee hanging up) re-INVITEs the target onto the call's own relay
+// port and releases the employee; cancelling (the API, or the target
+// hanging up) brings the employee back.
+
+// consultState is an attended transfer's consultation in progress.
+type consultState struct {
+	target       *branch
+	media        MediaSession // employee (A) <-> target (B)
+	holdTone     func()
+	finish       string // "complete" or "cancel" once decided
+	employeeGone bool
+	targetGone   bool
+}
+
+// Consultation outcomes.
+var (
+	ErrNoConsultation = errors.New("no attended transfer in progress on this call")
+)
+
+// employeeVer is the SDP version counter of the employee's dialog.
+func (c *call) employeeVer() *sdpVersion {
+	if c.ev.Direction == Inbound {
+		return &c.callee.ver
+	}
+	return &c.callerVer
+}
+
+// ConsultTransfer starts an attended transfer of a connected call to target
+// and returns once the target answered (the consultation is on) or failed.
+func (b *B2BUA) ConsultTransfer(id, target string) (int, string, error) {
+	b.mu.Lock()
+	c := b.byID[id]
+	b.mu.Unlock()
+	if c == nil {
+		return 0, "", ErrNoCall
+	}
+	type result struct {
+		code   int
+		reason string
+		err    error
+	}
+	done := make(chan result, 1)
+	if !c.post(func() {
+		if c.callee == nil || c.ev.Direction == Internal || c.xfer != nil || c.consult != nil {
+			done <- result{err: ErrTransferState}
+			return
+		}
+		route, err := b.router.Transfer(c.employeeTarget().Extension, target)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		c.consultation(route, func(code int, reason string) { done <- result{code: code, reason: reason} })
+	}) {
+		return 0, "", ErrNoCall
+	}
+	select {
+	case r := <-done:
+		return r.code, r.reason, r.err
+	case <-c.closed:
+		// The call may end inside the request (the caller hung up during
+		// it); its answer follows at once if it was run at all.
+		select {
+		case r := <-done:
+			return r.code, r.reason, r.err
+		case <-time.After(time.Second):
+			return 0, "", ErrNoCall
+		}
+	}
+}
+
+// FinishConsultation completes ("complete") or cancels ("cancel") the
+// attended transfer in progress on a call.
+func (b *B2BUA) FinishConsultation(id, how string) error {
+	b.mu.Lock()
+	c := b.byID[id]
+	b.mu.Unlock()
+	if c == nil {
+		return ErrNoCall
+	}
+	done := make(chan error, 1)
+	if !c.post(func() {
+		if c.consult == nil || c.consult.finish != "" {
+			done <- ErrNoConsultation
+			return
+		}
+		c.consult.finish = how
+		done <- nil
+	}) {
+		return ErrNoCall
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-c.closed:
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(time.Second):
+			return ErrNoCall
+		}
+	}
+}
+
+// consultation runs an attended transfer inside the call's goroutine;
+// answered reports the target's answer (200) or failure as soon as known.
+func (c *call) consultation(route TransferRoute, answered func(int, string)) {
+	out, err := c.outsideSDP()
+	if err != nil {
+		answered(sip.StatusNotAcceptableHere, "Not Acceptable Here")
+		return
+	}
+	y, err := c.b.media.Open(c.id + "-consult")
+	if err != nil {
+		answered(sip.StatusServiceUnavailable, "Service Unavailable")
+		return
+	}
+	cs := &consultState{media: y}
+	c.consult = cs
+	defer func() { c.consult = nil }()
+	leg, contact, _ := c.employeeLeg()
+	ver := c.employeeVer()
+
+	// Move the employee's phone to the consultation session.
+	body, err := rewriteSDP(out, c.b.cfg.PhoneMediaIP, y.Port(SideA), ver.next())
+	if err != nil {
+		y.Close()
+		answered(sip.StatusNotAcceptableHere, "Not Acceptable Here")
+		return
+	}
+	res, err := c.reinviteDialog(leg, contact, body)
+	if err != nil || !res.IsSuccess() {
+		y.Close()
+		answered(sip.StatusServiceUnavailable, "Service Unavailable")
+		return
+	}
+	if _, m, err := parseSDP(res.Body()); err == nil {
+		y.SetRemote(SideA, m.addr)
+	}
+	c.media.Park(SideB)
+	cs.holdTone = c.media.Ringback(SideA, firstG711(out))
+
+	// Ring the target, offering what the outside party speaks.
+	results := make(chan branchResult, 32)
+	from := c.employeeTarget()
+	branches, _ := c.dialPhones(route.Targets, from.Extension, from.Extension, func(br *branch) ([]byte, error) {
+		return rewriteSDP(out, br.mediaIP, y.Port(SideB), br.ver.next())
+	}, results)
+	c.xfer = &xferState{}
+	var won *branch
+	if len(branches) > 0 {
+		won = c.awaitTransfer(branches, results)
+	}
+	cs.employeeGone = c.xfer.transferorGone
+	c.xfer = nil
+	if c.ended {
+		cs.holdTone()
+		y.Close()
+		answered(sip.StatusRequestTerminated, "Request Terminated")
+		return
+	}
+	if won == nil {
+		code := sip.StatusTemporarilyUnavailable
+		for _, br := range branches {
+			if br.final >= 400 {
+				code = br.final
+			}
+		}
+		answered(code, reasonPhrase(code))
+		c.endConsultation(false)
+		return
+	}
+	_ = won.sess.Ack(bg())
+	if _, m, err := parseSDP(won.sess.InviteResponse.Body()); err == nil {
+		y.SetRemote(SideB, m.addr)
+	}
+	c.b.bind(won.sess.InviteRequest.CallID().Value(), c)
+	cs.target = won
+	answered(sip.StatusOK, "OK")
+
+	// Employee and target talk until someone decides.
+	for !c.ended && cs.finish == "" && !cs.employeeGone && !cs.targetGone {
+		select {
+		case fn := <-c.inbox:
+			fn()
+		case <-won.sess.Context().Done():
+			cs.targetGone = true
+		case <-c.outsideContext().Done():
+			c.hangup(c.outsideParty(), "hung up during a consultation")
+		}
+	}
+	if c.ended {
+		return
+	}
+	c.endConsultation(!cs.targetGone && (cs.finish == "complete" || cs.employeeGone))
+}
+
+// outsideContext is the outside party's dialog context.
+func (c *call) outsideContext() context.Context {
+	if c.ev.Direction == Inbound {
+		return c.callerLeg.Context()
+	}
+	return c.callee.sess.Context()
+}
+
+// outsideParty is the hangup() name of the outside party's leg.
+func (c *call) outsideParty() string {
+	if c.ev.Direction == Inbound {
+		return "caller"
+	}
+	return "callee"
+}
+
+// endConsultation either hands the call to the target (complete) or
+// brings the employee back.
+func (c *call) endConsultation(complete bool) {
+	cs := c.consult
+	cs.holdTone()
+	defer cs.media.Close()
+	if complete {
+		out, err := c.outsideSDP()
+		if err == nil {
+			body, err := rewriteSDP(out, c.b.cfg.PhoneMediaIP, c.media.Port(SideB), cs.target.ver.next())
+			if err == nil {
+				res, err := c.reinviteDialog(cs.target.sess, cs.target.sess.InviteResponse.Contact().Address, body)
+				if err == nil && res.IsSuccess() {
+					if _, m, err := parseSDP(res.Body()); err == nil {
+						c.media.SetRemote(SideB, m.addr)
+					}
+					c.xfer = &xferState{transferorGone: cs.employeeGone}
+					c.completeTransfer(cs.target, "attended", func(string, bool) {}, true)
+					if c.outsideHeld {
+						c.resumeOutside(res.Body())
+					}
+					c.xfer = nil
+					return
+				}
+			}
+		}
+		// The target could not be moved: fall back to the employee.
+	}
+	if cs.target != nil && !cs.targetGone {
+		ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
+		_ = cs.target.sess.Bye(ctx)
+		cancel()
+		c.b.unbind(cs.target.sess.InviteRequest.CallID().Value())
+	}
+	if cs.employeeGone {
+		by := "callee" // the employee's side, which already hung up
+		if c.ev.Direction != Inbound {
+			by = "caller"
+		}
+		c.hangup(by, "the employee left during a consultation")
+		return
+	}
+	out, err := c.outsideSDP()
+	if err != nil {
+		return
+	}
+	leg, contact, _ := c.employeeLeg()
+	body, err := rewriteSDP(out, c.b.cfg.PhoneMediaIP, c.media.Port(SideB), c.employeeVer().next())
+	if err != nil {
+		return
+	}
+	if res, err := c.reinviteDialog(leg, contact, body); err == nil && res.IsSuccess() {
+		if _, m, err := parseSDP(res.Body()); err == nil {
+			c.media.SetRemote(SideB, m.addr)
+		}
+	}
+}
