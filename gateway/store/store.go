@@ -25,6 +25,8 @@ var (
 	BucketMeta     = []byte("meta")
 	BucketBindings = []byte("bindings")
 	BucketCalls    = []byte("calls")
+	// BucketOutbox holds the CRM outboxes (crm/outbox.Bucket).
+	BucketOutbox = []byte("crm_outbox")
 )
 
 var keySchema = []byte("schema_version")
@@ -51,6 +53,10 @@ var migrations = []Migration{
 	}},
 	{Name: "create calls bucket", Up: func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(BucketCalls)
+		return err
+	}},
+	{Name: "create CRM outbox bucket", Up: func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(BucketOutbox)
 		return err
 	}},
 }

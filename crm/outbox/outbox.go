@@ -1,0 +1,412 @@
+// Package outbox makes CRM delivery durable: every operation is written to
+// the database before it is attempted, delivered by one worker per CRM in
+// order per call, retried with backoff (honouring Retry-After) while the CRM
+// is down or busy, and parked as a dead letter when the CRM says it can never
+// succeed. Each item carries an idempotency key that the connector sends to
+// the CRM (RetailCRM externalId, Megaplan providerId), so a retry after a lost
+// response does not create a second call there.
+package outbox
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Bucket is the top-level bucket holding every CRM's outbox.
+var Bucket = []byte("crm_outbox")
+
+// DB is the database the outbox lives in (callgate's store).
+type DB interface {
+	Update(func(*bolt.Tx) error) error
+	View(func(*bolt.Tx) error) error
+}
+
+// Item is one CRM operation.
+type Item struct {
+	Seq  uint64 `json:"seq"`
+	Key  string `json:"key"`  // idempotency key: call + leg + kind
+	Call string `json:"call"` // items of one call are delivered in order
+	Kind string `json:"kind"`
+	// Body is the connector's payload.
+	Body      json.RawMessage `json:"body"`
+	Created   time.Time       `json:"created"`
+	Attempts  int             `json:"attempts"`
+	NextTry   time.Time       `json:"next_try,omitzero"`
+	LastError string          `json:"last_error,omitempty"`
+}
+
+// Temporary is a failure worth retrying (network error, 429, 503, 5xx).
+// After is the CRM's Retry-After, if it gave one.
+type Temporary struct {
+	Err   error
+	After time.Duration
+}
+
+func (e *Temporary) Error() string { return e.Err.Error() }
+func (e *Temporary) Unwrap() error { return e.Err }
+
+// Permanent is a failure retrying cannot fix (validation, no rights).
+type Permanent struct{ Err error }
+
+func (e *Permanent) Error() string { return e.Err.Error() }
+func (e *Permanent) Unwrap() error { return e.Err }
+
+// Deliverer sends one item to the CRM. An error that is neither *Temporary
+// nor *Permanent is treated as temporary.
+type Deliverer interface {
+	Deliver(ctx context.Context, it *Item) error
+}
+
+// Options tune retries.
+type Options struct {
+	MinBackoff, MaxBackoff time.Duration // default 1 s, 5 min
+	// OnResult is told of every attempt (metrics).
+	OnResult func(it *Item, err error)
+}
+
+// meta is what the worker keeps in memory per pending item.
+type meta struct {
+	seq     uint64
+	call    string
+	nextTry time.Time
+	created time.Time
+}
+
+// Outbox is one CRM's queue.
+type Outbox struct {
+	db   DB
+	name []byte
+	d    Deliverer
+	opt  Options
+
+	mu      sync.Mutex
+	pending []*meta // by seq
+	dead    int
+	lastErr string
+	wake    chan struct{}
+}
+
+// Open loads (or creates) the outbox named name.
+func Open(db DB, name string, d Deliverer, opt Options) (*Outbox, error) {
+	if opt.MinBackoff <= 0 {
+		opt.MinBackoff = time.Second
+	}
+	if opt.MaxBackoff <= 0 {
+		opt.MaxBackoff = 5 * time.Minute
+	}
+	o := &Outbox{db: db, name: []byte(name), d: d, opt: opt, wake: make(chan struct{}, 1)}
+	err := db.Update(func(tx *bolt.Tx) error {
+		top, err := tx.CreateBucketIfNotExists(Bucket)
+		if err != nil {
+			return err
+		}
+		b, err := top.CreateBucketIfNotExists(o.name)
+		if err != nil {
+			return err
+		}
+		for _, sub := range []string{"pending", "dead", "keys"} {
+			if _, err := b.CreateBucketIfNotExists([]byte(sub)); err != nil {
+				return err
+			}
+		}
+		c := b.Bucket([]byte("pending")).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			var it Item
+			if err := json.Unmarshal(v, &it); err != nil {
+				return fmt.Errorf("item %x: %w", k, err)
+			}
+			o.pending = append(o.pending, &meta{seq: it.Seq, call: it.Call, nextTry: it.NextTry, created: it.Created})
+		}
+		o.dead = b.Bucket([]byte("dead")).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox %s: %w", name, err)
+	}
+	return o, nil
+}
+
+func seqKey(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+func (o *Outbox) bucket(tx *bolt.Tx, sub string) *bolt.Bucket {
+	return tx.Bucket(Bucket).Bucket(o.name).Bucket([]byte(sub))
+}
+
+// Put stores items for delivery, in one transaction. An item whose key was
+// stored before (delivered or not) is skipped: the same operation is never
+// queued twice.
+func (o *Outbox) Put(items ...Item) error {
+	var added []*meta
+	now := time.Now()
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		pending, keys := o.bucket(tx, "pending"), o.bucket(tx, "keys")
+		for i := range items {
+			it := items[i]
+			if it.Key == "" {
+				return errors.New("item without an idempotency key")
+			}
+			if keys.Get([]byte(it.Key)) != nil {
+				continue
+			}
+			seq, err := pending.NextSequence()
+			if err != nil {
+				return err
+			}
+			it.Seq, it.Created, it.Attempts, it.NextTry = seq, now, 0, time.Time{}
+			v, err := json.Marshal(&it)
+			if err != nil {
+				return err
+			}
+			if err := pending.Put(seqKey(seq), v); err != nil {
+				return err
+			}
+			if err := keys.Put([]byte(it.Key), seqKey(seq)); err != nil {
+				return err
+			}
+			added = append(added, &meta{seq: seq, call: it.Call, created: now})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("outbox %s: put: %w", o.name, err)
+	}
+	if len(added) > 0 {
+		o.mu.Lock()
+		o.pending = append(o.pending, added...)
+		o.mu.Unlock()
+		o.kick()
+	}
+	return nil
+}
+
+func (o *Outbox) kick() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next picks the first item that is due and not behind an undelivered item
+// of the same call, or says how long to wait.
+func (o *Outbox) next(now time.Time) (*meta, time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	wait := time.Duration(-1)
+	var blocked map[string]bool
+	for _, m := range o.pending {
+		if blocked[m.call] {
+			continue
+		}
+		if m.nextTry.After(now) {
+			if blocked == nil {
+				blocked = map[string]bool{}
+			}
+			blocked[m.call] = true
+			if d := m.nextTry.Sub(now); wait < 0 || d < wait {
+				wait = d
+			}
+			continue
+		}
+		return m, 0
+	}
+	return nil, wait
+}
+
+// Run delivers until ctx ends.
+func (o *Outbox) Run(ctx context.Context) {
+	for {
+		m, wait := o.next(time.Now())
+		if m == nil {
+			var t *time.Timer
+			var timer <-chan time.Time
+			if wait >= 0 {
+				t = time.NewTimer(wait)
+				timer = t.C
+			}
+			select {
+			case <-ctx.Done():
+			case <-o.wake:
+			case <-timer:
+			}
+			if t != nil {
+				t.Stop()
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		o.attempt(ctx, m)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func (o *Outbox) attempt(ctx context.Context, m *meta) {
+	var it Item
+	err := o.db.View(func(tx *bolt.Tx) error {
+		v := o.bucket(tx, "pending").Get(seqKey(m.seq))
+		if v == nil {
+			return errors.New("vanished")
+		}
+		return json.Unmarshal(v, &it)
+	})
+	if err != nil {
+		o.drop(m)
+		return
+	}
+	derr := o.d.Deliver(ctx, &it)
+	if ctx.Err() != nil && derr != nil {
+		return // shutting down: the item stays for the next start
+	}
+	if o.opt.OnResult != nil {
+		o.opt.OnResult(&it, derr)
+	}
+	var perm *Permanent
+	switch {
+	case derr == nil:
+		_ = o.db.Update(func(tx *bolt.Tx) error { return o.bucket(tx, "pending").Delete(seqKey(m.seq)) })
+		o.drop(m)
+	case errors.As(derr, &perm):
+		it.LastError = derr.Error()
+		_ = o.db.Update(func(tx *bolt.Tx) error {
+			v, _ := json.Marshal(&it)
+			if err := o.bucket(tx, "dead").Put(seqKey(m.seq), v); err != nil {
+				return err
+			}
+			return o.bucket(tx, "pending").Delete(seqKey(m.seq))
+		})
+		o.drop(m)
+		o.mu.Lock()
+		o.dead++
+		o.lastErr = it.LastError
+		o.mu.Unlock()
+	default:
+		it.Attempts++
+		it.LastError = derr.Error()
+		delay := o.backoff(it.Attempts)
+		var tmp *Temporary
+		if errors.As(derr, &tmp) && tmp.After > delay {
+			delay = tmp.After
+		}
+		it.NextTry = time.Now().Add(delay)
+		_ = o.db.Update(func(tx *bolt.Tx) error {
+			v, _ := json.Marshal(&it)
+			return o.bucket(tx, "pending").Put(seqKey(m.seq), v)
+		})
+		o.mu.Lock()
+		m.nextTry = it.NextTry
+		o.lastErr = it.LastError
+		o.mu.Unlock()
+	}
+}
+
+// backoff is exponential from MinBackoff with full jitter in its upper half.
+func (o *Outbox) backoff(attempts int) time.Duration {
+	d := o.opt.MinBackoff << min(attempts-1, 20)
+	if d > o.opt.MaxBackoff || d <= 0 {
+		d = o.opt.MaxBackoff
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func (o *Outbox) drop(m *meta) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, p := range o.pending {
+		if p == m {
+			o.pending = append(o.pending[:i], o.pending[i+1:]...)
+			return
+		}
+	}
+}
+
+// Status describes an outbox.
+type Status struct {
+	Depth     int           `json:"depth"`
+	OldestAge time.Duration `json:"oldest_age_ns"`
+	Dead      int           `json:"dead_letters"`
+	LastError string        `json:"last_error,omitempty"`
+}
+
+// Status returns depth, age of the oldest item, dead letters, last error.
+func (o *Outbox) Status() Status {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := Status{Depth: len(o.pending), Dead: o.dead, LastError: o.lastErr}
+	if len(o.pending) > 0 {
+		s.OldestAge = time.Since(o.pending[0].created)
+	}
+	return s
+}
+
+// DeadLetters returns the parked items.
+func (o *Outbox) DeadLetters() ([]Item, error) {
+	var out []Item
+	err := o.db.View(func(tx *bolt.Tx) error {
+		return o.bucket(tx, "dead").ForEach(func(_, v []byte) error {
+			var it Item
+			if err := json.Unmarshal(v, &it); err != nil {
+				return err
+			}
+			out = append(out, it)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// RetryDead puts every dead letter back in the queue (after the cause, e.g.
+// missing rights in the CRM, has been fixed) and returns how many.
+func (o *Outbox) RetryDead() (int, error) {
+	var back []*meta
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		dead, pending := o.bucket(tx, "dead"), o.bucket(tx, "pending")
+		var keys [][]byte
+		err := dead.ForEach(func(k, v []byte) error {
+			var it Item
+			if err := json.Unmarshal(v, &it); err != nil {
+				return err
+			}
+			it.Attempts, it.NextTry = 0, time.Time{}
+			nv, _ := json.Marshal(&it)
+			if err := pending.Put(k, nv); err != nil {
+				return err
+			}
+			keys = append(keys, append([]byte(nil), k...))
+			back = append(back, &meta{seq: it.Seq, call: it.Call, created: it.Created})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := dead.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("outbox %s: retry dead letters: %w", o.name, err)
+	}
+	o.mu.Lock()
+	o.pending = append(o.pending, back...)
+	// Keep seq order: dead letters are older than what was queued since.
+	slices.SortFunc(o.pending, func(a, b *meta) int { return cmp.Compare(a.seq, b.seq) })
+	o.dead = 0
+	o.mu.Unlock()
+	o.kick()
+	return len(back), nil
+}
