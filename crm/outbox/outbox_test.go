@@ -165,7 +165,7 @@ func TestDeadLettersAndRetry(t *testing.T) {
 	if n, err := o.RetryDead(); err != nil || n != 1 {
 		t.Fatalf("retry: %d %v", n, err)
 	}
-	waitFor(t, "bad delivered after retry", func() bool { return len(c.delivered()) == 2 })
+	waitFor(t, "bad delivered after retry", func() bool { return len(c.delivered()) == 2 && o.Status().Depth == 0 })
 	if s := o.Status(); s.Dead != 0 || s.Depth != 0 {
 		t.Fatalf("status %+v", s)
 	}

@@ -22,6 +22,7 @@ type Config struct {
 	HTTP      HTTP       `toml:"http"`
 	Employees []Employee `toml:"employee"`
 	Groups    []Group    `toml:"group"`
+	CRM       CRM        `toml:"crm"`
 
 	// File is the path the configuration was read from (for messages).
 	File string `toml:"-"`
@@ -149,6 +150,27 @@ type Employee struct {
 	Extensions      []string `toml:"extensions"`
 	SIPPassword     string   `toml:"sip_password"`
 	SIPPasswordFile string   `toml:"sip_password_file"`
+	// RetailCRMUser is the employee's user id in RetailCRM (0: not mapped;
+	// their calls are not sent there).
+	RetailCRMUser int `toml:"retailcrm_user"`
+}
+
+// CRM configures the outbound-only CRM connectors.
+type CRM struct {
+	RetailCRM RetailCRM `toml:"retailcrm"`
+}
+
+// RetailCRM is the RetailCRM connector (API v5).
+type RetailCRM struct {
+	Enabled    bool   `toml:"enabled"`
+	URL        string `toml:"url"` // https://{account}.retailcrm.ru
+	APIKey     string `toml:"api_key"`
+	APIKeyFile string `toml:"api_key_file"`
+	Site       string `toml:"site"`        // shop code for calls
+	ModuleCode string `toml:"module_code"` // integration module instance code
+	TimeZone   string `toml:"time_zone"`   // the account's zone for dates
+	// Exclude lists employees whose calls are never sent.
+	Exclude []string `toml:"exclude"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s", "8760h").
@@ -204,5 +226,6 @@ func Defaults() Config {
 			RetryMax:        Duration(5 * time.Minute),
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:8080", LinkTTL: Duration(7 * 24 * time.Hour), RecordingAccess: "own"},
+		CRM:  CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow"}},
 	}
 }

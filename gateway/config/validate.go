@@ -62,6 +62,7 @@ func (v *validator) validate(c *Config) {
 	groups := v.groups(c.Groups, employees)
 	v.upstream(&c.Upstream, employees, groups)
 	v.http(&c.HTTP, employees)
+	v.crm(c, employees)
 }
 
 // ListenAddr is a parsed "transport:host:port" SIP listen address.
@@ -463,5 +464,42 @@ func (v *validator) http(h *HTTP, employees map[string]bool) {
 	case "own", "all":
 	default:
 		v.bad("http.recording_access", `"own" (employees hear their own calls) or "all"`, "unknown value %q", h.RecordingAccess)
+	}
+}
+
+func (v *validator) crm(c *Config, employees map[string]bool) {
+	r := &c.CRM.RetailCRM
+	users := map[int]string{}
+	for i, e := range c.Employees {
+		if e.RetailCRMUser < 0 {
+			v.bad(fmt.Sprintf("employee[%d].retailcrm_user", i), "the user's id in RetailCRM (Settings → Users), e.g. 12", "must be positive")
+		}
+		if e.RetailCRMUser > 0 {
+			if first, dup := users[e.RetailCRMUser]; dup {
+				v.bad(fmt.Sprintf("employee[%d].retailcrm_user", i), "each RetailCRM user belongs to one employee", "RetailCRM user %d is also mapped to %s", e.RetailCRMUser, first)
+			}
+			users[e.RetailCRMUser] = e.ID
+		}
+	}
+	if !r.Enabled {
+		return
+	}
+	if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		v.bad("crm.retailcrm.url", `the account address, e.g. "https://shop.retailcrm.ru"`, "%q is not an http(s) URL", r.URL)
+	}
+	r.APIKey = v.secret("crm.retailcrm.api_key", r.APIKey, r.APIKeyFile, "api_key_file")
+	if !idRe.MatchString(r.ModuleCode) {
+		v.bad("crm.retailcrm.module_code", `lower-case letters and digits, e.g. "callgate"`, "%q is not a valid module code", r.ModuleCode)
+	}
+	if _, err := time.LoadLocation(r.TimeZone); err != nil {
+		v.bad("crm.retailcrm.time_zone", `an IANA zone, e.g. "Europe/Moscow"`, "%v", err)
+	}
+	for i, id := range r.Exclude {
+		if !employees[id] {
+			v.bad(fmt.Sprintf("crm.retailcrm.exclude[%d]", i), "name an [[employee]] id", "unknown employee %q", id)
+		}
+	}
+	if c.HTTP.PublicURL == "" {
+		v.bad("http.public_url", "RetailCRM calls makeCallUrl and fetches recordings there, e.g. \"https://callgate.example.ru\"", "is required when crm.retailcrm is enabled")
 	}
 }

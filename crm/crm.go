@@ -1,0 +1,75 @@
+// Package crm is what the CRM connectors share: the view of a call they are
+// given, and the Connector interface the gateway drives. Connectors never
+// accept connections: they turn call events into outbox items and deliver
+// them to the CRM's API over outbound HTTPS.
+package crm
+
+import (
+	"time"
+
+	"callgate/crm/outbox"
+)
+
+// Person is an employee on a call, with their user id in the connector's CRM
+// (0: not mapped there).
+type Person struct {
+	Employee  string
+	Extension string
+	CRMUser   int
+}
+
+// Leg is one employee's part of a call.
+type Leg struct {
+	N           int
+	Person      Person
+	Answered    time.Time
+	Ended       time.Time
+	TalkSeconds float64
+	// RecordURL is a signed link to the leg's recording ("" if none).
+	RecordURL string
+	// TransferredFrom is the employee who transferred the call to this leg.
+	TransferredFrom string
+}
+
+// Call is a call as a CRM sees it (never an internal call).
+type Call struct {
+	ID          string
+	Direction   string // inbound or outbound
+	Origin      string // "click-to-call" for calls placed through the API
+	Outside     string // the client's number, E.164
+	TrunkNumber string // the office number dialled or dialled from (E.164)
+	Account     string
+	Rung        []Person
+	AnsweredBy  string
+	Started     time.Time
+	Answered    time.Time
+	Ended       time.Time
+	WaitSeconds float64
+	TalkSeconds float64
+	Result      string // answered, no-answer, busy, failed, abandoned, interrupted
+	Legs        []Leg
+}
+
+// Event kinds a connector receives.
+const (
+	Ringing     = "ringing"
+	Answered    = "answered"
+	Transferred = "transferred"
+	Ended       = "ended"
+)
+
+// Event is a call changing state.
+type Event struct {
+	Kind string
+	Call Call
+}
+
+// Connector turns call events into CRM operations and delivers them.
+type Connector interface {
+	// Name is the CRM's name in metrics, status and the outbox ("retailcrm").
+	Name() string
+	// Items are the operations to queue for an event (none is fine), each
+	// with an idempotency key unique to call + leg + kind.
+	Items(Event) []outbox.Item
+	outbox.Deliverer
+}

@@ -1,0 +1,218 @@
+package retailcrm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"callgate/crm"
+	"callgate/crm/crmtest"
+	"callgate/crm/outbox"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+const key = "retail-api-key-0123456789"
+
+func newConnector(t *testing.T, st *crmtest.RetailCRM) *Connector {
+	t.Helper()
+	msk, _ := time.LoadLocation("Europe/Moscow")
+	return New(Config{URL: st.URL, APIKey: key, Site: "shop", ModuleCode: "callgate", Location: msk,
+		PublicURL: "https://callgate.example.ru", ClientID: "client-123",
+		Users: map[string]int{"101": 7, "103": 9}, ExternalPhones: []string{"+74951234567"}}, nil)
+}
+
+var t0 = time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)
+
+func answered() crm.Call {
+	iv := crm.Person{Employee: "ivanov", Extension: "101", CRMUser: 7}
+	return crm.Call{ID: "c1", Direction: "inbound", Outside: "+79161234567", TrunkNumber: "+74951234567", Account: "sales1",
+		Rung: []crm.Person{iv, {Employee: "ivanov", Extension: "102", CRMUser: 7}}, AnsweredBy: "ivanov",
+		Started: t0, Answered: t0.Add(5 * time.Second), Ended: t0.Add(65 * time.Second), WaitSeconds: 5, TalkSeconds: 60, Result: "answered",
+		Legs: []crm.Leg{{N: 1, Person: iv, Answered: t0.Add(5 * time.Second), Ended: t0.Add(65 * time.Second), TalkSeconds: 60, RecordURL: "https://callgate.example.ru/api/v1/recordings/c1-1?exp=1&sig=ab"}}}
+}
+
+func deliver(t *testing.T, c *Connector, items []outbox.Item) []error {
+	t.Helper()
+	var errs []error
+	for i := range items {
+		errs = append(errs, c.Deliver(context.Background(), &items[i]))
+	}
+	return errs
+}
+
+func TestAnsweredCallPopupsAndHistory(t *testing.T) {
+	st := crmtest.NewRetailCRM(key)
+	defer st.Close()
+	c := newConnector(t, st)
+	call := answered()
+	items := append(c.Items(crm.Event{Kind: crm.Ringing, Call: call}), c.Items(crm.Event{Kind: crm.Ended, Call: call})...)
+	if len(items) != 3 {
+		t.Fatalf("%d items", len(items))
+	}
+	for _, err := range deliver(t, c, items) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev := st.Events()
+	if len(ev) != 2 || ev[0].Type != "in" || ev[0].Phone != "79161234567" || ev[0].CallExternalID != "c1" || ev[0].UserIDs[0] != 7 ||
+		ev[0].ExternalPhone != "+74951234567" || ev[1].Type != "hangup" || ev[1].HangupStatus != "answered" {
+		t.Fatalf("events %+v", ev)
+	}
+	calls := st.Calls()
+	if len(calls) != 1 {
+		t.Fatalf("calls %+v", calls)
+	}
+	h := calls[0]
+	if h.Date != "2026-11-22 10:00:05" || h.Type != "in" || h.Result != "answered" || h.Duration != 60 || h.DurationWaiting != 5 ||
+		h.ExternalID != "c1-1" || h.UserID != 7 || h.Code != "101" || h.RecordURL == "" || h.Site != "shop" {
+		t.Fatalf("history %+v", h)
+	}
+	// A retry after a lost answer does not create a second call.
+	for _, err := range deliver(t, c, items[2:]) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(st.Calls()) != 1 || st.Duplicates() != 1 {
+		t.Fatalf("after a retry: %d calls, %d duplicates", len(st.Calls()), st.Duplicates())
+	}
+}
+
+func TestMissedAndUnmappedCalls(t *testing.T) {
+	st := crmtest.NewRetailCRM(key)
+	defer st.Close()
+	c := newConnector(t, st)
+	missed := answered()
+	missed.Legs, missed.AnsweredBy, missed.Result, missed.TalkSeconds, missed.WaitSeconds = nil, "", "no-answer", 0, 30
+	for _, err := range deliver(t, c, c.Items(crm.Event{Kind: crm.Ended, Call: missed})) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ev := st.Events(); len(ev) != 1 || ev[0].HangupStatus != "no answered" {
+		t.Fatalf("events %+v", ev)
+	}
+	if calls := st.Calls(); len(calls) != 1 || calls[0].Result != "no answer" || calls[0].DurationWaiting != 30 || calls[0].ExternalID != "c1-0" {
+		t.Fatalf("calls %+v", calls)
+	}
+	unmapped := answered()
+	unmapped.Rung = []crm.Person{{Employee: "sidorov", Extension: "104"}}
+	unmapped.Legs[0].Person = unmapped.Rung[0]
+	if items := c.Items(crm.Event{Kind: crm.Ended, Call: unmapped}); len(items) != 0 {
+		t.Fatalf("unmapped employee's call queued %d items", len(items))
+	}
+}
+
+func TestErrorsAreClassified(t *testing.T) {
+	st := crmtest.NewRetailCRM(key)
+	defer st.Close()
+	c := newConnector(t, st)
+	it := c.Items(crm.Event{Kind: crm.Ringing, Call: answered()})[0]
+	var tmp *outbox.Temporary
+	var perm *outbox.Permanent
+
+	st.SetMode(crmtest.Busy503)
+	if err := c.Deliver(context.Background(), &it); !errors.As(err, &tmp) || tmp.After != time.Second {
+		t.Fatalf("503: %v", err)
+	}
+	st.SetMode(crmtest.Fail500)
+	if err := c.Deliver(context.Background(), &it); !errors.As(err, &tmp) {
+		t.Fatalf("500: %v", err)
+	}
+	st.SetMode(crmtest.Down)
+	if err := c.Deliver(context.Background(), &it); !errors.As(err, &tmp) {
+		t.Fatalf("down: %v", err)
+	}
+	st.SetMode(crmtest.Normal)
+	bad := it
+	var r request
+	_ = json.Unmarshal(bad.Body, &r)
+	r.Form["event"] = `{"phone":"79161234567","type":"sideways","codes":["101"],"callExternalId":"c1"}`
+	bad.Body, _ = json.Marshal(r)
+	if err := c.Deliver(context.Background(), &bad); !errors.As(err, &perm) || !contains2(err.Error(), "Validation error") {
+		t.Fatalf("validation: %v", err)
+	}
+	wrong := New(Config{URL: st.URL, APIKey: "wrong-key-0123456789"}, nil)
+	if err := wrong.Deliver(context.Background(), &it); !errors.As(err, &tmp) || !contains2(err.Error(), "Wrong") {
+		t.Fatalf("wrong key: %v", err)
+	}
+}
+
+func contains2(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestModuleRegistrationIsIdempotent(t *testing.T) {
+	st := crmtest.NewRetailCRM(key)
+	defer st.Close()
+	c := newConnector(t, st)
+	for range 2 {
+		if err := c.Register(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, edits := st.Module("callgate")
+	var mod struct {
+		ClientID     string
+		Integrations struct {
+			Telephony struct {
+				MakeCallURL     string
+				AdditionalCodes []struct {
+					UserID int
+					Code   string
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(m, &mod); err != nil || edits != 2 || mod.ClientID != "client-123" ||
+		mod.Integrations.Telephony.MakeCallURL != "https://callgate.example.ru/api/v1/retailcrm/make-call" || len(mod.Integrations.Telephony.AdditionalCodes) != 2 {
+		t.Fatalf("module %s (%d edits)", m, edits)
+	}
+}
+
+// A burst of 1,000 queued popups goes out within RetailCRM's limits.
+func TestBurstStaysWithinRateLimits(t *testing.T) {
+	t.Parallel()
+	st := crmtest.NewRetailCRM(key)
+	defer st.Close()
+	c := newConnector(t, st)
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "o.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ob, err := outbox.Open(db, "retailcrm", c, outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []outbox.Item
+	for i := range 1000 {
+		call := answered()
+		call.ID = fmt.Sprint("burst", i)
+		items = append(items, c.Items(crm.Event{Kind: crm.Ringing, Call: call})...)
+	}
+	if err := ob.Put(items...); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go ob.Run(ctx)
+	deadline := time.Now().Add(60 * time.Second)
+	for len(st.Events()) < 1000 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if v := st.Violations(); len(v) > 0 {
+		t.Fatalf("rate limit exceeded %d times: %v", len(v), v[:min(3, len(v))])
+	}
+	if n := len(st.Events()); n != 1000 {
+		t.Fatalf("%d of 1000 delivered", n)
+	}
+	if v := st.Violations(); len(v) > 0 {
+		t.Fatalf("rate limit exceeded: %v", v[:min(3, len(v))])
+	}
+}
