@@ -55,6 +55,8 @@ type Gateway struct {
 	httpL    net.Listener
 	// live events for /api/v1/events
 	feed        *api.Feed
+	links       *api.Recordings // signed recording links
+	crm         []*crmLink
 	feedCh      <-chan calls.Event
 	stopStreams context.CancelFunc
 	prom        *prometheus.Registry
@@ -119,6 +121,10 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 			g.httpL.Close()
 			return nil, err
 		}
+		if err := g.newCRM(); err != nil {
+			g.httpL.Close()
+			return nil, err
+		}
 	}
 	return g, nil
 }
@@ -161,6 +167,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer stopBG()
 	if g.http != nil {
 		go g.feed.Run(bg, g.feedCh)
+		g.runCRM(bg)
 		go func() {
 			var err error
 			if g.cfg.HTTP.TLSCert != "" {

@@ -37,13 +37,15 @@ func (g *Gateway) newAPI() error {
 	var unsubscribe func()
 	g.feedCh, unsubscribe = g.calls.bus.Subscribe(1024)
 	_ = unsubscribe // the bus lives as long as the gateway
+	g.links = &api.Recordings{Dir: g.cfg.Recording.Dir, Key: key, TTL: h.LinkTTL.D(), BaseURL: base,
+		OwnOnly: h.RecordingAccess != "all"}
 	srv := &api.Server{
 		Tokens:   api.NewTokens(h.APITokens, scoped...),
 		Gatherer: g.prom,
 		Ready:    g.readyChecks(),
 		Calls:    g.calls.store,
-		Recordings: &api.Recordings{Dir: g.cfg.Recording.Dir, Key: key, TTL: h.LinkTTL.D(), BaseURL: base,
-			OwnOnly: h.RecordingAccess != "all"},
+		Recordings: g.links,
+		CRM:        g.crmStatus,
 		Events: g.feed,
 		Dialer: dialer{g},
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +35,9 @@ type officeOpts struct {
 	// UpstreamAdvertise is media.upstream_advertise; RecordInternal is recording.internal.
 	UpstreamAdvertise string
 	RecordInternal    bool
+	// HTTPExtra and IvanovExtra go into the [http] table and ivanov's
+	// [[employee]] table.
+	HTTPExtra, IvanovExtra string
 }
 
 func newOffice(t *testing.T, opts officeOpts) *office {
@@ -49,6 +54,7 @@ func newOffice(t *testing.T, opts officeOpts) *office {
 	}
 	t.Cleanup(vpbx.Close)
 	cfg := newDaemonConfig(t, "")
+	cfg.HTTPExtra, cfg.IvanovExtra = strings.ReplaceAll(opts.HTTPExtra, "HTTPPORT", strconv.Itoa(cfg.HTTPPort)), opts.IvanovExtra
 	recDir := filepath.Join(cfg.DataDir, "recordings")
 	port := 40000 + (cfg.SIPPort%200)*100
 	cfg.Extra = upstreamSection(vpbx.Addr()) + fmt.Sprintf(`[media]

@@ -83,8 +83,10 @@ type daemonConfig struct {
 	SIPPort  int
 	HTTPPort int
 	SIPExtra string // more keys in the [sip] table
-	// HTTPExtra is more keys in the [http] table.
-	HTTPExtra string
+	// HTTPExtra is more keys in the [http] table; IvanovExtra more keys in
+	// ivanov's [[employee]] table.
+	HTTPExtra   string
+	IvanovExtra string
 	Extra     string // appended TOML (e.g. an [upstream] section)
 	Env       []string
 }
@@ -113,12 +115,13 @@ id = "ivanov"
 name = "Иванов Иван"
 extensions = ["101", "102"]
 sip_password = "Phone101pass"
+%s
 [[employee]]
 id = "petrov"
 name = "Петров Пётр"
 extensions = ["103"]
 sip_password = "Phone103pass"
-%s`, c.DataDir, c.SIPPort, c.SIPPort, c.SIPExtra, c.HTTPPort, testToken, c.HTTPExtra, c.Extra)
+%s`, c.DataDir, c.SIPPort, c.SIPPort, c.SIPExtra, c.HTTPPort, testToken, c.HTTPExtra, c.IvanovExtra, c.Extra)
 }
 
 type daemon struct {

@@ -31,6 +31,8 @@ type Server struct {
 	Events *Feed
 	// Dialer places click-to-calls and hangs up (nil: not offered).
 	Dialer Dialer
+	// CRM reports the CRM outboxes (nil: no /api/v1/crm endpoints).
+	CRM CRMStatus
 
 	fails failures
 }
@@ -52,6 +54,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Dialer != nil && s.Calls != nil {
 		s.dialRoutes(mux)
+	}
+	if s.CRM != nil {
+		s.crmRoutes(mux)
 	}
 	if s.Events != nil {
 		mux.Handle("GET /api/v1/events", s.auth(http.HandlerFunc(s.events)))

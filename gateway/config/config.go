@@ -171,6 +171,9 @@ type RetailCRM struct {
 	TimeZone   string `toml:"time_zone"`   // the account's zone for dates
 	// Exclude lists employees whose calls are never sent.
 	Exclude []string `toml:"exclude"`
+	// RetryMax caps the wait between delivery attempts while RetailCRM is
+	// down or busy.
+	RetryMax Duration `toml:"retry_max"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s", "8760h").
@@ -226,6 +229,6 @@ func Defaults() Config {
 			RetryMax:        Duration(5 * time.Minute),
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:8080", LinkTTL: Duration(7 * 24 * time.Hour), RecordingAccess: "own"},
-		CRM:  CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow"}},
+		CRM:  CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: Duration(5 * time.Minute)}},
 	}
 }

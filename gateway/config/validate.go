@@ -491,6 +491,7 @@ func (v *validator) crm(c *Config, employees map[string]bool) {
 	if !idRe.MatchString(r.ModuleCode) {
 		v.bad("crm.retailcrm.module_code", `lower-case letters and digits, e.g. "callgate"`, "%q is not a valid module code", r.ModuleCode)
 	}
+	v.between("crm.retailcrm.retry_max", r.RetryMax.D(), time.Second, 24*time.Hour)
 	if _, err := time.LoadLocation(r.TimeZone); err != nil {
 		v.bad("crm.retailcrm.time_zone", `an IANA zone, e.g. "Europe/Moscow"`, "%v", err)
 	}

@@ -180,3 +180,24 @@ func (s *Store) Secret(name string, n int) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// Once returns the value kept under name in the meta bucket, storing value
+// there first if there is none (e.g. when a CRM connector was first
+// enabled).
+func (s *Store) Once(name string, value []byte) ([]byte, error) {
+	var out []byte
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(BucketMeta)
+		k := []byte("once:" + name)
+		if v := b.Get(k); v != nil {
+			out = append([]byte(nil), v...)
+			return nil
+		}
+		out = value
+		return b.Put(k, value)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", name, err)
+	}
+	return out, nil
+}

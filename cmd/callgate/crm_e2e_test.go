@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"callgate/crm/crmtest"
+	"callgate/sip/siptest"
+)
+
+const retailKey = "retail-e2e-key-0123456789"
+
+// retailOffice is an office whose ivanov is RetailCRM user 7, with the
+// connector pointed at a stand-in.
+func retailOffice(t *testing.T, st *crmtest.RetailCRM) *office {
+	t.Helper()
+	return newOffice(t, officeOpts{
+		Extra: fmt.Sprintf(`[crm.retailcrm]
+enabled = true
+url = %q
+api_key = %q
+site = "shop"
+`, st.URL, retailKey),
+		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
+		IvanovExtra: "retailcrm_user = 7",
+	})
+}
+
+// An answered inbound call and a missed one reach RetailCRM as popups and
+// history with a working recording link; an internal call never does.
+func TestRetailCRMGetsCallsAndRecordingLinks(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	defer st.Close()
+	o := retailOffice(t, st)
+	o.d.waitFor("module registered", 10*time.Second, func() bool { m, _ := st.Module("callgate"); return m != nil })
+
+	outside, ivanov := tonePeers(t)
+	ctx := withTimeout(t, 30*time.Second)
+	vpbxSide, _, in := o.inbound(ctx, outside.Addr().String(), ivanov.Addr().String())
+	<-nextCall(t, o.phones["102"]).Gone()
+	toA, _ := siptest.MediaAddr(vpbxSide.Remote)
+	toB, _ := siptest.MediaAddr(in.Request.Body())
+	outside.SendTo(toA)
+	ivanov.SendTo(toB)
+	time.Sleep(1500 * time.Millisecond)
+	_ = vpbxSide.Hangup(ctx)
+	rec := o.lastCall()
+
+	o.d.waitFor("popup, hangup and history in RetailCRM", 10*time.Second, func() bool { return len(st.Events()) == 2 && len(st.Calls()) == 1 })
+	ev := st.Events()
+	if ev[0].Type != "in" || ev[0].Phone != "79161234567" || len(ev[0].UserIDs) != 1 || ev[0].UserIDs[0] != 7 || ev[0].CallExternalID != rec.ID ||
+		ev[0].Site != "shop" || ev[1].Type != "hangup" || ev[1].HangupStatus != "answered" {
+		t.Fatalf("events %+v", ev)
+	}
+	h := st.Calls()[0]
+	if h.Result != "answered" || h.UserID != 7 || h.ExternalID != rec.ID+"-1" || h.Duration < 1 || h.Duration > 3 || h.RecordURL == "" {
+		t.Fatalf("history %+v", h)
+	}
+	res, err := http.Get(h.RecordURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "audio/wav" || !bytes.HasPrefix(body.Bytes(), []byte("RIFF")) {
+		t.Fatalf("recording link: %d %q", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+
+	// An internal call between ivanov and petrov is never sent.
+	go func() {
+		c := nextCall(t, o.phones["103"])
+		_, _ = c.Answer(ctx, siptest.SDP("127.0.0.1:30980"))
+	}()
+	call, err := o.phones["101"].Dial(ctx, "103", siptest.SDP("127.0.0.1:30982"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = call.Hangup(ctx)
+
+	// A missed call (nobody answers within ring_timeout = 3s).
+	missed := make(chan error, 1)
+	go func() {
+		_, err := o.vpbx.Invite(ctx, "sales1", "79167654321", siptest.SDP("127.0.0.1:30984"))
+		missed <- err
+	}()
+	<-missed
+	o.d.waitFor("the missed call in RetailCRM", 10*time.Second, func() bool { return len(st.Calls()) == 2 })
+	if m := st.Calls()[1]; m.Result != "no answer" || m.Phone != "79167654321" || m.UserID != 7 {
+		t.Fatalf("missed call %+v", m)
+	}
+	time.Sleep(300 * time.Millisecond)
+	for _, e := range st.Events() {
+		if e.Phone == "103" || e.Phone == "101" {
+			t.Fatalf("an internal call reached RetailCRM: %+v", e)
+		}
+	}
+	if len(st.Events()) != 4 {
+		t.Fatalf("%d events, want 4 (two calls)", len(st.Events()))
+	}
+	res, err = o.d.get("/api/v1/crm/status", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status struct {
+		CRM map[string]struct {
+			Depth int
+		}
+	}
+	_ = decodeJSON(res, &status)
+	res.Body.Close()
+	if s, ok := status.CRM["retailcrm"]; !ok || s.Depth != 0 {
+		t.Fatalf("crm status %+v", status)
+	}
+	if len(st.Violations()) > 0 {
+		t.Fatalf("rate limits exceeded: %v", st.Violations())
+	}
+}
+
+// The CRM is down while 200 calls happen and callgate is restarted twice
+// (real process restarts) during the outage; once it is back every call
+// arrives exactly once, popups in order per call. Then, with responses lost
+// after RetailCRM committed them, history still has no duplicates.
+func TestRetailCRMOutageWithRestarts(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	defer st.Close()
+	o := newOffice(t, officeOpts{
+		Extra: fmt.Sprintf(`[crm.retailcrm]
+enabled = true
+url = %q
+api_key = %q
+site = "shop"
+retry_max = "2s"
+`, st.URL, retailKey),
+		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
+		IvanovExtra: "retailcrm_user = 7",
+	})
+	o.d.waitFor("module registered", 10*time.Second, func() bool { m, _ := st.Module("callgate"); return m != nil })
+	st.SetMode(crmtest.Down)
+	ctx := withTimeout(t, 120*time.Second)
+	const total = 200
+	place := func(n int) {
+		for range n {
+			vpbxSide, _, _ := o.inbound(ctx, "127.0.0.1:30990", "127.0.0.1:30991")
+			<-nextCall(t, o.phones["102"]).Gone()
+			_ = vpbxSide.Hangup(ctx)
+		}
+	}
+	restart := func() {
+		o.d.stop()
+		o.d = startDaemon(t, o.d.cfg)
+		o.d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
+		for _, ext := range []string{"101", "102", "103"} {
+			mustRegister(t, o.phones[ext])
+		}
+	}
+	place(80)
+	restart()
+	place(60)
+	restart()
+	place(total - 140)
+	o.d.waitFor("every call's operations queued", 10*time.Second, func() bool { return o.d.metric(`callgate_crm_outbox_depth{crm="retailcrm"}`) >= 3*total })
+	if len(st.Calls()) != 0 {
+		t.Fatal("the stand-in took calls while down")
+	}
+	st.SetMode(crmtest.Normal)
+	o.d.waitFor("all calls delivered", 60*time.Second, func() bool { return len(st.Calls()) == total && len(st.Events()) == 2*total })
+	seen := map[string][]string{}
+	for _, e := range st.Events() {
+		seen[e.CallExternalID] = append(seen[e.CallExternalID], e.Type)
+	}
+	if len(seen) != total {
+		t.Fatalf("%d calls got popups, want %d", len(seen), total)
+	}
+	for id, kinds := range seen {
+		if len(kinds) != 2 || kinds[0] != "in" || kinds[1] != "hangup" {
+			t.Fatalf("call %s: events %v", id, kinds)
+		}
+	}
+	if st.Duplicates() != 0 || len(st.Violations()) != 0 {
+		t.Fatalf("duplicates %d, rate-limit violations %v", st.Duplicates(), st.Violations())
+	}
+
+	// Responses lost after commit: retried, refused as duplicates, counted once.
+	st.SetMode(crmtest.DropResponse)
+	place(5)
+	o.d.waitFor("five more uploads attempted", 20*time.Second, func() bool { return len(st.Calls()) == total+5 && st.Duplicates() >= 5 })
+	st.SetMode(crmtest.Normal)
+	o.d.waitFor("outbox drained", 20*time.Second, func() bool { return o.d.metric(`callgate_crm_outbox_depth{crm="retailcrm"}`) == 0 })
+	ids := map[string]bool{}
+	for _, c := range st.Calls() {
+		if ids[c.ExternalID] {
+			t.Fatalf("call %s stored twice", c.ExternalID)
+		}
+		ids[c.ExternalID] = true
+	}
+}
