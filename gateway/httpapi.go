@@ -40,14 +40,14 @@ func (g *Gateway) newAPI() error {
 	g.links = &api.Recordings{Dir: g.cfg.Recording.Dir, Key: key, TTL: h.LinkTTL.D(), BaseURL: base,
 		OwnOnly: h.RecordingAccess != "all"}
 	srv := &api.Server{
-		Tokens:   api.NewTokens(h.APITokens, scoped...),
-		Gatherer: g.prom,
-		Ready:    g.readyChecks(),
-		Calls:    g.calls.store,
+		Tokens:     api.NewTokens(h.APITokens, scoped...),
+		Gatherer:   g.prom,
+		Ready:      g.readyChecks(),
+		Calls:      g.calls.store,
 		Recordings: g.links,
 		CRM:        g.crmStatus,
-		Events: g.feed,
-		Dialer: dialer{g},
+		Events:     g.feed,
+		Dialer:     dialer{g},
 	}
 	streams, stop := context.WithCancel(context.Background())
 	g.stopStreams = stop

@@ -87,8 +87,8 @@ type daemonConfig struct {
 	// ivanov's [[employee]] table.
 	HTTPExtra   string
 	IvanovExtra string
-	Extra     string // appended TOML (e.g. an [upstream] section)
-	Env       []string
+	Extra       string // appended TOML (e.g. an [upstream] section)
+	Env         []string
 }
 
 func (c daemonConfig) toml() string {
