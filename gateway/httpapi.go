@@ -46,6 +46,7 @@ func (g *Gateway) newAPI() error {
 		Calls:      g.calls.store,
 		Recordings: g.links,
 		CRM:        g.crmStatus,
+		Routes:     g.crmRoutes(),
 		Events:     g.feed,
 		Dialer:     dialer{g},
 	}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -196,5 +198,72 @@ retry_max = "2s"
 			t.Fatalf("call %s stored twice", c.ExternalID)
 		}
 		ids[c.ExternalID] = true
+	}
+}
+
+// RetailCRM's makeCallUrl: a wrong clientId is refused; the right one starts
+// a click-to-call for the manager with that code, from the shop line given.
+func TestRetailCRMMakeCallURL(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	defer st.Close()
+	o := newOffice(t, officeOpts{
+		Extra: secondTrunk + fmt.Sprintf(`[crm.retailcrm]
+enabled = true
+url = %q
+api_key = %q
+site = "shop"
+`, st.URL, retailKey),
+		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
+		IvanovExtra: "retailcrm_user = 7",
+	})
+	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
+	var module struct {
+		ClientID     string
+		Integrations struct{ Telephony struct{ MakeCallURL string } }
+	}
+	o.d.waitFor("module registered", 10*time.Second, func() bool {
+		m, _ := st.Module("callgate")
+		return m != nil && json.Unmarshal(m, &module) == nil
+	})
+	makeCall := module.Integrations.Telephony.MakeCallURL
+	get := func(q url.Values) (int, map[string]any) {
+		res, err := http.Get(makeCall + "?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var body map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&body)
+		return res.StatusCode, body
+	}
+	q := url.Values{"clientId": {"not-the-client-id"}, "code": {"101"}, "phone": {"89161234567"}, "userId": {"7"}, "externalPhone": {"+74951112233"}}
+	if code, body := get(q); code != 403 || body["success"] != false {
+		t.Fatalf("wrong clientId: %d %v", code, body)
+	}
+	select {
+	case c := <-o.phones["101"].Calls:
+		t.Fatalf("a refused makeCallUrl rang the phone: %s", c.From())
+	case <-time.After(200 * time.Millisecond):
+	}
+	q.Set("clientId", module.ClientID)
+	if code, body := get(q); code != 200 || body["callId"] == "" {
+		t.Fatalf("makeCallUrl: %d %v", code, body)
+	}
+	ctx := withTimeout(t, 20*time.Second)
+	in := nextCall(t, o.phones["101"])
+	if in.From() != "79161234567" {
+		t.Fatalf("phone shows %q", in.From())
+	}
+	if _, err := in.Answer(ctx, siptest.SDP("127.0.0.1:30986")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case vc := <-o.vpbx.Calls:
+		if vc.Request.From().Address.User != "support" || vc.Request.Recipient.User != "79161234567" {
+			t.Fatalf("VPBX got %s from %s", vc.Request.Recipient.User, vc.Request.From().Address.User)
+		}
+		vc.Reject(486, "Busy Here")
+	case <-ctx.Done():
+		t.Fatal("the client was not dialled")
 	}
 }

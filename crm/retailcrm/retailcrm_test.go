@@ -216,3 +216,38 @@ func TestBurstStaysWithinRateLimits(t *testing.T) {
 		t.Fatalf("rate limit exceeded: %v", v[:min(3, len(v))])
 	}
 }
+
+// BenchmarkCatchUp delivers a backlog of b.N queued operations (a popup and
+// a history upload per call, as after an outage) to the stand-in at
+// RetailCRM's real rate limits: go test -bench CatchUp -benchtime 10000x.
+func BenchmarkCatchUp(b *testing.B) {
+	st := crmtest.NewRetailCRM(key)
+	defer st.Close()
+	msk, _ := time.LoadLocation("Europe/Moscow")
+	c := New(Config{URL: st.URL, APIKey: key, Site: "shop", Location: msk}, nil)
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "o.db"), 0o600, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ob, _ := outbox.Open(db, "retailcrm", c, outbox.Options{})
+	var items []outbox.Item
+	for i := 0; len(items) < b.N; i++ {
+		call := answered()
+		call.ID = fmt.Sprint("backlog", i)
+		all := c.Items(crm.Event{Kind: crm.Ended, Call: call})
+		items = append(items, all[0], all[1]) // hangup popup + history upload
+	}
+	_ = ob.Put(items[:b.N]...)
+	b.ResetTimer()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go ob.Run(ctx)
+	for ob.Status().Depth > 0 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
+	if v := st.Violations(); len(v) > 0 {
+		b.Fatalf("rate limit exceeded: %v", v[0])
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"callgate/crm/outbox"
 	"callgate/gateway/calls"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -121,6 +123,16 @@ func newFixture(t *testing.T) *fixture {
 			BaseURL: "https://callgate.example.ru", OwnOnly: true, Now: f.clock},
 		Events: NewFeed(8),
 		Dialer: fakeDialer{},
+		CRM: func(name string, retry bool) (map[string]outbox.Status, int, error) {
+			if retry {
+				if name != "retailcrm" {
+					return nil, 0, errors.New("no CRM \"" + name + "\" is enabled")
+				}
+				return nil, 1, nil
+			}
+			return map[string]outbox.Status{"retailcrm": {Depth: 3, OldestAge: time.Minute, Dead: 1,
+				LastError: "retailcrm /api/v5/telephony/call/event: 400 Validation error"}}, 0, nil
+		},
 	}
 	f.srv = httptest.NewServer(f.s.Handler())
 	t.Cleanup(f.srv.Close)

@@ -33,6 +33,9 @@ type Server struct {
 	Dialer Dialer
 	// CRM reports the CRM outboxes (nil: no /api/v1/crm endpoints).
 	CRM CRMStatus
+	// Routes are more endpoints by pattern (CRM callbacks); each
+	// authenticates its callers itself.
+	Routes map[string]http.Handler
 
 	fails failures
 }
@@ -57,6 +60,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.CRM != nil {
 		s.crmRoutes(mux)
+	}
+	for pattern, h := range s.Routes {
+		mux.Handle(pattern, h)
 	}
 	if s.Events != nil {
 		mux.Handle("GET /api/v1/events", s.auth(http.HandlerFunc(s.events)))
