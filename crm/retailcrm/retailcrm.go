@@ -125,7 +125,7 @@ func mapped(ps []crm.Person) ([]string, []int) {
 	var codes []string
 	var ids []int
 	for _, p := range ps {
-		if p.CRMUser > 0 {
+		if p.CRMUser > 0 && !contains(ids, p.CRMUser) {
 			codes = append(codes, p.Extension)
 			ids = append(ids, p.CRMUser)
 		}

@@ -251,3 +251,29 @@ func BenchmarkCatchUp(b *testing.B) {
 		b.Fatalf("rate limit exceeded: %v", v[0])
 	}
 }
+
+// A transferred call's two legs become two history entries, each with its
+// own employee, duration and recording, and both employees get the popups.
+func TestTransferredCallHasOneEntryPerLeg(t *testing.T) {
+	st := crmtest.NewRetailCRM(key)
+	defer st.Close()
+	c := newConnector(t, st)
+	call := answered()
+	pe := crm.Person{Employee: "petrov", Extension: "103", CRMUser: 9}
+	call.Legs[0].Ended, call.Legs[0].TalkSeconds = t0.Add(25*time.Second), 20
+	call.Legs = append(call.Legs, crm.Leg{N: 2, Person: pe, Answered: t0.Add(25 * time.Second), Ended: t0.Add(65 * time.Second), TalkSeconds: 40,
+		RecordURL: "https://callgate.example.ru/api/v1/recordings/c1-2?exp=1&sig=cd", TransferredFrom: "ivanov"})
+	for _, err := range deliver(t, c, c.Items(crm.Event{Kind: crm.Ended, Call: call})) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := st.Calls()
+	if len(calls) != 2 || calls[0].UserID != 7 || calls[0].Duration != 20 || calls[1].UserID != 9 || calls[1].Duration != 40 ||
+		calls[1].ExternalID != "c1-2" || calls[1].RecordURL == calls[0].RecordURL || calls[1].DurationWaiting != 0 {
+		t.Fatalf("history %+v", calls)
+	}
+	if ev := st.Events(); len(ev) != 1 || len(ev[0].UserIDs) != 2 {
+		t.Fatalf("hangup event %+v", ev)
+	}
+}
