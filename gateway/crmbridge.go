@@ -80,6 +80,26 @@ func (g *Gateway) newCRM() error {
 		link.exclude[id] = true
 	}
 	link.events, _ = g.calls.bus.Subscribe(4096)
+	byUser := map[int]string{}
+	for id, u := range users {
+		byUser[u] = id
+	}
+	resp := newResponsible(func(ctx context.Context, phone string) (string, error) {
+		u, err := conn.Manager(ctx, phone)
+		if err != nil {
+			return "", err
+		}
+		if r.Exclude != nil {
+			for _, x := range r.Exclude {
+				if x == byUser[u] {
+					return "", nil
+				}
+			}
+		}
+		return byUser[u], nil
+	}, g.cfg.Routing.CRMBudget.D(), g.cfg.Routing.CacheTTL.D())
+	g.router.Responsible = resp.Who
+	g.router.ResponsibleTimeout = g.cfg.Routing.ResponsibleTimeout.D()
 	g.crm = append(g.crm, link)
 	g.prom.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_crm_outbox_depth", Help: "CRM operations waiting to be delivered.", ConstLabels: prometheus.Labels{"crm": "retailcrm"}},

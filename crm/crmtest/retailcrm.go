@@ -67,22 +67,24 @@ type RetailCall struct {
 type RetailCRM struct {
 	*httptest.Server
 	APIKey string
-	Delay  time.Duration // for Slow
 
 	mu         sync.Mutex
 	mode       Mode
+	delay      time.Duration // for Slow
 	events     []RetailEvent
 	calls      []RetailCall // first upload of each externalId, in order
 	duplicates int
 	modules    map[string]json.RawMessage
 	edits      int
 	violations []string
+	managers   map[string]int // phone -> responsible user id
+	lookups    int
 	recent     map[string][]time.Time // rate-limit class -> request times
 }
 
 // NewRetailCRM starts a stand-in on loopback accepting apiKey.
 func NewRetailCRM(apiKey string) *RetailCRM {
-	r := &RetailCRM{APIKey: apiKey, modules: map[string]json.RawMessage{}, recent: map[string][]time.Time{}}
+	r := &RetailCRM{APIKey: apiKey, modules: map[string]json.RawMessage{}, recent: map[string][]time.Time{}, managers: map[string]int{}}
 	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
 	return r
 }
@@ -91,6 +93,28 @@ func NewRetailCRM(apiKey string) *RetailCRM {
 func (r *RetailCRM) SetMode(m Mode) {
 	r.mu.Lock()
 	r.mode = m
+	r.mu.Unlock()
+}
+
+// SetManager makes userID the responsible manager of the client with phone
+// (digits, no "+").
+func (r *RetailCRM) SetManager(phone string, userID int) {
+	r.mu.Lock()
+	r.managers[phone] = userID
+	r.mu.Unlock()
+}
+
+// Lookups is how many telephony/manager requests arrived.
+func (r *RetailCRM) Lookups() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lookups
+}
+
+// SetSlow makes every answer wait d (mode Slow).
+func (r *RetailCRM) SetSlow(d time.Duration) {
+	r.mu.Lock()
+	r.mode, r.delay = Slow, d
 	r.mu.Unlock()
 }
 
@@ -192,7 +216,7 @@ func decodeStrict(v string, into any) error {
 
 func (r *RetailCRM) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
-	mode, delay := r.mode, r.Delay
+	mode, delay := r.mode, r.delay
 	r.mu.Unlock()
 	switch mode {
 	case Down:
@@ -226,6 +250,10 @@ func (r *RetailCRM) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Unlock()
 	if !ok {
 		retailError(w, 503, "Rate limit exceeded", nil)
+		return
+	}
+	if req.Method == http.MethodGet && req.URL.Path == "/api/v5/telephony/manager" {
+		r.manager(w, req)
 		return
 	}
 	if req.Method != http.MethodPost {
@@ -391,4 +419,21 @@ func (r *RetailCRM) moduleEdit(w http.ResponseWriter, req *http.Request, code st
 		status = http.StatusCreated
 	}
 	retailStatus(w, status, map[string]any{"info": map[string]any{}})
+}
+
+func (r *RetailCRM) manager(w http.ResponseWriter, req *http.Request) {
+	phone := req.URL.Query().Get("phone")
+	if phone == "" {
+		retailError(w, 400, "Parameter 'phone' is missing", nil)
+		return
+	}
+	r.mu.Lock()
+	r.lookups++
+	id, ok := r.managers[phone]
+	r.mu.Unlock()
+	if !ok {
+		retailError(w, 404, "Not found", nil)
+		return
+	}
+	retailOK(w, map[string]any{"manager": map[string]any{"id": id, "firstName": "Manager", "code": ""}})
 }

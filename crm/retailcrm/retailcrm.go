@@ -350,3 +350,41 @@ func (c *Connector) Register(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Manager asks RetailCRM which user is responsible for a client's phone
+// (telephony/manager); 0 when the client or their manager is unknown.
+func (c *Connector) Manager(ctx context.Context, phone string) (int, error) {
+	if err := c.telephony.Wait(ctx); err != nil {
+		return 0, err
+	}
+	q := url.Values{"phone": {strings.TrimPrefix(phone, "+")}, "details": {"0"}}
+	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(c.cfg.URL, "/")+"/api/v5/telephony/manager?"+q.Encode(), nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("X-API-KEY", c.cfg.APIKey)
+	res, err := c.http.Do(req)
+	if err != nil {
+		c.count("error")
+		return 0, fmt.Errorf("retailcrm telephony/manager: %w", errors.Unwrap(err))
+	}
+	defer res.Body.Close()
+	c.count(strconv.Itoa(res.StatusCode))
+	var body struct {
+		Success  bool   `json:"success"`
+		ErrorMsg string `json:"errorMsg"`
+		Manager  *struct {
+			ID int `json:"id"`
+		} `json:"manager"`
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&body); err != nil {
+		return 0, fmt.Errorf("retailcrm telephony/manager: %d: %w", res.StatusCode, err)
+	}
+	if res.StatusCode == http.StatusNotFound || body.Manager == nil {
+		return 0, nil
+	}
+	if res.StatusCode != http.StatusOK || !body.Success {
+		return 0, fmt.Errorf("retailcrm telephony/manager: %d %s", res.StatusCode, body.ErrorMsg)
+	}
+	return body.Manager.ID, nil
+}

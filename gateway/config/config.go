@@ -23,6 +23,7 @@ type Config struct {
 	Employees []Employee `toml:"employee"`
 	Groups    []Group    `toml:"group"`
 	CRM       CRM        `toml:"crm"`
+	Routing   Routing    `toml:"routing"`
 
 	// File is the path the configuration was read from (for messages).
 	File string `toml:"-"`
@@ -72,6 +73,18 @@ type Media struct {
 type Calls struct {
 	RingTimeout   Duration `toml:"ring_timeout"`
 	DefaultRegion string   `toml:"default_region"`
+}
+
+// Routing configures smart routing: an inbound call from a client the CRM
+// knows rings the client's responsible manager first.
+type Routing struct {
+	// CRMBudget is the longest a call waits for the CRM's answer.
+	CRMBudget Duration `toml:"crm_budget"`
+	// ResponsibleTimeout is how long the responsible manager rings before
+	// the account's normal target does.
+	ResponsibleTimeout Duration `toml:"responsible_timeout"`
+	// CacheTTL is how long an answer is used without asking again.
+	CacheTTL Duration `toml:"cache_ttl"`
 }
 
 // Recording configures local call recording.
@@ -229,6 +242,7 @@ func Defaults() Config {
 			RetryMax:        Duration(5 * time.Minute),
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:8080", LinkTTL: Duration(7 * 24 * time.Hour), RecordingAccess: "own"},
+		Routing: Routing{CRMBudget: Duration(300 * time.Millisecond), ResponsibleTimeout: Duration(15 * time.Second), CacheTTL: Duration(10 * time.Minute)},
 		CRM:  CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: Duration(5 * time.Minute)}},
 	}
 }

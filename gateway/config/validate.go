@@ -63,6 +63,9 @@ func (v *validator) validate(c *Config) {
 	v.upstream(&c.Upstream, employees, groups)
 	v.http(&c.HTTP, employees)
 	v.crm(c, employees)
+	v.between("routing.crm_budget", c.Routing.CRMBudget.D(), time.Millisecond, 5*time.Second)
+	v.between("routing.responsible_timeout", c.Routing.ResponsibleTimeout.D(), time.Second, 10*time.Minute)
+	v.between("routing.cache_ttl", c.Routing.CacheTTL.D(), time.Second, 24*time.Hour)
 }
 
 // ListenAddr is a parsed "transport:host:port" SIP listen address.

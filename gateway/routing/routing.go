@@ -28,6 +28,13 @@ type Router struct {
 	first       config.Account
 	region      string
 	ringTimeout time.Duration
+
+	// Responsible names the employee responsible for a client (E.164) in
+	// the CRM, within the routing budget; "" when unknown. Nil: no smart
+	// routing.
+	Responsible func(phone string) string
+	// ResponsibleTimeout is how long the responsible employee rings first.
+	ResponsibleTimeout time.Duration
 }
 
 // New builds the router.
@@ -118,7 +125,35 @@ func (r *Router) Inbound(account, caller string) (b2bua.InboundRoute, error) {
 	if len(route.Steps) == 0 {
 		return route, fmt.Errorf("account %q rings nobody", account)
 	}
-	return route, nil
+	return r.responsibleFirst(route, caller), nil
+}
+
+// responsibleFirst puts the client's responsible employee in front of the
+// normal target for ResponsibleTimeout.
+func (r *Router) responsibleFirst(route b2bua.InboundRoute, caller string) b2bua.InboundRoute {
+	if r.Responsible == nil {
+		return route
+	}
+	num, err := Normalize(caller, r.region)
+	if err != nil {
+		return route
+	}
+	id := r.Responsible(num)
+	e, ok := r.dir.Employee(id)
+	if id == "" || !ok {
+		return route
+	}
+	var first []b2bua.Target
+	for _, x := range e.Extensions {
+		first = append(first, b2bua.Target{Extension: x, Employee: e.ID})
+	}
+	timeouts := []time.Duration{r.ResponsibleTimeout}
+	for range route.Steps {
+		timeouts = append(timeouts, route.RingTimeout)
+	}
+	route.Steps = append([][]b2bua.Target{first}, route.Steps...)
+	route.StepTimeouts = timeouts
+	return route
 }
 
 // Outbound routes what extension dialled.

@@ -47,6 +47,9 @@ type Target struct {
 type InboundRoute struct {
 	Steps       [][]Target
 	RingTimeout time.Duration
+	// StepTimeouts, if set, overrides RingTimeout per step (the
+	// responsible manager's step rings for its own time).
+	StepTimeouts []time.Duration
 }
 
 // OutboundRoute says where a call placed by a phone goes.

@@ -153,7 +153,7 @@ func (b *B2BUA) runInbound(req *sip.Request, tx sip.ServerTransaction) {
 		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
 		return
 	}
-	c.ring(route.Steps, route.RingTimeout, offer)
+	c.ring(route.Steps, route.RingTimeout, offer, route.StepTimeouts...)
 }
 
 // runOutbound: an authenticated phone calls a number or an extension.
@@ -319,15 +319,19 @@ func (c *call) dialPhones(targets []Target, fromUser, display string, offer func
 
 // ring forks to every registered device of each step's targets, step after
 // step, and connects the first that answers.
-func (c *call) ring(groups [][]Target, timeout time.Duration, offer *sdp.SessionDescription) {
+func (c *call) ring(groups [][]Target, timeout time.Duration, offer *sdp.SessionDescription, stepTimeouts ...time.Duration) {
 	if timeout <= 0 {
 		timeout = c.b.cfg.RingTimeout
 	}
 	busy := 0
 	total := 0
 	var all []*branch
-	for _, g := range groups {
+	for step, g := range groups {
 		results := make(chan branchResult, 64)
+		stepTimeout := timeout
+		if step < len(stepTimeouts) && stepTimeouts[step] > 0 {
+			stepTimeout = stepTimeouts[step]
+		}
 		c.ev.Rung = append(c.ev.Rung, g...)
 		branches, err := c.dialPhones(g, c.ev.Caller, c.ev.Caller, func(br *branch) ([]byte, error) { return c.calleeOffer(offer, br) }, results)
 		if err != nil {
@@ -340,7 +344,7 @@ func (c *call) ring(groups [][]Target, timeout time.Duration, offer *sdp.Session
 		all = append(all, branches...)
 		total += len(branches)
 		c.emit(EventRinging)
-		won, b := c.await(branches, results, timeout)
+		won, b := c.await(branches, results, stepTimeout)
 		busy += b
 		if won || c.ended {
 			return
