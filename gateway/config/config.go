@@ -241,8 +241,8 @@ func Defaults() Config {
 			RetryMin:        Duration(2 * time.Second),
 			RetryMax:        Duration(5 * time.Minute),
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:8080", LinkTTL: Duration(7 * 24 * time.Hour), RecordingAccess: "own"},
+		HTTP:    HTTP{Listen: "127.0.0.1:8080", LinkTTL: Duration(7 * 24 * time.Hour), RecordingAccess: "own"},
 		Routing: Routing{CRMBudget: Duration(300 * time.Millisecond), ResponsibleTimeout: Duration(15 * time.Second), CacheTTL: Duration(10 * time.Minute)},
-		CRM:  CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: Duration(5 * time.Minute)}},
+		CRM:     CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: Duration(5 * time.Minute)}},
 	}
 }
