@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/netip"
 	"os"
@@ -57,13 +58,7 @@ func TestBlindTransferByRefer(t *testing.T) {
 	t.Cleanup(petrov.Close)
 	ctx := withTimeout(t, 30*time.Second)
 
-	vpbxSide, ivanovSide, in := o.inbound(ctx, outside.Addr().String(), ivanov.Addr().String())
-	<-nextCall(t, o.phones["102"]).Gone()
-	toA, _ := siptest.MediaAddr(vpbxSide.Remote)
-	toB, _ := siptest.MediaAddr(in.Request.Body())
-	outside.SendTo(toA)
-	ivanov.SendTo(toB)
-	o.d.waitFor("outside and ivanov talk", 5*time.Second, func() bool { return hears(outside, 1000) && hears(ivanov, 440) })
+	vpbxSide, ivanovSide, _ := o.talking(ctx, outside, ivanov)
 	time.Sleep(time.Second)
 
 	if code, err := ivanovSide.Refer(ctx, "sip:103@vpbx.test", ""); err != nil || code != 202 {
@@ -126,13 +121,7 @@ func TestTransferToRejectingPhoneReturnsToTransferor(t *testing.T) {
 	o := newOffice(t, officeOpts{})
 	outside, ivanov := tonePeers(t)
 	ctx := withTimeout(t, 30*time.Second)
-	vpbxSide, ivanovSide, in := o.inbound(ctx, outside.Addr().String(), ivanov.Addr().String())
-	<-nextCall(t, o.phones["102"]).Gone()
-	toA, _ := siptest.MediaAddr(vpbxSide.Remote)
-	toB, _ := siptest.MediaAddr(in.Request.Body())
-	outside.SendTo(toA)
-	ivanov.SendTo(toB)
-	o.d.waitFor("outside and ivanov talk", 5*time.Second, func() bool { return hears(outside, 1000) && hears(ivanov, 440) })
+	vpbxSide, ivanovSide, _ := o.talking(ctx, outside, ivanov)
 
 	if code, err := ivanovSide.Refer(ctx, "sip:petrov@vpbx.test", ""); err != nil || code != 202 {
 		t.Fatalf("REFER: %d %v", code, err)
@@ -308,13 +297,7 @@ func TestAttendedTransferWithReplaces(t *testing.T) {
 	t.Cleanup(petrov.Close)
 	ctx := withTimeout(t, 30*time.Second)
 
-	vpbxSide, ivanovSide, in := o.inbound(ctx, outside.Addr().String(), ivanov.Addr().String())
-	<-nextCall(t, o.phones["102"]).Gone()
-	toA, _ := siptest.MediaAddr(vpbxSide.Remote)
-	toB, _ := siptest.MediaAddr(in.Request.Body())
-	outside.SendTo(toA)
-	ivanov.SendTo(toB)
-	o.d.waitFor("outside and ivanov talk", 5*time.Second, func() bool { return hears(outside, 1000) && hears(ivanov, 440) })
+	vpbxSide, ivanovSide, _ := o.talking(ctx, outside, ivanov)
 	time.Sleep(time.Second)
 
 	// Hold, then consult petrov.
@@ -414,13 +397,7 @@ func TestBlindTransferToOutsideNumber(t *testing.T) {
 	mobile, _ := rtptest.NewPeer(1500, g711.PCMA)
 	t.Cleanup(mobile.Close)
 	ctx := withTimeout(t, 30*time.Second)
-	vpbxSide, ivanovSide, in := o.inbound(ctx, outside.Addr().String(), ivanov.Addr().String())
-	<-nextCall(t, o.phones["102"]).Gone()
-	toA, _ := siptest.MediaAddr(vpbxSide.Remote)
-	toB, _ := siptest.MediaAddr(in.Request.Body())
-	outside.SendTo(toA)
-	ivanov.SendTo(toB)
-	o.d.waitFor("outside and ivanov talk", 5*time.Second, func() bool { return hears(outside, 1000) && hears(ivanov, 440) })
+	vpbxSide, ivanovSide, _ := o.talking(ctx, outside, ivanov)
 
 	if code, err := ivanovSide.Refer(ctx, "sip:8-916-111-22-33@vpbx.test", ""); err != nil || code != 202 {
 		t.Fatalf("REFER: %d %v", code, err)
@@ -466,13 +443,7 @@ func TestAPIAttendedTransfer(t *testing.T) {
 	petrov, _ := rtptest.NewPeer(1500, g711.PCMA)
 	t.Cleanup(petrov.Close)
 	ctx := withTimeout(t, 60*time.Second)
-	vpbxSide, ivanovSide, in := o.inbound(ctx, outside.Addr().String(), ivanov.Addr().String())
-	<-nextCall(t, o.phones["102"]).Gone()
-	toA, _ := siptest.MediaAddr(vpbxSide.Remote)
-	toB, _ := siptest.MediaAddr(in.Request.Body())
-	outside.SendTo(toA)
-	ivanov.SendTo(toB)
-	o.d.waitFor("outside and ivanov talk", 5*time.Second, func() bool { return hears(outside, 1000) && hears(ivanov, 440) })
+	vpbxSide, ivanovSide, _ := o.talking(ctx, outside, ivanov)
 	id := o.activeCallID()
 
 	consult := func() (*siptest.Call, *siptest.IncomingCall) {
@@ -543,4 +514,18 @@ func TestAPIAttendedTransfer(t *testing.T) {
 	if len(rec.Legs) != 2 || rec.Legs[1].Employee != "petrov" || len(rec.Transfers) != 1 || rec.Transfers[0].Mode != "attended" {
 		t.Fatalf("record %+v", rec)
 	}
+}
+
+// talking puts an inbound call from the VPBX through to ivanov's line 101
+// (102 is cancelled) and waits until outside and ivanov hear each other.
+func (o *office) talking(ctx context.Context, outside, ivanov *rtptest.Peer) (vpbxSide, ivanovSide *siptest.Call, in *siptest.IncomingCall) {
+	o.t.Helper()
+	vpbxSide, ivanovSide, in = o.inbound(ctx, outside.Addr().String(), ivanov.Addr().String())
+	<-nextCall(o.t, o.phones["102"]).Gone()
+	toA, _ := siptest.MediaAddr(vpbxSide.Remote)
+	toB, _ := siptest.MediaAddr(in.Request.Body())
+	outside.SendTo(toA)
+	ivanov.SendTo(toB)
+	o.d.waitFor("outside and ivanov talk", 5*time.Second, func() bool { return hears(outside, 1000) && hears(ivanov, 440) })
+	return vpbxSide, ivanovSide, in
 }

@@ -97,7 +97,7 @@ func TestOrderPerCallRetriesAndNoDuplicates(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go o.Run(ctx)
-	waitFor(t, "12 deliveries", func() bool { return len(c.delivered()) == 12 })
+	waitFor(t, "12 deliveries", func() bool { return len(c.delivered()) == 12 && o.Status().Depth == 0 })
 	got := c.delivered()
 	pos := map[string]int{}
 	for i, k := range got {

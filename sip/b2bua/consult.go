@@ -42,78 +42,32 @@ func (c *call) employeeVer() *sdpVersion {
 // ConsultTransfer starts an attended transfer of a connected call to target
 // and returns once the target answered (the consultation is on) or failed.
 func (b *B2BUA) ConsultTransfer(id, target string) (int, string, error) {
-	b.mu.Lock()
-	c := b.byID[id]
-	b.mu.Unlock()
-	if c == nil {
-		return 0, "", ErrNoCall
-	}
-	type result struct {
-		code   int
-		reason string
-		err    error
-	}
-	done := make(chan result, 1)
-	if !c.post(func() {
+	r := b.onCall(id, func(c *call, reply func(outcome)) {
 		if c.callee == nil || c.ev.Direction == Internal || c.xfer != nil || c.consult != nil {
-			done <- result{err: ErrTransferState}
+			reply(outcome{err: ErrTransferState})
 			return
 		}
 		route, err := b.router.Transfer(c.employeeTarget().Extension, target)
 		if err != nil {
-			done <- result{err: err}
+			reply(outcome{err: err})
 			return
 		}
-		c.consultation(route, func(code int, reason string) { done <- result{code: code, reason: reason} })
-	}) {
-		return 0, "", ErrNoCall
-	}
-	select {
-	case r := <-done:
-		return r.code, r.reason, r.err
-	case <-c.closed:
-		// The call may end inside the request (the caller hung up during
-		// it); its answer follows at once if it was run at all.
-		select {
-		case r := <-done:
-			return r.code, r.reason, r.err
-		case <-time.After(time.Second):
-			return 0, "", ErrNoCall
-		}
-	}
+		c.consultation(route, func(code int, reason string) { reply(outcome{code: code, reason: reason}) })
+	})
+	return r.code, r.reason, r.err
 }
 
 // FinishConsultation completes ("complete") or cancels ("cancel") the
 // attended transfer in progress on a call.
 func (b *B2BUA) FinishConsultation(id, how string) error {
-	b.mu.Lock()
-	c := b.byID[id]
-	b.mu.Unlock()
-	if c == nil {
-		return ErrNoCall
-	}
-	done := make(chan error, 1)
-	if !c.post(func() {
+	return b.onCall(id, func(c *call, reply func(outcome)) {
 		if c.consult == nil || c.consult.finish != "" {
-			done <- ErrNoConsultation
+			reply(outcome{err: ErrNoConsultation})
 			return
 		}
 		c.consult.finish = how
-		done <- nil
-	}) {
-		return ErrNoCall
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-c.closed:
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(time.Second):
-			return ErrNoCall
-		}
-	}
+		reply(outcome{})
+	}).err
 }
 
 // consultation runs an attended transfer inside the call's goroutine;

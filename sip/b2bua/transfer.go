@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -114,50 +115,65 @@ func (c *call) notifyRefer(leg dialogLeg, contact sip.Uri, frag string, final bo
 	}
 }
 
-// Transfer moves a connected call to a target named as in a REFER (an
-// extension, an employee id or a number), on a request through the API.
-// It returns once the target has answered or failed.
-func (b *B2BUA) Transfer(id, target, mode string) (int, string, error) {
+// outcome is what an API request run on a call's goroutine returns.
+type outcome struct {
+	code   int
+	reason string
+	err    error
+}
+
+// onCall runs fn on the goroutine of call id and waits until fn replies
+// (which it may do before it returns: a consultation replies when the target
+// answers and goes on).
+func (b *B2BUA) onCall(id string, fn func(c *call, reply func(outcome))) outcome {
 	b.mu.Lock()
 	c := b.byID[id]
 	b.mu.Unlock()
 	if c == nil {
-		return 0, "", ErrNoCall
+		return outcome{err: ErrNoCall}
 	}
-	type result struct {
-		code   int
-		reason string
-		err    error
-	}
-	done := make(chan result, 1)
+	done := make(chan outcome, 1)
+	var once sync.Once
+	reply := func(o outcome) { once.Do(func() { done <- o }) }
 	if !c.post(func() {
-		if c.callee == nil || c.ev.Direction == Internal || c.xfer != nil {
-			done <- result{err: ErrTransferState}
+		fn(c, reply)
+		reply(outcome{err: ErrNoCall}) // fn ended the call without a word
+	}) {
+		return outcome{err: ErrNoCall}
+	}
+	select {
+	case r := <-done:
+		return r
+	case <-c.closed:
+		// The call may end inside the request (the caller hung up during
+		// it); its outcome follows at once if it was run at all.
+		select {
+		case r := <-done:
+			return r
+		case <-time.After(time.Second):
+			return outcome{err: ErrNoCall}
+		}
+	}
+}
+
+// Transfer moves a connected call to a target named as in a REFER (an
+// extension, an employee id or a number), on a request through the API.
+// It returns once the target has answered or failed.
+func (b *B2BUA) Transfer(id, target, mode string) (int, string, error) {
+	r := b.onCall(id, func(c *call, reply func(outcome)) {
+		if c.callee == nil || c.ev.Direction == Internal || c.xfer != nil || c.consult != nil {
+			reply(outcome{err: ErrTransferState})
 			return
 		}
 		route, err := b.router.Transfer(c.employeeTarget().Extension, target)
 		if err != nil {
-			done <- result{err: fmt.Errorf("transfer target %q: %w", target, err)}
+			reply(outcome{err: fmt.Errorf("transfer target %q: %w", target, err)})
 			return
 		}
 		code, reason := c.transfer(route, mode, func(string, bool) {})
-		done <- result{code: code, reason: reason}
-	}) {
-		return 0, "", ErrNoCall
-	}
-	select {
-	case r := <-done:
-		return r.code, r.reason, r.err
-	case <-c.closed:
-		// The call may end inside the request (the caller hung up during
-		// it); its answer follows at once if it was run at all.
-		select {
-		case r := <-done:
-			return r.code, r.reason, r.err
-		case <-time.After(time.Second):
-			return 0, "", ErrNoCall
-		}
-	}
+		reply(outcome{code: code, reason: reason})
+	})
+	return r.code, r.reason, r.err
 }
 
 // transfer rings route with the outside party's media and, when a target
