@@ -56,24 +56,6 @@ type dialogLeg interface {
 	ReadBye(req *sip.Request, tx sip.ServerTransaction) error
 }
 
-// branch is one outgoing INVITE (to a phone or to the VPBX).
-type branch struct {
-	target  Target
-	sess    *sipgo.DialogClientSession
-	cancel  context.CancelFunc
-	ver     sdpVersion
-	mediaIP netip.Addr
-	done    bool
-	final   int // final status when it did not answer
-}
-
-type branchResult struct {
-	br  *branch
-	res *sip.Response // provisional or final
-	err error         // WaitAnswer's result when final
-	end bool
-}
-
 func (b *B2BUA) newCall(dir Direction, req *sip.Request, tx sip.ServerTransaction) (*call, error) {
 	c := &call{b: b, id: uuid.NewString(), inbox: make(chan func(), 16), closed: make(chan struct{})}
 	c.ev = Event{CallID: c.id, Direction: dir}
@@ -241,80 +223,6 @@ func (c *call) finish() {
 // calleeOffer is the caller's SDP pointed at the relay port facing the callee.
 func (c *call) calleeOffer(offer *sdp.SessionDescription, br *branch) ([]byte, error) {
 	return rewriteSDP(offer, br.mediaIP, c.media.Port(c.calleeSide), br.ver.next())
-}
-
-// invite starts one branch; its progress arrives on results.
-func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, results chan<- branchResult) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	br.cancel = cancel
-	sess, err := c.b.dua.WriteInvite(ctx, req)
-	if err != nil {
-		cancel()
-		return err
-	}
-	br.sess = sess
-	c.b.bind(req.CallID().Value(), c)
-	auth.OnResponse = func(res *sip.Response) error {
-		if res.IsProvisional() {
-			results <- branchResult{br: br, res: res}
-		}
-		return nil
-	}
-	go func() {
-		err := sess.WaitAnswer(ctx, auth)
-		results <- branchResult{br: br, res: sess.InviteResponse, err: err, end: true}
-	}()
-	return nil
-}
-
-func (c *call) newRequest(uri sip.Uri, fromUser, fromDisplay, fromHost, toUser, toHost, transport, dest, local string, body []byte) *sip.Request {
-	req := sip.NewRequest(sip.INVITE, uri)
-	req.SetTransport(transport)
-	req.SetDestination(dest)
-	from := &sip.FromHeader{DisplayName: fromDisplay, Address: sip.Uri{Scheme: "sip", User: fromUser, Host: fromHost}}
-	from.Params.Add("tag", sip.GenerateTagN(12))
-	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: toUser, Host: toHost}})
-	cid := sip.CallIDHeader(uuid.NewString())
-	req.AppendHeader(&cid)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
-	mf := sip.MaxForwardsHeader(70)
-	req.AppendHeader(&mf)
-	req.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"))
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	req.SetBody(body)
-	c.b.sendFrom(req, local)
-	return req
-}
-
-// dialPhones sends an INVITE to every registered device of targets, from
-// fromUser with a display name, with the body offer builds per branch.
-func (c *call) dialPhones(targets []Target, fromUser, display string, offer func(*branch) ([]byte, error), results chan<- branchResult) ([]*branch, error) {
-	var branches []*branch
-	for _, t := range targets {
-		for _, bnd := range c.b.loc.Lookup(t.Extension, time.Now()) {
-			var uri sip.Uri
-			if err := sip.ParseUri(bnd.Contact, &uri); err != nil {
-				continue
-			}
-			br := &branch{target: t, mediaIP: c.b.cfg.PhoneMediaIP}
-			body, err := offer(br)
-			if err != nil {
-				return branches, err
-			}
-			tr := "UDP"
-			if bnd.Transport == "tcp" {
-				tr = "TCP"
-			}
-			req := c.newRequest(uri, fromUser, display, c.b.cfg.Domain, t.Extension, uri.Host, tr, bnd.Source, bnd.Local, body)
-			if err := c.invite(br, req, sipgo.AnswerOptions{}, results); err != nil {
-				c.b.log.Warn("invite to phone failed", "call_id", c.id, "aor", t.Extension, "error", err)
-				continue
-			}
-			branches = append(branches, br)
-		}
-	}
-	return branches, nil
 }
 
 // ring forks to every registered device of each step's targets, step after
