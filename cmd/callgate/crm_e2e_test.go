@@ -344,3 +344,56 @@ crm_budget = "300ms"
 	<-done
 	st.SetMode(crmtest.Normal)
 }
+
+// An outbound call from ivanov's phone and an inbound call ivanov transfers
+// to petrov reach RetailCRM: an "out" popup and history, and for the
+// transfer one history entry per leg, each with its own recording link.
+func TestRetailCRMOutboundAndTransferredCalls(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	defer st.Close()
+	o := retailOffice(t, st)
+	ctx := withTimeout(t, 40*time.Second)
+
+	// Outbound: ivanov dials a client who answers, then hangs up.
+	go func() {
+		vc := <-o.vpbx.Calls
+		c, err := vc.Answer(ctx, siptest.SDP("127.0.0.1:30996"))
+		if err == nil {
+			time.Sleep(1200 * time.Millisecond)
+			_ = c.Hangup(ctx)
+		}
+	}()
+	if _, err := o.phones["101"].Dial(ctx, "89167654321", siptest.SDP("127.0.0.1:30997")); err != nil {
+		t.Fatal(err)
+	}
+	o.d.waitFor("the outbound call in RetailCRM", 10*time.Second, func() bool { return len(st.Calls()) == 1 })
+	if ev := st.Events(); len(ev) != 2 || ev[0].Type != "out" || ev[0].Phone != "79167654321" || ev[1].HangupStatus != "answered" {
+		t.Fatalf("outbound events %+v", ev)
+	}
+	if h := st.Calls()[0]; h.Type != "out" || h.Result != "answered" || h.UserID != 7 || h.Duration < 1 {
+		t.Fatalf("outbound history %+v", h)
+	}
+
+	// Transferred: ivanov takes an inbound call and REFERs it to petrov.
+	outside, ivanov := tonePeers(t)
+	vpbxSide, ivanovSide, _ := o.talking(ctx, outside, ivanov)
+	time.Sleep(time.Second)
+	if code, err := ivanovSide.Refer(ctx, "sip:103@vpbx.test", ""); err != nil || code != 202 {
+		t.Fatalf("REFER: %d %v", code, err)
+	}
+	if _, err := nextCall(t, o.phones["103"]).Answer(ctx, siptest.SDP("127.0.0.1:30998")); err != nil {
+		t.Fatal(err)
+	}
+	<-ivanovSide.Done()
+	time.Sleep(time.Second)
+	_ = vpbxSide.Hangup(ctx)
+	rec := o.lastCall()
+	o.d.waitFor("the transferred call in RetailCRM", 10*time.Second, func() bool { return len(st.Calls()) == 2 })
+	// petrov has no RetailCRM user: only ivanov's leg is history there.
+	if h := st.Calls()[1]; h.ExternalID != rec.ID+"-1" || h.UserID != 7 || h.RecordURL == "" {
+		t.Fatalf("transferred call history %+v", st.Calls())
+	}
+	if len(rec.Legs) != 2 {
+		t.Fatalf("record legs %+v", rec.Legs)
+	}
+}

@@ -31,6 +31,7 @@ func (c *call) dialUpstream(route OutboundRoute, offer *sdp.SessionDescription) 
 		return
 	}
 	c.ev.Rung = []Target{br.target}
+	c.emit(EventRinging) // the outgoing call's popup
 	won, _ := c.await([]*branch{br}, results, 4*c.b.cfg.RingTimeout)
 	if won || c.ended {
 		return
