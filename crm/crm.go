@@ -48,6 +48,9 @@ type Call struct {
 	TalkSeconds float64
 	Result      string // answered, no-answer, busy, failed, abandoned, interrupted
 	Legs        []Leg
+	// Autocreate is the trunk's rule for callers the CRM does not know:
+	// "none", "contact" or "contact+deal".
+	Autocreate string
 }
 
 // Event kinds a connector receives.

@@ -148,7 +148,7 @@ func (g *Gateway) runCRM(ctx context.Context) {
 // excluded employees as if unmapped.
 func (g *Gateway) toCRM(l *crmLink, e calls.Event) {
 	r := e.Record
-	if r.Internal || r.Started.Before(l.since) {
+	if r.Internal || r.Started.Before(l.since) || g.trunkExcluded(r.Account) {
 		return
 	}
 	kind := map[string]string{calls.Ringing: crm.Ringing, calls.Answered: crm.Answered, calls.Transferred: crm.Transferred, calls.Ended: crm.Ended}[e.Kind]
@@ -175,11 +175,30 @@ func (g *Gateway) person(l *crmLink, employee, extension string) crm.Person {
 	return p
 }
 
+// trunkExcluded reports whether an account's calls stay out of CRMs.
+func (g *Gateway) trunkExcluded(account string) bool {
+	for _, a := range g.cfg.Upstream.Accounts {
+		if a.User == account {
+			return a.CRMExclude
+		}
+	}
+	return false
+}
+
+func (g *Gateway) autocreate(account string) string {
+	for _, a := range g.cfg.Upstream.Accounts {
+		if a.User == account && a.Autocreate != "" {
+			return a.Autocreate
+		}
+	}
+	return "none"
+}
+
 // crmCall is the call as connectors see it, with signed recording links.
 func (g *Gateway) crmCall(l *crmLink, r calls.Record) crm.Call {
 	c := crm.Call{ID: r.ID, Direction: r.Direction, Origin: r.Origin, Outside: r.Outside, TrunkNumber: r.TrunkNumber, Account: r.Account,
 		AnsweredBy: r.AnsweredBy, Started: r.Started, Answered: r.Answered, Ended: r.Ended, WaitSeconds: r.WaitSeconds,
-		TalkSeconds: r.TalkSeconds, Result: r.Result}
+		TalkSeconds: r.TalkSeconds, Result: r.Result, Autocreate: g.autocreate(r.Account)}
 	for _, id := range r.Rung {
 		c.Rung = append(c.Rung, g.person(l, id, ""))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -395,5 +396,69 @@ func TestRetailCRMOutboundAndTransferredCalls(t *testing.T) {
 	}
 	if len(rec.Legs) != 2 {
 		t.Fatalf("record legs %+v", rec.Legs)
+	}
+}
+
+// A trunk marked crm_exclude never reaches the CRM, even for a mapped
+// employee; the same employee's call on another trunk does, and that
+// trunk's autocreate rule makes the unknown caller a customer.
+func TestRetailCRMTrunkRules(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	defer st.Close()
+	o := newOffice(t, officeOpts{
+		Extra: fmt.Sprintf(`[[upstream.account]]
+user = "support"
+password = "Secret456"
+employee = "ivanov"
+number = "+74951112233"
+crm_exclude = true
+[crm.retailcrm]
+enabled = true
+url = %q
+api_key = %q
+site = "shop"
+`, st.URL, retailKey),
+		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
+		IvanovExtra: "retailcrm_user = 7",
+	})
+	// sales1 creates contacts for unknown callers.
+	o.d.stop()
+	o.d.cfg.Extra = strings.Replace(o.d.cfg.Extra, "employee = \"ivanov\"\n", "employee = \"ivanov\"\nautocreate = \"contact\"\n", 1)
+	o.d = startDaemon(t, o.d.cfg)
+	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
+	o.d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
+	for _, ext := range []string{"101", "102", "103"} {
+		mustRegister(t, o.phones[ext])
+	}
+	ctx := withTimeout(t, 30*time.Second)
+	call := func(account, from string) {
+		done := make(chan struct{})
+		go func() {
+			c, err := o.vpbx.Invite(ctx, account, from, siptest.SDP("127.0.0.1:30999"))
+			if err == nil {
+				time.Sleep(300 * time.Millisecond)
+				_ = c.Hangup(ctx)
+			}
+			close(done)
+		}()
+		in := nextCall(t, o.phones["101"])
+		other := nextCall(t, o.phones["102"])
+		if _, err := in.Answer(ctx, siptest.SDP("127.0.0.1:30998")); err != nil {
+			t.Fatal(err)
+		}
+		<-other.Gone()
+		<-done
+	}
+	call("support", "79160000002")
+	call("sales1", "79160000003")
+	o.d.waitFor("the sales1 call in RetailCRM", 10*time.Second, func() bool { return len(st.Calls()) == 1 && len(st.Customers()) == 1 })
+	time.Sleep(300 * time.Millisecond)
+	for _, e := range st.Events() {
+		if e.Phone == "79160000002" {
+			t.Fatalf("a call on an excluded trunk reached RetailCRM: %+v", e)
+		}
+	}
+	if c := st.Customers()[0]; c.Phones[0].Number != "79160000003" || c.ManagerID != 7 {
+		t.Fatalf("customer %+v", c)
 	}
 }

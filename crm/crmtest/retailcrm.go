@@ -79,6 +79,9 @@ type RetailCRM struct {
 	violations []string
 	managers   map[string]int // phone -> responsible user id
 	lookups    int
+	customers  []RetailCustomer
+	orders     []RetailOrder
+	denyCreate bool
 	recent     map[string][]time.Time // rate-limit class -> request times
 }
 
@@ -101,6 +104,49 @@ func (r *RetailCRM) SetMode(m Mode) {
 func (r *RetailCRM) SetManager(phone string, userID int) {
 	r.mu.Lock()
 	r.managers[phone] = userID
+	r.mu.Unlock()
+}
+
+// RetailCustomer is a customer created through the API.
+type RetailCustomer struct {
+	ExternalID string `json:"externalId"`
+	FirstName  string `json:"firstName"`
+	Phones     []struct {
+		Number string `json:"number"`
+	} `json:"phones"`
+	ManagerID int    `json:"managerId"`
+	Site      string `json:"-"`
+}
+
+// RetailOrder is an order created through the API.
+type RetailOrder struct {
+	ExternalID string `json:"externalId"`
+	Customer   struct {
+		ExternalID string `json:"externalId"`
+	} `json:"customer"`
+	ManagerID int    `json:"managerId"`
+	Phone     string `json:"phone"`
+}
+
+// Customers and Orders return what was created.
+func (r *RetailCRM) Customers() []RetailCustomer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.customers)
+}
+
+// Orders returns the orders created.
+func (r *RetailCRM) Orders() []RetailOrder {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.orders)
+}
+
+// DenyCreate makes customer and order creation answer "Access denied." (a
+// key without the rights), as RetailCRM does.
+func (r *RetailCRM) DenyCreate(deny bool) {
+	r.mu.Lock()
+	r.denyCreate = deny
 	r.mu.Unlock()
 }
 
@@ -256,6 +302,10 @@ func (r *RetailCRM) serve(w http.ResponseWriter, req *http.Request) {
 		r.manager(w, req)
 		return
 	}
+	if req.Method == http.MethodGet && req.URL.Path == "/api/v5/customers" {
+		r.findCustomers(w, req)
+		return
+	}
 	if req.Method != http.MethodPost {
 		retailError(w, 405, "Method not allowed", nil)
 		return
@@ -274,6 +324,10 @@ func (r *RetailCRM) serve(w http.ResponseWriter, req *http.Request) {
 		r.callEvent(w, req)
 	case path == "/api/v5/telephony/calls/upload":
 		r.upload(w, req, mode)
+	case path == "/api/v5/customers/create":
+		r.createCustomer(w, req)
+	case path == "/api/v5/orders/create":
+		r.createOrder(w, req)
 	case strings.HasPrefix(path, "/api/v5/integration-modules/") && strings.HasSuffix(path, "/edit"):
 		r.moduleEdit(w, req, strings.TrimSuffix(strings.TrimPrefix(path, "/api/v5/integration-modules/"), "/edit"))
 	default:
@@ -436,4 +490,77 @@ func (r *RetailCRM) manager(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	retailOK(w, map[string]any{"manager": map[string]any{"id": id, "firstName": "Manager", "code": ""}})
+}
+
+func (r *RetailCRM) findCustomers(w http.ResponseWriter, req *http.Request) {
+	name := req.URL.Query().Get("filter[name]")
+	r.mu.Lock()
+	var found []RetailCustomer
+	for _, c := range r.customers {
+		for _, p := range c.Phones {
+			if name != "" && p.Number == name {
+				found = append(found, c)
+			}
+		}
+	}
+	r.mu.Unlock()
+	if found == nil {
+		found = []RetailCustomer{}
+	}
+	retailOK(w, map[string]any{"pagination": map[string]int{"limit": 20, "totalCount": len(found), "currentPage": 1, "totalPageCount": 1}, "customers": found})
+}
+
+func (r *RetailCRM) createCustomer(w http.ResponseWriter, req *http.Request) {
+	r.mu.Lock()
+	deny := r.denyCreate
+	r.mu.Unlock()
+	if deny {
+		retailError(w, 403, "Access denied.", nil)
+		return
+	}
+	var c RetailCustomer
+	if err := decodeStrict(req.PostForm.Get("customer"), &c); err != nil {
+		retailError(w, 400, "Errors in the entity format", map[string]string{"customer": err.Error()})
+		return
+	}
+	if req.PostForm.Get("site") == "" {
+		retailError(w, 400, "Parameter 'site' is missing", nil)
+		return
+	}
+	if len(c.Phones) == 0 || c.ExternalID == "" {
+		retailError(w, 400, "Validation error", map[string]string{"customer": "phones and externalId are required"})
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if slices.ContainsFunc(r.customers, func(k RetailCustomer) bool { return k.ExternalID == c.ExternalID }) {
+		retailError(w, 400, "Customer already exists.", nil)
+		return
+	}
+	c.Site = req.PostForm.Get("site")
+	r.customers = append(r.customers, c)
+	retailStatus(w, http.StatusCreated, map[string]any{"id": len(r.customers)})
+}
+
+func (r *RetailCRM) createOrder(w http.ResponseWriter, req *http.Request) {
+	r.mu.Lock()
+	deny := r.denyCreate
+	r.mu.Unlock()
+	if deny {
+		retailError(w, 403, "Access denied.", nil)
+		return
+	}
+	var o RetailOrder
+	if err := decodeStrict(req.PostForm.Get("order"), &o); err != nil {
+		retailError(w, 400, "Errors in the entity format", map[string]string{"order": err.Error()})
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if slices.ContainsFunc(r.orders, func(k RetailOrder) bool { return k.ExternalID == o.ExternalID }) {
+		retailError(w, 400, "Order already exists.", nil)
+		return
+	}
+	r.orders = append(r.orders, o)
+	retailStatus(w, http.StatusCreated, map[string]any{"id": len(r.orders)})
 }

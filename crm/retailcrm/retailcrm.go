@@ -184,6 +184,10 @@ func (c *Connector) Items(e crm.Event) []outbox.Item {
 		ev.Type, ev.HangupStatus = "hangup", hangupStatus(call.Result)
 		b, _ := json.Marshal(ev)
 		out := []outbox.Item{item(call.ID, call.ID+"-event-hangup", "event", "/api/v5/telephony/call/event", map[string]string{"event": string(b)})}
+		if call.Autocreate == "contact" || call.Autocreate == "contact+deal" {
+			// Before the history, so the call lands on the new customer.
+			out = append(out, c.autocreateItem(call, ids[0]))
+		}
 		for _, r := range c.history(call) {
 			b, _ := json.Marshal([]callRecord{r})
 			out = append(out, item(call.ID, r.ExternalID+"-upload", "upload", "/api/v5/telephony/calls/upload", map[string]string{"calls": string(b)}))
@@ -253,6 +257,9 @@ func (c *Connector) Deliver(ctx context.Context, it *outbox.Item) error {
 	var r request
 	if err := json.Unmarshal(it.Body, &r); err != nil {
 		return &outbox.Permanent{Err: fmt.Errorf("retailcrm: bad item: %w", err)}
+	}
+	if r.Path == autocreatePath {
+		return c.deliverAutocreate(ctx, r.Form)
 	}
 	form := url.Values{}
 	for k, v := range r.Form {
@@ -387,4 +394,82 @@ func (c *Connector) Manager(ctx context.Context, phone string) (int, error) {
 		return 0, fmt.Errorf("retailcrm telephony/manager: %d %s", res.StatusCode, body.ErrorMsg)
 	}
 	return body.Manager.ID, nil
+}
+
+// autocreatePath marks an outbox item that creates a customer (and an
+// order) for an unknown caller; it is several API calls, each idempotent.
+const autocreatePath = "autocreate"
+
+// autocreateItem asks for the caller to become a customer whose manager is
+// the employee who handled the call (and, with contact+deal, an order).
+func (c *Connector) autocreateItem(call crm.Call, manager int) outbox.Item {
+	for _, l := range call.Legs {
+		if l.Person.CRMUser > 0 {
+			manager = l.Person.CRMUser
+			break
+		}
+	}
+	phone := strings.TrimPrefix(call.Outside, "+")
+	return item(call.ID, call.ID+"-autocreate", "autocreate", autocreatePath, map[string]string{
+		"phone": phone, "manager": strconv.Itoa(manager), "deal": strconv.FormatBool(call.Autocreate == "contact+deal"), "call": call.ID})
+}
+
+// deliverAutocreate finds the caller among the customers and creates them
+// if missing; external ids make every step safe to repeat.
+func (c *Connector) deliverAutocreate(ctx context.Context, f map[string]string) error {
+	found, err := c.customerExists(ctx, f["phone"])
+	if err != nil {
+		return err
+	}
+	customerID := "callgate-" + f["phone"]
+	manager, _ := strconv.Atoi(f["manager"])
+	if !found {
+		customer, _ := json.Marshal(map[string]any{"externalId": customerID, "firstName": "+" + f["phone"],
+			"phones": []map[string]string{{"number": f["phone"]}}, "managerId": manager})
+		if _, err := c.post(ctx, "/api/v5/customers/create", url.Values{"customer": {string(customer)}, "site": {c.cfg.Site}}); err != nil && !alreadyExists(err) {
+			return err
+		}
+	}
+	if f["deal"] == "true" {
+		order, _ := json.Marshal(map[string]any{"externalId": "callgate-" + f["call"], "customer": map[string]string{"externalId": customerID},
+			"managerId": manager, "phone": f["phone"]})
+		if _, err := c.post(ctx, "/api/v5/orders/create", url.Values{"order": {string(order)}, "site": {c.cfg.Site}}); err != nil && !alreadyExists(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+func alreadyExists(err error) bool { return strings.Contains(err.Error(), "already exists") }
+
+// customerExists searches customers by phone (filter[name] matches phones).
+func (c *Connector) customerExists(ctx context.Context, phone string) (bool, error) {
+	if err := c.general.Wait(ctx); err != nil {
+		return false, &outbox.Temporary{Err: err}
+	}
+	q := url.Values{"filter[name]": {phone}, "limit": {"20"}}
+	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(c.cfg.URL, "/")+"/api/v5/customers?"+q.Encode(), nil)
+	if err != nil {
+		return false, &outbox.Permanent{Err: err}
+	}
+	req.Header.Set("X-API-KEY", c.cfg.APIKey)
+	res, err := c.http.Do(req)
+	if err != nil {
+		c.count("error")
+		return false, &outbox.Temporary{Err: fmt.Errorf("retailcrm customers: %w", errors.Unwrap(err))}
+	}
+	defer res.Body.Close()
+	c.count(strconv.Itoa(res.StatusCode))
+	var body struct {
+		ErrorMsg  string            `json:"errorMsg"`
+		Customers []json.RawMessage `json:"customers"`
+	}
+	_ = json.NewDecoder(io.LimitReader(res.Body, 4<<20)).Decode(&body)
+	switch {
+	case res.StatusCode == http.StatusOK:
+		return len(body.Customers) > 0, nil
+	case res.StatusCode == http.StatusTooManyRequests || res.StatusCode >= 500:
+		return false, &outbox.Temporary{Err: fmt.Errorf("retailcrm customers: %d", res.StatusCode), After: retryAfter(res.Header.Get("Retry-After"))}
+	}
+	return false, &outbox.Permanent{Err: fmt.Errorf("retailcrm customers: %d %s", res.StatusCode, body.ErrorMsg)}
 }

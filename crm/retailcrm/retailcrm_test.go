@@ -277,3 +277,68 @@ func TestTransferredCallHasOneEntryPerLeg(t *testing.T) {
 		t.Fatalf("hangup event %+v", ev)
 	}
 }
+
+// Auto-create per trunk: an unknown caller becomes a customer managed by the
+// employee who took the call (contact+deal: with an order); a known one is
+// left alone; repeating the operation creates nothing twice; "none" queues
+// nothing. A key without the rights is refused once, parked as a dead letter
+// with RetailCRM's text, and the call's history still arrives.
+func TestAutocreatePerTrunk(t *testing.T) {
+	st := crmtest.NewRetailCRM(key)
+	defer st.Close()
+	c := newConnector(t, st)
+	call := answered()
+	call.Autocreate = "none"
+	for _, it := range c.Items(crm.Event{Kind: crm.Ended, Call: call}) {
+		if it.Kind == "autocreate" {
+			t.Fatal("autocreate none queued a customer")
+		}
+	}
+	call.Autocreate = "contact+deal"
+	items := c.Items(crm.Event{Kind: crm.Ended, Call: call})
+	if len(items) != 3 || items[1].Kind != "autocreate" || items[2].Kind != "upload" {
+		t.Fatalf("items %+v", items)
+	}
+	for range 2 { // the second time as a retry after a lost answer
+		if err := c.Deliver(context.Background(), &items[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cust, orders := st.Customers(), st.Orders()
+	if len(cust) != 1 || cust[0].ManagerID != 7 || cust[0].Phones[0].Number != "79161234567" || cust[0].Site != "shop" {
+		t.Fatalf("customers %+v", cust)
+	}
+	if len(orders) != 1 || orders[0].ManagerID != 7 || orders[0].Customer.ExternalID != cust[0].ExternalID {
+		t.Fatalf("orders %+v", orders)
+	}
+
+	// No rights: refused for good, logged once; history still delivered.
+	st2 := crmtest.NewRetailCRM(key)
+	defer st2.Close()
+	st2.DenyCreate(true)
+	c2 := newConnector(t, st2)
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "o.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var refusals int
+	ob, _ := outbox.Open(db, "retailcrm", c2, outbox.Options{OnResult: func(it *outbox.Item, err error) {
+		if err != nil {
+			refusals++
+		}
+	}})
+	call.Autocreate = "contact"
+	_ = ob.Put(c2.Items(crm.Event{Kind: crm.Ended, Call: call})...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go ob.Run(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for (len(st2.Calls()) != 1 || ob.Status().Dead != 1) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	dead, _ := ob.DeadLetters()
+	if len(st2.Calls()) != 1 || len(dead) != 1 || !strings.Contains(dead[0].LastError, "Access denied") || refusals != 1 {
+		t.Fatalf("calls %d, dead letters %+v, refusals %d", len(st2.Calls()), dead, refusals)
+	}
+}

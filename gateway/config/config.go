@@ -118,6 +118,11 @@ type Account struct {
 	Employee     string `toml:"employee"`
 	Group        string `toml:"group"`
 	Number       string `toml:"number"`
+	// Autocreate is what CRMs create for a caller they do not know:
+	// "none", "contact" or "contact+deal".
+	Autocreate string `toml:"autocreate"`
+	// CRMExclude keeps this trunk's calls out of every CRM.
+	CRMExclude bool `toml:"crm_exclude"`
 }
 
 // Group is a ring group: calls to an account pointing at it ring its

@@ -471,6 +471,16 @@ func (v *validator) http(h *HTTP, employees map[string]bool) {
 }
 
 func (v *validator) crm(c *Config, employees map[string]bool) {
+	for i := range c.Upstream.Accounts {
+		a := &c.Upstream.Accounts[i]
+		switch a.Autocreate {
+		case "":
+			a.Autocreate = "none"
+		case "none", "contact", "contact+deal":
+		default:
+			v.bad(fmt.Sprintf("upstream.account[%d].autocreate", i), `"none", "contact" or "contact+deal"`, "unknown value %q", a.Autocreate)
+		}
+	}
 	r := &c.CRM.RetailCRM
 	users := map[int]string{}
 	for i, e := range c.Employees {
