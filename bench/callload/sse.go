@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"sort"
-	"strings"
 	"sync"
 	"time"
+
+	"callgate/gateway/api/apitest"
 )
 
 // fanout measures how long a ringing event takes to reach every one of n
@@ -31,62 +30,37 @@ type arrival struct {
 // startFanout connects n subscribers to callgate's /api/v1/events.
 func startFanout(ctx context.Context, n int, httpAddr, token string) *fanout {
 	f := &fanout{n: n, sent: map[string]time.Time{}, got: map[string]*arrival{}}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: 0}}
-	var ready sync.WaitGroup
-	ready.Add(n)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
 	for range n {
-		go f.subscribe(ctx, client, "http://"+httpAddr+"/api/v1/events", token, &ready)
-	}
-	done := make(chan struct{})
-	go func() { ready.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		fmt.Fprintln(os.Stderr, "event subscribers did not all connect")
-		os.Exit(1)
+		ch, err := apitest.Subscribe(ctx, client, "http://"+httpAddr, token, "")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "subscribe:", err)
+			os.Exit(1)
+		}
+		go f.read(ch)
 	}
 	return f
 }
 
-func (f *fanout) subscribe(ctx context.Context, client *http.Client, url, token string, ready *sync.WaitGroup) {
-	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := client.Do(req)
-	if err != nil || res.StatusCode != 200 {
-		fmt.Fprintf(os.Stderr, "subscribe: %v %v\n", err, res)
-		os.Exit(1)
-	}
-	defer res.Body.Close()
-	sc := bufio.NewScanner(res.Body)
-	once := sync.OnceFunc(ready.Done)
-	defer once()
-	kind := ""
-	for sc.Scan() {
-		l := sc.Text()
-		switch {
-		case l == ": connected":
-			once()
-		case strings.HasPrefix(l, "event: "):
-			kind = l[7:]
-		case strings.HasPrefix(l, "data: ") && kind == "ringing":
-			now := time.Now()
-			var d struct {
-				Account string `json:"account"`
-			}
-			if json.Unmarshal([]byte(l[6:]), &d) == nil {
-				f.mu.Lock()
-				a := f.got[d.Account]
-				if a == nil {
-					a = &arrival{}
-					f.got[d.Account] = a
-				}
-				a.n++
-				if now.After(a.last) {
-					a.last = now
-				}
-				f.mu.Unlock()
-			}
+// read notes when each ringing event reached this subscriber.
+func (f *fanout) read(ch <-chan apitest.Event) {
+	for ev := range ch {
+		if ev.Kind != "ringing" {
+			continue
 		}
+		now := time.Now()
+		account, _ := ev.Fields["account"].(string)
+		f.mu.Lock()
+		a := f.got[account]
+		if a == nil {
+			a = &arrival{}
+			f.got[account] = a
+		}
+		a.n++
+		if now.After(a.last) {
+			a.last = now
+		}
+		f.mu.Unlock()
 	}
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -23,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"callgate/gateway/api/apitest"
 	"callgate/media/record"
 	"callgate/media/rtptest"
 	"callgate/sip/siptest"
@@ -54,60 +54,31 @@ type liveEvent struct {
 	}
 }
 
-// events connects to /api/v1/events with token and returns the parsed
-// events; it returns once the stream is connected.
-func (d *daemon) events(t *testing.T, token, lastID string) <-chan liveEvent {
+// events connects to /api/v1/events with token; it returns once the stream
+// is connected.
+func (d *daemon) events(t *testing.T, token, lastID string) <-chan apitest.Event {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://127.0.0.1:%d/api/v1/events", d.cfg.HTTPPort), nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
+	ch, err := apitest.Subscribe(ctx, nil, fmt.Sprintf("http://127.0.0.1:%d", d.cfg.HTTPPort), token, lastID)
+	if err != nil {
+		t.Fatal(err)
 	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil || res.StatusCode != 200 {
-		t.Fatalf("events: %v %v", res, err)
-	}
-	out := make(chan liveEvent, 64)
-	connected := make(chan struct{})
-	go func() {
-		defer res.Body.Close()
-		defer close(out)
-		sc := bufio.NewScanner(res.Body)
-		var ev liveEvent
-		for sc.Scan() {
-			switch l := sc.Text(); {
-			case l == ": connected":
-				close(connected)
-			case strings.HasPrefix(l, "id: "):
-				ev.ID = l[4:]
-			case strings.HasPrefix(l, "event: "):
-				ev.Kind = l[7:]
-			case strings.HasPrefix(l, "data: "):
-				_ = json.Unmarshal([]byte(l[6:]), &ev.Data)
-			case l == "" && ev.Kind != "":
-				out <- ev
-				ev = liveEvent{}
-			}
-		}
-	}()
-	select {
-	case <-connected:
-	case <-time.After(5 * time.Second):
-		t.Fatal("event stream did not connect")
-	}
-	return out
+	return ch
 }
 
-func nextEvent(t *testing.T, ch <-chan liveEvent) liveEvent {
+func nextEvent(t *testing.T, ch <-chan apitest.Event) liveEvent {
 	t.Helper()
 	select {
 	case ev, ok := <-ch:
 		if !ok {
 			t.Fatal("event stream ended")
 		}
-		return ev
+		le := liveEvent{ID: ev.ID, Kind: ev.Kind}
+		if err := json.Unmarshal(ev.Data, &le.Data); err != nil {
+			t.Fatalf("event data %s: %v", ev.Data, err)
+		}
+		return le
 	case <-time.After(10 * time.Second):
 		t.Fatal("no event")
 	}

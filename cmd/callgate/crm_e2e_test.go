@@ -17,16 +17,17 @@ import (
 const retailKey = "retail-e2e-key-0123456789"
 
 // retailOffice is an office whose ivanov is RetailCRM user 7, with the
-// connector pointed at a stand-in.
-func retailOffice(t *testing.T, st *crmtest.RetailCRM) *office {
+// connector pointed at a stand-in. trunks is TOML before the connector's
+// table (more accounts), more goes after its keys (more keys or tables).
+func retailOffice(t *testing.T, st *crmtest.RetailCRM, trunks, more string) *office {
 	t.Helper()
 	return newOffice(t, officeOpts{
-		Extra: fmt.Sprintf(`[crm.retailcrm]
+		Extra: trunks + fmt.Sprintf(`[crm.retailcrm]
 enabled = true
 url = %q
 api_key = %q
 site = "shop"
-`, st.URL, retailKey),
+`, st.URL, retailKey) + more,
 		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
 		IvanovExtra: "retailcrm_user = 7",
 	})
@@ -37,7 +38,7 @@ site = "shop"
 func TestRetailCRMGetsCallsAndRecordingLinks(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := retailOffice(t, st)
+	o := retailOffice(t, st, "", "")
 	o.d.waitFor("module registered", 10*time.Second, func() bool { m, _ := st.Module("callgate"); return m != nil })
 
 	outside, ivanov := tonePeers(t)
@@ -130,17 +131,8 @@ func TestRetailCRMGetsCallsAndRecordingLinks(t *testing.T) {
 func TestRetailCRMOutageWithRestarts(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := newOffice(t, officeOpts{
-		Extra: fmt.Sprintf(`[crm.retailcrm]
-enabled = true
-url = %q
-api_key = %q
-site = "shop"
-retry_max = "2s"
-`, st.URL, retailKey),
-		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
-		IvanovExtra: "retailcrm_user = 7",
-	})
+	o := retailOffice(t, st, "", `retry_max = "2s"
+`)
 	o.d.waitFor("module registered", 10*time.Second, func() bool { m, _ := st.Module("callgate"); return m != nil })
 	st.SetMode(crmtest.Down)
 	ctx := withTimeout(t, 120*time.Second)
@@ -207,16 +199,7 @@ retry_max = "2s"
 func TestRetailCRMMakeCallURL(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := newOffice(t, officeOpts{
-		Extra: secondTrunk + fmt.Sprintf(`[crm.retailcrm]
-enabled = true
-url = %q
-api_key = %q
-site = "shop"
-`, st.URL, retailKey),
-		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
-		IvanovExtra: "retailcrm_user = 7",
-	})
+	o := retailOffice(t, st, secondTrunk, "")
 	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
 	var module struct {
 		ClientID     string
@@ -276,19 +259,10 @@ site = "shop"
 func TestSmartRoutingToResponsibleManager(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := newOffice(t, officeOpts{
-		Extra: secondTrunk + fmt.Sprintf(`[crm.retailcrm]
-enabled = true
-url = %q
-api_key = %q
-site = "shop"
-[routing]
+	o := retailOffice(t, st, secondTrunk, `[routing]
 responsible_timeout = "2s"
 crm_budget = "300ms"
-`, st.URL, retailKey),
-		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
-		IvanovExtra: "retailcrm_user = 7",
-	})
+`)
 	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
 	st.SetManager("79161234567", 7) // ivanov looks after this client
 	ctx := withTimeout(t, 60*time.Second)
@@ -352,7 +326,7 @@ crm_budget = "300ms"
 func TestRetailCRMOutboundAndTransferredCalls(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := retailOffice(t, st)
+	o := retailOffice(t, st, "", "")
 	ctx := withTimeout(t, 40*time.Second)
 
 	// Outbound: ivanov dials a client who answers, then hangs up.
@@ -405,22 +379,13 @@ func TestRetailCRMOutboundAndTransferredCalls(t *testing.T) {
 func TestRetailCRMTrunkRules(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := newOffice(t, officeOpts{
-		Extra: fmt.Sprintf(`[[upstream.account]]
+	o := retailOffice(t, st, `[[upstream.account]]
 user = "support"
 password = "Secret456"
 employee = "ivanov"
 number = "+74951112233"
 crm_exclude = true
-[crm.retailcrm]
-enabled = true
-url = %q
-api_key = %q
-site = "shop"
-`, st.URL, retailKey),
-		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
-		IvanovExtra: "retailcrm_user = 7",
-	})
+`, "")
 	// sales1 creates contacts for unknown callers.
 	o.d.stop()
 	o.d.cfg.Extra = strings.Replace(o.d.cfg.Extra, "employee = \"ivanov\"\n", "employee = \"ivanov\"\nautocreate = \"contact\"\n", 1)

@@ -510,7 +510,11 @@ func (r *RetailCRM) findCustomers(w http.ResponseWriter, req *http.Request) {
 	retailOK(w, map[string]any{"pagination": map[string]int{"limit": 20, "totalCount": len(found), "currentPage": 1, "totalPageCount": 1}, "customers": found})
 }
 
-func (r *RetailCRM) createCustomer(w http.ResponseWriter, req *http.Request) {
+// created handles customers/create and orders/create alike: no rights →
+// "Access denied.", the entity decoded strictly from its form field,
+// validated, refused when its externalId exists, then kept.
+func created[T any](r *RetailCRM, w http.ResponseWriter, req *http.Request, field, kind string, list *[]T,
+	externalID func(*T) string, check func(*T) string) {
 	r.mu.Lock()
 	deny := r.denyCreate
 	r.mu.Unlock()
@@ -518,49 +522,46 @@ func (r *RetailCRM) createCustomer(w http.ResponseWriter, req *http.Request) {
 		retailError(w, 403, "Access denied.", nil)
 		return
 	}
-	var c RetailCustomer
-	if err := decodeStrict(req.PostForm.Get("customer"), &c); err != nil {
-		retailError(w, 400, "Errors in the entity format", map[string]string{"customer": err.Error()})
+	var v T
+	if err := decodeStrict(req.PostForm.Get(field), &v); err != nil {
+		retailError(w, 400, "Errors in the entity format", map[string]string{field: err.Error()})
 		return
 	}
 	if req.PostForm.Get("site") == "" {
 		retailError(w, 400, "Parameter 'site' is missing", nil)
 		return
 	}
-	if len(c.Phones) == 0 || c.ExternalID == "" {
-		retailError(w, 400, "Validation error", map[string]string{"customer": "phones and externalId are required"})
+	if msg := check(&v); msg != "" || externalID(&v) == "" {
+		retailError(w, 400, "Validation error", map[string]string{field: msg + " (externalId is required)"})
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if slices.ContainsFunc(r.customers, func(k RetailCustomer) bool { return k.ExternalID == c.ExternalID }) {
-		retailError(w, 400, "Customer already exists.", nil)
+	if slices.ContainsFunc(*list, func(k T) bool { return externalID(&k) == externalID(&v) }) {
+		retailError(w, 400, kind+" already exists.", nil)
 		return
 	}
-	c.Site = req.PostForm.Get("site")
-	r.customers = append(r.customers, c)
-	retailStatus(w, http.StatusCreated, map[string]any{"id": len(r.customers)})
+	*list = append(*list, v)
+	retailStatus(w, http.StatusCreated, map[string]any{"id": len(*list)})
+}
+
+func (r *RetailCRM) createCustomer(w http.ResponseWriter, req *http.Request) {
+	created(r, w, req, "customer", "Customer", &r.customers, func(c *RetailCustomer) string { return c.ExternalID },
+		func(c *RetailCustomer) string {
+			c.Site = req.PostForm.Get("site")
+			if len(c.Phones) == 0 {
+				return "phones are required"
+			}
+			return ""
+		})
 }
 
 func (r *RetailCRM) createOrder(w http.ResponseWriter, req *http.Request) {
-	r.mu.Lock()
-	deny := r.denyCreate
-	r.mu.Unlock()
-	if deny {
-		retailError(w, 403, "Access denied.", nil)
-		return
-	}
-	var o RetailOrder
-	if err := decodeStrict(req.PostForm.Get("order"), &o); err != nil {
-		retailError(w, 400, "Errors in the entity format", map[string]string{"order": err.Error()})
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if slices.ContainsFunc(r.orders, func(k RetailOrder) bool { return k.ExternalID == o.ExternalID }) {
-		retailError(w, 400, "Order already exists.", nil)
-		return
-	}
-	r.orders = append(r.orders, o)
-	retailStatus(w, http.StatusCreated, map[string]any{"id": len(r.orders)})
+	created(r, w, req, "order", "Order", &r.orders, func(o *RetailOrder) string { return o.ExternalID },
+		func(o *RetailOrder) string {
+			if o.Customer.ExternalID == "" {
+				return "customer is required"
+			}
+			return ""
+		})
 }

@@ -136,16 +136,14 @@ func TestErrorsAreClassified(t *testing.T) {
 	_ = json.Unmarshal(bad.Body, &r)
 	r.Form["event"] = `{"phone":"79161234567","type":"sideways","codes":["101"],"callExternalId":"c1"}`
 	bad.Body, _ = json.Marshal(r)
-	if err := c.Deliver(context.Background(), &bad); !errors.As(err, &perm) || !contains2(err.Error(), "Validation error") {
+	if err := c.Deliver(context.Background(), &bad); !errors.As(err, &perm) || !strings.Contains(err.Error(), "Validation error") {
 		t.Fatalf("validation: %v", err)
 	}
 	wrong := New(Config{URL: st.URL, APIKey: "wrong-key-0123456789"}, nil)
-	if err := wrong.Deliver(context.Background(), &it); !errors.As(err, &tmp) || !contains2(err.Error(), "Wrong") {
+	if err := wrong.Deliver(context.Background(), &it); !errors.As(err, &tmp) || !strings.Contains(err.Error(), "Wrong") {
 		t.Fatalf("wrong key: %v", err)
 	}
 }
-
-func contains2(s, sub string) bool { return strings.Contains(s, sub) }
 
 func TestModuleRegistrationIsIdempotent(t *testing.T) {
 	st := crmtest.NewRetailCRM(key)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"callgate/crm/outbox"
+	"callgate/gateway/api/apitest"
 	"callgate/gateway/calls"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -304,60 +305,20 @@ func TestRecordingLinks(t *testing.T) {
 	}
 }
 
-// sseEvent is one parsed Server-Sent Event.
-type sseEvent struct {
-	ID, Event string
-	Data      map[string]any
-}
-
-// stream opens /api/v1/events and delivers parsed events; it returns once
-// the server has registered the subscription.
-func (f *fixture) stream(t *testing.T, token, lastID string) <-chan sseEvent {
+// stream opens /api/v1/events; it returns once the server has registered
+// the subscription.
+func (f *fixture) stream(t *testing.T, token, lastID string) <-chan apitest.Event {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", f.srv.URL+"/api/v1/events", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
+	ch, err := apitest.Subscribe(ctx, nil, f.srv.URL, token, lastID)
+	if err != nil {
+		t.Fatal(err)
 	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil || res.StatusCode != 200 || res.Header.Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("stream: %v %v", res, err)
-	}
-	out := make(chan sseEvent, 64)
-	connected := make(chan struct{})
-	go func() {
-		defer res.Body.Close()
-		defer close(out)
-		sc := bufio.NewScanner(res.Body)
-		var ev sseEvent
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == ": connected":
-				close(connected)
-			case strings.HasPrefix(line, "id: "):
-				ev.ID = line[4:]
-			case strings.HasPrefix(line, "event: "):
-				ev.Event = line[7:]
-			case strings.HasPrefix(line, "data: "):
-				_ = json.Unmarshal([]byte(line[6:]), &ev.Data)
-			case line == "" && ev.Event != "":
-				out <- ev
-				ev = sseEvent{}
-			}
-		}
-	}()
-	select {
-	case <-connected:
-	case <-time.After(5 * time.Second):
-		t.Fatal("stream did not connect")
-	}
-	return out
+	return ch
 }
 
-func next(t *testing.T, ch <-chan sseEvent) sseEvent {
+func next(t *testing.T, ch <-chan apitest.Event) apitest.Event {
 	t.Helper()
 	select {
 	case ev, ok := <-ch:
@@ -368,10 +329,10 @@ func next(t *testing.T, ch <-chan sseEvent) sseEvent {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no event")
 	}
-	return sseEvent{}
+	return apitest.Event{}
 }
 
-func quiet(t *testing.T, ch <-chan sseEvent) {
+func quiet(t *testing.T, ch <-chan apitest.Event) {
 	t.Helper()
 	select {
 	case ev := <-ch:
@@ -391,11 +352,11 @@ func TestEventStreamFiltersAndResumes(t *testing.T) {
 	f.s.Events.Publish(ringing("p1", "petrov"))
 	f.s.Events.Publish(ringing("i1", "ivanov"))
 	ev := next(t, iv)
-	if ev.Event != "ringing" || ev.Data["call_id"] != "i1" || ev.ID != "2" {
+	if ev.Kind != "ringing" || ev.Fields["call_id"] != "i1" || ev.ID != "2" {
 		t.Fatalf("ivanov got %+v", ev)
 	}
 	quiet(t, iv) // petrov's call never reaches ivanov
-	if a, b := next(t, adm), next(t, adm); a.Data["call_id"] != "p1" || b.Data["call_id"] != "i1" {
+	if a, b := next(t, adm), next(t, adm); a.Fields["call_id"] != "p1" || b.Fields["call_id"] != "i1" {
 		t.Fatalf("admin got %+v %+v", a, b)
 	}
 	// Internal calls are not for CRMs.
@@ -404,7 +365,7 @@ func TestEventStreamFiltersAndResumes(t *testing.T) {
 	in.Record.Internal = true
 	f.s.Events.Publish(in)
 	f.s.Events.Publish(ringing("i2", "ivanov"))
-	if ev := next(t, crm); ev.Data["call_id"] != "i2" {
+	if ev := next(t, crm); ev.Fields["call_id"] != "i2" {
 		t.Fatalf("crm got %+v", ev)
 	}
 
@@ -424,7 +385,7 @@ func TestEventStreamFiltersAndResumes(t *testing.T) {
 		f.s.Events.Publish(ringing("x"+strconv.Itoa(i), "ivanov"))
 	}
 	old := f.stream(t, ivanovTok, "1")
-	if ev := next(t, old); ev.Event != "gap" {
+	if ev := next(t, old); ev.Kind != "gap" {
 		t.Fatalf("no gap marker: %+v", ev)
 	}
 	if ev := next(t, old); ev.ID != "8" {

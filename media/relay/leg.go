@@ -66,11 +66,9 @@ func (l *leg) close() {
 }
 
 // accept latches the party's address on its first packet and then only
-// takes packets from that address.
+// takes packets from that address. The callers drop packets from a parked
+// party before asking, so late packets cannot latch it back.
 func (l *leg) accept(from netip.AddrPort, rtcp bool) bool {
-	if l.parked.Load() {
-		return false // late packets from a parked party must not latch it back
-	}
 	if !l.latched.Load() {
 		if rtcp {
 			return false // latch on RTP only; RTCP follows the RTP address

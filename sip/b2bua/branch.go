@@ -10,6 +10,9 @@ import (
 	"github.com/google/uuid"
 )
 
+// allowed are the methods callgate takes inside a call (REFER: transfers).
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER"
+
 // branch is one outgoing INVITE (to a phone or to the VPBX).
 type branch struct {
 	target  Target
@@ -65,7 +68,7 @@ func (c *call) newRequest(uri sip.Uri, fromUser, fromDisplay, fromHost, toUser, 
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
 	mf := sip.MaxForwardsHeader(70)
 	req.AppendHeader(&mf)
-	req.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"))
+	req.AppendHeader(sip.NewHeader("Allow", allowed))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	req.SetBody(body)
 	c.b.sendFrom(req, local)

@@ -561,6 +561,10 @@ func (c *call) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	case sip.REFER:
 		c.onRefer(req, tx, fromCaller)
 	default:
-		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotImplemented, "Not Implemented", nil))
+		// Only the methods Register routes here arrive; anything else is
+		// not allowed inside a call (RFC 3261 §8.2.1: 405 with Allow).
+		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
+		res.AppendHeader(sip.NewHeader("Allow", allowed))
+		_ = tx.Respond(res)
 	}
 }
