@@ -2,18 +2,15 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"callgate/crm"
 	"callgate/crm/outbox"
-	"callgate/crm/retailcrm"
 	"callgate/gateway/api"
 	"callgate/gateway/calls"
-	"callgate/gateway/routing"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -26,85 +23,102 @@ type crmLink struct {
 	users   map[string]int  // employee -> CRM user
 	exclude map[string]bool // employees whose calls are never sent
 	events  <-chan calls.Event
-	// register runs once at start (RetailCRM's module upsert).
+	// register runs once at start (RetailCRM's module upsert), watch for
+	// as long as callgate runs (Megaplan's client poll); either may be nil.
 	register func(context.Context) error
+	watch    func(context.Context)
+	// responsible answers smart routing: the employee for a phone.
+	responsible func(ctx context.Context, phone string) (string, error)
 }
 
-// newCRM sets up the enabled connectors, their outboxes and metrics.
+// newCRM sets up the enabled connectors, their outboxes and metrics, and
+// smart routing over them.
 func (g *Gateway) newCRM() error {
-	r := g.cfg.CRM.RetailCRM
-	if !r.Enabled {
+	if !g.cfg.CRM.RetailCRM.Enabled && !g.cfg.CRM.Megaplan.Enabled {
 		return nil
 	}
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "callgate_crm_requests_total", Help: "Requests to CRMs by response code."}, []string{"crm", "code"})
 	g.prom.MustRegister(requests)
+	if g.cfg.CRM.RetailCRM.Enabled {
+		if err := g.newRetailCRM(requests); err != nil {
+			return err
+		}
+	}
+	if g.cfg.CRM.Megaplan.Enabled {
+		if err := g.newMegaplan(requests); err != nil {
+			return err
+		}
+	}
+	resp := newResponsible(g.responsibleLookup, g.cfg.Routing.CRMBudget.D(), g.cfg.Routing.CacheTTL.D())
+	g.router.Responsible = resp.Who
+	g.router.ResponsibleTimeout = g.cfg.Routing.ResponsibleTimeout.D()
+	return nil
+}
 
-	loc, _ := time.LoadLocation(r.TimeZone)
-	users, extUsers := map[string]int{}, map[string]int{}
-	for _, e := range g.cfg.Employees {
-		if e.RetailCRMUser > 0 {
-			users[e.ID] = e.RetailCRMUser
-			extUsers[e.Extensions[0]] = e.RetailCRMUser
+// responsibleLookup asks every CRM at once; the first in configuration order
+// that names a mapped, not excluded employee wins.
+func (g *Gateway) responsibleLookup(ctx context.Context, phone string) (string, error) {
+	type answer struct {
+		employee string
+		err      error
+	}
+	answers := make([]chan answer, len(g.crm))
+	for i, l := range g.crm {
+		answers[i] = make(chan answer, 1)
+		go func() {
+			emp, err := l.responsible(ctx, phone)
+			if l.exclude[emp] {
+				emp = ""
+			}
+			answers[i] <- answer{emp, err}
+		}()
+	}
+	var errs []error
+	for _, ch := range answers {
+		a := <-ch
+		if a.employee != "" {
+			return a.employee, nil
+		}
+		if a.err != nil {
+			errs = append(errs, a.err)
 		}
 	}
-	var phones []string
-	for _, a := range g.cfg.Upstream.Accounts {
-		if n, err := routing.Normalize(a.Number, g.cfg.Calls.DefaultRegion); err == nil {
-			phones = append(phones, n)
-		}
+	if len(errs) == len(g.crm) {
+		return "", errors.Join(errs...)
 	}
-	random := make([]byte, 16)
-	_, _ = rand.Read(random)
-	clientID, err := g.store.Once("crm.retailcrm.client_id", []byte(hex.EncodeToString(random)))
-	if err != nil {
-		return err
-	}
-	since, err := g.store.Once("crm.retailcrm.since", []byte(strconv.FormatInt(time.Now().UnixNano(), 10)))
+	return "", nil
+}
+
+// addCRM opens a connector's outbox and subscribes it to call events. The
+// first time a connector is enabled is kept: calls from before are never
+// sent to it.
+func (g *Gateway) addCRM(l *crmLink, retryMax time.Duration, exclude []string) error {
+	name := l.conn.Name()
+	since, err := g.store.Once("crm."+name+".since", []byte(strconv.FormatInt(time.Now().UnixNano(), 10)))
 	if err != nil {
 		return err
 	}
 	sinceNS, _ := strconv.ParseInt(string(since), 10, 64)
-	conn := retailcrm.New(retailcrm.Config{URL: r.URL, APIKey: r.APIKey, Site: r.Site, ModuleCode: r.ModuleCode, Location: loc,
-		PublicURL: g.cfg.HTTP.PublicURL, ClientID: string(clientID), Users: extUsers, ExternalPhones: phones,
-		OnRequest: func(code string) { requests.WithLabelValues("retailcrm", code).Inc() }}, nil)
-	box, err := outbox.Open(g.store, conn.Name(), conn, outbox.Options{MaxBackoff: r.RetryMax.D(), OnResult: func(it *outbox.Item, err error) {
+	l.since = time.Unix(0, sinceNS)
+	l.box, err = outbox.Open(g.store, name, l.conn, outbox.Options{MaxBackoff: retryMax, OnResult: func(it *outbox.Item, err error) {
 		if err != nil {
-			g.log.Warn("CRM delivery failed", "crm", "retailcrm", "call_id", it.Call, "kind", it.Kind, "attempts", it.Attempts+1, "error", err)
+			g.log.Warn("CRM delivery failed", "crm", name, "call_id", it.Call, "kind", it.Kind, "attempts", it.Attempts+1, "error", err)
 		}
 	}})
 	if err != nil {
 		return err
 	}
-	link := &crmLink{conn: conn, box: box, since: time.Unix(0, sinceNS), users: users, exclude: map[string]bool{}, register: conn.Register}
-	for _, id := range r.Exclude {
-		link.exclude[id] = true
+	l.exclude = map[string]bool{}
+	for _, id := range exclude {
+		l.exclude[id] = true
 	}
-	link.events, _ = g.calls.bus.Subscribe(4096)
-	byUser := map[int]string{}
-	for id, u := range users {
-		byUser[u] = id
-	}
-	resp := newResponsible(func(ctx context.Context, phone string) (string, error) {
-		u, err := conn.Manager(ctx, phone)
-		if err != nil {
-			return "", err
-		}
-		if r.Exclude != nil {
-			for _, x := range r.Exclude {
-				if x == byUser[u] {
-					return "", nil
-				}
-			}
-		}
-		return byUser[u], nil
-	}, g.cfg.Routing.CRMBudget.D(), g.cfg.Routing.CacheTTL.D())
-	g.router.Responsible = resp.Who
-	g.router.ResponsibleTimeout = g.cfg.Routing.ResponsibleTimeout.D()
-	g.crm = append(g.crm, link)
+	l.events, _ = g.calls.bus.Subscribe(4096)
+	g.crm = append(g.crm, l)
+	box := l.box
 	g.prom.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_crm_outbox_depth", Help: "CRM operations waiting to be delivered.", ConstLabels: prometheus.Labels{"crm": "retailcrm"}},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_crm_outbox_depth", Help: "CRM operations waiting to be delivered.", ConstLabels: prometheus.Labels{"crm": name}},
 			func() float64 { return float64(box.Status().Depth) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_crm_dead_letters", Help: "CRM operations the CRM refused for good.", ConstLabels: prometheus.Labels{"crm": "retailcrm"}},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_crm_dead_letters", Help: "CRM operations the CRM refused for good.", ConstLabels: prometheus.Labels{"crm": name}},
 			func() float64 { return float64(box.Status().Dead) }),
 	)
 	return nil
@@ -115,7 +129,13 @@ func (g *Gateway) newCRM() error {
 func (g *Gateway) runCRM(ctx context.Context) {
 	for _, l := range g.crm {
 		go l.box.Run(ctx)
+		if l.watch != nil {
+			go l.watch(ctx)
+		}
 		go func() {
+			if l.register == nil {
+				return
+			}
 			// Registration retries until the CRM takes it: it only says
 			// what callgate offers, calls are delivered regardless.
 			for wait := time.Second; ctx.Err() == nil; wait = min(2*wait, 5*time.Minute) {

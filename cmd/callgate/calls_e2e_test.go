@@ -38,6 +38,7 @@ type officeOpts struct {
 	// HTTPExtra and IvanovExtra go into the [http] table and ivanov's
 	// [[employee]] table.
 	HTTPExtra, IvanovExtra string
+	PetrovExtra            string
 }
 
 func newOffice(t *testing.T, opts officeOpts) *office {
@@ -54,7 +55,7 @@ func newOffice(t *testing.T, opts officeOpts) *office {
 	}
 	t.Cleanup(vpbx.Close)
 	cfg := newDaemonConfig(t, "")
-	cfg.HTTPExtra, cfg.IvanovExtra = strings.ReplaceAll(opts.HTTPExtra, "HTTPPORT", strconv.Itoa(cfg.HTTPPort)), opts.IvanovExtra
+	cfg.HTTPExtra, cfg.IvanovExtra, cfg.PetrovExtra = strings.ReplaceAll(opts.HTTPExtra, "HTTPPORT", strconv.Itoa(cfg.HTTPPort)), opts.IvanovExtra, opts.PetrovExtra
 	recDir := filepath.Join(cfg.DataDir, "recordings")
 	port := 40000 + (cfg.SIPPort%200)*100
 	cfg.Extra = upstreamSection(vpbx.Addr()) + fmt.Sprintf(`[media]

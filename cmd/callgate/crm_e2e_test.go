@@ -21,24 +21,86 @@ const retailKey = "retail-e2e-key-0123456789"
 // table (more accounts), more goes after its keys (more keys or tables).
 func retailOffice(t *testing.T, st *crmtest.RetailCRM, trunks, more string) *office {
 	t.Helper()
-	return newOffice(t, officeOpts{
-		Extra: trunks + fmt.Sprintf(`[crm.retailcrm]
+	return crmOffice(t, st, nil, trunks, more)
+}
+
+const (
+	megaplanUser     = "api@office"
+	megaplanPassword = "megaplan-e2e-pass"
+)
+
+// crmOffice is retailOffice with Megaplan enabled too when mp is not nil:
+// ivanov is Employee 1000007 there and petrov 1000009.
+func crmOffice(t *testing.T, st *crmtest.RetailCRM, mp *crmtest.Megaplan, trunks, more string) *office {
+	t.Helper()
+	opts := officeOpts{HTTPExtra: `public_url = "http://127.0.0.1:HTTPPORT"`}
+	if st != nil {
+		opts.IvanovExtra = "retailcrm_user = 7\n"
+		opts.Extra = trunks + fmt.Sprintf(`[crm.retailcrm]
 enabled = true
 url = %q
 api_key = %q
 site = "shop"
-`, st.URL, retailKey) + more,
-		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
-		IvanovExtra: "retailcrm_user = 7",
-	})
+`, st.URL, retailKey) + more
+	} else {
+		opts.Extra = trunks + more
+	}
+	if mp != nil {
+		opts.IvanovExtra += "megaplan_user = 1000007\n"
+		opts.PetrovExtra = "megaplan_user = 1000009\n"
+		opts.Extra += fmt.Sprintf(`[crm.megaplan]
+enabled = true
+url = %q
+username = %q
+password = %q
+rps = 50
+poll = "1s"
+`, mp.URL, megaplanUser, megaplanPassword)
+	}
+	return newOffice(t, opts)
 }
 
-// An answered inbound call and a missed one reach RetailCRM as popups and
-// history with a working recording link; an internal call never does.
-func TestRetailCRMGetsCallsAndRecordingLinks(t *testing.T) {
+// megaplanCall waits for the stand-in to hold a call by providerId in a
+// state and returns it.
+func megaplanCall(o *office, mp *crmtest.Megaplan, provider, state string) crmtest.MegaplanCall {
+	o.t.Helper()
+	var found crmtest.MegaplanCall
+	o.d.waitFor("call "+provider+" "+state+" in Megaplan", 15*time.Second, func() bool {
+		for _, c := range mp.Calls() {
+			if c.ProviderID == provider && c.State == state {
+				found = c
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// fetchRecording checks that a recording link answers with a WAV file.
+func fetchRecording(t *testing.T, link string) {
+	t.Helper()
+	res, err := http.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "audio/wav" || !bytes.HasPrefix(body.Bytes(), []byte("RIFF")) {
+		t.Fatalf("recording link %s: %d %q", link, res.StatusCode, res.Header.Get("Content-Type"))
+	}
+}
+
+// An answered inbound call and a missed one reach RetailCRM and Megaplan as
+// popups and history with a working recording link; an internal call never
+// does.
+func TestCRMsGetCallsAndRecordingLinks(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := retailOffice(t, st, "", "")
+	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
+	defer mp.Close()
+	o := crmOffice(t, st, mp, "", "")
 	o.d.waitFor("module registered", 10*time.Second, func() bool { m, _ := st.Module("callgate"); return m != nil })
 
 	outside, ivanov := tonePeers(t)
@@ -63,16 +125,13 @@ func TestRetailCRMGetsCallsAndRecordingLinks(t *testing.T) {
 	if h.Result != "answered" || h.UserID != 7 || h.ExternalID != rec.ID+"-1" || h.Duration < 1 || h.Duration > 3 || h.RecordURL == "" {
 		t.Fatalf("history %+v", h)
 	}
-	res, err := http.Get(h.RecordURL)
-	if err != nil {
-		t.Fatal(err)
+	fetchRecording(t, h.RecordURL)
+	mc := megaplanCall(o, mp, rec.ID, "finished")
+	if mc.Type != "in" || mc.FromPhone != "+79161234567" || mc.ToUser == nil || mc.ToUser.ID != "1000007" ||
+		strings.Join(mc.States, ",") != "calling,talking,finished" || mc.TimeTo == nil || len(mc.RecordLinks) != 1 {
+		t.Fatalf("Megaplan call %+v", mc)
 	}
-	var body bytes.Buffer
-	_, _ = body.ReadFrom(res.Body)
-	res.Body.Close()
-	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "audio/wav" || !bytes.HasPrefix(body.Bytes(), []byte("RIFF")) {
-		t.Fatalf("recording link: %d %q", res.StatusCode, res.Header.Get("Content-Type"))
-	}
+	fetchRecording(t, mc.RecordLinks[0])
 
 	// An internal call between ivanov and petrov is never sent.
 	go func() {
@@ -96,6 +155,10 @@ func TestRetailCRMGetsCallsAndRecordingLinks(t *testing.T) {
 	if m := st.Calls()[1]; m.Result != "no answer" || m.Phone != "79167654321" || m.UserID != 7 {
 		t.Fatalf("missed call %+v", m)
 	}
+	missedRec := o.lastCall()
+	if m := megaplanCall(o, mp, missedRec.ID, "finished"); m.Type != "miss" || m.FromPhone != "+79167654321" || m.ToUser.ID != "1000007" {
+		t.Fatalf("missed call in Megaplan %+v", m)
+	}
 	time.Sleep(300 * time.Millisecond)
 	for _, e := range st.Events() {
 		if e.Phone == "103" || e.Phone == "101" {
@@ -105,7 +168,10 @@ func TestRetailCRMGetsCallsAndRecordingLinks(t *testing.T) {
 	if len(st.Events()) != 4 {
 		t.Fatalf("%d events, want 4 (two calls)", len(st.Events()))
 	}
-	res, err = o.d.get("/api/v1/crm/status", true)
+	if n := len(mp.Calls()); n != 2 {
+		t.Fatalf("%d calls in Megaplan, want 2: %+v", n, mp.Calls())
+	}
+	res, err := o.d.get("/api/v1/crm/status", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,22 +185,28 @@ func TestRetailCRMGetsCallsAndRecordingLinks(t *testing.T) {
 	if s, ok := status.CRM["retailcrm"]; !ok || s.Depth != 0 {
 		t.Fatalf("crm status %+v", status)
 	}
-	if len(st.Violations()) > 0 {
-		t.Fatalf("rate limits exceeded: %v", st.Violations())
+	if s, ok := status.CRM["megaplan"]; !ok || s.Depth != 0 {
+		t.Fatalf("crm status %+v", status)
+	}
+	if len(st.Violations())+len(mp.Violations()) > 0 {
+		t.Fatalf("rate limits exceeded: %v %v", st.Violations(), mp.Violations())
 	}
 }
 
-// The CRM is down while 200 calls happen and callgate is restarted twice
-// (real process restarts) during the outage; once it is back every call
-// arrives exactly once, popups in order per call. Then, with responses lost
-// after RetailCRM committed them, history still has no duplicates.
-func TestRetailCRMOutageWithRestarts(t *testing.T) {
+// Both CRMs are down while 200 calls happen and callgate is restarted twice
+// (real process restarts) during the outage; once they are back every call
+// arrives exactly once, in order per call. Then, with responses lost after
+// the CRM committed them, there are still no duplicates.
+func TestCRMOutageWithRestarts(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := retailOffice(t, st, "", `retry_max = "2s"
+	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
+	defer mp.Close()
+	o := crmOffice(t, st, mp, "", `retry_max = "2s"
 `)
 	o.d.waitFor("module registered", 10*time.Second, func() bool { m, _ := st.Module("callgate"); return m != nil })
 	st.SetMode(crmtest.Down)
+	mp.SetMode(crmtest.Down)
 	ctx := withTimeout(t, 120*time.Second)
 	const total = 200
 	place := func(n int) {
@@ -158,11 +230,15 @@ func TestRetailCRMOutageWithRestarts(t *testing.T) {
 	restart()
 	place(total - 140)
 	o.d.waitFor("every call's operations queued", 10*time.Second, func() bool { return o.d.metric(`callgate_crm_outbox_depth{crm="retailcrm"}`) >= 3*total })
-	if len(st.Calls()) != 0 {
-		t.Fatal("the stand-in took calls while down")
+	if len(st.Calls()) != 0 || len(mp.Calls()) != 0 {
+		t.Fatal("the stand-ins took calls while down")
 	}
 	st.SetMode(crmtest.Normal)
-	o.d.waitFor("all calls delivered", 60*time.Second, func() bool { return len(st.Calls()) == total && len(st.Events()) == 2*total })
+	mp.SetMode(crmtest.Normal)
+	o.d.waitFor("all calls delivered", 90*time.Second, func() bool {
+		return len(st.Calls()) == total && len(st.Events()) == 2*total && o.d.metric(`callgate_crm_outbox_depth{crm="megaplan"}`) == 0
+	})
+	megaplanOnce(t, mp, total)
 	seen := map[string][]string{}
 	for _, e := range st.Events() {
 		seen[e.CallExternalID] = append(seen[e.CallExternalID], e.Type)
@@ -181,16 +257,49 @@ func TestRetailCRMOutageWithRestarts(t *testing.T) {
 
 	// Responses lost after commit: retried, refused as duplicates, counted once.
 	st.SetMode(crmtest.DropResponse)
+	mp.SetMode(crmtest.DropResponse)
 	place(5)
-	o.d.waitFor("five more uploads attempted", 20*time.Second, func() bool { return len(st.Calls()) == total+5 && st.Duplicates() >= 5 })
+	o.d.waitFor("five more uploads attempted", 20*time.Second, func() bool {
+		return len(st.Calls()) == total+5 && st.Duplicates() >= 5 && len(mp.Calls()) == total+5
+	})
+	time.Sleep(time.Second) // let the retries of the lost answers happen
 	st.SetMode(crmtest.Normal)
-	o.d.waitFor("outbox drained", 20*time.Second, func() bool { return o.d.metric(`callgate_crm_outbox_depth{crm="retailcrm"}`) == 0 })
+	mp.SetMode(crmtest.Normal)
+	o.d.waitFor("outbox drained", 30*time.Second, func() bool {
+		return o.d.metric(`callgate_crm_outbox_depth{crm="retailcrm"}`) == 0 && o.d.metric(`callgate_crm_outbox_depth{crm="megaplan"}`) == 0
+	})
+	megaplanOnce(t, mp, total+5)
 	ids := map[string]bool{}
 	for _, c := range st.Calls() {
 		if ids[c.ExternalID] {
 			t.Fatalf("call %s stored twice", c.ExternalID)
 		}
 		ids[c.ExternalID] = true
+	}
+}
+
+// megaplanOnce checks that Megaplan holds n calls, each once, finished, its
+// states in order.
+func megaplanOnce(t *testing.T, mp *crmtest.Megaplan, n int) {
+	t.Helper()
+	order := map[string]int{"calling": 0, "talking": 1, "finished": 2}
+	seen := map[string]bool{}
+	for _, c := range mp.Calls() {
+		if seen[c.ProviderID] {
+			t.Fatalf("call %s is in Megaplan twice", c.ProviderID)
+		}
+		seen[c.ProviderID] = true
+		if c.State != "finished" {
+			t.Fatalf("call %s left %s: %v", c.ProviderID, c.State, c.States)
+		}
+		for i := 1; i < len(c.States); i++ {
+			if order[c.States[i]] <= order[c.States[i-1]] {
+				t.Fatalf("call %s went %v", c.ProviderID, c.States)
+			}
+		}
+	}
+	if len(seen) != n || len(mp.Violations()) > 0 {
+		t.Fatalf("%d calls in Megaplan, want %d; rate-limit violations %v", len(seen), n, mp.Violations())
 	}
 }
 
@@ -257,14 +366,30 @@ func TestRetailCRMMakeCallURL(t *testing.T) {
 // normal target at once; a hanging CRM holds a call no longer than the
 // budget, and the calls after it not at all.
 func TestSmartRoutingToResponsibleManager(t *testing.T) {
-	st := crmtest.NewRetailCRM(retailKey)
-	defer st.Close()
-	o := retailOffice(t, st, secondTrunk, `[routing]
+	const routingConf = `[routing]
 responsible_timeout = "2s"
 crm_budget = "300ms"
-`)
+`
+	t.Run("retailcrm", func(t *testing.T) {
+		st := crmtest.NewRetailCRM(retailKey)
+		defer st.Close()
+		o := crmOffice(t, st, nil, secondTrunk, routingConf)
+		st.SetManager("79161234567", 7) // ivanov looks after this client
+		smartRouting(t, o, func() { st.SetSlow(5 * time.Second) }, func() { st.SetMode(crmtest.Normal) })
+	})
+	t.Run("megaplan", func(t *testing.T) {
+		mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
+		defer mp.Close()
+		o := crmOffice(t, nil, mp, secondTrunk, routingConf)
+		mp.SetRoute("+79161234567", "1000007")
+		smartRouting(t, o, func() { mp.SetSlow(5 * time.Second) }, func() { mp.SetMode(crmtest.Normal) })
+	})
+}
+
+// smartRouting runs the smart-routing checks against an office whose CRM
+// names ivanov as responsible for +79161234567.
+func smartRouting(t *testing.T, o *office, hang, recover func()) {
 	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
-	st.SetManager("79161234567", 7) // ivanov looks after this client
 	ctx := withTimeout(t, 60*time.Second)
 	invite := func(from string) (time.Time, chan *siptest.Call) {
 		done := make(chan *siptest.Call, 1)
@@ -301,8 +426,8 @@ crm_budget = "300ms"
 	_ = c.Reject(486, "Busy Here")
 	<-done
 
-	// RetailCRM hangs: the first call waits at most the budget, the next not at all.
-	st.SetSlow(5 * time.Second)
+	// The CRM hangs: the first call waits at most the budget, the next not at all.
+	hang()
 	start, done = invite("79162222222")
 	c = nextCall(t, o.phones["103"])
 	if d := time.Since(start); d > 300*time.Millisecond+200*time.Millisecond {
@@ -317,16 +442,19 @@ crm_budget = "300ms"
 	}
 	_ = c.Reject(486, "Busy Here")
 	<-done
-	st.SetMode(crmtest.Normal)
+	recover()
 }
 
 // An outbound call from ivanov's phone and an inbound call ivanov transfers
-// to petrov reach RetailCRM: an "out" popup and history, and for the
-// transfer one history entry per leg, each with its own recording link.
-func TestRetailCRMOutboundAndTransferredCalls(t *testing.T) {
+// to petrov reach both CRMs: an "out" popup and history, and for the
+// transfer one entry per leg, each with its own employee and recording
+// link (petrov is mapped in Megaplan only).
+func TestCRMsGetOutboundAndTransferredCalls(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := retailOffice(t, st, "", "")
+	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
+	defer mp.Close()
+	o := crmOffice(t, st, mp, "", "")
 	ctx := withTimeout(t, 40*time.Second)
 
 	// Outbound: ivanov dials a client who answers, then hangs up.
@@ -347,6 +475,11 @@ func TestRetailCRMOutboundAndTransferredCalls(t *testing.T) {
 	}
 	if h := st.Calls()[0]; h.Type != "out" || h.Result != "answered" || h.UserID != 7 || h.Duration < 1 {
 		t.Fatalf("outbound history %+v", h)
+	}
+	out := o.lastCall()
+	if mc := megaplanCall(o, mp, out.ID, "finished"); mc.Type != "out" || mc.ToPhone != "+79167654321" || mc.FromUser == nil ||
+		mc.FromUser.ID != "1000007" || len(mc.RecordLinks) != 1 || strings.Join(mc.States, ",") != "calling,talking,finished" {
+		t.Fatalf("outbound call in Megaplan %+v", mc)
 	}
 
 	// Transferred: ivanov takes an inbound call and REFERs it to petrov.
@@ -371,15 +504,24 @@ func TestRetailCRMOutboundAndTransferredCalls(t *testing.T) {
 	if len(rec.Legs) != 2 {
 		t.Fatalf("record legs %+v", rec.Legs)
 	}
+	l1, l2 := megaplanCall(o, mp, rec.ID, "finished"), megaplanCall(o, mp, rec.ID+"-2", "finished")
+	if l1.ToUser.ID != "1000007" || l2.ToUser.ID != "1000009" || len(l1.RecordLinks) != 1 || len(l2.RecordLinks) != 1 || l1.RecordLinks[0] == l2.RecordLinks[0] {
+		t.Fatalf("legs in Megaplan %+v / %+v", l1, l2)
+	}
+	fetchRecording(t, l2.RecordLinks[0])
 }
 
-// A trunk marked crm_exclude never reaches the CRM, even for a mapped
+// A trunk marked crm_exclude never reaches the CRMs, even for a mapped
 // employee; the same employee's call on another trunk does, and that
-// trunk's autocreate rule makes the unknown caller a customer.
-func TestRetailCRMTrunkRules(t *testing.T) {
+// trunk's autocreate rule makes the unknown caller a customer with an order
+// (RetailCRM) or a client with a deal in the trunk's scheme (Megaplan),
+// both in the hands of the employee who took the call.
+func TestCRMTrunkRules(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := retailOffice(t, st, `[[upstream.account]]
+	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
+	defer mp.Close()
+	o := crmOffice(t, st, mp, `[[upstream.account]]
 user = "support"
 password = "Secret456"
 employee = "ivanov"
@@ -388,7 +530,7 @@ crm_exclude = true
 `, "")
 	// sales1 creates contacts for unknown callers.
 	o.d.stop()
-	o.d.cfg.Extra = strings.Replace(o.d.cfg.Extra, "employee = \"ivanov\"\n", "employee = \"ivanov\"\nautocreate = \"contact\"\n", 1)
+	o.d.cfg.Extra = strings.Replace(o.d.cfg.Extra, "employee = \"ivanov\"\n", "employee = \"ivanov\"\nautocreate = \"contact+deal\"\nprogram = 12\n", 1)
 	o.d = startDaemon(t, o.d.cfg)
 	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
 	o.d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
@@ -425,5 +567,18 @@ crm_exclude = true
 	}
 	if c := st.Customers()[0]; c.Phones[0].Number != "79160000003" || c.ManagerID != 7 {
 		t.Fatalf("customer %+v", c)
+	}
+	o.d.waitFor("the client and the deal in Megaplan", 10*time.Second, func() bool { return len(mp.Deals()) == 1 })
+	ks, ds := mp.Contractors(), mp.Deals()
+	if len(ks) != 1 || ks[0].ContactInfo[0].Value != "+79160000003" || ks[0].Responsibles[0].ID != "1000007" {
+		t.Fatalf("Megaplan clients %+v", ks)
+	}
+	if d := ds[0]; d.Program.ID != "12" || d.Manager.ID != "1000007" || d.Contractor.ID != ks[0].ID {
+		t.Fatalf("Megaplan deal %+v", d)
+	}
+	for _, c := range mp.Calls() {
+		if c.FromPhone == "+79160000002" {
+			t.Fatalf("a call on an excluded trunk reached Megaplan: %+v", c)
+		}
 	}
 }

@@ -87,6 +87,7 @@ type daemonConfig struct {
 	// ivanov's [[employee]] table.
 	HTTPExtra   string
 	IvanovExtra string
+	PetrovExtra string // more keys in petrov's [[employee]] table
 	Extra       string // appended TOML (e.g. an [upstream] section)
 	Env         []string
 }
@@ -121,7 +122,8 @@ id = "petrov"
 name = "Петров Пётр"
 extensions = ["103"]
 sip_password = "Phone103pass"
-%s`, c.DataDir, c.SIPPort, c.SIPPort, c.SIPExtra, c.HTTPPort, testToken, c.HTTPExtra, c.IvanovExtra, c.Extra)
+%s
+%s`, c.DataDir, c.SIPPort, c.SIPPort, c.SIPExtra, c.HTTPPort, testToken, c.HTTPExtra, c.IvanovExtra, c.PetrovExtra, c.Extra)
 }
 
 type daemon struct {

@@ -24,6 +24,7 @@ type Config struct {
 	Groups    []Group    `toml:"group"`
 	CRM       CRM        `toml:"crm"`
 	Routing   Routing    `toml:"routing"`
+	Mango     Mango      `toml:"mango"`
 
 	// File is the path the configuration was read from (for messages).
 	File string `toml:"-"`
@@ -123,6 +124,15 @@ type Account struct {
 	Autocreate string `toml:"autocreate"`
 	// CRMExclude keeps this trunk's calls out of every CRM.
 	CRMExclude bool `toml:"crm_exclude"`
+	// Program is the Megaplan deal scheme for deals auto-created from
+	// this trunk's calls.
+	Program int `toml:"program"`
+	// Source names the advertising channel of this number (static call
+	// tracking); the number itself when empty.
+	Source string `toml:"source"`
+	// Tracking is "static" or "dynamic" (a Mango dynamic call-tracking
+	// number: the visitor's UTM data is fetched from Mango's API).
+	Tracking string `toml:"tracking"`
 }
 
 // Group is a ring group: calls to an account pointing at it ring its
@@ -171,11 +181,43 @@ type Employee struct {
 	// RetailCRMUser is the employee's user id in RetailCRM (0: not mapped;
 	// their calls are not sent there).
 	RetailCRMUser int `toml:"retailcrm_user"`
+	// MegaplanUser is the employee's Employee id in Megaplan (0: not
+	// mapped).
+	MegaplanUser int `toml:"megaplan_user"`
 }
 
 // CRM configures the outbound-only CRM connectors.
 type CRM struct {
 	RetailCRM RetailCRM `toml:"retailcrm"`
+	Megaplan  Megaplan  `toml:"megaplan"`
+}
+
+// Megaplan is the Megaplan connector (API v3).
+type Megaplan struct {
+	Enabled      bool   `toml:"enabled"`
+	URL          string `toml:"url"`      // https://{account}.megaplan.ru
+	Username     string `toml:"username"` // the API user's login
+	Password     string `toml:"password"`
+	PasswordFile string `toml:"password_file"`
+	// RPS is the request rate callgate keeps to (Megaplan publishes none).
+	RPS float64 `toml:"rps"`
+	// Poll is how often Megaplan is asked for clients created since the
+	// last look, to attach their earlier calls.
+	Poll     Duration `toml:"poll"`
+	Exclude  []string `toml:"exclude"`
+	RetryMax Duration `toml:"retry_max"`
+}
+
+// Mango is the Mango Office VPBX HTTP API, used for dynamic call tracking.
+type Mango struct {
+	URL         string `toml:"url"`
+	APIKey      string `toml:"api_key"`
+	APIKeyFile  string `toml:"api_key_file"`
+	APISalt     string `toml:"api_salt"`
+	APISaltFile string `toml:"api_salt_file"`
+	// Budget is how long a CRM popup waits for the visitor's data; the
+	// call itself never waits.
+	Budget Duration `toml:"budget"`
 }
 
 // RetailCRM is the RetailCRM connector (API v5).
@@ -248,6 +290,8 @@ func Defaults() Config {
 		},
 		HTTP:    HTTP{Listen: "127.0.0.1:8080", LinkTTL: Duration(7 * 24 * time.Hour), RecordingAccess: "own"},
 		Routing: Routing{CRMBudget: Duration(300 * time.Millisecond), ResponsibleTimeout: Duration(15 * time.Second), CacheTTL: Duration(10 * time.Minute)},
-		CRM:     CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: Duration(5 * time.Minute)}},
+		CRM: CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: Duration(5 * time.Minute)},
+			Megaplan: Megaplan{RPS: 3, Poll: Duration(time.Minute), RetryMax: Duration(5 * time.Minute)}},
+		Mango: Mango{URL: "https://app.mango-office.ru/vpbx/", Budget: Duration(time.Second)},
 	}
 }

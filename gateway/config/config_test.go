@@ -100,6 +100,12 @@ func TestBrokenConfigs(t *testing.T) {
 		{"tls half", "[http]\ntls_cert = \"/etc/ssl/certs/x.pem\"\n", "2: http.tls_cert: tls_cert and tls_key go together"},
 		{"public url", "[http]\npublic_url = \"callgate.example.ru\"\n", "2: http.public_url: \"callgate.example.ru\" is not an http(s) URL"},
 		{"recording access", "[http]\nrecording_access = \"some\"\n", "2: http.recording_access: unknown value \"some\""},
+		{"megaplan user twice", goodBase + "megaplan_user = 1000005\n[[employee]]\nid = \"petrov\"\nextensions = [\"103\"]\nsip_password = \"Phone103pass\"\nmegaplan_user = 1000005\n", "21: employee[1].megaplan_user: Megaplan user 1000005 is also mapped to ivanov"},
+		{"deal without scheme", strings.Replace(goodBase, `employee = "ivanov"`, "employee = \"ivanov\"\nautocreate = \"contact+deal\"", 1) + "[crm.megaplan]\nenabled = true\nurl = \"https://office.megaplan.ru\"\nusername = \"api\"\npassword = \"Secret123\"\n", "8: upstream.account[0].program: is required"},
+		{"megaplan without user", "[crm.megaplan]\nenabled = true\nurl = \"https://office.megaplan.ru\"\npassword = \"x\"\n", "1: crm.megaplan.username: missing username"},
+		{"megaplan rps", "[crm.megaplan]\nenabled = true\nurl = \"https://office.megaplan.ru\"\nusername = \"api\"\npassword = \"x\"\nrps = 0.0\n", "6: crm.megaplan.rps"},
+		{"unknown tracking", strings.Replace(goodBase, `employee = "ivanov"`, "employee = \"ivanov\"\ntracking = \"utm\"", 1), "12: upstream.account[0].tracking: unknown value \"utm\""},
+		{"dynamic tracking without mango key", strings.Replace(goodBase, `employee = "ivanov"`, "employee = \"ivanov\"\ntracking = \"dynamic\"", 1), " mango.api_key: missing api_key"},
 		{"ban per ip below", "[sip.ban]\nmax_failures = 10\nmax_failures_per_ip = 3\n", "3: sip.ban.max_failures_per_ip"},
 	}
 	for _, tc := range cases {

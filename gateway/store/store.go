@@ -201,3 +201,28 @@ func (s *Store) Once(name string, value []byte) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// State returns the value kept under name in the meta bucket (nil if none):
+// small marks a part keeps across restarts, e.g. how far a CRM poll got.
+func (s *Store) State(name string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(BucketMeta).Get([]byte("state:" + name)); v != nil {
+			out = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// SetState keeps value under name in the meta bucket.
+func (s *Store) SetState(name string, value []byte) error {
+	err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(BucketMeta).Put([]byte("state:"+name), value) })
+	if err != nil {
+		return fmt.Errorf("store %s: %w", name, err)
+	}
+	return nil
+}
