@@ -122,7 +122,7 @@ func (b *B2BUA) runInbound(req *sip.Request, tx sip.ServerTransaction) {
 	c.callerSide, c.calleeSide = SideA, SideB
 	c.callerIP = b.cfg.UpstreamMedia
 	c.ev.Account = req.Recipient.User
-	c.ev.Outside = req.From().Address.User
+	c.ev.Outside = outsideNumber(req)
 	c.ev.Caller = c.ev.Outside
 	_ = c.caller.Respond(sip.StatusTrying, "Trying", nil)
 	route, err := b.router.Inbound(c.ev.Account, c.ev.Outside)

@@ -265,6 +265,14 @@ func (v *VPBX) note(req *sip.Request) {
 // Invite calls account (as if an outside caller dialled its number) at the
 // address the account registered from, and waits for the answer.
 func (v *VPBX) Invite(ctx context.Context, account, caller string, sdp []byte) (*Call, error) {
+	from := &sip.FromHeader{DisplayName: caller, Address: sip.Uri{Scheme: "sip", User: caller, Host: v.cfg.Domain}}
+	return v.InviteAs(ctx, account, from, sdp)
+}
+
+// InviteAs is Invite with the From header given whole, and more headers:
+// how calls from other carriers' numbers arrive (a login as the From user,
+// the number in P-Asserted-Identity).
+func (v *VPBX) InviteAs(ctx context.Context, account string, from *sip.FromHeader, sdp []byte, headers ...sip.Header) (*Call, error) {
 	reg, ok := v.Binding(account)
 	if !ok {
 		return nil, fmt.Errorf("invite %s: not registered", account)
@@ -274,9 +282,11 @@ func (v *VPBX) Invite(ctx context.Context, account, caller string, sdp []byte) (
 		return nil, err
 	}
 	uri := sip.Uri{Scheme: "sip", User: account, Host: host, Port: port}
-	from := &sip.FromHeader{DisplayName: caller, Address: sip.Uri{Scheme: "sip", User: caller, Host: v.cfg.Domain}}
-	from.Params.Add("tag", sip.GenerateTagN(10))
-	s, err := v.dcc.Invite(ctx, uri, sdp, from, sip.NewHeader("Content-Type", "application/sdp"))
+	f := *from
+	f.Params = append(sip.NewParams(), from.Params...)
+	f.Params.Add("tag", sip.GenerateTagN(10))
+	from = &f
+	s, err := v.dcc.Invite(ctx, uri, sdp, append([]sip.Header{from, sip.NewHeader("Content-Type", "application/sdp")}, headers...)...)
 	if err != nil {
 		return nil, fmt.Errorf("invite %s: %w", account, err)
 	}
