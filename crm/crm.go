@@ -5,6 +5,7 @@
 package crm
 
 import (
+	"net/url"
 	"time"
 
 	"callgate/crm/outbox"
@@ -48,9 +49,32 @@ type Call struct {
 	TalkSeconds float64
 	Result      string // answered, no-answer, busy, failed, abandoned, interrupted
 	Legs        []Leg
+	// Tracking is where an inbound caller came from (nil: unknown).
+	Tracking *Tracking
 	// Autocreate is the trunk's rule for callers the CRM does not know:
 	// "none", "contact" or "contact+deal".
 	Autocreate string
+}
+
+// Tracking is call-tracking data: the number dialled, the advertising
+// channel (utm_source) and, for dynamic numbers, the rest of the visit's
+// UTM marks.
+type Tracking struct {
+	Number, Source, Medium, Campaign, Content, Term, Page string
+}
+
+// UTM is the tracking data as a query string (utm_source=...&...).
+func (t *Tracking) UTM() string {
+	if t == nil {
+		return ""
+	}
+	v := url.Values{}
+	for k, s := range map[string]string{"utm_source": t.Source, "utm_medium": t.Medium, "utm_campaign": t.Campaign, "utm_content": t.Content, "utm_term": t.Term} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	return v.Encode()
 }
 
 // Event kinds a connector receives.

@@ -10,6 +10,7 @@ import (
 
 	"callgate/gateway/calls"
 	"callgate/gateway/routing"
+	"callgate/gateway/tracking"
 	"callgate/media/record"
 	"callgate/media/relay"
 	"callgate/sip/b2bua"
@@ -50,6 +51,9 @@ type callModel struct {
 	internal bool             // record internal calls
 	region   string
 	numbers  map[string]string // account -> trunk number
+	sources  map[string]string // account -> advertising channel
+	dynamic  map[string]bool   // accounts on dynamic call-tracking numbers
+	track    *tracking.Tracker // nil: no Mango API configured
 
 	bus   *calls.Bus
 	total *prometheus.CounterVec
@@ -69,7 +73,8 @@ type openCall struct {
 
 func newCallModel(g *Gateway) *callModel {
 	m := &callModel{log: g.log, store: calls.NewStore(g.store), relay: g.relay, internal: g.cfg.Recording.Internal,
-		region: g.cfg.Calls.DefaultRegion, numbers: map[string]string{}, open: map[string]*openCall{},
+		region: g.cfg.Calls.DefaultRegion, numbers: map[string]string{}, sources: map[string]string{}, dynamic: map[string]bool{},
+		track: g.track, open: map[string]*openCall{},
 		writes: make(chan calls.Record, 1024), done: make(chan struct{}), bus: calls.NewBus(),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "callgate_calls_total", Help: "Calls ended, by direction and result."}, []string{"direction", "result"}),
 		setup: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "callgate_call_setup_seconds", Help: "Time from a call's arrival to its answer.",
@@ -79,6 +84,11 @@ func newCallModel(g *Gateway) *callModel {
 	}
 	for _, a := range g.cfg.Upstream.Accounts {
 		m.numbers[a.User] = a.Number
+		if n, err := routing.Normalize(a.Number, g.cfg.Calls.DefaultRegion); err == nil {
+			m.numbers[a.User] = n
+		}
+		m.sources[a.User] = a.Source
+		m.dynamic[a.User] = a.Tracking == "dynamic"
 	}
 	go m.writer()
 	return m
@@ -112,6 +122,16 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 			oc.rec.Outside = e.Outside
 		}
 		oc.media, _ = m.relay.Get(e.CallID)
+		if n := oc.rec.TrunkNumber; e.Direction == b2bua.Inbound && n != "" {
+			t := &calls.Tracking{Number: n, Source: m.sources[e.Account], Dynamic: m.dynamic[e.Account]}
+			if t.Source == "" {
+				t.Source = n
+			}
+			oc.rec.Tracking = t
+			if t.Dynamic && m.track != nil {
+				m.track.Start(e.CallID, n)
+			}
+		}
 		m.open[e.CallID] = oc
 	}
 	m.mu.Unlock()
@@ -178,6 +198,11 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 		delete(m.open, e.CallID)
 		m.mu.Unlock()
 	}
+	if t := r.Tracking; t != nil && t.Dynamic && t.Medium == "" && m.track != nil {
+		if v := m.track.Get(r.ID); v != nil {
+			r.Tracking = visited(t.Number, v)
+		}
+	}
 	rc := cloneRecord(r)
 	m.writes <- rc
 	m.bus.Publish(calls.Event{Kind: e.Kind, Record: rc})
@@ -237,4 +262,11 @@ func cloneRecord(r *calls.Record) calls.Record {
 	c.Rung = append([]string(nil), r.Rung...)
 	c.Legs = append([]calls.Leg(nil), r.Legs...)
 	return c
+}
+
+// visited is the tracking of a call to a dynamic number whose visitor is
+// known.
+func visited(number string, v *tracking.Visitor) *calls.Tracking {
+	return &calls.Tracking{Number: number, Source: v.Source, Medium: v.Medium, Campaign: v.Campaign, Content: v.Content,
+		Term: v.Term, Page: v.Page, Dynamic: true}
 }

@@ -20,6 +20,7 @@ import (
 	"callgate/gateway/directory"
 	"callgate/gateway/routing"
 	"callgate/gateway/store"
+	"callgate/gateway/tracking"
 	"callgate/media/record"
 	"callgate/media/relay"
 	"callgate/sip/b2bua"
@@ -57,6 +58,7 @@ type Gateway struct {
 	feed        *api.Feed
 	links       *api.Recordings // signed recording links
 	crm         []*crmLink
+	track       *tracking.Tracker // dynamic call tracking; nil without Mango's API
 	feedCh      <-chan calls.Event
 	stopStreams context.CancelFunc
 	prom        *prometheus.Registry

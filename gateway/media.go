@@ -3,12 +3,14 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"time"
 
 	"callgate/gateway/config"
 	"callgate/gateway/routing"
+	"callgate/gateway/tracking"
 	"callgate/media/record"
 	"callgate/media/relay"
 	"callgate/sip/b2bua"
@@ -37,6 +39,10 @@ func (g *Gateway) newMedia() error {
 		g.log.Warn("repairing interrupted recordings", "error", err)
 	} else if len(repaired) > 0 {
 		g.log.Info("recordings interrupted by a crash repaired", "count", len(repaired))
+	}
+	if m := cfg.Mango; m.APIKey != "" {
+		api := &tracking.Mango{URL: m.URL, Key: m.APIKey, Salt: m.APISalt, HTTP: &http.Client{Timeout: 10 * time.Second}}
+		g.track = tracking.NewTracker(api.Visitor, m.Budget.D())
 	}
 	g.calls = newCallModel(g)
 	if ids, err := g.calls.store.MarkInterrupted(time.Now()); err != nil {

@@ -43,7 +43,13 @@ type RetailEvent struct {
 	HangupStatus   string   `json:"hangupStatus"`
 	ExternalPhone  string   `json:"externalPhone"`
 	CallExternalID string   `json:"callExternalId"`
-	WebAnalytics   any      `json:"webAnalyticsData"`
+	WebAnalytics   *struct {
+		Campaign struct {
+			Name string `json:"name"`
+			Code string `json:"code"`
+		} `json:"campaign"`
+		QueryString string `json:"queryString"`
+	} `json:"webAnalyticsData"`
 }
 
 // RetailCall is a telephony/calls/upload entry as received.

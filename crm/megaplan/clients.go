@@ -17,6 +17,7 @@ type contractor struct {
 	ContentType  string `json:"contentType"`
 	ID           string `json:"id,omitempty"`
 	FirstName    string `json:"firstName,omitempty"`
+	Description  string `json:"description,omitempty"`
 	Responsibles []ref  `json:"responsibles,omitempty"`
 	ContactInfo  []struct {
 		ContentType string `json:"contentType"`
@@ -51,7 +52,7 @@ func (c *Connector) deliverClient(ctx context.Context, o op) error {
 			return nil
 		}
 		// The employee who handled the call is responsible for the client.
-		nc := contractor{ContentType: "ContractorHuman", FirstName: o.Phone, Responsibles: []ref{{ContentType: "Employee", ID: o.Employee}}}
+		nc := contractor{ContentType: "ContractorHuman", FirstName: o.Phone, Description: o.Note, Responsibles: []ref{{ContentType: "Employee", ID: o.Employee}}}
 		nc.ContactInfo = append(nc.ContactInfo, struct {
 			ContentType string `json:"contentType"`
 			Type        string `json:"type"`
@@ -84,7 +85,7 @@ func (c *Connector) deal(ctx context.Context, o op, contractorID string) error {
 	if len(found) > 0 {
 		return nil
 	}
-	d := map[string]any{"contentType": "Deal", "name": name,
+	d := map[string]any{"contentType": "Deal", "name": name, "description": o.Note,
 		"program":    ref{ContentType: "Program", ID: strconv.Itoa(o.Program)},
 		"manager":    ref{ContentType: "Employee", ID: o.Employee},
 		"contractor": ref{ContentType: "ContractorHuman", ID: contractorID}}

@@ -111,6 +111,8 @@ type op struct {
 	Providers  []string `json:"providers,omitempty"`
 	Contractor string   `json:"contractor,omitempty"`
 	CallID     string   `json:"call_id,omitempty"`
+	// Note describes where the caller came from (call tracking).
+	Note string `json:"note,omitempty"`
 }
 
 func item(call, key, kind string, o op) outbox.Item {
@@ -224,7 +226,7 @@ func (c *Connector) Items(e crm.Event) []outbox.Item {
 			create = "none"
 		}
 		out = append(out, item(call.ID, call.ID+"-client", "client", op{Op: "client", Phone: call.Outside, Employee: strconv.Itoa(handler.CRMUser),
-			Create: create, Program: c.cfg.Programs[call.Account], Providers: pids, CallID: call.ID}))
+			Create: create, Program: c.cfg.Programs[call.Account], Providers: pids, CallID: call.ID, Note: note(call.Tracking)}))
 		return out
 	}
 	return nil
@@ -294,4 +296,19 @@ func (c *Connector) Responsible(ctx context.Context, phone string) (string, erro
 		return "", nil
 	}
 	return route.Employees[0].ID, nil
+}
+
+// note is the tracking data for a client's or deal's description.
+func note(t *crm.Tracking) string {
+	if t == nil || t.Source == "" {
+		return ""
+	}
+	s := "Источник: " + t.Source + " (номер " + t.Number + ")"
+	if utm := t.UTM(); t.Medium != "" || t.Campaign != "" {
+		s += "; " + utm
+	}
+	if t.Page != "" {
+		s += "; страница " + t.Page
+	}
+	return s
 }

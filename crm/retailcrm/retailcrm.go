@@ -95,6 +95,33 @@ type event struct {
 	HangupStatus   string   `json:"hangupStatus,omitempty"`
 	ExternalPhone  string   `json:"externalPhone,omitempty"`
 	CallExternalID string   `json:"callExternalId"`
+	// WebAnalytics is where the caller came from (call tracking).
+	WebAnalytics *webAnalytics `json:"webAnalyticsData,omitempty"`
+}
+
+// webAnalytics is RetailCRM's WebAnalyticsData: the campaign and the UTM
+// query string of the visit.
+type webAnalytics struct {
+	Campaign    campaign `json:"campaign"`
+	QueryString string   `json:"queryString,omitempty"`
+}
+
+type campaign struct {
+	Name string `json:"name"`
+	Code string `json:"code"`
+}
+
+// analytics is the call's tracking as RetailCRM takes it: the campaign
+// (or the channel of a static number) and the UTM marks.
+func analytics(t *crm.Tracking) *webAnalytics {
+	if t == nil || t.Source == "" {
+		return nil
+	}
+	w := &webAnalytics{Campaign: campaign{Name: t.Source, Code: t.Number}, QueryString: t.UTM()}
+	if t.Campaign != "" {
+		w.Campaign = campaign{Name: t.Campaign, Code: t.Campaign}
+	}
+	return w
 }
 
 // callRecord is RetailCRM's Call (history upload).
@@ -174,7 +201,8 @@ func (c *Connector) Items(e crm.Event) []outbox.Item {
 		return nil
 	}
 	phone := strings.TrimPrefix(call.Outside, "+")
-	ev := event{Phone: phone, Codes: codes, UserIDs: ids, Site: c.cfg.Site, ExternalPhone: call.TrunkNumber, CallExternalID: call.ID}
+	ev := event{Phone: phone, Codes: codes, UserIDs: ids, Site: c.cfg.Site, ExternalPhone: call.TrunkNumber, CallExternalID: call.ID,
+		WebAnalytics: analytics(call.Tracking)}
 	switch e.Kind {
 	case crm.Ringing:
 		ev.Type = direction(call)

@@ -34,6 +34,20 @@ type Leg struct {
 	TransferredFrom string `json:"transferred_from,omitempty"`
 }
 
+// Tracking is where an inbound caller came from: the office number they
+// dialled (static call tracking: one number per advertising channel) and,
+// for a dynamic call-tracking number, the UTM marks of their website visit.
+type Tracking struct {
+	Number   string `json:"number"`
+	Source   string `json:"source,omitempty"`
+	Medium   string `json:"medium,omitempty"`
+	Campaign string `json:"campaign,omitempty"`
+	Content  string `json:"content,omitempty"`
+	Term     string `json:"term,omitempty"`
+	Page     string `json:"page,omitempty"`
+	Dynamic  bool   `json:"dynamic,omitempty"`
+}
+
 // Transfer is one transfer of a call, in order.
 type Transfer struct {
 	From string    `json:"from"` // employee (or extension) who transferred
@@ -51,6 +65,7 @@ type Record struct {
 	Account     string     `json:"account,omitempty"`
 	TrunkNumber string     `json:"trunk_number,omitempty"`
 	Outside     string     `json:"outside_number,omitempty"` // E.164
+	Tracking    *Tracking  `json:"tracking,omitempty"`
 	Caller      string     `json:"caller"`
 	Rung        []string   `json:"rung"` // employees
 	AnsweredBy  string     `json:"answered_by,omitempty"`
