@@ -6,6 +6,9 @@
 # SSE=N also connects N live-event subscribers and reports how long the
 # ringing event takes from INVITE to the last of them. C2C=1 places the
 # calls as click-to-calls through the API and reports their setup times.
+# CRM=1 maps every employee to RetailCRM and Megaplan stand-ins run by the
+# load tool and reports INVITE → popup request times (keep RATE below the
+# CRMs' rate limits: 40/s for RetailCRM's telephony API).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 calls=${CALLS:-200} rate=${RATE:-100} hold=${HOLD:-60s}
@@ -36,11 +39,28 @@ expires = "3600s"
 [http]
 listen = "127.0.0.1:18091"
 api_tokens = ["bench-token-0123456789"]
+public_url = "http://127.0.0.1:18091"
 CFG
+  if [ -n "${CRM:-}" ]; then
+    cat <<CFG
+[crm.retailcrm]
+enabled = true
+url = "http://127.0.0.1:18095"
+api_key = "bench-retail-key-0123456789"
+site = "shop"
+[crm.megaplan]
+enabled = true
+url = "http://127.0.0.1:18096"
+username = "bench@office"
+password = "bench-megaplan-pass"
+rps = 100
+CFG
+  fi
   for ((i = 0; i < calls; i++)); do
     n=$((30000 + i))
     printf '[[upstream.account]]\nuser = "acc%d"\npassword = "Secret123"\nemployee = "e%d"\n' $n $n
     printf '[[employee]]\nid = "e%d"\nextensions = ["%d"]\nsip_password = "Phone101pass"\n' $n $n
+    if [ -n "${CRM:-}" ]; then printf 'retailcrm_user = %d\nmegaplan_user = %d\n' $n $n; fi
   done
 } >"$work/callgate.toml"
 (cd "$root" && go build -o "$work/callload" ./bench/callload)
@@ -48,6 +68,7 @@ CFG
 cg_pid=$!
 sleep 1
 "$work/callload" -target 127.0.0.1:5080 -listen 127.0.0.1:5071 -calls "$calls" -rate "$rate" -hold "$hold" -pid "$cg_pid" \
-  -sse "${SSE:-0}" -http 127.0.0.1:18091 -token bench-token-0123456789 ${C2C:+-c2c}
+  -sse "${SSE:-0}" -http 127.0.0.1:18091 -token bench-token-0123456789 ${C2C:+-c2c} \
+  ${CRM:+-retailcrm 127.0.0.1:18095 -megaplan 127.0.0.1:18096}
 echo "recordings: $(find "$work/rec" -path "*/.active" -prune -o -name "*.wav" -print | wc -l) files, $(du -sh "$work/rec" | cut -f1)"; [ -n "${LIST:-}" ] && find "$work/rec" -name "*.wav" | head -8
 grep -c 'level=ERROR' "$work/callgate.log" | sed 's/^/callgate errors logged: /' || true

@@ -63,6 +63,8 @@ func main() {
 	sse := flag.Int("sse", 0, "live-event subscribers to connect to callgate's /api/v1/events (0: none)")
 	httpAddr := flag.String("http", "127.0.0.1:18091", "callgate's HTTP API address, for -sse")
 	token := flag.String("token", "", "admin API token, for -sse and -c2c")
+	retailAddr := flag.String("retailcrm", "", "run a RetailCRM stand-in at this address and report INVITE → popup times")
+	megaplanAddr := flag.String("megaplan", "", "run a Megaplan stand-in at this address and report INVITE → popup times")
 	clickToCall := flag.Bool("c2c", false, "place -calls click-to-calls through the API instead of inbound calls, report setup times and exit")
 	flag.Parse()
 	if *clickToCall {
@@ -204,6 +206,11 @@ func main() {
 		defer stopSSE()
 		fan = startFanout(sseCtx, *sse, *httpAddr, *token)
 	}
+	var pops *popups
+	if *retailAddr != "" || *megaplanAddr != "" {
+		pops = startPopups(*retailAddr, *megaplanAddr)
+		time.Sleep(2 * time.Second) // callgate's first CRM requests retry within a second
+	}
 	placeStart := time.Now()
 	tick := time.NewTicker(time.Second / time.Duration(*rate))
 	for i := 0; i < *calls; i++ {
@@ -218,6 +225,9 @@ func main() {
 			start := time.Now()
 			if fan != nil {
 				fan.invited(acct, start)
+			}
+			if pops != nil {
+				pops.invited(strconv.Itoa(*first+i), start)
 			}
 			s, err := vdcc.Invite(ctx, sip.Uri{Scheme: "sip", User: acct, Host: thost, Port: tport}, siptest.SDP(outSide.addr()), sip.NewHeader("Content-Type", "application/sdp"))
 			if err == nil {
@@ -371,6 +381,10 @@ func main() {
 		*calls, ok, failed.Load(), float64(ok)/setupDone.Sub(placeStart).Seconds(), pct(setups, 0.5), pct(setups, 0.99))
 	if fan != nil {
 		fan.report()
+	}
+	if pops != nil {
+		pops.wait(10 * time.Second)
+		pops.report()
 	}
 	fmt.Printf("rtp: sent=%d received=%d expected=%d loss=%.3f%% relay_latency_p50=%s p99=%s\n", sent.Load(), got, expected, loss, pct(l, 0.5), pct(l, 0.99))
 	if *pid > 0 {

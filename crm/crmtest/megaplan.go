@@ -3,6 +3,7 @@ package crmtest
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -96,17 +97,34 @@ type Megaplan struct {
 	violations  []string
 	recent      []time.Time
 	nextID      int
+	onPopup     func(MegaplanCall)
 }
 
 // NewMegaplan starts a stand-in on loopback for one API user. It allows rps
 // requests a second (0: no limit) and issues tokens living 48 hours.
 func NewMegaplan(username, password string, rps int) *Megaplan {
+	m, _ := NewMegaplanAt(username, password, rps, "127.0.0.1:0")
+	return m
+}
+
+// NewMegaplanAt starts a stand-in listening on addr.
+func NewMegaplanAt(username, password string, rps int, addr string) (*Megaplan, error) {
 	m := &Megaplan{Username: username, Password: password, rps: rps, tokenTTL: 48 * time.Hour,
 		tokens: map[string]time.Time{}, refresh: map[string]bool{}, grants: map[string]int{},
 		routes: map[string]string{}, deny: map[string]bool{}, nextID: 1000}
-	m.Server = httptest.NewServer(http.HandlerFunc(m.serve))
-	return m
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	m.Server = httptest.NewUnstartedServer(http.HandlerFunc(m.serve))
+	m.Server.Listener.Close()
+	m.Server.Listener = l
+	m.Server.Start()
+	return m, nil
 }
+
+// OnPopup calls f with every call created through POST callInfo (a popup).
+func (m *Megaplan) OnPopup(f func(MegaplanCall)) { m.mu.Lock(); m.onPopup = f; m.mu.Unlock() }
 
 // SetMode changes how the stand-in behaves from now on.
 func (m *Megaplan) SetMode(mode Mode) { m.mu.Lock(); m.mode = mode; m.mu.Unlock() }

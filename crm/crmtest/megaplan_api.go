@@ -122,7 +122,11 @@ func (m *Megaplan) createCall(w http.ResponseWriter, req *http.Request, mode Mod
 	m.mu.Lock()
 	c.Popups = 1
 	out := *m.newCall(&c)
+	hook := m.onPopup
 	m.mu.Unlock()
+	if hook != nil {
+		hook(out)
+	}
 	if mode == DropResponse {
 		hangUp(w)
 		return

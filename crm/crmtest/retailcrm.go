@@ -80,6 +80,8 @@ type RetailCRM struct {
 	events     []RetailEvent
 	calls      []RetailCall // first upload of each externalId, in order
 	duplicates int
+	uploads    int // upload requests
+	onEvent    func(RetailEvent)
 	modules    map[string]json.RawMessage
 	edits      int
 	violations []string
@@ -93,9 +95,30 @@ type RetailCRM struct {
 
 // NewRetailCRM starts a stand-in on loopback accepting apiKey.
 func NewRetailCRM(apiKey string) *RetailCRM {
-	r := &RetailCRM{APIKey: apiKey, modules: map[string]json.RawMessage{}, recent: map[string][]time.Time{}, managers: map[string]int{}}
-	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
+	r, _ := NewRetailCRMAt(apiKey, "127.0.0.1:0")
 	return r
+}
+
+// NewRetailCRMAt starts a stand-in listening on addr (a load tool needs a
+// known address to put in callgate's configuration).
+func NewRetailCRMAt(apiKey, addr string) (*RetailCRM, error) {
+	r := &RetailCRM{APIKey: apiKey, modules: map[string]json.RawMessage{}, recent: map[string][]time.Time{}, managers: map[string]int{}}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	r.Server = httptest.NewUnstartedServer(http.HandlerFunc(r.serve))
+	r.Server.Listener.Close()
+	r.Server.Listener = l
+	r.Server.Start()
+	return r, nil
+}
+
+// OnEvent calls f with every call event accepted, as it arrives.
+func (r *RetailCRM) OnEvent(f func(RetailEvent)) {
+	r.mu.Lock()
+	r.onEvent = f
+	r.mu.Unlock()
 }
 
 // SetMode changes how the stand-in behaves from now on.
@@ -189,6 +212,13 @@ func (r *RetailCRM) Duplicates() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.duplicates
+}
+
+// Uploads is how many telephony/calls/upload requests were accepted.
+func (r *RetailCRM) Uploads() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.uploads
 }
 
 // Module returns the integration module registered under code.
@@ -371,7 +401,11 @@ func (r *RetailCRM) callEvent(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mu.Lock()
 	r.events = append(r.events, e)
+	hook := r.onEvent
 	r.mu.Unlock()
+	if hook != nil {
+		hook(e)
+	}
 	retailOK(w, map[string]any{"notExistCodes": []string{}, "notExistUsers": []int{}})
 }
 
@@ -411,6 +445,7 @@ func (r *RetailCRM) upload(w http.ResponseWriter, req *http.Request, mode Mode) 
 	}
 	var dups []string
 	r.mu.Lock()
+	r.uploads++
 	for _, c := range calls {
 		if slices.ContainsFunc(r.calls, func(k RetailCall) bool { return k.ExternalID == c.ExternalID }) {
 			dups = append(dups, c.ExternalID)

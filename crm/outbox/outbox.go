@@ -67,6 +67,17 @@ type Deliverer interface {
 	Deliver(ctx context.Context, it *Item) error
 }
 
+// Batcher is a Deliverer that can carry several items of one kind in one
+// request (RetailCRM takes up to 50 calls per history upload). A backlog
+// then drains in fewer requests under the CRM's rate limit.
+type Batcher interface {
+	// BatchSize is how many items of kind one request may carry (≤ 1: one).
+	BatchSize(kind string) int
+	// DeliverBatch sends the items in one request; its error is the
+	// request's, for every item.
+	DeliverBatch(ctx context.Context, items []*Item) error
+}
+
 // Options tune retries.
 type Options struct {
 	MinBackoff, MaxBackoff time.Duration // default 1 s, 5 min
@@ -78,6 +89,7 @@ type Options struct {
 type meta struct {
 	seq     uint64
 	call    string
+	kind    string
 	nextTry time.Time
 	created time.Time
 }
@@ -125,7 +137,7 @@ func Open(db DB, name string, d Deliverer, opt Options) (*Outbox, error) {
 			if err := json.Unmarshal(v, &it); err != nil {
 				return fmt.Errorf("item %x: %w", k, err)
 			}
-			o.pending = append(o.pending, &meta{seq: it.Seq, call: it.Call, nextTry: it.NextTry, created: it.Created})
+			o.pending = append(o.pending, &meta{seq: it.Seq, call: it.Call, kind: it.Kind, nextTry: it.NextTry, created: it.Created})
 		}
 		o.dead = b.Bucket([]byte("dead")).Stats().KeyN
 		return nil
@@ -173,7 +185,7 @@ func (o *Outbox) Put(items ...Item) error {
 			if err := keys.Put([]byte(it.Key), seqKey(seq)); err != nil {
 				return err
 			}
-			added = append(added, &meta{seq: seq, call: it.Call, created: now})
+			added = append(added, &meta{seq: seq, call: it.Call, kind: it.Kind, created: now})
 		}
 		return nil
 	})
@@ -197,27 +209,40 @@ func (o *Outbox) kick() {
 }
 
 // next picks the first item that is due and not behind an undelivered item
-// of the same call, or says how long to wait.
+// of the same call, or says how long to wait. Items that travel in batches
+// come after the others: a backlog's popups and events go first, which
+// also frees their calls' history uploads to go out together.
 func (o *Outbox) next(now time.Time) (*meta, time.Duration) {
+	b, _ := o.d.(Batcher)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	wait := time.Duration(-1)
 	var blocked map[string]bool
+	var later *meta
 	for _, m := range o.pending {
 		if blocked[m.call] {
 			continue
 		}
+		if blocked == nil {
+			blocked = map[string]bool{}
+		}
+		blocked[m.call] = true
 		if m.nextTry.After(now) {
-			if blocked == nil {
-				blocked = map[string]bool{}
-			}
-			blocked[m.call] = true
 			if d := m.nextTry.Sub(now); wait < 0 || d < wait {
 				wait = d
 			}
 			continue
 		}
+		if b != nil && b.BatchSize(m.kind) > 1 {
+			if later == nil {
+				later = m
+			}
+			continue
+		}
 		return m, 0
+	}
+	if later != nil {
+		return later, 0
 	}
 	return nil, wait
 }
@@ -246,14 +271,74 @@ func (o *Outbox) Run(ctx context.Context) {
 			}
 			continue
 		}
-		o.attempt(ctx, m)
+		if b, ok := o.d.(Batcher); ok && b.BatchSize(m.kind) > 1 {
+			o.attemptBatch(ctx, b, o.batch(m, time.Now(), b.BatchSize(m.kind)))
+		} else {
+			o.attempt(ctx, m)
+		}
 		if ctx.Err() != nil {
 			return
 		}
 	}
 }
 
-func (o *Outbox) attempt(ctx context.Context, m *meta) {
+// batch gathers up to size due items of m's kind that are each the first
+// pending item of their call, m first.
+func (o *Outbox) batch(m *meta, now time.Time, size int) []*meta {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := []*meta{m}
+	seen := map[string]bool{}
+	for _, p := range o.pending {
+		if len(out) == size {
+			break
+		}
+		first := !seen[p.call]
+		seen[p.call] = true
+		if p != m && first && p.kind == m.kind && !p.nextTry.After(now) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// attemptBatch delivers several items in one request. If the CRM refuses
+// the request for good, each item is tried alone so that only the bad one
+// becomes a dead letter.
+func (o *Outbox) attemptBatch(ctx context.Context, b Batcher, ms []*meta) {
+	if len(ms) == 1 {
+		o.attempt(ctx, ms[0])
+		return
+	}
+	items := make([]*Item, 0, len(ms))
+	kept := ms[:0:0]
+	for _, m := range ms {
+		it, ok := o.load(m)
+		if ok {
+			items, kept = append(items, it), append(kept, m)
+		}
+	}
+	if len(items) == 0 {
+		return
+	}
+	derr := b.DeliverBatch(ctx, items)
+	if ctx.Err() != nil && derr != nil {
+		return
+	}
+	var perm *Permanent
+	if errors.As(derr, &perm) {
+		for _, m := range kept {
+			o.attempt(ctx, m)
+		}
+		return
+	}
+	for i, m := range kept {
+		o.settle(m, items[i], derr)
+	}
+}
+
+// load reads a pending item; one that vanished is forgotten.
+func (o *Outbox) load(m *meta) (*Item, bool) {
 	var it Item
 	err := o.db.View(func(tx *bolt.Tx) error {
 		v := o.bucket(tx, "pending").Get(seqKey(m.seq))
@@ -264,14 +349,27 @@ func (o *Outbox) attempt(ctx context.Context, m *meta) {
 	})
 	if err != nil {
 		o.drop(m)
+		return nil, false
+	}
+	return &it, true
+}
+
+func (o *Outbox) attempt(ctx context.Context, m *meta) {
+	it, ok := o.load(m)
+	if !ok {
 		return
 	}
-	derr := o.d.Deliver(ctx, &it)
+	derr := o.d.Deliver(ctx, it)
 	if ctx.Err() != nil && derr != nil {
 		return // shutting down: the item stays for the next start
 	}
+	o.settle(m, it, derr)
+}
+
+// settle records an attempt's outcome: delivered, dead, or due again later.
+func (o *Outbox) settle(m *meta, it *Item, derr error) {
 	if o.opt.OnResult != nil {
-		o.opt.OnResult(&it, derr)
+		o.opt.OnResult(it, derr)
 	}
 	var perm *Permanent
 	switch {
@@ -281,7 +379,7 @@ func (o *Outbox) attempt(ctx context.Context, m *meta) {
 	case errors.As(derr, &perm):
 		it.LastError = derr.Error()
 		_ = o.db.Update(func(tx *bolt.Tx) error {
-			v, _ := json.Marshal(&it)
+			v, _ := json.Marshal(it)
 			if err := o.bucket(tx, "dead").Put(seqKey(m.seq), v); err != nil {
 				return err
 			}
@@ -302,7 +400,7 @@ func (o *Outbox) attempt(ctx context.Context, m *meta) {
 		}
 		it.NextTry = time.Now().Add(delay)
 		_ = o.db.Update(func(tx *bolt.Tx) error {
-			v, _ := json.Marshal(&it)
+			v, _ := json.Marshal(it)
 			return o.bucket(tx, "pending").Put(seqKey(m.seq), v)
 		})
 		o.mu.Lock()

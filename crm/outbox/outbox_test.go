@@ -239,3 +239,87 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
 }
+
+// batcher is the fake CRM taking "upload" items up to 50 a request; a
+// request with a bad item is refused whole, as RetailCRM refuses it.
+type batcher struct {
+	*crm
+	requests [][]string
+}
+
+func (b *batcher) BatchSize(kind string) int {
+	if kind == "upload" {
+		return 50
+	}
+	return 1
+}
+
+func (b *batcher) DeliverBatch(_ context.Context, items []*Item) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var keys []string
+	for _, it := range items {
+		if b.permanent[it.Key] {
+			return &Permanent{Err: errors.New("Validation error in calls")}
+		}
+		keys = append(keys, it.Key)
+	}
+	b.requests = append(b.requests, keys)
+	b.got = append(b.got, keys...)
+	return nil
+}
+
+// A backlog of calls (an event and an upload each) goes out with the
+// uploads 50 a request, never ahead of their call's event; a bad item in a
+// batch dies alone.
+func TestBacklogIsBatched(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "o.db"))
+	defer db.Close()
+	b := &batcher{crm: newCRM()}
+	b.permanent["c7-upload"] = true
+	ob, err := Open(db, "retailcrm", b, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []Item
+	for i := range 120 {
+		id := fmt.Sprint("c", i)
+		items = append(items, Item{Key: id + "-event", Call: id, Kind: "event"}, Item{Key: id + "-upload", Call: id, Kind: "upload"})
+	}
+	if err := ob.Put(items...); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go ob.Run(ctx)
+	waitFor(t, "backlog delivered", func() bool { return ob.Status().Depth == 0 })
+	got := b.delivered()
+	if len(got) != 239 || ob.Status().Dead != 1 {
+		t.Fatalf("%d delivered, %d dead", len(got), ob.Status().Dead)
+	}
+	pos := map[string]int{}
+	for i, k := range got {
+		pos[k] = i
+	}
+	for i := range 120 {
+		if e, u := fmt.Sprint("c", i, "-event"), fmt.Sprint("c", i, "-upload"); i != 7 && pos[e] > pos[u] {
+			t.Fatalf("call c%d: the upload went ahead of the event", i)
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	big := 0
+	for _, r := range b.requests {
+		if len(r) > 50 {
+			t.Fatalf("a request carried %d items", len(r))
+		}
+		if len(r) > 1 {
+			big++
+		}
+	}
+	// 120 uploads: one batch of 50 refused for c7 and tried one by one,
+	// the other 70 in two requests.
+	if big != 2 || len(b.requests) != 2 {
+		t.Fatalf("%d requests for 119 uploads: %v", len(b.requests), b.requests)
+	}
+}

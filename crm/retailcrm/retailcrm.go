@@ -297,6 +297,32 @@ func (c *Connector) Deliver(ctx context.Context, it *outbox.Item) error {
 	return err
 }
 
+// BatchSize implements outbox.Batcher: history uploads travel up to 50 per
+// request (RetailCRM's cap).
+func (c *Connector) BatchSize(kind string) int {
+	if kind == "upload" {
+		return 50
+	}
+	return 1
+}
+
+// DeliverBatch implements outbox.Batcher: the uploads' calls in one
+// telephony/calls/upload request.
+func (c *Connector) DeliverBatch(ctx context.Context, items []*outbox.Item) error {
+	var all []json.RawMessage
+	for _, it := range items {
+		var r request
+		var calls []json.RawMessage
+		if err := json.Unmarshal(it.Body, &r); err != nil || json.Unmarshal([]byte(r.Form["calls"]), &calls) != nil {
+			return &outbox.Permanent{Err: fmt.Errorf("retailcrm: bad upload item %s", it.Key)}
+		}
+		all = append(all, calls...)
+	}
+	b, _ := json.Marshal(all)
+	_, err := c.post(ctx, "/api/v5/telephony/calls/upload", url.Values{"calls": {string(b)}})
+	return err
+}
+
 // post sends a form to the API within the rate limits and classifies the
 // answer for the outbox.
 func (c *Connector) post(ctx context.Context, path string, form url.Values) ([]byte, error) {

@@ -340,3 +340,39 @@ func TestAutocreatePerTrunk(t *testing.T) {
 		t.Fatalf("calls %d, dead letters %+v, refusals %d", len(st2.Calls()), dead, refusals)
 	}
 }
+
+// A backlog of history (as after an outage) is uploaded at most 50 calls a
+// request, each call once, within the rate limits.
+func TestHistoryBacklogUploadsInBatches(t *testing.T) {
+	st := crmtest.NewRetailCRM(key)
+	defer st.Close()
+	c := newConnector(t, st)
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "o.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ob, _ := outbox.Open(db, "retailcrm", c, outbox.Options{})
+	var items []outbox.Item
+	for i := range 120 {
+		call := answered()
+		call.ID = fmt.Sprint("batch", i)
+		items = append(items, c.Items(crm.Event{Kind: crm.Ended, Call: call})...)
+	}
+	if err := ob.Put(items...); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go ob.Run(ctx)
+	deadline := time.Now().Add(30 * time.Second)
+	for ob.Status().Depth > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n, u := len(st.Calls()), st.Uploads(); n != 120 || u != 3 || st.Duplicates() != 0 {
+		t.Fatalf("%d calls in %d requests (%d duplicates), want 120 in 3", n, u, st.Duplicates())
+	}
+	if v := st.Violations(); len(v) > 0 {
+		t.Fatalf("rate limit exceeded: %v", v[0])
+	}
+}
