@@ -208,3 +208,54 @@ budget = "500ms"
 		}
 	}
 }
+
+// Per-employee exclusion and a refusal for lack of rights: ivanov is
+// excluded from RetailCRM, so his call never reaches it; Megaplan refuses
+// to let him create clients, so the refusal is logged once and parked as a
+// dead letter while the call itself is logged there.
+func TestCRMEmployeeExclusionAndRefusal(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	defer st.Close()
+	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
+	defer mp.Close()
+	mp.DenyCreate("1000007")
+	o := crmOffice(t, st, mp, `[[upstream.account]]
+user = "support"
+password = "Secret456"
+employee = "ivanov"
+number = "+74951112233"
+autocreate = "contact"
+`, `exclude = ["ivanov"]
+`)
+	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
+	ctx := withTimeout(t, 30*time.Second)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if c, err := o.vpbx.Invite(ctx, "support", "79165550001", siptest.SDP("127.0.0.1:30976")); err == nil {
+			time.Sleep(300 * time.Millisecond)
+			_ = c.Hangup(ctx)
+		}
+	}()
+	in, other := nextCall(t, o.phones["101"]), nextCall(t, o.phones["102"])
+	if _, err := in.Answer(ctx, siptest.SDP("127.0.0.1:30977")); err != nil {
+		t.Fatal(err)
+	}
+	<-other.Gone()
+	<-done
+	rec := o.lastCall()
+	if mc := megaplanCall(o, mp, rec.ID, "finished"); mc.ToUser.ID != "1000007" {
+		t.Fatalf("Megaplan call %+v", mc)
+	}
+	o.d.waitMetric(`callgate_crm_dead_letters{crm="megaplan"}`, 1, 10*time.Second)
+	time.Sleep(2 * time.Second) // a refusal retried would show by now
+	if n := strings.Count(o.d.log.String(), "Access denied"); n != 1 {
+		t.Fatalf("the refusal was logged %d times, want once", n)
+	}
+	if len(mp.Contractors()) != 0 {
+		t.Fatal("a client was created against the refusal")
+	}
+	if ev := st.Events(); len(ev) != 0 || len(st.Calls()) != 0 {
+		t.Fatalf("an excluded employee's call reached RetailCRM: %+v", ev)
+	}
+}

@@ -373,3 +373,34 @@ func TestBurstStaysWithinRateLimit(t *testing.T) {
 		t.Fatalf("%d of 1000 delivered", n)
 	}
 }
+
+// BenchmarkThroughput delivers b.N queued popups (each a look-up by
+// providerId and a POST callInfo) to a stand-in with no rate limit:
+// go test -run '^$' -bench Throughput -benchtime 5000x ./crm/megaplan
+func BenchmarkThroughput(b *testing.B) {
+	st := crmtest.NewMegaplan("api@office", "s3cret-pass", 0)
+	defer st.Close()
+	c := newConnector(st, 1e6)
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "o.db"), 0o600, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ob, _ := outbox.Open(db, "megaplan", c, outbox.Options{})
+	var items []outbox.Item
+	for i := range b.N {
+		items = append(items, c.Items(crm.Event{Kind: crm.Ringing, Call: answered(fmt.Sprint("tp", i))})...)
+	}
+	_ = ob.Put(items...)
+	b.ResetTimer()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go ob.Run(ctx)
+	for ob.Status().Depth > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
+	if n := len(st.Calls()); n != b.N {
+		b.Fatalf("%d of %d delivered", n, b.N)
+	}
+}
