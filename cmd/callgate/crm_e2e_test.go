@@ -338,6 +338,19 @@ func TestRetailCRMMakeCallURL(t *testing.T) {
 		t.Fatalf("a refused makeCallUrl rang the phone: %s", c.From())
 	case <-time.After(200 * time.Millisecond):
 	}
+	// A restart registers the module again, the same one: same code, same
+	// clientId, so the CRM's settings keep working.
+	o.d.stop()
+	o.d = startDaemon(t, o.d.cfg)
+	o.d.waitFor("module registered again", 10*time.Second, func() bool { _, edits := st.Module("callgate"); return edits == 2 })
+	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
+	for _, ext := range []string{"101", "102", "103"} {
+		mustRegister(t, o.phones[ext])
+	}
+	first := module.ClientID
+	if m, _ := st.Module("callgate"); json.Unmarshal(m, &module) != nil || module.ClientID != first {
+		t.Fatalf("clientId changed across a restart: %q → %q", first, module.ClientID)
+	}
 	q.Set("clientId", module.ClientID)
 	if code, body := get(q); code != 200 || body["callId"] == "" {
 		t.Fatalf("makeCallUrl: %d %v", code, body)
