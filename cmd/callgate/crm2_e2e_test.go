@@ -129,25 +129,6 @@ budget = "500ms"
 `, mango.URL), "")
 	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
 	ctx := withTimeout(t, 60*time.Second)
-	call := func(from string) time.Duration {
-		done := make(chan struct{})
-		start := time.Now()
-		go func() {
-			defer close(done)
-			if c, err := o.vpbx.Invite(ctx, "support", from, siptest.SDP("127.0.0.1:30974")); err == nil {
-				time.Sleep(300 * time.Millisecond)
-				_ = c.Hangup(ctx)
-			}
-		}()
-		in, other := nextCall(t, o.phones["101"]), nextCall(t, o.phones["102"])
-		rang := time.Since(start)
-		if _, err := in.Answer(ctx, siptest.SDP("127.0.0.1:30975")); err != nil {
-			t.Fatal(err)
-		}
-		<-other.Gone()
-		<-done
-		return rang
-	}
 	popup := func(phone string) crmtest.RetailEvent {
 		var ev crmtest.RetailEvent
 		o.d.waitFor("the popup for "+phone, 10*time.Second, func() bool {
@@ -162,7 +143,7 @@ budget = "500ms"
 		return ev
 	}
 
-	call("79161234567")
+	o.shortCall(ctx, "support", "79161234567")
 	if w := popup("79161234567").WebAnalytics; w == nil || w.Campaign.Name != "Яндекс.Директ" || w.Campaign.Code != "+74951112233" ||
 		!strings.Contains(w.QueryString, "utm_source=") {
 		t.Fatalf("static tracking in the popup: %+v", w)
@@ -178,7 +159,7 @@ budget = "500ms"
 	for _, ext := range []string{"101", "102", "103"} {
 		mustRegister(t, o.phones[ext])
 	}
-	call("79162222222")
+	o.shortCall(ctx, "support", "79162222222")
 	w := popup("79162222222").WebAnalytics
 	if w == nil || w.Campaign.Name != "winter-sale" || !strings.Contains(w.QueryString, "utm_medium=cpc") || !strings.Contains(w.QueryString, "utm_source=yandex") {
 		t.Fatalf("dynamic tracking in the popup: %+v", w)
@@ -200,7 +181,7 @@ budget = "500ms"
 
 	mango.SetSlow(3 * time.Second)
 	for _, from := range []string{"79163333333", "79164444444"} {
-		if rang := call(from); rang > 200*time.Millisecond {
+		if rang := o.shortCall(ctx, "support", from); rang > 200*time.Millisecond {
 			t.Fatalf("with Mango hanging the phone rang %s after the INVITE", rang)
 		}
 		if w := popup(from).WebAnalytics; w == nil || w.Campaign.Code != "+74951112233" {
@@ -229,20 +210,7 @@ autocreate = "contact"
 `)
 	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
 	ctx := withTimeout(t, 30*time.Second)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if c, err := o.vpbx.Invite(ctx, "support", "79165550001", siptest.SDP("127.0.0.1:30976")); err == nil {
-			time.Sleep(300 * time.Millisecond)
-			_ = c.Hangup(ctx)
-		}
-	}()
-	in, other := nextCall(t, o.phones["101"]), nextCall(t, o.phones["102"])
-	if _, err := in.Answer(ctx, siptest.SDP("127.0.0.1:30977")); err != nil {
-		t.Fatal(err)
-	}
-	<-other.Gone()
-	<-done
+	o.shortCall(ctx, "support", "79165550001")
 	rec := o.lastCall()
 	if mc := megaplanCall(o, mp, rec.ID, "finished"); mc.ToUser.ID != "1000007" {
 		t.Fatalf("Megaplan call %+v", mc)

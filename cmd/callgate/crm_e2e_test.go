@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -278,6 +279,30 @@ func TestCRMOutageWithRestarts(t *testing.T) {
 	}
 }
 
+// shortCall places an inbound call from the VPBX to account, which rings
+// ivanov's two lines; ivanov answers on 101 and the caller hangs up 300 ms
+// later. It returns how long after the INVITE the phone rang.
+func (o *office) shortCall(ctx context.Context, account, from string) time.Duration {
+	o.t.Helper()
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(done)
+		if c, err := o.vpbx.Invite(ctx, account, from, siptest.SDP("127.0.0.1:30999")); err == nil {
+			time.Sleep(300 * time.Millisecond)
+			_ = c.Hangup(ctx)
+		}
+	}()
+	in, other := nextCall(o.t, o.phones["101"]), nextCall(o.t, o.phones["102"])
+	rang := time.Since(start)
+	if _, err := in.Answer(ctx, siptest.SDP("127.0.0.1:30998")); err != nil {
+		o.t.Fatal(err)
+	}
+	<-other.Gone()
+	<-done
+	return rang
+}
+
 // megaplanOnce checks that Megaplan holds n calls, each once, finished, its
 // states in order.
 func megaplanOnce(t *testing.T, mp *crmtest.Megaplan, n int) {
@@ -551,26 +576,8 @@ crm_exclude = true
 		mustRegister(t, o.phones[ext])
 	}
 	ctx := withTimeout(t, 30*time.Second)
-	call := func(account, from string) {
-		done := make(chan struct{})
-		go func() {
-			c, err := o.vpbx.Invite(ctx, account, from, siptest.SDP("127.0.0.1:30999"))
-			if err == nil {
-				time.Sleep(300 * time.Millisecond)
-				_ = c.Hangup(ctx)
-			}
-			close(done)
-		}()
-		in := nextCall(t, o.phones["101"])
-		other := nextCall(t, o.phones["102"])
-		if _, err := in.Answer(ctx, siptest.SDP("127.0.0.1:30998")); err != nil {
-			t.Fatal(err)
-		}
-		<-other.Gone()
-		<-done
-	}
-	call("support", "79160000002")
-	call("sales1", "79160000003")
+	o.shortCall(ctx, "support", "79160000002")
+	o.shortCall(ctx, "sales1", "79160000003")
 	o.d.waitFor("the sales1 call in RetailCRM", 10*time.Second, func() bool { return len(st.Calls()) == 1 && len(st.Customers()) == 1 })
 	time.Sleep(300 * time.Millisecond)
 	for _, e := range st.Events() {
