@@ -5,6 +5,7 @@
 package crm
 
 import (
+	"context"
 	"net/url"
 	"time"
 
@@ -99,4 +100,19 @@ type Connector interface {
 	// with an idempotency key unique to call + leg + kind.
 	Items(Event) []outbox.Item
 	outbox.Deliverer
+}
+
+// Client is what a CRM knows of a caller, for the console's popup.
+type Client struct {
+	CRM     string `json:"crm"`
+	Name    string `json:"name"`
+	Company string `json:"company,omitempty"`
+	// URL opens the client's card in the CRM.
+	URL string `json:"url,omitempty"`
+}
+
+// ClientFinder is a connector that can look a caller up by phone (E.164);
+// nil, nil when the CRM does not know them.
+type ClientFinder interface {
+	Client(ctx context.Context, phone string) (*Client, error)
 }

@@ -11,6 +11,7 @@ import (
 	"callgate/crm/outbox"
 	"callgate/gateway/api"
 	"callgate/gateway/calls"
+	"callgate/gateway/routing"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -265,4 +266,43 @@ func crmTracking(t *calls.Tracking) *crm.Tracking {
 		return nil
 	}
 	return &crm.Tracking{Number: t.Number, Source: t.Source, Medium: t.Medium, Campaign: t.Campaign, Content: t.Content, Term: t.Term, Page: t.Page}
+}
+
+// clientLookup asks every CRM that can look callers up, at once; the first
+// in configuration order that knows the number answers.
+func (g *Gateway) clientLookup(ctx context.Context, phone string) (*api.ClientInfo, error) {
+	if n, err := routing.Normalize(phone, g.cfg.Calls.DefaultRegion); err == nil {
+		phone = n
+	}
+	type answer struct {
+		c   *crm.Client
+		err error
+	}
+	var chans []chan answer
+	for _, l := range g.crm {
+		f, ok := l.conn.(crm.ClientFinder)
+		if !ok {
+			continue
+		}
+		ch := make(chan answer, 1)
+		chans = append(chans, ch)
+		go func() {
+			c, err := f.Client(ctx, phone)
+			ch <- answer{c, err}
+		}()
+	}
+	var errs []error
+	for _, ch := range chans {
+		a := <-ch
+		if a.c != nil {
+			return &api.ClientInfo{CRM: a.c.CRM, Name: a.c.Name, Company: a.c.Company, URL: a.c.URL}, nil
+		}
+		if a.err != nil {
+			errs = append(errs, a.err)
+		}
+	}
+	if len(chans) > 0 && len(errs) == len(chans) {
+		return nil, errors.Join(errs...)
+	}
+	return nil, nil
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -8,7 +9,20 @@ import (
 	"time"
 
 	"callgate/gateway/api"
+	"callgate/gateway/web"
 )
+
+// accounts are the employees who may log in to the console.
+func (g *Gateway) accounts() []api.Account {
+	var out []api.Account
+	for _, e := range g.cfg.Employees {
+		if e.PasswordHash == "" {
+			continue
+		}
+		out = append(out, api.Account{Employee: e.ID, Name: e.Name, Role: e.Role, Extensions: e.Extensions, Hash: []byte(e.PasswordHash)})
+	}
+	return out
+}
 
 // feedBacklog is how many events /api/v1/events can replay to a client
 // that reconnects with Last-Event-ID.
@@ -49,6 +63,20 @@ func (g *Gateway) newAPI() error {
 		Routes:     g.crmRoutes(),
 		Events:     g.feed,
 		Dialer:     dialer{g},
+		Sessions:   api.NewSessions(g.accounts(), g.cfg.Console.SessionTTL.D(), g.cfg.Console.Visibility == "all"),
+	}
+	srv.Sessions.Names = map[string]string{}
+	for _, e := range g.cfg.Employees {
+		srv.Sessions.Names[e.ID] = cmp.Or(e.Name, e.ID)
+	}
+	if g.cfg.CRM.RetailCRM.Enabled || g.cfg.CRM.Megaplan.Enabled {
+		srv.Clients = g.clientLookup // the connectors are set up next
+	}
+	for pattern, h := range web.Routes() {
+		if srv.Routes == nil {
+			srv.Routes = map[string]http.Handler{}
+		}
+		srv.Routes[pattern] = h
 	}
 	streams, stop := context.WithCancel(context.Background())
 	g.stopStreams = stop

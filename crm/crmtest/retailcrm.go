@@ -118,8 +118,10 @@ func (r *RetailCRM) SetManager(phone string, userID int) {
 
 // RetailCustomer is a customer created through the API.
 type RetailCustomer struct {
+	ID         int    `json:"id,omitempty"` // given by the stand-in
 	ExternalID string `json:"externalId"`
 	FirstName  string `json:"firstName"`
+	LastName   string `json:"lastName,omitempty"`
 	Phones     []struct {
 		Number string `json:"number"`
 	} `json:"phones"`
@@ -135,6 +137,18 @@ type RetailOrder struct {
 	} `json:"customer"`
 	ManagerID int    `json:"managerId"`
 	Phone     string `json:"phone"`
+}
+
+// AddCustomer creates a customer the way a manager does in RetailCRM.
+func (r *RetailCRM) AddCustomer(firstName, lastName, phone string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := RetailCustomer{ID: len(r.customers) + 1, ExternalID: fmt.Sprint("ui-", len(r.customers)+1), FirstName: firstName, LastName: lastName}
+	c.Phones = append(c.Phones, struct {
+		Number string `json:"number"`
+	}{phone})
+	r.customers = append(r.customers, c)
+	return c.ID
 }
 
 // Customers and Orders return what was created.

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"callgate/crm"
 	"callgate/crm/outbox"
 )
 
@@ -17,6 +19,7 @@ type contractor struct {
 	ContentType  string `json:"contentType"`
 	ID           string `json:"id,omitempty"`
 	FirstName    string `json:"firstName,omitempty"`
+	LastName     string `json:"lastName,omitempty"`
 	Description  string `json:"description,omitempty"`
 	Responsibles []ref  `json:"responsibles,omitempty"`
 	ContactInfo  []struct {
@@ -29,14 +32,32 @@ type contractor struct {
 
 // findContractor searches clients by phone; "" when there is none.
 func (c *Connector) findContractor(ctx context.Context, phone string) (string, error) {
-	var list []contractor
-	if err := c.do(ctx, http.MethodGet, "contractor", map[string]any{"q": phone, "limit": 1}, &list); err != nil {
+	k, err := c.contractorByPhone(ctx, phone)
+	if k == nil {
 		return "", err
 	}
-	if len(list) == 0 {
-		return "", nil
+	return k.ID, nil
+}
+
+func (c *Connector) contractorByPhone(ctx context.Context, phone string) (*contractor, error) {
+	var list []contractor
+	if err := c.do(ctx, http.MethodGet, "contractor", map[string]any{"q": phone, "limit": 1}, &list); err != nil {
+		return nil, err
 	}
-	return list[0].ID, nil
+	if len(list) == 0 {
+		return nil, nil
+	}
+	return &list[0], nil
+}
+
+// Client implements crm.ClientFinder.
+func (c *Connector) Client(ctx context.Context, phone string) (*crm.Client, error) {
+	k, err := c.contractorByPhone(ctx, phone)
+	if k == nil {
+		return nil, err
+	}
+	name := strings.TrimSpace(k.FirstName + " " + k.LastName)
+	return &crm.Client{CRM: "megaplan", Name: name, URL: c.base + "/crm/human/" + k.ID + "/card/"}, nil
 }
 
 // deliverClient links the call to its client, creating the client (and a

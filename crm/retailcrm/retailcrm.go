@@ -498,32 +498,57 @@ func alreadyExists(err error) bool { return strings.Contains(err.Error(), "alrea
 
 // customerExists searches customers by phone (filter[name] matches phones).
 func (c *Connector) customerExists(ctx context.Context, phone string) (bool, error) {
+	list, err := c.customers(ctx, phone)
+	return len(list) > 0, err
+}
+
+type customer struct {
+	ID        int    `json:"id"`
+	FirstName string `json:"firstName"`
+	LastName  string `json:"lastName"`
+}
+
+// Client implements crm.ClientFinder: the first customer with the phone.
+func (c *Connector) Client(ctx context.Context, phone string) (*crm.Client, error) {
+	list, err := c.customers(ctx, strings.TrimPrefix(phone, "+"))
+	if err != nil || len(list) == 0 {
+		return nil, err
+	}
+	k := list[0]
+	cl := &crm.Client{CRM: "retailcrm", Name: strings.TrimSpace(k.FirstName + " " + k.LastName)}
+	if k.ID > 0 {
+		cl.URL = strings.TrimRight(c.cfg.URL, "/") + "/customers/" + strconv.Itoa(k.ID)
+	}
+	return cl, nil
+}
+
+func (c *Connector) customers(ctx context.Context, phone string) ([]customer, error) {
 	if err := c.general.Wait(ctx); err != nil {
-		return false, &outbox.Temporary{Err: err}
+		return nil, &outbox.Temporary{Err: err}
 	}
 	q := url.Values{"filter[name]": {phone}, "limit": {"20"}}
 	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(c.cfg.URL, "/")+"/api/v5/customers?"+q.Encode(), nil)
 	if err != nil {
-		return false, &outbox.Permanent{Err: err}
+		return nil, &outbox.Permanent{Err: err}
 	}
 	req.Header.Set("X-API-KEY", c.cfg.APIKey)
 	res, err := c.http.Do(req)
 	if err != nil {
 		c.count("error")
-		return false, &outbox.Temporary{Err: fmt.Errorf("retailcrm customers: %w", errors.Unwrap(err))}
+		return nil, &outbox.Temporary{Err: fmt.Errorf("retailcrm customers: %w", errors.Unwrap(err))}
 	}
 	defer res.Body.Close()
 	c.count(strconv.Itoa(res.StatusCode))
 	var body struct {
-		ErrorMsg  string            `json:"errorMsg"`
-		Customers []json.RawMessage `json:"customers"`
+		ErrorMsg  string     `json:"errorMsg"`
+		Customers []customer `json:"customers"`
 	}
 	_ = json.NewDecoder(io.LimitReader(res.Body, 4<<20)).Decode(&body)
 	switch {
 	case res.StatusCode == http.StatusOK:
-		return len(body.Customers) > 0, nil
+		return body.Customers, nil
 	case res.StatusCode == http.StatusTooManyRequests || res.StatusCode >= 500:
-		return false, &outbox.Temporary{Err: fmt.Errorf("retailcrm customers: %d", res.StatusCode), After: retryAfter(res.Header.Get("Retry-After"))}
+		return nil, &outbox.Temporary{Err: fmt.Errorf("retailcrm customers: %d", res.StatusCode), After: retryAfter(res.Header.Get("Retry-After"))}
 	}
-	return false, &outbox.Permanent{Err: fmt.Errorf("retailcrm customers: %d %s", res.StatusCode, body.ErrorMsg)}
+	return nil, &outbox.Permanent{Err: fmt.Errorf("retailcrm customers: %d %s", res.StatusCode, body.ErrorMsg)}
 }

@@ -36,6 +36,10 @@ type Server struct {
 	// Routes are more endpoints by pattern (CRM callbacks); each
 	// authenticates its callers itself.
 	Routes map[string]http.Handler
+	// Sessions are console logins (nil: bearer tokens only).
+	Sessions *Sessions
+	// Clients looks callers up in the CRMs (nil: not offered).
+	Clients ClientLookup
 
 	fails failures
 }
@@ -51,6 +55,12 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", s.auth(adminOnly(promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))))
 	if s.Calls != nil {
 		s.callRoutes(mux)
+	}
+	if s.Sessions != nil {
+		s.sessionRoutes(mux)
+	}
+	if s.Clients != nil {
+		s.clientRoutes(mux)
 	}
 	if s.Recordings != nil && s.Calls != nil {
 		s.recordingRoutes(mux)

@@ -19,8 +19,10 @@ import (
 
 // Principal is who a request authenticated as.
 type Principal struct {
-	Kind string // "admin", "employee" or "crm"
+	Kind string // "admin", "manager", "employee" or "crm"
 	Name string // the employee id or CRM name
+	// All lets an employee see everyone's calls (console.visibility).
+	All bool
 }
 
 func (p Principal) String() string {
@@ -43,10 +45,11 @@ func involves(rec *calls.Record, employee string) bool {
 	return false
 }
 
-// Sees reports whether p may read a call record: admins and CRMs see every
-// call, an employee the calls that rang them or that they talked on.
+// Sees reports whether p may read a call record: admins, managers and CRMs
+// see every call, an employee the calls that rang them or that they talked
+// on (or every call where visibility is "all").
 func (p Principal) Sees(rec *calls.Record) bool {
-	return p.Kind != "employee" || involves(rec, p.Name)
+	return p.Kind != "employee" || p.All || involves(rec, p.Name)
 }
 
 // Token is a plain token with its scope, as configured.
@@ -204,6 +207,14 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Principal
 		w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
 		Error(w, http.StatusTooManyRequests, "rate_limited", "too many failed attempts from this address; try again later")
 		return Principal{}, false
+	}
+	if bearer(r) == "" {
+		switch p, outcome := s.sessionAuth(w, r); outcome {
+		case sessionOK:
+			return p, true
+		case sessionAnswered:
+			return Principal{}, false
+		}
 	}
 	p, ok := s.Tokens.Lookup(bearer(r))
 	if !ok {

@@ -36,6 +36,8 @@ type feedData struct {
 	AnsweredBy string    `json:"answered_by,omitempty"`
 	Result     string    `json:"result,omitempty"`
 	Time       time.Time `json:"time"`
+	// Tracking is where an inbound caller came from (call tracking).
+	Tracking *calls.Tracking `json:"tracking,omitempty"`
 }
 
 // Feed keeps a bounded backlog of call events with increasing ids and fans
@@ -107,7 +109,7 @@ func (f *Feed) Publish(e calls.Event) {
 		emps = []string{}
 	}
 	d := feedData{Event: e.Kind, CallID: r.ID, Direction: r.Direction, Internal: r.Internal, Caller: r.Caller,
-		Outside: r.Outside, Trunk: r.TrunkNumber, Account: r.Account, Employees: emps, AnsweredBy: r.AnsweredBy, Time: at.UTC()}
+		Outside: r.Outside, Trunk: r.TrunkNumber, Account: r.Account, Employees: emps, AnsweredBy: r.AnsweredBy, Time: at.UTC(), Tracking: r.Tracking}
 	if e.Kind == calls.Ended {
 		d.Result = r.Result
 	}
@@ -139,12 +141,12 @@ func (f *Feed) Publish(e calls.Event) {
 // calls that ring or involve them.
 func visible(p Principal, ev *FeedEvent) bool {
 	switch p.Kind {
-	case "admin":
+	case "admin", "manager":
 		return true
 	case "crm":
 		return !ev.internal
 	case "employee":
-		return slices.Contains(ev.employees, p.Name)
+		return p.All || slices.Contains(ev.employees, p.Name)
 	}
 	return false
 }

@@ -25,6 +25,7 @@ type Config struct {
 	CRM       CRM        `toml:"crm"`
 	Routing   Routing    `toml:"routing"`
 	Mango     Mango      `toml:"mango"`
+	Console   Console    `toml:"console"`
 
 	// File is the path the configuration was read from (for messages).
 	File string `toml:"-"`
@@ -184,6 +185,20 @@ type Employee struct {
 	// MegaplanUser is the employee's Employee id in Megaplan (0: not
 	// mapped).
 	MegaplanUser int `toml:"megaplan_user"`
+	// PasswordHash is the bcrypt hash of the employee's console password
+	// (callgate hash-password); empty: no console login.
+	PasswordHash string `toml:"password_hash"`
+	// Role in the console: "employee", "manager" (sees everyone's calls)
+	// or "admin" (and the admin page).
+	Role string `toml:"role"`
+}
+
+// Console configures the web console.
+type Console struct {
+	// Visibility is whose calls employees see: "own" or "all".
+	Visibility string `toml:"visibility"`
+	// SessionTTL is how long a console login lasts without use.
+	SessionTTL Duration `toml:"session_ttl"`
 }
 
 // CRM configures the outbound-only CRM connectors.
@@ -292,6 +307,7 @@ func Defaults() Config {
 		Routing: Routing{CRMBudget: Duration(300 * time.Millisecond), ResponsibleTimeout: Duration(15 * time.Second), CacheTTL: Duration(10 * time.Minute)},
 		CRM: CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: Duration(5 * time.Minute)},
 			Megaplan: Megaplan{RPS: 3, Poll: Duration(time.Minute), RetryMax: Duration(5 * time.Minute)}},
-		Mango: Mango{URL: "https://app.mango-office.ru/vpbx/", Budget: Duration(time.Second)},
+		Mango:   Mango{URL: "https://app.mango-office.ru/vpbx/", Budget: Duration(time.Second)},
+		Console: Console{Visibility: "own", SessionTTL: Duration(12 * time.Hour)},
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 type validator struct {
@@ -63,6 +65,7 @@ func (v *validator) validate(c *Config) {
 	v.upstream(&c.Upstream, employees, groups)
 	v.http(&c.HTTP, employees)
 	v.crm(c, employees)
+	v.console(&c.Console)
 	v.between("routing.crm_budget", c.Routing.CRMBudget.D(), time.Millisecond, 5*time.Second)
 	v.between("routing.responsible_timeout", c.Routing.ResponsibleTimeout.D(), time.Second, 10*time.Minute)
 	v.between("routing.cache_ttl", c.Routing.CacheTTL.D(), time.Second, 24*time.Hour)
@@ -295,6 +298,18 @@ func (v *validator) employees(list []Employee) map[string]bool {
 		if e.SIPPassword != "" && len(e.SIPPassword) < 8 {
 			v.bad(p+".sip_password", "phones are attacked by password guessing: use 8 or more characters", "too short (%d characters)", len(e.SIPPassword))
 		}
+		switch e.Role {
+		case "":
+			e.Role = "employee"
+		case "employee", "manager", "admin":
+		default:
+			v.bad(p+".role", `"employee", "manager" or "admin"`, "unknown role %q", e.Role)
+		}
+		if e.PasswordHash != "" {
+			if _, err := bcrypt.Cost([]byte(e.PasswordHash)); err != nil {
+				v.bad(p+".password_hash", "make one with: callgate hash-password", "not a bcrypt hash")
+			}
+		}
 	}
 	out := map[string]bool{}
 	for id := range ids {
@@ -468,6 +483,15 @@ func (v *validator) http(h *HTTP, employees map[string]bool) {
 	default:
 		v.bad("http.recording_access", `"own" (employees hear their own calls) or "all"`, "unknown value %q", h.RecordingAccess)
 	}
+}
+
+func (v *validator) console(c *Console) {
+	switch c.Visibility {
+	case "own", "all":
+	default:
+		v.bad("console.visibility", `"own" (employees see their own calls) or "all"`, "unknown value %q", c.Visibility)
+	}
+	v.between("console.session_ttl", c.SessionTTL.D(), time.Minute, 30*24*time.Hour)
 }
 
 func (v *validator) crm(c *Config, employees map[string]bool) {

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"callgate/crm/crmtest"
+	"callgate/sip/siptest"
+
+	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// consolePassword is every test employee's console password.
+const consolePassword = "console-pass-123"
+
+func passwordHash(t *testing.T) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(consolePassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+// consoleOffice is an office with RetailCRM and console logins for ivanov
+// and petrov (employees; visibility "own").
+func consoleOffice(t *testing.T, st *crmtest.RetailCRM) *office {
+	t.Helper()
+	hash := passwordHash(t)
+	return newOffice(t, officeOpts{
+		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
+		IvanovExtra: "retailcrm_user = 7\npassword_hash = \"" + hash + "\"\n",
+		PetrovExtra: "password_hash = \"" + hash + "\"\n",
+		Extra: `[crm.retailcrm]
+enabled = true
+url = "` + st.URL + `"
+api_key = "` + retailKey + `"
+site = "shop"
+`,
+	})
+}
+
+// browser starts headless Chromium (Debian's chromium package) for the test.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := needTool(t, "chromium")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"), chromedp.WindowSize(1280, 800))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// screenshot writes the page to build/screenshots for a reviewer.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	dir := filepath.Join("..", "..", "build", "screenshots")
+	_ = os.MkdirAll(dir, 0o755)
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func browse(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(c, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// value runs one action that returns a value.
+func value[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(c, a)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+func login(t *testing.T, ctx context.Context, base, user string) {
+	t.Helper()
+	browse(t, ctx, "log in as "+user,
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.ID("login-form")),
+		chromedp.SendKeys(chromedp.ID("login-user"), user),
+		chromedp.SendKeys(chromedp.ID("login-password"), consolePassword),
+		chromedp.Click(chromedp.ID("login-submit")),
+		chromedp.WaitVisible(chromedp.ID("calls")))
+}
+
+// The console in real Chromium: log in; a ringing call shows a popup card
+// with the client's name from the CRM within a second; after hang-up the
+// history shows the call and its recording plays; another employee does
+// not see it; the language switch turns the labels English.
+func TestConsoleInChromium(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	defer st.Close()
+	st.AddCustomer("Анна", "Смирнова", "79161234567")
+	o := consoleOffice(t, st)
+	ctx := browser(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+
+	browse(t, ctx, "open the login page", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("login-form")))
+	screenshot(t, ctx, "login")
+	browse(t, ctx, "wrong password",
+		chromedp.SendKeys(chromedp.ID("login-user"), "ivanov"), chromedp.SendKeys(chromedp.ID("login-password"), "wrong-password"),
+		chromedp.Click(chromedp.ID("login-submit")), chromedp.WaitVisible(chromedp.ID("login-error")))
+	bad := value(t, ctx, "the error", chromedp.Text(chromedp.ID("login-error")))
+	if !strings.Contains(bad, "Неверный") {
+		t.Fatalf("wrong password says %q", bad)
+	}
+	browse(t, ctx, "clear", chromedp.Evaluate[chromedp.Void](`document.getElementById('login-form').reset()`))
+	login(t, ctx, base, "ivanov")
+
+	// A call rings: the card names the client within a second.
+	callCtx := withTimeout(t, 30*time.Second)
+	done := make(chan *siptest.Call, 1)
+	start := time.Now()
+	go func() {
+		c, _ := o.vpbx.Invite(callCtx, "sales1", "79161234567", siptest.SDP("127.0.0.1:30960"))
+		done <- c
+	}()
+	var name string
+	for time.Since(start) < time.Second {
+		name, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector('.popup .name')||{}).textContent||''`))
+		if name == "Анна Смирнова" {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if name != "Анна Смирнова" {
+		t.Fatalf("popup card after %s shows %q", time.Since(start), name)
+	}
+	screenshot(t, ctx, "popup")
+
+	// Talk for a while, hang up: the call is in the history with a recording.
+	outside, ivanov := tonePeers(t)
+	in, other := nextCall(t, o.phones["101"]), nextCall(t, o.phones["102"])
+	phoneSide, err := in.Answer(callCtx, siptest.SDP(ivanov.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-other.Gone()
+	vpbxSide := <-done
+	toA, _ := siptest.MediaAddr(vpbxSide.Remote)
+	toB, _ := siptest.MediaAddr(in.Request.Body())
+	outside.SendTo(toA)
+	ivanov.SendTo(toB)
+	_ = phoneSide
+	time.Sleep(1500 * time.Millisecond)
+	_ = vpbxSide.Hangup(callCtx)
+	rec := o.lastCall()
+	browse(t, ctx, "the call in the history",
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-call="`+rec.ID+`"] audio`)),
+		chromedp.WaitNotPresent(chromedp.CSS(".popup")))
+	duration := value(t, ctx, "the recording's duration in the audio element",
+		chromedp.Poll[float64](`(() => { const a = document.querySelector('tr[data-call="`+rec.ID+`"] audio'); return a && a.readyState >= 1 && a.duration > 0 ? a.duration : 0 })()`))
+	if duration < 1 || duration > 3 {
+		t.Fatalf("recording duration in the browser %.2f s, talk was 1.5 s", duration)
+	}
+	screenshot(t, ctx, "history")
+
+	// English.
+	browse(t, ctx, "switch to English", chromedp.Click(chromedp.ID("lang")))
+	nav := value(t, ctx, "the nav label", chromedp.Text(chromedp.ID("nav-calls")))
+	if nav != "Calls" {
+		t.Fatalf("nav says %q in English", nav)
+	}
+	screenshot(t, ctx, "history-en")
+
+	// petrov (visibility "own") sees none of ivanov's calls, in the browser
+	// and on the API.
+	browse(t, ctx, "log out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-form")))
+	login(t, ctx, base, "petrov")
+	browse(t, ctx, "petrov's history", chromedp.Sleep(300*time.Millisecond))
+	rows := value(t, ctx, "petrov's rows", chromedp.Evaluate[int](`document.querySelectorAll('#calls-body tr').length`))
+	if rows != 0 {
+		t.Fatalf("petrov sees %d calls", rows)
+	}
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	res, err := client.Post(base+"/api/v1/session", "application/json", strings.NewReader(`{"login":"103","password":"`+consolePassword+`"}`))
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("API login: %v %v", err, res)
+	}
+	res.Body.Close()
+	if res, _ := client.Get(base + "/api/v1/calls/" + rec.ID); res.StatusCode != 404 {
+		t.Fatalf("petrov reads ivanov's call: %d", res.StatusCode)
+	}
+}
+
+// State-changing requests with a console session need the session's CSRF
+// token; a login is rate limited like a token.
+func TestConsoleSessionAndCSRF(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	defer st.Close()
+	o := consoleOffice(t, st)
+	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	if res, _ := client.Get(base + "/api/v1/calls"); res.StatusCode != 401 {
+		t.Fatalf("no session: %d", res.StatusCode)
+	}
+	res, err := client.Post(base+"/api/v1/session", "application/json", strings.NewReader(`{"login":"ivanov","password":"`+consolePassword+`"}`))
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("login: %v %v", err, res)
+	}
+	var s struct{ CSRF, Role string }
+	_ = decodeJSON(res, &s)
+	res.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == "callgate_session" {
+			cookie = c
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || s.CSRF == "" || s.Role != "employee" {
+		t.Fatalf("session cookie %+v, session %+v", cookie, s)
+	}
+	if res, _ := client.Get(base + "/api/v1/calls"); res.StatusCode != 200 {
+		t.Fatalf("with a session: %d", res.StatusCode)
+	}
+	req, _ := http.NewRequest("POST", base+"/api/v1/calls", strings.NewReader(`{"employee":"ivanov","number":"89161234567"}`))
+	req.Header.Set("Content-Type", "application/json")
+	res, _ = client.Do(req)
+	var e struct{ Error struct{ Code string } }
+	_ = decodeJSON(res, &e)
+	if res.StatusCode != 403 || e.Error.Code != "csrf" {
+		t.Fatalf("click-to-call without the CSRF token: %d %+v", res.StatusCode, e)
+	}
+	select {
+	case c := <-o.phones["101"].Calls:
+		t.Fatalf("a refused request rang the phone: %s", c.From())
+	case <-time.After(200 * time.Millisecond):
+	}
+	req, _ = http.NewRequest("DELETE", base+"/api/v1/session", nil)
+	if res, _ := client.Do(req); res.StatusCode != 403 {
+		t.Fatalf("logout without the CSRF token: %d", res.StatusCode)
+	}
+	req.Header.Set("X-CSRF-Token", s.CSRF)
+	if res, _ := client.Do(req); res.StatusCode != 204 {
+		t.Fatalf("logout: %d", res.StatusCode)
+	}
+	if res, _ := client.Get(base + "/api/v1/calls"); res.StatusCode != 401 {
+		t.Fatalf("after logout: %d", res.StatusCode)
+	}
+	for range 10 {
+		res, _ := http.Post(base+"/api/v1/session", "application/json", strings.NewReader(`{"login":"ivanov","password":"guess"}`))
+		res.Body.Close()
+	}
+	if res, _ := http.Post(base+"/api/v1/session", "application/json", strings.NewReader(`{"login":"ivanov","password":"`+consolePassword+`"}`)); res.StatusCode != 429 {
+		t.Fatalf("11th login after 10 wrong passwords: %d, want 429", res.StatusCode)
+	}
+	if strings.Contains(o.d.log.String(), consolePassword) {
+		t.Fatal("a console password reached the log")
+	}
+}

@@ -1,0 +1,213 @@
+package api
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Account is someone who may log in to the console.
+type Account struct {
+	Employee   string
+	Name       string
+	Role       string // employee, manager or admin
+	Extensions []string
+	Hash       []byte // bcrypt
+}
+
+// Sessions keeps console logins: a random id in an HttpOnly, SameSite
+// cookie, and a CSRF token every state-changing request must echo in the
+// X-CSRF-Token header. Only hashes of the ids are kept.
+type Sessions struct {
+	accounts map[string]*Account // by employee id and by extension
+	// Names are every employee's display name by id.
+	Names      map[string]string
+	ttl        time.Duration
+	allVisible bool
+
+	mu sync.Mutex
+	m  map[[32]byte]*session
+}
+
+type session struct {
+	acct *Account
+	csrf string
+	seen time.Time
+}
+
+// CookieName is the console's session cookie.
+const CookieName = "callgate_session"
+
+// dummyHash keeps a login with an unknown name as slow as a wrong password.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("no such employee"), bcrypt.MinCost)
+
+// NewSessions returns a session store for accounts. With allVisible every
+// employee sees everyone's calls (console.visibility = "all").
+func NewSessions(accounts []Account, ttl time.Duration, allVisible bool) *Sessions {
+	s := &Sessions{accounts: map[string]*Account{}, ttl: ttl, allVisible: allVisible, m: map[[32]byte]*session{}}
+	for i := range accounts {
+		a := &accounts[i]
+		s.accounts[a.Employee] = a
+		for _, x := range a.Extensions {
+			s.accounts[x] = a
+		}
+	}
+	return s
+}
+
+func (s *Sessions) principal(a *Account) Principal {
+	switch a.Role {
+	case "admin":
+		return Principal{Kind: "admin", Name: a.Employee}
+	case "manager":
+		return Principal{Kind: "manager", Name: a.Employee}
+	}
+	return Principal{Kind: "employee", Name: a.Employee, All: s.allVisible}
+}
+
+func randomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// lookup finds the session of a request's cookie, sliding its expiry.
+func (s *Sessions) lookup(r *http.Request) (*session, bool) {
+	c, err := r.Cookie(CookieName)
+	if err != nil || c.Value == "" {
+		return nil, false
+	}
+	k := sha256.Sum256([]byte(c.Value))
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.m[k]
+	if ss == nil || now.Sub(ss.seen) > s.ttl {
+		delete(s.m, k)
+		return nil, false
+	}
+	ss.seen = now
+	return ss, true
+}
+
+// unsafe methods change state and need the CSRF token.
+func unsafe(method string) bool {
+	return method != http.MethodGet && method != http.MethodHead && method != http.MethodOptions
+}
+
+// What a request's session cookie came to.
+const (
+	noSession = iota
+	sessionOK
+	sessionAnswered // refused and answered (CSRF)
+	sessionExpired
+)
+
+// sessionAuth authenticates a request by its console cookie; for a
+// state-changing request the CSRF token must match.
+func (s *Server) sessionAuth(w http.ResponseWriter, r *http.Request) (Principal, int) {
+	if s.Sessions == nil {
+		return Principal{}, noSession
+	}
+	if _, err := r.Cookie(CookieName); err != nil {
+		return Principal{}, noSession
+	}
+	ss, ok := s.Sessions.lookup(r)
+	if !ok {
+		return Principal{}, sessionExpired
+	}
+	if unsafe(r.Method) && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-CSRF-Token")), []byte(ss.csrf)) != 1 {
+		Error(w, http.StatusForbidden, "csrf", "this request needs the X-CSRF-Token of the session")
+		return Principal{}, sessionAnswered
+	}
+	return s.Sessions.principal(ss.acct), sessionOK
+}
+
+type sessionInfo struct {
+	Employee   string   `json:"employee"`
+	Name       string   `json:"name"`
+	Role       string   `json:"role"`
+	Extensions []string `json:"extensions"`
+	CSRF       string   `json:"csrf"`
+	// Names are the employees' display names by id, for the console.
+	Names map[string]string `json:"names"`
+}
+
+func (s *Sessions) info(ss *session) sessionInfo {
+	a := ss.acct
+	return sessionInfo{Employee: a.Employee, Name: a.Name, Role: a.Role, Extensions: a.Extensions, CSRF: ss.csrf, Names: s.Names}
+}
+
+func (s *Server) sessionRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/session", s.login)
+	mux.HandleFunc("GET /api/v1/session", func(w http.ResponseWriter, r *http.Request) {
+		ss, ok := s.Sessions.lookup(r)
+		if !ok {
+			Error(w, http.StatusUnauthorized, "unauthorized", "not logged in")
+			return
+		}
+		writeJSON(w, http.StatusOK, s.Sessions.info(ss))
+	})
+	mux.Handle("DELETE /api/v1/session", s.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, err := r.Cookie(CookieName); err == nil {
+			k := sha256.Sum256([]byte(c.Value))
+			s.Sessions.mu.Lock()
+			delete(s.Sessions.m, k)
+			s.Sessions.mu.Unlock()
+		}
+		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		w.WriteHeader(http.StatusNoContent)
+	})))
+}
+
+// login checks an employee's console password (by id or extension) and
+// starts a session. Wrong passwords count towards the address's limit.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	ip := sourceIP(r)
+	if d, blocked := s.fails.blocked(ip, now); blocked {
+		w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
+		Error(w, http.StatusTooManyRequests, "rate_limited", "too many failed attempts from this address; try again later")
+		return
+	}
+	var req struct {
+		Login    string `json:"login"`
+		Password string `json:"password"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Login == "" || req.Password == "" {
+		Error(w, http.StatusBadRequest, "bad_request", `send {"login": "<employee id or extension>", "password": "..."}`)
+		return
+	}
+	a := s.Sessions.accounts[req.Login]
+	hash := dummyHash
+	if a != nil && len(a.Hash) > 0 {
+		hash = a.Hash
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(req.Password)) != nil || a == nil || len(a.Hash) == 0 {
+		s.fails.fail(ip, now)
+		Error(w, http.StatusUnauthorized, "bad_login", "wrong login or password")
+		return
+	}
+	id := randomToken(32)
+	ss := &session{acct: a, csrf: randomToken(18), seen: now}
+	s.Sessions.mu.Lock()
+	for k, old := range s.Sessions.m {
+		if now.Sub(old.seen) > s.Sessions.ttl {
+			delete(s.Sessions.m, k)
+		}
+	}
+	s.Sessions.m[sha256.Sum256([]byte(id))] = ss
+	s.Sessions.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	writeJSON(w, http.StatusOK, s.Sessions.info(ss))
+}
