@@ -65,6 +65,8 @@ func (g *Gateway) newAPI() error {
 		Dialer:     dialer{g},
 		Sessions:   api.NewSessions(g.accounts(), g.cfg.Console.SessionTTL.D(), g.cfg.Console.Visibility == "all"),
 	}
+	srv.Zone, _ = time.LoadLocation(g.cfg.Console.TimeZone)
+	srv.Sessions.Zone = srv.Zone
 	srv.Sessions.Names = map[string]string{}
 	for _, e := range g.cfg.Employees {
 		srv.Sessions.Names[e.ID] = cmp.Or(e.Name, e.ID)

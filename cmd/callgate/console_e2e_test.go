@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -171,9 +172,8 @@ func TestConsoleInChromium(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	_ = vpbxSide.Hangup(callCtx)
 	rec := o.lastCall()
-	browse(t, ctx, "the call in the history",
-		chromedp.WaitVisible(chromedp.CSS(`tr[data-call="`+rec.ID+`"] audio`)),
-		chromedp.WaitNotPresent(chromedp.CSS(".popup")))
+	browse(t, ctx, "the call in the history", chromedp.WaitVisible(chromedp.CSS(`tr[data-call="`+rec.ID+`"] audio`)))
+	value(t, ctx, "the popup gone", chromedp.Poll[bool](`document.querySelector('.popup') === null`))
 	duration := value(t, ctx, "the recording's duration in the audio element",
 		chromedp.Poll[float64](`(() => { const a = document.querySelector('tr[data-call="`+rec.ID+`"] audio'); return a && a.readyState >= 1 && a.duration > 0 ? a.duration : 0 })()`))
 	if duration < 1 || duration > 3 {
@@ -275,4 +275,94 @@ func TestConsoleSessionAndCSRF(t *testing.T) {
 	if strings.Contains(o.d.log.String(), consolePassword) {
 		t.Fatal("a console password reached the log")
 	}
+}
+
+// Missed calls and statistics in Chromium: a call nobody answers shows up
+// with its reason and a badge; calling the client back clears it; the
+// statistics for the day count both calls, draw them and export CSV.
+func TestConsoleMissedCallsAndStatistics(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	defer st.Close()
+	o := consoleOffice(t, st)
+	ctx := browser(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+	login(t, ctx, base, "101")
+	callCtx := withTimeout(t, 40*time.Second)
+
+	// Nobody answers within the 3 s ring timeout.
+	missed := make(chan error, 1)
+	go func() {
+		_, err := o.vpbx.Invite(callCtx, "sales1", "79167654321", siptest.SDP("127.0.0.1:30962"))
+		missed <- err
+	}()
+	<-nextCall(t, o.phones["101"]).Gone()
+	if err := <-missed; err == nil {
+		t.Fatal("the unanswered call was answered")
+	}
+	browse(t, ctx, "the missed call with its reason",
+		chromedp.Evaluate[chromedp.Void](`location.hash = '#/missed'`),
+		chromedp.WaitVisible(chromedp.CSS(`#missed-body tr td.reason`)),
+		chromedp.WaitVisible(chromedp.ID("missed-badge")))
+	reason := value(t, ctx, "reason", chromedp.Text(chromedp.CSS(`#missed-body tr td.reason`)))
+	badge := value(t, ctx, "badge", chromedp.Text(chromedp.ID("missed-badge")))
+	if reason != "Нет ответа" || badge != "1" {
+		t.Fatalf("missed call reason %q, badge %q", reason, badge)
+	}
+	screenshot(t, ctx, "missed")
+
+	// ivanov calls the client back and they talk: the missed call is handled.
+	go func() {
+		vc := <-o.vpbx.Calls
+		if c, err := vc.Answer(callCtx, siptest.SDP("127.0.0.1:30963")); err == nil {
+			time.Sleep(1200 * time.Millisecond)
+			_ = c.Hangup(callCtx)
+		}
+	}()
+	if _, err := o.phones["101"].Dial(callCtx, "89167654321", siptest.SDP("127.0.0.1:30964")); err != nil {
+		t.Fatal(err)
+	}
+	value(t, ctx, "the missed call gone after the call-back",
+		chromedp.Poll[bool](`document.querySelectorAll('#missed-body tr').length === 0 && getComputedStyle(document.getElementById('missed-badge')).display === 'none'`))
+
+	// Today's statistics: one inbound missed, one outbound answered.
+	today := time.Now().In(moscow(t)).Format("2006-01-02")
+	browse(t, ctx, "statistics",
+		chromedp.Evaluate[chromedp.Void](`location.hash = '#/stats'`),
+		chromedp.WaitVisible(chromedp.CSS(`#stats-body tr[data-employee="ivanov"]`)))
+	cells := value(t, ctx, "ivanov's figures", chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll('#stats-body tr[data-employee="ivanov"] td')].map(td => td.textContent)`))
+	if len(cells) != 8 || cells[0] != "Иванов Иван" || cells[1] != "1" || cells[2] != "1" || cells[3] != "0" || cells[4] != "1" || cells[5] < "0:01" {
+		t.Fatalf("ivanov's statistics row %q", cells)
+	}
+	bars := value(t, ctx, "the chart's bars for today", chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll('#stats-chart rect[data-date="`+today+`"]')].map(r => r.getAttribute('class'))`))
+	if strings.Join(bars, ",") != "answered,missed" {
+		t.Fatalf("today's bars %q", bars)
+	}
+	screenshot(t, ctx, "statistics")
+	href := value(t, ctx, "CSV link", chromedp.Evaluate[string](`document.getElementById('stats-csv').href`))
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	res, err := client.Post(base+"/api/v1/session", "application/json", strings.NewReader(`{"login":"ivanov","password":"`+consolePassword+`"}`))
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("login: %v", err)
+	}
+	res, err = client.Get(href)
+	if err != nil || res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/csv") {
+		t.Fatalf("CSV: %v %v", err, res)
+	}
+	var body strings.Builder
+	_, _ = io.Copy(&body, res.Body)
+	res.Body.Close()
+	if !strings.Contains(body.String(), "ivanov,Иванов Иван,1,1,0,1,") {
+		t.Fatalf("CSV:\n%s", body.String())
+	}
+}
+
+func moscow(t *testing.T) *time.Location {
+	loc, err := time.LoadLocation("Europe/Moscow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -40,6 +41,8 @@ type Server struct {
 	Sessions *Sessions
 	// Clients looks callers up in the CRMs (nil: not offered).
 	Clients ClientLookup
+	// Zone is the office's time zone for per-day statistics.
+	Zone *time.Location
 
 	fails failures
 }
@@ -55,6 +58,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", s.auth(adminOnly(promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))))
 	if s.Calls != nil {
 		s.callRoutes(mux)
+		if rs, ok := s.Calls.(ReportStore); ok {
+			s.reportRoutes(mux, rs)
+		}
 	}
 	if s.Sessions != nil {
 		s.sessionRoutes(mux)

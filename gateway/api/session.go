@@ -29,7 +29,9 @@ type Account struct {
 type Sessions struct {
 	accounts map[string]*Account // by employee id and by extension
 	// Names are every employee's display name by id.
-	Names      map[string]string
+	Names map[string]string
+	// Zone is the office's time zone.
+	Zone       *time.Location
 	ttl        time.Duration
 	allVisible bool
 
@@ -139,11 +141,18 @@ type sessionInfo struct {
 	CSRF       string   `json:"csrf"`
 	// Names are the employees' display names by id, for the console.
 	Names map[string]string `json:"names"`
+	// Today is the date in the office's time zone (statistics).
+	Today string `json:"today"`
 }
 
 func (s *Sessions) info(ss *session) sessionInfo {
 	a := ss.acct
-	return sessionInfo{Employee: a.Employee, Name: a.Name, Role: a.Role, Extensions: a.Extensions, CSRF: ss.csrf, Names: s.Names}
+	zone := s.Zone
+	if zone == nil {
+		zone = time.UTC
+	}
+	return sessionInfo{Employee: a.Employee, Name: a.Name, Role: a.Role, Extensions: a.Extensions, CSRF: ss.csrf, Names: s.Names,
+		Today: time.Now().In(zone).Format("2006-01-02")}
 }
 
 func (s *Server) sessionRoutes(mux *http.ServeMux) {

@@ -199,6 +199,8 @@ type Console struct {
 	Visibility string `toml:"visibility"`
 	// SessionTTL is how long a console login lasts without use.
 	SessionTTL Duration `toml:"session_ttl"`
+	// TimeZone is the office's zone for days in statistics.
+	TimeZone string `toml:"time_zone"`
 }
 
 // CRM configures the outbound-only CRM connectors.
@@ -308,6 +310,6 @@ func Defaults() Config {
 		CRM: CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: Duration(5 * time.Minute)},
 			Megaplan: Megaplan{RPS: 3, Poll: Duration(time.Minute), RetryMax: Duration(5 * time.Minute)}},
 		Mango:   Mango{URL: "https://app.mango-office.ru/vpbx/", Budget: Duration(time.Second)},
-		Console: Console{Visibility: "own", SessionTTL: Duration(12 * time.Hour)},
+		Console: Console{Visibility: "own", SessionTTL: Duration(12 * time.Hour), TimeZone: "Europe/Moscow"},
 	}
 }

@@ -492,6 +492,9 @@ func (v *validator) console(c *Console) {
 		v.bad("console.visibility", `"own" (employees see their own calls) or "all"`, "unknown value %q", c.Visibility)
 	}
 	v.between("console.session_ttl", c.SessionTTL.D(), time.Minute, 30*24*time.Hour)
+	if _, err := time.LoadLocation(c.TimeZone); err != nil {
+		v.bad("console.time_zone", `an IANA zone, e.g. "Europe/Moscow"`, "%v", err)
+	}
 }
 
 func (v *validator) crm(c *Config, employees map[string]bool) {

@@ -18,6 +18,14 @@ const texts = {
     'popup.source': 'Источник', 'popup.company': 'Компания', 'popup.crm': 'Открыть в CRM',
     'popup.transfer': 'Перевести…', 'popup.hangup': 'Завершить', 'popup.transferTo': 'Перевести на добавочный или номер:',
     'role.employee': 'сотрудник', 'role.manager': 'руководитель', 'role.admin': 'администратор',
+    'nav.missed': 'Пропущенные', 'nav.stats': 'Статистика',
+    'missed.title': 'Пропущенные звонки', 'missed.openOnly': 'только необработанные', 'missed.empty': 'Пропущенных звонков нет',
+    'col.reason': 'Причина', 'col.state': 'Состояние', 'col.employee': 'Сотрудник',
+    'why.no-answer': 'Нет ответа', 'why.busy': 'Занято', 'why.abandoned': 'Клиент положил трубку', 'why.failed': 'Сбой',
+    'missed.open': 'Не обработан', 'missed.handled': 'Обработан', 'missed.callBack': 'Перезвонить',
+    'stats.title': 'Статистика', 'stats.from': 'С', 'stats.to': 'По', 'stats.show': 'Показать', 'stats.csv': 'CSV',
+    'stats.in': 'Входящие', 'stats.out': 'Исходящие', 'stats.answered': 'Отвечено', 'stats.missed': 'Пропущено',
+    'stats.talk': 'Время разговоров', 'stats.avgTalk': 'Средний разговор', 'stats.avgWait': 'Среднее ожидание',
   },
   en: {
     'nav.calls': 'Calls', logout: 'Log out',
@@ -34,6 +42,14 @@ const texts = {
     'popup.source': 'Source', 'popup.company': 'Company', 'popup.crm': 'Open in CRM',
     'popup.transfer': 'Transfer…', 'popup.hangup': 'Hang up', 'popup.transferTo': 'Transfer to extension or number:',
     'role.employee': 'employee', 'role.manager': 'manager', 'role.admin': 'admin',
+    'nav.missed': 'Missed', 'nav.stats': 'Statistics',
+    'missed.title': 'Missed calls', 'missed.openOnly': 'open only', 'missed.empty': 'No missed calls',
+    'col.reason': 'Reason', 'col.state': 'State', 'col.employee': 'Employee',
+    'why.no-answer': 'No answer', 'why.busy': 'Busy', 'why.abandoned': 'Caller hung up while ringing', 'why.failed': 'Failed',
+    'missed.open': 'Open', 'missed.handled': 'Handled', 'missed.callBack': 'Call back',
+    'stats.title': 'Statistics', 'stats.from': 'From', 'stats.to': 'To', 'stats.show': 'Show', 'stats.csv': 'CSV',
+    'stats.in': 'Inbound', 'stats.out': 'Outbound', 'stats.answered': 'Answered', 'stats.missed': 'Missed',
+    'stats.talk': 'Talk time', 'stats.avgTalk': 'Average talk', 'stats.avgWait': 'Average wait',
   },
 };
 
@@ -91,7 +107,7 @@ function fmtDuration(sec) {
 }
 
 function show(section) {
-  for (const id of ['login', 'calls']) $(id).hidden = id !== section;
+  for (const id of ['login', 'calls', 'missed', 'stats']) $(id).hidden = id !== section;
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.id === 'nav-' + section);
 }
 
@@ -101,6 +117,8 @@ async function boot() {
   $('lang-login').addEventListener('click', switchLang);
   $('logout').addEventListener('click', logout);
   $('login-form').addEventListener('submit', login);
+  $('missed-open').addEventListener('change', loadMissed);
+  $('stats-form').addEventListener('submit', (e) => { e.preventDefault(); loadStats(); });
   $('search').addEventListener('input', () => { clearTimeout(boot.timer); boot.timer = setTimeout(loadCalls, 250); });
   window.addEventListener('hashchange', route);
   const r = await api('GET', '/api/v1/session');
@@ -138,6 +156,9 @@ async function logout() {
 
 function start(s) {
   session = s;
+  // The office's today, not the browser's: days are counted in its zone.
+  $('stats-to').value = s.today;
+  $('stats-from').value = s.today.slice(0, 8) + '01';
   $('top').hidden = false;
   $('who').textContent = `${s.name || s.employee} · ${t('role.' + s.role)}`;
   listen();
@@ -148,10 +169,19 @@ function route() {
   if (!session) return;
   const view = (location.hash.replace(/^#\//, '') || 'calls').split('?')[0];
   switch (view) {
+    case 'missed':
+      show('missed');
+      loadMissed();
+      break;
+    case 'stats':
+      show('stats');
+      loadStats();
+      break;
     default:
       show('calls');
       loadCalls();
   }
+  loadBadge();
 }
 
 async function loadCalls() {
@@ -200,7 +230,12 @@ function onEvent(kind, d) {
   }
   if (kind === 'ended') {
     if (card) card.remove();
-    if (!$('calls').hidden) loadCalls();
+    // The record is written just after the event: read it a moment later.
+    setTimeout(() => {
+      if (!$('calls').hidden) loadCalls();
+      if (!$('missed').hidden) loadMissed();
+      loadBadge();
+    }, 400);
   }
 }
 
@@ -231,6 +266,74 @@ async function popup(d) {
   for (const link of c.links || []) {
     actions.prepend(el('a', { href: link.url, target: '_blank', rel: 'noopener', class: 'button secondary crm-link' }, t('popup.crm')));
   }
+}
+
+async function loadBadge() {
+  const r = await api('GET', '/api/v1/missed?open=1');
+  const n = r.status === 200 ? r.data.open : 0;
+  $('missed-badge').textContent = String(n);
+  $('missed-badge').hidden = n === 0;
+}
+
+async function loadMissed() {
+  const r = await api('GET', '/api/v1/missed' + ($('missed-open').checked ? '?open=1' : ''));
+  if (r.status === 401) return showLogin();
+  const list = (r.data && r.data.missed) || [];
+  const rows = list.map((m) => {
+    const number = m.outside_number;
+    const back = el('button', { type: 'button', class: 'secondary', onclick: () => api('POST', '/api/v1/calls', { employee: session.employee, number }) }, t('missed.callBack'));
+    return el('tr', { 'data-call': m.id },
+      el('td', {}, fmtTime(m.started)), el('td', { class: 'client' }, number), el('td', {}, (m.rung || []).map(person).join(', ')),
+      el('td', { class: 'reason' }, t('why.' + m.result)),
+      el('td', { class: m.handled ? 'state-handled' : 'state-open' }, t(m.handled ? 'missed.handled' : 'missed.open')),
+      el('td', {}, m.handled ? null : back));
+  });
+  $('missed-body').replaceChildren(...rows);
+  $('missed-empty').hidden = rows.length > 0;
+}
+
+async function loadStats() {
+  const q = new URLSearchParams({ from: $('stats-from').value, to: $('stats-to').value });
+  $('stats-csv').href = '/api/v1/stats?' + q + '&format=csv';
+  const r = await api('GET', '/api/v1/stats?' + q);
+  if (r.status === 401) return showLogin();
+  if (r.status !== 200) return;
+  const st = r.data;
+  $('stats-body').replaceChildren(...st.employees.map((e) => el('tr', { 'data-employee': e.employee },
+    el('td', {}, person(e.employee)), el('td', { class: 'in' }, String(e.inbound)), el('td', { class: 'out' }, String(e.outbound)),
+    el('td', { class: 'answered' }, String(e.answered)), el('td', { class: 'missed' }, String(e.missed)),
+    el('td', { class: 'talk' }, fmtDuration(e.talk_seconds)), el('td', {}, fmtDuration(e.avg_talk_seconds)), el('td', {}, fmtDuration(e.avg_wait_seconds)))));
+  chart(st.days);
+}
+
+// chart draws calls per day as stacked bars: answered, missed, the rest.
+function chart(days) {
+  const svg = $('stats-chart');
+  const ns = 'http://www.w3.org/2000/svg';
+  const w = svg.clientWidth || 1000, h = 180, pad = 24;
+  svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
+  svg.replaceChildren();
+  const max = Math.max(1, ...days.map((d) => d.calls));
+  const bw = (w - pad * 2) / Math.max(1, days.length);
+  days.forEach((d, i) => {
+    let y = h - pad;
+    for (const [cls, n] of [['answered', d.answered], ['missed', d.missed], ['other', d.calls - d.answered - d.missed]]) {
+      if (n <= 0) continue;
+      const bh = (n / max) * (h - pad * 2);
+      y -= bh;
+      const r = document.createElementNS(ns, 'rect');
+      for (const [k, v] of Object.entries({ x: pad + i * bw + 1, y, width: Math.max(1, bw - 2), height: bh, class: cls, 'data-date': d.date })) r.setAttribute(k, v);
+      svg.append(r);
+    }
+    if (days.length <= 31) {
+      const tx = document.createElementNS(ns, 'text');
+      tx.setAttribute('x', pad + i * bw + bw / 2);
+      tx.setAttribute('y', h - 8);
+      tx.setAttribute('text-anchor', 'middle');
+      tx.textContent = d.date.slice(8);
+      svg.append(tx);
+    }
+  });
 }
 
 async function transfer(id) {
