@@ -82,6 +82,17 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 		return nil, err
 	}
 	g.dir = directory.New(cfg)
+	for _, k := range g.dir.Desks() {
+		if v, err := g.store.State("shift." + k.Extension); err == nil && len(v) > 0 {
+			g.dir.Restore(k.Extension, string(v))
+		}
+	}
+	g.dir.OnShift = func(desk, employee string) {
+		log.Info("shift", "desk", desk, "employee", employee)
+		if err := g.store.SetState("shift."+desk, []byte(employee)); err != nil {
+			log.Error("shift not saved", "desk", desk, "error", err)
+		}
+	}
 	g.guard = guard.New(guard.Config{MaxFailures: cfg.SIP.Ban.MaxFailures, MaxFailuresPerIP: cfg.SIP.Ban.MaxFailuresPerIP,
 		Window: cfg.SIP.Ban.Window.D(), BanTime: cfg.SIP.Ban.Duration.D()})
 	algs := make([]digest.Algorithm, len(cfg.SIP.DigestAlgorithms))

@@ -65,6 +65,9 @@ func (g *Gateway) newAPI() error {
 		Dialer:     dialer{g},
 		Sessions:   api.NewSessions(g.accounts(), g.cfg.Console.SessionTTL.D(), g.cfg.Console.Visibility == "all"),
 	}
+	if len(g.cfg.Desks) > 0 {
+		srv.Desks = g.dir
+	}
 	srv.Zone, _ = time.LoadLocation(g.cfg.Console.TimeZone)
 	srv.Sessions.Zone = srv.Zone
 	srv.Sessions.Names = map[string]string{}

@@ -43,6 +43,8 @@ type Server struct {
 	Clients ClientLookup
 	// Zone is the office's time zone for per-day statistics.
 	Zone *time.Location
+	// Desks are the shared desks for shift work (nil: none).
+	Desks Desks
 
 	fails failures
 }
@@ -67,6 +69,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Clients != nil {
 		s.clientRoutes(mux)
+	}
+	if s.Desks != nil {
+		s.deskRoutes(mux)
 	}
 	if s.Recordings != nil && s.Calls != nil {
 		s.recordingRoutes(mux)

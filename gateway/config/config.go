@@ -21,6 +21,7 @@ type Config struct {
 	Calls     Calls      `toml:"calls"`
 	HTTP      HTTP       `toml:"http"`
 	Employees []Employee `toml:"employee"`
+	Desks     []Desk     `toml:"desk"`
 	Groups    []Group    `toml:"group"`
 	CRM       CRM        `toml:"crm"`
 	Routing   Routing    `toml:"routing"`
@@ -191,6 +192,17 @@ type Employee struct {
 	// Role in the console: "employee", "manager" (sees everyone's calls)
 	// or "admin" (and the admin page).
 	Role string `toml:"role"`
+	// ShiftPIN logs the employee in at a desk phone: *77*<pin>.
+	ShiftPIN string `toml:"shift_pin"`
+}
+
+// Desk is a shared phone: its extension follows whoever logs in there for
+// their shift (from the console or by dialling *77*<pin> on it).
+type Desk struct {
+	Extension       string `toml:"extension"`
+	Name            string `toml:"name"`
+	SIPPassword     string `toml:"sip_password"`
+	SIPPasswordFile string `toml:"sip_password_file"`
 }
 
 // Console configures the web console.

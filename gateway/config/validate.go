@@ -19,6 +19,7 @@ type validator struct {
 	base     string
 	idx      lineIndex
 	problems []Problem
+	exts     map[string]string // extension -> where it is defined
 }
 
 func (v *validator) bad(path, hint, format string, args ...any) {
@@ -61,6 +62,7 @@ func (v *validator) validate(c *Config) {
 		v.bad("recording.retention", "e.g. \"8760h\" for one year", "must be at least 1h, got %s", c.Recording.Retention.D())
 	}
 	employees := v.employees(c.Employees)
+	v.desks(c.Desks)
 	groups := v.groups(c.Groups, employees)
 	v.upstream(&c.Upstream, employees, groups)
 	v.http(&c.HTTP, employees)
@@ -269,6 +271,7 @@ func parentKey(path string) string {
 func (v *validator) employees(list []Employee) map[string]bool {
 	ids := map[string]string{}
 	exts := map[string]string{}
+	pins := map[string]string{}
 	for i := range list {
 		e := &list[i]
 		p := fmt.Sprintf("employee[%d]", i)
@@ -305,6 +308,14 @@ func (v *validator) employees(list []Employee) map[string]bool {
 		default:
 			v.bad(p+".role", `"employee", "manager" or "admin"`, "unknown role %q", e.Role)
 		}
+		if e.ShiftPIN != "" {
+			if !pinRe.MatchString(e.ShiftPIN) {
+				v.bad(p+".shift_pin", "4 to 8 digits, dialled as *77*<pin> on a desk phone", "%q is not a valid PIN", e.ShiftPIN)
+			} else if first, dup := pins[e.ShiftPIN]; dup {
+				v.bad(p+".shift_pin", "each employee needs their own PIN", "also the PIN of %s", first)
+			}
+			pins[e.ShiftPIN] = e.ID
+		}
 		if e.PasswordHash != "" {
 			if _, err := bcrypt.Cost([]byte(e.PasswordHash)); err != nil {
 				v.bad(p+".password_hash", "make one with: callgate hash-password", "not a bcrypt hash")
@@ -315,7 +326,28 @@ func (v *validator) employees(list []Employee) map[string]bool {
 	for id := range ids {
 		out[id] = true
 	}
+	v.exts = exts
 	return out
+}
+
+var pinRe = regexp.MustCompile(`^[0-9]{4,8}$`)
+
+func (v *validator) desks(list []Desk) {
+	for i := range list {
+		k := &list[i]
+		p := fmt.Sprintf("desk[%d]", i)
+		if !extensionRe.MatchString(k.Extension) {
+			v.bad(p+".extension", "an extension is 2 to 8 digits, e.g. \"110\"", "%q is not a valid extension", k.Extension)
+		} else if first, dup := v.exts[k.Extension]; dup {
+			v.bad(p+".extension", "the first use is at line "+strconv.Itoa(v.idx.line(first)), "extension %s is used twice", k.Extension)
+		} else {
+			v.exts[k.Extension] = p + ".extension"
+		}
+		k.SIPPassword = v.secret(p+".sip_password", k.SIPPassword, k.SIPPasswordFile, "sip_password_file")
+		if k.SIPPassword != "" && len(k.SIPPassword) < 8 {
+			v.bad(p+".sip_password", "phones are attacked by password guessing: use 8 or more characters", "too short (%d characters)", len(k.SIPPassword))
+		}
+	}
 }
 
 func (v *validator) groups(list []Group, employees map[string]bool) map[string]bool {

@@ -156,8 +156,34 @@ func (r *Router) responsibleFirst(route b2bua.InboundRoute, caller string) b2bua
 	return route
 }
 
+// ShiftCode starts the feature codes of shift work: *77*<pin> logs the
+// employee with that PIN in at the desk phone dialling it, *77# logs the
+// desk out.
+const ShiftCode = "*77"
+
+// shift handles a shift feature code dialled on a desk phone.
+func (r *Router) shift(desk, dialled string) error {
+	if !r.dir.IsDesk(desk) {
+		return &b2bua.FeatureDone{Status: 403, Reason: "Not a shared desk"}
+	}
+	rest := strings.TrimSuffix(strings.TrimPrefix(dialled, ShiftCode), "#")
+	if rest == "" {
+		_ = r.dir.Leave(desk, "")
+		return &b2bua.FeatureDone{Status: 603, Reason: "Shift ended"}
+	}
+	id, ok := r.dir.ByPIN(strings.TrimPrefix(rest, "*"))
+	if !ok {
+		return &b2bua.FeatureDone{Status: 403, Reason: "Wrong PIN"}
+	}
+	_ = r.dir.SitAt(desk, id)
+	return &b2bua.FeatureDone{Status: 603, Reason: "Shift started"}
+}
+
 // Outbound routes what extension dialled.
 func (r *Router) Outbound(extension, dialled string) (b2bua.OutboundRoute, error) {
+	if strings.HasPrefix(dialled, ShiftCode) {
+		return b2bua.OutboundRoute{}, r.shift(extension, dialled)
+	}
 	caller, ok := r.dir.ByExtension(extension)
 	if !ok {
 		return b2bua.OutboundRoute{}, fmt.Errorf("unknown extension %q", extension)

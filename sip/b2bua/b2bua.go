@@ -8,6 +8,7 @@ package b2bua
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -51,6 +52,16 @@ type InboundRoute struct {
 	// responsible manager's step rings for its own time).
 	StepTimeouts []time.Duration
 }
+
+// FeatureDone is the router's answer to a feature code dialled on a phone
+// (e.g. a shift login): no call is made, the phone gets this final
+// response, whose reason phrase phones show on their screen.
+type FeatureDone struct {
+	Status int
+	Reason string
+}
+
+func (f *FeatureDone) Error() string { return fmt.Sprintf("feature code: %d %s", f.Status, f.Reason) }
 
 // OutboundRoute says where a call placed by a phone goes.
 type OutboundRoute struct {

@@ -141,6 +141,10 @@ func (b *B2BUA) runInbound(req *sip.Request, tx sip.ServerTransaction) {
 // runOutbound: an authenticated phone calls a number or an extension.
 func (b *B2BUA) runOutbound(req *sip.Request, tx sip.ServerTransaction, ext string) {
 	route, err := b.router.Outbound(ext, req.Recipient.User)
+	if done := (*FeatureDone)(nil); errors.As(err, &done) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, done.Status, done.Reason, nil))
+		return
+	}
 	dir := Outbound
 	if err == nil && route.Internal {
 		dir = Internal

@@ -18,7 +18,10 @@ const texts = {
     'popup.source': 'Источник', 'popup.company': 'Компания', 'popup.crm': 'Открыть в CRM',
     'popup.transfer': 'Перевести…', 'popup.hangup': 'Завершить', 'popup.transferTo': 'Перевести на добавочный или номер:',
     'role.employee': 'сотрудник', 'role.manager': 'руководитель', 'role.admin': 'администратор',
-    'nav.missed': 'Пропущенные', 'nav.stats': 'Статистика',
+    'nav.missed': 'Пропущенные', 'nav.stats': 'Статистика', 'nav.desks': 'Рабочее место',
+    'desks.title': 'Рабочие места', 'desks.hint': 'Сядьте за общий телефон на смену: его номер будет звонить вам. С телефона: *77*ПИН, выход *77#.',
+    'desks.desk': 'Место', 'desks.ext': 'Номер', 'desks.holder': 'Сейчас', 'desks.free': 'свободно',
+    'desks.sit': 'Сесть сюда', 'desks.leave': 'Освободить',
     'missed.title': 'Пропущенные звонки', 'missed.openOnly': 'только необработанные', 'missed.empty': 'Пропущенных звонков нет',
     'col.reason': 'Причина', 'col.state': 'Состояние', 'col.employee': 'Сотрудник',
     'why.no-answer': 'Нет ответа', 'why.busy': 'Занято', 'why.abandoned': 'Клиент положил трубку', 'why.failed': 'Сбой',
@@ -42,7 +45,10 @@ const texts = {
     'popup.source': 'Source', 'popup.company': 'Company', 'popup.crm': 'Open in CRM',
     'popup.transfer': 'Transfer…', 'popup.hangup': 'Hang up', 'popup.transferTo': 'Transfer to extension or number:',
     'role.employee': 'employee', 'role.manager': 'manager', 'role.admin': 'admin',
-    'nav.missed': 'Missed', 'nav.stats': 'Statistics',
+    'nav.missed': 'Missed', 'nav.stats': 'Statistics', 'nav.desks': 'Desk',
+    'desks.title': 'Shared desks', 'desks.hint': 'Take a shared phone for your shift: its number rings you. On the phone: *77*PIN, log out with *77#.',
+    'desks.desk': 'Desk', 'desks.ext': 'Extension', 'desks.holder': 'Now', 'desks.free': 'free',
+    'desks.sit': 'Sit here', 'desks.leave': 'Leave',
     'missed.title': 'Missed calls', 'missed.openOnly': 'open only', 'missed.empty': 'No missed calls',
     'col.reason': 'Reason', 'col.state': 'State', 'col.employee': 'Employee',
     'why.no-answer': 'No answer', 'why.busy': 'Busy', 'why.abandoned': 'Caller hung up while ringing', 'why.failed': 'Failed',
@@ -107,7 +113,7 @@ function fmtDuration(sec) {
 }
 
 function show(section) {
-  for (const id of ['login', 'calls', 'missed', 'stats']) $(id).hidden = id !== section;
+  for (const id of ['login', 'calls', 'missed', 'stats', 'desks']) $(id).hidden = id !== section;
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.id === 'nav-' + section);
 }
 
@@ -163,6 +169,7 @@ function start(s) {
   $('who').textContent = `${s.name || s.employee} · ${t('role.' + s.role)}`;
   listen();
   route();
+  api('GET', '/api/v1/desks').then((r) => { $('nav-desks').hidden = r.status !== 200 || r.data.desks.length === 0; });
 }
 
 function route() {
@@ -176,6 +183,10 @@ function route() {
     case 'stats':
       show('stats');
       loadStats();
+      break;
+    case 'desks':
+      show('desks');
+      loadDesks();
       break;
     default:
       show('calls');
@@ -334,6 +345,26 @@ function chart(days) {
       svg.append(tx);
     }
   });
+}
+
+async function loadDesks() {
+  const r = await api('GET', '/api/v1/desks');
+  if (r.status !== 200) return;
+  const rows = r.data.desks.map((d) => {
+    const mine = d.employee === session.employee;
+    const act = mine
+      ? el('button', { type: 'button', class: 'secondary', onclick: () => deskAction(d.extension, 'logout') }, t('desks.leave'))
+      : el('button', { type: 'button', onclick: () => deskAction(d.extension, 'login') }, t('desks.sit'));
+    return el('tr', { 'data-desk': d.extension },
+      el('td', {}, d.name || d.extension), el('td', {}, d.extension),
+      el('td', { class: 'holder' }, d.employee ? person(d.employee) : t('desks.free')), el('td', {}, act));
+  });
+  $('desks-body').replaceChildren(...rows);
+}
+
+async function deskAction(ext, what) {
+  await api('POST', `/api/v1/desks/${encodeURIComponent(ext)}/${what}`);
+  loadDesks();
 }
 
 async function transfer(id) {
