@@ -59,6 +59,7 @@ type Gateway struct {
 	links       *api.Recordings // signed recording links
 	crm         []*crmLink
 	track       *tracking.Tracker // dynamic call tracking; nil without Mango's API
+	disk        diskUsage         // recordings' disk use for the admin page
 	feedCh      <-chan calls.Event
 	stopStreams context.CancelFunc
 	prom        *prometheus.Registry

@@ -65,6 +65,7 @@ func (g *Gateway) newAPI() error {
 		Dialer:     dialer{g},
 		Sessions:   api.NewSessions(g.accounts(), g.cfg.Console.SessionTTL.D(), g.cfg.Console.Visibility == "all"),
 	}
+	srv.Admin, srv.Unban = g.adminStatus, g.guard.Unban
 	if len(g.cfg.Desks) > 0 {
 		srv.Desks = g.dir
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/cookiejar"
 	"strings"
 	"testing"
 	"time"
@@ -120,4 +122,64 @@ sip_password = "Desk110pass"
 	}
 	<-other.Gone()
 	<-done
+}
+
+// The admin page in Chromium: registered phones with their address and
+// user agent, the VPBX account's state, CRM sync health, recording disk use
+// and a security ban that the admin lifts. Employees are refused the page's
+// data.
+func TestConsoleAdminPage(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	defer st.Close()
+	hash := passwordHash(t)
+	o := newOffice(t, officeOpts{
+		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
+		IvanovExtra: "role = \"admin\"\nretailcrm_user = 7\npassword_hash = \"" + hash + "\"\n",
+		PetrovExtra: "password_hash = \"" + hash + "\"\n",
+		Extra: `[crm.retailcrm]
+enabled = true
+url = "` + st.URL + `"
+api_key = "` + retailKey + `"
+site = "shop"
+`,
+	})
+	bad := newPhone(t, o.d, siptest.PhoneConfig{User: "103", Password: "Phone103pass"})
+	for i := 1; i <= 3; i++ {
+		if res, err := bad.RegisterWithPassword(withTimeout(t, 5*time.Second), fmt.Sprint("guess", i)); err != nil || res.StatusCode != 403 {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+	}
+	o.d.waitMetric("callgate_sip_banned_sources", 1, 5*time.Second)
+
+	ctx := browser(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+	login(t, ctx, base, "ivanov")
+	browse(t, ctx, "the admin page",
+		chromedp.WaitVisible(chromedp.ID("nav-admin")),
+		chromedp.Evaluate[chromedp.Void](`location.hash = '#/admin'`),
+		chromedp.WaitVisible(chromedp.CSS(`#admin-phones tr[data-ext="101"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#admin-bans tr button`)))
+	phone := value(t, ctx, "phone 101", chromedp.Text(chromedp.CSS(`#admin-phones tr[data-ext="101"]`)))
+	upstream := value(t, ctx, "sales1", chromedp.Text(chromedp.CSS(`#admin-upstream tr[data-account="sales1"] td.state`)))
+	crmDepth := value(t, ctx, "retailcrm", chromedp.Text(chromedp.CSS(`#admin-crm tr[data-crm="retailcrm"] td.depth`)))
+	disk := value(t, ctx, "disk", chromedp.Text(chromedp.ID("admin-disk")))
+	if !strings.Contains(phone, "Иванов Иван") || !strings.Contains(phone, "127.0.0.1:") || upstream != "registered" || crmDepth != "0" || !strings.Contains(disk, "свободно") || strings.Contains(disk, "свободно 0.0") {
+		t.Fatalf("admin page: phone %q, upstream %q, crm depth %q, disk %q", phone, upstream, crmDepth, disk)
+	}
+	screenshot(t, ctx, "admin")
+	browse(t, ctx, "unban", chromedp.Click(chromedp.CSS(`#admin-bans tr button`)))
+	value(t, ctx, "ban lifted", chromedp.Poll[bool](`document.querySelectorAll('#admin-bans tr').length === 0`))
+	mustRegister(t, bad) // the source may register again
+	o.d.waitMetric("callgate_sip_banned_sources", 0, 5*time.Second)
+
+	// petrov, an employee, gets no admin data.
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	res, err := client.Post(base+"/api/v1/session", "application/json", strings.NewReader(`{"login":"petrov","password":"`+consolePassword+`"}`))
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("login: %v", err)
+	}
+	if res, _ := client.Get(base + "/api/v1/admin"); res.StatusCode != 403 {
+		t.Fatalf("an employee read the admin page: %d", res.StatusCode)
+	}
 }

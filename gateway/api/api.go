@@ -45,6 +45,10 @@ type Server struct {
 	Zone *time.Location
 	// Desks are the shared desks for shift work (nil: none).
 	Desks Desks
+	// Admin is the admin page's snapshot, Unban lifts a SIP ban (nil: no
+	// admin endpoints).
+	Admin func() any
+	Unban func(source string) bool
 
 	fails failures
 }
@@ -72,6 +76,12 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Desks != nil {
 		s.deskRoutes(mux)
+	}
+	if s.Admin != nil {
+		mux.Handle("GET /api/v1/admin", s.auth(adminOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, s.Admin())
+		}))))
+		mux.Handle("POST /api/v1/admin/unban", s.auth(adminOnly(http.HandlerFunc(s.unban))))
 	}
 	if s.Recordings != nil && s.Calls != nil {
 		s.recordingRoutes(mux)

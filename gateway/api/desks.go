@@ -88,3 +88,21 @@ func (s *Server) deskEmployee(w http.ResponseWriter, r *http.Request) (string, b
 	Error(w, http.StatusBadRequest, "bad_request", `name the employee: {"employee": "<id>"}`)
 	return "", false
 }
+
+// unban lifts a SIP security ban: {"source": "IP:port" or "IP"}.
+func (s *Server) unban(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Source string `json:"source"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil || body.Source == "" {
+		Error(w, http.StatusBadRequest, "bad_request", `send {"source": "<IP:port or IP>"}`)
+		return
+	}
+	if !s.Unban(body.Source) {
+		Error(w, http.StatusNotFound, "ban_not_found", "no ban on this source")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

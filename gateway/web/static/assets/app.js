@@ -22,6 +22,13 @@ const texts = {
     'desks.title': 'Рабочие места', 'desks.hint': 'Сядьте за общий телефон на смену: его номер будет звонить вам. С телефона: *77*ПИН, выход *77#.',
     'desks.desk': 'Место', 'desks.ext': 'Номер', 'desks.holder': 'Сейчас', 'desks.free': 'свободно',
     'desks.sit': 'Сесть сюда', 'desks.leave': 'Освободить',
+    'nav.admin': 'Администрирование', 'admin.title': 'Состояние системы', 'admin.phones': 'Зарегистрированные телефоны',
+    'admin.address': 'Адрес', 'admin.ua': 'Устройство', 'admin.expires': 'Регистрация до', 'admin.upstream': 'Учётные записи ВАТС',
+    'admin.account': 'Учётная запись', 'admin.state': 'Состояние', 'admin.lastError': 'Последняя ошибка',
+    'admin.crm': 'Синхронизация с CRM', 'admin.depth': 'В очереди', 'admin.oldest': 'Старейшая', 'admin.dead': 'Отклонено',
+    'admin.retry': 'Повторить отклонённые', 'admin.recordings': 'Записи разговоров', 'admin.bans': 'Блокировки',
+    'admin.source': 'Источник', 'admin.user': 'Логин', 'admin.until': 'До', 'admin.unban': 'Разблокировать',
+    'admin.disk': (v) => `${v.files} файлов, ${mb(v.bytes)} МБ; свободно ${mb(v.free_bytes)} МБ`, 'admin.off': 'Запись выключена',
     'missed.title': 'Пропущенные звонки', 'missed.openOnly': 'только необработанные', 'missed.empty': 'Пропущенных звонков нет',
     'col.reason': 'Причина', 'col.state': 'Состояние', 'col.employee': 'Сотрудник',
     'why.no-answer': 'Нет ответа', 'why.busy': 'Занято', 'why.abandoned': 'Клиент положил трубку', 'why.failed': 'Сбой',
@@ -49,6 +56,13 @@ const texts = {
     'desks.title': 'Shared desks', 'desks.hint': 'Take a shared phone for your shift: its number rings you. On the phone: *77*PIN, log out with *77#.',
     'desks.desk': 'Desk', 'desks.ext': 'Extension', 'desks.holder': 'Now', 'desks.free': 'free',
     'desks.sit': 'Sit here', 'desks.leave': 'Leave',
+    'nav.admin': 'Admin', 'admin.title': 'System state', 'admin.phones': 'Registered phones',
+    'admin.address': 'Address', 'admin.ua': 'Device', 'admin.expires': 'Registered until', 'admin.upstream': 'VPBX accounts',
+    'admin.account': 'Account', 'admin.state': 'State', 'admin.lastError': 'Last error',
+    'admin.crm': 'CRM sync', 'admin.depth': 'Queued', 'admin.oldest': 'Oldest', 'admin.dead': 'Refused',
+    'admin.retry': 'Retry refused', 'admin.recordings': 'Call recordings', 'admin.bans': 'Security bans',
+    'admin.source': 'Source', 'admin.user': 'Login', 'admin.until': 'Until', 'admin.unban': 'Unban',
+    'admin.disk': (v) => `${v.files} files, ${mb(v.bytes)} MB; ${mb(v.free_bytes)} MB free`, 'admin.off': 'Recording is off',
     'missed.title': 'Missed calls', 'missed.openOnly': 'open only', 'missed.empty': 'No missed calls',
     'col.reason': 'Reason', 'col.state': 'State', 'col.employee': 'Employee',
     'why.no-answer': 'No answer', 'why.busy': 'Busy', 'why.abandoned': 'Caller hung up while ringing', 'why.failed': 'Failed',
@@ -113,7 +127,7 @@ function fmtDuration(sec) {
 }
 
 function show(section) {
-  for (const id of ['login', 'calls', 'missed', 'stats', 'desks']) $(id).hidden = id !== section;
+  for (const id of ['login', 'calls', 'missed', 'stats', 'desks', 'admin']) $(id).hidden = id !== section;
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.id === 'nav-' + section);
 }
 
@@ -167,6 +181,7 @@ function start(s) {
   $('stats-from').value = s.today.slice(0, 8) + '01';
   $('top').hidden = false;
   $('who').textContent = `${s.name || s.employee} · ${t('role.' + s.role)}`;
+  $('nav-admin').hidden = s.role !== 'admin';
   listen();
   route();
   api('GET', '/api/v1/desks').then((r) => { $('nav-desks').hidden = r.status !== 200 || r.data.desks.length === 0; });
@@ -187,6 +202,10 @@ function route() {
     case 'desks':
       show('desks');
       loadDesks();
+      break;
+    case 'admin':
+      show('admin');
+      loadAdmin();
       break;
     default:
       show('calls');
@@ -365,6 +384,29 @@ async function loadDesks() {
 async function deskAction(ext, what) {
   await api('POST', `/api/v1/desks/${encodeURIComponent(ext)}/${what}`);
   loadDesks();
+}
+
+function mb(n) {
+  return (n / 1048576).toFixed(1);
+}
+
+async function loadAdmin() {
+  const r = await api('GET', '/api/v1/admin');
+  if (r.status !== 200) return;
+  const a = r.data;
+  const td = (v, cls) => el('td', cls ? { class: cls } : {}, v == null ? '' : String(v));
+  $('admin-phones').replaceChildren(...a.phones.map((p) => el('tr', { 'data-ext': p.extension },
+    td(p.extension), td(p.employee ? person(p.employee) : ''), td(`${p.source} (${p.transport})`), td(p.user_agent), td(fmtTime(p.expires)))));
+  $('admin-upstream').replaceChildren(...a.upstream.map((u) => el('tr', { 'data-account': u.account },
+    td(u.account), td(u.state, 'state'), td(u.last_error))));
+  $('admin-crm').replaceChildren(...Object.entries(a.crm).map(([name, c]) => el('tr', { 'data-crm': name },
+    td(name), td(c.depth, 'depth'), td(c.depth ? fmtDuration(c.oldest_age_ns / 1e9) : ''), td(c.dead_letters, 'dead'), td(c.last_error),
+    el('td', {}, c.dead_letters ? el('button', { type: 'button', class: 'secondary', onclick: async () => { await api('POST', `/api/v1/crm/${name}/retry`); loadAdmin(); } }, t('admin.retry')) : null))));
+  const d = a.recordings;
+  $('admin-disk').textContent = d.enabled ? texts[lang]['admin.disk'](d) : t('admin.off');
+  $('admin-bans').replaceChildren(...a.bans.map((b) => el('tr', { 'data-source': b.source },
+    td(b.source), td(b.user), td(fmtTime(b.until)),
+    el('td', {}, el('button', { type: 'button', class: 'secondary', onclick: async () => { await api('POST', '/api/v1/admin/unban', { source: b.source }); loadAdmin(); } }, t('admin.unban'))))));
 }
 
 async function transfer(id) {
