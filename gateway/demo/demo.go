@@ -1,22 +1,35 @@
 // Package demo runs callgate inside a simulated office: a stand-in for the
-// Mango Office VPBX and SIP phones that register, all on loopback, so a
-// newcomer sees the product work with no setup.
+// Mango Office VPBX, SIP phones that answer and talk with tones, RetailCRM
+// and Megaplan stand-ins with a known client and her responsible manager,
+// and scripted traffic (inbound, outbound, missed, transferred and
+// click-to-call calls), all on loopback, so a newcomer sees every feature
+// work in the console with no setup.
 package demo
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"callgate/configs"
+	"callgate/crm/crmtest"
 	"callgate/gateway"
+	"callgate/gateway/calls"
 	"callgate/gateway/config"
 	"callgate/sip/siptest"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Options for Run.
@@ -31,6 +44,17 @@ type Summary struct {
 	PhoneRegistrations int
 	UpstreamRegistered int
 	Keepalives         int
+	// Calls by kind, as callgate's history has them.
+	Inbound, Outbound, Missed, Transferred, ClickToCall int
+	Recordings                                          int
+	RecordingBytes                                      int64
+	RetailPopups, RetailHistory, MegaplanCalls          int
+}
+
+// Demo logins for the console.
+var logins = []struct{ employee, password, role string }{
+	{"ivanov", "demo-ivanov", "admin"},
+	{"petrov", "demo-petrov", "employee"},
 }
 
 func freePort(network string) (int, error) {
@@ -67,7 +91,43 @@ func Config(httpAddr, dataDir string) (*config.Config, error) {
 	if httpAddr != "" {
 		cfg.HTTP.Listen = httpAddr
 	}
+	if host, port, err := net.SplitHostPort(cfg.HTTP.Listen); err == nil && port == "0" {
+		// Recording links and CRM callbacks need the real address.
+		p, err := freePort("tcp")
+		if err != nil {
+			return nil, err
+		}
+		cfg.HTTP.Listen = net.JoinHostPort(host, strconv.Itoa(p))
+	}
+	cfg.HTTP.PublicURL = "http://" + cfg.HTTP.Listen
+	for i := range cfg.Employees {
+		for _, l := range logins {
+			if l.employee == cfg.Employees[i].ID {
+				h, err := bcrypt.GenerateFromPassword([]byte(l.password), bcrypt.MinCost)
+				if err != nil {
+					return nil, err
+				}
+				cfg.Employees[i].PasswordHash, cfg.Employees[i].Role = string(h), l.role
+			}
+		}
+	}
 	return cfg, nil
+}
+
+// crms starts the CRM stand-ins with the demo's client and points the
+// configuration at them.
+func crms(cfg *config.Config) (*crmtest.RetailCRM, *crmtest.Megaplan) {
+	rc := crmtest.NewRetailCRM("demo-retail-key-0123456789")
+	rc.AddCustomer("Анна", "Смирнова", knownClient)
+	rc.SetManager(knownClient, 7)
+	mp := crmtest.NewMegaplan("demo@office", "demo-megaplan-pass", 0)
+	mp.AddContractor("Анна Смирнова", "+"+knownClient)
+	mp.SetRoute("+"+knownClient, "1000007")
+	cfg.CRM.RetailCRM = config.RetailCRM{Enabled: true, URL: rc.URL, APIKey: "demo-retail-key-0123456789", Site: "demo-shop",
+		ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: config.Duration(10 * time.Second)}
+	cfg.CRM.Megaplan = config.Megaplan{Enabled: true, URL: mp.URL, Username: "demo@office", Password: "demo-megaplan-pass",
+		RPS: 20, Poll: config.Duration(10 * time.Second), RetryMax: config.Duration(10 * time.Second)}
+	return rc, mp
 }
 
 // Run starts the VPBX stand-in, callgate and the phones, and narrates until
@@ -86,6 +146,9 @@ func Run(ctx context.Context, o Options) error {
 	for _, a := range cfg.Upstream.Accounts {
 		accounts[a.User] = a.Password
 	}
+	rc, mp := crms(cfg)
+	defer rc.Close()
+	defer mp.Close()
 	vpbx, err := siptest.NewVPBX(siptest.VPBXConfig{Domain: cfg.Upstream.Domain, Accounts: accounts, Grant: 60})
 	if err != nil {
 		return fmt.Errorf("start VPBX stand-in: %w", err)
@@ -120,9 +183,15 @@ func Run(ctx context.Context, o Options) error {
 	say("  health:  curl http://%s/readyz", g.HTTPAddr())
 	say("  metrics: curl -H 'Authorization: Bearer %s' http://%s/metrics", cfg.HTTP.APITokens[0], g.HTTPAddr())
 	say("simulated VPBX (Mango Office stand-in) at %s, accounts %v", vpbx.Addr(), keys(accounts))
+	say("CRM stand-ins: RetailCRM %s, Megaplan %s (client Анна Смирнова +%s, her manager ivanov)", rc.URL, mp.URL, knownClient)
+	say("console: http://%s/", g.HTTPAddr())
+	for _, l := range logins {
+		say("  login %s, password %s (%s)", l.employee, l.password, l.role)
+	}
 
 	var sum Summary
 	var mu sync.Mutex
+	seen := map[string]bool{} // phones whose first keepalive was told
 	go func() {
 		for {
 			select {
@@ -141,6 +210,8 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}()
 
+	of := &office{vpbx: vpbx, phones: map[string]*siptest.Phone{}, say: say, api: g.HTTPAddr(), token: cfg.HTTP.APITokens[0],
+		answered: map[string]chan *siptest.Call{}}
 	var phones []*siptest.Phone
 	defer func() {
 		for _, p := range phones {
@@ -154,6 +225,8 @@ func Run(ctx context.Context, o Options) error {
 				return err
 			}
 			phones = append(phones, p)
+			of.phones[ext] = p
+			go of.phone(ctx, p)
 			go func(p *siptest.Phone, name string) {
 				for {
 					select {
@@ -161,8 +234,12 @@ func Run(ctx context.Context, o Options) error {
 						if req.Method == "OPTIONS" {
 							mu.Lock()
 							sum.Keepalives++
+							first := !seen[p.User()]
+							seen[p.User()] = true
 							mu.Unlock()
-							say("phone %s (%s): keepalive OPTIONS from callgate", p.User(), name)
+							if first {
+								say("phone %s (%s): keepalive OPTIONS from callgate (every 5 s from now on)", p.User(), name)
+							}
 						}
 					case <-ctx.Done():
 						return
@@ -186,16 +263,74 @@ func Run(ctx context.Context, o Options) error {
 		}
 		say("phone %s at %s: REGISTER -> %d %s", p.User(), p.Addr(), res.StatusCode, res.Reason)
 	}
-	say("running; press Ctrl+C to stop")
+	say("running: a call of every kind every few seconds; press Ctrl+C to stop")
+	go of.clients(ctx)
+	scripted := make(chan struct{})
+	go func() { defer close(scripted); of.script(ctx) }()
 	<-ctx.Done()
+	<-scripted
+	time.Sleep(500 * time.Millisecond) // last records and CRM deliveries
+	mu.Lock()
+	history(&sum, g.HTTPAddr(), cfg.HTTP.APITokens[0])
+	sum.Recordings, sum.RecordingBytes = recordings(cfg.Recording.Dir)
+	for _, e := range rc.Events() {
+		if e.Type == "in" || e.Type == "out" {
+			sum.RetailPopups++
+		}
+	}
+	sum.RetailHistory, sum.MegaplanCalls = len(rc.Calls()), len(mp.Calls())
+	mu.Unlock()
 	stopGateway()
 	err = <-done
 	stopped = true
 	mu.Lock()
-	say("summary: %d phone registrations, %d upstream registrations, %d keepalives answered by phones",
-		sum.PhoneRegistrations, sum.UpstreamRegistered, sum.Keepalives)
+	say("%s", sum)
 	mu.Unlock()
 	return err
+}
+
+// history counts the calls of the run by kind from callgate's API.
+func history(sum *Summary, addr, token string) {
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/calls?limit=500", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return
+	}
+	defer res.Body.Close()
+	var list struct{ Calls []calls.Record }
+	if json.NewDecoder(res.Body).Decode(&list) != nil {
+		return
+	}
+	for _, c := range list.Calls {
+		switch {
+		case c.Internal || c.Ended.IsZero():
+		case len(c.Transfers) > 0:
+			sum.Transferred++
+		case c.Origin == "click-to-call":
+			sum.ClickToCall++
+		case c.Direction == "outbound":
+			sum.Outbound++
+		case c.Answered.IsZero():
+			sum.Missed++
+		default:
+			sum.Inbound++
+		}
+	}
+}
+
+// recordings counts the recording files on disk and their size.
+func recordings(dir string) (int, int64) {
+	n, size := 0, int64(0)
+	_ = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() && strings.HasSuffix(p, ".wav") {
+			if info, err := e.Info(); err == nil {
+				n, size = n+1, size+info.Size()
+			}
+		}
+		return nil
+	})
+	return n, size
 }
 
 func keys(m map[string]string) []string {

@@ -43,7 +43,10 @@ func TestDemoShowsTheOfficeWorking(t *testing.T) {
 		"VPBX: account sales1 registered by callgate",
 		"VPBX: account sales2 registered by callgate",
 		"keepalive OPTIONS from callgate",
-		"summary: 3 phone registrations, 2 upstream registrations",
+		"console: http://127.0.0.1:",
+		"login ivanov, password demo-ivanov (admin)",
+		"summary: calls: ",
+		"3 phone registrations, 2 upstream registrations",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("demo output lacks %q", want)
