@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -182,4 +183,42 @@ site = "shop"
 	if res, _ := client.Get(base + "/api/v1/admin"); res.StatusCode != 403 {
 		t.Fatalf("an employee read the admin page: %d", res.StatusCode)
 	}
+}
+
+// Actions in Chromium: the click-to-call box on the second line of a
+// two-line employee rings that line first; a tel: link opened through the
+// console's protocol handler dials through callgate, on the line chosen.
+func TestConsoleClickToCallAndTelLinks(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	defer st.Close()
+	o := consoleOffice(t, st)
+	ctx := browser(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+	login(t, ctx, base, "ivanov")
+	handler := value(t, ctx, "tel: handler", chromedp.Poll[string](`document.body.dataset.telHandler || ''`))
+	if handler != "registered" {
+		t.Fatalf("tel: handler %q", handler)
+	}
+	browse(t, ctx, "dial from line 102",
+		chromedp.SendKeys(chromedp.ID("dial-number"), "8 (916) 765-43-21"),
+		chromedp.SetValue(chromedp.ID("dial-line"), "102"),
+		chromedp.Click(chromedp.ID("dial-submit")))
+	in := nextCall(t, o.phones["102"])
+	if in.From() != "79167654321" {
+		t.Fatalf("line 102 shows %q", in.From())
+	}
+	screenshot(t, ctx, "click-to-call")
+	_ = in.Reject(486, "Busy Here")
+	time.Sleep(time.Second) // the first call is over
+	browse(t, ctx, "open a tel: link", chromedp.Evaluate[chromedp.Void](`location.hash = '#/dial?number=`+url.QueryEscape("tel:+79161234567")+`'`))
+	select {
+	case in = <-o.phones["102"].Calls: // the line chosen in the box
+	case <-time.After(5 * time.Second):
+		state, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("dial-state")))
+		t.Fatalf("the tel: link rang nothing; the console says %q", state)
+	}
+	if in.From() != "79161234567" {
+		t.Fatalf("the tel: link rang 102 with %q", in.From())
+	}
+	_ = in.Reject(486, "Busy Here")
 }

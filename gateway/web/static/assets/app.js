@@ -18,6 +18,8 @@ const texts = {
     'popup.source': 'Источник', 'popup.company': 'Компания', 'popup.crm': 'Открыть в CRM',
     'popup.transfer': 'Перевести…', 'popup.hangup': 'Завершить', 'popup.transferTo': 'Перевести на добавочный или номер:',
     'role.employee': 'сотрудник', 'role.manager': 'руководитель', 'role.admin': 'администратор',
+    'dial.number': 'Номер клиента', 'dial.call': 'Позвонить', 'dial.line': 'линия', 'dial.ringing': 'Звоним: снимите трубку своего телефона',
+    'dial.failed': 'Не удалось позвонить',
     'nav.missed': 'Пропущенные', 'nav.stats': 'Статистика', 'nav.desks': 'Рабочее место',
     'desks.title': 'Рабочие места', 'desks.hint': 'Сядьте за общий телефон на смену: его номер будет звонить вам. С телефона: *77*ПИН, выход *77#.',
     'desks.desk': 'Место', 'desks.ext': 'Номер', 'desks.holder': 'Сейчас', 'desks.free': 'свободно',
@@ -52,6 +54,8 @@ const texts = {
     'popup.source': 'Source', 'popup.company': 'Company', 'popup.crm': 'Open in CRM',
     'popup.transfer': 'Transfer…', 'popup.hangup': 'Hang up', 'popup.transferTo': 'Transfer to extension or number:',
     'role.employee': 'employee', 'role.manager': 'manager', 'role.admin': 'admin',
+    'dial.number': 'Client number', 'dial.call': 'Call', 'dial.line': 'line', 'dial.ringing': 'Calling: pick up your phone',
+    'dial.failed': 'The call could not be placed',
     'nav.missed': 'Missed', 'nav.stats': 'Statistics', 'nav.desks': 'Desk',
     'desks.title': 'Shared desks', 'desks.hint': 'Take a shared phone for your shift: its number rings you. On the phone: *77*PIN, log out with *77#.',
     'desks.desk': 'Desk', 'desks.ext': 'Extension', 'desks.holder': 'Now', 'desks.free': 'free',
@@ -138,6 +142,7 @@ async function boot() {
   $('logout').addEventListener('click', logout);
   $('login-form').addEventListener('submit', login);
   $('missed-open').addEventListener('change', loadMissed);
+  $('dial-form').addEventListener('submit', (e) => { e.preventDefault(); dial($('dial-number').value); });
   $('stats-form').addEventListener('submit', (e) => { e.preventDefault(); loadStats(); });
   $('search').addEventListener('input', () => { clearTimeout(boot.timer); boot.timer = setTimeout(loadCalls, 250); });
   window.addEventListener('hashchange', route);
@@ -182,6 +187,10 @@ function start(s) {
   $('top').hidden = false;
   $('who').textContent = `${s.name || s.employee} · ${t('role.' + s.role)}`;
   $('nav-admin').hidden = s.role !== 'admin';
+  const lines = s.extensions || [];
+  $('dial-line').replaceChildren(...lines.map((x) => el('option', { value: x }, `${t('dial.line')} ${x}`)));
+  $('dial-line').hidden = lines.length < 2;
+  registerTel();
   listen();
   route();
   api('GET', '/api/v1/desks').then((r) => { $('nav-desks').hidden = r.status !== 200 || r.data.desks.length === 0; });
@@ -189,8 +198,17 @@ function start(s) {
 
 function route() {
   if (!session) return;
-  const view = (location.hash.replace(/^#\//, '') || 'calls').split('?')[0];
+  const [view, query] = (location.hash.replace(/^#\//, '') || 'calls').split('?');
   switch (view) {
+    case 'dial': {
+      // A tel: link opened through the console's protocol handler.
+      const number = decodeURIComponent(new URLSearchParams(query || '').get('number') || '').replace(/^tel:/i, '');
+      history.replaceState(null, '', '#/calls');
+      show('calls');
+      loadCalls();
+      if (number) { $('dial-number').value = number; dial(number); }
+      break;
+    }
     case 'missed':
       show('missed');
       loadMissed();
@@ -407,6 +425,24 @@ async function loadAdmin() {
   $('admin-bans').replaceChildren(...a.bans.map((b) => el('tr', { 'data-source': b.source },
     td(b.source), td(b.user), td(fmtTime(b.until)),
     el('td', {}, el('button', { type: 'button', class: 'secondary', onclick: async () => { await api('POST', '/api/v1/admin/unban', { source: b.source }); loadAdmin(); } }, t('admin.unban'))))));
+}
+
+// registerTel makes the console the browser's handler for tel: links, so a
+// phone number clicked in any CRM page dials through callgate.
+function registerTel() {
+  try {
+    navigator.registerProtocolHandler('tel', location.origin + '/#/dial?number=%s');
+    document.body.dataset.telHandler = 'registered';
+  } catch (e) {
+    document.body.dataset.telHandler = 'refused';
+  }
+}
+
+async function dial(number) {
+  const body = { employee: session.employee, number: number.trim() };
+  if (!$('dial-line').hidden) body.line = $('dial-line').value;
+  const r = await api('POST', '/api/v1/calls', body);
+  $('dial-state').textContent = r.status === 201 ? t('dial.ringing') : `${t('dial.failed')}: ${(r.data && r.data.error && r.data.error.message) || r.status}`;
 }
 
 async function transfer(id) {
