@@ -124,6 +124,18 @@ func TestConsoleInChromium(t *testing.T) {
 
 	browse(t, ctx, "open the login page", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("login-form")))
 	screenshot(t, ctx, "login")
+	// Everything the first load transferred: the page, its assets and the
+	// session probe (the console fetches nothing from elsewhere).
+	loaded := value(t, ctx, "first load size", chromedp.Evaluate[[]float64](
+		`[...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')].map(e => e.transferSize)`))
+	total := 0.0
+	for _, n := range loaded {
+		total += n
+	}
+	t.Logf("console first load: %d requests, %.1f KB transferred", len(loaded), total/1024)
+	if total <= 0 || total > 300*1024 {
+		t.Fatalf("console first load transferred %.0f bytes, want 0 < n < 300 KB", total)
+	}
 	browse(t, ctx, "wrong password",
 		chromedp.SendKeys(chromedp.ID("login-user"), "ivanov"), chromedp.SendKeys(chromedp.ID("login-password"), "wrong-password"),
 		chromedp.Click(chromedp.ID("login-submit")), chromedp.WaitVisible(chromedp.ID("login-error")))
