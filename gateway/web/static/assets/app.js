@@ -16,7 +16,7 @@ const texts = {
     download: 'Скачать', 'popup.incoming': 'Входящий звонок', 'popup.outgoing': 'Исходящий звонок',
     'popup.unknown': 'Неизвестный клиент', 'popup.talking': 'Разговор', 'popup.trunk': 'Линия',
     'popup.source': 'Источник', 'popup.company': 'Компания', 'popup.crm': 'Открыть в CRM',
-    'popup.transfer': 'Перевести…', 'popup.hangup': 'Завершить', 'popup.transferTo': 'Перевести на добавочный или номер:',
+    'popup.transfer': 'Перевести…', 'popup.hangup': 'Завершить', 'popup.transferTo': 'Добавочный или номер',
     'role.employee': 'сотрудник', 'role.manager': 'руководитель', 'role.admin': 'администратор',
     'dial.number': 'Номер клиента', 'dial.call': 'Позвонить', 'dial.line': 'линия', 'dial.ringing': 'Звоним: снимите трубку своего телефона',
     'dial.failed': 'Не удалось позвонить',
@@ -52,7 +52,7 @@ const texts = {
     download: 'Download', 'popup.incoming': 'Incoming call', 'popup.outgoing': 'Outgoing call',
     'popup.unknown': 'Unknown client', 'popup.talking': 'Talking', 'popup.trunk': 'Line',
     'popup.source': 'Source', 'popup.company': 'Company', 'popup.crm': 'Open in CRM',
-    'popup.transfer': 'Transfer…', 'popup.hangup': 'Hang up', 'popup.transferTo': 'Transfer to extension or number:',
+    'popup.transfer': 'Transfer…', 'popup.hangup': 'Hang up', 'popup.transferTo': 'Extension or number',
     'role.employee': 'employee', 'role.manager': 'manager', 'role.admin': 'admin',
     'dial.number': 'Client number', 'dial.call': 'Call', 'dial.line': 'line', 'dial.ringing': 'Calling: pick up your phone',
     'dial.failed': 'The call could not be placed',
@@ -296,9 +296,12 @@ async function popup(d) {
   fact('popup.trunk', d.trunk_number || d.account);
   const tr = d.tracking;
   if (tr && tr.source && tr.source !== tr.number) fact('popup.source', [tr.source, tr.medium, tr.campaign].filter(Boolean).join(' / '));
+  const to = el('input', { class: 'transfer-to', type: 'text', placeholder: t('popup.transferTo'), hidden: '' });
+  const go = el('button', { type: 'button', class: 'transfer-go', hidden: '', onclick: () => transfer(d.call_id, to.value) }, 'OK');
   const actions = el('div', { class: 'actions' },
-    el('button', { class: 'secondary', type: 'button', onclick: () => transfer(d.call_id) }, t('popup.transfer')),
-    el('button', { type: 'button', onclick: () => api('DELETE', '/api/v1/calls/' + encodeURIComponent(d.call_id)) }, t('popup.hangup')));
+    el('button', { class: 'secondary transfer', type: 'button', onclick: () => { to.hidden = false; go.hidden = false; to.focus(); } }, t('popup.transfer')),
+    el('button', { class: 'hangup', type: 'button', onclick: () => api('DELETE', '/api/v1/calls/' + encodeURIComponent(d.call_id)) }, t('popup.hangup')),
+    to, go);
   const card = el('div', { class: 'popup', id: 'popup-' + d.call_id },
     el('div', { class: 'state' }, t(d.direction === 'outbound' ? 'popup.outgoing' : 'popup.incoming')),
     name, el('div', { class: 'num' }, number), facts, actions);
@@ -445,9 +448,8 @@ async function dial(number) {
   $('dial-state').textContent = r.status === 201 ? t('dial.ringing') : `${t('dial.failed')}: ${(r.data && r.data.error && r.data.error.message) || r.status}`;
 }
 
-async function transfer(id) {
-  const to = prompt(t('popup.transferTo'));
-  if (to) await api('POST', `/api/v1/calls/${encodeURIComponent(id)}/transfer`, { to: to.trim(), mode: 'blind' });
+async function transfer(id, to) {
+  if (to.trim()) await api('POST', `/api/v1/calls/${encodeURIComponent(id)}/transfer`, { to: to.trim(), mode: 'blind' });
 }
 
 document.addEventListener('DOMContentLoaded', boot);

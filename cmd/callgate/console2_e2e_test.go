@@ -222,3 +222,61 @@ func TestConsoleClickToCallAndTelLinks(t *testing.T) {
 	}
 	_ = in.Reject(486, "Busy Here")
 }
+
+// The popup card's buttons in Chromium: "hang up" ends a ringing call,
+// "transfer to…" sends an answered call to another extension.
+func TestConsolePopupActions(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	defer st.Close()
+	o := consoleOffice(t, st)
+	ctx := browser(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+	login(t, ctx, base, "ivanov")
+	callCtx := withTimeout(t, 40*time.Second)
+
+	// Hang up a ringing call from the card.
+	refused := make(chan error, 1)
+	go func() {
+		_, err := o.vpbx.Invite(callCtx, "sales1", "79160000001", siptest.SDP("127.0.0.1:30940"))
+		refused <- err
+	}()
+	l1, l2 := nextCall(t, o.phones["101"]), nextCall(t, o.phones["102"])
+	browse(t, ctx, "hang up from the card", chromedp.WaitVisible(chromedp.CSS(".popup .hangup")), chromedp.Click(chromedp.CSS(".popup .hangup")))
+	if err := <-refused; err == nil {
+		t.Fatal("the call hung up from the console was answered")
+	}
+	<-l1.Gone()
+	<-l2.Gone()
+	if rec := o.lastCall(); rec.HangupBy != "api" {
+		t.Fatalf("hung up by %q (%s)", rec.HangupBy, rec.Reason)
+	}
+
+	// Transfer an answered call from the card to petrov's 103.
+	vpbx := make(chan *siptest.Call, 1)
+	go func() {
+		c, _ := o.vpbx.Invite(callCtx, "sales1", "79160000002", siptest.SDP("127.0.0.1:30941"))
+		vpbx <- c
+	}()
+	in, other := nextCall(t, o.phones["101"]), nextCall(t, o.phones["102"])
+	ivanov, err := in.Answer(callCtx, siptest.SDP("127.0.0.1:30942"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-other.Gone()
+	client := <-vpbx
+	browse(t, ctx, "transfer from the card",
+		chromedp.WaitVisible(chromedp.CSS(".popup .transfer")),
+		chromedp.Click(chromedp.CSS(".popup .transfer")),
+		chromedp.SendKeys(chromedp.CSS(".popup .transfer-to"), "103"),
+		chromedp.Click(chromedp.CSS(".popup .transfer-go")))
+	petrov := nextCall(t, o.phones["103"])
+	if _, err := petrov.Answer(callCtx, siptest.SDP("127.0.0.1:30943")); err != nil {
+		t.Fatal(err)
+	}
+	<-ivanov.Done()
+	_ = client.Hangup(callCtx)
+	rec := o.lastCall()
+	if len(rec.Transfers) != 1 || rec.Transfers[0].To != "petrov" || len(rec.Legs) != 2 || rec.Legs[1].Employee != "petrov" {
+		t.Fatalf("transfers %+v, legs %+v", rec.Transfers, rec.Legs)
+	}
+}
