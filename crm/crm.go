@@ -109,6 +109,16 @@ type Client struct {
 	Company string `json:"company,omitempty"`
 	// URL opens the client's card in the CRM.
 	URL string `json:"url,omitempty"`
+	// Site is the shop the client belongs to (RetailCRM).
+	Site string `json:"site,omitempty"`
+	// Deals are the client's orders or deals, with links into the CRM.
+	Deals []Link `json:"deals,omitempty"`
+}
+
+// Link is a titled link into a CRM.
+type Link struct {
+	Title string `json:"title"`
+	URL   string `json:"url"`
 }
 
 // ClientFinder is a connector that can look a caller up by phone (E.164);

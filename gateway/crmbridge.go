@@ -295,7 +295,11 @@ func (g *Gateway) clientLookup(ctx context.Context, phone string) (*api.ClientIn
 	for _, ch := range chans {
 		a := <-ch
 		if a.c != nil {
-			return &api.ClientInfo{CRM: a.c.CRM, Name: a.c.Name, Company: a.c.Company, URL: a.c.URL}, nil
+			info := &api.ClientInfo{CRM: a.c.CRM, Name: a.c.Name, Company: a.c.Company, URL: a.c.URL, Site: a.c.Site}
+			for _, d := range a.c.Deals {
+				info.Deals = append(info.Deals, api.Link{Title: d.Title, URL: d.URL})
+			}
+			return info, nil
 		}
 		if a.err != nil {
 			errs = append(errs, a.err)

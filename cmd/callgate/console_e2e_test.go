@@ -117,7 +117,7 @@ func login(t *testing.T, ctx context.Context, base, user string) {
 func TestConsoleInChromium(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	st.AddCustomer("Анна", "Смирнова", "79161234567")
+	st.AddOrder(st.AddCustomer("Анна", "Смирнова", "79161234567"), "1042A", "shop")
 	o := consoleOffice(t, st)
 	ctx := browser(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
@@ -164,6 +164,11 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	if name != "Анна Смирнова" {
 		t.Fatalf("popup card after %s shows %q", time.Since(start), name)
+	}
+	card := value(t, ctx, "the card's facts", chromedp.Evaluate[[]string](
+		`[document.querySelector('.popup dl').innerText, document.querySelector('.popup .deals a').href, document.querySelector('.popup .crm-link').href]`))
+	if !strings.Contains(card[0], "shop") || !strings.Contains(card[0], "№ 1042A") || !strings.HasSuffix(card[1], "/orders/100/edit") || !strings.Contains(card[2], "/customers/1") {
+		t.Fatalf("popup card facts %q", card)
 	}
 	screenshot(t, ctx, "popup")
 

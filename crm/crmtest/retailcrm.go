@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -131,12 +132,26 @@ type RetailCustomer struct {
 
 // RetailOrder is an order created through the API.
 type RetailOrder struct {
+	ID         int    `json:"id,omitempty"`     // given by the stand-in
+	Number     string `json:"number,omitempty"` // given by the stand-in
 	ExternalID string `json:"externalId"`
 	Customer   struct {
+		ID         int    `json:"id,omitempty"`
 		ExternalID string `json:"externalId"`
 	} `json:"customer"`
 	ManagerID int    `json:"managerId"`
 	Phone     string `json:"phone"`
+	Site      string `json:"site,omitempty"`
+}
+
+// AddOrder creates an order of a customer the way a manager does.
+func (r *RetailCRM) AddOrder(customerID int, number, site string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o := RetailOrder{ID: 100 + len(r.orders), Number: number, ExternalID: fmt.Sprint("ui-order-", len(r.orders)+1), Site: site}
+	o.Customer.ID = customerID
+	r.orders = append(r.orders, o)
+	return o.ID
 }
 
 // AddCustomer creates a customer the way a manager does in RetailCRM.
@@ -316,6 +331,10 @@ func (r *RetailCRM) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	if req.Method == http.MethodGet && req.URL.Path == "/api/v5/telephony/manager" {
 		r.manager(w, req)
+		return
+	}
+	if req.Method == http.MethodGet && req.URL.Path == "/api/v5/orders" {
+		r.findOrders(w, req)
 		return
 	}
 	if req.Method == http.MethodGet && req.URL.Path == "/api/v5/customers" {
@@ -529,6 +548,24 @@ func (r *RetailCRM) findCustomers(w http.ResponseWriter, req *http.Request) {
 		found = []RetailCustomer{}
 	}
 	retailOK(w, map[string]any{"pagination": map[string]int{"limit": 20, "totalCount": len(found), "currentPage": 1, "totalPageCount": 1}, "customers": found})
+}
+
+// findOrders answers GET orders?filter[customerId]=N.
+func (r *RetailCRM) findOrders(w http.ResponseWriter, req *http.Request) {
+	id, err := strconv.Atoi(req.URL.Query().Get("filter[customerId]"))
+	if err != nil {
+		retailError(w, 400, "Errors in the input parameters", map[string]string{"filter[customerId]": "an integer is expected"})
+		return
+	}
+	r.mu.Lock()
+	found := []RetailOrder{}
+	for _, o := range r.orders {
+		if o.Customer.ID == id {
+			found = append(found, o)
+		}
+	}
+	r.mu.Unlock()
+	retailOK(w, map[string]any{"pagination": map[string]int{"limit": 20, "totalCount": len(found), "currentPage": 1, "totalPageCount": 1}, "orders": found})
 }
 
 // created handles customers/create and orders/create alike: no rights →

@@ -515,11 +515,54 @@ func (c *Connector) Client(ctx context.Context, phone string) (*crm.Client, erro
 		return nil, err
 	}
 	k := list[0]
-	cl := &crm.Client{CRM: "retailcrm", Name: strings.TrimSpace(k.FirstName + " " + k.LastName)}
+	base := strings.TrimRight(c.cfg.URL, "/")
+	cl := &crm.Client{CRM: "retailcrm", Name: strings.TrimSpace(k.FirstName + " " + k.LastName), Site: c.cfg.Site}
 	if k.ID > 0 {
-		cl.URL = strings.TrimRight(c.cfg.URL, "/") + "/customers/" + strconv.Itoa(k.ID)
+		cl.URL = base + "/customers/" + strconv.Itoa(k.ID)
+		// Orders are extra: the card shows the client without them.
+		if orders, err := c.orders(ctx, k.ID); err == nil {
+			for _, o := range orders {
+				cl.Deals = append(cl.Deals, crm.Link{Title: "№ " + o.Number, URL: base + "/orders/" + strconv.Itoa(o.ID) + "/edit"})
+				if o.Site != "" {
+					cl.Site = o.Site
+				}
+			}
+		}
 	}
 	return cl, nil
+}
+
+type order struct {
+	ID     int    `json:"id"`
+	Number string `json:"number"`
+	Site   string `json:"site"`
+}
+
+// orders lists a customer's latest orders.
+func (c *Connector) orders(ctx context.Context, customerID int) ([]order, error) {
+	if err := c.general.Wait(ctx); err != nil {
+		return nil, err
+	}
+	q := url.Values{"filter[customerId]": {strconv.Itoa(customerID)}, "limit": {"20"}}
+	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(c.cfg.URL, "/")+"/api/v5/orders?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("X-API-KEY", c.cfg.APIKey)
+	res, err := c.http.Do(req)
+	if err != nil {
+		c.count("error")
+		return nil, fmt.Errorf("retailcrm orders: %w", errors.Unwrap(err))
+	}
+	defer res.Body.Close()
+	c.count(strconv.Itoa(res.StatusCode))
+	var body struct {
+		Orders []order `json:"orders"`
+	}
+	if res.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(res.Body, 4<<20)).Decode(&body) != nil {
+		return nil, fmt.Errorf("retailcrm orders: %d", res.StatusCode)
+	}
+	return body.Orders, nil
 }
 
 func (c *Connector) customers(ctx context.Context, phone string) ([]customer, error) {

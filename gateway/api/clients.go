@@ -12,7 +12,15 @@ type ClientInfo struct {
 	Name    string `json:"name"`
 	Company string `json:"company,omitempty"`
 	// URL opens the client's card in the CRM.
-	URL string `json:"url,omitempty"`
+	URL   string `json:"url,omitempty"`
+	Site  string `json:"site,omitempty"`
+	Deals []Link `json:"deals,omitempty"`
+}
+
+// Link is a titled link into a CRM.
+type Link struct {
+	Title string `json:"title"`
+	URL   string `json:"url"`
 }
 
 // ClientLookup finds a caller in the CRMs by phone (nil, nil: unknown).
@@ -39,7 +47,11 @@ func (s *Server) clientRoutes(mux *http.ServeMux) {
 			if c.URL != "" {
 				links = append(links, map[string]string{"title": c.CRM, "url": c.URL})
 			}
-			writeJSON(w, http.StatusOK, map[string]any{"crm": c.CRM, "name": c.Name, "company": c.Company, "links": links})
+			deals := c.Deals
+			if deals == nil {
+				deals = []Link{}
+			}
+			writeJSON(w, http.StatusOK, map[string]any{"crm": c.CRM, "name": c.Name, "company": c.Company, "site": c.Site, "links": links, "deals": deals})
 		}
 	})))
 }
