@@ -71,6 +71,7 @@ func (g *Gateway) newAPI() error {
 	}
 	srv.Zone, _ = time.LoadLocation(g.cfg.Console.TimeZone)
 	srv.Sessions.Zone = srv.Zone
+	srv.OutOfHours = g.cfg.Console.OutOfHours()
 	srv.Sessions.Names = map[string]string{}
 	for _, e := range g.cfg.Employees {
 		srv.Sessions.Names[e.ID] = cmp.Or(e.Name, e.ID)

@@ -223,8 +223,9 @@ func TestConsoleClickToCallAndTelLinks(t *testing.T) {
 	_ = in.Reject(486, "Busy Here")
 }
 
-// The popup card's buttons in Chromium: "hang up" ends a ringing call,
-// "transfer to…" sends an answered call to another extension.
+// The popup card in Chromium: a browser notification when the tab is in
+// the background; "hang up" ends a ringing call, "transfer to…" sends an
+// answered call to another extension.
 func TestConsolePopupActions(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
@@ -233,6 +234,14 @@ func TestConsolePopupActions(t *testing.T) {
 	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
 	login(t, ctx, base, "ivanov")
 	callCtx := withTimeout(t, 40*time.Second)
+	// The tab is in the background and notifications are allowed: a
+	// ringing call must raise a browser notification (recorded by a stub,
+	// as headless Chromium shows none).
+	browse(t, ctx, "background tab", chromedp.Evaluate[chromedp.Void](`
+		window.shown = [];
+		window.Notification = class { constructor(title, opts) { window.shown.push(title + ': ' + opts.body); } };
+		window.Notification.permission = 'granted';
+		Object.defineProperty(document, 'hidden', { get: () => true });`))
 
 	// Hang up a ringing call from the card.
 	refused := make(chan error, 1)
@@ -242,6 +251,9 @@ func TestConsolePopupActions(t *testing.T) {
 	}()
 	l1, l2 := nextCall(t, o.phones["101"]), nextCall(t, o.phones["102"])
 	browse(t, ctx, "hang up from the card", chromedp.WaitVisible(chromedp.CSS(".popup .hangup")), chromedp.Click(chromedp.CSS(".popup .hangup")))
+	if shown := value(t, ctx, "notifications", chromedp.Evaluate[[]string](`window.shown`)); len(shown) != 1 || shown[0] != "Входящий звонок: +79160000001" {
+		t.Fatalf("notifications %q", shown)
+	}
 	if err := <-refused; err == nil {
 		t.Fatal("the call hung up from the console was answered")
 	}

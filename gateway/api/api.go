@@ -43,6 +43,8 @@ type Server struct {
 	Clients ClientLookup
 	// Zone is the office's time zone for per-day statistics.
 	Zone *time.Location
+	// OutOfHours tells missed calls outside business hours (nil: none).
+	OutOfHours func(time.Time) bool
 	// Desks are the shared desks for shift work (nil: none).
 	Desks Desks
 	// Admin is the admin page's snapshot, Unban lifts a SIP ban (nil: no

@@ -37,7 +37,8 @@ func (s *Server) reportRoutes(mux *http.ServeMux, store ReportStore) {
 		if !ok {
 			return
 		}
-		f := calls.MissedFilter{Employee: emp, Open: r.URL.Query().Get("open") == "1", Since: time.Now().AddDate(0, 0, -30), Limit: 500}
+		f := calls.MissedFilter{Employee: emp, Open: r.URL.Query().Get("open") == "1", Since: time.Now().AddDate(0, 0, -30), Limit: 500,
+			OutOfHours: s.OutOfHours}
 		list, err := store.Missed(f)
 		if err != nil {
 			Error(w, http.StatusInternalServerError, "store_error", "call history could not be read")

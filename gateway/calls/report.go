@@ -16,6 +16,9 @@ type Missed struct {
 	// call-back that got through, or the client calling again and
 	// getting through.
 	Handled bool `json:"handled"`
+	// Why is the reason: the call's result (no-answer, busy, abandoned,
+	// failed), or out-of-hours when it came outside business hours.
+	Why string `json:"why"`
 }
 
 // MissedFilter selects missed calls.
@@ -24,6 +27,9 @@ type MissedFilter struct {
 	Open     bool   // only those not handled yet
 	Since    time.Time
 	Limit    int // default 100, at most 1000
+	// OutOfHours tells whether a time is outside business hours (nil:
+	// none configured).
+	OutOfHours func(time.Time) bool
 }
 
 // missedResults are the ends of an inbound call that count as missed.
@@ -69,7 +75,10 @@ func (s *Store) Missed(f MissedFilter) ([]Missed, error) {
 		if r.Direction != "inbound" || !missedResults[r.Result] || (f.Employee != "" && !involves(r, f.Employee)) {
 			return true
 		}
-		m := Missed{Record: *r, Handled: talked[r.Outside]}
+		m := Missed{Record: *r, Handled: talked[r.Outside], Why: r.Result}
+		if f.OutOfHours != nil && f.OutOfHours(r.Started) {
+			m.Why = "out-of-hours"
+		}
 		if !f.Open || !m.Handled {
 			out = append(out, m)
 		}

@@ -97,3 +97,19 @@ func TestStatsPerEmployeeAndDay(t *testing.T) {
 		t.Fatalf("petrov's own stats %+v", own)
 	}
 }
+
+func TestMissedOutOfHours(t *testing.T) {
+	s, day := reportStore(t)
+	// Business hours 10:00-18:00 UTC: m1 (09:00) came before opening.
+	list, err := s.Missed(MissedFilter{OutOfHours: func(at time.Time) bool { return at.Hour() < 10 || at.Hour() >= 18 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := map[string]string{}
+	for _, m := range list {
+		why[m.ID] = m.Why
+	}
+	if why["m1"] != "out-of-hours" || why["m2"] != "busy" || why["m3"] != "abandoned" {
+		t.Fatalf("reasons %v (day %s)", why, day)
+	}
+}

@@ -213,6 +213,48 @@ type Console struct {
 	SessionTTL Duration `toml:"session_ttl"`
 	// TimeZone is the office's zone for days in statistics.
 	TimeZone string `toml:"time_zone"`
+	// BusinessHours ("09:00-18:00") on BusinessDays ("mon".."sun") make
+	// missed calls outside them show "out of hours" (empty: none).
+	BusinessHours string   `toml:"business_hours"`
+	BusinessDays  []string `toml:"business_days"`
+}
+
+// OutOfHours returns whether a time is outside the configured business
+// hours, or nil when none are configured. The configuration must be valid.
+func (c Console) OutOfHours() func(time.Time) bool {
+	from, to, ok := c.hours()
+	if !ok {
+		return nil
+	}
+	loc, err := time.LoadLocation(c.TimeZone)
+	if err != nil {
+		loc = time.UTC
+	}
+	days := map[time.Weekday]bool{}
+	for _, d := range c.BusinessDays {
+		days[weekdays[d]] = true
+	}
+	return func(t time.Time) bool {
+		l := t.In(loc)
+		m := l.Hour()*60 + l.Minute()
+		return !days[l.Weekday()] || m < from || m >= to
+	}
+}
+
+var weekdays = map[string]time.Weekday{"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday,
+	"thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday}
+
+// hours parses BusinessHours into minutes of the day.
+func (c Console) hours() (int, int, bool) {
+	var h1, m1, h2, m2 int
+	if c.BusinessHours == "" {
+		return 0, 0, false
+	}
+	if n, err := fmt.Sscanf(c.BusinessHours, "%d:%d-%d:%d", &h1, &m1, &h2, &m2); err != nil || n != 4 ||
+		h1 < 0 || h1 > 23 || m1 < 0 || m1 > 59 || h2 < 0 || h2 > 24 || m2 < 0 || m2 > 59 || h1*60+m1 >= h2*60+m2 {
+		return 0, 0, false
+	}
+	return h1*60 + m1, h2*60 + m2, true
 }
 
 // CRM configures the outbound-only CRM connectors.
@@ -321,7 +363,8 @@ func Defaults() Config {
 		Routing: Routing{CRMBudget: Duration(300 * time.Millisecond), ResponsibleTimeout: Duration(15 * time.Second), CacheTTL: Duration(10 * time.Minute)},
 		CRM: CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: Duration(5 * time.Minute)},
 			Megaplan: Megaplan{RPS: 3, Poll: Duration(time.Minute), RetryMax: Duration(5 * time.Minute)}},
-		Mango:   Mango{URL: "https://app.mango-office.ru/vpbx/", Budget: Duration(time.Second)},
-		Console: Console{Visibility: "own", SessionTTL: Duration(12 * time.Hour), TimeZone: "Europe/Moscow"},
+		Mango: Mango{URL: "https://app.mango-office.ru/vpbx/", Budget: Duration(time.Second)},
+		Console: Console{Visibility: "own", SessionTTL: Duration(12 * time.Hour), TimeZone: "Europe/Moscow",
+			BusinessDays: []string{"mon", "tue", "wed", "thu", "fri"}},
 	}
 }

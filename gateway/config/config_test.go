@@ -106,6 +106,8 @@ func TestBrokenConfigs(t *testing.T) {
 		{"megaplan rps", "[crm.megaplan]\nenabled = true\nurl = \"https://office.megaplan.ru\"\nusername = \"api\"\npassword = \"x\"\nrps = 0.0\n", "6: crm.megaplan.rps"},
 		{"unknown tracking", strings.Replace(goodBase, `employee = "ivanov"`, "employee = \"ivanov\"\ntracking = \"utm\"", 1), "12: upstream.account[0].tracking: unknown value \"utm\""},
 		{"dynamic tracking without mango key", strings.Replace(goodBase, `employee = "ivanov"`, "employee = \"ivanov\"\ntracking = \"dynamic\"", 1), " mango.api_key: missing api_key"},
+		{"business hours", "[console]\nbusiness_hours = \"18:00-09:00\"\n", "2: console.business_hours: \"18:00-09:00\" is not a time range"},
+		{"business day", "[console]\nbusiness_days = [\"mon\", \"funday\"]\n", "2: console.business_days[1]: unknown day"},
 		{"ban per ip below", "[sip.ban]\nmax_failures = 10\nmax_failures_per_ip = 3\n", "3: sip.ban.max_failures_per_ip"},
 	}
 	for _, tc := range cases {
@@ -163,4 +165,25 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("empty error")
 		}
 	})
+}
+
+func TestOutOfHours(t *testing.T) {
+	c := Defaults().Console
+	if c.OutOfHours() != nil {
+		t.Fatal("no business hours configured, yet a check")
+	}
+	c.BusinessHours = "09:00-18:00"
+	out := c.OutOfHours()
+	msk := time.FixedZone("MSK", 3*3600)
+	for at, want := range map[time.Time]bool{
+		time.Date(2026, 11, 30, 9, 0, 0, 0, msk):       false, // Monday, opening
+		time.Date(2026, 11, 30, 17, 59, 0, 0, msk):     false,
+		time.Date(2026, 11, 30, 18, 0, 0, 0, msk):      true,
+		time.Date(2026, 11, 30, 5, 59, 0, 0, time.UTC): true, // 08:59 in Moscow
+		time.Date(2026, 11, 29, 12, 0, 0, 0, msk):      true, // Sunday
+	} {
+		if out(at) != want {
+			t.Errorf("%s: out of hours %v, want %v", at, !want, want)
+		}
+	}
 }

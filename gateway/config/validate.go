@@ -527,6 +527,14 @@ func (v *validator) console(c *Console) {
 	if _, err := time.LoadLocation(c.TimeZone); err != nil {
 		v.bad("console.time_zone", `an IANA zone, e.g. "Europe/Moscow"`, "%v", err)
 	}
+	if _, _, ok := c.hours(); c.BusinessHours != "" && !ok {
+		v.bad("console.business_hours", `"HH:MM-HH:MM", e.g. "09:00-18:00"`, "%q is not a time range", c.BusinessHours)
+	}
+	for i, d := range c.BusinessDays {
+		if _, ok := weekdays[d]; !ok {
+			v.bad(fmt.Sprintf("console.business_days[%d]", i), `"mon", "tue", "wed", "thu", "fri", "sat" or "sun"`, "unknown day %q", d)
+		}
+	}
 }
 
 func (v *validator) crm(c *Config, employees map[string]bool) {

@@ -33,7 +33,7 @@ const texts = {
     'admin.disk': (v) => `${v.files} файлов, ${mb(v.bytes)} МБ; свободно ${mb(v.free_bytes)} МБ`, 'admin.off': 'Запись выключена',
     'missed.title': 'Пропущенные звонки', 'missed.openOnly': 'только необработанные', 'missed.empty': 'Пропущенных звонков нет',
     'col.reason': 'Причина', 'col.state': 'Состояние', 'col.employee': 'Сотрудник',
-    'why.no-answer': 'Нет ответа', 'why.busy': 'Занято', 'why.abandoned': 'Клиент положил трубку', 'why.failed': 'Сбой',
+    'why.no-answer': 'Нет ответа', 'why.busy': 'Занято', 'why.abandoned': 'Клиент положил трубку', 'why.failed': 'Сбой', 'why.out-of-hours': 'Вне рабочего времени',
     'missed.open': 'Не обработан', 'missed.handled': 'Обработан', 'missed.callBack': 'Перезвонить',
     'stats.title': 'Статистика', 'stats.from': 'С', 'stats.to': 'По', 'stats.show': 'Показать', 'stats.csv': 'CSV',
     'stats.in': 'Входящие', 'stats.out': 'Исходящие', 'stats.answered': 'Отвечено', 'stats.missed': 'Пропущено',
@@ -69,7 +69,7 @@ const texts = {
     'admin.disk': (v) => `${v.files} files, ${mb(v.bytes)} MB; ${mb(v.free_bytes)} MB free`, 'admin.off': 'Recording is off',
     'missed.title': 'Missed calls', 'missed.openOnly': 'open only', 'missed.empty': 'No missed calls',
     'col.reason': 'Reason', 'col.state': 'State', 'col.employee': 'Employee',
-    'why.no-answer': 'No answer', 'why.busy': 'Busy', 'why.abandoned': 'Caller hung up while ringing', 'why.failed': 'Failed',
+    'why.no-answer': 'No answer', 'why.busy': 'Busy', 'why.abandoned': 'Caller hung up while ringing', 'why.failed': 'Failed', 'why.out-of-hours': 'Out of hours',
     'missed.open': 'Open', 'missed.handled': 'Handled', 'missed.callBack': 'Call back',
     'stats.title': 'Statistics', 'stats.from': 'From', 'stats.to': 'To', 'stats.show': 'Show', 'stats.csv': 'CSV',
     'stats.in': 'Inbound', 'stats.out': 'Outbound', 'stats.answered': 'Answered', 'stats.missed': 'Missed',
@@ -340,7 +340,7 @@ async function loadMissed() {
     const back = el('button', { type: 'button', class: 'secondary', onclick: () => api('POST', '/api/v1/calls', { employee: session.employee, number }) }, t('missed.callBack'));
     return el('tr', { 'data-call': m.id },
       el('td', {}, fmtTime(m.started)), el('td', { class: 'client' }, number), el('td', {}, (m.rung || []).map(person).join(', ')),
-      el('td', { class: 'reason' }, t('why.' + m.result)),
+      el('td', { class: 'reason' }, t('why.' + (m.why || m.result))),
       el('td', { class: m.handled ? 'state-handled' : 'state-open' }, t(m.handled ? 'missed.handled' : 'missed.open')),
       el('td', {}, m.handled ? null : back));
   });
