@@ -1,6 +1,8 @@
 package main
 
 import (
+	"callgate/gateway/calls"
+	"callgate/gateway/store"
 	"fmt"
 	"net/http"
 	"net/http/cookiejar"
@@ -291,4 +293,62 @@ func TestConsolePopupActions(t *testing.T) {
 	if len(rec.Transfers) != 1 || rec.Transfers[0].To != "petrov" || len(rec.Legs) != 2 || rec.Legs[1].Employee != "petrov" {
 		t.Fatalf("transfers %+v, legs %+v", rec.Transfers, rec.Legs)
 	}
+}
+
+// Statistics for a seeded period in Chromium: a week in October written to
+// the database while callgate is stopped shows the expected figures.
+func TestConsoleStatisticsForSeededPeriod(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	defer st.Close()
+	o := consoleOffice(t, st)
+	o.d.stop()
+	db, err := store.Open(o.d.cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := calls.NewStore(db)
+	msk := moscow(t)
+	n := 0
+	put := func(day, hour int, dir, emp, result string, wait, talk float64) {
+		n++
+		at := time.Date(2026, 10, day, hour, 0, 0, 0, msk)
+		r := calls.Record{ID: fmt.Sprint("seed-", n), Direction: dir, Outside: fmt.Sprint("+7916000000", n), Rung: []string{emp},
+			Started: at, Ended: at.Add(time.Duration(wait+talk) * time.Second), Result: result, WaitSeconds: wait, TalkSeconds: talk}
+		if result == "answered" {
+			r.AnsweredBy, r.Answered = emp, at.Add(time.Duration(wait)*time.Second)
+			r.Legs = []calls.Leg{{N: 1, Employee: emp, Extension: "101", Answered: r.Answered, Ended: r.Ended, TalkSeconds: talk}}
+		}
+		if err := s.Put(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(5, 10, "inbound", "ivanov", "answered", 6, 120)
+	put(5, 11, "inbound", "ivanov", "answered", 2, 60)
+	put(5, 12, "inbound", "ivanov", "no-answer", 30, 0)
+	put(6, 10, "outbound", "ivanov", "answered", 4, 180)
+	put(6, 15, "inbound", "petrov", "busy", 1, 0)
+	put(12, 9, "inbound", "ivanov", "answered", 5, 30) // outside the period
+	db.Close()
+	o.d = startDaemon(t, o.d.cfg)
+	ctx := browser(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+	login(t, ctx, base, "ivanov")
+	browse(t, ctx, "the seeded week",
+		chromedp.Evaluate[chromedp.Void](`location.hash = '#/stats'`),
+		chromedp.WaitVisible(chromedp.ID("stats-form")),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('stats-from').value = '2026-10-05'; document.getElementById('stats-to').value = '2026-10-11'`),
+		chromedp.Click(chromedp.CSS(`#stats-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#stats-body tr[data-employee="ivanov"]`)))
+	cells := value(t, ctx, "ivanov's week", chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll('#stats-body tr[data-employee="ivanov"] td')].map(td => td.textContent)`))
+	// 3 inbound (2 answered, 1 missed), 1 outbound; talk 6:00, average 2:00, wait (6+2)/2 = 0:04.
+	want := []string{"Иванов Иван", "3", "1", "2", "1", "6:00", "2:00", "0:04"}
+	if strings.Join(cells, "|") != strings.Join(want, "|") {
+		t.Fatalf("ivanov's week %q, want %q", cells, want)
+	}
+	days := value(t, ctx, "bars", chromedp.Evaluate[int](`document.querySelectorAll('#stats-chart rect').length`))
+	if days != 3 { // Oct 5: answered and missed bars, Oct 6: answered (ivanov's own calls)
+		t.Fatalf("%d bars in the week's chart", days)
+	}
+	screenshot(t, ctx, "statistics-week")
 }
