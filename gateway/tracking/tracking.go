@@ -112,6 +112,7 @@ type Tracker struct {
 	mu       sync.Mutex
 	calls    map[string]*pending
 	troubled time.Time // when Mango last failed or was late
+	swept    time.Time
 }
 
 type pending struct {
@@ -132,9 +133,12 @@ func NewTracker(lookup func(context.Context, string) (*Visitor, error), budget t
 func (t *Tracker) Start(callID, number string) {
 	l := &pending{done: make(chan struct{}), started: time.Now()}
 	t.mu.Lock()
-	for id, old := range t.calls {
-		if time.Since(old.started) > time.Hour {
-			delete(t.calls, id)
+	if time.Since(t.swept) > time.Minute {
+		t.swept = time.Now()
+		for id, old := range t.calls {
+			if time.Since(old.started) > time.Hour {
+				delete(t.calls, id)
+			}
 		}
 	}
 	t.calls[callID] = l
