@@ -201,8 +201,9 @@ func TestConsoleInChromium(t *testing.T) {
 	// English.
 	browse(t, ctx, "switch to English", chromedp.Click(chromedp.ID("lang")))
 	nav := value(t, ctx, "the nav label", chromedp.Text(chromedp.ID("nav-calls")))
-	if nav != "Calls" {
-		t.Fatalf("nav says %q in English", nav)
+	who := value(t, ctx, "the role label", chromedp.Text(chromedp.ID("who")))
+	if nav != "Calls" || !strings.HasSuffix(who, "employee") {
+		t.Fatalf("nav says %q, the header %q in English", nav, who)
 	}
 	screenshot(t, ctx, "history-en")
 

@@ -95,7 +95,20 @@ function switchLang() {
   lang = lang === 'ru' ? 'en' : 'ru';
   localStorage.setItem('lang', lang);
   applyLang();
-  if (session) route();
+  if (session) {
+    labels();
+    route();
+  }
+}
+
+// labels writes the session's texts that depend on the language.
+function labels() {
+  $('who').textContent = `${session.name || session.employee} · ${t('role.' + session.role)}`;
+  const lines = session.extensions || [];
+  const chosen = $('dial-line').value;
+  $('dial-line').replaceChildren(...lines.map((x) => el('option', { value: x }, `${t('dial.line')} ${x}`)));
+  if (chosen) $('dial-line').value = chosen;
+  $('dial-line').hidden = lines.length < 2;
 }
 
 async function api(method, path, body) {
@@ -185,11 +198,8 @@ function start(s) {
   $('stats-to').value = s.today;
   $('stats-from').value = s.today.slice(0, 8) + '01';
   $('top').hidden = false;
-  $('who').textContent = `${s.name || s.employee} · ${t('role.' + s.role)}`;
   $('nav-admin').hidden = s.role !== 'admin';
-  const lines = s.extensions || [];
-  $('dial-line').replaceChildren(...lines.map((x) => el('option', { value: x }, `${t('dial.line')} ${x}`)));
-  $('dial-line').hidden = lines.length < 2;
+  labels();
   registerTel();
   listen();
   route();
@@ -202,7 +212,7 @@ function route() {
   switch (view) {
     case 'dial': {
       // A tel: link opened through the console's protocol handler.
-      const number = decodeURIComponent(new URLSearchParams(query || '').get('number') || '').replace(/^tel:/i, '');
+      const number = (new URLSearchParams(query || '').get('number') || '').replace(/^tel:/i, '');
       history.replaceState(null, '', '#/calls');
       show('calls');
       loadCalls();
