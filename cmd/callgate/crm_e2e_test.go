@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -276,55 +275,6 @@ func TestCRMOutageWithRestarts(t *testing.T) {
 			t.Fatalf("call %s stored twice", c.ExternalID)
 		}
 		ids[c.ExternalID] = true
-	}
-}
-
-// shortCall places an inbound call from the VPBX to account, which rings
-// ivanov's two lines; ivanov answers on 101 and the caller hangs up 300 ms
-// later. It returns how long after the INVITE the phone rang.
-func (o *office) shortCall(ctx context.Context, account, from string) time.Duration {
-	o.t.Helper()
-	done := make(chan struct{})
-	start := time.Now()
-	go func() {
-		defer close(done)
-		if c, err := o.vpbx.Invite(ctx, account, from, siptest.SDP("127.0.0.1:30999")); err == nil {
-			time.Sleep(300 * time.Millisecond)
-			_ = c.Hangup(ctx)
-		}
-	}()
-	in, other := nextCall(o.t, o.phones["101"]), nextCall(o.t, o.phones["102"])
-	rang := time.Since(start)
-	if _, err := in.Answer(ctx, siptest.SDP("127.0.0.1:30998")); err != nil {
-		o.t.Fatal(err)
-	}
-	<-other.Gone()
-	<-done
-	return rang
-}
-
-// megaplanOnce checks that Megaplan holds n calls, each once, finished, its
-// states in order.
-func megaplanOnce(t *testing.T, mp *crmtest.Megaplan, n int) {
-	t.Helper()
-	order := map[string]int{"calling": 0, "talking": 1, "finished": 2}
-	seen := map[string]bool{}
-	for _, c := range mp.Calls() {
-		if seen[c.ProviderID] {
-			t.Fatalf("call %s is in Megaplan twice", c.ProviderID)
-		}
-		seen[c.ProviderID] = true
-		if c.State != "finished" {
-			t.Fatalf("call %s left %s: %v", c.ProviderID, c.State, c.States)
-		}
-		for i := 1; i < len(c.States); i++ {
-			if order[c.States[i]] <= order[c.States[i-1]] {
-				t.Fatalf("call %s went %v", c.ProviderID, c.States)
-			}
-		}
-	}
-	if len(seen) != n || len(mp.Violations()) > 0 {
-		t.Fatalf("%d calls in Megaplan, want %d; rate-limit violations %v", len(seen), n, mp.Violations())
 	}
 }
 

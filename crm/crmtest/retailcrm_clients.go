@@ -1,0 +1,99 @@
+package crmtest
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+)
+
+func (r *RetailCRM) findCustomers(w http.ResponseWriter, req *http.Request) {
+	name := req.URL.Query().Get("filter[name]")
+	r.mu.Lock()
+	var found []RetailCustomer
+	for _, c := range r.customers {
+		for _, p := range c.Phones {
+			if name != "" && p.Number == name {
+				found = append(found, c)
+			}
+		}
+	}
+	r.mu.Unlock()
+	if found == nil {
+		found = []RetailCustomer{}
+	}
+	retailOK(w, map[string]any{"pagination": map[string]int{"limit": 20, "totalCount": len(found), "currentPage": 1, "totalPageCount": 1}, "customers": found})
+}
+
+// findOrders answers GET orders?filter[customerId]=N.
+func (r *RetailCRM) findOrders(w http.ResponseWriter, req *http.Request) {
+	id, err := strconv.Atoi(req.URL.Query().Get("filter[customerId]"))
+	if err != nil {
+		retailError(w, 400, "Errors in the input parameters", map[string]string{"filter[customerId]": "an integer is expected"})
+		return
+	}
+	r.mu.Lock()
+	found := []RetailOrder{}
+	for _, o := range r.orders {
+		if o.Customer.ID == id {
+			found = append(found, o)
+		}
+	}
+	r.mu.Unlock()
+	retailOK(w, map[string]any{"pagination": map[string]int{"limit": 20, "totalCount": len(found), "currentPage": 1, "totalPageCount": 1}, "orders": found})
+}
+
+// created handles customers/create and orders/create alike: no rights →
+// "Access denied.", the entity decoded strictly from its form field,
+// validated, refused when its externalId exists, then kept.
+func created[T any](r *RetailCRM, w http.ResponseWriter, req *http.Request, field, kind string, list *[]T,
+	externalID func(*T) string, check func(*T) string) {
+	r.mu.Lock()
+	deny := r.denyCreate
+	r.mu.Unlock()
+	if deny {
+		retailError(w, 403, "Access denied.", nil)
+		return
+	}
+	var v T
+	if err := decodeStrict(req.PostForm.Get(field), &v); err != nil {
+		retailError(w, 400, "Errors in the entity format", map[string]string{field: err.Error()})
+		return
+	}
+	if req.PostForm.Get("site") == "" {
+		retailError(w, 400, "Parameter 'site' is missing", nil)
+		return
+	}
+	if msg := check(&v); msg != "" || externalID(&v) == "" {
+		retailError(w, 400, "Validation error", map[string]string{field: msg + " (externalId is required)"})
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if slices.ContainsFunc(*list, func(k T) bool { return externalID(&k) == externalID(&v) }) {
+		retailError(w, 400, kind+" already exists.", nil)
+		return
+	}
+	*list = append(*list, v)
+	retailStatus(w, http.StatusCreated, map[string]any{"id": len(*list)})
+}
+
+func (r *RetailCRM) createCustomer(w http.ResponseWriter, req *http.Request) {
+	created(r, w, req, "customer", "Customer", &r.customers, func(c *RetailCustomer) string { return c.ExternalID },
+		func(c *RetailCustomer) string {
+			c.Site = req.PostForm.Get("site")
+			if len(c.Phones) == 0 {
+				return "phones are required"
+			}
+			return ""
+		})
+}
+
+func (r *RetailCRM) createOrder(w http.ResponseWriter, req *http.Request) {
+	created(r, w, req, "order", "Order", &r.orders, func(o *RetailOrder) string { return o.ExternalID },
+		func(o *RetailOrder) string {
+			if o.Customer.ExternalID == "" {
+				return "customer is required"
+			}
+			return ""
+		})
+}
