@@ -270,7 +270,7 @@ func crmTracking(t *calls.Tracking) *crm.Tracking {
 
 // clientLookup asks every CRM that can look callers up, at once; the first
 // in configuration order that knows the number answers.
-func (g *Gateway) clientLookup(ctx context.Context, phone string) (*api.ClientInfo, error) {
+func (g *Gateway) clientLookup(ctx context.Context, phone string) (*crm.Client, error) {
 	if n, err := routing.Normalize(phone, g.cfg.Calls.DefaultRegion); err == nil {
 		phone = n
 	}
@@ -295,11 +295,7 @@ func (g *Gateway) clientLookup(ctx context.Context, phone string) (*api.ClientIn
 	for _, ch := range chans {
 		a := <-ch
 		if a.c != nil {
-			info := &api.ClientInfo{CRM: a.c.CRM, Name: a.c.Name, Company: a.c.Company, URL: a.c.URL, Site: a.c.Site}
-			for _, d := range a.c.Deals {
-				info.Deals = append(info.Deals, api.Link{Title: d.Title, URL: d.URL})
-			}
-			return info, nil
+			return a.c, nil
 		}
 		if a.err != nil {
 			errs = append(errs, a.err)

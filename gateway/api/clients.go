@@ -1,30 +1,14 @@
 package api
 
 import (
+	"callgate/crm"
 	"context"
 	"net/http"
 	"time"
 )
 
-// ClientInfo is what the CRMs know of a caller.
-type ClientInfo struct {
-	CRM     string `json:"crm"`
-	Name    string `json:"name"`
-	Company string `json:"company,omitempty"`
-	// URL opens the client's card in the CRM.
-	URL   string `json:"url,omitempty"`
-	Site  string `json:"site,omitempty"`
-	Deals []Link `json:"deals,omitempty"`
-}
-
-// Link is a titled link into a CRM.
-type Link struct {
-	Title string `json:"title"`
-	URL   string `json:"url"`
-}
-
 // ClientLookup finds a caller in the CRMs by phone (nil, nil: unknown).
-type ClientLookup func(ctx context.Context, phone string) (*ClientInfo, error)
+type ClientLookup func(ctx context.Context, phone string) (*crm.Client, error)
 
 func (s *Server) clientRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /api/v1/clients", s.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -43,13 +27,13 @@ func (s *Server) clientRoutes(mux *http.ServeMux) {
 		case c == nil:
 			Error(w, http.StatusNotFound, "client_not_found", "no CRM knows this number")
 		default:
-			links := []map[string]string{}
+			links := []crm.Link{}
 			if c.URL != "" {
-				links = append(links, map[string]string{"title": c.CRM, "url": c.URL})
+				links = append(links, crm.Link{Title: c.CRM, URL: c.URL})
 			}
 			deals := c.Deals
 			if deals == nil {
-				deals = []Link{}
+				deals = []crm.Link{}
 			}
 			writeJSON(w, http.StatusOK, map[string]any{"crm": c.CRM, "name": c.Name, "company": c.Company, "site": c.Site, "links": links, "deals": deals})
 		}
