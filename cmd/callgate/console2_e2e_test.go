@@ -190,6 +190,7 @@ site = "shop"
 // Actions in Chromium: the click-to-call box on the second line of a
 // two-line employee rings that line first; a tel: link opened through the
 // console's protocol handler dials through callgate, on the line chosen.
+// After a restart the console asks to log in again.
 func TestConsoleClickToCallAndTelLinks(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
@@ -223,6 +224,12 @@ func TestConsoleClickToCallAndTelLinks(t *testing.T) {
 		t.Fatalf("the tel: link rang 102 with %q", in.From())
 	}
 	_ = in.Reject(486, "Busy Here")
+
+	// A restart ends console sessions: the open console goes back to the
+	// login form by itself.
+	o.d.stop()
+	o.d = startDaemon(t, o.d.cfg)
+	browse(t, ctx, "back to the login form after a restart", chromedp.WaitVisible(chromedp.ID("login-form")))
 }
 
 // The popup card in Chromium: a browser notification when the tab is in

@@ -214,6 +214,12 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Principal
 			return p, true
 		case sessionAnswered:
 			return Principal{}, false
+		case sessionExpired:
+			// A console left open past its session (or across a restart)
+			// keeps reconnecting: that is not guessing, and session ids
+			// cannot be guessed, so it must not lock the address out.
+			Error(w, http.StatusUnauthorized, "session_expired", "the console session has ended; log in again")
+			return Principal{}, false
 		}
 	}
 	p, ok := s.Tokens.Lookup(bearer(r))

@@ -115,7 +115,12 @@ async function api(method, path, body) {
   const headers = {};
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && session) headers['X-CSRF-Token'] = session.csrf;
-  const res = await fetch(path, { method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body) });
+  let res;
+  try {
+    res = await fetch(path, { method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    return { status: 0, data: null }; // callgate unreachable (restarting)
+  }
   let data = null;
   if (res.status !== 204) { try { data = await res.json(); } catch { data = null; } }
   return { status: res.status, data };
@@ -273,6 +278,17 @@ async function loadCalls() {
 function listen() {
   if (events) events.close();
   events = new EventSource('/api/v1/events');
+  // The stream drops when callgate restarts or the session ends: back to
+  // the login form once the session is known to be gone.
+  events.onerror = async () => {
+    const r = await api('GET', '/api/v1/session');
+    if (r.status === 401 && session) {
+      if (events) events.close();
+      events = null;
+      $('popups').replaceChildren();
+      showLogin();
+    }
+  };
   for (const kind of ['ringing', 'answered', 'transferred', 'ended']) {
     events.addEventListener(kind, (e) => onEvent(kind, JSON.parse(e.data)));
   }
