@@ -57,11 +57,19 @@ type Call struct {
 	Autocreate string
 }
 
-// Tracking is call-tracking data: the number dialled, the advertising
-// channel (utm_source) and, for dynamic numbers, the rest of the visit's
-// UTM marks.
+// Tracking is where an inbound caller came from: the office number they
+// dialled (static call tracking: one number per advertising channel, named
+// by Source) and, for a dynamic call-tracking number, the UTM marks of
+// their website visit and the page they were on.
 type Tracking struct {
-	Number, Source, Medium, Campaign, Content, Term, Page string
+	Number   string `json:"number"`
+	Source   string `json:"source,omitempty"`
+	Medium   string `json:"medium,omitempty"`
+	Campaign string `json:"campaign,omitempty"`
+	Content  string `json:"content,omitempty"`
+	Term     string `json:"term,omitempty"`
+	Page     string `json:"page,omitempty"`
+	Dynamic  bool   `json:"dynamic,omitempty"`
 }
 
 // UTM is the tracking data as a query string (utm_source=...&...).

@@ -181,7 +181,7 @@ func (g *Gateway) toCRM(l *crmLink, e calls.Event) {
 		// The popup may wait a moment for the visitor's UTM marks; the
 		// call does not (the lookup started when it arrived).
 		if v := g.track.Wait(r.ID); v != nil {
-			c.Tracking = crmTracking(visited(t.Number, v))
+			c.Tracking = visited(t.Number, v)
 		}
 	}
 	items := l.conn.Items(crm.Event{Kind: kind, Call: c})
@@ -227,7 +227,7 @@ func (g *Gateway) autocreate(account string) string {
 func (g *Gateway) crmCall(l *crmLink, r calls.Record) crm.Call {
 	c := crm.Call{ID: r.ID, Direction: r.Direction, Origin: r.Origin, Outside: r.Outside, TrunkNumber: r.TrunkNumber, Account: r.Account,
 		AnsweredBy: r.AnsweredBy, Started: r.Started, Answered: r.Answered, Ended: r.Ended, WaitSeconds: r.WaitSeconds,
-		TalkSeconds: r.TalkSeconds, Result: r.Result, Autocreate: g.autocreate(r.Account), Tracking: crmTracking(r.Tracking)}
+		TalkSeconds: r.TalkSeconds, Result: r.Result, Autocreate: g.autocreate(r.Account), Tracking: r.Tracking}
 	for _, id := range r.Rung {
 		c.Rung = append(c.Rung, g.person(l, id, ""))
 	}
@@ -259,13 +259,6 @@ func (g *Gateway) crmStatus(name string, retry bool) (map[string]outbox.Status, 
 		return nil, 0, fmt.Errorf("no CRM %q is enabled", name)
 	}
 	return out, 0, nil
-}
-
-func crmTracking(t *calls.Tracking) *crm.Tracking {
-	if t == nil {
-		return nil
-	}
-	return &crm.Tracking{Number: t.Number, Source: t.Source, Medium: t.Medium, Campaign: t.Campaign, Content: t.Content, Term: t.Term, Page: t.Page}
 }
 
 // clientLookup asks every CRM that can look callers up, at once; the first

@@ -23,13 +23,9 @@ import (
 // takes the desk from the console in Chromium, and the next call to him is
 // answered at the desk and recorded as petrov's.
 func TestShiftLoginMovesDeskExtension(t *testing.T) {
-	st := crmtest.NewRetailCRM(retailKey)
-	defer st.Close()
-	hash := passwordHash(t)
-	o := newOffice(t, officeOpts{
-		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
-		IvanovExtra: "shift_pin = \"1111\"\npassword_hash = \"" + hash + "\"\n",
-		PetrovExtra: "shift_pin = \"2222\"\npassword_hash = \"" + hash + "\"\n",
+	o := consoleOffice(t, nil, officeOpts{
+		IvanovExtra: "shift_pin = \"1111\"\n",
+		PetrovExtra: "shift_pin = \"2222\"\n",
 		Extra: secondTrunk + `[[desk]]
 extension = "110"
 name = "Ресепшн"
@@ -134,18 +130,7 @@ sip_password = "Desk110pass"
 func TestConsoleAdminPage(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	hash := passwordHash(t)
-	o := newOffice(t, officeOpts{
-		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
-		IvanovExtra: "role = \"admin\"\nretailcrm_user = 7\npassword_hash = \"" + hash + "\"\n",
-		PetrovExtra: "password_hash = \"" + hash + "\"\n",
-		Extra: `[crm.retailcrm]
-enabled = true
-url = "` + st.URL + `"
-api_key = "` + retailKey + `"
-site = "shop"
-`,
-	})
+	o := consoleOffice(t, st, officeOpts{IvanovExtra: "role = \"admin\"\n"})
 	bad := newPhone(t, o.d, siptest.PhoneConfig{User: "103", Password: "Phone103pass"})
 	for i := 1; i <= 3; i++ {
 		if res, err := bad.RegisterWithPassword(withTimeout(t, 5*time.Second), fmt.Sprint("guess", i)); err != nil || res.StatusCode != 403 {
@@ -194,7 +179,7 @@ site = "shop"
 func TestConsoleClickToCallAndTelLinks(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := consoleOffice(t, st)
+	o := consoleOffice(t, st, officeOpts{})
 	ctx := browser(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
 	login(t, ctx, base, "ivanov")
@@ -238,7 +223,7 @@ func TestConsoleClickToCallAndTelLinks(t *testing.T) {
 func TestConsolePopupActions(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := consoleOffice(t, st)
+	o := consoleOffice(t, st, officeOpts{})
 	ctx := browser(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
 	login(t, ctx, base, "ivanov")
@@ -307,7 +292,7 @@ func TestConsolePopupActions(t *testing.T) {
 func TestConsoleStatisticsForSeededPeriod(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := consoleOffice(t, st)
+	o := consoleOffice(t, st, officeOpts{})
 	o.d.stop()
 	db, err := store.Open(o.d.cfg.DataDir)
 	if err != nil {

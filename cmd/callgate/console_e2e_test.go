@@ -31,22 +31,24 @@ func passwordHash(t *testing.T) string {
 	return string(h)
 }
 
-// consoleOffice is an office with RetailCRM and console logins for ivanov
-// and petrov (employees; visibility "own").
-func consoleOffice(t *testing.T, st *crmtest.RetailCRM) *office {
+// consoleOffice is an office where ivanov and petrov log in to the console
+// (employees; visibility "own"), with RetailCRM (ivanov is user 7) when st
+// is not nil; more adds keys to the employees' tables and TOML at the end.
+func consoleOffice(t *testing.T, st *crmtest.RetailCRM, more officeOpts) *office {
 	t.Helper()
-	hash := passwordHash(t)
-	return newOffice(t, officeOpts{
-		HTTPExtra:   `public_url = "http://127.0.0.1:HTTPPORT"`,
-		IvanovExtra: "retailcrm_user = 7\npassword_hash = \"" + hash + "\"\n",
-		PetrovExtra: "password_hash = \"" + hash + "\"\n",
-		Extra: `[crm.retailcrm]
+	hash := "password_hash = \"" + passwordHash(t) + "\"\n"
+	opts := officeOpts{HTTPExtra: `public_url = "http://127.0.0.1:HTTPPORT"`,
+		IvanovExtra: more.IvanovExtra + hash, PetrovExtra: more.PetrovExtra + hash, Extra: more.Extra}
+	if st != nil {
+		opts.IvanovExtra += "retailcrm_user = 7\n"
+		opts.Extra += `[crm.retailcrm]
 enabled = true
 url = "` + st.URL + `"
 api_key = "` + retailKey + `"
 site = "shop"
-`,
-	})
+`
+	}
+	return newOffice(t, opts)
 }
 
 // browser starts headless Chromium (Debian's chromium package) for the test.
@@ -118,7 +120,7 @@ func TestConsoleInChromium(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
 	st.AddOrder(st.AddCustomer("Анна", "Смирнова", "79161234567"), "1042A", "shop")
-	o := consoleOffice(t, st)
+	o := consoleOffice(t, st, officeOpts{})
 	ctx := browser(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
 
@@ -233,7 +235,7 @@ func TestConsoleInChromium(t *testing.T) {
 func TestConsoleSessionAndCSRF(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := consoleOffice(t, st)
+	o := consoleOffice(t, st, officeOpts{})
 	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar}
@@ -301,7 +303,7 @@ func TestConsoleSessionAndCSRF(t *testing.T) {
 func TestConsoleMissedCallsAndStatistics(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	defer st.Close()
-	o := consoleOffice(t, st)
+	o := consoleOffice(t, st, officeOpts{})
 	ctx := browser(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
 	login(t, ctx, base, "101")

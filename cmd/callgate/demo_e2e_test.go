@@ -13,9 +13,6 @@ import (
 // with a summary that shows a call of every kind, recordings on disk and
 // deliveries to both CRM stand-ins.
 func TestDemoRunsEveryKindOfCall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipping in -short: the demo runs for a minute")
-	}
 	cmd := exec.Command(binPath, "demo", "-duration", "60s", "-http", "127.0.0.1:0")
 	var out, errs strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errs

@@ -91,7 +91,7 @@ func (c *Connector) grant(ctx context.Context, form url.Values) error {
 		// Wrong credentials are fixed in the configuration: keep the items
 		// and try again later rather than dropping them.
 		return &outbox.Temporary{Err: fmt.Errorf("megaplan auth (%s): %d %s %s", form.Get("grant_type"), res.StatusCode, body.Error, body.Description),
-			After: retryAfter(res.Header.Get("Retry-After"))}
+			After: outbox.RetryAfter(res.Header.Get("Retry-After"))}
 	}
 	life := time.Duration(body.ExpiresIn) * time.Second
 	if life <= 0 {
@@ -168,7 +168,7 @@ func (c *Connector) do(ctx context.Context, method, path string, params any, out
 		case res.StatusCode == http.StatusNotFound:
 			return fmt.Errorf("%w: %w", errNotFound, why)
 		case res.StatusCode == http.StatusTooManyRequests || res.StatusCode >= 500 || res.StatusCode == http.StatusUnauthorized:
-			return &outbox.Temporary{Err: why, After: retryAfter(res.Header.Get("Retry-After"))}
+			return &outbox.Temporary{Err: why, After: outbox.RetryAfter(res.Header.Get("Retry-After"))}
 		default:
 			// 422 validation, 403 no rights: retrying cannot help.
 			return &outbox.Permanent{Err: why}
@@ -180,14 +180,4 @@ func (c *Connector) count(code string) {
 	if c.cfg.OnRequest != nil {
 		c.cfg.OnRequest(code)
 	}
-}
-
-func retryAfter(v string) time.Duration {
-	if n, err := strconv.Atoi(v); err == nil {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return time.Until(t)
-	}
-	return 0
 }

@@ -204,6 +204,16 @@ func TestErrorsAreClassified(t *testing.T) {
 		t.Fatalf("down: %v", err)
 	}
 	st.SetMode(crmtest.Normal)
+
+	// A client faster than the account allows gets 429 with Retry-After,
+	// which the outbox honours.
+	strict := crmtest.NewMegaplan("api@office", "s3cret-pass", 1)
+	defer strict.Close()
+	fast := newConnector(strict, 1000)
+	if err := fast.Deliver(context.Background(), &it); !errors.As(err, &tmp) || tmp.After != time.Second || !strings.Contains(err.Error(), "429") {
+		t.Fatalf("429: %v", err)
+	}
+
 	bad := it
 	bad.Body = []byte(`{"op":"popup","call":{"contentType":"CallInfo","type":"sideways","state":"calling","providerId":"e1"}}`)
 	if err := c.Deliver(context.Background(), &bad); !errors.As(err, &perm) || !strings.Contains(err.Error(), "unknown value sideways") {

@@ -15,7 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -54,6 +56,18 @@ type Temporary struct {
 
 func (e *Temporary) Error() string { return e.Err.Error() }
 func (e *Temporary) Unwrap() error { return e.Err }
+
+// RetryAfter reads an HTTP Retry-After header (seconds or a date) for
+// Temporary.After; 0 when absent or unreadable.
+func RetryAfter(v string) time.Duration {
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return time.Until(t)
+	}
+	return 0
+}
 
 // Permanent is a failure retrying cannot fix (validation, no rights).
 type Permanent struct{ Err error }

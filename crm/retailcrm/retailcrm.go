@@ -354,7 +354,7 @@ func (c *Connector) post(ctx context.Context, path string, form url.Values) ([]b
 	case res.StatusCode == http.StatusOK || res.StatusCode == http.StatusCreated:
 		return body, nil
 	case res.StatusCode == http.StatusTooManyRequests || res.StatusCode == http.StatusServiceUnavailable || res.StatusCode >= 500:
-		return nil, &outbox.Temporary{Err: why, After: retryAfter(res.Header.Get("Retry-After"))}
+		return nil, &outbox.Temporary{Err: why, After: outbox.RetryAfter(res.Header.Get("Retry-After"))}
 	case res.StatusCode == http.StatusUnauthorized || res.StatusCode == http.StatusForbidden && strings.Contains(ae.ErrorMsg, "apiKey"):
 		// A wrong key is fixed in the configuration; keep the items.
 		return nil, &outbox.Temporary{Err: why, After: 5 * time.Minute}
@@ -367,19 +367,6 @@ func (c *Connector) count(code string) {
 	if c.cfg.OnRequest != nil {
 		c.cfg.OnRequest(code)
 	}
-}
-
-func retryAfter(v string) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(v); err == nil {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return time.Until(t)
-	}
-	return 0
 }
 
 // Register upserts the telephony integration module: makeCallUrl on
@@ -591,7 +578,7 @@ func (c *Connector) customers(ctx context.Context, phone string) ([]customer, er
 	case res.StatusCode == http.StatusOK:
 		return body.Customers, nil
 	case res.StatusCode == http.StatusTooManyRequests || res.StatusCode >= 500:
-		return nil, &outbox.Temporary{Err: fmt.Errorf("retailcrm customers: %d", res.StatusCode), After: retryAfter(res.Header.Get("Retry-After"))}
+		return nil, &outbox.Temporary{Err: fmt.Errorf("retailcrm customers: %d", res.StatusCode), After: outbox.RetryAfter(res.Header.Get("Retry-After"))}
 	}
 	return nil, &outbox.Permanent{Err: fmt.Errorf("retailcrm customers: %d %s", res.StatusCode, body.ErrorMsg)}
 }

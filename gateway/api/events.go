@@ -1,6 +1,7 @@
 package api
 
 import (
+	"callgate/crm"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -37,7 +38,7 @@ type feedData struct {
 	Result     string    `json:"result,omitempty"`
 	Time       time.Time `json:"time"`
 	// Tracking is where an inbound caller came from (call tracking).
-	Tracking *calls.Tracking `json:"tracking,omitempty"`
+	Tracking *crm.Tracking `json:"tracking,omitempty"`
 }
 
 // Feed keeps a bounded backlog of call events with increasing ids and fans

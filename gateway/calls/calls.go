@@ -6,6 +6,7 @@ package calls
 
 import (
 	"bytes"
+	"callgate/crm"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -34,20 +35,6 @@ type Leg struct {
 	TransferredFrom string `json:"transferred_from,omitempty"`
 }
 
-// Tracking is where an inbound caller came from: the office number they
-// dialled (static call tracking: one number per advertising channel) and,
-// for a dynamic call-tracking number, the UTM marks of their website visit.
-type Tracking struct {
-	Number   string `json:"number"`
-	Source   string `json:"source,omitempty"`
-	Medium   string `json:"medium,omitempty"`
-	Campaign string `json:"campaign,omitempty"`
-	Content  string `json:"content,omitempty"`
-	Term     string `json:"term,omitempty"`
-	Page     string `json:"page,omitempty"`
-	Dynamic  bool   `json:"dynamic,omitempty"`
-}
-
 // Transfer is one transfer of a call, in order.
 type Transfer struct {
 	From string    `json:"from"` // employee (or extension) who transferred
@@ -58,28 +45,28 @@ type Transfer struct {
 
 // Record is one call.
 type Record struct {
-	ID          string     `json:"id"`
-	Direction   string     `json:"direction"`
-	Origin      string     `json:"origin,omitempty"` // "click-to-call" for calls placed through the API
-	Internal    bool       `json:"internal"`         // never handed to CRM consumers
-	Account     string     `json:"account,omitempty"`
-	TrunkNumber string     `json:"trunk_number,omitempty"`
-	Outside     string     `json:"outside_number,omitempty"` // E.164
-	Tracking    *Tracking  `json:"tracking,omitempty"`
-	Caller      string     `json:"caller"`
-	Rung        []string   `json:"rung"` // employees
-	AnsweredBy  string     `json:"answered_by,omitempty"`
-	Started     time.Time  `json:"started"`
-	Ringing     time.Time  `json:"ringing,omitzero"`
-	Answered    time.Time  `json:"answered,omitzero"`
-	Ended       time.Time  `json:"ended,omitzero"`
-	WaitSeconds float64    `json:"wait_seconds"`
-	TalkSeconds float64    `json:"talk_seconds"`
-	Result      string     `json:"result,omitempty"` // answered, no-answer, busy, failed, abandoned, interrupted
-	HangupBy    string     `json:"hangup_by,omitempty"`
-	Reason      string     `json:"reason,omitempty"`
-	Legs        []Leg      `json:"legs"`
-	Transfers   []Transfer `json:"transfers,omitempty"`
+	ID          string        `json:"id"`
+	Direction   string        `json:"direction"`
+	Origin      string        `json:"origin,omitempty"` // "click-to-call" for calls placed through the API
+	Internal    bool          `json:"internal"`         // never handed to CRM consumers
+	Account     string        `json:"account,omitempty"`
+	TrunkNumber string        `json:"trunk_number,omitempty"`
+	Outside     string        `json:"outside_number,omitempty"` // E.164
+	Tracking    *crm.Tracking `json:"tracking,omitempty"`
+	Caller      string        `json:"caller"`
+	Rung        []string      `json:"rung"` // employees
+	AnsweredBy  string        `json:"answered_by,omitempty"`
+	Started     time.Time     `json:"started"`
+	Ringing     time.Time     `json:"ringing,omitzero"`
+	Answered    time.Time     `json:"answered,omitzero"`
+	Ended       time.Time     `json:"ended,omitzero"`
+	WaitSeconds float64       `json:"wait_seconds"`
+	TalkSeconds float64       `json:"talk_seconds"`
+	Result      string        `json:"result,omitempty"` // answered, no-answer, busy, failed, abandoned, interrupted
+	HangupBy    string        `json:"hangup_by,omitempty"`
+	Reason      string        `json:"reason,omitempty"`
+	Legs        []Leg         `json:"legs"`
+	Transfers   []Transfer    `json:"transfers,omitempty"`
 	// RTP is what each party sent to callgate's relay.
 	RTP *RTP `json:"rtp,omitempty"`
 }
