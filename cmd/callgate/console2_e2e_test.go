@@ -4,8 +4,6 @@ import (
 	"callgate/gateway/calls"
 	"callgate/gateway/store"
 	"fmt"
-	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"testing"
@@ -161,12 +159,7 @@ func TestConsoleAdminPage(t *testing.T) {
 	o.d.waitMetric("callgate_sip_banned_sources", 0, 5*time.Second)
 
 	// petrov, an employee, gets no admin data.
-	jar, _ := cookiejar.New(nil)
-	client := &http.Client{Jar: jar}
-	res, err := client.Post(base+"/api/v1/session", "application/json", strings.NewReader(`{"login":"petrov","password":"`+consolePassword+`"}`))
-	if err != nil || res.StatusCode != 200 {
-		t.Fatalf("login: %v", err)
-	}
+	client := apiLogin(t, base, "petrov")
 	if res, _ := client.Get(base + "/api/v1/admin"); res.StatusCode != 403 {
 		t.Fatalf("an employee read the admin page: %d", res.StatusCode)
 	}

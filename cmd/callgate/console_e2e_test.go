@@ -51,6 +51,20 @@ site = "shop"
 	return newOffice(t, opts)
 }
 
+// apiLogin logs in to the console API as a browser would and returns a
+// client carrying the session cookie.
+func apiLogin(t *testing.T, base, login string) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	res, err := client.Post(base+"/api/v1/session", "application/json", strings.NewReader(`{"login":"`+login+`","password":"`+consolePassword+`"}`))
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("log in as %s: %v %v", login, err, res)
+	}
+	res.Body.Close()
+	return client
+}
+
 // browser starts headless Chromium (Debian's chromium package) for the test.
 func browser(t *testing.T) context.Context {
 	t.Helper()
@@ -218,13 +232,7 @@ func TestConsoleInChromium(t *testing.T) {
 	if rows != 0 {
 		t.Fatalf("petrov sees %d calls", rows)
 	}
-	jar, _ := cookiejar.New(nil)
-	client := &http.Client{Jar: jar}
-	res, err := client.Post(base+"/api/v1/session", "application/json", strings.NewReader(`{"login":"103","password":"`+consolePassword+`"}`))
-	if err != nil || res.StatusCode != 200 {
-		t.Fatalf("API login: %v %v", err, res)
-	}
-	res.Body.Close()
+	client := apiLogin(t, base, "103")
 	if res, _ := client.Get(base + "/api/v1/calls/" + rec.ID); res.StatusCode != 404 {
 		t.Fatalf("petrov reads ivanov's call: %d", res.StatusCode)
 	}
@@ -361,13 +369,8 @@ func TestConsoleMissedCallsAndStatistics(t *testing.T) {
 	}
 	screenshot(t, ctx, "statistics")
 	href := value(t, ctx, "CSV link", chromedp.Evaluate[string](`document.getElementById('stats-csv').href`))
-	jar, _ := cookiejar.New(nil)
-	client := &http.Client{Jar: jar}
-	res, err := client.Post(base+"/api/v1/session", "application/json", strings.NewReader(`{"login":"ivanov","password":"`+consolePassword+`"}`))
-	if err != nil || res.StatusCode != 200 {
-		t.Fatalf("login: %v", err)
-	}
-	res, err = client.Get(href)
+	client := apiLogin(t, base, "ivanov")
+	res, err := client.Get(href)
 	if err != nil || res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/csv") {
 		t.Fatalf("CSV: %v %v", err, res)
 	}
