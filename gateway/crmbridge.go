@@ -24,6 +24,8 @@ type crmLink struct {
 	users   map[string]int  // employee -> CRM user
 	exclude map[string]bool // employees whose calls are never sent
 	events  <-chan calls.Event
+	// unsubscribe closes events, ending the loop that drains them.
+	unsubscribe func()
 	// register runs once at start (RetailCRM's module upsert), watch for
 	// as long as callgate runs (Megaplan's client poll); either may be nil.
 	register func(context.Context) error
@@ -113,7 +115,7 @@ func (g *Gateway) addCRM(l *crmLink, retryMax time.Duration, exclude []string) e
 	for _, id := range exclude {
 		l.exclude[id] = true
 	}
-	l.events, _ = g.calls.bus.Subscribe(4096)
+	l.events, l.unsubscribe = g.calls.bus.Subscribe(4096)
 	g.crm = append(g.crm, l)
 	box := l.box
 	g.prom.MustRegister(
@@ -129,7 +131,8 @@ func (g *Gateway) addCRM(l *crmLink, retryMax time.Duration, exclude []string) e
 // turning call events into CRM operations.
 func (g *Gateway) runCRM(ctx context.Context) {
 	for _, l := range g.crm {
-		go l.box.Run(ctx)
+		g.crmWG.Add(2)
+		go func() { defer g.crmWG.Done(); l.box.Run(ctx) }()
 		if l.watch != nil {
 			go l.watch(ctx)
 		}
@@ -152,16 +155,24 @@ func (g *Gateway) runCRM(ctx context.Context) {
 			}
 		}()
 		go func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case e := <-l.events:
-					g.toCRM(l, e)
-				}
+			defer g.crmWG.Done()
+			// Not ended by ctx: the calls hung up at shutdown publish
+			// their last events after it, and those must reach the outbox.
+			for e := range l.events {
+				g.toCRM(l, e)
 			}
 		}()
 	}
+}
+
+// stopCRM queues the events already published and waits for the CRM loops
+// and outbox workers to end, so nothing touches the store after it closes.
+// The call model must be closed first: no event comes after that.
+func (g *Gateway) stopCRM() {
+	for _, l := range g.crm {
+		l.unsubscribe()
+	}
+	g.crmWG.Wait()
 }
 
 // toCRM queues a call event's operations for one CRM, applying the rules:

@@ -58,6 +58,7 @@ type Gateway struct {
 	feed        *api.Feed
 	links       *api.Recordings // signed recording links
 	crm         []*crmLink
+	crmWG       sync.WaitGroup    // CRM event loops and outbox workers
 	track       *tracking.Tracker // dynamic call tracking; nil without Mango's API
 	disk        diskUsage         // recordings' disk use for the admin page
 	feedCh      <-chan calls.Event
@@ -224,6 +225,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Wait()
 	g.relay.Close()
 	g.calls.close()
+	g.stopCRM()
 	if err := g.flush(); err != nil {
 		g.log.Error("final flush of registrations failed", "error", err)
 	}

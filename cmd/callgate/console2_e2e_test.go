@@ -127,7 +127,7 @@ sip_password = "Desk110pass"
 // data.
 func TestConsoleAdminPage(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
-	defer st.Close()
+	t.Cleanup(st.Close)
 	o := consoleOffice(t, st, officeOpts{IvanovExtra: "role = \"admin\"\n"})
 	bad := newPhone(t, o.d, siptest.PhoneConfig{User: "103", Password: "Phone103pass"})
 	for i := 1; i <= 3; i++ {
@@ -171,7 +171,7 @@ func TestConsoleAdminPage(t *testing.T) {
 // After a restart the console asks to log in again.
 func TestConsoleClickToCallAndTelLinks(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
-	defer st.Close()
+	t.Cleanup(st.Close)
 	o := consoleOffice(t, st, officeOpts{})
 	ctx := browser(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
@@ -215,7 +215,7 @@ func TestConsoleClickToCallAndTelLinks(t *testing.T) {
 // answered call to another extension.
 func TestConsolePopupActions(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
-	defer st.Close()
+	t.Cleanup(st.Close)
 	o := consoleOffice(t, st, officeOpts{})
 	ctx := browser(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
@@ -284,7 +284,7 @@ func TestConsolePopupActions(t *testing.T) {
 // the database while callgate is stopped shows the expected figures.
 func TestConsoleStatisticsForSeededPeriod(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
-	defer st.Close()
+	t.Cleanup(st.Close)
 	o := consoleOffice(t, st, officeOpts{})
 	o.d.stop()
 	db, err := store.Open(o.d.cfg.DataDir)

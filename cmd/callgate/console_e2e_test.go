@@ -132,7 +132,7 @@ func login(t *testing.T, ctx context.Context, base, user string) {
 // not see it; the language switch turns the labels English.
 func TestConsoleInChromium(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
-	defer st.Close()
+	t.Cleanup(st.Close)
 	st.AddOrder(st.AddCustomer("Анна", "Смирнова", "79161234567"), "1042A", "shop")
 	o := consoleOffice(t, st, officeOpts{})
 	ctx := browser(t)
@@ -242,7 +242,7 @@ func TestConsoleInChromium(t *testing.T) {
 // token; a login is rate limited like a token.
 func TestConsoleSessionAndCSRF(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
-	defer st.Close()
+	t.Cleanup(st.Close)
 	o := consoleOffice(t, st, officeOpts{})
 	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
 	jar, _ := cookiejar.New(nil)
@@ -310,7 +310,7 @@ func TestConsoleSessionAndCSRF(t *testing.T) {
 // statistics for the day count both calls, draw them and export CSV.
 func TestConsoleMissedCallsAndStatistics(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
-	defer st.Close()
+	t.Cleanup(st.Close)
 	o := consoleOffice(t, st, officeOpts{})
 	ctx := browser(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)

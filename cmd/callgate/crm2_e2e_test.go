@@ -21,7 +21,7 @@ import (
 // without losing an operation.
 func TestMegaplanAttachesEarlierCallsAndRenewsToken(t *testing.T) {
 	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
-	defer mp.Close()
+	t.Cleanup(mp.Close)
 	o := crmOffice(t, nil, mp, "", "")
 	ctx := withTimeout(t, 60*time.Second)
 	for i := range 3 {
@@ -63,9 +63,9 @@ func TestMegaplanAttachesEarlierCallsAndRenewsToken(t *testing.T) {
 // and both CRMs show the number in E.164, not the SIP address.
 func TestOtherCarrierNumbersReachCRMsAsE164(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
-	defer st.Close()
+	t.Cleanup(st.Close)
 	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
-	defer mp.Close()
+	t.Cleanup(mp.Close)
 	o := crmOffice(t, st, mp, "", "")
 	ctx := withTimeout(t, 30*time.Second)
 	done := make(chan *siptest.Call, 1)
@@ -108,11 +108,11 @@ func TestOtherCarrierNumbersReachCRMsAsE164(t *testing.T) {
 // nor, once known to hang, the popup.
 func TestCallTrackingReachesCRMs(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
-	defer st.Close()
+	t.Cleanup(st.Close)
 	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
-	defer mp.Close()
+	t.Cleanup(mp.Close)
 	mango := mangotest.New("vpbx-key-0123", "vpbx-salt-4567")
-	defer mango.Close()
+	t.Cleanup(mango.Close)
 	mango.Bind("74951112233", tracking.Visitor{Source: "yandex", Medium: "cpc", Campaign: "winter-sale", Page: "https://shop.example.ru/sale"})
 	o := crmOffice(t, st, mp, fmt.Sprintf(`[[upstream.account]]
 user = "support"
@@ -197,9 +197,9 @@ budget = "500ms"
 // dead letter while the call itself is logged there.
 func TestCRMEmployeeExclusionAndRefusal(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
-	defer st.Close()
+	t.Cleanup(st.Close)
 	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
-	defer mp.Close()
+	t.Cleanup(mp.Close)
 	mp.DenyCreate("1000007")
 	o := crmOffice(t, st, mp, `[[upstream.account]]
 user = "support"
