@@ -131,12 +131,16 @@ func (g *Gateway) addCRM(l *crmLink, retryMax time.Duration, exclude []string) e
 // turning call events into CRM operations.
 func (g *Gateway) runCRM(ctx context.Context) {
 	for _, l := range g.crm {
-		g.crmWG.Add(2)
+		g.crmWG.Add(4)
 		go func() { defer g.crmWG.Done(); l.box.Run(ctx) }()
-		if l.watch != nil {
-			go l.watch(ctx)
-		}
 		go func() {
+			defer g.crmWG.Done()
+			if l.watch != nil {
+				l.watch(ctx)
+			}
+		}()
+		go func() {
+			defer g.crmWG.Done()
 			if l.register == nil {
 				return
 			}
@@ -165,9 +169,10 @@ func (g *Gateway) runCRM(ctx context.Context) {
 	}
 }
 
-// stopCRM queues the events already published and waits for the CRM loops
-// and outbox workers to end, so nothing touches the store after it closes.
-// The call model must be closed first: no event comes after that.
+// stopCRM queues the events already published and waits for the CRM loops,
+// outbox workers, watchers and registrations to end, so that nothing
+// touches the store after it closes. The call model must be closed first:
+// no event comes after that.
 func (g *Gateway) stopCRM() {
 	for _, l := range g.crm {
 		l.unsubscribe()

@@ -58,7 +58,7 @@ type Gateway struct {
 	feed        *api.Feed
 	links       *api.Recordings // signed recording links
 	crm         []*crmLink
-	crmWG       sync.WaitGroup    // CRM event loops and outbox workers
+	crmWG       sync.WaitGroup    // everything runCRM starts
 	track       *tracking.Tracker // dynamic call tracking; nil without Mango's API
 	disk        diskUsage         // recordings' disk use for the admin page
 	feedCh      <-chan calls.Event
