@@ -69,6 +69,9 @@ func (d dialer) ClickToCall(req api.ClickToCallRequest) (string, error) {
 	if errors.Is(err, b2bua.ErrNotRegistered) {
 		return "", refuse(http.StatusConflict, "no_registered_phone", "the employee has no registered phone")
 	}
+	if errors.Is(err, b2bua.ErrShuttingDown) {
+		return "", refuse(http.StatusServiceUnavailable, "shutting_down", err.Error())
+	}
 	if err != nil {
 		return "", refuse(http.StatusServiceUnavailable, "media_unavailable", err.Error())
 	}

@@ -212,7 +212,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	<-ctx.Done()
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	g.log.Info("stopping")
-	g.b2b.HangupAll()
+	g.b2b.Shutdown()
 	g.b2b.Wait()
 	<-trunkDone // the trunk unregisters while the sockets are still open
 	if g.http != nil {

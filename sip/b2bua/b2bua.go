@@ -8,6 +8,7 @@ package b2bua
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -201,7 +202,24 @@ type B2BUA struct {
 	// inUse counts the calls each extension is talking on.
 	inUse map[string]int
 	held  map[*call][]string
-	wg    sync.WaitGroup
+	// closed is set by Shutdown: no call starts after it, so Wait cannot
+	// miss one and no event follows the observer's last.
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// ErrShuttingDown refuses a call while callgate stops.
+var ErrShuttingDown = errors.New("callgate is shutting down")
+
+// begin counts a call that is starting, unless callgate is shutting down.
+func (b *B2BUA) begin() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	return true
 }
 
 // New returns a B2BUA sending through client.
@@ -257,9 +275,11 @@ func (b *B2BUA) HangupByAPI(id string) bool {
 // Wait waits for every call to end.
 func (b *B2BUA) Wait() { b.wg.Wait() }
 
-// HangupAll ends every call (shutdown).
-func (b *B2BUA) HangupAll() {
+// Shutdown refuses new calls and ends every call in progress; Wait then
+// waits for them to finish.
+func (b *B2BUA) Shutdown() {
 	b.mu.Lock()
+	b.closed = true
 	calls := map[*call]bool{}
 	for _, c := range b.legs {
 		calls[c] = true
@@ -396,11 +416,16 @@ func (b *B2BUA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if b.lookup(req.CallID().Value()) != nil {
 		return // a retransmission the transaction layer did not absorb
 	}
+	if !b.begin() {
+		res := sip.NewResponseFromRequest(req, sip.StatusServiceUnavailable, "Shutting Down", nil)
+		res.AppendHeader(sip.NewHeader("Retry-After", "30"))
+		_ = tx.Respond(res)
+		return
+	}
+	defer b.wg.Done()
 	src, _ := netip.ParseAddrPort(req.Source())
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	if b.trusted(req.Source()) && b.cfg.Accounts[req.Recipient.User] {
-		b.wg.Add(1)
-		defer b.wg.Done()
 		b.runInbound(req, tx)
 		return
 	}
@@ -411,8 +436,6 @@ func (b *B2BUA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		return
 	}
-	b.wg.Add(1)
-	defer b.wg.Done()
 	b.runOutbound(req, tx, user)
 }
 

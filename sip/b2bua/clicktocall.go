@@ -51,9 +51,25 @@ func (s *c2cState) stopRingback() {
 // ClickToCall starts a click-to-call and returns its call id at once; its
 // progress arrives as events like any call's.
 func (b *B2BUA) ClickToCall(r ClickToCall) (string, error) {
+	if !b.begin() {
+		return "", ErrShuttingDown
+	}
+	c, err := b.newClickToCall(r)
+	if err != nil {
+		b.wg.Done()
+		return "", err
+	}
+	go func() {
+		defer b.wg.Done()
+		c.runClickToCall(r)
+	}()
+	return c.id, nil
+}
+
+func (b *B2BUA) newClickToCall(r ClickToCall) (*call, error) {
 	bindings := b.loc.Lookup(r.Line.Extension, time.Now())
 	if len(bindings) == 0 {
-		return "", ErrNotRegistered
+		return nil, ErrNotRegistered
 	}
 	c := &call{b: b, id: uuid.NewString(), inbox: make(chan func(), 16), closed: make(chan struct{}), c2c: &c2cState{}}
 	c.ev = Event{CallID: c.id, Direction: Outbound, Origin: OriginClickToCall, Account: r.Route.Account.User,
@@ -62,18 +78,13 @@ func (b *B2BUA) ClickToCall(r ClickToCall) (string, error) {
 	c.callerIP = b.cfg.PhoneMediaIP
 	ms, err := b.media.Open(c.id)
 	if err != nil {
-		return "", fmt.Errorf("click-to-call media: %w", err)
+		return nil, fmt.Errorf("click-to-call media: %w", err)
 	}
 	c.media = ms
 	b.mu.Lock()
 	b.byID[c.id] = c
 	b.mu.Unlock()
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		c.runClickToCall(r)
-	}()
-	return c.id, nil
+	return c, nil
 }
 
 // localOffer is callgate's own SDP offer for the port facing side.
