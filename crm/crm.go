@@ -62,14 +62,20 @@ type Call struct {
 // by Source) and, for a dynamic call-tracking number, the UTM marks of
 // their website visit and the page they were on.
 type Tracking struct {
-	Number   string `json:"number"`
+	Number string `json:"number"`
+	Marks
+	Dynamic bool `json:"dynamic,omitempty"`
+}
+
+// Marks are the UTM marks of a website visit and the page the visitor was
+// on; for static tracking only Source is set.
+type Marks struct {
 	Source   string `json:"source,omitempty"`
 	Medium   string `json:"medium,omitempty"`
 	Campaign string `json:"campaign,omitempty"`
 	Content  string `json:"content,omitempty"`
 	Term     string `json:"term,omitempty"`
 	Page     string `json:"page,omitempty"`
-	Dynamic  bool   `json:"dynamic,omitempty"`
 }
 
 // UTM is the tracking data as a query string (utm_source=...&...).

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"callgate/crm"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
@@ -9,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"callgate/crm"
 	"callgate/gateway/calls"
 	"callgate/gateway/routing"
 	"callgate/gateway/tracking"
@@ -124,7 +124,7 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 		}
 		oc.media, _ = m.relay.Get(e.CallID)
 		if n := oc.rec.TrunkNumber; e.Direction == b2bua.Inbound && n != "" {
-			t := &crm.Tracking{Number: n, Source: m.sources[e.Account], Dynamic: m.dynamic[e.Account]}
+			t := &crm.Tracking{Number: n, Marks: crm.Marks{Source: m.sources[e.Account]}, Dynamic: m.dynamic[e.Account]}
 			if t.Source == "" {
 				t.Source = n
 			}
@@ -267,7 +267,6 @@ func cloneRecord(r *calls.Record) calls.Record {
 
 // visited is the tracking of a call to a dynamic number whose visitor is
 // known.
-func visited(number string, v *tracking.Visitor) *crm.Tracking {
-	return &crm.Tracking{Number: number, Source: v.Source, Medium: v.Medium, Campaign: v.Campaign, Content: v.Content,
-		Term: v.Term, Page: v.Page, Dynamic: true}
+func visited(number string, v *crm.Marks) *crm.Tracking {
+	return &crm.Tracking{Number: number, Marks: *v, Dynamic: true}
 }

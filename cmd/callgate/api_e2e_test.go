@@ -60,7 +60,7 @@ func (d *daemon) events(t *testing.T, token, lastID string) <-chan apitest.Event
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ch, err := apitest.Subscribe(ctx, nil, fmt.Sprintf("http://127.0.0.1:%d", d.cfg.HTTPPort), token, lastID)
+	ch, err := apitest.Subscribe(ctx, nil, d.url(""), token, lastID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func nextEvent(t *testing.T, ch <-chan apitest.Event) liveEvent {
 func (d *daemon) do(t *testing.T, method, url, token string, hdr ...string) (*http.Response, []byte) {
 	t.Helper()
 	if strings.HasPrefix(url, "/") {
-		url = fmt.Sprintf("http://127.0.0.1:%d%s", d.cfg.HTTPPort, url)
+		url = d.url(url)
 	}
 	req, _ := http.NewRequest(method, url, nil)
 	if token != "" {

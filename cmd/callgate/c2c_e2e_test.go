@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"math"
 	"net/http"
 	"path/filepath"
@@ -36,7 +35,7 @@ number = "+74950000000"
 func (d *daemon) post(t *testing.T, path, token string, body any) (int, map[string]any) {
 	t.Helper()
 	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d%s", d.cfg.HTTPPort, path), strings.NewReader(string(b)))
+	req, _ := http.NewRequest("POST", d.url(path), strings.NewReader(string(b)))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
@@ -128,7 +127,7 @@ func TestClickToCallEndToEnd(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 
-	req, _ := http.NewRequest("DELETE", fmt.Sprintf("http://127.0.0.1:%d/api/v1/calls/%s", o.d.cfg.HTTPPort, id), nil)
+	req, _ := http.NewRequest("DELETE", o.d.url("/api/v1/calls/"+id), nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil || res.StatusCode != 204 {

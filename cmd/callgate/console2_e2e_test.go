@@ -84,7 +84,7 @@ sip_password = "Desk110pass"
 
 	// petrov takes the desk in the console.
 	ctxB := browser(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+	base := o.d.url("")
 	login(t, ctxB, base, "petrov")
 	browse(t, ctxB, "the desks page",
 		chromedp.WaitVisible(chromedp.ID("nav-desks")),
@@ -138,7 +138,7 @@ func TestConsoleAdminPage(t *testing.T) {
 	o.d.waitMetric("callgate_sip_banned_sources", 1, 5*time.Second)
 
 	ctx := browser(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+	base := o.d.url("")
 	login(t, ctx, base, "ivanov")
 	browse(t, ctx, "the admin page",
 		chromedp.WaitVisible(chromedp.ID("nav-admin")),
@@ -174,7 +174,7 @@ func TestConsoleClickToCallAndTelLinks(t *testing.T) {
 	t.Cleanup(st.Close)
 	o := consoleOffice(t, st, officeOpts{})
 	ctx := browser(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+	base := o.d.url("")
 	login(t, ctx, base, "ivanov")
 	handler := value(t, ctx, "tel: handler", chromedp.Poll[string](`document.body.dataset.telHandler || ''`))
 	if handler != "registered" {
@@ -218,7 +218,7 @@ func TestConsolePopupActions(t *testing.T) {
 	t.Cleanup(st.Close)
 	o := consoleOffice(t, st, officeOpts{})
 	ctx := browser(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+	base := o.d.url("")
 	login(t, ctx, base, "ivanov")
 	callCtx := withTimeout(t, 40*time.Second)
 	// The tab is in the background and notifications are allowed: a
@@ -316,7 +316,7 @@ func TestConsoleStatisticsForSeededPeriod(t *testing.T) {
 	db.Close()
 	o.d = startDaemon(t, o.d.cfg)
 	ctx := browser(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+	base := o.d.url("")
 	login(t, ctx, base, "ivanov")
 	browse(t, ctx, "the seeded week",
 		chromedp.Evaluate[chromedp.Void](`location.hash = '#/stats'`),

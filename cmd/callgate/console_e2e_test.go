@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -136,7 +135,7 @@ func TestConsoleInChromium(t *testing.T) {
 	st.AddOrder(st.AddCustomer("Анна", "Смирнова", "79161234567"), "1042A", "shop")
 	o := consoleOffice(t, st, officeOpts{})
 	ctx := browser(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+	base := o.d.url("")
 
 	browse(t, ctx, "open the login page", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("login-form")))
 	screenshot(t, ctx, "login")
@@ -244,7 +243,7 @@ func TestConsoleSessionAndCSRF(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	t.Cleanup(st.Close)
 	o := consoleOffice(t, st, officeOpts{})
-	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+	base := o.d.url("")
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar}
 	if res, _ := client.Get(base + "/api/v1/calls"); res.StatusCode != 401 {
@@ -313,7 +312,7 @@ func TestConsoleMissedCallsAndStatistics(t *testing.T) {
 	t.Cleanup(st.Close)
 	o := consoleOffice(t, st, officeOpts{})
 	ctx := browser(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
+	base := o.d.url("")
 	login(t, ctx, base, "101")
 	callCtx := withTimeout(t, 40*time.Second)
 

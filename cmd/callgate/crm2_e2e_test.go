@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"callgate/crm"
 	"callgate/crm/crmtest"
-	"callgate/gateway/tracking"
 	"callgate/gateway/tracking/mangotest"
 	"callgate/sip/siptest"
 
@@ -62,10 +62,7 @@ func TestMegaplanAttachesEarlierCallsAndRenewsToken(t *testing.T) {
 // login as the From user and the number in P-Asserted-Identity: history
 // and both CRMs show the number in E.164, not the SIP address.
 func TestOtherCarrierNumbersReachCRMsAsE164(t *testing.T) {
-	st := crmtest.NewRetailCRM(retailKey)
-	t.Cleanup(st.Close)
-	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
-	t.Cleanup(mp.Close)
+	st, mp := crmStandIns(t)
 	o := crmOffice(t, st, mp, "", "")
 	ctx := withTimeout(t, 30*time.Second)
 	done := make(chan *siptest.Call, 1)
@@ -107,13 +104,10 @@ func TestOtherCarrierNumbersReachCRMsAsE164(t *testing.T) {
 // client carry their UTM marks. A hanging Mango API delays neither the call
 // nor, once known to hang, the popup.
 func TestCallTrackingReachesCRMs(t *testing.T) {
-	st := crmtest.NewRetailCRM(retailKey)
-	t.Cleanup(st.Close)
-	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
-	t.Cleanup(mp.Close)
+	st, mp := crmStandIns(t)
 	mango := mangotest.New("vpbx-key-0123", "vpbx-salt-4567")
 	t.Cleanup(mango.Close)
-	mango.Bind("74951112233", tracking.Visitor{Source: "yandex", Medium: "cpc", Campaign: "winter-sale", Page: "https://shop.example.ru/sale"})
+	mango.Bind("74951112233", crm.Marks{Source: "yandex", Medium: "cpc", Campaign: "winter-sale", Page: "https://shop.example.ru/sale"})
 	o := crmOffice(t, st, mp, fmt.Sprintf(`[[upstream.account]]
 user = "support"
 password = "Secret456"
@@ -196,10 +190,7 @@ budget = "500ms"
 // to let him create clients, so the refusal is logged once and parked as a
 // dead letter while the call itself is logged there.
 func TestCRMEmployeeExclusionAndRefusal(t *testing.T) {
-	st := crmtest.NewRetailCRM(retailKey)
-	t.Cleanup(st.Close)
-	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
-	t.Cleanup(mp.Close)
+	st, mp := crmStandIns(t)
 	mp.DenyCreate("1000007")
 	o := crmOffice(t, st, mp, `[[upstream.account]]
 user = "support"

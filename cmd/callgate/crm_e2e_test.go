@@ -29,6 +29,16 @@ const (
 	megaplanPassword = "megaplan-e2e-pass"
 )
 
+// crmStandIns starts both CRM stand-ins (Megaplan allowing 50 requests a
+// second), closed after the test's daemon stops.
+func crmStandIns(t *testing.T) (*crmtest.RetailCRM, *crmtest.Megaplan) {
+	st := crmtest.NewRetailCRM(retailKey)
+	t.Cleanup(st.Close)
+	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
+	t.Cleanup(mp.Close)
+	return st, mp
+}
+
 // crmRetryMax keeps the tests' waits short: a CRM that comes back is tried
 // again within two seconds.
 const crmRetryMax = "2s"
@@ -102,10 +112,7 @@ func fetchRecording(t *testing.T, link string) {
 // popups and history with a working recording link; an internal call never
 // does.
 func TestCRMsGetCallsAndRecordingLinks(t *testing.T) {
-	st := crmtest.NewRetailCRM(retailKey)
-	t.Cleanup(st.Close)
-	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
-	t.Cleanup(mp.Close)
+	st, mp := crmStandIns(t)
 	o := crmOffice(t, st, mp, "", "")
 	o.d.waitFor("module registered", 10*time.Second, func() bool { m, _ := st.Module("callgate"); return m != nil })
 
@@ -205,10 +212,7 @@ func TestCRMsGetCallsAndRecordingLinks(t *testing.T) {
 // exactly once, in order per call. Then, with responses lost after the CRM
 // committed them, there are still no duplicates.
 func TestCRMOutageWithRestarts(t *testing.T) {
-	st := crmtest.NewRetailCRM(retailKey)
-	t.Cleanup(st.Close)
-	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
-	t.Cleanup(mp.Close)
+	st, mp := crmStandIns(t)
 	o := crmOffice(t, st, mp, "", "")
 	o.d.waitFor("module registered", 10*time.Second, func() bool { m, _ := st.Module("callgate"); return m != nil })
 	st.SetMode(crmtest.Down)
@@ -453,10 +457,7 @@ func smartRouting(t *testing.T, o *office, hang, recover func()) {
 // transfer one entry per leg, each with its own employee and recording
 // link (petrov is mapped in Megaplan only).
 func TestCRMsGetOutboundAndTransferredCalls(t *testing.T) {
-	st := crmtest.NewRetailCRM(retailKey)
-	t.Cleanup(st.Close)
-	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
-	t.Cleanup(mp.Close)
+	st, mp := crmStandIns(t)
 	o := crmOffice(t, st, mp, "", "")
 	ctx := withTimeout(t, 40*time.Second)
 
@@ -520,10 +521,7 @@ func TestCRMsGetOutboundAndTransferredCalls(t *testing.T) {
 // (RetailCRM) or a client with a deal in the trunk's scheme (Megaplan),
 // both in the hands of the employee who took the call.
 func TestCRMTrunkRules(t *testing.T) {
-	st := crmtest.NewRetailCRM(retailKey)
-	t.Cleanup(st.Close)
-	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
-	t.Cleanup(mp.Close)
+	st, mp := crmStandIns(t)
 	o := crmOffice(t, st, mp, `[[upstream.account]]
 user = "support"
 password = "Secret456"

@@ -198,8 +198,13 @@ func startDaemon(t *testing.T, cfg daemonConfig) *daemon {
 
 func (d *daemon) sipAddr() string { return fmt.Sprintf("127.0.0.1:%d", d.cfg.SIPPort) }
 
+// url is the address of path on callgate's HTTP API.
+func (d *daemon) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", d.cfg.HTTPPort, path)
+}
+
 func (d *daemon) get(path string, auth bool) (*http.Response, error) {
-	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", d.cfg.HTTPPort, path), nil)
+	req, _ := http.NewRequest("GET", d.url(path), nil)
 	if auth {
 		req.Header.Set("Authorization", "Bearer "+testToken)
 	}

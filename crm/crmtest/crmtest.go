@@ -8,6 +8,7 @@ package crmtest
 import (
 	"net"
 	"net/http"
+	"net/http/httptest"
 )
 
 // Mode is how a stand-in misbehaves.
@@ -37,4 +38,19 @@ func hangUp(w http.ResponseWriter) {
 		}
 	}
 	panic(http.ErrAbortHandler)
+}
+
+// serveAt starts a test server for h listening on addr ("127.0.0.1:0" for
+// any port; a load tool needs a known one to put in callgate's
+// configuration).
+func serveAt(addr string, h http.HandlerFunc) (*httptest.Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := httptest.NewUnstartedServer(h)
+	s.Listener.Close()
+	s.Listener = l
+	s.Start()
+	return s, nil
 }

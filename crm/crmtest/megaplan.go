@@ -3,7 +3,6 @@ package crmtest
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -112,14 +111,10 @@ func NewMegaplanAt(username, password string, rps int, addr string) (*Megaplan, 
 	m := &Megaplan{Username: username, Password: password, rps: rps, tokenTTL: 48 * time.Hour,
 		tokens: map[string]time.Time{}, refresh: map[string]bool{}, grants: map[string]int{},
 		routes: map[string]string{}, deny: map[string]bool{}, nextID: 1000}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
+	var err error
+	if m.Server, err = serveAt(addr, m.serve); err != nil {
 		return nil, err
 	}
-	m.Server = httptest.NewUnstartedServer(http.HandlerFunc(m.serve))
-	m.Server.Listener.Close()
-	m.Server.Listener = l
-	m.Server.Start()
 	return m, nil
 }
 
@@ -240,6 +235,16 @@ func (m *Megaplan) Violations() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.violations)
+}
+
+// committed answers a write the stand-in has made, unless it is to drop
+// the answer (DropResponse).
+func committed(w http.ResponseWriter, mode Mode, data any) {
+	if mode == DropResponse {
+		hangUp(w)
+		return
+	}
+	megaplanAnswer(w, 200, data)
 }
 
 // megaplanAnswer writes Megaplan's envelope.

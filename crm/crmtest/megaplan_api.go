@@ -127,11 +127,7 @@ func (m *Megaplan) createCall(w http.ResponseWriter, req *http.Request, mode Mod
 	if hook != nil {
 		hook(out)
 	}
-	if mode == DropResponse {
-		hangUp(w)
-		return
-	}
-	megaplanAnswer(w, 200, out)
+	committed(w, mode, out)
 }
 
 func (m *Megaplan) findCall(w http.ResponseWriter, q map[string]json.RawMessage) {
@@ -178,11 +174,7 @@ func (m *Megaplan) updateCall(w http.ResponseWriter, req *http.Request, mode Mod
 		megaplanAnswer(w, 404, nil, "CallInfo with this providerId not found")
 		return
 	}
-	if mode == DropResponse {
-		hangUp(w)
-		return
-	}
-	megaplanAnswer(w, 200, out)
+	committed(w, mode, out)
 }
 
 // history is POST callInfo/history: finished calls created, or updated by
@@ -213,11 +205,7 @@ func (m *Megaplan) history(w http.ResponseWriter, req *http.Request, mode Mode) 
 		}
 	}
 	m.mu.Unlock()
-	if mode == DropResponse {
-		hangUp(w)
-		return
-	}
-	megaplanAnswer(w, 200, map[string]int{"count": len(list)})
+	committed(w, mode, map[string]int{"count": len(list)})
 }
 
 func (m *Megaplan) setContractor(w http.ResponseWriter, req *http.Request, id string) {
@@ -339,11 +327,7 @@ func (m *Megaplan) createContractor(w http.ResponseWriter, req *http.Request, mo
 	m.addContractor(&c)
 	out := c
 	m.mu.Unlock()
-	if mode == DropResponse {
-		hangUp(w)
-		return
-	}
-	megaplanAnswer(w, 200, out)
+	committed(w, mode, out)
 }
 
 func (m *Megaplan) listDeals(w http.ResponseWriter, q map[string]json.RawMessage) {
@@ -380,9 +364,5 @@ func (m *Megaplan) createDeal(w http.ResponseWriter, req *http.Request, mode Mod
 	m.deals = append(m.deals, &d)
 	out := d
 	m.mu.Unlock()
-	if mode == DropResponse {
-		hangUp(w)
-		return
-	}
-	megaplanAnswer(w, 200, out)
+	committed(w, mode, out)
 }

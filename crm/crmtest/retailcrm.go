@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -83,14 +82,10 @@ func NewRetailCRM(apiKey string) *RetailCRM {
 // known address to put in callgate's configuration).
 func NewRetailCRMAt(apiKey, addr string) (*RetailCRM, error) {
 	r := &RetailCRM{APIKey: apiKey, modules: map[string]json.RawMessage{}, recent: map[string][]time.Time{}, managers: map[string]int{}}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
+	var err error
+	if r.Server, err = serveAt(addr, r.serve); err != nil {
 		return nil, err
 	}
-	r.Server = httptest.NewUnstartedServer(http.HandlerFunc(r.serve))
-	r.Server.Listener.Close()
-	r.Server.Listener = l
-	r.Server.Start()
 	return r, nil
 }
 

@@ -21,6 +21,14 @@ func newConnector(st *crmtest.Megaplan, rps float64) *Connector {
 	return New(Config{URL: st.URL, Username: "api@office", Password: "s3cret-pass", RPS: rps, Programs: map[string]int{"sales1": 12}}, nil)
 }
 
+// withStandIn is a stand-in without a rate limit, closed with the test, and
+// a connector to it allowed 100 requests a second.
+func withStandIn(t *testing.T) (*crmtest.Megaplan, *Connector) {
+	st := crmtest.NewMegaplan("api@office", "s3cret-pass", 0)
+	t.Cleanup(st.Close)
+	return st, newConnector(st, 100)
+}
+
 var t0 = time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
 
 var (
@@ -50,9 +58,7 @@ func run(t *testing.T, c *Connector, call crm.Call, kinds ...string) {
 }
 
 func TestAnsweredCallPopupUpdatesAndRecording(t *testing.T) {
-	st := crmtest.NewMegaplan("api@office", "s3cret-pass", 0)
-	defer st.Close()
-	c := newConnector(st, 100)
+	st, c := withStandIn(t)
 	run(t, c, answered("c1"), crm.Ringing, crm.Answered, crm.Ended)
 	calls := st.Calls()
 	if len(calls) != 1 {
@@ -71,9 +77,7 @@ func TestAnsweredCallPopupUpdatesAndRecording(t *testing.T) {
 }
 
 func TestMissedTransferredAndUnmapped(t *testing.T) {
-	st := crmtest.NewMegaplan("api@office", "s3cret-pass", 0)
-	defer st.Close()
-	c := newConnector(st, 100)
+	st, c := withStandIn(t)
 
 	missed := answered("m1")
 	missed.Legs, missed.Result, missed.AnsweredBy, missed.TalkSeconds = nil, "no-answer", "", 0
@@ -112,9 +116,7 @@ func TestMissedTransferredAndUnmapped(t *testing.T) {
 // Operations delivered after their moment (a backlog after an outage) do
 // not pop up: the finished call goes in through callInfo/history.
 func TestBacklogGoesToHistoryWithoutPopups(t *testing.T) {
-	st := crmtest.NewMegaplan("api@office", "s3cret-pass", 0)
-	defer st.Close()
-	c := newConnector(st, 100)
+	st, c := withStandIn(t)
 	call := answered("b1")
 	for _, k := range []string{crm.Ringing, crm.Answered, crm.Ended} {
 		for _, it := range c.Items(crm.Event{Kind: k, Call: call}) {
@@ -131,9 +133,7 @@ func TestBacklogGoesToHistoryWithoutPopups(t *testing.T) {
 }
 
 func TestDroppedAnswersDoNotDuplicate(t *testing.T) {
-	st := crmtest.NewMegaplan("api@office", "s3cret-pass", 0)
-	defer st.Close()
-	c := newConnector(st, 100)
+	st, c := withStandIn(t)
 	call := answered("d1")
 	var tmp *outbox.Temporary
 	for _, k := range []string{crm.Ringing, crm.Ended} {
@@ -188,9 +188,7 @@ func TestTokenRenewedBeforeExpiryAndOn401(t *testing.T) {
 }
 
 func TestErrorsAreClassified(t *testing.T) {
-	st := crmtest.NewMegaplan("api@office", "s3cret-pass", 0)
-	defer st.Close()
-	c := newConnector(st, 100)
+	st, c := withStandIn(t)
 	it := c.Items(crm.Event{Kind: crm.Ringing, Call: answered("e1")})[0]
 	it.Created = time.Now()
 	var tmp *outbox.Temporary
@@ -225,9 +223,7 @@ func TestErrorsAreClassified(t *testing.T) {
 // scheme, made by the employee who took the call; an employee without the
 // right gets a permanent refusal while the call itself is logged.
 func TestAutocreateRules(t *testing.T) {
-	st := crmtest.NewMegaplan("api@office", "s3cret-pass", 0)
-	defer st.Close()
-	c := newConnector(st, 100)
+	st, c := withStandIn(t)
 	none := answered("n1")
 	run(t, c, none, crm.Ringing, crm.Ended)
 	if len(st.Contractors()) != 0 {
@@ -274,9 +270,7 @@ func TestAutocreateRules(t *testing.T) {
 }
 
 func TestResponsibleFromCallRoute(t *testing.T) {
-	st := crmtest.NewMegaplan("api@office", "s3cret-pass", 0)
-	defer st.Close()
-	c := newConnector(st, 100)
+	st, c := withStandIn(t)
 	st.SetRoute("+79161234567", "1000009")
 	if who, err := c.Responsible(context.Background(), "+79161234567"); err != nil || who != "1000009" {
 		t.Fatalf("known client: %q %v", who, err)
@@ -293,9 +287,7 @@ func TestResponsibleFromCallRoute(t *testing.T) {
 // Three calls from a number nobody knew; then a manager creates the client
 // in Megaplan: the watcher finds them and the three calls are attached.
 func TestClientCreatedLaterGetsEarlierCalls(t *testing.T) {
-	st := crmtest.NewMegaplan("api@office", "s3cret-pass", 0)
-	defer st.Close()
-	c := newConnector(st, 100)
+	st, c := withStandIn(t)
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "o.db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)

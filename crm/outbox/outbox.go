@@ -346,9 +346,7 @@ func (o *Outbox) attemptBatch(ctx context.Context, b Batcher, ms []*meta) {
 		}
 		return
 	}
-	for i, m := range kept {
-		o.settle(m, items[i], derr)
-	}
+	o.settle(kept, items, derr)
 }
 
 // load reads a pending item; one that vanished is forgotten.
@@ -377,50 +375,73 @@ func (o *Outbox) attempt(ctx context.Context, m *meta) {
 	if ctx.Err() != nil && derr != nil {
 		return // shutting down: the item stays for the next start
 	}
-	o.settle(m, it, derr)
+	o.settle([]*meta{m}, []*Item{it}, derr)
 }
 
-// settle records an attempt's outcome: delivered, dead, or due again later.
-func (o *Outbox) settle(m *meta, it *Item, derr error) {
-	if o.opt.OnResult != nil {
-		o.opt.OnResult(it, derr)
-	}
+// settle records the outcome of an attempt at ms (one request, so one
+// outcome for all): delivered, dead, or due again later, in one write.
+func (o *Outbox) settle(ms []*meta, items []*Item, derr error) {
 	var perm *Permanent
-	switch {
-	case derr == nil:
-		_ = o.db.Update(func(tx *bolt.Tx) error { return o.bucket(tx, "pending").Delete(seqKey(m.seq)) })
-		o.drop(m)
-	case errors.As(derr, &perm):
+	dead := errors.As(derr, &perm)
+	for _, it := range items {
+		if o.opt.OnResult != nil {
+			o.opt.OnResult(it, derr)
+		}
+		if derr == nil {
+			continue
+		}
 		it.LastError = derr.Error()
-		_ = o.db.Update(func(tx *bolt.Tx) error {
-			v, _ := json.Marshal(it)
-			if err := o.bucket(tx, "dead").Put(seqKey(m.seq), v); err != nil {
-				return err
-			}
-			return o.bucket(tx, "pending").Delete(seqKey(m.seq))
-		})
-		o.drop(m)
-		o.mu.Lock()
-		o.dead++
-		o.lastErr = it.LastError
-		o.mu.Unlock()
-	default:
+		if dead {
+			continue
+		}
 		it.Attempts++
-		it.LastError = derr.Error()
 		delay := o.backoff(it.Attempts)
 		var tmp *Temporary
 		if errors.As(derr, &tmp) && tmp.After > delay {
 			delay = tmp.After
 		}
 		it.NextTry = time.Now().Add(delay)
-		_ = o.db.Update(func(tx *bolt.Tx) error {
-			v, _ := json.Marshal(it)
-			return o.bucket(tx, "pending").Put(seqKey(m.seq), v)
-		})
-		o.mu.Lock()
-		m.nextTry = it.NextTry
-		o.lastErr = it.LastError
-		o.mu.Unlock()
+	}
+	_ = o.db.Update(func(tx *bolt.Tx) error {
+		pending := o.bucket(tx, "pending")
+		for i, m := range ms {
+			k := seqKey(m.seq)
+			var err error
+			switch {
+			case derr == nil:
+				err = pending.Delete(k)
+			case dead:
+				v, _ := json.Marshal(items[i])
+				if err = o.bucket(tx, "dead").Put(k, v); err == nil {
+					err = pending.Delete(k)
+				}
+			default:
+				v, _ := json.Marshal(items[i])
+				err = pending.Put(k, v)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if derr == nil || dead {
+		for _, m := range ms {
+			o.drop(m)
+		}
+	}
+	if derr == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.lastErr = derr.Error()
+	if dead {
+		o.dead += len(ms)
+		return
+	}
+	for i, m := range ms {
+		m.nextTry = items[i].NextTry
 	}
 }
 

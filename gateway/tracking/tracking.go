@@ -18,18 +18,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-)
 
-// Visitor is what Mango knows of the website visitor behind a dynamic
-// number: the UTM marks of their visit and the page they were on.
-type Visitor struct {
-	Source   string `json:"source,omitempty"`
-	Medium   string `json:"medium,omitempty"`
-	Campaign string `json:"campaign,omitempty"`
-	Content  string `json:"content,omitempty"`
-	Term     string `json:"term,omitempty"`
-	Page     string `json:"page,omitempty"`
-}
+	"callgate/crm"
+)
 
 // Mango is a client of Mango Office's VPBX API for call-tracking queries.
 type Mango struct {
@@ -47,7 +38,7 @@ func Sign(key, body, salt string) string {
 
 // Visitor asks queries/user_info_by_dct_number who was shown number (E.164
 // with or without "+"). It returns nil when the number is bound to nobody.
-func (m *Mango) Visitor(ctx context.Context, number string) (*Visitor, error) {
+func (m *Mango) Visitor(ctx context.Context, number string) (*crm.Marks, error) {
 	body, _ := json.Marshal(map[string]string{"number": strings.TrimPrefix(number, "+")})
 	form := url.Values{"vpbx_api_key": {m.Key}, "sign": {Sign(m.Key, string(body), m.Salt)}, "json": {string(body)}}
 	u := strings.TrimRight(m.URL, "/") + "/queries/user_info_by_dct_number"
@@ -100,13 +91,13 @@ func (m *Mango) Visitor(ctx context.Context, number string) (*Visitor, error) {
 		return nil, nil
 	}
 	c := in.Channel
-	return &Visitor{Source: c.Source, Medium: c.Medium, Campaign: c.Campaign, Content: c.Content, Term: c.Term, Page: in.CurrentPage.URL}, nil
+	return &crm.Marks{Source: c.Source, Medium: c.Medium, Campaign: c.Campaign, Content: c.Content, Term: c.Term, Page: in.CurrentPage.URL}, nil
 }
 
 // Tracker runs visitor lookups for calls to dynamic numbers and hands the
 // answers to whoever waits for them (the CRM popup), for at most a budget.
 type Tracker struct {
-	lookup func(ctx context.Context, number string) (*Visitor, error)
+	lookup func(ctx context.Context, number string) (*crm.Marks, error)
 	budget time.Duration
 
 	mu       sync.Mutex
@@ -117,7 +108,7 @@ type Tracker struct {
 
 type pending struct {
 	done    chan struct{}
-	visitor *Visitor
+	visitor *crm.Marks
 	started time.Time
 }
 
@@ -125,7 +116,7 @@ type pending struct {
 const troubleWindow = 30 * time.Second
 
 // NewTracker returns a tracker asking lookup, waited for at most budget.
-func NewTracker(lookup func(context.Context, string) (*Visitor, error), budget time.Duration) *Tracker {
+func NewTracker(lookup func(context.Context, string) (*crm.Marks, error), budget time.Duration) *Tracker {
 	return &Tracker{lookup: lookup, budget: budget, calls: map[string]*pending{}}
 }
 
@@ -160,7 +151,7 @@ func (t *Tracker) Start(callID, number string) {
 }
 
 // Get returns the visitor if the lookup has finished (nil otherwise).
-func (t *Tracker) Get(callID string) *Visitor {
+func (t *Tracker) Get(callID string) *crm.Marks {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if l := t.calls[callID]; l != nil {
@@ -171,7 +162,7 @@ func (t *Tracker) Get(callID string) *Visitor {
 
 // Wait returns the visitor, waiting for the lookup at most the budget, and
 // not at all while the API has lately been failing or late.
-func (t *Tracker) Wait(callID string) *Visitor {
+func (t *Tracker) Wait(callID string) *crm.Marks {
 	t.mu.Lock()
 	l := t.calls[callID]
 	troubled := time.Since(t.troubled) < troubleWindow

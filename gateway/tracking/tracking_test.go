@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"callgate/crm"
 	"callgate/gateway/tracking"
 	"callgate/gateway/tracking/mangotest"
 )
@@ -13,7 +14,7 @@ import (
 func TestVisitorFromMango(t *testing.T) {
 	st := mangotest.New("vpbx-key-123", "salt-456")
 	defer st.Close()
-	st.Bind("74951112233", tracking.Visitor{Source: "yandex", Medium: "cpc", Campaign: "winter", Term: "купить", Page: "https://shop.example.ru/sale"})
+	st.Bind("74951112233", crm.Marks{Source: "yandex", Medium: "cpc", Campaign: "winter", Term: "купить", Page: "https://shop.example.ru/sale"})
 	m := &tracking.Mango{URL: st.URL + "/vpbx/", Key: "vpbx-key-123", Salt: "salt-456"}
 	v, err := m.Visitor(context.Background(), "+74951112233")
 	if err != nil || v == nil || v.Source != "yandex" || v.Medium != "cpc" || v.Campaign != "winter" || v.Term != "купить" || v.Page != "https://shop.example.ru/sale" {
@@ -36,7 +37,7 @@ func TestVisitorFromMango(t *testing.T) {
 func TestTrackerNeverWaitsLongerThanTheBudget(t *testing.T) {
 	st := mangotest.New("k", "s")
 	defer st.Close()
-	st.Bind("74951112233", tracking.Visitor{Source: "google"})
+	st.Bind("74951112233", crm.Marks{Source: "google"})
 	m := &tracking.Mango{URL: st.URL + "/vpbx/", Key: "k", Salt: "s"}
 	tr := tracking.NewTracker(m.Visitor, 200*time.Millisecond)
 	tr.Start("c1", "+74951112233")

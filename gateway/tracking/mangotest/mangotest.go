@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"callgate/crm"
 	"callgate/gateway/tracking"
 )
 
@@ -21,7 +22,7 @@ type Mango struct {
 	Key, Salt string
 
 	mu       sync.Mutex
-	visitors map[string]tracking.Visitor // number (digits) -> visitor
+	visitors map[string]crm.Marks // number (digits) -> visitor
 	delay    time.Duration
 	fail     bool
 	requests int
@@ -30,13 +31,13 @@ type Mango struct {
 
 // New starts a stand-in accepting key and salt.
 func New(key, salt string) *Mango {
-	m := &Mango{Key: key, Salt: salt, visitors: map[string]tracking.Visitor{}}
+	m := &Mango{Key: key, Salt: salt, visitors: map[string]crm.Marks{}}
 	m.Server = httptest.NewServer(http.HandlerFunc(m.serve))
 	return m
 }
 
 // Bind shows number (digits) to a visitor with these UTM marks.
-func (m *Mango) Bind(number string, v tracking.Visitor) {
+func (m *Mango) Bind(number string, v crm.Marks) {
 	m.mu.Lock()
 	m.visitors[number] = v
 	m.mu.Unlock()
