@@ -209,7 +209,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		lastID = n
 	}
 	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // a stream lives as long as the client
+	// A stream lives as long as the client: the server's read deadline
+	// would end it (and its context), and each write gets its own deadline
+	// below so a client that stopped reading is dropped.
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Now().Add(streamWriteGrace))
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -241,11 +245,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-t.C:
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteGrace))
 			_, _ = w.Write([]byte(": heartbeat\n\n"))
 		case ev, ok := <-ch:
 			if !ok {
 				return // dropped for being slow; the client resumes with Last-Event-ID
 			}
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteGrace))
 			writeEvent(w, ev)
 		drain:
 			for {
@@ -266,6 +272,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// streamWriteGrace is how long one write to an event stream may block: a
+// client whose connection stopped taking data is dropped after it, and
+// resumes with Last-Event-ID when it comes back.
+const streamWriteGrace = time.Minute
 
 func writeEvent(w http.ResponseWriter, ev *FeedEvent) {
 	b := make([]byte, 0, len(ev.Data)+48)
