@@ -106,7 +106,7 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 	if !s.mayControl(w, r, id) {
 		return
 	}
-	extendDeadlines(w, transferDeadline) // the answer waits for the target to pick up
+	extendDeadline(w, transferDeadline) // the answer waits for the target to pick up
 	state, err := s.Dialer.Transfer(id, strings.TrimSpace(req.To), req.Mode)
 	if err != nil {
 		writeDialError(w, err)

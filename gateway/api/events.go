@@ -209,10 +209,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		lastID = n
 	}
 	rc := http.NewResponseController(w)
-	// A stream lives as long as the client: the server's read deadline
-	// would end it (and its context), and each write gets its own deadline
-	// below so a client that stopped reading is dropped.
-	_ = rc.SetReadDeadline(time.Time{})
+	// A stream lives as long as the client, past the server's write
+	// timeout: each write gets its own deadline instead, so a client that
+	// stopped reading is still dropped.
 	_ = rc.SetWriteDeadline(time.Now().Add(streamWriteGrace))
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

@@ -175,7 +175,7 @@ func (s *Server) serveRecording(w http.ResponseWriter, r *http.Request, leg *cal
 	w.Header().Set("Content-Type", "audio/wav")
 	w.Header().Set("Content-Disposition", `inline; filename="`+filepath.Base(leg.Recording)+`"`)
 	w.Header().Set("Cache-Control", "private, max-age=3600")
-	extendDeadlines(w, recordingDeadline(st.Size()))
+	extendDeadline(w, recordingDeadline(st.Size()))
 	http.ServeContent(w, r, "", st.ModTime(), f) // Range, If-Range and HEAD
 }
 
