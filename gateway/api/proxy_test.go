@@ -183,9 +183,12 @@ func TestDummyHashHasConfiguredCost(t *testing.T) {
 	if c, err := bcrypt.Cost(s.dummy); err != nil || c != 6 {
 		t.Fatalf("dummy hash cost %d (%v), want 6", c, err)
 	}
-	h12 := []byte("$2a$12$C6UzMDM.H6dfI/f/IKxGhu5Qz2iAw.5D0kwiy7fcp8M7jMBgQPRjG") // cost of callgate hash-password
-	s = NewSessions([]Account{{Employee: "a", Hash: h12}}, time.Hour, false)
-	if c, err := bcrypt.Cost(s.dummy); err != nil || c != 12 {
-		t.Fatalf("dummy hash cost %d (%v), want 12", c, err)
+	h8, _ := bcrypt.GenerateFromPassword([]byte("c"), 8)
+	s = NewSessions([]Account{{Employee: "a", Hash: h5}, {Employee: "c", Hash: h8}, {Employee: "d"}}, time.Hour, false)
+	if c, err := bcrypt.Cost(s.dummy); err != nil || c != 8 {
+		t.Fatalf("dummy hash cost %d (%v), want 8", c, err)
+	}
+	if s = NewSessions(nil, time.Hour, false); s.dummy != nil {
+		t.Fatal("a dummy hash without accounts")
 	}
 }
