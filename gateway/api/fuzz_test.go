@@ -110,7 +110,9 @@ func FuzzJSONBodies(f *testing.F) {
 			t.Fatalf("%s: no nosniff", path)
 		}
 		if w.Code >= 400 {
-			var e struct{ Error struct{ Code, Message string } }
+			var e struct {
+				Error struct{ Code, Message string }
+			}
 			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 				t.Fatalf("%s %q: %d without the JSON error shape: %s", path, body, w.Code, w.Body)
 			}
