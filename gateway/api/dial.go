@@ -1,9 +1,7 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 )
@@ -85,9 +83,9 @@ func (s *Server) finishTransfer(how string) http.HandlerFunc {
 // has answered (200) or failed (409, the call stays where it was).
 func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 	var req TransferRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 8<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if answered, err := readJSON(w, r, maxJSONBody, &req); answered {
+		return
+	} else if err != nil {
 		Error(w, http.StatusBadRequest, "bad_json", "the body must be JSON like {\"to\":\"petrov\",\"mode\":\"blind\"}: "+err.Error())
 		return
 	}
@@ -108,6 +106,7 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 	if !s.mayControl(w, r, id) {
 		return
 	}
+	extendDeadline(w, transferDeadline) // the answer waits for the target to pick up
 	state, err := s.Dialer.Transfer(id, strings.TrimSpace(req.To), req.Mode)
 	if err != nil {
 		writeDialError(w, err)
@@ -129,9 +128,9 @@ func writeDialError(w http.ResponseWriter, err error) {
 // phone; admins and CRMs for anyone.
 func (s *Server) clickToCall(w http.ResponseWriter, r *http.Request) {
 	var req ClickToCallRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 8<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if answered, err := readJSON(w, r, maxJSONBody, &req); answered {
+		return
+	} else if err != nil {
 		Error(w, http.StatusBadRequest, "bad_json", "the body must be JSON like {\"employee\":\"ivanov\",\"number\":\"+79161234567\"}: "+err.Error())
 		return
 	}

@@ -163,6 +163,20 @@ type HTTP struct {
 	// RecordingAccess is what an employee token may fetch: "own" calls
 	// (default) or "all".
 	RecordingAccess string `toml:"recording_access"`
+	// TrustedProxies are the networks of reverse proxies (the tunnel's end
+	// on this host) whose ProxyHeader names the real client; failed logins
+	// and tokens are counted per client. Default: loopback.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// ProxyHeader is the header the proxies write: "X-Forwarded-For" or
+	// "Forwarded" (RFC 7239).
+	ProxyHeader string `toml:"proxy_header"`
+	// ReadTimeout bounds reading a request with its body, WriteTimeout
+	// writing the answer (the event stream, recordings and transfers set
+	// their own), IdleTimeout a keep-alive connection between requests.
+	ReadTimeout    Duration `toml:"read_timeout"`
+	WriteTimeout   Duration `toml:"write_timeout"`
+	IdleTimeout    Duration `toml:"idle_timeout"`
+	MaxHeaderBytes int      `toml:"max_header_bytes"`
 }
 
 // APIToken is a bearer token with a scope: "admin", "employee:<id>" or
@@ -359,7 +373,10 @@ func Defaults() Config {
 			RetryMin:        Duration(2 * time.Second),
 			RetryMax:        Duration(5 * time.Minute),
 		},
-		HTTP:    HTTP{Listen: "127.0.0.1:8080", LinkTTL: Duration(7 * 24 * time.Hour), RecordingAccess: "own"},
+		HTTP: HTTP{Listen: "127.0.0.1:8080", LinkTTL: Duration(7 * 24 * time.Hour), RecordingAccess: "own",
+			TrustedProxies: []string{"127.0.0.0/8", "::1/128"}, ProxyHeader: "X-Forwarded-For",
+			ReadTimeout: Duration(30 * time.Second), WriteTimeout: Duration(60 * time.Second), IdleTimeout: Duration(2 * time.Minute),
+			MaxHeaderBytes: 64 << 10},
 		Routing: Routing{CRMBudget: Duration(300 * time.Millisecond), ResponsibleTimeout: Duration(15 * time.Second), CacheTTL: Duration(10 * time.Minute)},
 		CRM: CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: Duration(5 * time.Minute)},
 			Megaplan: Megaplan{RPS: 3, Poll: Duration(time.Minute), RetryMax: Duration(5 * time.Minute)}},

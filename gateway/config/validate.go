@@ -515,4 +515,21 @@ func (v *validator) http(h *HTTP, employees map[string]bool) {
 	default:
 		v.bad("http.recording_access", `"own" (employees hear their own calls) or "all"`, "unknown value %q", h.RecordingAccess)
 	}
+	v.httpLimits(h)
+}
+
+// httpLimits checks the proxy and connection settings of the API.
+func (v *validator) httpLimits(h *HTTP) {
+	v.cidrs("http.trusted_proxies", h.TrustedProxies)
+	switch h.ProxyHeader {
+	case "X-Forwarded-For", "Forwarded":
+	default:
+		v.bad("http.proxy_header", `"X-Forwarded-For" or "Forwarded", whichever the tunnel writes`, "unknown header %q", h.ProxyHeader)
+	}
+	v.between("http.read_timeout", h.ReadTimeout.D(), time.Second, 10*time.Minute)
+	v.between("http.write_timeout", h.WriteTimeout.D(), time.Second, time.Hour)
+	v.between("http.idle_timeout", h.IdleTimeout.D(), time.Second, time.Hour)
+	if h.MaxHeaderBytes < 4<<10 || h.MaxHeaderBytes > 1<<20 {
+		v.bad("http.max_header_bytes", "between 4096 and 1048576", "%d is out of range", h.MaxHeaderBytes)
+	}
 }
