@@ -31,6 +31,9 @@ type Leg struct {
 	TalkSeconds    float64   `json:"talk_seconds"`
 	Recording      string    `json:"recording,omitempty"`
 	RecordingBytes int64     `json:"recording_bytes,omitempty"`
+	// RecordingTruncated is set when the disk filled up during the leg: the
+	// recording holds its start only.
+	RecordingTruncated bool `json:"recording_truncated,omitempty"`
 	// TransferredFrom is the employee who transferred the call to this leg.
 	TransferredFrom string `json:"transferred_from,omitempty"`
 }
@@ -118,6 +121,40 @@ func (s *Store) Put(r *Record) error {
 	}
 	s.mu.Lock()
 	s.ix[r.ID] = k
+	s.mu.Unlock()
+	return nil
+}
+
+// PutAll writes records in one transaction: all or none.
+func (s *Store) PutAll(rs []Record) error {
+	keys := make([][]byte, len(rs))
+	vals := make([][]byte, len(rs))
+	for i := range rs {
+		b, err := json.Marshal(&rs[i])
+		if err != nil {
+			return err
+		}
+		keys[i], vals[i] = key(&rs[i]), b
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(Bucket)
+		for i := range keys {
+			if err := b.Put(keys[i], vals[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if len(rs) == 1 {
+			return fmt.Errorf("save call %s: %w", rs[0].ID, err)
+		}
+		return fmt.Errorf("save %d calls: %w", len(rs), err)
+	}
+	s.mu.Lock()
+	for i := range rs {
+		s.ix[rs[i].ID] = keys[i]
+	}
 	s.mu.Unlock()
 	return nil
 }
