@@ -53,6 +53,9 @@ func (d *diskUsage) get(dir string) diskView {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if time.Since(d.at) < time.Minute && d.last.Dir == dir {
+		// Free space is one statfs: always current, as a disk filling up
+		// is what it is watched for.
+		d.last.FreeBytes = freeBytesAt(dir)
 		return d.last
 	}
 	v := diskView{Enabled: true, Dir: dir}

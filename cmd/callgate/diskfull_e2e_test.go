@@ -97,6 +97,27 @@ func TestRecordingDiskFullCallGoesOnAndNextCallIsSaved(t *testing.T) {
 			o := newOffice(t, officeOpts{MinFree: tc.minFree})
 			mountTmpfs(t, o.recDir, "4m")
 			filler := fillLeaving(t, o.recDir, tc.leave)
+			// The admin page shows the free space of both the recording
+			// dir (the small tmpfs) and the database's dir.
+			var admin struct {
+				Recordings struct {
+					FreeBytes uint64 `json:"free_bytes"`
+				}
+				Store struct {
+					Dir           string
+					FreeBytes     uint64 `json:"free_bytes"`
+					PendingWrites *int   `json:"pending_writes"`
+				}
+			}
+			res, err := o.d.get("/api/v1/admin", true)
+			if err != nil || decodeJSON(res, &admin) != nil {
+				t.Fatalf("admin: %v", err)
+			}
+			res.Body.Close()
+			if admin.Recordings.FreeBytes > tc.leave || admin.Store.Dir != o.d.cfg.DataDir || admin.Store.FreeBytes <= 4<<20 ||
+				admin.Store.PendingWrites == nil || *admin.Store.PendingWrites != 0 {
+				t.Fatalf("admin page disk space: %+v", admin)
+			}
 			outside, employee := tonePeers(t)
 			ctx := withTimeout(t, 60*time.Second)
 
