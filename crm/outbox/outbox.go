@@ -142,6 +142,7 @@ type Outbox struct {
 	writeErrs    uint64
 	lastWriteErr string
 	lost         uint64
+	stopped      bool // Run has ended: Put no longer holds what it cannot save
 }
 
 // Open loads (or creates) the outbox named name.

@@ -43,6 +43,12 @@ func (o *Outbox) Put(items ...Item) error {
 	if err != nil {
 		o.mu.Lock()
 		o.saveFailed(err, time.Now())
+		if o.stopped {
+			// Run has ended (shutdown): nothing would save them later.
+			o.lost += uint64(len(items))
+			o.mu.Unlock()
+			return err
+		}
 		herr := o.hold(items)
 		o.mu.Unlock()
 		o.kick()
@@ -169,7 +175,7 @@ func (o *Outbox) saveHeld(now time.Time) time.Duration {
 // what is lost.
 func (o *Outbox) stopHeld() {
 	o.mu.Lock()
-	o.saveAt = time.Time{}
+	o.saveAt, o.stopped = time.Time{}, true
 	o.mu.Unlock()
 	if o.saveHeld(time.Now()) < 0 {
 		return

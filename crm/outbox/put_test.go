@@ -105,4 +105,8 @@ func TestPutOverflowAndShutdownSayWhatIsLost(t *testing.T) {
 	if !strings.Contains(logs.String(), "lost at shutdown") || !strings.Contains(logs.String(), "call_id=call3") {
 		t.Fatalf("shutdown loss not logged:\n%s", logs.String())
 	}
+	// After Run has ended nothing would save them: Put says so at once.
+	if err := o.Put(items(1, 1)...); err == nil || !strings.Contains(err.Error(), "no space") || o.Status().Lost != 7 {
+		t.Fatalf("put after shutdown on a full disk: %v, %+v", err, o.Status())
+	}
 }
