@@ -94,6 +94,7 @@ func newCallModel(g *Gateway) *callModel {
 		m.dynamic[a.User] = a.Tracking == "dynamic"
 	}
 	m.saver = calls.NewWriter(m.store.PutAll, g.log.With("component", "calls"))
+	m.store.ShowUnsaved(m.saver)
 	go func() {
 		defer close(m.done)
 		m.saver.Run(m.writes)

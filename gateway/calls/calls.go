@@ -103,6 +103,9 @@ type Store struct {
 	db *store.Store
 	mu sync.Mutex
 	ix map[string][]byte // id -> key, filled lazily
+	// unsaved lists records waiting in memory for the database (Writer),
+	// shown by Get and List meanwhile; nil: none.
+	unsaved func() []Record
 }
 
 // NewStore wraps the database.
@@ -164,6 +167,9 @@ var ErrNotFound = errors.New("call not found")
 
 // Get reads one record.
 func (s *Store) Get(id string) (*Record, error) {
+	if r := s.unsavedByID(id); r != nil {
+		return r, nil
+	}
 	s.mu.Lock()
 	k, ok := s.ix[id]
 	s.mu.Unlock()
@@ -226,16 +232,24 @@ func (s *Store) List(f Filter) ([]Record, error) {
 			if !f.From.IsZero() && r.Started.Before(f.From) {
 				break
 			}
-			if (!f.To.IsZero() && !r.Started.Before(f.To)) || (f.Result != "" && r.Result != f.Result) ||
-				(f.Number != "" && !strings.Contains(r.Outside, strings.TrimPrefix(f.Number, "+"))) ||
-				(f.Employee != "" && !involves(&r, f.Employee)) {
+			if !f.keep(&r) {
 				continue
 			}
 			out = append(out, r)
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return s.withUnsaved(out, f), nil
+}
+
+// keep reports whether r passes the filter's conditions other than From.
+func (f Filter) keep(r *Record) bool {
+	return !((!f.To.IsZero() && !r.Started.Before(f.To)) || (f.Result != "" && r.Result != f.Result) ||
+		(f.Number != "" && !strings.Contains(r.Outside, strings.TrimPrefix(f.Number, "+"))) ||
+		(f.Employee != "" && !involves(r, f.Employee)))
 }
 
 func involves(r *Record, employee string) bool {

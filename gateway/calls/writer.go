@@ -1,7 +1,9 @@
 package calls
 
 import (
+	"cmp"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -185,6 +187,53 @@ func (w *Writer) Pending() []Record {
 	out := make([]Record, 0, len(w.order))
 	for _, id := range w.order {
 		out = append(out, w.pending[id])
+	}
+	return out
+}
+
+// ShowUnsaved makes Get and List include the records w holds in memory, so
+// the history shows calls while the database cannot be written.
+func (s *Store) ShowUnsaved(w *Writer) { s.unsaved = w.Pending }
+
+func (s *Store) unsavedByID(id string) *Record {
+	if s.unsaved == nil {
+		return nil
+	}
+	for _, r := range s.unsaved() {
+		if r.ID == id {
+			return &r
+		}
+	}
+	return nil
+}
+
+// withUnsaved merges the held records that pass f into a page read from
+// the database (newest first, at most f.Limit); a held version replaces a
+// stored one, being newer.
+func (s *Store) withUnsaved(page []Record, f Filter) []Record {
+	if s.unsaved == nil {
+		return page
+	}
+	held := s.unsaved()
+	if len(held) == 0 {
+		return page
+	}
+	ids := map[string]bool{}
+	var out []Record
+	for _, r := range held {
+		ids[r.ID] = true
+		if (f.From.IsZero() || !r.Started.Before(f.From)) && f.keep(&r) {
+			out = append(out, r)
+		}
+	}
+	for _, r := range page {
+		if !ids[r.ID] {
+			out = append(out, r)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Record) int { return cmp.Compare(b.Started.UnixNano(), a.Started.UnixNano()) })
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
 	}
 	return out
 }

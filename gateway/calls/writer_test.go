@@ -60,8 +60,22 @@ func TestWriterKeepsRecordsWhileDiskIsFullAndSavesThemAfter(t *testing.T) {
 	if st.Pending != 2 || st.Errors < 3 || st.Since.IsZero() || !strings.Contains(st.LastError, "no space") {
 		t.Fatalf("status while the disk is full: %+v", st)
 	}
-	if _, err := s.Get("a"); !errors.Is(err, ErrNotFound) {
+	if _, err := NewStore(db).Get("a"); !errors.Is(err, ErrNotFound) {
 		t.Fatal("a record was saved while writes fail")
+	}
+	// Meanwhile the history shows the held records, latest version.
+	s.ShowUnsaved(w)
+	if r, err := s.Get("a"); err != nil || r.Result != "answered" {
+		t.Fatalf("held record not shown: %+v %v", r, err)
+	}
+	if list, err := s.List(Filter{}); err != nil || len(list) != 3 || list[0].ID != "b" || list[1].ID != "a" || list[2].ID != "before" {
+		t.Fatalf("history while the disk is full: %+v %v", list, err)
+	}
+	if list, _ := s.List(Filter{Result: "no-answer"}); len(list) != 1 || list[0].ID != "b" {
+		t.Fatalf("filtered history: %+v", list)
+	}
+	if list, _ := s.List(Filter{Limit: 1}); len(list) != 1 || list[0].ID != "b" {
+		t.Fatalf("limited history: %+v", list)
 	}
 	if p := w.Pending(); len(p) != 2 || p[0].ID != "a" || p[0].Result != "answered" {
 		t.Fatalf("pending %+v", p)
