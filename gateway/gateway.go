@@ -406,5 +406,6 @@ func (g *Gateway) readyChecks() []api.Check {
 			}
 			return nil
 		}},
+		g.storeWritesCheck(),
 	}
 }

@@ -43,7 +43,10 @@ func (g *Gateway) metrics() *prometheus.Registry {
 			func() float64 { return float64(g.recorder.Dropped.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_skipped_total", Help: "Calls not recorded because free disk space was below recording.min_free."},
 			func() float64 { return float64(g.recorder.Skipped.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_truncated_total", Help: "Recordings stopped early because the disk filled up (free space below recording.min_free or a failed write); the calls went on."},
+			func() float64 { return float64(g.recorder.Truncated.Load()) }),
 	)
+	r.MustRegister(g.storeMetrics()...)
 	if g.trunk != nil {
 		r.MustRegister(&upstreamCollector{t: g.trunk, desc: prometheus.NewDesc("callgate_upstream_registered",
 			"1 when the upstream account is registered with the VPBX.", []string{"account"}, nil)})
