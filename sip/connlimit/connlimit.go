@@ -10,6 +10,7 @@
 package connlimit
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -235,11 +236,20 @@ func (c *Conn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// Close closes the connection and frees its place under the cap; closing
-// twice is harmless.
+// Close closes the connection and frees its place under the cap. Only the
+// first call closes; later ones return nil, so that the owner closing a
+// connection the sweeper closed first (sipgo does, and warns on an error)
+// is not an error.
 func (c *Conn) Close() error {
-	c.once.Do(func() { c.l.release(c) })
-	return c.Conn.Close()
+	err := net.ErrClosed
+	c.once.Do(func() {
+		c.l.release(c)
+		err = c.Conn.Close()
+	})
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
 }
 
 // Key is the client address the connection counts against.
