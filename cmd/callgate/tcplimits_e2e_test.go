@@ -162,6 +162,68 @@ func TestSIPTCPConnectionLimits(t *testing.T) {
 	}
 }
 
+// TestSIPTCPCallKeepsConnection: a phone talking over TCP keeps its quiet
+// connection while the call lasts even without a registration (nothing
+// else would keep it: callgate sends no OPTIONS to an unregistered phone
+// and RTP goes over UDP); once the call ends the connection goes.
+func TestSIPTCPCallKeepsConnection(t *testing.T) {
+	const idle = 2 * time.Second
+	vpbx, err := siptest.NewVPBX(siptest.VPBXConfig{Domain: "vpbx.test", Accounts: map[string]string{"sales1": "Secret123"}, Grant: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(vpbx.Close)
+	cfg := newDaemonConfig(t, "")
+	cfg.SIPExtra = fmt.Sprintf("tcp_idle_timeout = %q", idle.String())
+	port := 40000 + (cfg.SIPPort%200)*100
+	cfg.Extra = upstreamSection(vpbx.Addr()) + fmt.Sprintf(`[media]
+rtp_ports = "%d-%d"
+bind = "127.0.0.1"
+timeout = "60s"
+[recording]
+enabled = false
+`, port, port+99)
+	d := startDaemon(t, cfg)
+	d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
+	phone := newPhone(t, d, siptest.PhoneConfig{User: "101", Password: "Phone101pass", Transport: "tcp"})
+	mustRegister(t, phone)
+
+	ctx := withTimeout(t, 30*time.Second)
+	answered := make(chan *siptest.Call, 1)
+	go func() {
+		if c, err := vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP("127.0.0.1:9")); err == nil {
+			answered <- c
+		}
+	}()
+	phoneSide, err := nextCall(t, phone).Answer(ctx, siptest.SDP("127.0.0.1:9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outside *siptest.Call
+	select {
+	case outside = <-answered:
+	case <-ctx.Done():
+		t.Fatal("the VPBX side was not answered")
+	}
+	if res, err := phone.UnregisterAll(ctx); err != nil || res.StatusCode != 200 {
+		t.Fatalf("unregister: %v %v", res, err)
+	}
+	time.Sleep(3 * idle) // several sweeps with the phone silent
+	if n := d.metric("callgate_sip_tcp_idle_closed_total"); n != 0 || d.metric("callgate_sip_tcp_connections") != 1 {
+		t.Fatalf("the connection of a phone in a call was closed (idle closed %v)", n)
+	}
+	if err := outside.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-phoneSide.Done():
+	case <-ctx.Done():
+		t.Fatal("the phone got no BYE")
+	}
+	d.waitMetric("callgate_sip_tcp_idle_closed_total", 1, idle+5*time.Second)
+	d.waitMetric("callgate_sip_tcp_connections", 0, time.Second)
+}
+
 // raiseNoFile makes sure the test may hold need open files.
 func raiseNoFile(t *testing.T, need uint64) {
 	t.Helper()
