@@ -102,6 +102,7 @@ func (l *Limiter) Track(c net.Conn, key netip.Addr) (*Conn, bool) {
 		now := time.Now()
 		warn := now.Sub(l.warned[key]) >= warnEvery
 		if warn {
+			l.pruneWarnedLocked(now)
 			l.warned[key] = now
 		}
 		l.mu.Unlock()
@@ -116,6 +117,24 @@ func (l *Limiter) Track(c net.Conn, key netip.Addr) (*Conn, bool) {
 	l.conns[tc] = struct{}{}
 	l.mu.Unlock()
 	return tc, true
+}
+
+// maxWarned bounds the refusal log's memory of addresses: many addresses
+// (an IPv6 range) each hitting the cap must not grow it without end.
+const maxWarned = 1024
+
+func (l *Limiter) pruneWarnedLocked(now time.Time) {
+	if len(l.warned) < maxWarned {
+		return
+	}
+	for k, at := range l.warned {
+		if now.Sub(at) >= warnEvery {
+			delete(l.warned, k)
+		}
+	}
+	if len(l.warned) >= maxWarned {
+		clear(l.warned) // all recent: at worst a few lines more in the log
+	}
 }
 
 func (l *Limiter) release(c *Conn) {

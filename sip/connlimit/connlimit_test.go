@@ -275,3 +275,20 @@ func TestTrackForwardedKey(t *testing.T) {
 		t.Fatal("a second connection of the first client was admitted")
 	}
 }
+
+func TestRefusalLogMemoryBounded(t *testing.T) {
+	l := New(Config{MaxPerIP: 1})
+	key := netip.MustParseAddr("fd00::1")
+	for i := 0; i < 3*maxWarned; i++ {
+		key = key.Next()
+		a, b := net.Pipe()
+		l.Track(a, key)
+		c, d := net.Pipe()
+		l.Track(c, key) // refused: logged and remembered
+		b.Close()
+		d.Close()
+	}
+	if n := len(l.warned); n > maxWarned {
+		t.Fatalf("%d addresses remembered for the refusal log", n)
+	}
+}
