@@ -106,8 +106,8 @@ func (l *Limiter) Track(c net.Conn, key netip.Addr) (*Conn, bool) {
 			l.warned[key] = now
 		}
 		l.mu.Unlock()
+		l.Stats.Refused.Add(1) // counted before the peer can see the close
 		_ = c.Close()
-		l.Stats.Refused.Add(1)
 		if warn {
 			l.cfg.Log.Warn("connection refused: too many from one address", "source", key.String(), "limit", l.cfg.MaxPerIP)
 		}
@@ -183,8 +183,8 @@ func (l *Limiter) Sweep(now time.Time) int {
 			continue
 		}
 		c.idle.Store(true)
-		_ = c.Close()
 		l.Stats.IdleClosed.Add(1)
+		_ = c.Close()
 		closed++
 		l.cfg.Log.Debug("idle connection closed", "source", c.remote.String())
 	}
