@@ -154,6 +154,15 @@ func TestSIPTCPConnectionLimits(t *testing.T) {
 	case <-time.After(idle + 5*time.Second):
 		t.Fatal("the unregistered silent phone's idle connection stayed open")
 	}
+	// RFC 5626 style: a phone whose connection is gone registers on a new
+	// one, and callgate reaches it there.
+	back := dialRawSIP(t, d, "127.0.0.1")
+	if code := back.register(t, "102", "Phone101pass", 300); code != 200 {
+		t.Fatalf("re-register on a new connection answered %d", code)
+	}
+	if !back.waitRequest(t, "OPTIONS", 5*time.Second) {
+		t.Fatal("no OPTIONS over the new connection")
+	}
 	if !strings.Contains(d.log.String(), "connection refused: too many from one address") {
 		t.Error("refusals were not logged")
 	}
