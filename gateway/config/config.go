@@ -51,6 +51,8 @@ type SIP struct {
 	DefaultExpires    Duration `toml:"default_expires"`
 	MaxContacts       int      `toml:"max_contacts"`
 	KeepaliveInterval Duration `toml:"keepalive_interval"`
+	TCPMaxPerIP       int      `toml:"tcp_max_per_ip"`   // SIP TCP connections one IP may hold; 0: no cap
+	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"` // close silent connections without registration or call; 0: never
 	UserAgent         string   `toml:"user_agent"`
 	Ban               Ban      `toml:"ban"`
 }
@@ -356,6 +358,8 @@ func Defaults() Config {
 			DefaultExpires:    Duration(600 * time.Second),
 			MaxContacts:       5,
 			KeepaliveInterval: Duration(30 * time.Second),
+			TCPMaxPerIP:       64,
+			TCPIdleTimeout:    Duration(3 * time.Minute),
 			UserAgent:         "callgate",
 			Ban: Ban{
 				MaxFailures:      5,

@@ -171,6 +171,12 @@ func (v *validator) sip(s *SIP) {
 	if s.KeepaliveInterval != 0 && s.KeepaliveInterval.D() < 500*time.Millisecond {
 		v.bad("sip.keepalive_interval", "\"0s\" turns keepalives off; otherwise at least \"1s\"", "%s is too short", s.KeepaliveInterval.D())
 	}
+	if s.TCPMaxPerIP < 0 || s.TCPMaxPerIP > 100000 {
+		v.bad("sip.tcp_max_per_ip", "0 turns the cap off; otherwise up to 100000, e.g. 64 (a phone uses one or two)", "%d is out of range", s.TCPMaxPerIP)
+	}
+	if s.TCPIdleTimeout != 0 && (s.TCPIdleTimeout.D() < time.Second || s.TCPIdleTimeout.D() > 24*time.Hour) {
+		v.bad("sip.tcp_idle_timeout", "\"0s\" keeps idle connections; otherwise 1s to 24h, e.g. \"3m\"", "%s is out of range", s.TCPIdleTimeout.D())
+	}
 	if s.Ban.MaxFailures < 1 {
 		v.bad("sip.ban.max_failures", "e.g. 5", "must be at least 1")
 	}

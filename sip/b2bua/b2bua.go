@@ -202,6 +202,8 @@ type B2BUA struct {
 	// inUse counts the calls each extension is talking on.
 	inUse map[string]int
 	held  map[*call][]string
+	// peers are the remote addresses of calls' legs (PeerAt).
+	peers peerSet
 	// closed is set by Shutdown: no call starts after it, so Wait cannot
 	// miss one and no event follows the observer's last.
 	closed bool

@@ -59,6 +59,7 @@ func (c *call) newRequest(uri sip.Uri, fromUser, fromDisplay, fromHost, toUser, 
 	req := sip.NewRequest(sip.INVITE, uri)
 	req.SetTransport(transport)
 	req.SetDestination(dest)
+	c.b.peers.hold(c, dest)
 	from := &sip.FromHeader{DisplayName: fromDisplay, Address: sip.Uri{Scheme: "sip", User: fromUser, Host: fromHost}}
 	from.Params.Add("tag", sip.GenerateTagN(12))
 	req.AppendHeader(from)

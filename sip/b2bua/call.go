@@ -67,6 +67,7 @@ func (b *B2BUA) newCall(dir Direction, req *sip.Request, tx sip.ServerTransactio
 	c.caller = sess
 	c.callerLeg = sess
 	c.callerCallID = req.CallID().Value()
+	b.peers.hold(c, req.Source())
 	if ct := req.Contact(); ct != nil {
 		c.callerContact = ct.Address
 	}
@@ -213,6 +214,7 @@ func (c *call) finish() {
 		c.b.unbind(c.callerCallID)
 	}
 	c.b.release(c)
+	c.b.peers.drop(c)
 	if c.callee != nil && c.callee.sess != nil {
 		c.b.unbind(c.callee.sess.InviteRequest.CallID().Value())
 	}
