@@ -15,7 +15,9 @@ type Refusal struct {
 	Rule string
 }
 
-func (r *Refusal) Error() string { return fmt.Sprintf("refused by %s: %d %s", r.Rule, r.Status, r.Reason) }
+func (r *Refusal) Error() string {
+	return fmt.Sprintf("refused by %s: %d %s", r.Rule, r.Status, r.Reason)
+}
 
 // refusal returns the Refusal in a router's error, if it is one.
 func refusal(err error) (*Refusal, bool) {

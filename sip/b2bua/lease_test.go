@@ -15,7 +15,9 @@ import (
 
 type refusingRouter struct{}
 
-func (refusingRouter) Inbound(string, string) (InboundRoute, error) { return InboundRoute{}, errors.New("none") }
+func (refusingRouter) Inbound(string, string) (InboundRoute, error) {
+	return InboundRoute{}, errors.New("none")
+}
 func (refusingRouter) Outbound(string, string) (OutboundRoute, error) {
 	return OutboundRoute{}, &Refusal{Status: 403, Reason: "Dial Rule: premium-rate", Rule: "premium-rate"}
 }
@@ -25,7 +27,9 @@ func (refusingRouter) Transfer(string, string) (TransferRoute, error) {
 
 type allowAll struct{}
 
-func (allowAll) AuthorizeRequest(*sip.Request, netip.AddrPort) (string, *sip.Response) { return "101", nil }
+func (allowAll) AuthorizeRequest(*sip.Request, netip.AddrPort) (string, *sip.Response) {
+	return "101", nil
+}
 
 type noDevices struct{}
 
