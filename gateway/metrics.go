@@ -30,6 +30,7 @@ func (g *Gateway) metrics() *prometheus.Registry {
 			func() float64 { return float64(st.Refused.Load()) }),
 	)
 	r.MustRegister(g.calls.total, g.calls.setup)
+	r.MustRegister(g.router.DialRefused)
 	r.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_calls_active", Help: "Calls in progress."},
 			func() float64 { return float64(g.b2b.Active()) }),
