@@ -53,6 +53,16 @@ func BenchmarkClassify(b *testing.B) {
 	}
 }
 
+// BenchmarkNormalize is Normalize alone (E.164 without region and type).
+func BenchmarkNormalize(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Normalize("8 916 123-45-67", "RU"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // FuzzClassify: whatever a phone dials or an API client sends, reading it
 // does not panic, an accepted number is E.164, and the rules
 // decide on it without panicking.
