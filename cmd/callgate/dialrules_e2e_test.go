@@ -1,12 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"callgate/crm/crmtest"
 	"callgate/sip/siptest"
 
 	"github.com/emiago/sipgo"
@@ -171,6 +175,40 @@ func TestDialRulesHoldForTransfersAndClickToCall(t *testing.T) {
 		t.Fatal("transfer and click-to-call refusals not logged")
 	}
 	vpbxSide.Hangup(ctx)
+}
+
+// A call RetailCRM starts (makeCallUrl) passes the same rules: a refused
+// number rings nobody and RetailCRM hears 403 dial_rule.
+func TestDialRulesHoldForCRMCalls(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	t.Cleanup(st.Close)
+	o := retailOffice(t, st, "", "")
+	var module struct {
+		ClientID     string
+		Integrations struct{ Telephony struct{ MakeCallURL string } }
+	}
+	o.d.waitFor("module registered", 10*time.Second, func() bool {
+		m, _ := st.Module("callgate")
+		return m != nil && json.Unmarshal(m, &module) == nil
+	})
+	q := url.Values{"clientId": {module.ClientID}, "code": {"101"}, "phone": {"8 809 505 05 05"}, "userId": {"7"}}
+	res, err := http.Get(module.Integrations.Telephony.MakeCallURL + "?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&body)
+	if res.StatusCode != 403 || body["code"] != "dial_rule" {
+		t.Fatalf("makeCallUrl to 8 809: %d %v", res.StatusCode, body)
+	}
+	select {
+	case c := <-o.phones["101"].Calls:
+		t.Fatalf("a refused CRM call rang the phone: %s", c.From())
+	case <-time.After(200 * time.Millisecond):
+	}
+	o.noInviteAtVPBX("a refused CRM call", 100*time.Millisecond)
+	o.d.waitMetric(`callgate_dial_refused_total{rule="premium-rate"}`, 1, 5*time.Second)
 }
 
 func mustMediaAddr(t *testing.T, sdp []byte) netip.AddrPort {
