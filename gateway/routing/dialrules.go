@@ -325,6 +325,3 @@ func (r *Router) admit(employee string, n *Number, via string) (b2bua.Lease, err
 	r.DialRefused.WithLabelValues(rule).Inc()
 	return nil, &b2bua.Refusal{Status: 403, Reason: "Dial Rule: " + rule, Rule: rule}
 }
-
-// Rules returns the router's dial rules.
-func (r *Router) Rules() *DialRules { return r.rules }

@@ -10,7 +10,7 @@ import (
 	"callgate/gateway/directory"
 	"callgate/sip/b2bua"
 
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func intp(n int) *int { return &n }
@@ -217,9 +217,7 @@ func TestRouterRefusesByDialRules(t *testing.T) {
 	if _, _, err := r.ClickToCall("ivanov", "+882 13 1234 5678", ""); !errors.As(err, &ref) || ref.Rule != RuleInternational {
 		t.Fatalf("click-to-call to +882: %v", err)
 	}
-	var m dto.Metric
-	if err := r.DialRefused.WithLabelValues(RuleInternational).Write(&m); err != nil || m.GetCounter().GetValue() != 2 {
-		got := m.GetCounter().GetValue()
+	if got := refusedCount(t, r, RuleInternational); got != 2 {
 		t.Fatalf("international refusals counted %v", got)
 	}
 	if !strings.Contains(log.String(), "employee=ivanov number=+78095050505 rule=premium-rate") || !strings.Contains(log.String(), "via=transfer") {
@@ -234,4 +232,21 @@ func TestRouterRefusesByDialRules(t *testing.T) {
 		t.Fatalf("a call under the limits has a lease: %+v %v", route, err)
 	}
 	route.Lease.End()
+}
+
+// refusedCount reads callgate_dial_refused_total{rule} as /metrics would.
+func refusedCount(t *testing.T, r *Router, rule string) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(r.DialRefused)
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 || len(mfs[0].GetMetric()) != len(RuleNames) {
+		t.Fatalf("gather: %v %v", mfs, err)
+	}
+	for _, m := range mfs[0].GetMetric() {
+		if m.GetLabel()[0].GetValue() == rule {
+			return m.GetCounter().GetValue()
+		}
+	}
+	return -1
 }
