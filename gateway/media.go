@@ -81,6 +81,7 @@ func (g *Gateway) newMedia() error {
 		local = p.String()
 	}
 	g.router = routing.New(cfg, g.dir)
+	g.router.Log = g.log.With("component", "routing")
 	g.b2b = b2bua.New(b2bua.Config{
 		Domain: cfg.Upstream.Domain, Upstream: target, UpstreamTr: tr, Trusted: g.sip.upstream, Accounts: accounts,
 		PhoneMediaIP: phoneIP, UpstreamMedia: upIP, LocalUDP: local,

@@ -31,6 +31,7 @@ func (g *Gateway) metrics() *prometheus.Registry {
 	)
 	r.MustRegister(g.calls.total, g.calls.setup)
 	g.sipConnMetrics(r)
+	r.MustRegister(g.router.DialRefused)
 	r.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_calls_active", Help: "Calls in progress."},
 			func() float64 { return float64(g.b2b.Active()) }),

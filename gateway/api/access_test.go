@@ -66,6 +66,9 @@ func (fakeDialer) ClickToCall(r ClickToCallRequest) (string, error) {
 	if r.Employee != "ivanov" {
 		return "", &DialError{Status: 404, Code: "unknown_employee", Message: "no employee with this id"}
 	}
+	if strings.HasPrefix(r.Number, "+882") {
+		return "", &DialError{Status: 403, Code: "dial_rule", Rule: "international", Message: "the dial rules do not allow this number (international)"}
+	}
 	return "c3", nil
 }
 
@@ -74,6 +77,9 @@ func (fakeDialer) Hangup(id string) bool { return id == "c1" }
 func (fakeDialer) Transfer(id, to, mode string) (string, error) {
 	if id != "c1" {
 		return "", &DialError{Status: 404, Code: "call_not_found", Message: "no call in progress with this id"}
+	}
+	if strings.HasPrefix(to, "8 809") {
+		return "", &DialError{Status: 403, Code: "dial_rule", Rule: "premium-rate", Message: "the dial rules do not allow this number (premium-rate)"}
 	}
 	if mode == "attended" {
 		return "consulting", nil

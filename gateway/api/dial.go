@@ -20,6 +20,8 @@ type DialError struct {
 	Status  int
 	Code    string
 	Message string
+	// Rule names the dial rule that refused (code "dial_rule").
+	Rule string
 }
 
 func (e *DialError) Error() string { return e.Message }
@@ -117,6 +119,10 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 
 func writeDialError(w http.ResponseWriter, err error) {
 	var de *DialError
+	if errors.As(err, &de) && de.Rule != "" {
+		writeJSON(w, de.Status, map[string]any{"error": map[string]string{"code": de.Code, "message": de.Message, "rule": de.Rule}})
+		return
+	}
 	if errors.As(err, &de) {
 		Error(w, de.Status, de.Code, de.Message)
 		return

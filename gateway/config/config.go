@@ -27,6 +27,7 @@ type Config struct {
 	Routing   Routing    `toml:"routing"`
 	Mango     Mango      `toml:"mango"`
 	Console   Console    `toml:"console"`
+	Dial      Dial       `toml:"dial"`
 
 	// File is the path the configuration was read from (for messages).
 	File string `toml:"-"`
@@ -146,6 +147,8 @@ type Group struct {
 	Strategy    string   `toml:"strategy"` // "ring-all" or "sequential"
 	Members     []string `toml:"members"`  // employee ids
 	RingTimeout Duration `toml:"ring_timeout"`
+	// Dial overrides the dial rules and limits for the group's members.
+	Dial *DialRules `toml:"dial"`
 }
 
 // HTTP configures the API, health and metrics listener.
@@ -210,6 +213,8 @@ type Employee struct {
 	Role string `toml:"role"`
 	// ShiftPIN logs the employee in at a desk phone: *77*<pin>.
 	ShiftPIN string `toml:"shift_pin"`
+	// Dial overrides the dial rules and limits for this employee.
+	Dial *DialRules `toml:"dial"`
 }
 
 // Desk is a shared phone: its extension follows whoever logs in there for
@@ -371,6 +376,7 @@ func Defaults() Config {
 		Media:     Media{RTPPorts: "20000-20999", Bind: "0.0.0.0", Timeout: Duration(60 * time.Second)},
 		Recording: Recording{Enabled: true, Retention: Duration(8760 * time.Hour), MinFree: "1GiB"},
 		Calls:     Calls{RingTimeout: Duration(30 * time.Second), DefaultRegion: "RU"},
+		Dial:      Dial{PerLine: 2},
 		Upstream: Upstream{
 			Expires:         Duration(300 * time.Second),
 			RegisterTimeout: Duration(10 * time.Second),

@@ -71,6 +71,8 @@ type OutboundRoute struct {
 	Account  Account // upstream account to use
 	Number   string  // the number in the form the VPBX expects
 	Employee string  // the caller
+	// Lease, if the router sets one, is held while the call lasts.
+	Lease Lease
 }
 
 // Router decides where calls go (supplied by the gateway).

@@ -46,6 +46,8 @@ type call struct {
 	// outsideHeld: the employee put the outside party on hold (a re-INVITE
 	// passed on with sendonly or inactive); a transfer resumes it.
 	outsideHeld bool
+	// leases are the router's, held until the call ends.
+	leases []Lease
 }
 
 // dialogLeg is what a running call needs of either kind of dialog.
@@ -146,14 +148,20 @@ func (b *B2BUA) runOutbound(req *sip.Request, tx sip.ServerTransaction, ext stri
 		_ = tx.Respond(sip.NewResponseFromRequest(req, done.Status, done.Reason, nil))
 		return
 	}
+	if ref, ok := refusal(err); ok {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, ref.Status, ref.Reason, nil))
+		return
+	}
 	dir := Outbound
 	if err == nil && route.Internal {
 		dir = Internal
 	}
 	c, cerr := b.newCall(dir, req, tx)
 	if cerr != nil {
+		endLease(route.Lease)
 		return
 	}
+	c.hold(route.Lease)
 	c.ev.Caller = ext
 	_ = c.caller.Respond(sip.StatusTrying, "Trying", nil)
 	if err != nil {
@@ -215,6 +223,7 @@ func (c *call) finish() {
 	}
 	c.b.release(c)
 	c.b.peers.drop(c)
+	c.endLeases()
 	if c.callee != nil && c.callee.sess != nil {
 		c.b.unbind(c.callee.sess.InviteRequest.CallID().Value())
 	}
