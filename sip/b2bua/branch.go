@@ -49,12 +49,13 @@ func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, re
 	c.b.trackDialog(callID, tagOf(req.From().Params), "", peer)
 	c.b.bind(callID, c)
 	auth.OnResponse = func(res *sip.Response) error {
-		if res.IsProvisional() {
-			results <- branchResult{br: br, res: res}
-		} else if res.IsSuccess() {
+		if res.IsProvisional() || res.IsSuccess() {
 			// Before WaitAnswer returns: the callee may send a request as
 			// soon as it has our ACK.
 			c.b.dialogAnswered(callID, res)
+		}
+		if res.IsProvisional() {
+			results <- branchResult{br: br, res: res}
 		}
 		return nil
 	}

@@ -2,6 +2,7 @@ package b2bua
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,22 +115,27 @@ func (b *B2BUA) trackDialog(callID, local, remote string, peer dialogPeer) {
 }
 
 // dialogAnswered completes a dialog callgate started with the tag of the
-// 2xx and the address it came from.
+// 2xx and the address it came from. A provisional response with a tag
+// sets up the early dialog (a VPBX may send INFO while it rings) unless
+// one is already set; the 2xx has the last word.
 func (b *B2BUA) dialogAnswered(callID string, res *sip.Response) {
 	remote := ""
 	if t := res.To(); t != nil {
 		remote = tagOf(t.Params)
 	}
+	if remote == "" {
+		return
+	}
 	src := sourceOf(res)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	d := b.dlg.live[callID]
-	if d == nil {
+	if d == nil || (res.IsProvisional() && d.remote != "") {
 		return
 	}
 	d.remote = remote
-	if !d.peer.upstream && src.IsValid() {
-		d.peer.addrs = append(d.peer.addrs[:len(d.peer.addrs):len(d.peer.addrs)], src)
+	if !d.peer.upstream && src.IsValid() && !slices.Contains(d.peer.addrs, src) {
+		d.peer.addrs = append(d.peer.addrs, src)
 	}
 }
 

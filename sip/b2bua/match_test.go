@@ -218,8 +218,9 @@ func TestUpstreamLegTakesTrustedSourcesOnly(t *testing.T) {
 	}
 }
 
-// A leg callgate placed takes requests once answered, with the 2xx's tag,
-// from where the 2xx came or where callgate sent its INVITE.
+// A leg callgate placed takes requests once answered (early: a provisional
+// response with a tag), with the 2xx's tag, from where the answer came or
+// where callgate sent its INVITE.
 func TestAnsweredLegMatchesTheAnswer(t *testing.T) {
 	var logs syncBuffer
 	b := newMatchB2BUA(&logs)
@@ -231,12 +232,23 @@ func TestAnsweredLegMatchesTheAnswer(t *testing.T) {
 	} else if why == "" {
 		t.Fatal("no reason given")
 	}
-	res := sip.NewResponse(200, "OK")
-	to := &sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "102", Host: "127.0.0.1"}, Params: sip.NewParams()}
-	to.Params.Add("tag", "theirs")
-	res.AppendHeader(to)
-	res.SetSource("127.0.0.1:5091")
-	b.dialogAnswered("out-1", res)
+	answer := func(code int, tag string) {
+		res := sip.NewResponse(code, "")
+		to := &sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "102", Host: "127.0.0.1"}, Params: sip.NewParams()}
+		to.Params.Add("tag", tag)
+		res.AppendHeader(to)
+		res.SetSource("127.0.0.1:5091")
+		b.dialogAnswered("out-1", res)
+	}
+	answer(180, "early")
+	if _, _, kind, why := b.dialogOf(dialogReq(sip.INFO, "out-1", "early", "ours", "127.0.0.1:5090")); kind != matchLive {
+		t.Fatalf("a request in the early dialog: %s", why)
+	}
+	answer(200, "theirs")
+	answer(183, "late")
+	if _, _, kind, _ := b.dialogOf(dialogReq(sip.INFO, "out-1", "early", "ours", "127.0.0.1:5090")); kind != matchNone {
+		t.Fatal("the early dialog's tag still matches after the 2xx")
+	}
 	for _, src := range []string{"127.0.0.1:5090", "127.0.0.1:5091"} {
 		if _, _, kind, why := b.dialogOf(dialogReq(sip.INFO, "out-1", "theirs", "ours", src)); kind != matchLive {
 			t.Fatalf("request from %s: %s", src, why)
