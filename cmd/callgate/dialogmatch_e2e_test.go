@@ -241,3 +241,57 @@ func (o *office) outboundTalking(ctx context.Context, outside, ivanov *rtptest.P
 	o.d.waitFor("outside and ivanov talk", 5*time.Second, func() bool { return hears(outside, 1000) && hears(ivanov, 440) })
 	return vpbxSide, ivanovSide
 }
+
+// A phone on TCP: a BYE with the right tags over another connection (so
+// from another port) gets 481; the phone's own, over its connection, ends
+// the call.
+func TestForgedByeOverTCPGets481(t *testing.T) {
+	o := newOffice(t, officeOpts{})
+	outside, ivanov := tonePeers(t)
+	ctx := withTimeout(t, 30*time.Second)
+	tcp := newPhone(t, o.d, siptest.PhoneConfig{User: "102", Password: "Phone101pass", Transport: "tcp"})
+	mustRegister(t, tcp)
+	answered := make(chan *siptest.Call, 1)
+	go func() {
+		select {
+		case in := <-o.vpbx.Calls:
+			if c, err := in.Answer(ctx, siptest.SDP(outside.Addr().String())); err == nil {
+				toRelay, _ := siptest.MediaAddr(in.Request.Body())
+				outside.SendTo(toRelay)
+				answered <- c
+			}
+		case <-ctx.Done():
+		}
+	}()
+	phoneSide, err := tcp.Dial(ctx, "+74951112233", siptest.SDP(ivanov.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vpbxSide := <-answered
+	toRelay, _ := siptest.MediaAddr(phoneSide.Remote)
+	ivanov.SendTo(toRelay)
+	o.d.waitFor("outside and ivanov talk", 5*time.Second, func() bool { return hears(outside, 1000) && hears(ivanov, 440) })
+
+	bye := phoneSide.Raw("BYE", o.d.sipAddr()+";transport=tcp")
+	if code, err := siptest.SendTCP(o.d.sipAddr(), bye, 3*time.Second); err != nil || code != 481 {
+		t.Fatalf("BYE over another TCP connection: %d %v", code, err)
+	}
+	if code, err := siptest.SendUDP("127.0.0.1:0", o.d.sipAddr(), bye, 3*time.Second); err != nil || code != 481 {
+		t.Fatalf("BYE over UDP for a TCP phone's dialog: %d %v", code, err)
+	}
+	o.d.waitMetric(dialogMismatch, 2, 5*time.Second)
+	if !hears(outside, 1000) || !hears(ivanov, 440) {
+		t.Fatal("the call no longer carries both tones")
+	}
+	if err := phoneSide.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-vpbxSide.Done():
+	case <-ctx.Done():
+		t.Fatal("the outside party was not hung up")
+	}
+	if rec := o.lastCall(); rec.HangupBy != "employee" || rec.Caller != "102" {
+		t.Fatalf("record %+v", rec)
+	}
+}

@@ -74,7 +74,8 @@ func (b *B2BUA) newCall(dir Direction, req *sip.Request, tx sip.ServerTransactio
 	if dir == Inbound {
 		peer = dialogPeer{upstream: true}
 	}
-	b.trackDialog(c.callerCallID, tagOf(sess.InviteRequest.To().Params), tagOf(req.From().Params), peer)
+	remote, _ := requestTags(req)
+	b.trackDialog(c.callerCallID, tagOf(sess.InviteRequest.To().Params), remote, peer)
 	b.bind(req.CallID().Value(), c)
 	b.mu.Lock()
 	b.byID[c.id] = c

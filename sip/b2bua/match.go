@@ -256,8 +256,14 @@ func answerReleased(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // refuseInDialog answers 481 to a request that matched no dialog, counts
-// it and warns once per source and minute.
+// it and warns once per source and minute. An ACK is only dropped: the ACK
+// to a 407 or another final error carries that response's To-tag and can
+// reach us outside its transaction (over TCP sipgo passes it on), and a
+// stray ACK changes nothing.
 func (b *B2BUA) refuseInDialog(req *sip.Request, tx sip.ServerTransaction, why string) {
+	if req.IsAck() {
+		return
+	}
 	b.dlg.mismatches.Add(1)
 	src := sourceOf(req)
 	if b.dlg.shouldLog(src.Addr(), time.Now()) {
@@ -268,9 +274,7 @@ func (b *B2BUA) refuseInDialog(req *sip.Request, tx sip.ServerTransaction, why s
 		b.log.Warn("in-dialog request refused: no such dialog", "source", req.Source(), "call_id", callID,
 			"method", string(req.Method), "reason", why)
 	}
-	if !req.IsAck() {
-		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
-	}
+	_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
 }
 
 // shouldLog limits mismatch warnings to one per source and minute.

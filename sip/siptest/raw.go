@@ -1,9 +1,11 @@
 package siptest
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -142,4 +144,46 @@ func (p *Phone) Send(ctx context.Context, r RawRequest) (*sip.Response, error) {
 		return nil, fmt.Errorf("send %s: %w", r.Method, err)
 	}
 	return res, nil
+}
+
+// SendTCP sends r over a new TCP connection to dst and returns the status
+// of the final response; 0 if none came within timeout.
+func SendTCP(dst string, r RawRequest, timeout time.Duration) (int, error) {
+	conn, err := net.DialTimeout("tcp", dst, timeout)
+	if err != nil {
+		return 0, fmt.Errorf("raw request: %w", err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write(r.Bytes("TCP", conn.LocalAddr().String())); err != nil {
+		return 0, fmt.Errorf("raw request: %w", err)
+	}
+	rd := bufio.NewReader(conn)
+	for {
+		status, length := 0, 0
+		for first := true; ; first = false {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				return 0, nil // no (final) answer
+			}
+			line = strings.TrimSpace(line)
+			if line == "" {
+				break
+			}
+			if first {
+				f := strings.Fields(line)
+				if len(f) > 1 {
+					status, _ = strconv.Atoi(f[1])
+				}
+			} else if k, v, ok := strings.Cut(line, ":"); ok && (strings.EqualFold(k, "Content-Length") || k == "l") {
+				length, _ = strconv.Atoi(strings.TrimSpace(v))
+			}
+		}
+		if _, err := rd.Discard(length); err != nil {
+			return 0, nil
+		}
+		if status >= 200 {
+			return status, nil
+		}
+	}
 }
