@@ -394,3 +394,24 @@ func TestReplacesMustBeTheSendersDialog(t *testing.T) {
 		}
 	}
 }
+
+// A matched dialog that is bound to the call but is none of its parties
+// (a branch whose answer the call has not taken yet) cannot end or change
+// the call: it gets 481, uncounted (it is a dialog callgate holds).
+func TestDialogNotYetAPartyCannotEndTheCall(t *testing.T) {
+	var logs syncBuffer
+	b := newMatchB2BUA(&logs)
+	c, leg := phoneCall(b, "cid-main", true)
+	b.trackDialog("cid-branch", "ours", "theirs", phonePeer("127.0.0.1:5077"))
+	b.bind("cid-branch", c)
+	for _, m := range []sip.RequestMethod{sip.BYE, sip.INFO, sip.REFER} {
+		if got := send(b, dialogReq(m, "cid-branch", "theirs", "ours", "127.0.0.1:5077")); got != 481 {
+			t.Fatalf("%s from a branch not yet answered: %d", m, got)
+		}
+	}
+	if c.closedNow() || leg.readByes.Load() != 0 || b.DialogMismatches() != 0 {
+		t.Fatalf("closed %v, caller BYEs %d, mismatches %d", c.closedNow(), leg.readByes.Load(), b.DialogMismatches())
+	}
+	c.post(func() { c.finish() })
+	<-c.closed
+}
