@@ -35,6 +35,8 @@ func (g *Gateway) metrics() *prometheus.Registry {
 	r.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_calls_active", Help: "Calls in progress."},
 			func() float64 { return float64(g.b2b.Active()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_sip_dialog_mismatch_total", Help: "In-dialog requests refused with 481: no dialog with that Call-ID and tags, or not from its peer."},
+			func() float64 { return float64(g.b2b.DialogMismatches()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_rtp_packets_total", Help: "RTP/RTCP packets relayed."},
 			func() float64 { return float64(g.relay.Packets.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_rtp_dropped_packets_total", Help: "RTP/RTCP packets not relayed (unknown destination or source)."},

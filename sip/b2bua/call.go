@@ -73,6 +73,12 @@ func (b *B2BUA) newCall(dir Direction, req *sip.Request, tx sip.ServerTransactio
 	if ct := req.Contact(); ct != nil {
 		c.callerContact = ct.Address
 	}
+	peer := phonePeer(req.Source())
+	if dir == Inbound {
+		peer = dialogPeer{upstream: true}
+	}
+	remote, _ := requestTags(req)
+	b.trackDialog(c.callerCallID, tagOf(sess.InviteRequest.To().Params), remote, peer)
 	b.bind(req.CallID().Value(), c)
 	b.mu.Lock()
 	b.byID[c.id] = c
@@ -532,7 +538,18 @@ func (c *call) party(by string) string {
 
 // onRequest handles an in-dialog request inside the call's goroutine.
 func (c *call) onRequest(req *sip.Request, tx sip.ServerTransaction) {
-	fromCaller := req.CallID().Value() == c.callerCallID
+	leg := c.legOf(req.CallID().Value())
+	if leg == legNone || (leg == legTarget && req.Method != sip.BYE) {
+		// A branch whose answer the call has not taken yet, or the target
+		// of a consultation: neither may change this call.
+		code, reason := sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist"
+		if leg == legTarget {
+			code, reason = sip.StatusRequestPending, "Request Pending"
+		}
+		_ = tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil))
+		return
+	}
+	fromCaller := leg == legCaller
 	switch req.Method {
 	case sip.BYE:
 		if cs := c.consult; cs != nil {

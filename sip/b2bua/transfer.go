@@ -379,9 +379,11 @@ func (c *call) onAttendedRefer(req *sip.Request, tx sip.ServerTransaction, repla
 	if err != nil {
 		rep = replaces
 	}
-	callID, _, _ := strings.Cut(rep, ";")
+	// The consultation must be the REFER's sender's own call: a phone may
+	// not pull another phone's call into this one.
+	callID, owned := c.b.ownsReplaced(rep, sourceOf(req))
 	other := c.b.lookup(callID)
-	if other == nil || other == c {
+	if !owned || other == nil || other == c {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
 		return
 	}
