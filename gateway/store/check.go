@@ -145,7 +145,9 @@ func mapFile(f *os.File) ([]byte, func(), error) {
 	if fi.Size() != int64(int(fi.Size())) {
 		return nil, nil, fmt.Errorf("%s: too large to map", f.Name())
 	}
-	data, err := syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	// MAP_POPULATE reads the file in at once: much cheaper than a page fault
+	// for each page the walk touches.
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_SHARED|syscall.MAP_POPULATE)
 	if err != nil {
 		return nil, nil, fmt.Errorf("map %s: %w", f.Name(), err)
 	}

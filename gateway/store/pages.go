@@ -318,15 +318,19 @@ func (w *walker) walkPage(path [][]byte, id uint64, depth int) {
 // walkNode reads a branch or leaf page p (a real page, or an inline
 // bucket's page when id is 0).
 func (w *walker) walkNode(path [][]byte, id uint64, p []byte, depth int) {
-	where := fmt.Sprintf("bucket %s: page %d", pathName(path), id)
-	if id == 0 {
-		where = fmt.Sprintf("bucket %s: inline page", pathName(path))
-	}
 	flags, count, why := checkNode(p)
 	if why != "" {
-		w.problem("%s: %s", where, why)
+		if id == 0 {
+			w.problem("bucket %s: inline page: %s", pathName(path), why)
+		} else {
+			w.problem("bucket %s: page %d: %s", pathName(path), id, why)
+		}
 		w.damagedPages++
 		return
+	}
+	var st *BucketStat
+	if flags == flagLeaf && len(path) > 0 {
+		st = w.stat(path)
 	}
 	for i := 0; i < count; i++ {
 		e := pageHeaderSize + i*elemSize
@@ -343,10 +347,10 @@ func (w *walker) walkNode(path [][]byte, id uint64, p []byte, depth int) {
 			continue
 		}
 		if len(path) == 0 {
-			w.problem("%s: a plain key at the top level, where only buckets belong", where)
+			w.problem("page %d: a plain key at the top level, where only buckets belong", id)
 			continue
 		}
-		w.stat(path).Keys++
+		st.Keys++
 		if len(path) == 1 && bytes.Equal(path[0], BucketMeta) && bytes.Equal(k, keySchema) && len(v) == 8 {
 			w.schema = int(binary.BigEndian.Uint64(v))
 		}
