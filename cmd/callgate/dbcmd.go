@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"callgate/gateway/store"
@@ -48,8 +49,9 @@ func cmdCheckDB(args []string, stdout, stderr io.Writer) int {
 	}
 	rep, err := store.CheckFile(path)
 	if err != nil {
-		if errors.Is(err, store.ErrDamaged) {
-			fmt.Fprintf(stdout, "database %s: DAMAGED\n", path)
+		var de *store.DamagedError
+		if errors.As(err, &de) {
+			fmt.Fprintf(stdout, "database %s: %s\nresult: DAMAGED\n", path, strings.ToUpper(de.Kind))
 			fmt.Fprintf(stderr, "callgate check-db: %v\n%s", err, dbAdvice(err, cfgPath))
 			return exitDatabase
 		}

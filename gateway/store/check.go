@@ -201,6 +201,12 @@ func quickCheck(path string) (*Report, error) {
 // empty or locked file is an error.
 func CheckFile(path string) (*Report, error) {
 	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		de := &DamagedError{Path: path, Kind: DamageMissing, Marker: filepath.Join(filepath.Dir(path), MarkerName)}
+		if _, err := os.Stat(de.Marker); err == nil {
+			return nil, de
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("check %s: %w", path, err)
 	}

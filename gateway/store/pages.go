@@ -210,6 +210,9 @@ func (w *walker) mark(id uint64, p []byte, state byte) bool {
 }
 
 func pathName(path [][]byte) string {
+	if len(path) == 0 {
+		return "(root)"
+	}
 	parts := make([]string, len(path))
 	for i, p := range path {
 		parts[i] = fmt.Sprintf("%q", p)
