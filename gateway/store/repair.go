@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -75,6 +76,12 @@ func Repair(path string, now time.Time) (*RepairReport, error) {
 		os.Remove(tmp)
 		return rr, fmt.Errorf("repair %s: %w", path, err)
 	}
+	// The copy gets the damaged file's owner and mode, so a repair run as
+	// root leaves a database the service user can still open.
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		_ = os.Chown(tmp, int(st.Uid), int(st.Gid))
+	}
+	_ = os.Chmod(tmp, fi.Mode().Perm())
 	if rep, err := quickCheck(tmp); err != nil || !rep.Sound() {
 		os.Remove(tmp)
 		return rr, fmt.Errorf("repair %s: the copy does not check out (%v %v)", path, err, rep)
