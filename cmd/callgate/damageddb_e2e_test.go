@@ -234,6 +234,13 @@ func TestDamagedDatabaseE2E(t *testing.T) {
 			}
 
 			d := startDaemon(t, cfg)
+			// Neither command touches a database a running callgate holds.
+			for _, cmd := range []string{"check-db", "repair"} {
+				_, errs, code := runBounded(t, cmd, "-db", dbPath)
+				if code != exitRuntime || !strings.Contains(errs, "locked by another callgate process") {
+					t.Fatalf("%s on a running daemon's database: exit %d, %q", cmd, code, errs)
+				}
+			}
 			var found string
 			for i := historyCalls - 1; i >= 0 && found == ""; i -= 7 {
 				res, err := d.get("/api/v1/calls/"+historyID(i), true)
