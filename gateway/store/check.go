@@ -43,6 +43,7 @@ type DamagedError struct {
 // Is makes errors.Is(err, ErrDamaged) true.
 func (e *DamagedError) Is(target error) bool { return target == ErrDamaged }
 
+// Error says what is wrong in one line; cmd/callgate adds what to do.
 func (e *DamagedError) Error() string {
 	switch e.Kind {
 	case DamageMissing:

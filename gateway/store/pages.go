@@ -90,7 +90,6 @@ type walker struct {
 	problemCount int
 	warnings     []string
 	damagedPages int
-	truncated    bool
 
 	buckets map[string]*BucketStat
 	schema  int
@@ -158,7 +157,6 @@ func newWalker(data []byte) (*walker, error) {
 	inFile := uint64(len(data) / w.ps)
 	w.hw = w.m.pgid
 	if w.hw > inFile {
-		w.truncated = true
 		w.problem("the file holds %d pages but the database uses %d: it was truncated (%d bytes missing)",
 			inFile, w.m.pgid, w.m.pgid*uint64(w.ps)-uint64(len(data)))
 		w.hw = inFile
