@@ -90,6 +90,7 @@ type daemonConfig struct {
 	PetrovExtra string // more keys in petrov's [[employee]] table
 	Extra       string // appended TOML (e.g. an [upstream] section)
 	Env         []string
+	RunArgs     []string // more arguments to `callgate run` (e.g. -init)
 }
 
 func (c daemonConfig) toml() string {
@@ -166,7 +167,7 @@ func startDaemon(t *testing.T, cfg daemonConfig) *daemon {
 		t.Fatal(err)
 	}
 	d := &daemon{t: t, cfg: cfg, path: path, log: &syncBuffer{}, done: make(chan error, 1)}
-	d.cmd = exec.Command(binPath, "run", "-config", path)
+	d.cmd = exec.Command(binPath, append([]string{"run", "-config", path}, cfg.RunArgs...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.Env = append(os.Environ(), cfg.Env...)
 	if err := d.cmd.Start(); err != nil {

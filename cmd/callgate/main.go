@@ -2,7 +2,9 @@
 //
 // Exit codes: 0 success; 1 invalid configuration; 2 usage error; 3 the
 // daemon could not start or failed while running (e.g. the database is
-// locked by another instance, or a port is taken).
+// locked by another instance, or a port is taken); 65 the database is
+// damaged, or missing or empty where one existed (see check-db, repair and
+// run -init; systemd does not restart on it).
 package main
 
 import (
@@ -44,11 +46,18 @@ func main() {
 const usage = `usage: callgate COMMAND [flags]
 
 commands:
-  run -config FILE            run the gateway
+  run -config FILE [-init]    run the gateway (-init: start with a new empty
+                              database where the old one is missing or 0 bytes)
   check-config -config FILE   check a configuration file and exit
   demo [-http ADDR] [-duration D]
                               run callgate with a simulated VPBX and phones
   hash-password               read a password on stdin, print its hash for the console
+  check-db [-config FILE | -db PATH]
+                              check the database: buckets, record counts, damage
+                              (exit 0 sound, 65 damaged, 3 in use by a running callgate)
+  repair [-config FILE | -db PATH]
+                              copy everything readable from a damaged database to a
+                              new one; the damaged file is kept as callgate.db.damaged-TIME
   version                     print the version
 `
 
@@ -66,6 +75,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdDemo(args[1:], stdout, stderr)
 	case "hash-password":
 		return cmdHash(stdin, stdout, stderr)
+	case "check-db":
+		return cmdCheckDB(args[1:], stdout, stderr)
+	case "repair":
+		return cmdRepair(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "callgate %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK
@@ -128,7 +141,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
-	path, ok := configFlag("run", args, stderr)
+	path, initDB, ok := runFlags(args, stderr)
 	if !ok {
 		return exitUsage
 	}
@@ -137,10 +150,16 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return code
 	}
 	log := newLogger(cfg, stderr)
+	if initDB {
+		if err := initDatabase(cfg.DataDir); err != nil {
+			log.Error("cannot start", "error", err)
+			return startFailed(err, path, stderr)
+		}
+	}
 	g, err := gateway.New(cfg, log)
 	if err != nil {
 		log.Error("cannot start", "error", err)
-		return exitRuntime
+		return startFailed(err, path, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -71,25 +71,55 @@ type Store struct {
 }
 
 // Open opens (creating if needed) the database in dir and migrates it. It
-// fails at once with ErrLocked if another process has it open.
+// fails at once with ErrLocked if another process has it open, and with a
+// *DamagedError (errors.Is ErrDamaged) if the file is damaged, or missing or
+// empty where a database existed before.
 func Open(dir string) (*Store, error) {
 	return open(dir, migrations)
 }
 
+// OpenWith is Open with options.
+func OpenWith(dir string, o Options) (*Store, error) {
+	return openWith(dir, migrations, o)
+}
+
 func open(dir string, migs []Migration) (*Store, error) {
+	return openWith(dir, migs, Options{})
+}
+
+func openWith(dir string, migs []Migration, o Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data_dir: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 200 * time.Millisecond})
+	if err := precheck(dir, path, o); err != nil {
+		return nil, err
+	}
+	var db *bolt.DB
+	// The check above read every page bbolt will; the guard is for what it
+	// cannot foresee, so a corrupt file still ends in an error, not a crash.
+	err := guard("open "+path, func() (err error) {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 200 * time.Millisecond})
+		return err
+	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: %w (is callgate already running with data_dir %s?)", path, ErrLocked, dir)
 	}
 	if err != nil {
+		if isCorrupt(err) {
+			return nil, &DamagedError{Path: path, Kind: DamageCorrupt, Problems: []string{err.Error()}, Count: 1}
+		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s := &Store{db: db, path: path}
-	if err := s.migrate(migs); err != nil {
+	if err := guard("migrate "+path, func() error { return s.migrate(migs) }); err != nil {
+		_ = guard("close "+path, db.Close)
+		if isCorrupt(err) {
+			return nil, &DamagedError{Path: path, Kind: DamageCorrupt, Problems: []string{err.Error()}, Count: 1}
+		}
+		return nil, err
+	}
+	if err := writeMarker(dir); err != nil {
 		db.Close()
 		return nil, err
 	}
