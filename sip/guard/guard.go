@@ -260,15 +260,15 @@ func bump[K comparable](m map[K]*counter, k K, user string, now time.Time, windo
 }
 
 // Success records a correct authentication of user from src: the identity
-// is known good at that IP from now on, and its failures are forgiven.
+// is known good at that IP from now on. It forgives no failure (they expire
+// after Window): a phone that authenticates correctly and then guesses
+// desk PINs must still be banned.
 func (g *Guard) Success(src netip.AddrPort, user string) {
 	src = unmap(src)
 	k := key(src.Addr(), user)
 	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	delete(g.srcFail, src)
-	delete(g.userFail, k)
 	if t, ok := g.good[k]; !ok || now.Sub(t) > time.Second {
 		if ok || len(g.good) < maxIdentities {
 			g.good[k] = now

@@ -78,13 +78,17 @@ func TestFailuresOutsideWindowForgotten(t *testing.T) {
 	}
 }
 
-func TestSuccessResetsCounts(t *testing.T) {
+// A correct login between failures forgives nothing: an authenticated desk
+// phone guessing PINs is banned like a password guesser.
+func TestSuccessDoesNotForgiveFailures(t *testing.T) {
 	g, _ := newTestGuard()
-	g.Failure(attacker, "101", "wrong_password")
-	g.Failure(attacker, "101", "wrong_password")
-	g.Success(attacker, "101")
-	if g.Failure(attacker, "101", "wrong_password") {
-		t.Fatal("count not reset by a correct login")
+	for i := 0; i < 2; i++ {
+		g.Success(attacker, "110")
+		g.Failure(attacker, "110", "wrong_pin")
+	}
+	g.Success(attacker, "110")
+	if !g.Failure(attacker, "110", "wrong_pin") || g.Admit(attacker, "110") != Drop {
+		t.Fatal("failures forgiven by correct logins in between")
 	}
 }
 

@@ -89,11 +89,11 @@ func (r *Registrar) AuthFailure(src netip.AddrPort, user, reason string) {
 }
 
 // Screen reports whether a request from src must be dropped before any
-// handler sees it: it comes from a banned IP:port, or from a scanner's user
-// agent.
+// handler sees it: it comes from a banned IP:port (ACKs excepted: they are
+// never answered), or from a scanner's user agent.
 func (r *Registrar) Screen(req *sip.Request, src netip.AddrPort) bool {
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-	if r.guard.Blocked(src) {
+	if req.Method != sip.ACK && r.guard.Blocked(src) {
 		r.Stats.Dropped.Add(1)
 		return true
 	}

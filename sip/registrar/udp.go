@@ -34,7 +34,10 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 			if !looksLikeRequest(data) {
 				return data, nil
 			}
-			if r.guard.Blocked(src) {
+			// An ACK is never answered, so it tells a banned source
+			// nothing; dropping it would only make our transaction resend
+			// its final answer until Timer H.
+			if r.guard.Blocked(src) && !bytes.HasPrefix(data, []byte("ACK ")) {
 				r.Stats.Dropped.Add(1)
 				return nil, nil
 			}
