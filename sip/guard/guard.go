@@ -356,12 +356,13 @@ func (g *Guard) Bans() []Ban {
 	for _, b := range g.userBan {
 		add(b)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Until.Before(out[j].Until) })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Until.Before(out[j].Until) })
 	return out
 }
 
-// Unban lifts a ban on "IP:port", or every ban on an "IP" (its ports and
-// its user names too), and reports whether there was one.
+// Unban lifts a ban on "IP:port" (and on the user name it last tried at
+// that IP), or every ban on an "IP" (its ports and its user names too), and
+// reports whether there was one.
 func (g *Guard) Unban(source string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -372,6 +373,14 @@ func (g *Guard) Unban(source string) bool {
 			found = true
 			delete(g.srcBan, ap)
 			g.logUnban(b, "admin")
+			// Lifting a phone's ban means letting it back in: its user
+			// name at that IP goes free too.
+			k := key(ap.Addr(), b.User)
+			if ub, ok := g.userBan[k]; ok {
+				delete(g.userBan, k)
+				delete(g.userFail, k)
+				g.logUnban(ub, "admin")
+			}
 		}
 	} else if ip, err := netip.ParseAddr(source); err == nil {
 		ip = ip.Unmap()

@@ -68,6 +68,26 @@ func TestIdentityBannedAcrossPorts(t *testing.T) {
 	}
 }
 
+// Lifting a source's ban lets the phone back in: its user name at that IP
+// is freed too, other user names banned there are not.
+func TestUnbanSourceFreesItsUser(t *testing.T) {
+	g, _ := newTestGuard()
+	g.cfg.MaxFailuresPerIP = 100
+	for i := 0; i < 3; i++ {
+		g.Failure(port(40001), "102", "wrong_password")
+		g.Failure(attacker, "103", "wrong_password")
+	}
+	if g.Active() != 4 {
+		t.Fatalf("bans %+v", g.Bans())
+	}
+	if !g.Unban(attacker.String()) || g.Admit(attacker, "103") != Open || g.Admit(port(40002), "102") != Drop || g.Active() != 2 {
+		t.Fatalf("after unban: %+v", g.Bans())
+	}
+	if g.Unban(attacker.String()) {
+		t.Fatal("unbanned twice")
+	}
+}
+
 func TestFailuresOutsideWindowForgotten(t *testing.T) {
 	g, now := newTestGuard()
 	g.Failure(attacker, "101", "wrong_password")
