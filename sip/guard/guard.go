@@ -105,6 +105,10 @@ type Guard struct {
 	good      map[userAt]time.Time
 	active    atomic.Int64 // number of bans, read without the lock on the hot path
 	lastSweep time.Time
+	// hush limits the log lines of failures from an IP already banned
+	// (each one bans a user name there) to one a second: a sprayer must not
+	// flood the log, and fail2ban has seen that IP's lines before the ban.
+	hush *Quieter
 }
 
 // New returns a guard with cfg.
@@ -119,6 +123,7 @@ func New(cfg Config) *Guard {
 		ipBan:    map[netip.Addr]Ban{},
 		userBan:  map[userAt]Ban{},
 		good:     map[userAt]time.Time{},
+		hush:     NewQuieter(time.Second),
 	}
 }
 
@@ -186,19 +191,25 @@ func (g *Guard) Failure(src netip.AddrPort, user, reason string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.sweepLocked(now)
-	g.log("sip auth failure", src, k.user, reason)
 	ipBanned := false
 	if b, ok := g.ipBan[ip]; ok && now.Before(b.Until) {
 		ipBanned = true
 	}
+	log := g.cfg.Log
+	if ipBanned && !g.hush.Allow(ip) {
+		log = nil
+	}
+	if log != nil {
+		log.Warn("sip auth failure", "source", src.String(), "ip", ip.String(), "user", k.user, "reason", reason)
+	}
 	banned := false
 	if bump(g.srcFail, src, k.user, now, g.cfg.Window) >= g.cfg.MaxFailures {
-		g.srcBan[src] = g.banLocked(src, ScopeSource, k.user, reason, now)
+		g.srcBan[src] = g.banLocked(log, src, ScopeSource, k.user, reason, now)
 		delete(g.srcFail, src)
 		banned = true
 	}
 	if bump(g.ipFail, ip, k.user, now, g.cfg.Window) >= g.cfg.MaxFailuresPerIP {
-		g.ipBan[ip] = g.banLocked(src, ScopeIP, k.user, reason, now)
+		g.ipBan[ip] = g.banLocked(log, src, ScopeIP, k.user, reason, now)
 		delete(g.ipFail, ip)
 		banned = true
 	}
@@ -206,7 +217,7 @@ func (g *Guard) Failure(src netip.AddrPort, user, reason string) bool {
 		n := bump(g.userFail, k, k.user, now, g.cfg.Window)
 		if n >= g.cfg.MaxFailures || (ipBanned && !g.knownLocked(k, now)) {
 			if len(g.userBan) < maxIdentities {
-				g.userBan[k] = g.banLocked(src, ScopeUser, k.user, reason, now)
+				g.userBan[k] = g.banLocked(log, src, ScopeUser, k.user, reason, now)
 			}
 			delete(g.userFail, k)
 			banned = true
@@ -216,23 +227,18 @@ func (g *Guard) Failure(src netip.AddrPort, user, reason string) bool {
 	return banned
 }
 
-// banLocked makes and logs a ban of scope caused by a failure from src.
-func (g *Guard) banLocked(src netip.AddrPort, scope, user, reason string, now time.Time) Ban {
+// banLocked makes a ban of scope caused by a failure from src, and logs it
+// to log unless nil.
+func (g *Guard) banLocked(log *slog.Logger, src netip.AddrPort, scope, user, reason string, now time.Time) Ban {
 	b := Ban{Source: src.Addr().String(), Until: now.Add(g.cfg.BanTime), User: user, Scope: scope, Reason: reason}
 	if scope == ScopeSource {
 		b.Source = src.String()
 	}
-	if g.cfg.Log != nil {
-		g.cfg.Log.Warn("sip source banned", "source", src.String(), "ip", src.Addr().String(), "user", user,
+	if log != nil {
+		log.Warn("sip source banned", "source", src.String(), "ip", src.Addr().String(), "user", user,
 			"reason", reason, "scope", scope, "until", b.Until.UTC().Format(time.RFC3339))
 	}
 	return b
-}
-
-func (g *Guard) log(msg string, src netip.AddrPort, user, reason string) {
-	if g.cfg.Log != nil {
-		g.cfg.Log.Warn(msg, "source", src.String(), "ip", src.Addr().String(), "user", user, "reason", reason)
-	}
 }
 
 // logUnban logs the end of b for reason (expired, admin).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -212,5 +213,27 @@ func TestLogFormat(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s\n%s", want, out)
 		}
+	}
+}
+
+// Failures from an IP already banned are logged at most once a second: a
+// sprayer of user names must not flood the log.
+func TestQuietFailuresLogLimited(t *testing.T) {
+	var buf bytes.Buffer
+	g, now := newTestGuard()
+	g.cfg.Log = slog.New(slog.NewTextHandler(&buf, nil))
+	g.hush.now = func() time.Time { return *now }
+	for i := 0; i < 6; i++ {
+		g.Failure(port(uint16(40000+i)), "u"+strconv.Itoa(i), "wrong_password")
+	}
+	before := strings.Count(buf.String(), `msg="sip auth failure"`)
+	for i := 0; i < 100; i++ {
+		g.Failure(port(uint16(41000+i)), "v"+strconv.Itoa(i), "wrong_password")
+	}
+	if n := strings.Count(buf.String(), `msg="sip auth failure"`) - before; n != 1 {
+		t.Fatalf("%d lines for 100 failures in one second at a banned IP", n)
+	}
+	if g.Admit(port(42000), "v99") != Drop {
+		t.Fatal("the unlogged failure did not ban its user name")
 	}
 }
