@@ -2,6 +2,7 @@
 #
 #   make demo    the whole product on its embedded default, on loopback
 #   make test    every test: unit, race, interop with sipp/baresip, systemd
+#   make fuzz    every Go fuzz target for a minute each (FUZZTIME=10m, FUZZ=Name)
 #   make bench   Go benchmarks and the REGISTER load against callgate and Kamailio
 #   make install DESTDIR=... PREFIX=/usr/local
 
@@ -17,7 +18,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 TEST_TOOLS  := sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban
 BENCH_TOOLS := sipp:sip-tester kamailio:kamailio rtpengine:rtpengine-daemon
 
-.PHONY: all build test unit lint demo bench bench-go bench-register bench-calls install deps deps-bench clean
+.PHONY: all build test unit lint fuzz fuzz-short demo bench bench-go bench-register bench-calls install deps deps-bench clean
 
 all: build
 
@@ -36,8 +37,15 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-test: deps lint
+test: deps lint fuzz-short
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# fuzz-short runs every fuzz target for a few seconds: seeds and quick finds.
+fuzz-short:
+	FUZZTIME=$${FUZZTIME:-3s} GO=$(GO) ./testdata/fuzz/run.sh
+
+fuzz:
+	FUZZTIME=$${FUZZTIME:-1m} GO=$(GO) ./testdata/fuzz/run.sh
 
 unit:
 	$(GO) test -race -count=1 -short ./...

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"callgate/crm/outbox"
-	"callgate/media/record"
 	"callgate/sip/guard"
 	"callgate/sip/trunk"
 )
@@ -20,6 +19,7 @@ type adminView struct {
 	Upstream   []trunk.Status           `json:"upstream"`
 	CRM        map[string]outbox.Status `json:"crm"`
 	Recordings diskView                 `json:"recordings"`
+	Store      storeView                `json:"store"` // the database: free space under data_dir, writes waiting
 	Bans       []guard.Ban              `json:"bans"`
 }
 
@@ -53,6 +53,9 @@ func (d *diskUsage) get(dir string) diskView {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if time.Since(d.at) < time.Minute && d.last.Dir == dir {
+		// Free space is one statfs: always current, as a disk filling up
+		// is what it is watched for.
+		d.last.FreeBytes = freeBytesAt(dir)
 		return d.last
 	}
 	v := diskView{Enabled: true, Dir: dir}
@@ -68,12 +71,7 @@ func (d *diskUsage) get(dir string) diskView {
 	})
 	// Before the first recording the folder may not exist yet: the space
 	// is that of the filesystem it will be made on.
-	for p := dir; ; p = filepath.Dir(p) {
-		if free, err := record.FreeBytes(p); err == nil || p == filepath.Dir(p) {
-			v.FreeBytes = free
-			break
-		}
-	}
+	v.FreeBytes = freeBytesAt(dir)
 	d.at, d.last = time.Now(), v
 	return v
 }
@@ -99,6 +97,7 @@ func (g *Gateway) adminStatus() any {
 	if g.cfg.Recording.Enabled {
 		v.Recordings = g.disk.get(g.cfg.Recording.Dir)
 	}
+	v.Store = g.storeView()
 	if v.Bans == nil {
 		v.Bans = []guard.Ban{}
 	}

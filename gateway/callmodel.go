@@ -63,7 +63,9 @@ type callModel struct {
 	mu     sync.Mutex
 	open   map[string]*openCall
 	writes chan calls.Record
-	done   chan struct{}
+	// saver keeps records the database refuses (disk full) and retries.
+	saver *calls.Writer
+	done  chan struct{}
 }
 
 type openCall struct {
@@ -91,17 +93,13 @@ func newCallModel(g *Gateway) *callModel {
 		m.sources[a.User] = a.Source
 		m.dynamic[a.User] = a.Tracking == "dynamic"
 	}
-	go m.writer()
+	m.saver = calls.NewWriter(m.store.PutAll, g.log.With("component", "calls"))
+	m.store.ShowUnsaved(m.saver)
+	go func() {
+		defer close(m.done)
+		m.saver.Run(m.writes)
+	}()
 	return m
-}
-
-func (m *callModel) writer() {
-	defer close(m.done)
-	for r := range m.writes {
-		if err := m.store.Put(&r); err != nil {
-			m.log.Error("saving call record failed", "call_id", r.ID, "error", err)
-		}
-	}
 }
 
 // close waits for pending record writes.
@@ -225,6 +223,7 @@ func (m *callModel) endLeg(oc *openCall, at time.Time) {
 		}
 		if size, err := oc.rc.Close(); err == nil {
 			leg.RecordingBytes = size
+			leg.RecordingTruncated = oc.rc.Truncated()
 		} else {
 			m.log.Warn("closing recording failed", "call_id", r.ID, "error", err)
 		}

@@ -103,7 +103,7 @@ func (g *Gateway) addCRM(l *crmLink, retryMax time.Duration, exclude []string) e
 	}
 	sinceNS, _ := strconv.ParseInt(string(since), 10, 64)
 	l.since = time.Unix(0, sinceNS)
-	l.box, err = outbox.Open(g.store, name, l.conn, outbox.Options{MaxBackoff: retryMax, OnResult: func(it *outbox.Item, err error) {
+	l.box, err = outbox.Open(g.store, name, l.conn, outbox.Options{MaxBackoff: retryMax, Log: g.log.With("component", "crm"), OnResult: func(it *outbox.Item, err error) {
 		if err != nil {
 			g.log.Warn("CRM delivery failed", "crm", name, "call_id", it.Call, "kind", it.Kind, "attempts", it.Attempts+1, "error", err)
 		}

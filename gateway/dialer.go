@@ -30,9 +30,18 @@ func (d dialer) ClickToCall(req api.ClickToCallRequest) (string, error) {
 		return "", refuse(http.StatusNotFound, "unknown_employee", "no employee with this id")
 	}
 	route, e164, err := g.router.ClickToCall(emp.ID, req.Number, req.FromNumber)
+	if ref := (*b2bua.Refusal)(nil); errors.As(err, &ref) {
+		return "", dialRuleError(ref)
+	}
 	if err != nil {
 		return "", refuse(http.StatusBadRequest, "invalid_number", "not a phone number callgate can dial: "+req.Number)
 	}
+	placed := false
+	defer func() {
+		if !placed && route.Lease != nil {
+			route.Lease.End() // refused below: the call never starts
+		}
+	}()
 	if !g.upstreamRegistered(route.Account.User) {
 		return "", refuse(http.StatusServiceUnavailable, "upstream_not_registered", "the upstream account "+route.Account.User+" is not registered with the VPBX")
 	}
@@ -75,7 +84,15 @@ func (d dialer) ClickToCall(req api.ClickToCallRequest) (string, error) {
 	if err != nil {
 		return "", refuse(http.StatusServiceUnavailable, "media_unavailable", err.Error())
 	}
+	placed = true
 	return id, nil
+}
+
+// dialRuleError is the API's answer to a call or transfer the dial rules
+// refused.
+func dialRuleError(ref *b2bua.Refusal) error {
+	return &api.DialError{Status: http.StatusForbidden, Code: "dial_rule", Rule: ref.Rule,
+		Message: "the dial rules do not allow this number (" + ref.Rule + ")"}
 }
 
 func (d dialer) Hangup(id string) bool { return d.g.b2b.HangupByAPI(id) }
@@ -105,6 +122,9 @@ func (d dialer) Transfer(id, to, mode string) (string, error) {
 		state = "consulting"
 	} else {
 		code, reason, err = d.g.b2b.Transfer(id, to, mode)
+	}
+	if ref := (*b2bua.Refusal)(nil); errors.As(err, &ref) {
+		return "", dialRuleError(ref)
 	}
 	switch {
 	case errors.Is(err, b2bua.ErrNoCall):

@@ -127,6 +127,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	if err := g.newMedia(); err != nil {
 		return nil, err
 	}
+	g.sip.conns.SetLive(g.liveSIPPeers)
 	g.prom = g.metrics()
 	if cfg.HTTP.Listen != "" {
 		g.httpL, err = net.Listen("tcp", cfg.HTTP.Listen)
@@ -407,5 +408,6 @@ func (g *Gateway) readyChecks() []api.Check {
 			}
 			return nil
 		}},
+		g.storeWritesCheck(),
 	}
 }

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"callgate/gateway/api"
+	"callgate/gateway/config"
 	"callgate/gateway/web"
 )
 
@@ -66,6 +69,8 @@ func (g *Gateway) newAPI() error {
 		Sessions:   api.NewSessions(g.accounts(), g.cfg.Console.SessionTTL.D(), g.cfg.Console.Visibility == "all"),
 	}
 	srv.Admin, srv.Unban = g.adminStatus, g.guard.Unban
+	srv.Proxies, srv.HSTS = proxies(h), strings.HasPrefix(h.PublicURL, "https:")
+	srv.Sessions.Secure = srv.HSTS // the browser talks https to the tunnel
 	if len(g.cfg.Desks) > 0 {
 		srv.Desks = g.dir
 	}
@@ -87,7 +92,20 @@ func (g *Gateway) newAPI() error {
 	}
 	streams, stop := context.WithCancel(context.Background())
 	g.stopStreams = stop
-	g.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return streams }}
+	g.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: min(10*time.Second, h.ReadTimeout.D()),
+		ReadTimeout: h.ReadTimeout.D(), WriteTimeout: h.WriteTimeout.D(), IdleTimeout: h.IdleTimeout.D(),
+		MaxHeaderBytes: h.MaxHeaderBytes,
+		BaseContext:    func(net.Listener) context.Context { return streams }}
 	return nil
+}
+
+// proxies are the API's trusted reverse proxies (validated networks).
+func proxies(h config.HTTP) *api.Proxies {
+	p := &api.Proxies{Header: h.ProxyHeader}
+	for _, c := range h.TrustedProxies {
+		if n, err := netip.ParsePrefix(c); err == nil {
+			p.Trusted = append(p.Trusted, n.Masked())
+		}
+	}
+	return p
 }

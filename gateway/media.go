@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -34,7 +33,7 @@ func (g *Gateway) newMedia() error {
 		return err
 	}
 	minFree, _ := config.ParseSize(cfg.Recording.MinFree)
-	g.recorder = &record.Recorder{Dir: cfg.Recording.Dir, MinFree: minFree}
+	g.recorder = &record.Recorder{Dir: cfg.Recording.Dir, MinFree: minFree, Log: g.log.With("component", "recorder")}
 	if repaired, err := record.RepairActive(cfg.Recording.Dir); err != nil {
 		g.log.Warn("repairing interrupted recordings", "error", err)
 	} else if len(repaired) > 0 {
@@ -46,7 +45,9 @@ func (g *Gateway) newMedia() error {
 	}
 	g.calls = newCallModel(g)
 	if ids, err := g.calls.store.MarkInterrupted(time.Now()); err != nil {
-		return fmt.Errorf("close interrupted calls: %w", err)
+		// A full disk must not keep callgate down: the records stay open
+		// until a later start can write them.
+		g.log.Error("closing calls interrupted by a stop failed; retried at the next start", "error", err)
 	} else if len(ids) > 0 {
 		g.log.Warn("calls interrupted by a stop were closed", "count", len(ids))
 	}
@@ -80,6 +81,7 @@ func (g *Gateway) newMedia() error {
 		local = p.String()
 	}
 	g.router = routing.New(cfg, g.dir)
+	g.router.Log = g.log.With("component", "routing")
 	g.b2b = b2bua.New(b2bua.Config{
 		Domain: cfg.Upstream.Domain, Upstream: target, UpstreamTr: tr, Trusted: g.sip.upstream, Accounts: accounts,
 		PhoneMediaIP: phoneIP, UpstreamMedia: upIP, LocalUDP: local,

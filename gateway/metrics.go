@@ -32,9 +32,13 @@ func (g *Gateway) metrics() *prometheus.Registry {
 			func() float64 { return float64(st.Refused.Load()) }),
 	)
 	r.MustRegister(g.calls.total, g.calls.setup)
+	g.sipConnMetrics(r)
+	r.MustRegister(g.router.DialRefused)
 	r.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_calls_active", Help: "Calls in progress."},
 			func() float64 { return float64(g.b2b.Active()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_sip_dialog_mismatch_total", Help: "In-dialog requests refused with 481: no dialog with that Call-ID and tags, or not from its peer."},
+			func() float64 { return float64(g.b2b.DialogMismatches()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_rtp_packets_total", Help: "RTP/RTCP packets relayed."},
 			func() float64 { return float64(g.relay.Packets.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_rtp_dropped_packets_total", Help: "RTP/RTCP packets not relayed (unknown destination or source)."},
@@ -45,7 +49,10 @@ func (g *Gateway) metrics() *prometheus.Registry {
 			func() float64 { return float64(g.recorder.Dropped.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_skipped_total", Help: "Calls not recorded because free disk space was below recording.min_free."},
 			func() float64 { return float64(g.recorder.Skipped.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_truncated_total", Help: "Recordings stopped early because the disk filled up (free space below recording.min_free or a failed write); the calls went on."},
+			func() float64 { return float64(g.recorder.Truncated.Load()) }),
 	)
+	r.MustRegister(g.storeMetrics()...)
 	if g.trunk != nil {
 		r.MustRegister(&upstreamCollector{t: g.trunk, desc: prometheus.NewDesc("callgate_upstream_registered",
 			"1 when the upstream account is registered with the VPBX.", []string{"account"}, nil)})

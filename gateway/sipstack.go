@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"callgate/gateway/config"
+	"callgate/sip/connlimit"
 	"callgate/sip/location"
 	"callgate/sip/registrar"
 
@@ -27,6 +28,7 @@ type sipStack struct {
 	client    *sipgo.Client
 	udp       map[string]net.PacketConn // by local address
 	tcp       []net.Listener
+	conns     *connlimit.Limiter // per-IP cap and idle timeout of SIP TCP connections
 	listens   []config.ListenAddr
 	locals    map[string]netip.AddrPort // transport -> first listener
 	advertise string                    // IP written into Via/Contact
@@ -50,6 +52,7 @@ func newSIPStack(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger)
 		la, _ := config.ParseListen(l) // validated
 		s.listens = append(s.listens, la)
 	}
+	s.conns = newSIPConnLimiter(cfg, log)
 	// Bind every socket first so that a busy port fails start-up at once.
 	for _, la := range s.listens {
 		switch la.Transport {
@@ -69,6 +72,7 @@ func newSIPStack(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger)
 				s.closeSockets()
 				return nil, fmt.Errorf("listen %s: %w", la, err)
 			}
+			ln = s.conns.Listener(ln, nil)
 			s.tcp = append(s.tcp, ln)
 			if _, ok := s.locals["tcp"]; !ok {
 				s.locals["tcp"] = netip.MustParseAddrPort(ln.Addr().String())
@@ -179,6 +183,7 @@ func (s *sipStack) serve() error {
 	for _, ln := range s.tcp {
 		go s.srv.ServeTCP(ln)
 	}
+	s.conns.Start()
 	for local := range s.udp {
 		if err := waitPool(s.ua, "udp", local); err != nil {
 			return err
@@ -220,6 +225,7 @@ func (s *sipStack) closeSockets() {
 }
 
 func (s *sipStack) close() {
+	s.conns.Stop()
 	s.closeSockets()
 	if s.ua != nil {
 		s.ua.Close()

@@ -149,6 +149,9 @@ func TestConsoleAdminPage(t *testing.T) {
 	upstream := value(t, ctx, "sales1", chromedp.Text(chromedp.CSS(`#admin-upstream tr[data-account="sales1"] td.state`)))
 	crmDepth := value(t, ctx, "retailcrm", chromedp.Text(chromedp.CSS(`#admin-crm tr[data-crm="retailcrm"] td.depth`)))
 	disk := value(t, ctx, "disk", chromedp.Text(chromedp.ID("admin-disk")))
+	if db := value(t, ctx, "database", chromedp.Text(chromedp.ID("admin-db"))); !strings.Contains(db, "свободно") || strings.Contains(db, "свободно 0.0") {
+		t.Fatalf("admin page: database %q", db)
+	}
 	if !strings.Contains(phone, "Иванов Иван") || !strings.Contains(phone, "127.0.0.1:") || upstream != "registered" || crmDepth != "0" || !strings.Contains(disk, "свободно") || strings.Contains(disk, "свободно 0.0") {
 		t.Fatalf("admin page: phone %q, upstream %q, crm depth %q, disk %q", phone, upstream, crmDepth, disk)
 	}

@@ -4,7 +4,9 @@
 // is down or busy, and parked as a dead letter when the CRM says it can never
 // succeed. Each item carries an idempotency key that the connector sends to
 // the CRM (RetailCRM externalId, Megaplan providerId), so a retry after a lost
-// response does not create a second call there.
+// response does not create a second call there. When the database cannot
+// be written (disk full), new operations are held in memory and saved, in
+// order, as soon as it can: nothing is dropped silently.
 package outbox
 
 import (
@@ -14,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -97,6 +100,15 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration // default 1 s, 5 min
 	// OnResult is told of every attempt (metrics).
 	OnResult func(it *Item, err error)
+	// Log is told when writes to the database fail and recover, and of
+	// anything lost (nil: slog.Default()).
+	Log *slog.Logger
+	// MaxUnsaved bounds the operations held in memory while the database
+	// cannot be written (DefaultMaxUnsaved).
+	MaxUnsaved int
+	// SaveMinBackoff and SaveMaxBackoff space attempts to save them
+	// (default 500 ms, 30 s).
+	SaveMinBackoff, SaveMaxBackoff time.Duration
 }
 
 // meta is what the worker keeps in memory per pending item.
@@ -120,6 +132,17 @@ type Outbox struct {
 	dead    int
 	lastErr string
 	wake    chan struct{}
+
+	// unsaved are operations the database refused, oldest first; they are
+	// not delivered before they are stored.
+	unsaved      []Item
+	saveFails    int
+	saveAt       time.Time
+	failingSince time.Time
+	writeErrs    uint64
+	lastWriteErr string
+	lost         uint64
+	stopped      bool // Run has ended: Put no longer holds what it cannot save
 }
 
 // Open loads (or creates) the outbox named name.
@@ -129,6 +152,18 @@ func Open(db DB, name string, d Deliverer, opt Options) (*Outbox, error) {
 	}
 	if opt.MaxBackoff <= 0 {
 		opt.MaxBackoff = 5 * time.Minute
+	}
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	if opt.MaxUnsaved <= 0 {
+		opt.MaxUnsaved = DefaultMaxUnsaved
+	}
+	if opt.SaveMinBackoff <= 0 {
+		opt.SaveMinBackoff = 500 * time.Millisecond
+	}
+	if opt.SaveMaxBackoff <= 0 {
+		opt.SaveMaxBackoff = 30 * time.Second
 	}
 	o := &Outbox{db: db, name: []byte(name), d: d, opt: opt, wake: make(chan struct{}, 1)}
 	err := db.Update(func(tx *bolt.Tx) error {
@@ -166,53 +201,6 @@ func seqKey(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
 func (o *Outbox) bucket(tx *bolt.Tx, sub string) *bolt.Bucket {
 	return tx.Bucket(Bucket).Bucket(o.name).Bucket([]byte(sub))
-}
-
-// Put stores items for delivery, in one transaction. An item whose key was
-// stored before (delivered or not) is skipped: the same operation is never
-// queued twice.
-func (o *Outbox) Put(items ...Item) error {
-	var added []*meta
-	now := time.Now()
-	err := o.db.Update(func(tx *bolt.Tx) error {
-		pending, keys := o.bucket(tx, "pending"), o.bucket(tx, "keys")
-		for i := range items {
-			it := items[i]
-			if it.Key == "" {
-				return errors.New("item without an idempotency key")
-			}
-			if keys.Get([]byte(it.Key)) != nil {
-				continue
-			}
-			seq, err := pending.NextSequence()
-			if err != nil {
-				return err
-			}
-			it.Seq, it.Created, it.Attempts, it.NextTry = seq, now, 0, time.Time{}
-			v, err := json.Marshal(&it)
-			if err != nil {
-				return err
-			}
-			if err := pending.Put(seqKey(seq), v); err != nil {
-				return err
-			}
-			if err := keys.Put([]byte(it.Key), seqKey(seq)); err != nil {
-				return err
-			}
-			added = append(added, &meta{seq: seq, call: it.Call, kind: it.Kind, created: now})
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("outbox %s: put: %w", o.name, err)
-	}
-	if len(added) > 0 {
-		o.mu.Lock()
-		o.pending = append(o.pending, added...)
-		o.mu.Unlock()
-		o.kick()
-	}
-	return nil
 }
 
 func (o *Outbox) kick() {
@@ -261,10 +249,15 @@ func (o *Outbox) next(now time.Time) (*meta, time.Duration) {
 	return nil, wait
 }
 
-// Run delivers until ctx ends.
+// Run delivers until ctx ends, saving first what Put had to hold in memory.
 func (o *Outbox) Run(ctx context.Context) {
+	defer o.stopHeld()
 	for {
+		held := o.saveHeld(time.Now())
 		m, wait := o.next(time.Now())
+		if held >= 0 && (wait < 0 || held < wait) {
+			wait = held
+		}
 		if m == nil {
 			var t *time.Timer
 			var timer <-chan time.Time
@@ -402,7 +395,10 @@ func (o *Outbox) settle(ms []*meta, items []*Item, derr error) {
 		}
 		it.NextTry = time.Now().Add(delay)
 	}
-	_ = o.db.Update(func(tx *bolt.Tx) error {
+	// A failed write leaves the database as it was: a delivered item is
+	// delivered again after a restart (its idempotency key makes that
+	// harmless); the failure is counted and shown in Status.
+	werr := o.db.Update(func(tx *bolt.Tx) error {
 		pending := o.bucket(tx, "pending")
 		for i, m := range ms {
 			k := seqKey(m.seq)
@@ -425,6 +421,12 @@ func (o *Outbox) settle(ms []*meta, items []*Item, derr error) {
 		}
 		return nil
 	})
+	if werr != nil {
+		o.mu.Lock()
+		o.writeErrs++
+		o.lastWriteErr = werr.Error()
+		o.mu.Unlock()
+	}
 	if derr == nil || dead {
 		for _, m := range ms {
 			o.drop(m)
@@ -471,13 +473,20 @@ type Status struct {
 	OldestAge time.Duration `json:"oldest_age_ns"`
 	Dead      int           `json:"dead_letters"`
 	LastError string        `json:"last_error,omitempty"`
+	// Unsaved operations wait in memory for the database (disk full).
+	Unsaved        int    `json:"unsaved"`
+	WriteErrors    uint64 `json:"write_errors"`
+	LastWriteError string `json:"last_write_error,omitempty"`
+	Lost           uint64 `json:"lost,omitempty"` // operations dropped: memory queue full, or unsaved at shutdown
 }
 
-// Status returns depth, age of the oldest item, dead letters, last error.
+// Status returns depth, age of the oldest item, dead letters, last error,
+// and what waits for the database.
 func (o *Outbox) Status() Status {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	s := Status{Depth: len(o.pending), Dead: o.dead, LastError: o.lastErr}
+	s := Status{Depth: len(o.pending), Dead: o.dead, LastError: o.lastErr,
+		Unsaved: len(o.unsaved), WriteErrors: o.writeErrs, LastWriteError: o.lastWriteErr, Lost: o.lost}
 	if len(o.pending) > 0 {
 		s.OldestAge = time.Since(o.pending[0].created)
 	}

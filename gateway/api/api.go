@@ -51,6 +51,13 @@ type Server struct {
 	// admin endpoints).
 	Admin func() any
 	Unban func(source string) bool
+	// Proxies are the reverse proxies whose forwarding header names the
+	// client (nil: every peer is the client itself).
+	Proxies *Proxies
+	// HSTS sends Strict-Transport-Security on every response even over
+	// plain HTTP: a TLS-terminating tunnel serves the API as https
+	// (http.public_url). Over TLS it is always sent.
+	HSTS bool
 
 	fails failures
 }
@@ -107,7 +114,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		Error(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})
-	return mux
+	return s.harden(mux)
 }
 
 // readyz answers 200 when every check passes, 503 otherwise. Only an

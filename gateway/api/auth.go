@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"net"
+	"encoding/hex"
 	"net/http"
 	"slices"
 	"strconv"
@@ -105,9 +105,12 @@ func (t *Tokens) Valid(token string) bool {
 	return ok
 }
 
-// failures limits wrong credentials per source address: a burst of 10,
-// then one every 6 s. Idle entries are pruned so a scan from many
-// addresses cannot grow the table without bound.
+// failures limits wrong credentials per key (a client address, a
+// presented token or login): a burst of 10, then one every 6 s. Only
+// failures are limited: a right credential is checked first and always
+// accepted, so one client's guessing never locks out the others behind
+// the same tunnel. Idle entries are pruned so a scan from many addresses
+// cannot grow the table without bound.
 type failures struct {
 	mu   sync.Mutex
 	m    map[string]*failEntry
@@ -122,33 +125,38 @@ type failEntry struct {
 const (
 	failBurst = 10
 	failEvery = 6 * time.Second
-	failMax   = 10000 // addresses tracked at most
+	failMax   = 10000 // keys tracked at most
 )
 
-func sourceIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+// addrKey and credKey name what failures are counted on. A credential is
+// kept only as a hash prefix: the table must not hold guessed secrets.
+func addrKey(addr string) string { return "addr " + addr }
+
+func credKey(kind, secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return kind + " " + hex.EncodeToString(h[:12])
 }
 
-// blocked reports whether ip has used up its failures, and when to retry.
-func (f *failures) blocked(ip string, now time.Time) (time.Duration, bool) {
+// blocked reports whether any of keys has used up its failures, and when
+// to retry.
+func (f *failures) blocked(now time.Time, keys ...string) (time.Duration, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	e := f.m[ip]
-	if e == nil {
-		return 0, false
+	var wait time.Duration
+	for _, k := range keys {
+		e := f.m[k]
+		if e == nil {
+			continue
+		}
+		if tokens := e.lim.TokensAt(now); tokens < 1 {
+			wait = max(wait, time.Duration((1-tokens)*float64(failEvery)))
+		}
 	}
-	if tokens := e.lim.TokensAt(now); tokens < 1 {
-		return time.Duration((1 - tokens) * float64(failEvery)), true
-	}
-	return 0, false
+	return wait, wait > 0
 }
 
-// fail counts one failure from ip.
-func (f *failures) fail(ip string, now time.Time) {
+// fail counts one failure against each of keys.
+func (f *failures) fail(now time.Time, keys ...string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.m == nil {
@@ -161,17 +169,36 @@ func (f *failures) fail(ip string, now time.Time) {
 			}
 		}
 		f.last = now
-		if len(f.m) >= failMax {
-			return // under a wide scan, stop tracking new addresses rather than grow
+	}
+	for _, k := range keys {
+		e := f.m[k]
+		if e == nil {
+			if len(f.m) >= failMax {
+				continue // under a wide scan, stop tracking new keys rather than grow
+			}
+			e = &failEntry{lim: rate.NewLimiter(rate.Every(failEvery), failBurst)}
+			f.m[k] = e
 		}
+		e.seen = now
+		e.lim.AllowN(now, 1)
 	}
-	e := f.m[ip]
-	if e == nil {
-		e = &failEntry{lim: rate.NewLimiter(rate.Every(failEvery), failBurst)}
-		f.m[ip] = e
+}
+
+// refused answers a failed attempt: 429 with Retry-After once the client
+// or the credential has used up its failures, else the ordinary refusal
+// (answer). Either way the failure is counted.
+func (s *Server) refused(w http.ResponseWriter, now time.Time, keys []string, answer func()) {
+	if d, blocked := s.fails.blocked(now, keys...); blocked {
+		tooMany(w, d)
+		return
 	}
-	e.seen = now
-	e.lim.AllowN(now, 1)
+	s.fails.fail(now, keys...)
+	answer()
+}
+
+func tooMany(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
+	Error(w, http.StatusTooManyRequests, "rate_limited", "too many failed attempts from this client; try again later")
 }
 
 type principalKey struct{}
@@ -199,16 +226,11 @@ func (s *Server) auth(next http.Handler) http.Handler {
 }
 
 // authenticate answers 401/429 itself when the request carries no valid
-// token.
+// credential. The credential is checked before any limit: only failures
+// are limited.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Principal, bool) {
-	now := time.Now()
-	ip := sourceIP(r)
-	if d, blocked := s.fails.blocked(ip, now); blocked {
-		w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
-		Error(w, http.StatusTooManyRequests, "rate_limited", "too many failed attempts from this address; try again later")
-		return Principal{}, false
-	}
-	if bearer(r) == "" {
+	tok := bearer(r)
+	if tok == "" {
 		switch p, outcome := s.sessionAuth(w, r); outcome {
 		case sessionOK:
 			return p, true
@@ -217,19 +239,23 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Principal
 		case sessionExpired:
 			// A console left open past its session (or across a restart)
 			// keeps reconnecting: that is not guessing, and session ids
-			// cannot be guessed, so it must not lock the address out.
+			// cannot be guessed, so it must not lock the client out.
 			Error(w, http.StatusUnauthorized, "session_expired", "the console session has ended; log in again")
 			return Principal{}, false
 		}
 	}
-	p, ok := s.Tokens.Lookup(bearer(r))
-	if !ok {
-		s.fails.fail(ip, now)
+	if p, ok := s.Tokens.Lookup(tok); ok {
+		return p, true
+	}
+	keys := []string{addrKey(s.clientAddr(r))}
+	if tok != "" {
+		keys = append(keys, credKey("token", tok))
+	}
+	s.refused(w, time.Now(), keys, func() {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="callgate"`)
 		Error(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
-		return Principal{}, false
-	}
-	return p, true
+	})
+	return Principal{}, false
 }
 
 func adminOnly(next http.Handler) http.Handler {

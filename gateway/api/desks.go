@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -68,9 +67,9 @@ func (s *Server) deskEmployee(w http.ResponseWriter, r *http.Request) (string, b
 		Employee string `json:"employee"`
 	}
 	if r.ContentLength > 0 {
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil {
+		if answered, err := readJSON(w, r, maxSmallBody, &body); answered {
+			return "", false
+		} else if err != nil {
 			Error(w, http.StatusBadRequest, "bad_request", `send {"employee": "<id>"} or nothing`)
 			return "", false
 		}
@@ -94,9 +93,9 @@ func (s *Server) unban(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Source string `json:"source"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil || body.Source == "" {
+	if answered, err := readJSON(w, r, maxSmallBody, &body); answered {
+		return
+	} else if err != nil || body.Source == "" {
 		Error(w, http.StatusBadRequest, "bad_request", `send {"source": "<IP:port or IP>"}`)
 		return
 	}

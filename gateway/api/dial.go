@@ -1,9 +1,7 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 )
@@ -22,6 +20,8 @@ type DialError struct {
 	Status  int
 	Code    string
 	Message string
+	// Rule names the dial rule that refused (code "dial_rule").
+	Rule string
 }
 
 func (e *DialError) Error() string { return e.Message }
@@ -85,9 +85,9 @@ func (s *Server) finishTransfer(how string) http.HandlerFunc {
 // has answered (200) or failed (409, the call stays where it was).
 func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 	var req TransferRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 8<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if answered, err := readJSON(w, r, maxJSONBody, &req); answered {
+		return
+	} else if err != nil {
 		Error(w, http.StatusBadRequest, "bad_json", "the body must be JSON like {\"to\":\"petrov\",\"mode\":\"blind\"}: "+err.Error())
 		return
 	}
@@ -108,6 +108,7 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 	if !s.mayControl(w, r, id) {
 		return
 	}
+	extendDeadline(w, transferDeadline) // the answer waits for the target to pick up
 	state, err := s.Dialer.Transfer(id, strings.TrimSpace(req.To), req.Mode)
 	if err != nil {
 		writeDialError(w, err)
@@ -118,6 +119,10 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 
 func writeDialError(w http.ResponseWriter, err error) {
 	var de *DialError
+	if errors.As(err, &de) && de.Rule != "" {
+		writeJSON(w, de.Status, map[string]any{"error": map[string]string{"code": de.Code, "message": de.Message, "rule": de.Rule}})
+		return
+	}
 	if errors.As(err, &de) {
 		Error(w, de.Status, de.Code, de.Message)
 		return
@@ -129,9 +134,9 @@ func writeDialError(w http.ResponseWriter, err error) {
 // phone; admins and CRMs for anyone.
 func (s *Server) clickToCall(w http.ResponseWriter, r *http.Request) {
 	var req ClickToCallRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 8<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if answered, err := readJSON(w, r, maxJSONBody, &req); answered {
+		return
+	} else if err != nil {
 		Error(w, http.StatusBadRequest, "bad_json", "the body must be JSON like {\"employee\":\"ivanov\",\"number\":\"+79161234567\"}: "+err.Error())
 		return
 	}

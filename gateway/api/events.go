@@ -209,7 +209,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		lastID = n
 	}
 	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // a stream lives as long as the client
+	// A stream lives as long as the client, past the server's write
+	// timeout: each write gets its own deadline instead, so a client that
+	// stopped reading is still dropped.
+	_ = rc.SetWriteDeadline(time.Now().Add(streamWriteGrace))
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -241,11 +244,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-t.C:
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteGrace))
 			_, _ = w.Write([]byte(": heartbeat\n\n"))
 		case ev, ok := <-ch:
 			if !ok {
 				return // dropped for being slow; the client resumes with Last-Event-ID
 			}
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteGrace))
 			writeEvent(w, ev)
 		drain:
 			for {
@@ -266,6 +271,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// streamWriteGrace is how long one write to an event stream may block: a
+// client whose connection stopped taking data is dropped after it, and
+// resumes with Last-Event-ID when it comes back.
+const streamWriteGrace = time.Minute
 
 func writeEvent(w http.ResponseWriter, ev *FeedEvent) {
 	b := make([]byte, 0, len(ev.Data)+48)

@@ -124,15 +124,12 @@ func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("leg")
 	q := r.URL.Query()
 	if q.Has("sig") || q.Has("exp") {
-		ip := sourceIP(r)
-		if d, blocked := s.fails.blocked(ip, time.Now()); blocked {
-			w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
-			Error(w, http.StatusTooManyRequests, "rate_limited", "too many failed attempts from this address; try again later")
-			return
-		}
+		// A valid link is served whoever else failed; only bad ones count.
 		if err := s.Recordings.verify(id, q.Get("exp"), q.Get("sig")); err != nil {
-			s.fails.fail(ip, time.Now())
-			Error(w, http.StatusForbidden, "bad_link", "the recording link is invalid or has expired: "+err.Error())
+			keys := []string{addrKey(s.clientAddr(r)), credKey("link", q.Get("sig"))}
+			s.refused(w, time.Now(), keys, func() {
+				Error(w, http.StatusForbidden, "bad_link", "the recording link is invalid or has expired: "+err.Error())
+			})
 			return
 		}
 		if _, leg, ok := s.findLeg(w, id); ok {
@@ -178,6 +175,7 @@ func (s *Server) serveRecording(w http.ResponseWriter, r *http.Request, leg *cal
 	w.Header().Set("Content-Type", "audio/wav")
 	w.Header().Set("Content-Disposition", `inline; filename="`+filepath.Base(leg.Recording)+`"`)
 	w.Header().Set("Cache-Control", "private, max-age=3600")
+	extendDeadline(w, recordingDeadline(st.Size()))
 	http.ServeContent(w, r, "", st.ModTime(), f) // Range, If-Range and HEAD
 }
 

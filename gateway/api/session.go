@@ -5,9 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -34,6 +32,14 @@ type Sessions struct {
 	Zone       *time.Location
 	ttl        time.Duration
 	allVisible bool
+	// Secure marks the cookie Secure even when the request came over
+	// plain HTTP: behind a TLS-terminating tunnel (an https
+	// http.public_url) the browser talks https.
+	Secure bool
+	// dummy is compared when a login names nobody, at the cost of the
+	// configured hashes, so an unknown login takes as long as a wrong
+	// password and logins cannot be enumerated by timing.
+	dummy []byte
 
 	mu sync.Mutex
 	m  map[[32]byte]*session
@@ -48,19 +54,23 @@ type session struct {
 // CookieName is the console's session cookie.
 const CookieName = "callgate_session"
 
-// dummyHash keeps a login with an unknown name as slow as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("no such employee"), bcrypt.MinCost)
-
 // NewSessions returns a session store for accounts. With allVisible every
 // employee sees everyone's calls (console.visibility = "all").
 func NewSessions(accounts []Account, ttl time.Duration, allVisible bool) *Sessions {
 	s := &Sessions{accounts: map[string]*Account{}, ttl: ttl, allVisible: allVisible, m: map[[32]byte]*session{}}
+	cost := 0
 	for i := range accounts {
 		a := &accounts[i]
 		s.accounts[a.Employee] = a
 		for _, x := range a.Extensions {
 			s.accounts[x] = a
 		}
+		if c, err := bcrypt.Cost(a.Hash); err == nil {
+			cost = max(cost, c) // unknown logins look like the strongest-hashed accounts
+		}
+	}
+	if cost > 0 {
+		s.dummy, _ = bcrypt.GenerateFromPassword([]byte(randomToken(18)), cost)
 	}
 	return s
 }
@@ -172,39 +182,47 @@ func (s *Server) sessionRoutes(mux *http.ServeMux) {
 			delete(s.Sessions.m, k)
 			s.Sessions.mu.Unlock()
 		}
-		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil || s.Sessions.Secure})
 		w.WriteHeader(http.StatusNoContent)
 	})))
 }
 
 // login checks an employee's console password (by id or extension) and
-// starts a session. Wrong passwords count towards the address's limit.
+// starts a session. Wrong passwords count against the client and the
+// login. Unlike a token, a password can be guessed: a client that has used
+// up its failures is refused before its password is checked. A login that
+// others failed on still accepts its right password from a client that did
+// not fail, so nobody can lock an employee out.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if !jsonBody(r) {
+		Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send the login as Content-Type: application/json")
+		return
+	}
 	now := time.Now()
-	ip := sourceIP(r)
-	if d, blocked := s.fails.blocked(ip, now); blocked {
-		w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
-		Error(w, http.StatusTooManyRequests, "rate_limited", "too many failed attempts from this address; try again later")
+	client := addrKey(s.clientAddr(r))
+	if d, blocked := s.fails.blocked(now, client); blocked {
+		tooMany(w, d)
 		return
 	}
 	var req struct {
 		Login    string `json:"login"`
 		Password string `json:"password"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.Login == "" || req.Password == "" {
+	if answered, err := readJSON(w, r, maxLoginBody, &req); answered {
+		return
+	} else if err != nil || req.Login == "" || req.Password == "" {
 		Error(w, http.StatusBadRequest, "bad_request", `send {"login": "<employee id or extension>", "password": "..."}`)
 		return
 	}
 	a := s.Sessions.accounts[req.Login]
-	hash := dummyHash
+	hash := s.Sessions.dummy
 	if a != nil && len(a.Hash) > 0 {
 		hash = a.Hash
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(req.Password)) != nil || a == nil || len(a.Hash) == 0 {
-		s.fails.fail(ip, now)
-		Error(w, http.StatusUnauthorized, "bad_login", "wrong login or password")
+		s.refused(w, now, []string{client, credKey("login", req.Login)}, func() {
+			Error(w, http.StatusUnauthorized, "bad_login", "wrong login or password")
+		})
 		return
 	}
 	id := randomToken(32)
@@ -217,6 +235,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	s.Sessions.m[sha256.Sum256([]byte(id))] = ss
 	s.Sessions.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil || s.Sessions.Secure})
 	writeJSON(w, http.StatusOK, s.Sessions.info(ss))
 }

@@ -21,6 +21,7 @@ func TestEndedSessionDoesNotLockTheAddressOut(t *testing.T) {
 	do := func(method, path, body string, cookie *http.Cookie) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, path, strings.NewReader(body))
 		req.RemoteAddr = "192.0.2.7:40000"
+		req.Header.Set("Content-Type", "application/json")
 		if cookie != nil {
 			req.AddCookie(cookie)
 		}

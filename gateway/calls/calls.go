@@ -31,6 +31,9 @@ type Leg struct {
 	TalkSeconds    float64   `json:"talk_seconds"`
 	Recording      string    `json:"recording,omitempty"`
 	RecordingBytes int64     `json:"recording_bytes,omitempty"`
+	// RecordingTruncated is set when the disk filled up during the leg: the
+	// recording holds its start only.
+	RecordingTruncated bool `json:"recording_truncated,omitempty"`
 	// TransferredFrom is the employee who transferred the call to this leg.
 	TransferredFrom string `json:"transferred_from,omitempty"`
 }
@@ -100,6 +103,9 @@ type Store struct {
 	db *store.Store
 	mu sync.Mutex
 	ix map[string][]byte // id -> key, filled lazily
+	// unsaved lists records waiting in memory for the database (Writer),
+	// shown by Get and List meanwhile; nil: none.
+	unsaved func() []Record
 }
 
 // NewStore wraps the database.
@@ -122,11 +128,48 @@ func (s *Store) Put(r *Record) error {
 	return nil
 }
 
+// PutAll writes records in one transaction: all or none.
+func (s *Store) PutAll(rs []Record) error {
+	keys := make([][]byte, len(rs))
+	vals := make([][]byte, len(rs))
+	for i := range rs {
+		b, err := json.Marshal(&rs[i])
+		if err != nil {
+			return err
+		}
+		keys[i], vals[i] = key(&rs[i]), b
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(Bucket)
+		for i := range keys {
+			if err := b.Put(keys[i], vals[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if len(rs) == 1 {
+			return fmt.Errorf("save call %s: %w", rs[0].ID, err)
+		}
+		return fmt.Errorf("save %d calls: %w", len(rs), err)
+	}
+	s.mu.Lock()
+	for i := range rs {
+		s.ix[rs[i].ID] = keys[i]
+	}
+	s.mu.Unlock()
+	return nil
+}
+
 // ErrNotFound means no such call.
 var ErrNotFound = errors.New("call not found")
 
 // Get reads one record.
 func (s *Store) Get(id string) (*Record, error) {
+	if r := s.unsavedByID(id); r != nil {
+		return r, nil
+	}
 	s.mu.Lock()
 	k, ok := s.ix[id]
 	s.mu.Unlock()
@@ -189,16 +232,24 @@ func (s *Store) List(f Filter) ([]Record, error) {
 			if !f.From.IsZero() && r.Started.Before(f.From) {
 				break
 			}
-			if (!f.To.IsZero() && !r.Started.Before(f.To)) || (f.Result != "" && r.Result != f.Result) ||
-				(f.Number != "" && !strings.Contains(r.Outside, strings.TrimPrefix(f.Number, "+"))) ||
-				(f.Employee != "" && !involves(&r, f.Employee)) {
+			if !f.keep(&r) {
 				continue
 			}
 			out = append(out, r)
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return s.withUnsaved(out, f), nil
+}
+
+// keep reports whether r passes the filter's conditions other than From.
+func (f Filter) keep(r *Record) bool {
+	return !((!f.To.IsZero() && !r.Started.Before(f.To)) || (f.Result != "" && r.Result != f.Result) ||
+		(f.Number != "" && !strings.Contains(r.Outside, strings.TrimPrefix(f.Number, "+"))) ||
+		(f.Employee != "" && !involves(r, f.Employee)))
 }
 
 func involves(r *Record, employee string) bool {

@@ -27,6 +27,7 @@ type Config struct {
 	Routing   Routing    `toml:"routing"`
 	Mango     Mango      `toml:"mango"`
 	Console   Console    `toml:"console"`
+	Dial      Dial       `toml:"dial"`
 
 	// File is the path the configuration was read from (for messages).
 	File string `toml:"-"`
@@ -51,6 +52,8 @@ type SIP struct {
 	DefaultExpires    Duration `toml:"default_expires"`
 	MaxContacts       int      `toml:"max_contacts"`
 	KeepaliveInterval Duration `toml:"keepalive_interval"`
+	TCPMaxPerIP       int      `toml:"tcp_max_per_ip"`   // SIP TCP connections one IP may hold; 0: no cap
+	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"` // close silent connections without registration or call; 0: never
 	UserAgent         string   `toml:"user_agent"`
 	Ban               Ban      `toml:"ban"`
 	// ScannerUserAgents are User-Agent substrings (case-insensitive) of
@@ -148,6 +151,8 @@ type Group struct {
 	Strategy    string   `toml:"strategy"` // "ring-all" or "sequential"
 	Members     []string `toml:"members"`  // employee ids
 	RingTimeout Duration `toml:"ring_timeout"`
+	// Dial overrides the dial rules and limits for the group's members.
+	Dial *DialRules `toml:"dial"`
 }
 
 // HTTP configures the API, health and metrics listener.
@@ -167,6 +172,20 @@ type HTTP struct {
 	// RecordingAccess is what an employee token may fetch: "own" calls
 	// (default) or "all".
 	RecordingAccess string `toml:"recording_access"`
+	// TrustedProxies are the networks of reverse proxies (the tunnel's end
+	// on this host) whose ProxyHeader names the real client; failed logins
+	// and tokens are counted per client. Default: loopback.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// ProxyHeader is the header the proxies write: "X-Forwarded-For" or
+	// "Forwarded" (RFC 7239).
+	ProxyHeader string `toml:"proxy_header"`
+	// ReadTimeout bounds reading a request with its body, WriteTimeout
+	// writing the answer (the event stream, recordings and transfers set
+	// their own), IdleTimeout a keep-alive connection between requests.
+	ReadTimeout    Duration `toml:"read_timeout"`
+	WriteTimeout   Duration `toml:"write_timeout"`
+	IdleTimeout    Duration `toml:"idle_timeout"`
+	MaxHeaderBytes int      `toml:"max_header_bytes"`
 }
 
 // APIToken is a bearer token with a scope: "admin", "employee:<id>" or
@@ -198,6 +217,8 @@ type Employee struct {
 	Role string `toml:"role"`
 	// ShiftPIN logs the employee in at a desk phone: *77*<pin>.
 	ShiftPIN string `toml:"shift_pin"`
+	// Dial overrides the dial rules and limits for this employee.
+	Dial *DialRules `toml:"dial"`
 }
 
 // Desk is a shared phone: its extension follows whoever logs in there for
@@ -346,6 +367,8 @@ func Defaults() Config {
 			DefaultExpires:    Duration(600 * time.Second),
 			MaxContacts:       5,
 			KeepaliveInterval: Duration(30 * time.Second),
+			TCPMaxPerIP:       64,
+			TCPIdleTimeout:    Duration(3 * time.Minute),
 			UserAgent:         "callgate",
 			Ban: Ban{
 				MaxFailures:      5,
@@ -358,13 +381,17 @@ func Defaults() Config {
 		Media:     Media{RTPPorts: "20000-20999", Bind: "0.0.0.0", Timeout: Duration(60 * time.Second)},
 		Recording: Recording{Enabled: true, Retention: Duration(8760 * time.Hour), MinFree: "1GiB"},
 		Calls:     Calls{RingTimeout: Duration(30 * time.Second), DefaultRegion: "RU"},
+		Dial:      Dial{PerLine: 2},
 		Upstream: Upstream{
 			Expires:         Duration(300 * time.Second),
 			RegisterTimeout: Duration(10 * time.Second),
 			RetryMin:        Duration(2 * time.Second),
 			RetryMax:        Duration(5 * time.Minute),
 		},
-		HTTP:    HTTP{Listen: "127.0.0.1:8080", LinkTTL: Duration(7 * 24 * time.Hour), RecordingAccess: "own"},
+		HTTP: HTTP{Listen: "127.0.0.1:8080", LinkTTL: Duration(7 * 24 * time.Hour), RecordingAccess: "own",
+			TrustedProxies: []string{"127.0.0.0/8", "::1/128"}, ProxyHeader: "X-Forwarded-For",
+			ReadTimeout: Duration(30 * time.Second), WriteTimeout: Duration(60 * time.Second), IdleTimeout: Duration(2 * time.Minute),
+			MaxHeaderBytes: 64 << 10},
 		Routing: Routing{CRMBudget: Duration(300 * time.Millisecond), ResponsibleTimeout: Duration(15 * time.Second), CacheTTL: Duration(10 * time.Minute)},
 		CRM: CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: Duration(5 * time.Minute)},
 			Megaplan: Megaplan{RPS: 3, Poll: Duration(time.Minute), RetryMax: Duration(5 * time.Minute)}},

@@ -68,6 +68,7 @@ func (v *validator) validate(c *Config) {
 	v.http(&c.HTTP, employees)
 	v.crm(c, employees)
 	v.console(&c.Console)
+	v.dial(c)
 	v.between("routing.crm_budget", c.Routing.CRMBudget.D(), time.Millisecond, 5*time.Second)
 	v.between("routing.responsible_timeout", c.Routing.ResponsibleTimeout.D(), time.Second, 10*time.Minute)
 	v.between("routing.cache_ttl", c.Routing.CacheTTL.D(), time.Second, 24*time.Hour)
@@ -170,6 +171,12 @@ func (v *validator) sip(s *SIP) {
 	}
 	if s.KeepaliveInterval != 0 && s.KeepaliveInterval.D() < 500*time.Millisecond {
 		v.bad("sip.keepalive_interval", "\"0s\" turns keepalives off; otherwise at least \"1s\"", "%s is too short", s.KeepaliveInterval.D())
+	}
+	if s.TCPMaxPerIP < 0 || s.TCPMaxPerIP > 100000 {
+		v.bad("sip.tcp_max_per_ip", "0 turns the cap off; otherwise up to 100000, e.g. 64 (a phone uses one or two)", "%d is out of range", s.TCPMaxPerIP)
+	}
+	if s.TCPIdleTimeout != 0 && (s.TCPIdleTimeout.D() < time.Second || s.TCPIdleTimeout.D() > 24*time.Hour) {
+		v.bad("sip.tcp_idle_timeout", "\"0s\" keeps idle connections; otherwise 1s to 24h, e.g. \"3m\"", "%s is out of range", s.TCPIdleTimeout.D())
 	}
 	if s.Ban.MaxFailures < 1 {
 		v.bad("sip.ban.max_failures", "e.g. 5", "must be at least 1")
@@ -520,5 +527,22 @@ func (v *validator) http(h *HTTP, employees map[string]bool) {
 	case "own", "all":
 	default:
 		v.bad("http.recording_access", `"own" (employees hear their own calls) or "all"`, "unknown value %q", h.RecordingAccess)
+	}
+	v.httpLimits(h)
+}
+
+// httpLimits checks the proxy and connection settings of the API.
+func (v *validator) httpLimits(h *HTTP) {
+	v.cidrs("http.trusted_proxies", h.TrustedProxies)
+	switch h.ProxyHeader {
+	case "X-Forwarded-For", "Forwarded":
+	default:
+		v.bad("http.proxy_header", `"X-Forwarded-For" or "Forwarded", whichever the tunnel writes`, "unknown header %q", h.ProxyHeader)
+	}
+	v.between("http.read_timeout", h.ReadTimeout.D(), time.Second, 10*time.Minute)
+	v.between("http.write_timeout", h.WriteTimeout.D(), time.Second, time.Hour)
+	v.between("http.idle_timeout", h.IdleTimeout.D(), time.Second, time.Hour)
+	if h.MaxHeaderBytes < 4<<10 || h.MaxHeaderBytes > 1<<20 {
+		v.bad("http.max_header_bytes", "between 4096 and 1048576", "%d is out of range", h.MaxHeaderBytes)
 	}
 }

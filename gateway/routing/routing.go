@@ -6,6 +6,7 @@ package routing
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"callgate/sip/registrar"
 
 	"github.com/nyaruka/phonenumbers"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ErrInvalidNumber means a dialled string is not a phone number.
@@ -36,12 +38,20 @@ type Router struct {
 	Responsible func(phone string) string
 	// ResponsibleTimeout is how long the responsible employee rings first.
 	ResponsibleTimeout time.Duration
+
+	rules *DialRules
+	// Log receives the dial rules' refusals.
+	Log *slog.Logger
+	// DialRefused counts the dial rules' refusals by rule
+	// (callgate_dial_refused_total).
+	DialRefused *prometheus.CounterVec
 }
 
 // New builds the router.
 func New(cfg *config.Config, dir *directory.Directory) *Router {
 	r := &Router{dir: dir, groups: map[string]config.Group{}, accounts: map[string]config.Account{}, byEmployee: map[string]config.Account{},
-		region: cfg.Calls.DefaultRegion, ringTimeout: cfg.Calls.RingTimeout.D()}
+		region: cfg.Calls.DefaultRegion, ringTimeout: cfg.Calls.RingTimeout.D(),
+		rules: NewDialRules(cfg), Log: slog.New(slog.DiscardHandler), DialRefused: newDialRefused()}
 	for _, g := range cfg.Groups {
 		r.groups[g.ID] = g
 	}
@@ -62,9 +72,28 @@ func New(cfg *config.Config, dir *directory.Directory) *Router {
 // Normalize returns a number in E.164 ("+79161234567"). "8 916 123-45-67",
 // "+7 (916) 123 45 67" and "79161234567" are one number in region RU.
 func Normalize(raw, region string) (string, error) {
+	n, err := parse(raw, region)
+	if err != nil {
+		return "", err
+	}
+	return e164(raw, n)
+}
+
+// e164 formats n, refusing what phonenumbers lets through longer than
+// E.164's 15 digits.
+func e164(raw string, n *phonenumbers.PhoneNumber) (string, error) {
+	s := phonenumbers.Format(n, phonenumbers.E164)
+	if len(s) > 16 {
+		return "", fmt.Errorf("%q: %w", raw, ErrInvalidNumber)
+	}
+	return s, nil
+}
+
+// parse reads a dialled or received number in region's conventions.
+func parse(raw, region string) (*phonenumbers.PhoneNumber, error) {
 	s := strings.TrimSpace(raw)
 	if s == "" || len(s) > 32 {
-		return "", ErrInvalidNumber
+		return nil, ErrInvalidNumber
 	}
 	// A bare 11-digit national number with country code (7916...) is common
 	// in the VPBX and in CRMs: read it as international.
@@ -79,9 +108,9 @@ func Normalize(raw, region string) (string, error) {
 	}
 	n, err := phonenumbers.Parse(s, region)
 	if err != nil || !phonenumbers.IsPossibleNumber(n) {
-		return "", fmt.Errorf("%q: %w", raw, ErrInvalidNumber)
+		return nil, fmt.Errorf("%q: %w", raw, ErrInvalidNumber)
 	}
-	return phonenumbers.Format(n, phonenumbers.E164), nil
+	return n, nil
 }
 
 // ForVPBX is how the VPBX wants a number in a Request-URI: E.164 digits
@@ -182,6 +211,11 @@ func (r *Router) shift(desk, dialled string) error {
 
 // Outbound routes what extension dialled.
 func (r *Router) Outbound(extension, dialled string) (b2bua.OutboundRoute, error) {
+	return r.outbound(extension, dialled, "call")
+}
+
+// outbound routes what extension dialled for a call or a transfer (via).
+func (r *Router) outbound(extension, dialled, via string) (b2bua.OutboundRoute, error) {
 	if strings.HasPrefix(dialled, ShiftCode) {
 		return b2bua.OutboundRoute{}, r.shift(extension, dialled)
 	}
@@ -192,7 +226,7 @@ func (r *Router) Outbound(extension, dialled string) (b2bua.OutboundRoute, error
 	if callee, ok := r.dir.ByExtension(dialled); ok {
 		return b2bua.OutboundRoute{Internal: true, Target: b2bua.Target{Extension: dialled, Employee: callee.ID}, Employee: caller.ID}, nil
 	}
-	num, err := Normalize(dialled, r.region)
+	num, err := Classify(dialled, r.region)
 	if err != nil {
 		return b2bua.OutboundRoute{}, err
 	}
@@ -203,8 +237,12 @@ func (r *Router) Outbound(extension, dialled string) (b2bua.OutboundRoute, error
 	if a.User == "" {
 		return b2bua.OutboundRoute{}, errors.New("no upstream account configured")
 	}
+	lease, err := r.admit(caller.ID, &num, via)
+	if err != nil {
+		return b2bua.OutboundRoute{}, err
+	}
 	return b2bua.OutboundRoute{Account: b2bua.Account{User: a.User, AuthUser: a.AuthUser, Password: a.Password},
-		Number: ForVPBX(num), Employee: caller.ID}, nil
+		Number: ForVPBX(num.E164), Employee: caller.ID, Lease: lease}, nil
 }
 
 // ClickToCall routes a call the API places for an employee: the number in
@@ -212,7 +250,7 @@ func (r *Router) Outbound(extension, dialled string) (b2bua.OutboundRoute, error
 // one whose trunk number is fromNumber (a store's number) if any, else the
 // employee's own, else the first.
 func (r *Router) ClickToCall(employee, number, fromNumber string) (b2bua.OutboundRoute, string, error) {
-	num, err := Normalize(number, r.region)
+	num, err := Classify(number, r.region)
 	if err != nil {
 		return b2bua.OutboundRoute{}, "", err
 	}
@@ -236,8 +274,12 @@ func (r *Router) ClickToCall(employee, number, fromNumber string) (b2bua.Outboun
 	if a.User == "" {
 		return b2bua.OutboundRoute{}, "", errors.New("no upstream account configured")
 	}
+	lease, err := r.admit(employee, &num, "click-to-call")
+	if err != nil {
+		return b2bua.OutboundRoute{}, "", err
+	}
 	return b2bua.OutboundRoute{Account: b2bua.Account{User: a.User, AuthUser: a.AuthUser, Password: a.Password},
-		Number: ForVPBX(num), Employee: employee}, num, nil
+		Number: ForVPBX(num.E164), Employee: employee, Lease: lease}, num.E164, nil
 }
 
 // Transfer resolves a transfer target: an extension rings that line, an
@@ -254,7 +296,7 @@ func (r *Router) Transfer(extension, target string) (b2bua.TransferRoute, error)
 		}
 		return b2bua.TransferRoute{Targets: t}, nil
 	}
-	route, err := r.Outbound(extension, target)
+	route, err := r.outbound(extension, target, "transfer")
 	if err != nil {
 		return b2bua.TransferRoute{}, err
 	}

@@ -3,12 +3,16 @@
 // blocking; a full queue drops and counts), and a writer goroutine places
 // them by RTP timestamp, filling gaps and a silent side with silence. The
 // header is rewritten every second and files left by a crash are repaired
-// at start-up, so a kill -9 loses at most the last second.
+// at start-up, so a kill -9 loses at most the last second. A recording
+// stops cleanly, as a valid shorter file, when free space falls below the
+// minimum or a write fails (disk full): the call itself goes on.
 package record
 
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,13 +28,27 @@ import (
 // on unrecorded.
 var ErrLowDisk = errors.New("recording skipped: free disk space below recording.min_free")
 
+// errBelowMinFree is why a recording in progress stopped before a write failed.
+var errBelowMinFree = errors.New("free disk space fell below recording.min_free")
+
 // Recorder creates recordings under Dir.
 type Recorder struct {
 	Dir     string
-	MinFree uint64 // bytes; 0 disables the guard
+	MinFree uint64       // bytes; 0 disables the guard
+	Log     *slog.Logger // nil: slog.Default()
 	// Skipped, Dropped and Bytes feed callgate_recording_skipped_total,
 	// callgate_recording_dropped_packets_total and callgate_recording_bytes_total.
 	Skipped, Dropped, Bytes atomic.Uint64
+	// Truncated counts recordings stopped early by a full disk
+	// (callgate_recording_truncated_total).
+	Truncated atomic.Uint64
+
+	// freeBytes is FreeBytes; tests replace it.
+	freeBytes func(dir string) (uint64, error)
+	// low is set while free space is below MinFree; the ticker checks it
+	// at most every freeEvery, so statfs costs nothing per packet or call.
+	low      atomic.Bool
+	lastFree time.Time
 
 	// A few shared writers serve every call (no goroutine per call): a call
 	// with queued packets, or due for a commit, is put on work.
@@ -43,6 +61,30 @@ type Recorder struct {
 
 // writers is how many goroutines write recordings.
 const writers = 2
+
+func (r *Recorder) log() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.Default()
+}
+
+func (r *Recorder) free(dir string) (uint64, error) {
+	if r.freeBytes != nil {
+		return r.freeBytes(dir)
+	}
+	return FreeBytes(dir)
+}
+
+// checkFree updates low from the recording filesystem's free space.
+func (r *Recorder) checkFree(now time.Time) {
+	if r.MinFree == 0 || now.Sub(r.lastFree) < freeEvery {
+		return
+	}
+	r.lastFree = now
+	free, err := r.free(r.Dir)
+	r.low.Store(err == nil && free < r.MinFree)
+}
 
 func (r *Recorder) init() {
 	r.once.Do(func() {
@@ -67,7 +109,8 @@ func (r *Recorder) writer() {
 func (r *Recorder) ticker() {
 	t := time.NewTicker(commitEvery)
 	defer t.Stop()
-	for range t.C {
+	for now := range t.C {
+		r.checkFree(now)
 		r.mu.Lock()
 		for c := range r.active {
 			c.schedule()
@@ -84,6 +127,7 @@ const (
 	activeDir   = ".active"              // markers of recordings in progress, for crash repair
 	headerEvery = time.Second            // header rewrite period
 	commitEvery = 250 * time.Millisecond // data older than the jitter delay goes to the file this often
+	freeEvery   = time.Second            // free-space check period while recording
 )
 
 // FreeBytes is the space available to unprivileged users on dir's filesystem.
@@ -127,9 +171,11 @@ type slot struct {
 // Call is one leg being recorded.
 type Call struct {
 	rec    *Recorder
+	callID string
+	leg    string
 	path   string
 	marker string
-	f      *os.File
+	f      wavFile
 	q      chan *slot
 	done   chan struct{}
 	closed atomic.Bool
@@ -139,6 +185,10 @@ type Call struct {
 	once      sync.Once
 	err       error
 	finished  bool
+	// halted is set once the recording stopped early (disk full): packets
+	// are no longer queued. stopped is the writer's copy.
+	halted  atomic.Bool
+	stopped bool
 
 	lastCommit time.Time
 	lastHeader time.Time
@@ -153,6 +203,14 @@ type Call struct {
 	base    int64  // frame index of win[0] = frames already in the file
 	high    int64  // one past the highest frame placed
 	written int64
+}
+
+// wavFile is what a recording is written to (an *os.File; tests fail it).
+type wavFile interface {
+	io.Writer
+	io.WriterAt
+	Truncate(size int64) error
+	Close() error
 }
 
 type sideClock struct {
@@ -170,21 +228,34 @@ func (r *Recorder) Start(callID, leg string, now time.Time) (*Call, error) {
 		return nil, fmt.Errorf("recording %s: %w", path, err)
 	}
 	if r.MinFree > 0 {
-		if free, err := FreeBytes(r.Dir); err == nil && free < r.MinFree {
-			r.Skipped.Add(1)
-			return nil, ErrLowDisk
+		if free, err := r.free(r.Dir); err == nil {
+			// Fresher than the ticker's view: a recording started after
+			// space came back must not be stopped by a stale low flag.
+			r.low.Store(free < r.MinFree)
+			if free < r.MinFree {
+				r.Skipped.Add(1)
+				return nil, ErrLowDisk
+			}
 		}
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			r.Skipped.Add(1)
+		}
 		return nil, fmt.Errorf("recording %s: %w", path, err)
 	}
 	if _, err := f.Write(header(g711.PCMA, 0)); err != nil {
+		// A header cut short by a full disk would be an invalid file.
 		f.Close()
+		os.Remove(path)
+		if errors.Is(err, syscall.ENOSPC) {
+			r.Skipped.Add(1)
+		}
 		return nil, fmt.Errorf("recording %s: %w", path, err)
 	}
 	r.init()
-	c := &Call{rec: r, path: path, f: f, q: make(chan *slot, queueLen), done: make(chan struct{}), lastCommit: now, lastHeader: now}
+	c := &Call{rec: r, callID: callID, leg: leg, path: path, f: f, q: make(chan *slot, queueLen), done: make(chan struct{}), lastCommit: now, lastHeader: now}
 	rel, _ := filepath.Rel(r.Dir, path)
 	if err := os.MkdirAll(filepath.Join(r.Dir, activeDir), 0o750); err == nil {
 		c.marker = filepath.Join(r.Dir, activeDir, strings.ReplaceAll(rel, string(filepath.Separator), "_"))
@@ -199,11 +270,15 @@ func (r *Recorder) Start(callID, leg string, now time.Time) (*Call, error) {
 // Path of the file.
 func (c *Call) Path() string { return c.path }
 
+// Truncated reports whether the recording was stopped early by a full
+// disk; the file holds the audio up to that point.
+func (c *Call) Truncated() bool { return c.halted.Load() }
+
 // Push queues a packet for side 0 (left, outside party) or 1 (right,
 // employee). It never blocks: with the queue full the packet is dropped
 // and counted.
 func (c *Call) Push(side int, seq uint16, ts uint32, pt uint8, payload []byte) {
-	if (pt != g711.PCMA && pt != g711.PCMU) || len(payload) == 0 || len(payload) > slotSize || c.closed.Load() {
+	if (pt != g711.PCMA && pt != g711.PCMU) || len(payload) == 0 || len(payload) > slotSize || c.closed.Load() || c.halted.Load() {
 		return
 	}
 	s := c.rec.slots.Get().(*slot)
@@ -273,7 +348,9 @@ func (c *Call) process() {
 	for drained := false; !drained; {
 		select {
 		case s := <-c.q:
-			c.place(s)
+			if !c.stopped {
+				c.place(s)
+			}
 			c.rec.slots.Put(s)
 		default:
 			drained = true
@@ -286,17 +363,27 @@ func (c *Call) process() {
 		close(c.done)
 		return // stays scheduled: nothing will be done for it again
 	}
-	if now.Sub(c.lastCommit) >= commitEvery {
+	if !c.stopped && c.rec.low.Load() {
+		// Below min_free: keep what has arrived, then stop before the
+		// disk is full.
+		if err := c.commit(c.high); err != nil {
+			c.stop(err)
+		} else {
+			c.stop(errBelowMinFree)
+		}
+	}
+	if !c.stopped && now.Sub(c.lastCommit) >= commitEvery {
 		c.lastCommit = now
 		// Without packets (hold, silence suppression) the file still follows the clock.
-		c.commit(max(c.high, c.wallFrame(now)) - jitterDelay)
+		err := c.commit(max(c.high, c.wallFrame(now)) - jitterDelay)
 		// A crash is repaired from the file size, so the header only has to
 		// be right for readers of a recording in progress.
-		if now.Sub(c.lastHeader) >= headerEvery {
+		if err == nil && now.Sub(c.lastHeader) >= headerEvery {
 			c.lastHeader = now
-			if err := writeSizes(c.f, uint32(c.written)); err != nil && c.err == nil {
-				c.err = err
-			}
+			err = writeSizes(c.f, uint32(c.written))
+		}
+		if err != nil {
+			c.stop(err)
 		}
 	}
 	c.scheduled.Store(false)
@@ -306,12 +393,48 @@ func (c *Call) process() {
 }
 
 func (c *Call) finish() {
-	c.commit(max(c.high, c.wallFrame(time.Now())))
-	if err := writeSizes(c.f, uint32(c.written)); err != nil && c.err == nil {
-		c.err = err
+	if c.stopped {
+		return // sealed when it stopped
 	}
-	if err := c.f.Close(); err != nil && c.err == nil {
-		c.err = err
+	if err := c.commit(max(c.high, c.wallFrame(time.Now()))); err != nil {
+		c.stop(err)
+		return
+	}
+	c.seal()
+}
+
+// stop ends a recording early because the disk is (nearly) full: the file
+// is sealed as a valid WAV of what was written, and the call goes on.
+func (c *Call) stop(reason error) {
+	if c.stopped {
+		return
+	}
+	c.stopped = true
+	c.halted.Store(true)
+	c.seal()
+	c.rec.Truncated.Add(1)
+	c.rec.log().Warn("recording stopped early: disk full or below recording.min_free; the call goes on unrecorded",
+		"call_id", c.callID, "leg", c.leg, "path", c.path, "recorded_seconds", float64(c.written)/8000, "reason", reason)
+}
+
+// seal makes the file a valid WAV of the frames written: a write cut short
+// by a full disk may have left part of a frame, which is cut off, and the
+// header sizes are set to what is in the file. Rewriting the header and
+// truncating need no new disk blocks, so this works on a full disk.
+func (c *Call) seal() {
+	err := c.f.Truncate(headerLen + 2*c.written)
+	if err == nil {
+		err = writeSizes(c.f, uint32(c.written))
+	}
+	if cerr := c.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		// The marker stays, so the next start repairs the file.
+		if c.err == nil {
+			c.err = fmt.Errorf("recording %s: %w", c.path, err)
+		}
+		return
 	}
 	if c.marker != "" {
 		os.Remove(c.marker)
@@ -332,8 +455,9 @@ func (c *Call) place(s *slot) {
 		c.pt, c.ptSet = s.pt, true
 		c.start = s.at
 		c.silence(c.win)
-		if _, err := c.f.WriteAt(header(c.pt, 0), 0); err != nil && c.err == nil {
-			c.err = err
+		if _, err := c.f.WriteAt(header(c.pt, 0), 0); err != nil {
+			c.stop(err)
+			return
 		}
 	}
 	sc := &c.sides[s.side]
@@ -360,7 +484,10 @@ func (c *Call) place(s *slot) {
 	}
 	end := pos + int64(s.n)
 	if end > c.base+windowLen {
-		c.commit(end - windowLen)
+		if err := c.commit(end - windowLen); err != nil {
+			c.stop(err)
+			return
+		}
 	}
 	data := s.data[:s.n]
 	for i, b := range data {
@@ -377,23 +504,28 @@ func (c *Call) place(s *slot) {
 	}
 }
 
-// commit writes frames before upto to the file and slides the window.
-func (c *Call) commit(upto int64) {
-	if upto <= c.base {
-		return
+// commit writes frames before upto to the file and slides the window. On a
+// write error (disk full) written counts only the whole frames that made it
+// to the file, and the caller stops the recording.
+func (c *Call) commit(upto int64) error {
+	// Beyond the window (a jump), the gap is written as silence.
+	for upto > c.base {
+		n := min(upto-c.base, windowLen)
+		w, err := c.f.Write(c.win[:2*n])
+		if err == nil && w < int(2*n) {
+			err = io.ErrShortWrite
+		}
+		c.rec.Bytes.Add(uint64(w))
+		if err != nil {
+			c.written += int64(w / 2)
+			return err // an *os.PathError: names the file
+		}
+		c.written += n
+		copy(c.win, c.win[2*n:])
+		c.silence(c.win[2*(windowLen-n):])
+		c.base += n
 	}
-	n := min(upto-c.base, windowLen)
-	if _, err := c.f.Write(c.win[:2*n]); err != nil && c.err == nil {
-		c.err = err
-	}
-	c.rec.Bytes.Add(uint64(2 * n))
-	c.written += n
-	copy(c.win, c.win[2*n:])
-	c.silence(c.win[2*(windowLen-n):])
-	c.base += n
-	if upto > c.base { // a jump beyond the window: the gap is silence
-		c.commit(upto)
-	}
+	return nil
 }
 
 func (c *Call) silence(b []byte) {

@@ -90,7 +90,7 @@ func TestSilentSideAndCrashRepair(t *testing.T) {
 	}
 	feed(c, 0, &rtptest.Tone{Freq: 440, PT: g711.PCMU}, 0, 75, nil) // 1.5 s, the employee says nothing
 	// Simulate kill -9: the writer stops, the file stays as it is on disk.
-	c.f.Sync()
+	c.f.(*os.File).Sync()
 	path := c.Path()
 	repaired, err := RepairActive(dir)
 	if err != nil || len(repaired) != 1 || repaired[0] != path {

@@ -81,8 +81,25 @@ func ReadInfo(path string) (Info, error) {
 	if _, err := io.ReadFull(f, h); err != nil {
 		return Info{}, fmt.Errorf("read %s: %w", path, err)
 	}
-	if string(h[0:4]) != "RIFF" || string(h[8:12]) != "WAVE" || string(h[50:54]) != "data" {
-		return Info{}, fmt.Errorf("%s is not a callgate recording", path)
+	info, err := parseHeader(h)
+	if err != nil {
+		return Info{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return info, nil
+}
+
+// parseHeader reads the header this package writes (the only layout it
+// accepts: a recording is never another program's WAV).
+func parseHeader(h []byte) (Info, error) {
+	if len(h) < headerLen {
+		return Info{}, errors.New("truncated header")
+	}
+	if string(h[0:4]) != "RIFF" || string(h[8:12]) != "WAVE" || string(h[12:16]) != "fmt " ||
+		string(h[38:42]) != "fact" || string(h[50:54]) != "data" {
+		return Info{}, errors.New("not a callgate recording")
+	}
+	if ch, bits := binary.LittleEndian.Uint16(h[22:]), binary.LittleEndian.Uint16(h[34:]); ch != 2 || bits != 8 {
+		return Info{}, fmt.Errorf("%d channels of %d bits is not a callgate recording", ch, bits)
 	}
 	tag := binary.LittleEndian.Uint16(h[20:])
 	pt := g711.PCMA
@@ -91,14 +108,19 @@ func ReadInfo(path string) (Info, error) {
 	case 7:
 		pt = g711.PCMU
 	default:
-		return Info{}, fmt.Errorf("%s: format %d is not G.711", path, tag)
+		return Info{}, fmt.Errorf("format %d is not G.711", tag)
 	}
 	return Info{PT: pt, Frames: binary.LittleEndian.Uint32(h[offDataSize:]) / 2}, nil
 }
 
-// Repair makes the header of a recording left by a crash match the audio
-// actually in the file (dropping a half frame at the end) and returns the
-// number of frames it holds.
+// maxData is the most audio a WAV's 32-bit sizes can describe, in whole
+// frames.
+const maxData = (1<<32 - 1 - (headerLen - 8)) &^ 1
+
+// Repair makes the header of a recording left by a crash or a full disk
+// match the audio actually in the file (the header may claim more or less
+// than is there; a half frame at the end is cut off) and returns the number
+// of frames it holds.
 func Repair(path string) (uint32, error) {
 	if _, err := ReadInfo(path); err != nil {
 		return 0, err
@@ -112,19 +134,16 @@ func Repair(path string) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	data := st.Size() - headerLen
-	if data < 0 {
-		return 0, errors.New("truncated header")
-	}
-	if data%2 != 0 {
-		data--
+	size := st.Size()
+	data := min(size-headerLen, maxData) &^ 1
+	if headerLen+data != size {
 		if err := f.Truncate(headerLen + data); err != nil {
-			return 0, err
+			return 0, fmt.Errorf("repair %s: %w", path, err)
 		}
 	}
 	frames := uint32(data / 2)
 	if err := writeSizes(f, frames); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("repair %s: %w", path, err)
 	}
 	return frames, f.Sync()
 }

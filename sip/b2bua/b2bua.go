@@ -75,6 +75,8 @@ type OutboundRoute struct {
 	Account  Account // upstream account to use
 	Number   string  // the number in the form the VPBX expects
 	Employee string  // the caller
+	// Lease, if the router sets one, is held while the call lasts.
+	Lease Lease
 }
 
 // Router decides where calls go (supplied by the gateway).
@@ -206,6 +208,10 @@ type B2BUA struct {
 	// inUse counts the calls each extension is talking on.
 	inUse map[string]int
 	held  map[*call][]string
+	// peers are the remote addresses of calls' legs (PeerAt).
+	peers peerSet
+	// dlg has the dialogs of the legs, to match in-dialog requests.
+	dlg dialogTable
 	// closed is set by Shutdown: no call starts after it, so Wait cannot
 	// miss one and no event follows the observer's last.
 	closed bool
@@ -349,6 +355,7 @@ func (b *B2BUA) bind(callID string, c *call) {
 func (b *B2BUA) unbind(callID string) {
 	b.mu.Lock()
 	delete(b.legs, callID)
+	b.releaseDialogLocked(callID, time.Now())
 	b.mu.Unlock()
 }
 
@@ -372,14 +379,17 @@ func (b *B2BUA) trusted(src string) bool {
 	return false
 }
 
-// inDialog routes ACK, BYE, INFO and re-INVITE to the call owning the
-// dialog, by Call-ID, before anything treats them as new.
+// inDialog routes ACK, BYE, INFO, REFER and re-INVITE to the call owning
+// the dialog they match (Call-ID, both tags and the sender), before
+// anything treats them as new.
 func (b *B2BUA) inDialog(req *sip.Request, tx sip.ServerTransaction) {
-	c := b.lookup(req.CallID().Value())
-	if c == nil {
-		if !req.IsAck() {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
-		}
+	c, d, kind, why := b.dialogOf(req)
+	switch kind {
+	case matchNone:
+		b.refuseInDialog(req, tx, why)
+		return
+	case matchReleased:
+		answerReleased(req, tx)
 		return
 	}
 	if req.IsAck() {
@@ -391,10 +401,15 @@ func (b *B2BUA) inDialog(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	done := make(chan struct{})
-	if !c.post(func() { c.onRequest(req, tx); close(done) }) {
-		if !req.IsAck() {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+	if !c.post(func() {
+		if b.stillBound(c, d) {
+			c.onRequest(req, tx)
+		} else {
+			answerReleased(req, tx)
 		}
+		close(done)
+	}) {
+		answerReleased(req, tx)
 		return
 	}
 	// The transaction must outlive the handler until the call has answered it.
@@ -406,7 +421,7 @@ func (b *B2BUA) inDialog(req *sip.Request, tx sip.ServerTransaction) {
 		select {
 		case <-done:
 		case <-time.After(50 * time.Millisecond):
-			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+			answerReleased(req, tx)
 		}
 	case <-time.After(32 * time.Second):
 	}

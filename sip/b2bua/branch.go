@@ -41,8 +41,19 @@ func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, re
 		return err
 	}
 	br.sess = sess
-	c.b.bind(req.CallID().Value(), c)
+	callID := req.CallID().Value()
+	peer := phonePeer(req.Destination())
+	if req.Destination() == c.b.cfg.Upstream {
+		peer = dialogPeer{upstream: true}
+	}
+	c.b.trackDialog(callID, tagOf(req.From().Params), "", peer)
+	c.b.bind(callID, c)
 	auth.OnResponse = func(res *sip.Response) error {
+		if res.IsProvisional() || res.IsSuccess() {
+			// Before WaitAnswer returns: the callee may send a request as
+			// soon as it has our ACK.
+			c.b.dialogAnswered(callID, res)
+		}
 		if res.IsProvisional() {
 			results <- branchResult{br: br, res: res}
 		}
@@ -59,6 +70,7 @@ func (c *call) newRequest(uri sip.Uri, fromUser, fromDisplay, fromHost, toUser, 
 	req := sip.NewRequest(sip.INVITE, uri)
 	req.SetTransport(transport)
 	req.SetDestination(dest)
+	c.b.peers.hold(c, dest)
 	from := &sip.FromHeader{DisplayName: fromDisplay, Address: sip.Uri{Scheme: "sip", User: fromUser, Host: fromHost}}
 	from.Params.Add("tag", sip.GenerateTagN(12))
 	req.AppendHeader(from)

@@ -46,6 +46,8 @@ type call struct {
 	// outsideHeld: the employee put the outside party on hold (a re-INVITE
 	// passed on with sendonly or inactive); a transfer resumes it.
 	outsideHeld bool
+	// leases are the router's, held until the call ends.
+	leases []Lease
 }
 
 // dialogLeg is what a running call needs of either kind of dialog.
@@ -67,9 +69,16 @@ func (b *B2BUA) newCall(dir Direction, req *sip.Request, tx sip.ServerTransactio
 	c.caller = sess
 	c.callerLeg = sess
 	c.callerCallID = req.CallID().Value()
+	b.peers.hold(c, req.Source())
 	if ct := req.Contact(); ct != nil {
 		c.callerContact = ct.Address
 	}
+	peer := phonePeer(req.Source())
+	if dir == Inbound {
+		peer = dialogPeer{upstream: true}
+	}
+	remote, _ := requestTags(req)
+	b.trackDialog(c.callerCallID, tagOf(sess.InviteRequest.To().Params), remote, peer)
 	b.bind(req.CallID().Value(), c)
 	b.mu.Lock()
 	b.byID[c.id] = c
@@ -148,14 +157,20 @@ func (b *B2BUA) runOutbound(req *sip.Request, tx sip.ServerTransaction, ext stri
 		_ = tx.Respond(sip.NewResponseFromRequest(req, done.Status, done.Reason, nil))
 		return
 	}
+	if ref, ok := refusal(err); ok {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, ref.Status, ref.Reason, nil))
+		return
+	}
 	dir := Outbound
 	if err == nil && route.Internal {
 		dir = Internal
 	}
 	c, cerr := b.newCall(dir, req, tx)
 	if cerr != nil {
+		endLease(route.Lease)
 		return
 	}
+	c.hold(route.Lease)
 	c.ev.Caller = ext
 	_ = c.caller.Respond(sip.StatusTrying, "Trying", nil)
 	if err != nil {
@@ -216,6 +231,8 @@ func (c *call) finish() {
 		c.b.unbind(c.callerCallID)
 	}
 	c.b.release(c)
+	c.b.peers.drop(c)
+	c.endLeases()
 	if c.callee != nil && c.callee.sess != nil {
 		c.b.unbind(c.callee.sess.InviteRequest.CallID().Value())
 	}
@@ -524,7 +541,18 @@ func (c *call) party(by string) string {
 
 // onRequest handles an in-dialog request inside the call's goroutine.
 func (c *call) onRequest(req *sip.Request, tx sip.ServerTransaction) {
-	fromCaller := req.CallID().Value() == c.callerCallID
+	leg := c.legOf(req.CallID().Value())
+	if leg == legNone || (leg == legTarget && req.Method != sip.BYE) {
+		// A branch whose answer the call has not taken yet, or the target
+		// of a consultation: neither may change this call.
+		code, reason := sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist"
+		if leg == legTarget {
+			code, reason = sip.StatusRequestPending, "Request Pending"
+		}
+		_ = tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil))
+		return
+	}
+	fromCaller := leg == legCaller
 	switch req.Method {
 	case sip.BYE:
 		if cs := c.consult; cs != nil {

@@ -52,13 +52,16 @@ func (s *c2cState) stopRingback() {
 // progress arrives as events like any call's.
 func (b *B2BUA) ClickToCall(r ClickToCall) (string, error) {
 	if !b.begin() {
+		endLease(r.Route.Lease)
 		return "", ErrShuttingDown
 	}
 	c, err := b.newClickToCall(r)
 	if err != nil {
+		endLease(r.Route.Lease)
 		b.wg.Done()
 		return "", err
 	}
+	c.hold(r.Route.Lease)
 	go func() {
 		defer b.wg.Done()
 		c.runClickToCall(r)
@@ -260,6 +263,9 @@ func (c *call) dialClient(route OutboundRoute, phoneAnswer *sdp.SessionDescripti
 		return
 	}
 	won, _ := c.await([]*branch{br}, results, 4*b.cfg.RingTimeout)
+	if won && route.Lease != nil {
+		route.Lease.Answered()
+	}
 	if won || c.ended {
 		return
 	}

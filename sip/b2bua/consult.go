@@ -52,6 +52,9 @@ func (b *B2BUA) ConsultTransfer(id, target string) (int, string, error) {
 			reply(outcome{err: err})
 			return
 		}
+		if route.Upstream != nil {
+			endLease(route.Upstream.Lease) // a consultation rings phones only
+		}
 		c.consultation(route, func(code int, reason string) { reply(outcome{code: code, reason: reason}) })
 	})
 	return r.code, r.reason, r.err

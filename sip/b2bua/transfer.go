@@ -85,6 +85,10 @@ func (c *call) onRefer(req *sip.Request, tx sip.ServerTransaction, fromCaller bo
 	}
 	from := c.employeeTarget()
 	route, err := c.b.router.Transfer(from.Extension, uri.User)
+	if ref, ok := refusal(err); ok {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, ref.Status, ref.Reason, nil))
+		return
+	}
 	if err != nil {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotFound, "Not Found", nil))
 		return
@@ -181,6 +185,9 @@ func (b *B2BUA) Transfer(id, target, mode string) (int, string, error) {
 // notify reports the outcome to a REFER's sender, before the transferor
 // is released. It returns the final status.
 func (c *call) transfer(route TransferRoute, mode string, notify func(frag string, final bool)) (code int, reason string) {
+	if route.Upstream != nil {
+		defer func() { c.settle(route.Upstream.Lease, code == sip.StatusOK) }()
+	}
 	defer func() {
 		if code != sip.StatusOK {
 			notify(fmt.Sprintf("SIP/2.0 %d %s", code, reason), true)
@@ -372,9 +379,11 @@ func (c *call) onAttendedRefer(req *sip.Request, tx sip.ServerTransaction, repla
 	if err != nil {
 		rep = replaces
 	}
-	callID, _, _ := strings.Cut(rep, ";")
+	// The consultation must be the REFER's sender's own call: a phone may
+	// not pull another phone's call into this one.
+	callID, owned := c.b.ownsReplaced(rep, sourceOf(req))
 	other := c.b.lookup(callID)
-	if other == nil || other == c {
+	if !owned || other == nil || other == c {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
 		return
 	}

@@ -31,6 +31,8 @@ const texts = {
     'admin.retry': 'Повторить отклонённые', 'admin.recordings': 'Записи разговоров', 'admin.bans': 'Блокировки',
     'admin.source': 'Источник', 'admin.user': 'Логин', 'admin.until': 'До', 'admin.unban': 'Разблокировать',
     'admin.disk': (v) => `${v.files} файлов, ${mb(v.bytes)} МБ; свободно ${mb(v.free_bytes)} МБ`, 'admin.off': 'Запись выключена',
+    'admin.database': 'База данных', 'admin.db': (v) => `${v.dir}: свободно ${mb(v.free_bytes)} МБ` +
+      (v.pending_writes ? `; ${v.pending_writes} записей ждут в памяти (диск заполнен?): ${v.last_write_error || ''}` : ''),
     'missed.title': 'Пропущенные звонки', 'missed.openOnly': 'только необработанные', 'missed.empty': 'Пропущенных звонков нет',
     'col.reason': 'Причина', 'col.state': 'Состояние', 'col.employee': 'Сотрудник',
     'why.no-answer': 'Нет ответа', 'why.busy': 'Занято', 'why.abandoned': 'Клиент положил трубку', 'why.failed': 'Сбой', 'why.out-of-hours': 'Вне рабочего времени',
@@ -67,6 +69,8 @@ const texts = {
     'admin.retry': 'Retry refused', 'admin.recordings': 'Call recordings', 'admin.bans': 'Security bans',
     'admin.source': 'Source', 'admin.user': 'Login', 'admin.until': 'Until', 'admin.unban': 'Unban',
     'admin.disk': (v) => `${v.files} files, ${mb(v.bytes)} MB; ${mb(v.free_bytes)} MB free`, 'admin.off': 'Recording is off',
+    'admin.database': 'Database', 'admin.db': (v) => `${v.dir}: ${mb(v.free_bytes)} MB free` +
+      (v.pending_writes ? `; ${v.pending_writes} writes wait in memory (disk full?): ${v.last_write_error || ''}` : ''),
     'missed.title': 'Missed calls', 'missed.openOnly': 'open only', 'missed.empty': 'No missed calls',
     'col.reason': 'Reason', 'col.state': 'State', 'col.employee': 'Employee',
     'why.no-answer': 'No answer', 'why.busy': 'Busy', 'why.abandoned': 'Caller hung up while ringing', 'why.failed': 'Failed', 'why.out-of-hours': 'Out of hours',
@@ -456,6 +460,8 @@ async function loadAdmin() {
     el('td', {}, c.dead_letters ? el('button', { type: 'button', class: 'secondary', onclick: async () => { await api('POST', `/api/v1/crm/${name}/retry`); loadAdmin(); } }, t('admin.retry')) : null))));
   const d = a.recordings;
   $('admin-disk').textContent = d.enabled ? texts[lang]['admin.disk'](d) : t('admin.off');
+  $('admin-db').textContent = texts[lang]['admin.db'](a.store);
+  $('admin-db').classList.toggle('error', a.store.pending_writes > 0);
   $('admin-bans').replaceChildren(...a.bans.map((b) => el('tr', { 'data-source': b.source },
     td(b.source), td(b.user), td(fmtTime(b.until)),
     el('td', {}, el('button', { type: 'button', class: 'secondary', onclick: async () => { await api('POST', '/api/v1/admin/unban', { source: b.source }); loadAdmin(); } }, t('admin.unban'))))));
