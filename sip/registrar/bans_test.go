@@ -307,7 +307,7 @@ func TestScreen(t *testing.T) {
 	}
 }
 
-func FuzzUDPFilter(f *testing.F) {
+func FuzzUDPFilterBansAndScanners(f *testing.F) {
 	r := newBanRegistrar(&bytes.Buffer{})
 	pc := &capture{}
 	filter := r.UDPFilter(func(string) net.PacketConn { return pc })
