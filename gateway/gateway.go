@@ -96,7 +96,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 		}
 	}
 	g.guard = guard.New(guard.Config{MaxFailures: cfg.SIP.Ban.MaxFailures, MaxFailuresPerIP: cfg.SIP.Ban.MaxFailuresPerIP,
-		Window: cfg.SIP.Ban.Window.D(), BanTime: cfg.SIP.Ban.Duration.D()})
+		Window: cfg.SIP.Ban.Window.D(), BanTime: cfg.SIP.Ban.Duration.D(), Log: log})
 	algs := make([]digest.Algorithm, len(cfg.SIP.DigestAlgorithms))
 	for i, a := range cfg.SIP.DigestAlgorithms {
 		algs[i] = digest.Algorithm(a)
@@ -114,6 +114,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	g.reg = registrar.New(registrar.Config{
 		MinExpires: cfg.SIP.MinExpires.D(), MaxExpires: cfg.SIP.MaxExpires.D(), DefaultExpires: cfg.SIP.DefaultExpires.D(),
 		MaxContacts: cfg.SIP.MaxContacts, AllowNetworks: allow, ServerName: cfg.SIP.UserAgent,
+		Scanners: guard.NewScanners(cfg.SIP.ScannerUserAgents), Log: log,
 	}, digest.NewServer(cfg.SIP.Realm, algs, cfg.SIP.NonceLifetime.D()), g.dir, g.guard, loc)
 
 	g.sip, err = newSIPStack(cfg, g.reg, log)

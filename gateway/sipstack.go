@@ -35,10 +35,13 @@ type sipStack struct {
 	phones    []netip.Prefix
 	upstream  []netip.Prefix
 	up        chan struct{} // closed once every listener serves
+
+	// screen reports requests to drop unanswered (banned source, scanner).
+	screen func(*sip.Request, netip.AddrPort) bool
 }
 
 func newSIPStack(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger) (*sipStack, error) {
-	s := &sipStack{log: log, udp: map[string]net.PacketConn{}, locals: map[string]netip.AddrPort{}, up: make(chan struct{})}
+	s := &sipStack{log: log, udp: map[string]net.PacketConn{}, locals: map[string]netip.AddrPort{}, up: make(chan struct{}), screen: reg.Screen}
 	for _, c := range cfg.SIP.AllowNetworks {
 		s.phones = append(s.phones, netip.MustParsePrefix(c))
 	}
@@ -143,7 +146,8 @@ func advertiseAddr(cfg *config.Config, listens []config.ListenAddr) string {
 
 // admit wraps a handler so that only phones' networks (and, when upstream
 // is true, the VPBX's trusted sources) get an answer; anything else is
-// dropped without a word, as a scanner deserves.
+// dropped without a word, as a scanner deserves. Banned IP:port sources and
+// scanner user agents get no answer from anyone.
 func (s *sipStack) admit(upstream bool, h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		src, err := netip.ParseAddrPort(req.Source())
@@ -151,6 +155,9 @@ func (s *sipStack) admit(upstream bool, h sipgo.RequestHandler) sipgo.RequestHan
 			return
 		}
 		ip := src.Addr().Unmap()
+		if s.screen != nil && s.screen(req, src) {
+			return
+		}
 		if contains(s.phones, ip) || (upstream && contains(s.upstream, ip)) {
 			h(req, tx)
 			return

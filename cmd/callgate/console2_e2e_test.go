@@ -135,7 +135,7 @@ func TestConsoleAdminPage(t *testing.T) {
 			t.Fatalf("attempt %d: %v", i, err)
 		}
 	}
-	o.d.waitMetric("callgate_sip_banned_sources", 1, 5*time.Second)
+	o.d.waitMetric("callgate_sip_banned_sources", 2, 5*time.Second) // the IP:port, and the user name 103 at that IP
 
 	ctx := browser(t)
 	base := o.d.url("")

@@ -21,7 +21,7 @@ func TestWrongPasswordIsCountedAndBanned(t *testing.T) {
 		}
 	}
 	d.waitMetric("callgate_sip_auth_failures_total", 3, 5*time.Second)
-	d.waitMetric("callgate_sip_banned_sources", 1, 5*time.Second)
+	d.waitMetric("callgate_sip_banned_sources", 2, 5*time.Second) // the IP:port, and the user name 101 at that IP
 	// The banned source gets no answer at all, even with the right password.
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()

@@ -56,6 +56,10 @@ type SIP struct {
 	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"` // close silent connections without registration or call; 0: never
 	UserAgent         string   `toml:"user_agent"`
 	Ban               Ban      `toml:"ban"`
+	// ScannerUserAgents are User-Agent substrings (case-insensitive) of
+	// SIP scanners, whose requests are dropped without an answer; an empty
+	// list turns the check off.
+	ScannerUserAgents []string `toml:"scanner_user_agents"`
 }
 
 // Ban configures brute-force protection of digest authentication.
@@ -372,6 +376,7 @@ func Defaults() Config {
 				Window:           Duration(5 * time.Minute),
 				Duration:         Duration(15 * time.Minute),
 			},
+			ScannerUserAgents: []string{"friendly-scanner", "sipvicious", "sipcli", "VaxSIPUserAgent", "sip-scan", "iWar", "SIPScan", "pplsip"},
 		},
 		Media:     Media{RTPPorts: "20000-20999", Bind: "0.0.0.0", Timeout: Duration(60 * time.Second)},
 		Recording: Recording{Enabled: true, Retention: Duration(8760 * time.Hour), MinFree: "1GiB"},

@@ -186,6 +186,12 @@ func (v *validator) sip(s *SIP) {
 	}
 	v.between("sip.ban.window", s.Ban.Window.D(), time.Second, 24*time.Hour)
 	v.between("sip.ban.duration", s.Ban.Duration.D(), time.Second, 30*24*time.Hour)
+	for i, ua := range s.ScannerUserAgents {
+		if t := strings.TrimSpace(ua); len(t) < 3 || len(t) > 64 || strings.ContainsFunc(t, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			v.bad(fmt.Sprintf("sip.scanner_user_agents[%d]", i), "3 to 64 printable characters of a scanner's User-Agent, e.g. \"friendly-scanner\"; [] turns the check off",
+				"%q is not a usable User-Agent substring", ua)
+		}
+	}
 }
 
 func (v *validator) media(m *Media) {

@@ -13,6 +13,7 @@ import (
 	"callgate/gateway/config"
 	"callgate/gateway/directory"
 	"callgate/sip/b2bua"
+	"callgate/sip/registrar"
 
 	"github.com/nyaruka/phonenumbers"
 	"github.com/prometheus/client_golang/prometheus"
@@ -202,7 +203,7 @@ func (r *Router) shift(desk, dialled string) error {
 	}
 	id, ok := r.dir.ByPIN(strings.TrimPrefix(rest, "*"))
 	if !ok {
-		return &b2bua.FeatureDone{Status: 403, Reason: "Wrong PIN"}
+		return &b2bua.FeatureDone{Status: 403, Reason: "Wrong PIN", AuthFailure: registrar.ReasonWrongPIN}
 	}
 	_ = r.dir.SitAt(desk, id)
 	return &b2bua.FeatureDone{Status: 603, Reason: "Shift started"}

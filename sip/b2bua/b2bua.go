@@ -60,6 +60,10 @@ type InboundRoute struct {
 type FeatureDone struct {
 	Status int
 	Reason string
+	// AuthFailure, when set, counts the attempt as an authentication
+	// failure of the phone's source with this reason (a wrong PIN), so
+	// that guessing PINs leads to the same ban as guessing passwords.
+	AuthFailure string
 }
 
 func (f *FeatureDone) Error() string { return fmt.Sprintf("feature code: %d %s", f.Status, f.Reason) }

@@ -151,6 +151,9 @@ func (b *B2BUA) runInbound(req *sip.Request, tx sip.ServerTransaction) {
 func (b *B2BUA) runOutbound(req *sip.Request, tx sip.ServerTransaction, ext string) {
 	route, err := b.router.Outbound(ext, req.Recipient.User)
 	if done := (*FeatureDone)(nil); errors.As(err, &done) {
+		if done.AuthFailure != "" {
+			b.countFailure(req, ext, done.AuthFailure)
+		}
 		_ = tx.Respond(sip.NewResponseFromRequest(req, done.Status, done.Reason, nil))
 		return
 	}

@@ -82,6 +82,7 @@ type Server struct {
 	now      func() time.Time
 	counts   ncTable
 	macs     sync.Pool // HMAC-SHA256 keyed with key: setting one up costs more than using it
+	dummy    map[Algorithm]string
 }
 
 // NewServer returns a server for realm offering algs in preference order.
@@ -91,6 +92,16 @@ func NewServer(realm string, algs []Algorithm, nonceLifetime time.Duration) *Ser
 		panic("digest: no randomness: " + err.Error())
 	}
 	s.counts.init(nonceLifetime)
+	// An unknown user's answer is checked against a random secret, so that
+	// it costs the same time as a known user's wrong password.
+	var pw [16]byte
+	if _, err := rand.Read(pw[:]); err != nil {
+		panic("digest: no randomness: " + err.Error())
+	}
+	s.dummy = map[Algorithm]string{}
+	for _, a := range algs {
+		s.dummy[a] = HA1(a, "", realm, hex.EncodeToString(pw[:]))
+	}
 	s.macs.New = func() any { return hmac.New(sha256.New, s.key[:]) }
 	return s
 }
@@ -208,9 +219,9 @@ func (s *Server) Verify(method, auth string, reqID uint64, secrets Secrets) (str
 	if !valid {
 		return cred.username, Stale
 	}
-	ha1, ok := secrets.HA1(cred.username, alg)
-	if !ok {
-		return cred.username, Failed
+	ha1, known := secrets.HA1(cred.username, alg)
+	if !known {
+		ha1 = s.dummy[alg]
 	}
 	chal := &icdigest.Challenge{Realm: s.realm, Nonce: cred.nonce, Algorithm: string(alg)}
 	switch strings.ToLower(cred.qop) {
@@ -227,7 +238,7 @@ func (s *Server) Verify(method, auth string, reqID uint64, secrets Secrets) (str
 	if err != nil {
 		return cred.username, Malformed
 	}
-	if subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.response)), []byte(want.Response)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.response)), []byte(want.Response)) != 1 || !known {
 		return cred.username, Failed
 	}
 	if len(chal.QOP) > 0 && !s.counts.use(id, uint32(cred.nc), reqID, s.now()) {

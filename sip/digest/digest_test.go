@@ -21,7 +21,7 @@ func (s secrets) HA1(user string, alg Algorithm) (string, bool) {
 var users = secrets{"101": "Phone101pass"}
 
 // answer plays a phone: it picks the challenge with alg and answers it.
-func answer(t *testing.T, challenges []string, alg Algorithm, user, pass string, nc int) string {
+func answer(t testing.TB, challenges []string, alg Algorithm, user, pass string, nc int) string {
 	t.Helper()
 	for _, c := range challenges {
 		ch, err := icdigest.ParseChallenge(c)

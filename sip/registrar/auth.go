@@ -6,8 +6,17 @@ import (
 	"strconv"
 
 	"callgate/sip/digest"
+	"callgate/sip/guard"
 
 	"github.com/emiago/sipgo/sip"
+)
+
+// Reasons of authentication failures, as logged (reason=...) for fail2ban
+// and audits.
+const (
+	ReasonWrongPassword = "wrong_password"  // unknown user or wrong password
+	ReasonNotOwnAddress = "not_own_address" // right password, but for another extension than the one registered
+	ReasonWrongPIN      = "wrong_pin"       // a desk phone dialled *77* with a PIN nobody has
 )
 
 // AuthorizeRequest authenticates a request from a phone other than REGISTER
@@ -19,11 +28,7 @@ func (r *Registrar) AuthorizeRequest(req *sip.Request, src netip.AddrPort) (stri
 		r.Stats.Refused.Add(1)
 		return "", r.reply(req, sip.StatusForbidden, "Network Not Allowed")
 	}
-	claimed := ""
-	if f := req.From(); f != nil {
-		claimed = f.Address.User
-	}
-	if r.guard.Blocked(src, claimed) {
+	if r.guard.Blocked(src) {
 		r.Stats.Dropped.Add(1)
 		return "", nil
 	}
@@ -38,15 +43,22 @@ func (r *Registrar) AuthorizeRequest(req *sip.Request, src netip.AddrPort) (stri
 	}
 	reqID := maphash.String(r.seed, string(*callID)+"\x00"+strconv.FormatUint(uint64(cseq.SeqNo), 10)+string(req.Method))
 	user, res := r.auth.Verify(string(req.Method), auth, reqID, r.secrets)
+	verdict := r.guard.Admit(src, user)
+	if verdict == guard.Drop {
+		r.Stats.Dropped.Add(1)
+		return "", nil
+	}
 	switch res {
 	case digest.OK:
 		r.guard.Success(src, user)
 		return user, nil
 	case digest.Failed:
-		r.Stats.AuthFailures.Add(1)
-		r.guard.Failure(src, user)
-		return "", r.reply(req, sip.StatusForbidden, "Wrong Credentials")
+		return "", r.failed(req, src, user, ReasonWrongPassword, verdict)
 	case digest.Malformed:
+		if verdict == guard.Quiet {
+			r.Stats.Dropped.Add(1)
+			return "", nil
+		}
 		return "", r.reply(req, sip.StatusBadRequest, "Malformed Proxy-Authorization")
 	}
 	out := r.reply(req, sip.StatusProxyAuthRequired, "Proxy Authentication Required")
@@ -54,4 +66,64 @@ func (r *Registrar) AuthorizeRequest(req *sip.Request, src netip.AddrPort) (stri
 		out.AppendHeader(sip.NewHeader("Proxy-Authenticate", c))
 	}
 	return "", out
+}
+
+// failed counts a failed authentication and answers it: every failure gets
+// the same plain 403 whatever the user or the cause, and a failure from a
+// banned IP gets nothing, so that no answer tells a guesser more than "no".
+func (r *Registrar) failed(req *sip.Request, src netip.AddrPort, user, reason string, v guard.Verdict) *sip.Response {
+	r.AuthFailure(src, user, reason)
+	if v == guard.Quiet {
+		r.Stats.Dropped.Add(1)
+		return nil
+	}
+	return r.reply(req, sip.StatusForbidden, "Forbidden")
+}
+
+// AuthFailure counts a failed authentication of user from src toward the
+// source's ban: wrong digest credentials, or a wrong desk PIN typed on an
+// authenticated phone.
+func (r *Registrar) AuthFailure(src netip.AddrPort, user, reason string) {
+	r.Stats.AuthFailures.Add(1)
+	r.guard.Failure(src, user, reason)
+}
+
+// Screen reports whether a request from src must be dropped before any
+// handler sees it: it comes from a banned IP:port (ACKs excepted: they are
+// never answered), or from a scanner's user agent.
+func (r *Registrar) Screen(req *sip.Request, src netip.AddrPort) bool {
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	if req.Method != sip.ACK && r.guard.Blocked(src) {
+		r.Stats.Dropped.Add(1)
+		return true
+	}
+	if !r.cfg.Scanners.Enabled() {
+		return false
+	}
+	if h := req.GetHeader("User-Agent"); h != nil && r.cfg.Scanners.Match(h.Value()) {
+		user := ""
+		if f := req.From(); f != nil {
+			user = f.Address.User
+		}
+		r.scanner(src, user, h.Value())
+		return true
+	}
+	return false
+}
+
+// scanner counts and logs (once a minute per IP) a request dropped for its
+// user agent.
+func (r *Registrar) scanner(src netip.AddrPort, user, ua string) {
+	r.Stats.Scanners.Add(1)
+	if r.cfg.Log == nil || !r.quiet.Allow(src.Addr()) {
+		return
+	}
+	if len(user) > guard.MaxUserLen {
+		user = user[:guard.MaxUserLen]
+	}
+	if len(ua) > 128 {
+		ua = ua[:128]
+	}
+	r.cfg.Log.Warn("sip scanner dropped", "source", src.String(), "ip", src.Addr().String(), "user", user,
+		"reason", "scanner", "user_agent", ua)
 }

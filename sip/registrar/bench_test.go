@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"callgate/sip/guard"
+
 	"github.com/emiago/sipgo/sip"
 	icdigest "github.com/icholy/digest"
 )
@@ -27,6 +29,7 @@ func (d *discardConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 // and answering included (the client's digest computation is not).
 func BenchmarkUDPRegisterWithDigest(b *testing.B) {
 	r := newTestRegistrar()
+	r.cfg.Scanners = guard.NewScanners(guard.DefaultScannerUserAgents) // as shipped
 	pc := &discardConn{}
 	filter := r.UDPFilter(func(string) net.PacketConn { return pc })
 	local := &net.UDPAddr{IP: net.IPv4(192, 168, 1, 1), Port: 5060}

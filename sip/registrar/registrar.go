@@ -8,6 +8,7 @@ package registrar
 import (
 	"errors"
 	"hash/maphash"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -29,6 +30,12 @@ type Config struct {
 	MaxContacts    int
 	AllowNetworks  []netip.Prefix
 	ServerName     string // Server header
+	// Scanners are the user agents dropped without an answer; nil or
+	// empty drops none.
+	Scanners *guard.Scanners
+	// Log receives dropped scanners (at most once a minute per IP) at
+	// warning level; nil logs nothing.
+	Log *slog.Logger
 }
 
 // Stats are the registrar's counters.
@@ -37,6 +44,7 @@ type Stats struct {
 	AuthFailures atomic.Uint64
 	Dropped      atomic.Uint64 // requests from banned sources, not answered
 	Refused      atomic.Uint64 // from networks outside allow_networks
+	Scanners     atomic.Uint64 // requests from scanner user agents, not answered
 }
 
 // Registrar handles REGISTER requests. It is safe for concurrent use.
@@ -48,13 +56,15 @@ type Registrar struct {
 	loc     *location.Table
 	seed    maphash.Seed
 	now     func() time.Time
+	quiet   *guard.Quieter
 	Stats   Stats
 }
 
 // New returns a registrar. secrets gives the HA1 of each extension; the
 // digest user name must be the extension being registered.
 func New(cfg Config, auth *digest.Server, secrets digest.Secrets, g *guard.Guard, loc *location.Table) *Registrar {
-	return &Registrar{cfg: cfg, auth: auth, secrets: secrets, guard: g, loc: loc, seed: maphash.MakeSeed(), now: time.Now}
+	return &Registrar{cfg: cfg, auth: auth, secrets: secrets, guard: g, loc: loc, seed: maphash.MakeSeed(), now: time.Now,
+		quiet: guard.NewQuieter(time.Minute)}
 }
 
 // Location returns the binding table.
@@ -93,37 +103,42 @@ func (r *Registrar) Handle(req *sip.Request, src Source) *sip.Response {
 		r.Stats.Refused.Add(1)
 		return r.reply(req, sip.StatusForbidden, "Network Not Allowed")
 	}
-	authHdr := req.GetHeader("Authorization")
-	claimed := to.Address.User
-	authValue := ""
-	if authHdr != nil {
-		authValue = authHdr.Value()
-	}
-	if r.guard.Blocked(src.Addr, claimed) {
+	if r.guard.Blocked(src.Addr) {
 		r.Stats.Dropped.Add(1)
 		return nil
 	}
+	authValue := ""
+	if h := req.GetHeader("Authorization"); h != nil {
+		authValue = h.Value()
+	}
 	reqID := maphash.String(r.seed, string(*callID)+"\x00"+strconv.FormatUint(uint64(cseq.SeqNo), 10))
 	user, res := r.auth.Verify("REGISTER", authValue, reqID, r.secrets)
+	verdict := r.guard.Admit(src.Addr, user)
+	if verdict == guard.Drop {
+		r.Stats.Dropped.Add(1)
+		return nil
+	}
 	switch res {
 	case digest.NoCredentials, digest.Stale:
 		return r.challenge(req, res == digest.Stale)
 	case digest.Malformed:
+		if verdict == guard.Quiet {
+			r.Stats.Dropped.Add(1)
+			return nil
+		}
 		return r.reply(req, sip.StatusBadRequest, "Malformed Authorization")
 	case digest.Failed:
-		r.Stats.AuthFailures.Add(1)
-		r.guard.Failure(src.Addr, user)
-		return r.reply(req, sip.StatusForbidden, "Wrong Credentials")
+		return r.failed(req, src.Addr, user, ReasonWrongPassword, verdict)
+	}
+	if user != to.Address.User {
+		// A phone may only register its own extension. The answer is the
+		// one a wrong password gets, so that it does not tell a guesser
+		// that the password was right.
+		return r.failed(req, src.Addr, user, ReasonNotOwnAddress, verdict)
 	}
 	r.guard.Success(src.Addr, user)
-	if user != claimed {
-		// A phone may only register its own extension.
-		r.Stats.AuthFailures.Add(1)
-		r.guard.Failure(src.Addr, user)
-		return r.reply(req, sip.StatusForbidden, "Authenticated User Does Not Own This Address")
-	}
 	r.Stats.Registers.Add(1)
-	return r.update(req, src, claimed, string(*callID), cseq.SeqNo)
+	return r.update(req, src, user, string(*callID), cseq.SeqNo)
 }
 
 func (r *Registrar) challenge(req *sip.Request, stale bool) *sip.Response {

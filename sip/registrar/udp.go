@@ -19,7 +19,7 @@ import (
 //
 // conn returns the listening socket for a local address. Datagrams that are
 // not REGISTER pass through to sipgo unchanged, except that requests from
-// banned sources are dropped.
+// banned IP:port sources and from scanner user agents are dropped.
 func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.TransportReadFilter {
 	parser := sip.NewParser()
 	bufs := sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -31,8 +31,18 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 		src := ua.AddrPort()
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 		if !bytes.HasPrefix(data, []byte("REGISTER ")) {
-			if looksLikeRequest(data) && r.guard.Blocked(src, "") && r.guard.Blocked(src, fromUser(parser, data)) {
+			if !looksLikeRequest(data) {
+				return data, nil
+			}
+			// An ACK is never answered, so it tells a banned source
+			// nothing; dropping it would only make our transaction resend
+			// its final answer until Timer H.
+			if r.guard.Blocked(src) && !bytes.HasPrefix(data, []byte("ACK ")) {
 				r.Stats.Dropped.Add(1)
+				return nil, nil
+			}
+			if ua, ok := r.cfg.Scanners.MatchMessage(data); ok {
+				r.scanner(src, "", ua)
 				return nil, nil
 			}
 			return data, nil
@@ -50,6 +60,14 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 			return nil, nil
 		}
 		req.SetTransport("UDP")
+		if h := req.GetHeader("User-Agent"); h != nil && r.cfg.Scanners.Match(h.Value()) {
+			user := ""
+			if f := req.From(); f != nil {
+				user = f.Address.User
+			}
+			r.scanner(src, user, h.Value())
+			return nil, nil
+		}
 		local, _ := netip.ParseAddrPort(info.LocalAddr.String())
 		res := r.Handle(req, Source{Addr: src, Local: local, Transport: "udp"})
 		if res == nil {
@@ -62,20 +80,6 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 		bufs.Put(buf)
 		return nil, nil
 	}
-}
-
-// fromUser is the From user of a request, read only for requests from a
-// banned IP (rare), so that phones that logged in correctly from that IP
-// keep working.
-func fromUser(parser *sip.Parser, data []byte) string {
-	msg, err := parser.ParseSIP(data)
-	if err != nil {
-		return ""
-	}
-	if req, ok := msg.(*sip.Request); ok && req.From() != nil {
-		return req.From().Address.User
-	}
-	return ""
 }
 
 // looksLikeRequest tells requests from responses: a response starts "SIP/2.0".
