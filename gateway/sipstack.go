@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"callgate/gateway/config"
@@ -33,6 +34,8 @@ type sipStack struct {
 	phones    []netip.Prefix
 	upstream  []netip.Prefix
 	up        chan struct{} // closed once every listener serves
+	// panics counts handler panics recovered (see guardHandler).
+	panics atomic.Uint64
 }
 
 func newSIPStack(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger) (*sipStack, error) {
@@ -148,7 +151,7 @@ func (s *sipStack) admit(upstream bool, h sipgo.RequestHandler) sipgo.RequestHan
 		}
 		ip := src.Addr().Unmap()
 		if contains(s.phones, ip) || (upstream && contains(s.upstream, ip)) {
-			h(req, tx)
+			s.guardHandler(h)(req, tx)
 			return
 		}
 		s.log.Debug("request from an unknown network dropped", "method", string(req.Method), "source", src.String())

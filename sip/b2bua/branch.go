@@ -41,16 +41,26 @@ func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, re
 		return err
 	}
 	br.sess = sess
+	c.started = append(c.started, br)
 	c.b.bind(req.CallID().Value(), c)
 	auth.OnResponse = func(res *sip.Response) error {
+		if ok, err := c.checkResponse(res); !ok {
+			return err
+		}
 		if res.IsProvisional() {
 			results <- branchResult{br: br, res: res}
 		}
 		return nil
 	}
 	go func() {
-		err := sess.WaitAnswer(ctx, auth)
-		results <- branchResult{br: br, res: sess.InviteResponse, err: err, end: true}
+		err := errPanicked
+		defer func() {
+			if r := recover(); r != nil {
+				c.b.notePanic(r, "call_id", c.id)
+			}
+			results <- branchResult{br: br, res: sess.InviteResponse, err: err, end: true}
+		}()
+		err = sess.WaitAnswer(ctx, auth)
 	}()
 	return nil
 }

@@ -46,6 +46,8 @@ type call struct {
 	// outsideHeld: the employee put the outside party on hold (a re-INVITE
 	// passed on with sendonly or inactive); a transfer resumes it.
 	outsideHeld bool
+	// started are the INVITEs this call sent, ended by abort after a panic.
+	started []*branch
 }
 
 // dialogLeg is what a running call needs of either kind of dialog.
@@ -119,6 +121,7 @@ func (b *B2BUA) runInbound(req *sip.Request, tx sip.ServerTransaction) {
 	if err != nil {
 		return
 	}
+	defer c.recoverPanic()
 	c.callerSide, c.calleeSide = SideA, SideB
 	c.callerIP = b.cfg.UpstreamMedia
 	c.ev.Account = req.Recipient.User
@@ -153,6 +156,7 @@ func (b *B2BUA) runOutbound(req *sip.Request, tx sip.ServerTransaction, ext stri
 	if cerr != nil {
 		return
 	}
+	defer c.recoverPanic()
 	c.ev.Caller = ext
 	_ = c.caller.Respond(sip.StatusTrying, "Trying", nil)
 	if err != nil {

@@ -61,6 +61,7 @@ func (b *B2BUA) ClickToCall(r ClickToCall) (string, error) {
 	}
 	go func() {
 		defer b.wg.Done()
+		defer c.recoverPanic()
 		c.runClickToCall(r)
 	}()
 	return c.id, nil

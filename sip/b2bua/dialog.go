@@ -139,7 +139,7 @@ func (c *call) inOtherDialog(fromCaller bool, req *sip.Request) (*sip.Response, 
 	ctx, cancel := context.WithTimeout(bg(), 10*time.Second)
 	defer cancel()
 	if fromCaller {
-		req.Recipient = c.callee.sess.InviteResponse.Contact().Address
+		req.Recipient = remoteTarget(c.callee.sess)
 		res, err := c.callee.sess.Do(ctx, req)
 		return res, req, err
 	}
