@@ -30,6 +30,8 @@ func (g *Gateway) metrics() *prometheus.Registry {
 			func() float64 { return float64(st.Refused.Load()) }),
 	)
 	r.MustRegister(g.calls.total, g.calls.setup)
+	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_panics_total",
+		Help: "Panics recovered in SIP handlers and calls (each ended at most one call)."}, g.panics()))
 	r.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_calls_active", Help: "Calls in progress."},
 			func() float64 { return float64(g.b2b.Active()) }),

@@ -44,3 +44,16 @@ func (s *sipStack) guardHandler(h sipgo.RequestHandler) sipgo.RequestHandler {
 func logPanic(log *slog.Logger, r any, attrs ...any) {
 	log.Error("panic recovered in SIP handler", append(attrs, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))...)
 }
+
+// panics returns the number of panics recovered in SIP handlers and
+// calls; it holds on to the SIP stack, which closeAll forgets.
+func (g *Gateway) panics() func() float64 {
+	s, b := g.sip, g.b2b
+	return func() float64 {
+		n := b.Panics()
+		if s != nil {
+			n += s.panics.Load()
+		}
+		return float64(n)
+	}
+}
