@@ -25,7 +25,11 @@ func TestAnswerWithoutContactDropped(t *testing.T) {
 	ok.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	phone.answer(inv, ok)
 
-	t.Cleanup(func() { if t.Failed() { t.Log(h.logs.String()) } })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(h.logs.String())
+		}
+	})
 	fin := finals(wait(t, done, "the call to end"))
 	if len(fin) != 1 || fin[0].StatusCode != sip.StatusTemporarilyUnavailable {
 		t.Fatalf("VPBX got %v, want 480", fin)
