@@ -22,6 +22,8 @@ type branch struct {
 	mediaIP netip.Addr
 	done    bool
 	final   int // final status when it did not answer
+	// creds answer the VPBX's challenges in this dialog (empty for phones).
+	creds sipgo.AnswerOptions
 }
 
 type branchResult struct {
@@ -41,6 +43,7 @@ func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, re
 		return err
 	}
 	br.sess = sess
+	br.creds = sipgo.AnswerOptions{Username: auth.Username, Password: auth.Password}
 	c.started = append(c.started, br)
 	c.b.bind(req.CallID().Value(), c)
 	auth.OnResponse = func(res *sip.Response) error {

@@ -34,7 +34,7 @@ func (fakeRouter) Outbound(extension, dialled string) (OutboundRoute, error) {
 	if len(dialled) < 5 {
 		return OutboundRoute{Internal: true, Target: Target{Extension: dialled}, Employee: "e" + extension}, nil
 	}
-	return OutboundRoute{}, errors.New("no upstream in tests")
+	return OutboundRoute{Account: Account{User: "sales1", Password: "s3cret"}, Number: dialled, Employee: "e" + extension}, nil
 }
 
 func (fakeRouter) Transfer(extension, target string) (TransferRoute, error) {
@@ -329,6 +329,9 @@ func newRawPhone(t testing.TB) *rawPhone {
 			}
 			if req, ok := m.(*sip.Request); ok {
 				req.SetSource(addr.String())
+				if req.Method == sip.BYE {
+					_, _ = pc.WriteTo([]byte(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil).String()), addr)
+				}
 				select {
 				case p.reqs <- req:
 				default:
@@ -410,4 +413,101 @@ func wait[T any](t testing.TB, ch <-chan T, what string) T {
 		var zero T
 		return zero
 	}
+}
+
+// phoneInvite is an INVITE from extension 101's phone to an outside number.
+func phoneInvite(callID string) []byte {
+	return msg([]string{
+		"INVITE sip:79161234567@127.0.0.1:5060 SIP/2.0",
+		"Via: SIP/2.0/UDP 127.0.0.1:5072;branch=z9hG4bK-" + callID,
+		"Max-Forwards: 70",
+		"From: <sip:101@127.0.0.1>;tag=ph1",
+		"To: <sip:79161234567@127.0.0.1>",
+		"Call-ID: " + callID,
+		"CSeq: 1 INVITE",
+		"Contact: <sip:101@127.0.0.1:5072>",
+		"Content-Type: application/sdp",
+		"Content-Length: " + itoa(len(testSDP)),
+	}, testSDP)
+}
+
+// reinviteFrom is a re-INVITE with SDP from the party that sent first
+// (its From tag fromTag, callgate's tag toTag) in dialog callID.
+func reinviteFrom(first []byte, toTag string, cseq int) []byte {
+	m, _ := sip.ParseMessage(first)
+	inv := m.(*sip.Request)
+	return msg([]string{
+		"INVITE " + inv.Contact().Address.String() + " SIP/2.0",
+		"Via: " + inv.Via().Value() + "-re" + itoa(cseq),
+		"Max-Forwards: 70",
+		"From: " + inv.From().Value(),
+		"To: " + inv.To().Value() + ";tag=" + toTag,
+		"Call-ID: " + inv.CallID().Value(),
+		"CSeq: " + itoa(cseq) + " INVITE",
+		"Contact: " + inv.Contact().Value(),
+		"Content-Type: application/sdp",
+		"Content-Length: " + itoa(len(testSDP)),
+	}, testSDP)
+}
+
+// established waits for call callID to be connected and returns the tag
+// callgate gave its dialog with the caller.
+func (h *harness) established(t testing.TB, callID string) (*call, string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		c := h.b.lookup(callID)
+		if c == nil {
+			continue
+		}
+		tags := make(chan string, 1)
+		if !c.post(func() {
+			tag := ""
+			if c.callee != nil && c.ev.Result == ResultAnswered {
+				tag, _ = c.caller.InviteRequest.To().Params.Get("tag")
+			}
+			tags <- tag
+		}) {
+			t.Fatalf("call %s ended", callID)
+		}
+		if tag := wait(t, tags, "the call's goroutine"); tag != "" {
+			return c, tag
+		}
+	}
+	t.Fatalf("call %s not established", callID)
+	return nil, ""
+}
+
+// answerOK answers req with 200, a Contact at the raw phone and SDP.
+func (p *rawPhone) answerOK(req *sip.Request) {
+	p.t.Helper()
+	ok := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", []byte(testSDP))
+	ok.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "peer", Host: "127.0.0.1", Port: p.pc.LocalAddr().(*net.UDPAddr).Port}})
+	ok.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	p.answer(req, ok)
+}
+
+// byeFrom is a BYE from the party that sent first in its dialog.
+func byeFrom(first []byte, toTag string, cseq int) []byte {
+	m, _ := sip.ParseMessage(first)
+	inv := m.(*sip.Request)
+	return msg([]string{
+		"BYE " + inv.Contact().Address.String() + " SIP/2.0",
+		"Via: " + inv.Via().Value() + "-bye",
+		"Max-Forwards: 70",
+		"From: " + inv.From().Value(),
+		"To: " + inv.To().Value() + ";tag=" + toTag,
+		"Call-ID: " + inv.CallID().Value(),
+		"CSeq: " + itoa(cseq) + " BYE",
+		"Content-Length: 0",
+	}, "")
+}
+
+// hangupFrom ends the call with a BYE from its first party.
+func (h *harness) hangupFrom(t testing.TB, first []byte, tag string, done <-chan []*sip.Response) {
+	t.Helper()
+	res, _ := h.serve(byeFrom(first, tag, 9), "127.0.0.1:5070")
+	if fin := finals(res); len(fin) != 1 || fin[0].StatusCode != sip.StatusOK {
+		t.Fatalf("BYE answered %v", res)
+	}
+	wait(t, done, "the call to end")
 }

@@ -468,6 +468,9 @@ func (c *call) reinviteDialog(leg dialogLeg, contact sip.Uri, body []byte) (*sip
 	ctx, cancel := context.WithTimeout(bg(), 10*time.Second)
 	defer cancel()
 	res, err := leg.Do(ctx, req)
+	if err == nil && isChallenge(res) {
+		res, req, err = c.answerChallenge(leg, req, res)
+	}
 	if err != nil {
 		return nil, err
 	}
