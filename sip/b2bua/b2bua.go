@@ -209,6 +209,8 @@ type B2BUA struct {
 	wg     sync.WaitGroup
 	// panics counts panics recovered (see guard and recoverPanic).
 	panics atomic.Uint64
+	// tcpProbe: which peers take large requests over TCP (see fitTransport).
+	tcpProbe tcpProbe
 }
 
 // ErrShuttingDown refuses a call while callgate stops.

@@ -37,6 +37,7 @@ type branchResult struct {
 func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, results chan<- branchResult) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	br.cancel = cancel
+	c.b.fitTransport(req)
 	sess, err := c.b.dua.WriteInvite(ctx, req)
 	if err != nil {
 		cancel()
