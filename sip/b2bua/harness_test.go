@@ -19,20 +19,24 @@ import (
 	sipgotest "github.com/emiago/sipgo/siptest"
 )
 
-// fakeRouter rings extension 101 for inbound calls and sends outbound
-// calls to extension 102 (numbers of 5+ digits go upstream).
-type fakeRouter struct{}
+// fakeRouter rings extension 101 for inbound calls, sends dialled
+// extensions (under 5 digits) to those and longer numbers upstream unless
+// noUpstream.
+type fakeRouter struct{ noUpstream bool }
 
 func (fakeRouter) Inbound(account, caller string) (InboundRoute, error) {
 	return InboundRoute{Steps: [][]Target{{{Extension: "101", Employee: "e101"}}}, RingTimeout: time.Second}, nil
 }
 
-func (fakeRouter) Outbound(extension, dialled string) (OutboundRoute, error) {
+func (r fakeRouter) Outbound(extension, dialled string) (OutboundRoute, error) {
 	if dialled == "" {
 		return OutboundRoute{}, errors.New("nothing dialled")
 	}
 	if len(dialled) < 5 {
 		return OutboundRoute{Internal: true, Target: Target{Extension: dialled}, Employee: "e" + extension}, nil
+	}
+	if r.noUpstream {
+		return OutboundRoute{}, errors.New("no upstream")
 	}
 	return OutboundRoute{Account: Account{User: "sales1", Password: "s3cret"}, Number: dialled, Employee: "e" + extension}, nil
 }
