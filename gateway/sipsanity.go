@@ -29,7 +29,7 @@ func (s *sipStack) guardHandler(h sipgo.RequestHandler) sipgo.RequestHandler {
 		defer func() {
 			if r := recover(); r != nil {
 				s.panics.Add(1)
-				logPanic(s.log, r, "method", string(req.Method), "source", req.Source(), "call_id", req.CallID().Value())
+				logPanic(s.log, r, "method", string(req.Method), "source", req.Source(), "call_id", sanity.CallID(req))
 				if req.IsAck() {
 					return
 				}
@@ -55,5 +55,21 @@ func (g *Gateway) panics() func() float64 {
 			n += s.panics.Load()
 		}
 		return float64(n)
+	}
+}
+
+// guardFilter keeps a panic in a transport read filter (the registrar's
+// UDP fast path runs there, on sipgo's reader goroutine) from ending the
+// process: the datagram is dropped, the panic logged and counted.
+func (s *sipStack) guardFilter(f sip.TransportReadFilter) sip.TransportReadFilter {
+	return func(info sip.TransportReadProps, data []byte) (out []byte, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.panics.Add(1)
+				logPanic(s.log, r, "source", fmt.Sprint(info.RemoteAddr), "transport", info.Transport)
+				out, err = nil, nil
+			}
+		}()
+		return f(info, data)
 	}
 }

@@ -77,7 +77,7 @@ func newSIPStack(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger)
 	}
 	s.advertise = advertiseAddr(cfg, s.listens)
 
-	filter := reg.UDPFilter(func(local string) net.PacketConn { return s.udp[local] })
+	filter := s.guardFilter(reg.UDPFilter(func(local string) net.PacketConn { return s.udp[local] }))
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.SIP.UserAgent),
 		sipgo.WithUserAgentHostname(s.advertise),

@@ -45,7 +45,7 @@ func (b *B2BUA) recoverRequest(req *sip.Request, tx sip.ServerTransaction) {
 	if r == nil {
 		return
 	}
-	b.notePanic(r, "method", string(req.Method), "source", req.Source(), "call_id", req.CallID().Value())
+	b.notePanic(r, "method", string(req.Method), "source", req.Source(), "call_id", sanity.CallID(req))
 	if !req.IsAck() {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusInternalServerError, "Server Internal Error", nil))
 	}

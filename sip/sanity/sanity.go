@@ -183,3 +183,12 @@ func Response(res *sip.Response) *Problem {
 
 // statusUnsupportedURIScheme is RFC 3261's 416, which sipgo has no name for.
 const statusUnsupportedURIScheme = 416
+
+// CallID is m's Call-ID, "" when it has none (for logs, where the message
+// may be the malformed one).
+func CallID(m sip.Message) string {
+	if h := m.CallID(); h != nil {
+		return h.Value()
+	}
+	return ""
+}
