@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 
 	"callgate/sip/sanity"
 
@@ -58,11 +59,17 @@ func (g *Gateway) panics() func() float64 {
 	}
 }
 
-// guardFilter keeps a panic in a transport read filter (the registrar's
-// UDP fast path runs there, on sipgo's reader goroutine) from ending the
-// process: the datagram is dropped, the panic logged and counted.
+// guardFilter puts two things in front of a transport read filter (the
+// registrar's UDP fast path runs there, on sipgo's reader goroutine): a
+// datagram that cannot be SIP is dropped without a word (sipgo would log
+// each at error level with its whole content), and a panic in f drops the
+// datagram and is logged and counted instead of ending the process. TCP
+// reads are chunks of a stream, not messages: they pass unchecked.
 func (s *sipStack) guardFilter(f sip.TransportReadFilter) sip.TransportReadFilter {
 	return func(info sip.TransportReadProps, data []byte) (out []byte, err error) {
+		if strings.EqualFold(info.Transport, "udp") && !sanity.Datagram(data) {
+			return nil, nil
+		}
 		defer func() {
 			if r := recover(); r != nil {
 				s.panics.Add(1)

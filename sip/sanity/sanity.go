@@ -83,6 +83,9 @@ func requestProblem(req *sip.Request, c counts) *Problem {
 	if !strings.EqualFold(req.SipVersion, Version) {
 		return &Problem{Status: sip.StatusVersionNotSupported, Reason: "Version Not Supported"}
 	}
+	if !token(string(req.Method)) {
+		return bad("Bad Method")
+	}
 	if p := missing(c); p != nil {
 		return p
 	}
@@ -191,4 +194,17 @@ func CallID(m sip.Message) string {
 		return h.Value()
 	}
 	return ""
+}
+
+// token: a method is an RFC 3261 §25.1 token.
+func token(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isToken(s[i]) {
+			return false
+		}
+	}
+	return true
 }

@@ -1,6 +1,9 @@
 package sanity
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -160,6 +163,61 @@ func FuzzCheck(f *testing.F) {
 		case *sip.Response:
 			if Response(m) == nil && (m.Via() == nil || m.CallID() == nil || m.CSeq() == nil || m.From() == nil || m.To() == nil) {
 				t.Fatalf("response passed without a mandatory header:\n%q", data)
+			}
+		}
+	})
+}
+
+func TestDatagram(t *testing.T) {
+	for _, tc := range []struct {
+		data string
+		ok   bool
+	}{
+		{okRequest, true},
+		{strings.Replace(okRequest, "SIP/2.0\r\n", "SIP/3.0\r\n", 1), true},
+		{"SIP/2.0 200 OK\r\nVia: x\r\n\r\n", true},
+		{"SIP/2.0 100\r\n\r\n", true},
+		{"\r\n\r\n", true},
+		{"\r\n", true},
+		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false},
+		{"\x00\x01\x02\xff garbage", false},
+		{"INVITE sip:x SIP/2.0", false}, // no line end
+		{"INV\xffITE sip:x SIP/2.0\r\n\r\n", false},
+		{"SIP/2.0 2x0 OK\r\n\r\n", false},
+		{" INVITE sip:x SIP/2.0\r\n\r\n", false},
+		{strings.Repeat("A", 2000) + " sip:x SIP/2.0\r\n\r\n", false},
+	} {
+		if got := Datagram([]byte(tc.data)); got != tc.ok {
+			t.Errorf("Datagram(%q) = %v, want %v", tc.data, got, tc.ok)
+		}
+	}
+	// No RFC 4475 message that sipgo parses is dropped before the checks
+	// that answer it.
+	for _, name := range []string{"valid", "invalid"} {
+		files, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "rfc4475", name, "*.dat"))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sip.ParseMessage(b); !Datagram(b) && err == nil {
+				t.Errorf("%s dropped as garbage", f)
+			}
+		}
+	}
+}
+
+func FuzzDatagram(f *testing.F) {
+	f.Add([]byte(okRequest))
+	f.Add([]byte("SIP/2.0 200 OK\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if Datagram(data) || len(bytes.Trim(data, "\r\n")) == 0 {
+			return
+		}
+		// A request Datagram drops is one sipgo refuses or Request would.
+		if m, err := sip.ParseMessage(data); err == nil {
+			if req, ok := m.(*sip.Request); ok && Request(req) == nil {
+				t.Fatalf("dropped a sane request:\n%q", data)
 			}
 		}
 	})
