@@ -303,6 +303,7 @@ func (c *call) await(branches []*branch, results chan branchResult, timeout time
 	// Losers that still answer (a 200 crossing our CANCEL) get ACK and BYE.
 	drain := func() {
 		go func(n int) {
+			defer c.recoverQuiet()
 			for i := 0; i < n; i++ {
 				r := <-results
 				if !r.end {

@@ -222,6 +222,7 @@ func (c *call) awaitEmployee(branches []*branch, results chan branchResult, time
 // drainLosers ACKs and BYEs branches that answer after losing.
 func (c *call) drainLosers(results chan branchResult, n int) {
 	go func() {
+		defer c.recoverQuiet()
 		for i := 0; i < n; i++ {
 			r := <-results
 			if !r.end {

@@ -69,6 +69,15 @@ func (c *call) recoverPanic() {
 	c.abort()
 }
 
+// recoverQuiet is deferred by the goroutines a call leaves behind (ending
+// the branches that lost): a panic there is logged and counted; the call
+// itself is not theirs to end.
+func (c *call) recoverQuiet() {
+	if r := recover(); r != nil {
+		c.b.notePanic(r, "call_id", c.id, "during", "cleanup")
+	}
+}
+
 // abort ends a call whose state may be half-updated by a panic: every step
 // is tried on its own, so one that panics again leaves the others done.
 func (c *call) abort() {
