@@ -222,3 +222,25 @@ func FuzzDatagram(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRequest is the cost the check adds to every request, REGISTER
+// bursts included.
+func BenchmarkRequest(b *testing.B) {
+	req := parse(b, okRequest).(*sip.Request)
+	b.ReportAllocs()
+	for b.Loop() {
+		if Request(req) != nil {
+			b.Fatal("refused")
+		}
+	}
+}
+
+func BenchmarkDatagram(b *testing.B) {
+	data := []byte(okRequest)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !Datagram(data) {
+			b.Fatal("dropped")
+		}
+	}
+}
