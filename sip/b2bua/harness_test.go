@@ -399,9 +399,13 @@ func newClient(t testing.TB) *sipgo.Client {
 // served runs h.serve on its own goroutine (an INVITE's handler runs for
 // the whole call) and delivers its answers.
 func (h *harness) served(raw []byte) <-chan []*sip.Response {
+	return h.servedFrom(raw, "127.0.0.1:5070")
+}
+
+func (h *harness) servedFrom(raw []byte, src string) <-chan []*sip.Response {
 	out := make(chan []*sip.Response, 1)
 	go func() {
-		res, _ := h.serve(raw, "127.0.0.1:5070")
+		res, _ := h.serve(raw, src)
 		out <- res
 	}()
 	return out

@@ -100,3 +100,25 @@ func TestPanicInCallEndsOnlyThatCall(t *testing.T) {
 		t.Fatalf("call 2 ended with %v", fin)
 	}
 }
+
+// A panic in a connected call hangs up both legs with BYE and releases
+// the media.
+func TestPanicInConnectedCallHangsUpBothLegs(t *testing.T) {
+	h := newHarness(t, newClient(t))
+	phone := newRawPhone(t)
+	vpbx := newRawPhone(t)
+	h.loc.bindings["101"] = []location.Binding{phone.binding("101")}
+
+	first := []byte(strings.ReplaceAll(string(invite("pc3")), "127.0.0.1:5070", vpbx.addr()))
+	done := h.servedFrom(first, vpbx.addr())
+	phone.answerOK(phone.next(sip.INVITE))
+	c, _ := h.established(t, "pc3")
+	c.post(func() { panic("injected while talking") })
+
+	phone.next(sip.BYE)
+	vpbx.next(sip.BYE)
+	wait(t, done, "the call to end")
+	if h.b.Panics() != 1 || h.b.Active() != 0 || !h.media.sessions[0].isClosed() {
+		t.Fatalf("panics %d, active %d, media closed %v", h.b.Panics(), h.b.Active(), h.media.sessions[0].isClosed())
+	}
+}

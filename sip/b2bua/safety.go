@@ -105,7 +105,8 @@ func (c *call) abort() {
 	}
 	step(func() {
 		switch {
-		case c.caller != nil && c.callee == nil:
+		case c.caller != nil && c.caller.LoadState() < sip.DialogStateEstablished:
+			// Not answered yet: a final error, not a BYE, ends it.
 			_ = c.caller.Respond(sip.StatusInternalServerError, "Server Internal Error", nil)
 		case c.callerLeg != nil:
 			_ = c.callerLeg.Bye(ctx)
