@@ -37,6 +37,8 @@ type branchResult struct {
 func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, results chan<- branchResult) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	br.cancel = cancel
+	br.creds = sipgo.AnswerOptions{Username: auth.Username, Password: auth.Password}
+	c.started = append(c.started, br)
 	c.b.fitTransport(req)
 	sess, err := c.b.dua.WriteInvite(ctx, req)
 	if err != nil {
@@ -44,18 +46,15 @@ func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, re
 		return err
 	}
 	br.sess = sess
-	br.creds = sipgo.AnswerOptions{Username: auth.Username, Password: auth.Password}
-	c.started = append(c.started, br)
 	c.b.bind(req.CallID().Value(), c)
 	auth.OnResponse = func(res *sip.Response) error {
-		if ok, err := c.checkResponse(res); !ok {
-			return err
-		}
 		if res.IsProvisional() {
 			results <- branchResult{br: br, res: res}
 		}
 		return nil
 	}
+	// A malformed response reaches neither the handler above nor the dialog.
+	auth.OnResponse = c.checkFirst(auth.OnResponse)
 	go func() {
 		err := errPanicked
 		defer func() {

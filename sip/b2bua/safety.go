@@ -156,6 +156,16 @@ func (c *call) checkResponse(res *sip.Response) (forward bool, err error) {
 	return false, p
 }
 
+// checkFirst runs checkResponse before next sees a response.
+func (c *call) checkFirst(next func(*sip.Response) error) func(*sip.Response) error {
+	return func(res *sip.Response) error {
+		if ok, err := c.checkResponse(res); !ok {
+			return err
+		}
+		return next(res)
+	}
+}
+
 // remoteTarget is where requests inside a dialog callgate placed go: the
 // Contact of its 2xx, which checkResponse makes sure of; the INVITE's
 // Request-URI should one ever lack it.
