@@ -6,6 +6,16 @@
 // answer RFC 3261 asks for (400 naming the problem, 505 for another SIP
 // version), or nil where answering is impossible or would only help a
 // flood; Response tells whether a response is fit to act on.
+//
+// What sipgo v1.7.2 does on its own, and so what is left to this package:
+// its parser takes any "SIP/x.y" (and answers in the request's version);
+// it refuses a negative or non-numeric Content-Length, and a datagram
+// shorter than its Content-Length, by dropping the message (a TCP stream
+// waits for the rest, up to 64 KiB, then closes); its transaction layer
+// answers a request without Via or CSeq with a stateless 400 and passes
+// everything else on, To, From, Call-ID and Max-Forwards included or not.
+// Its dialog code then reads CSeq and Contact without checking, which is
+// why responses are checked too before a dialog is built from them.
 package sanity
 
 import (
