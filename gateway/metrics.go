@@ -34,6 +34,8 @@ func (g *Gateway) metrics() *prometheus.Registry {
 	r.MustRegister(g.calls.total, g.calls.setup)
 	g.sipConnMetrics(r)
 	r.MustRegister(g.router.DialRefused)
+	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_panics_total",
+		Help: "Panics recovered in SIP handlers and calls (each ended at most one call)."}, g.panics()))
 	r.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_calls_active", Help: "Calls in progress."},
 			func() float64 { return float64(g.b2b.Active()) }),

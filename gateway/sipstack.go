@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"callgate/gateway/config"
@@ -38,6 +39,8 @@ type sipStack struct {
 
 	// screen reports requests to drop unanswered (banned source, scanner).
 	screen func(*sip.Request, netip.AddrPort) bool
+	// panics counts handler panics recovered (see guardHandler).
+	panics atomic.Uint64
 }
 
 func newSIPStack(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger) (*sipStack, error) {
@@ -81,7 +84,7 @@ func newSIPStack(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger)
 	}
 	s.advertise = advertiseAddr(cfg, s.listens)
 
-	filter := reg.UDPFilter(func(local string) net.PacketConn { return s.udp[local] })
+	filter := s.guardFilter(reg.UDPFilter(func(local string) net.PacketConn { return s.udp[local] }))
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.SIP.UserAgent),
 		sipgo.WithUserAgentHostname(s.advertise),
@@ -159,7 +162,7 @@ func (s *sipStack) admit(upstream bool, h sipgo.RequestHandler) sipgo.RequestHan
 			return
 		}
 		if contains(s.phones, ip) || (upstream && contains(s.upstream, ip)) {
-			h(req, tx)
+			s.guardHandler(h)(req, tx)
 			return
 		}
 		s.log.Debug("request from an unknown network dropped", "method", string(req.Method), "source", src.String())

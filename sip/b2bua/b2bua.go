@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"callgate/sip/location"
@@ -216,6 +217,10 @@ type B2BUA struct {
 	// miss one and no event follows the observer's last.
 	closed bool
 	wg     sync.WaitGroup
+	// panics counts panics recovered (see guard and recoverPanic).
+	panics atomic.Uint64
+	// tcpProbe: which peers take large requests over TCP (see fitTransport).
+	tcpProbe tcpProbe
 }
 
 // ErrShuttingDown refuses a call while callgate stops.
@@ -244,15 +249,15 @@ func New(cfg Config, client *sipgo.Client, router Router, loc Locator, auth Auth
 
 // Register installs the request handlers on srv; wrap decides who may reach them.
 func (b *B2BUA) Register(srv *sipgo.Server, wrap func(upstream bool, h sipgo.RequestHandler) sipgo.RequestHandler) {
-	srv.OnInvite(wrap(true, b.onInvite))
-	srv.OnAck(wrap(true, b.inDialog))
-	srv.OnBye(wrap(true, b.inDialog))
-	srv.OnInfo(wrap(true, b.inDialog))
-	srv.OnRefer(wrap(true, b.inDialog))
-	srv.OnCancel(wrap(true, func(req *sip.Request, tx sip.ServerTransaction) {
+	srv.OnInvite(wrap(true, b.guard(b.onInvite)))
+	srv.OnAck(wrap(true, b.guard(b.inDialog)))
+	srv.OnBye(wrap(true, b.guard(b.inDialog)))
+	srv.OnInfo(wrap(true, b.guard(b.inDialog)))
+	srv.OnRefer(wrap(true, b.guard(b.inDialog)))
+	srv.OnCancel(wrap(true, b.guard(func(req *sip.Request, tx sip.ServerTransaction) {
 		// A CANCEL matching a pending INVITE is handled by the transaction layer.
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
-	}))
+	})))
 }
 
 // Active is the number of calls in progress.

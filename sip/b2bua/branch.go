@@ -22,6 +22,8 @@ type branch struct {
 	mediaIP netip.Addr
 	done    bool
 	final   int // final status when it did not answer
+	// creds answer the VPBX's challenges in this dialog (empty for phones).
+	creds sipgo.AnswerOptions
 }
 
 type branchResult struct {
@@ -35,6 +37,9 @@ type branchResult struct {
 func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, results chan<- branchResult) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	br.cancel = cancel
+	br.creds = sipgo.AnswerOptions{Username: auth.Username, Password: auth.Password}
+	c.started = append(c.started, br)
+	c.b.fitTransport(req)
 	sess, err := c.b.dua.WriteInvite(ctx, req)
 	if err != nil {
 		cancel()
@@ -59,9 +64,17 @@ func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, re
 		}
 		return nil
 	}
+	// A malformed response reaches neither the handler above nor the dialog.
+	auth.OnResponse = c.checkFirst(auth.OnResponse)
 	go func() {
-		err := sess.WaitAnswer(ctx, auth)
-		results <- branchResult{br: br, res: sess.InviteResponse, err: err, end: true}
+		err := errPanicked
+		defer func() {
+			if r := recover(); r != nil {
+				c.b.notePanic(r, "call_id", c.id)
+			}
+			results <- branchResult{br: br, res: sess.InviteResponse, err: err, end: true}
+		}()
+		err = sess.WaitAnswer(ctx, auth)
 	}()
 	return nil
 }

@@ -48,6 +48,8 @@ type call struct {
 	outsideHeld bool
 	// leases are the router's, held until the call ends.
 	leases []Lease
+	// started are the INVITEs this call sent, ended by abort after a panic.
+	started []*branch
 }
 
 // dialogLeg is what a running call needs of either kind of dialog.
@@ -128,6 +130,7 @@ func (b *B2BUA) runInbound(req *sip.Request, tx sip.ServerTransaction) {
 	if err != nil {
 		return
 	}
+	defer c.recoverPanic()
 	c.callerSide, c.calleeSide = SideA, SideB
 	c.callerIP = b.cfg.UpstreamMedia
 	c.ev.Account = req.Recipient.User
@@ -171,6 +174,7 @@ func (b *B2BUA) runOutbound(req *sip.Request, tx sip.ServerTransaction, ext stri
 		return
 	}
 	c.hold(route.Lease)
+	defer c.recoverPanic()
 	c.ev.Caller = ext
 	_ = c.caller.Respond(sip.StatusTrying, "Trying", nil)
 	if err != nil {
@@ -319,6 +323,7 @@ func (c *call) await(branches []*branch, results chan branchResult, timeout time
 	// Losers that still answer (a 200 crossing our CANCEL) get ACK and BYE.
 	drain := func() {
 		go func(n int) {
+			defer c.recoverQuiet()
 			for i := 0; i < n; i++ {
 				r := <-results
 				if !r.end {

@@ -64,6 +64,7 @@ func (b *B2BUA) ClickToCall(r ClickToCall) (string, error) {
 	c.hold(r.Route.Lease)
 	go func() {
 		defer b.wg.Done()
+		defer c.recoverPanic()
 		c.runClickToCall(r)
 	}()
 	return c.id, nil
@@ -224,6 +225,7 @@ func (c *call) awaitEmployee(branches []*branch, results chan branchResult, time
 // drainLosers ACKs and BYEs branches that answer after losing.
 func (c *call) drainLosers(results chan branchResult, n int) {
 	go func() {
+		defer c.recoverQuiet()
 		for i := 0; i < n; i++ {
 			r := <-results
 			if !r.end {

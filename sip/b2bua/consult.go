@@ -193,7 +193,7 @@ func (c *call) endConsultation(complete bool) {
 		if err == nil {
 			body, err := rewriteSDP(out, c.b.cfg.PhoneMediaIP, c.media.Port(SideB), cs.target.ver.next())
 			if err == nil {
-				res, err := c.reinviteDialog(cs.target.sess, cs.target.sess.InviteResponse.Contact().Address, body)
+				res, err := c.reinviteDialog(cs.target.sess, remoteTarget(cs.target.sess), body)
 				if err == nil && res.IsSuccess() {
 					if _, m, err := parseSDP(res.Body()); err == nil {
 						c.media.SetRemote(SideB, m.addr)

@@ -91,6 +91,9 @@ func (c *call) reinvite(req *sip.Request, tx sip.ServerTransaction, fromCaller b
 		out.SetBody(body)
 	}
 	res, sent, err := c.inOtherDialog(fromCaller, out)
+	if err == nil && isChallenge(res) {
+		res, sent, err = c.answerChallenge(c.otherLeg(fromCaller), sent, res)
+	}
 	if err != nil {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusServiceUnavailable, "Service Unavailable", nil))
 		return
@@ -127,7 +130,10 @@ func (c *call) forward(req *sip.Request, tx sip.ServerTransaction, fromCaller bo
 		out.AppendHeader(sip.NewHeader("Content-Type", ct.Value()))
 	}
 	out.SetBody(req.Body())
-	res, _, err := c.inOtherDialog(fromCaller, out)
+	res, sent, err := c.inOtherDialog(fromCaller, out)
+	if err == nil && isChallenge(res) {
+		res, _, err = c.answerChallenge(c.otherLeg(fromCaller), sent, res)
+	}
 	if err != nil {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusRequestTimeout, "Request Timeout", nil))
 		return
@@ -142,7 +148,7 @@ func (c *call) inOtherDialog(fromCaller bool, req *sip.Request) (*sip.Response, 
 	ctx, cancel := context.WithTimeout(bg(), 10*time.Second)
 	defer cancel()
 	if fromCaller {
-		req.Recipient = c.callee.sess.InviteResponse.Contact().Address
+		req.Recipient = remoteTarget(c.callee.sess)
 		res, err := c.callee.sess.Do(ctx, req)
 		return res, req, err
 	}

@@ -35,7 +35,7 @@ var ErrTransferState = errors.New("the call is not connected to an employee")
 // it: the callee of an inbound call, the caller of an outbound one.
 func (c *call) employeeLeg() (dialogLeg, sip.Uri, Target) {
 	if c.ev.Direction == Inbound {
-		return c.callee.sess, c.callee.sess.InviteResponse.Contact().Address, c.callee.target
+		return c.callee.sess, remoteTarget(c.callee.sess), c.callee.target
 	}
 	return c.callerLeg, c.callerContact, c.ev.Answered
 }
@@ -344,7 +344,7 @@ func (c *call) completeTransfer(br *branch, mode string, notify func(frag string
 		c.caller = nil
 		c.callerLeg = br.sess
 		c.callerCallID = br.sess.InviteRequest.CallID().Value()
-		c.callerContact = br.sess.InviteResponse.Contact().Address
+		c.callerContact = remoteTarget(br.sess)
 		c.callerVer = br.ver
 		c.callerIP = br.mediaIP
 		c.ev.Caller = br.target.Extension
@@ -451,7 +451,7 @@ func (c *call) takeOver(br *branch, notify func(string, bool)) bool {
 	if err != nil {
 		return false
 	}
-	res, err := c.reinviteDialog(br.sess, br.sess.InviteResponse.Contact().Address, body)
+	res, err := c.reinviteDialog(br.sess, remoteTarget(br.sess), body)
 	if err != nil || !res.IsSuccess() {
 		_ = br.sess.Bye(bg())
 		c.b.unbind(br.sess.InviteRequest.CallID().Value())
@@ -477,6 +477,9 @@ func (c *call) reinviteDialog(leg dialogLeg, contact sip.Uri, body []byte) (*sip
 	ctx, cancel := context.WithTimeout(bg(), 10*time.Second)
 	defer cancel()
 	res, err := leg.Do(ctx, req)
+	if err == nil && isChallenge(res) {
+		res, req, err = c.answerChallenge(leg, req, res)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -506,7 +509,7 @@ func (c *call) resumeOutside(employeeSDP []byte) {
 	}
 	leg, contact, side, ip, ver := c.callerLeg, c.callerContact, c.callerSide, c.callerIP, &c.callerVer
 	if c.ev.Direction != Inbound {
-		leg, contact, side, ip, ver = c.callee.sess, c.callee.sess.InviteResponse.Contact().Address, c.calleeSide, c.callee.mediaIP, &c.callee.ver
+		leg, contact, side, ip, ver = c.callee.sess, remoteTarget(c.callee.sess), c.calleeSide, c.callee.mediaIP, &c.callee.ver
 	}
 	body, err := rewriteSDP(s, ip, c.media.Port(side), ver.next())
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"callgate/sip/digest"
 	"callgate/sip/guard"
 	"callgate/sip/location"
+	"callgate/sip/sanity"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -95,10 +96,10 @@ var errOutOfOrder = errors.New("out of order")
 // request's real source address; req.Source() is set from it.
 func (r *Registrar) Handle(req *sip.Request, src Source) *sip.Response {
 	req.SetSource(src.Addr.String())
-	to, callID, cseq := req.To(), req.CallID(), req.CSeq()
-	if to == nil || req.From() == nil || callID == nil || cseq == nil || req.Via() == nil {
-		return r.reply(req, sip.StatusBadRequest, "Missing Mandatory Header")
+	if p := sanity.Request(req); p != nil {
+		return sanity.Reply(req, p) // nil where no answer may go
 	}
+	to, callID, cseq := req.To(), req.CallID(), req.CSeq()
 	if !r.Allowed(src.Addr.Addr()) {
 		r.Stats.Refused.Add(1)
 		return r.reply(req, sip.StatusForbidden, "Network Not Allowed")

@@ -56,7 +56,7 @@ func (p *phone) request(extra string, auth string) *sip.Request {
 		"From: <sip:" + p.user + "@callgate>;tag=ft1\r\n" +
 		"To: <sip:" + p.user + "@callgate>\r\n" +
 		"Call-ID: " + p.callID + "\r\n" +
-		"CSeq: " + fmt.Sprint(p.cseq) + " REGISTER\r\n" + extra
+		"CSeq: " + fmt.Sprint(p.cseq) + " REGISTER\r\nMax-Forwards: 70\r\n" + extra
 	if auth != "" {
 		raw += "Authorization: " + auth + "\r\n"
 	}
