@@ -151,7 +151,7 @@ func malformedTable(t *testing.T, vpbxCallID, phoneCallID string, phoneInvite *s
 		}},
 	}
 	for _, dir := range []string{"invalid"} {
-		files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "rfc4475", dir, "*.dat"))
+		files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "fuzz", "rfc4475", dir, "*.dat"))
 		if err != nil || len(files) < 30 {
 			t.Fatalf("RFC 4475 messages: %d files, %v", len(files), err)
 		}

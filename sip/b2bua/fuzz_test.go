@@ -15,7 +15,7 @@ import (
 // Seeds: testdata/fuzz/FuzzHandleRequest (the crashers of issue 11 and
 // well-formed requests) and RFC 4475's torture messages.
 func FuzzHandleRequest(f *testing.F) {
-	for _, dir := range []string{"../../testdata/rfc4475/valid", "../../testdata/rfc4475/invalid"} {
+	for _, dir := range []string{"../../testdata/fuzz/rfc4475/valid", "../../testdata/fuzz/rfc4475/invalid"} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.dat"))
 		if err != nil || len(files) == 0 {
 			f.Fatalf("no RFC 4475 messages in %s: %v", dir, err)

@@ -194,7 +194,7 @@ func TestDatagram(t *testing.T) {
 	// No RFC 4475 message that sipgo parses is dropped before the checks
 	// that answer it.
 	for _, name := range []string{"valid", "invalid"} {
-		files, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "rfc4475", name, "*.dat"))
+		files, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "fuzz", "rfc4475", name, "*.dat"))
 		for _, f := range files {
 			b, err := os.ReadFile(f)
 			if err != nil {

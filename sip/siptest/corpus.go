@@ -7,11 +7,15 @@ import (
 	"testing"
 )
 
-// CorpusDir is the shared seed corpus of SIP messages (RFC 4475 torture
-// messages and the crashers found on a LAN), relative to the module root.
-const CorpusDir = "testdata/fuzz/sip"
+// CorpusDir holds the shared seed messages found on a LAN (crashers and
+// ordinary requests), relative to the module root; TortureDir the RFC 4475
+// torture messages (valid/ and invalid/).
+const (
+	CorpusDir  = "testdata/fuzz/sip"
+	TortureDir = "testdata/fuzz/rfc4475"
+)
 
-// Messages returns the shared SIP seed messages by file name. It looks for
+// Messages returns the shared SIP seed messages by directory and file name. It looks for
 // the corpus from the test's directory upwards, so any package can use it.
 func Messages(tb testing.TB) map[string][]byte {
 	tb.Helper()
@@ -33,13 +37,20 @@ func Messages(tb testing.TB) map[string][]byte {
 	if err != nil || len(files) == 0 {
 		tb.Fatalf("no seed messages in %s: %v", CorpusDir, err)
 	}
+	for _, sub := range []string{"valid", "invalid"} {
+		more, err := filepath.Glob(filepath.Join(dir, TortureDir, sub, "*.dat"))
+		if err != nil || len(more) == 0 {
+			tb.Fatalf("no RFC 4475 messages in %s/%s: %v", TortureDir, sub, err)
+		}
+		files = append(files, more...)
+	}
 	out := map[string][]byte{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		out[filepath.Base(f)] = b
+		out[filepath.Base(filepath.Dir(f))+"/"+filepath.Base(f)] = b
 	}
 	return out
 }
