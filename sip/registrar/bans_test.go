@@ -247,7 +247,7 @@ func TestUDPFilterDropsBannedSourcesAndScanners(t *testing.T) {
 	filter := r.UDPFilter(func(string) net.PacketConn { return pc })
 	raw := func(method, ua string) []byte {
 		s := method + " sip:100@192.168.1.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK" + method + "\r\n" +
-			"From: <sip:100@192.168.1.1>;tag=1\r\nTo: <sip:100@192.168.1.1>\r\nCall-ID: scan-" + method + "\r\nCSeq: 1 " + method + "\r\n"
+			"From: <sip:100@192.168.1.1>;tag=1\r\nTo: <sip:100@192.168.1.1>\r\nCall-ID: scan-" + method + "\r\nCSeq: 1 " + method + "\r\nMax-Forwards: 70\r\n"
 		if ua != "" {
 			s += "User-Agent: " + ua + "\r\n"
 		}
