@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"fmt"
-	"log/slog"
-	"runtime/debug"
 	"strings"
 
 	"callgate/sip/sanity"
@@ -12,38 +10,14 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// guardHandler puts the checks every handler relies on in front of h: a
-// request missing a mandatory header gets 400 naming it (or nothing, when
-// it has no Via or is an ACK), another SIP version 505, and a panic left in
-// h is logged, counted and ends only this request, never the process. It
-// runs after admit's network check, so a stranger's malformed packet is
+// guardHandler puts sanity.Guard in front of h, counting its panics.
+// It runs after admit's network check, so a stranger's malformed packet is
 // still dropped without a word.
 func (s *sipStack) guardHandler(h sipgo.RequestHandler) sipgo.RequestHandler {
-	return func(req *sip.Request, tx sip.ServerTransaction) {
-		if p := sanity.Request(req); p != nil {
-			s.log.Debug("malformed request", "method", string(req.Method), "source", req.Source(), "reason", p.Reason)
-			if res := sanity.Reply(req, p); res != nil {
-				_ = tx.Respond(res)
-			}
-			return
-		}
-		defer func() {
-			if r := recover(); r != nil {
-				s.panics.Add(1)
-				logPanic(s.log, r, "method", string(req.Method), "source", req.Source(), "call_id", sanity.CallID(req))
-				if req.IsAck() {
-					return
-				}
-				_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusInternalServerError, "Server Internal Error", nil))
-			}
-		}()
-		h(req, tx)
-	}
-}
-
-// logPanic logs a recovered panic with its stack.
-func logPanic(log *slog.Logger, r any, attrs ...any) {
-	log.Error("panic recovered in SIP handler", append(attrs, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))...)
+	return sanity.Guard(h, s.log, func(r any, attrs ...any) {
+		s.panics.Add(1)
+		sanity.LogPanic(s.log, r, attrs...)
+	})
 }
 
 // panics returns the number of panics recovered in SIP handlers and
@@ -73,7 +47,7 @@ func (s *sipStack) guardFilter(f sip.TransportReadFilter) sip.TransportReadFilte
 		defer func() {
 			if r := recover(); r != nil {
 				s.panics.Add(1)
-				logPanic(s.log, r, "source", fmt.Sprint(info.RemoteAddr), "transport", info.Transport)
+				sanity.LogPanic(s.log, r, "source", fmt.Sprint(info.RemoteAddr), "transport", info.Transport)
 				out, err = nil, nil
 			}
 		}()

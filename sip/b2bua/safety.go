@@ -3,8 +3,6 @@ package b2bua
 import (
 	"context"
 	"errors"
-	"fmt"
-	"runtime/debug"
 	"time"
 
 	"callgate/sip/sanity"
@@ -20,40 +18,15 @@ func (b *B2BUA) Panics() uint64 { return b.panics.Load() }
 // errPanicked ends a branch whose goroutine panicked.
 var errPanicked = errors.New("internal error (panic recovered)")
 
-// guard puts the sanity check and a recover in front of a handler: sipgo
-// only insists on Via and CSeq, and every handler here reads To, From and
-// Call-ID. A malformed request gets 400 naming what is wrong (nothing for
-// an ACK or a request without Via), and a panic costs this request a 500,
-// not the process.
+// guard puts sanity.Guard in front of a handler, so the B2BUA is safe on
+// its own (without the gateway's admission in front), counting its panics.
 func (b *B2BUA) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
-	return func(req *sip.Request, tx sip.ServerTransaction) {
-		if p := sanity.Request(req); p != nil {
-			b.log.Debug("malformed request", "method", string(req.Method), "source", req.Source(), "reason", p.Reason)
-			if res := sanity.Reply(req, p); res != nil {
-				_ = tx.Respond(res)
-			}
-			return
-		}
-		defer b.recoverRequest(req, tx)
-		h(req, tx)
-	}
-}
-
-// recoverRequest is deferred by guard.
-func (b *B2BUA) recoverRequest(req *sip.Request, tx sip.ServerTransaction) {
-	r := recover()
-	if r == nil {
-		return
-	}
-	b.notePanic(r, "method", string(req.Method), "source", req.Source(), "call_id", sanity.CallID(req))
-	if !req.IsAck() {
-		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusInternalServerError, "Server Internal Error", nil))
-	}
+	return sanity.Guard(h, b.log, b.notePanic)
 }
 
 func (b *B2BUA) notePanic(r any, attrs ...any) {
 	b.panics.Add(1)
-	b.log.Error("panic recovered", append(attrs, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))...)
+	sanity.LogPanic(b.log, r, attrs...)
 }
 
 // recoverPanic is deferred at the top of every call's goroutine: a panic
