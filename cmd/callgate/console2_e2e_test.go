@@ -269,7 +269,11 @@ func TestConsolePopupActions(t *testing.T) {
 	browse(t, ctx, "transfer from the card",
 		chromedp.WaitVisible(chromedp.CSS(".popup .transfer")),
 		chromedp.Click(chromedp.CSS(".popup .transfer")),
-		chromedp.SendKeys(chromedp.CSS(".popup .transfer-to"), "103"),
+		// SetValue, not SendKeys: chromedp 0.23's SendKeys reads the node's
+		// attributes without its lock while the click is still un-hiding
+		// this field (a data race inside chromedp that -race reports).
+		chromedp.WaitVisible(chromedp.CSS(".popup .transfer-to")),
+		chromedp.SetValue(chromedp.CSS(".popup .transfer-to"), "103"),
 		chromedp.Click(chromedp.CSS(".popup .transfer-go")))
 	petrov := nextCall(t, o.phones["103"])
 	if _, err := petrov.Answer(callCtx, siptest.SDP("127.0.0.1:30943")); err != nil {
