@@ -43,7 +43,7 @@ func (g *Gateway) metrics() *prometheus.Registry {
 			func() float64 { return float64(g.b2b.DialogMismatches()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_rtp_packets_total", Help: "RTP/RTCP packets relayed."},
 			func() float64 { return float64(g.relay.Packets.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_rtp_dropped_packets_total", Help: "RTP/RTCP packets not relayed (unknown destination or source)."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_rtp_dropped_packets_total", Help: "RTP/RTCP packets not relayed: sent before the other party's address is known (a phone's first packets while the call is still being answered), RTCP before the party's first RTP latched its address, packets from an address other than the latched one, packets that are not RTP version 2, and sends the kernel refused. A few per call are normal."},
 			func() float64 { return float64(g.relay.Dropped.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_bytes_total", Help: "Audio bytes written to recordings."},
 			func() float64 { return float64(g.recorder.Bytes.Load()) }),

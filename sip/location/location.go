@@ -18,6 +18,7 @@ type Binding struct {
 	AOR       string    `json:"aor"`
 	Contact   string    `json:"contact"`            // the Contact URI the device sent
 	Instance  string    `json:"instance,omitempty"` // +sip.instance, identifies a device across Contact changes
+	RegID     uint32    `json:"reg_id,omitempty"`   // RFC 5626 reg-id: one flow of the instance
 	Source    string    `json:"source"`             // IP:port the REGISTER came from (where the device is reached)
 	Transport string    `json:"transport"`          // "udp" or "tcp"
 	Local     string    `json:"local"`              // our listener it came in on, IP:port

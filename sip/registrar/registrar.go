@@ -161,6 +161,7 @@ func (r *Registrar) reply(req *sip.Request, code int, reason string) *sip.Respon
 type contactReq struct {
 	uri      string
 	instance string
+	regID    uint32
 	expires  time.Duration
 }
 
@@ -203,7 +204,19 @@ func (r *Registrar) update(req *sip.Request, src Source, aor, callID string, cse
 			exp = r.cfg.MaxExpires
 		}
 		inst, _ := ch.Params.Get("+sip.instance")
-		contacts = append(contacts, contactReq{uri: ch.Address.String(), instance: strings.Trim(inst, `"<>`), expires: exp})
+		inst = strings.Trim(inst, `"<>`)
+		if !instanceLike(inst) {
+			inst = "" // not echoed, not used to tell devices apart
+		}
+		var regID uint32
+		if v, ok := ch.Params.Get("reg-id"); ok && inst != "" {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n == 0 {
+				return r.reply(req, sip.StatusBadRequest, "Invalid reg-id")
+			}
+			regID = uint32(n)
+		}
+		contacts = append(contacts, contactReq{uri: ch.Address.String(), instance: inst, regID: regID, expires: exp})
 	}
 	if wildcard && (len(contacts) > 0 || hdrExpires != 0 || req.GetHeader("Expires") == nil) {
 		return r.reply(req, sip.StatusBadRequest, "Wildcard Contact Needs Expires: 0 Alone")
@@ -228,7 +241,7 @@ func (r *Registrar) update(req *sip.Request, src Source, aor, callID string, cse
 				return nil, nil
 			}
 			for _, c := range contacts {
-				nb := location.Binding{AOR: aor, Contact: c.uri, Instance: c.instance, Source: src.Addr.String(),
+				nb := location.Binding{AOR: aor, Contact: c.uri, Instance: c.instance, RegID: c.regID, Source: src.Addr.String(),
 					Transport: src.Transport, Local: src.Local.String(), Expires: now.Add(c.expires),
 					CallID: callID, CSeq: cseq, UserAgent: ua, Since: now}
 				i := indexOf(cur, &nb)
@@ -263,7 +276,16 @@ func (r *Registrar) update(req *sip.Request, src Source, aor, callID string, cse
 	res := r.reply(req, sip.StatusOK, "OK")
 	for _, b := range cur {
 		left := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
-		res.AppendHeader(sip.NewHeader("Contact", "<"+b.Contact+">;expires="+strconv.Itoa(left)))
+		v := "<" + b.Contact + ">;expires=" + strconv.Itoa(left)
+		if b.Instance != "" {
+			// RFC 5626 §6: the registrar echoes the instance (and reg-id),
+			// or the device takes it that outbound is not supported here.
+			v += `;+sip.instance="<` + b.Instance + `>"`
+			if b.RegID != 0 {
+				v += ";reg-id=" + strconv.FormatUint(uint64(b.RegID), 10)
+			}
+		}
+		res.AppendHeader(sip.NewHeader("Contact", v))
 	}
 	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
 	return res
@@ -286,4 +308,23 @@ func dropOldest(list []location.Binding) []location.Binding {
 		}
 	}
 	return append(list[:oldest], list[oldest+1:]...)
+}
+
+// instanceLike reports whether a +sip.instance value is a URN made of the
+// characters RFC 8141 allows (and so is safe to echo inside a quoted
+// header parameter).
+func instanceLike(s string) bool {
+	if len(s) < 5 || len(s) > 256 || !strings.HasPrefix(strings.ToLower(s), "urn:") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("-._~:%!$&'()*+,;=@/?#", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
