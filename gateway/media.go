@@ -85,8 +85,9 @@ func (g *Gateway) newMedia() error {
 	g.b2b = b2bua.New(b2bua.Config{
 		Domain: cfg.Upstream.Domain, Upstream: target, UpstreamTr: tr, Trusted: g.sip.upstream, Accounts: accounts,
 		PhoneMediaIP: phoneIP, UpstreamMedia: upIP, LocalUDP: local,
-		Contact:     sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "callgate", Host: host, Port: port}},
-		RingTimeout: cfg.Calls.RingTimeout.D(), InternalRecord: cfg.Recording.Internal,
+		Contact:           sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "callgate", Host: host, Port: port}},
+		TransportContacts: g.sip.transportContacts(),
+		RingTimeout:       cfg.Calls.RingTimeout.D(), InternalRecord: cfg.Recording.Internal,
 	}, g.sip.client, g.router, g.reg.Location(), g.reg, relayMedia{g.relay}, g.calls, g.log.With("component", "b2bua"))
 	g.b2b.Register(g.sip.srv, g.sip.admit)
 	return nil

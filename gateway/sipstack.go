@@ -259,6 +259,19 @@ func (s *sipStack) contactHostPort(transport string) string {
 	return net.JoinHostPort(s.advertise, fmt.Sprint(p.Port()))
 }
 
+// transportContacts are callgate's Contacts for transports other than
+// UDP, each naming its own listener with the transport parameter.
+func (s *sipStack) transportContacts() map[string]sip.ContactHeader {
+	out := map[string]sip.ContactHeader{}
+	if _, ok := s.locals["tcp"]; ok {
+		host, port, _ := sip.ParseAddr(s.contactHostPort("tcp"))
+		params := sip.NewParams()
+		params.Add("transport", "tcp")
+		out["tcp"] = sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "callgate", Host: host, Port: port, UriParams: params}}
+	}
+	return out
+}
+
 // keepalive sends OPTIONS to every registered device at the address it
 // registered from, concurrently but bounded, and reports how many answered.
 func (s *sipStack) keepalive(ctx context.Context, bindings []location.Binding, timeout time.Duration) (ok int) {

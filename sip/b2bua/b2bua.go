@@ -178,17 +178,22 @@ type Event struct {
 
 // Config of the B2BUA.
 type Config struct {
-	Domain         string         // upstream SIP domain
-	Upstream       string         // IP:port every request to the VPBX goes to
-	UpstreamTr     string         // "udp" or "tcp"
-	Trusted        []netip.Prefix // VPBX source networks
-	Accounts       map[string]bool
-	PhoneMediaIP   netip.Addr // relay address written into SDP toward phones
-	UpstreamMedia  netip.Addr // relay address toward the VPBX (NAT)
-	LocalUDP       string     // our UDP listener, requests over UDP leave from it
-	Contact        sip.ContactHeader
-	RingTimeout    time.Duration
-	InternalRecord bool
+	Domain        string         // upstream SIP domain
+	Upstream      string         // IP:port every request to the VPBX goes to
+	UpstreamTr    string         // "udp" or "tcp"
+	Trusted       []netip.Prefix // VPBX source networks
+	Accounts      map[string]bool
+	PhoneMediaIP  netip.Addr // relay address written into SDP toward phones
+	UpstreamMedia netip.Addr // relay address toward the VPBX (NAT)
+	LocalUDP      string     // our UDP listener, requests over UDP leave from it
+	Contact       sip.ContactHeader
+	// TransportContacts are the Contacts of other transports (by
+	// lower-case name, "tcp"): a dialog set up over TCP names callgate's
+	// TCP listener with ;transport=tcp, or the phone would send its ACK
+	// and BYE over UDP (RFC 3261 §8.1.1.8). Contact serves the rest.
+	TransportContacts map[string]sip.ContactHeader
+	RingTimeout       time.Duration
+	InternalRecord    bool
 }
 
 // B2BUA handles calls.
@@ -196,6 +201,7 @@ type B2BUA struct {
 	cfg    Config
 	client *sipgo.Client
 	dua    *sipgo.DialogUA
+	duas   map[string]*sipgo.DialogUA // by transport, see Config.TransportContacts
 	router Router
 	loc    Locator
 	auth   Authorizer
@@ -242,9 +248,22 @@ func New(cfg Config, client *sipgo.Client, router Router, loc Locator, auth Auth
 	if cfg.RingTimeout == 0 {
 		cfg.RingTimeout = 30 * time.Second
 	}
-	return &B2BUA{cfg: cfg, client: client, router: router, loc: loc, auth: auth, media: media, obs: obs, log: log,
-		dua:  &sipgo.DialogUA{Client: client, ContactHDR: cfg.Contact, RewriteContact: true},
+	b := &B2BUA{cfg: cfg, client: client, router: router, loc: loc, auth: auth, media: media, obs: obs, log: log,
+		dua: &sipgo.DialogUA{Client: client, ContactHDR: cfg.Contact, RewriteContact: true}, duas: map[string]*sipgo.DialogUA{},
 		legs: map[string]*call{}, byID: map[string]*call{}, inUse: map[string]int{}, held: map[*call][]string{}}
+	for tr, ct := range cfg.TransportContacts {
+		b.duas[strings.ToLower(tr)] = &sipgo.DialogUA{Client: client, ContactHDR: ct, RewriteContact: true}
+	}
+	return b
+}
+
+// duaFor is the dialog user agent whose Contact names callgate's listener
+// for a transport ("UDP", "tcp"...).
+func (b *B2BUA) duaFor(transport string) *sipgo.DialogUA {
+	if d, ok := b.duas[strings.ToLower(transport)]; ok {
+		return d
+	}
+	return b.dua
 }
 
 // Register installs the request handlers on srv; wrap decides who may reach them.

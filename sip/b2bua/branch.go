@@ -40,7 +40,7 @@ func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, re
 	br.creds = sipgo.AnswerOptions{Username: auth.Username, Password: auth.Password}
 	c.started = append(c.started, br)
 	c.b.fitTransport(req)
-	sess, err := c.b.dua.WriteInvite(ctx, req)
+	sess, err := c.b.duaFor(req.Transport()).WriteInvite(ctx, req)
 	if err != nil {
 		cancel()
 		return err

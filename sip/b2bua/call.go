@@ -63,7 +63,7 @@ type dialogLeg interface {
 func (b *B2BUA) newCall(dir Direction, req *sip.Request, tx sip.ServerTransaction) (*call, error) {
 	c := &call{b: b, id: uuid.NewString(), inbox: make(chan func(), 16), closed: make(chan struct{})}
 	c.ev = Event{CallID: c.id, Direction: dir}
-	sess, err := b.dua.ReadInvite(req, tx)
+	sess, err := b.duaFor(req.Transport()).ReadInvite(req, tx)
 	if err != nil {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusBadRequest, err.Error(), nil))
 		return nil, err

@@ -112,7 +112,7 @@ func (c *call) reinvite(req *sip.Request, tx sip.ServerTransaction, fromCaller b
 		}
 	}
 	ok := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", answer)
-	ok.AppendHeader(sip.HeaderClone(&c.b.cfg.Contact))
+	ok.AppendHeader(sip.HeaderClone(&c.b.duaFor(req.Transport()).ContactHDR))
 	if len(answer) > 0 {
 		ok.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	}

@@ -257,3 +257,15 @@ func (c *Call) ReInvite(ctx context.Context, sdp []byte) (int, []byte, error) {
 func HoldSDP(rtp string) []byte {
 	return []byte(strings.Replace(string(SDP(rtp)), "a=sendrecv", "a=sendonly", 1))
 }
+
+// RemoteContact is the Contact the other side gave for this dialog: of
+// its 200 for a call this side placed, of its INVITE for one it answered.
+func (c *Call) RemoteContact() *sip.ContactHeader {
+	if c.client != nil {
+		if c.client.InviteResponse == nil {
+			return nil
+		}
+		return c.client.InviteResponse.Contact()
+	}
+	return c.server.InviteRequest.Contact()
+}
