@@ -46,6 +46,9 @@ type call struct {
 	// outsideHeld: the employee put the outside party on hold (a re-INVITE
 	// passed on with sendonly or inactive); a transfer resumes it.
 	outsideHeld bool
+	// callerProto is the profile of the caller's offer, which the
+	// answers to the caller repeat (RFC 3264 §6).
+	callerProto string
 	// leases are the router's, held until the call ends.
 	leases []Lease
 	// started are the INVITEs this call sent, ended by abort after a panic.
@@ -120,6 +123,7 @@ func (c *call) openMedia(body []byte) (*sdp.SessionDescription, error) {
 		return nil, err
 	}
 	c.media = ms
+	c.callerProto = m.proto
 	ms.SetRemote(c.callerSide, m.addr)
 	return s, nil
 }
@@ -144,7 +148,7 @@ func (b *B2BUA) runInbound(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	offer, err := c.openMedia(req.Body())
 	if err != nil {
-		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
+		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error(), codecWarning(err)...)
 		return
 	}
 	c.ring(route.Steps, route.RingTimeout, offer, route.StepTimeouts...)
@@ -186,7 +190,7 @@ func (b *B2BUA) runOutbound(req *sip.Request, tx sip.ServerTransaction, ext stri
 		c.callerIP = b.cfg.PhoneMediaIP
 		offer, err := c.openMedia(req.Body())
 		if err != nil {
-			c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
+			c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error(), codecWarning(err)...)
 			return
 		}
 		c.ring([][]Target{{route.Target}}, b.cfg.RingTimeout, offer)
@@ -198,20 +202,20 @@ func (b *B2BUA) runOutbound(req *sip.Request, tx sip.ServerTransaction, ext stri
 	c.ev.Outside = route.Number
 	offer, err := c.openMedia(req.Body())
 	if err != nil {
-		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
+		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error(), codecWarning(err)...)
 		return
 	}
 	c.dialUpstream(route, offer)
 }
 
 // fail answers the caller with a final error and ends the call.
-func (c *call) fail(code int, reason, result, why string) {
+func (c *call) fail(code int, reason, result, why string, hdrs ...sip.Header) {
 	c.ev.Result, c.ev.Code, c.ev.Reason = result, code, why
 	if c.ev.HangupBy == "" {
 		c.ev.HangupBy = "system"
 	}
 	if c.caller != nil {
-		_ = c.caller.Respond(code, reason, nil)
+		_ = c.caller.Respond(code, reason, nil, hdrs...)
 	} else if c.callerLeg != nil {
 		ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
 		_ = c.callerLeg.Bye(ctx)
@@ -271,7 +275,7 @@ func (c *call) ring(groups [][]Target, timeout time.Duration, offer *sdp.Session
 		c.ev.Rung = append(c.ev.Rung, g...)
 		branches, err := c.dialPhones(g, c.ev.Caller, c.ev.Caller, func(br *branch) ([]byte, error) { return c.calleeOffer(offer, br) }, results)
 		if err != nil {
-			c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
+			c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error(), codecWarning(err)...)
 			return
 		}
 		if len(branches) == 0 {
@@ -407,7 +411,7 @@ func (c *call) earlyMedia(res *sip.Response) bool {
 		c.media.SetRemote(c.calleeSide, m.addr)
 		return true
 	}
-	body, err := rewriteSDP(s, c.callerIP, c.media.Port(c.callerSide), c.callerVer.next())
+	body, err := rewriteSDPAs(s, c.callerIP, c.media.Port(c.callerSide), c.callerVer.next(), answerProfile(c.callerProto))
 	if err != nil {
 		return false
 	}
@@ -436,10 +440,10 @@ func (c *call) connect(br *branch) {
 		return
 	}
 	answerSDP, _, _ := parseSDP(br.sess.InviteResponse.Body())
-	body, err := rewriteSDP(answerSDP, c.callerIP, c.media.Port(c.callerSide), c.callerVer.next())
+	body, err := rewriteSDPAs(answerSDP, c.callerIP, c.media.Port(c.callerSide), c.callerVer.next(), answerProfile(c.callerProto))
 	if err != nil {
 		_ = br.sess.Bye(bg())
-		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
+		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error(), codecWarning(err)...)
 		return
 	}
 	if err := c.caller.Respond(sip.StatusOK, "OK", body, sip.NewHeader("Content-Type", "application/sdp")); err != nil {

@@ -15,7 +15,7 @@ func (c *call) dialUpstream(route OutboundRoute, offer *sdp.SessionDescription) 
 	br := &branch{target: Target{Extension: c.ev.Caller, Employee: route.Employee}, mediaIP: c.b.cfg.UpstreamMedia}
 	body, err := c.calleeOffer(offer, br)
 	if err != nil {
-		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error())
+		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error(), codecWarning(err)...)
 		return
 	}
 	domain := c.b.cfg.Domain
@@ -70,14 +70,20 @@ func (c *call) reinvite(req *sip.Request, tx sip.ServerTransaction, fromCaller b
 		toVer, fromVer = fromVer, toVer
 	}
 	var body []byte
+	offerProto := ""
 	if len(req.Body()) > 0 {
 		s, m, err := parseSDP(req.Body())
 		if err != nil {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotAcceptableHere, "Not Acceptable Here", nil))
 			return
 		}
+		offerProto = m.proto
 		if body, err = rewriteSDP(s, toIP, c.media.Port(toSide), toVer.next()); err != nil {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotAcceptableHere, "Not Acceptable Here", nil))
+			res := sip.NewResponseFromRequest(req, sip.StatusNotAcceptableHere, "Not Acceptable Here", nil)
+			for _, h := range codecWarning(err) {
+				res.AppendHeader(h)
+			}
+			_ = tx.Respond(res)
 			return
 		}
 		c.media.SetRemote(fromSide, m.addr)
@@ -108,7 +114,7 @@ func (c *call) reinvite(req *sip.Request, tx sip.ServerTransaction, fromCaller b
 		s, m, err := parseSDP(res.Body())
 		if err == nil {
 			c.media.SetRemote(toSide, m.addr)
-			answer, _ = rewriteSDP(s, fromIP, c.media.Port(fromSide), fromVer.next())
+			answer, _ = rewriteSDPAs(s, fromIP, c.media.Port(fromSide), fromVer.next(), answerProfile(offerProto))
 		}
 	}
 	ok := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", answer)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/pion/sdp/v3"
 )
 
@@ -15,8 +16,9 @@ var errNoCodec = errors.New("no acceptable codec (PCMA/PCMU)")
 
 // media is what callgate needs from a party's SDP.
 type media struct {
-	addr netip.AddrPort // where the party receives RTP
-	dir  string         // sendrecv, sendonly, recvonly, inactive
+	addr  netip.AddrPort // where the party receives RTP
+	dir   string         // sendrecv, sendonly, recvonly, inactive
+	proto string         // the audio stream's transport profile, "RTP/AVPF"
 }
 
 // parseSDP reads the audio address of an offer or answer.
@@ -40,7 +42,8 @@ func parseSDP(body []byte) (*sdp.SessionDescription, media, error) {
 		if err != nil {
 			return nil, media{}, fmt.Errorf("sdp: connection address %q is not an IP", c.Address.Address)
 		}
-		md := media{addr: netip.AddrPortFrom(ip.Unmap(), uint16(m.MediaName.Port.Value)), dir: "sendrecv"}
+		md := media{addr: netip.AddrPortFrom(ip.Unmap(), uint16(m.MediaName.Port.Value)), dir: "sendrecv",
+			proto: strings.Join(m.MediaName.Protos, "/")}
 		for _, a := range append(s.Attributes, m.Attributes...) {
 			switch a.Key {
 			case "sendrecv", "sendonly", "recvonly", "inactive":
@@ -56,7 +59,30 @@ func parseSDP(body []byte) (*sdp.SessionDescription, media, error) {
 // other party: connection and origin address, audio port, and only G.711 and
 // telephone-event left among the formats. Direction attributes stay, so
 // hold and unhold pass through. Other media streams are refused (port 0).
+// The profile is plain RTP/AVP: what the relay speaks, and what a VPBX
+// expects whatever the phone offered (AVPF feedback, ICE candidates and
+// rtcp-mux describe the phone's own transport, which the relay replaces).
 func rewriteSDP(s *sdp.SessionDescription, ip netip.Addr, port int, version uint64) ([]byte, error) {
+	return rewriteSDPAs(s, ip, port, version, "")
+}
+
+// answerProfile is the profile of an answer to an offer made in proto:
+// RFC 3264 §6 wants the answer's profile to be the offer's. AVPF without
+// any rtcp-fb attribute is plain RTP with AVPF's RTCP timing, which the
+// relay passes through unchanged; every other profile is answered as AVP.
+func answerProfile(proto string) string {
+	if strings.EqualFold(proto, "RTP/AVPF") {
+		return "RTP/AVPF"
+	}
+	return "RTP/AVP"
+}
+
+// rewriteSDPAs is rewriteSDP with the audio stream in profile proto
+// (RTP/AVP when empty).
+func rewriteSDPAs(s *sdp.SessionDescription, ip netip.Addr, port int, version uint64, proto string) ([]byte, error) {
+	if proto == "" {
+		proto = "RTP/AVP"
+	}
 	out := *s
 	addrType := "IP4"
 	if ip.Is6() {
@@ -110,6 +136,7 @@ func rewriteSDP(s *sdp.SessionDescription, ip netip.Addr, port int, version uint
 			return nil, errNoCodec
 		}
 		audio = true
+		nm.MediaName.Protos = strings.Split(proto, "/")
 		nm.MediaName.Formats = formats
 		nm.MediaName.Port = sdp.RangedPort{Value: port}
 		nm.ConnectionInformation = nil
@@ -141,6 +168,16 @@ func rewriteSDP(s *sdp.SessionDescription, ip netip.Addr, port int, version uint
 	}
 	out.Attributes = attrs
 	return out.Marshal()
+}
+
+// codecWarning explains a 488 for an offer without G.711 (RFC 3261 §20.43,
+// warn-code 305 "Incompatible media format"): callgate relays audio and
+// does not transcode.
+func codecWarning(err error) []sip.Header {
+	if !errors.Is(err, errNoCodec) {
+		return nil
+	}
+	return []sip.Header{sip.NewHeader("Warning", `305 callgate "Incompatible media format: callgate relays PCMA, PCMU and telephone-event only (no transcoding)"`)}
 }
 
 // sdpVersion gives each rewritten SDP of a leg a growing o= version.

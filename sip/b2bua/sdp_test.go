@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -64,4 +65,58 @@ func FuzzParseRewrite(f *testing.F) {
 		}
 		_, _ = rewriteSDP(s, netip.MustParseAddr("127.0.0.1"), 20000, 1)
 	})
+}
+
+// A softphone's WebRTC-style offer (AVPF with feedback, ICE, rtcp-mux)
+// reaches the VPBX as plain RTP/AVP with none of that, and the phone's
+// answer comes back in the profile it offered.
+func TestRewriteNormalisesAVPFAndICE(t *testing.T) {
+	const offer = "v=0\r\no=linphone 1 1 IN IP4 192.168.1.50\r\ns=-\r\nc=IN IP4 192.168.1.50\r\nt=0 0\r\n" +
+		"a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef012345\r\n" +
+		"m=audio 7078 RTP/AVPF 96 8 0 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n" +
+		"a=rtcp-fb:* trr-int 1000\r\na=rtcp-fb:* ccm tmmbr\r\na=rtcp-mux\r\na=rtcp:7079\r\n" +
+		"a=candidate:1 1 UDP 2130706431 192.168.1.50 7078 typ host\r\na=candidate:2 1 UDP 1694498815 203.0.113.9 7078 typ srflx raddr 192.168.1.50 rport 7078\r\n"
+	s, m, err := parseSDP([]byte(offer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.proto != "RTP/AVPF" {
+		t.Fatalf("proto %q", m.proto)
+	}
+	up, err := rewriteSDP(s, netip.MustParseAddr("192.168.1.2"), 20002, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(up)
+	if !strings.Contains(got, "m=audio 20002 RTP/AVP 8 0 101\r\n") {
+		t.Fatalf("offer toward the VPBX:\n%s", got)
+	}
+	for _, bad := range []string{"AVPF", "ice-", "candidate", "rtcp-fb", "rtcp-mux", "opus", "203.0.113.9", "192.168.1.50"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("offer toward the VPBX keeps %q:\n%s", bad, got)
+		}
+	}
+	// The VPBX answers AVP; the phone gets AVPF back, as it offered.
+	vs, _, err := parseSDP(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := rewriteSDPAs(vs, netip.MustParseAddr("192.168.1.2"), 20004, 3, answerProfile(m.proto))
+	if err != nil || !strings.Contains(string(back), "m=audio 20004 RTP/AVPF 8 0 101\r\n") {
+		t.Fatalf("answer to the phone: %v\n%s", err, back)
+	}
+	for proto, want := range map[string]string{"RTP/AVP": "RTP/AVP", "RTP/AVPF": "RTP/AVPF", "rtp/avpf": "RTP/AVPF", "RTP/SAVP": "RTP/AVP", "": "RTP/AVP"} {
+		if got := answerProfile(proto); got != want {
+			t.Errorf("answerProfile(%q) = %q, want %q", proto, got, want)
+		}
+	}
+}
+
+func TestCodecWarningOnlyForCodecs(t *testing.T) {
+	if h := codecWarning(errNoCodec); len(h) != 1 || !strings.HasPrefix(h[0].Value(), "305 callgate ") || !strings.Contains(h[0].Value(), "PCMA") {
+		t.Fatalf("warning %v", h)
+	}
+	if h := codecWarning(errors.New("other")); h != nil {
+		t.Fatalf("warning for another error: %v", h)
+	}
 }
