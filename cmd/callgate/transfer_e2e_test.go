@@ -193,6 +193,23 @@ func (o *office) activeCallID() string {
 // sipp as ivanov's phone answers an inbound call and transfers it blind by
 // REFER to 103; the outside party ends up talking to 103.
 func TestBlindTransferFromSippPhone(t *testing.T) {
+	blindTransferFromSipp(t, "phone-refer.xml")
+}
+
+// The same with a transferor that sends its own BYE as soon as it gets the
+// final NOTIFY, as most phones do (RFC 5589 §6): its BYE gets 200 and ends
+// only its own leg; the outside party and 103 keep talking.
+func TestBlindTransferorHangsUpItself(t *testing.T) {
+	rec := blindTransferFromSipp(t, "phone-refer-bye.xml")
+	if rec.HangupBy != "outside" {
+		t.Fatalf("hangup_by %q, want outside (did the transferor's BYE end the call?)", rec.HangupBy)
+	}
+}
+
+// blindTransferFromSipp runs a sipp transferor scenario on ivanov's line
+// 101 and returns the call's record once the outside party hung up.
+func blindTransferFromSipp(t *testing.T, scenario string) calls.Record {
+	t.Helper()
 	sipp := needTool(t, "sipp")
 	o := newOffice(t, officeOpts{})
 	dir := t.TempDir()
@@ -201,7 +218,7 @@ func TestBlindTransferFromSippPhone(t *testing.T) {
 		sf, _ := filepath.Abs("../../testdata/sipp/" + scenario)
 		args := append([]string{o.d.sipAddr(), "-sf", sf, "-t", "u1", "-s", "101", "-au", "101", "-ap", "Phone101pass",
 			"-i", "127.0.0.1", "-p", strconv.Itoa(port), "-mp", strconv.Itoa(freePort(t)), "-m", "1", "-timeout", "25", "-nostdin",
-			"-trace_err", "-error_file", filepath.Join(dir, scenario+".err")}, extra...)
+			"-trace_err", "-trace_msg", "-message_file", filepath.Join(dir, scenario+".msg"), "-error_file", filepath.Join(dir, scenario+".err")}, extra...)
 		cmd := exec.Command(sipp, args...)
 		cmd.Dir = dir
 		return cmd
@@ -209,7 +226,7 @@ func TestBlindTransferFromSippPhone(t *testing.T) {
 	if out, err := run("register.xml").CombinedOutput(); err != nil {
 		t.Fatalf("sipp register: %v\n%s", err, tail(string(out), 2000))
 	}
-	uas := run("phone-refer.xml", "-key", "target", "103")
+	uas := run(scenario, "-key", "target", "103")
 	var uasOut syncBuffer
 	uas.Stdout, uas.Stderr = &uasOut, &uasOut
 	if err := uas.Start(); err != nil {
@@ -251,18 +268,30 @@ func TestBlindTransferFromSippPhone(t *testing.T) {
 	select {
 	case err := <-uasDone:
 		if err != nil {
-			errs, _ := os.ReadFile(filepath.Join(dir, "phone-refer.xml.err"))
-			t.Fatalf("sipp transferor: %v\n%s\n%s", err, tail(uasOut.String(), 3000), errs)
+			errs, _ := os.ReadFile(filepath.Join(dir, scenario+".err"))
+			msgs, _ := os.ReadFile(filepath.Join(dir, scenario+".msg"))
+			t.Fatalf("sipp transferor: %v\n%s\n%s\nmessages:\n%s", err, tail(uasOut.String(), 3000), errs, tail(string(msgs), 4000))
 		}
 	case <-ctx.Done():
 		t.Fatal("sipp did not finish (202, NOTIFYs, BYE)")
 	}
 	o.d.waitFor("outside and petrov talk", 5*time.Second, func() bool { return hears(outside, 1500) && hears(petrov, 440) })
+	// Still talking a moment later: nothing the transferor sent ended it.
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case <-vpbxSide.Done():
+		t.Fatal("the outside party was hung up after the transfer")
+	default:
+	}
+	if !hears(outside, 1500) || !hears(petrov, 440) {
+		t.Fatal("outside and petrov no longer hear each other")
+	}
 	_ = vpbxSide.Hangup(ctx)
 	rec := o.lastCall()
 	if len(rec.Legs) != 2 || rec.Legs[0].Extension != "101" || rec.Legs[1].Employee != "petrov" || rec.Legs[1].TransferredFrom != "ivanov" {
 		t.Fatalf("record %+v", rec)
 	}
+	return rec
 }
 
 // reinviteTo waits for a re-INVITE at a phone and returns the relay
