@@ -83,7 +83,7 @@ func (g *Gateway) newMedia() error {
 	g.router = routing.New(cfg, g.dir)
 	g.router.Log = g.log.With("component", "routing")
 	g.b2b = b2bua.New(b2bua.Config{
-		Domain: cfg.Upstream.Domain, Upstream: target, UpstreamTr: tr, Trusted: g.sip.upstream, Accounts: accounts,
+		Domain: cfg.Upstream.Domain, LocalDomain: host, Upstream: target, UpstreamTr: tr, Trusted: g.sip.upstream, Accounts: accounts,
 		PhoneMediaIP: phoneIP, UpstreamMedia: upIP, LocalUDP: local,
 		Contact:           sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "callgate", Host: host, Port: port}},
 		TransportContacts: g.sip.transportContacts(),

@@ -8,6 +8,8 @@ import (
 	"callgate/media/record"
 	"callgate/media/rtptest"
 	"callgate/sip/siptest"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 func TestKill9MidCallKeepsRecordingAndMarksInterrupted(t *testing.T) {
@@ -67,8 +69,10 @@ func TestKill9MidCallKeepsRecordingAndMarksInterrupted(t *testing.T) {
 func TestInternalCallNotRecordedByDefault(t *testing.T) {
 	o := newOffice(t, officeOpts{})
 	ctx := withTimeout(t, 15*time.Second)
+	from := make(chan *sip.FromHeader, 1)
 	go func() {
 		c := nextCall(t, o.phones["103"])
+		from <- c.Request.From()
 		c.Answer(ctx, siptest.SDP("127.0.0.1:30960"))
 	}()
 	call, err := o.phones["101"].Dial(ctx, "103", siptest.SDP("127.0.0.1:30962"))
@@ -79,6 +83,11 @@ func TestInternalCallNotRecordedByDefault(t *testing.T) {
 	case <-o.vpbx.Calls:
 		t.Fatal("an internal call went to the VPBX")
 	default:
+	}
+	// The callee's phone shows the caller as the extension at callgate,
+	// with the employee's name, not at the VPBX's domain.
+	if f := <-from; f.Address.User != "101" || f.Address.Host != "127.0.0.1" || f.DisplayName != "Иванов Иван" {
+		t.Fatalf("internal caller shown as %s", f.Value())
 	}
 	call.Hangup(ctx)
 	rec := o.lastCall()

@@ -224,7 +224,7 @@ func (r *Router) outbound(extension, dialled, via string) (b2bua.OutboundRoute, 
 		return b2bua.OutboundRoute{}, fmt.Errorf("unknown extension %q", extension)
 	}
 	if callee, ok := r.dir.ByExtension(dialled); ok {
-		return b2bua.OutboundRoute{Internal: true, Target: b2bua.Target{Extension: dialled, Employee: callee.ID}, Employee: caller.ID}, nil
+		return b2bua.OutboundRoute{Internal: true, Target: b2bua.Target{Extension: dialled, Employee: callee.ID}, Employee: caller.ID, CallerName: caller.Name}, nil
 	}
 	num, err := Classify(dialled, r.region)
 	if err != nil {

@@ -76,6 +76,9 @@ type OutboundRoute struct {
 	Account  Account // upstream account to use
 	Number   string  // the number in the form the VPBX expects
 	Employee string  // the caller
+	// CallerName is the caller's name, shown on the callee's phone for
+	// an internal call.
+	CallerName string
 	// Lease, if the router sets one, is held while the call lasts.
 	Lease Lease
 }
@@ -178,7 +181,11 @@ type Event struct {
 
 // Config of the B2BUA.
 type Config struct {
-	Domain        string         // upstream SIP domain
+	Domain string // upstream SIP domain
+	// LocalDomain is callgate's own SIP host: an internal caller is shown
+	// as extension@LocalDomain, not at the VPBX's domain (Domain when
+	// empty).
+	LocalDomain   string
 	Upstream      string         // IP:port every request to the VPBX goes to
 	UpstreamTr    string         // "udp" or "tcp"
 	Trusted       []netip.Prefix // VPBX source networks

@@ -119,7 +119,11 @@ func (c *call) dialPhones(targets []Target, fromUser, display string, offer func
 			if bnd.Transport == "tcp" {
 				tr = "TCP"
 			}
-			req := c.newRequest(uri, fromUser, display, c.b.cfg.Domain, t.Extension, uri.Host, tr, bnd.Source, bnd.Local, body)
+			fromHost := c.b.cfg.Domain
+			if c.internalFrom != "" && c.b.cfg.LocalDomain != "" {
+				fromHost = c.b.cfg.LocalDomain
+			}
+			req := c.newRequest(uri, fromUser, display, fromHost, t.Extension, uri.Host, tr, bnd.Source, bnd.Local, body)
 			if err := c.invite(br, req, sipgo.AnswerOptions{}, results); err != nil {
 				c.b.log.Warn("invite to phone failed", "call_id", c.id, "aor", t.Extension, "error", err)
 				continue

@@ -49,6 +49,9 @@ type call struct {
 	// callerProto is the profile of the caller's offer, which the
 	// answers to the caller repeat (RFC 3264 §6).
 	callerProto string
+	// internalFrom is the display name of an internal caller; set, the
+	// callee's INVITE comes from the extension at callgate's own domain.
+	internalFrom string
 	// leases are the router's, held until the call ends.
 	leases []Lease
 	// started are the INVITEs this call sent, ended by abort after a panic.
@@ -193,6 +196,10 @@ func (b *B2BUA) runOutbound(req *sip.Request, tx sip.ServerTransaction, ext stri
 			c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error(), codecWarning(err)...)
 			return
 		}
+		c.internalFrom = displayName(route.CallerName)
+		if c.internalFrom == "" {
+			c.internalFrom = ext
+		}
 		c.ring([][]Target{{route.Target}}, b.cfg.RingTimeout, offer)
 		return
 	}
@@ -273,7 +280,11 @@ func (c *call) ring(groups [][]Target, timeout time.Duration, offer *sdp.Session
 			stepTimeout = stepTimeouts[step]
 		}
 		c.ev.Rung = append(c.ev.Rung, g...)
-		branches, err := c.dialPhones(g, c.ev.Caller, c.ev.Caller, func(br *branch) ([]byte, error) { return c.calleeOffer(offer, br) }, results)
+		display := c.ev.Caller
+		if c.internalFrom != "" {
+			display = c.internalFrom
+		}
+		branches, err := c.dialPhones(g, c.ev.Caller, display, func(br *branch) ([]byte, error) { return c.calleeOffer(offer, br) }, results)
 		if err != nil {
 			c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error(), codecWarning(err)...)
 			return

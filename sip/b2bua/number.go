@@ -86,3 +86,15 @@ func phoneLike(s string) (string, bool) {
 	}
 	return b.String(), true
 }
+
+// displayName makes a name safe inside a quoted display name: quotes,
+// backslashes and control characters are dropped (RFC 3261 §25.1
+// quoted-string; sipgo writes the name between quotes as it is).
+func displayName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '"' || r == '\\' || r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
