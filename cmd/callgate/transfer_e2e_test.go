@@ -226,7 +226,8 @@ func blindTransferFromSipp(t *testing.T, scenario string) calls.Record {
 	if out, err := run("register.xml").CombinedOutput(); err != nil {
 		t.Fatalf("sipp register: %v\n%s", err, tail(string(out), 2000))
 	}
-	uas := run(scenario, "-key", "target", "103")
+	// -aa answers callgate's OPTIONS keepalives wherever they come.
+	uas := run(scenario, "-key", "target", "103", "-aa")
 	var uasOut syncBuffer
 	uas.Stdout, uas.Stderr = &uasOut, &uasOut
 	if err := uas.Start(); err != nil {
