@@ -23,6 +23,11 @@ import (
 var binPath string
 
 func TestMain(m *testing.M) {
+	// A test re-run inside a network namespace uses its parent's binary.
+	if bin := os.Getenv(netnsBinEnv); bin != "" {
+		binPath = bin
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "callgate-e2e-")
 	if err != nil {
 		panic(err)

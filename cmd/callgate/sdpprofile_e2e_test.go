@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -72,4 +74,60 @@ func TestPhoneOfferNormalisedForTheVPBX(t *testing.T) {
 		rec := o.lastCall()
 		return rec.Result == "failed"
 	})
+}
+
+// A phone's ICE candidates are not where callgate sends its RTP: the relay
+// sends to the c= address (or to where the phone's RTP comes from, once it
+// latched), never to a candidate the phone did not send from.
+func TestRTPNeverGoesToAnICECandidate(t *testing.T) {
+	o := newOffice(t, officeOpts{})
+	outside, ivanov := tonePeers(t)
+	candidate, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer candidate.Close()
+	got := make(chan int, 1)
+	go func() {
+		n := 0
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := candidate.ReadFrom(buf); err != nil {
+				got <- n
+				return
+			}
+			n++
+		}
+	}()
+	ctx := withTimeout(t, 30*time.Second)
+	answered := make(chan *siptest.Call, 1)
+	go func() {
+		select {
+		case in := <-o.vpbx.Calls:
+			if c, err := in.Answer(ctx, siptest.AnswerSDP(in.Request.Body(), outside.Addr().String())); err == nil {
+				toRelay, _ := siptest.MediaAddr(in.Request.Body())
+				outside.SendTo(toRelay)
+				answered <- c
+			}
+		case <-ctx.Done():
+		}
+	}()
+	offer := strings.Replace(string(avpfOffer(ivanov.Addr().String(), "8 0 101")), "a=candidate:",
+		"a=candidate:2 1 UDP 2130706431 "+candidate.LocalAddr().(*net.UDPAddr).IP.String()+" "+strconv.Itoa(candidate.LocalAddr().(*net.UDPAddr).Port)+" typ host\r\na=candidate:", 1)
+	offer = strings.Replace(offer, "a=rtpmap:96 opus/48000/2\r\n", "a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n", 1)
+	call, err := o.phones["101"].Dial(ctx, "+74951112233", []byte(offer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vpbxSide := <-answered
+	o.d.waitFor("ivanov hears the outside party before sending anything", 5*time.Second, func() bool { return hears(ivanov, 440) })
+	toRelay, _ := siptest.MediaAddr(call.Remote)
+	ivanov.SendTo(toRelay)
+	o.d.waitFor("both hear each other", 5*time.Second, func() bool { return hears(outside, 1000) && hears(ivanov, 440) })
+	_ = vpbxSide.Hangup(ctx)
+	<-call.Done()
+	candidate.Close()
+	if n := <-got; n != 0 {
+		t.Fatalf("the relay sent %d packets to an ICE candidate", n)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,18 @@ func SDP(rtp string) []byte {
 		"a=fmtp:101 0-16\r\n" +
 		"a=sendrecv\r\n")
 }
+
+// AnswerSDP is SDP for rtp answering offer as RFC 3264 §6.1 asks: G.711,
+// and telephone-event under the payload type the offer gave it.
+func AnswerSDP(offer []byte, rtp string) []byte {
+	te := "101"
+	if m := teRTPMap.FindSubmatch(offer); m != nil {
+		te = string(m[1])
+	}
+	return []byte(strings.ReplaceAll(string(SDP(rtp)), "101", te))
+}
+
+var teRTPMap = regexp.MustCompile(`(?mi)^a=rtpmap:(\d+) telephone-event/8000`)
 
 // IncomingCall is an INVITE waiting for the test's decision.
 type IncomingCall struct {
