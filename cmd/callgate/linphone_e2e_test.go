@@ -81,12 +81,18 @@ func TestLinphoneInboundCallWithHold(t *testing.T) {
 			if _, err := lp.Expect(`Call 1 .*paused`, 5*time.Second); err != nil {
 				t.Fatal(err)
 			}
+			// The VPBX's recvonly answer to the hold reaches the phone.
+			if holds := linphoneGot(t, lp, "SIP/2.0 200", "INVITE"); len(holds) != 1 || !strings.Contains(holds[0], "a=recvonly") {
+				t.Fatalf("the answer to linphone's hold: %q", holds)
+			}
 			if err := lp.Send("resume"); err != nil {
 				t.Fatal(err)
 			}
 			o.reinvitesAtVPBX("sendrecv", 5*time.Second)
 			o.d.waitFor("the outside party hears linphone after resume", 5*time.Second, func() bool { return hears(outside, 1000) })
-			time.Sleep(1500 * time.Millisecond) // talk
+			// Talk. Linphone restarts its recording of what it hears when it
+			// resumes, so this is the part its recording holds.
+			time.Sleep(2500 * time.Millisecond)
 			if tr == "tcp" {
 				if n := listeningConnections(t, lp.SIPPort()); n != 0 {
 					t.Fatalf("callgate opened %d connection(s) to the phone's listener instead of using its own", n)

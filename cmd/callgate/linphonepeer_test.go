@@ -164,7 +164,12 @@ func linphoneHeard(t *testing.T, lp *siptest.Linphone, freq float64) {
 	t.Helper()
 	s := heardWAV(t, lp.Heard)
 	if len(s) < 8000 || !rtptest.Has(s[len(s)/4:3*len(s)/4], freq) {
-		t.Fatalf("linphone did not hear %g Hz (%d samples)", freq, len(s))
+		var quarters []string
+		for q := 0; q < 4 && len(s) >= 4; q++ {
+			part := s[q*len(s)/4 : (q+1)*len(s)/4]
+			quarters = append(quarters, fmt.Sprintf("energy %.2g, %g Hz %.2g", rtptest.Energy(part), freq, rtptest.Power(part, freq)))
+		}
+		t.Fatalf("linphone did not hear %g Hz (%d samples; by quarter: %s)", freq, len(s), strings.Join(quarters, "; "))
 	}
 }
 

@@ -274,7 +274,8 @@ func blindTransferFromSipp(t *testing.T, scenario string) calls.Record {
 			t.Fatalf("sipp transferor: %v\n%s\n%s\nmessages:\n%s", err, tail(uasOut.String(), 3000), errs, tail(string(msgs), 4000))
 		}
 	case <-ctx.Done():
-		t.Fatal("sipp did not finish (202, NOTIFYs, BYE)")
+		msgs, _ := os.ReadFile(filepath.Join(dir, scenario+".msg"))
+		t.Fatalf("sipp did not finish (202, NOTIFYs, BYE):\n%s\nmessages:\n%s", tail(uasOut.String(), 3000), tail(string(msgs), 8000))
 	}
 	o.d.waitFor("outside and petrov talk", 5*time.Second, func() bool { return hears(outside, 1500) && hears(petrov, 440) })
 	// Still talking a moment later: nothing the transferor sent ended it.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -287,16 +288,31 @@ func waitServing(ua *sipgo.UserAgent, network, addr string) error {
 }
 
 // acceptReinvite answers a re-INVITE in one of our dialogs with 200 and the
-// SDP we last gave (hold and unhold are not modelled by the test doubles).
+// SDP we last gave, its direction the mirror of the offer's (RFC 3264 §6.1:
+// a sendonly offer, a hold, is answered recvonly).
 func acceptReinvite(dsc *sipgo.DialogServerCache, dcc *sipgo.DialogClientCache, req *sip.Request, tx sip.ServerTransaction) {
 	if d, err := dsc.MatchDialogRequest(req); err == nil {
-		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", d.InviteResponse.Body()))
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", mirrorDirection(req.Body(), d.InviteResponse.Body())))
 	} else if d, err := dcc.MatchRequestDialog(req); err == nil {
-		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", d.InviteRequest.Body()))
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", mirrorDirection(req.Body(), d.InviteRequest.Body())))
 	} else {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
 	}
 }
+
+// mirrorDirection is sdp with its direction attribute answering offer's.
+func mirrorDirection(offer, sdp []byte) []byte {
+	answer := "sendrecv"
+	if m := directionAttr.FindSubmatch(offer); m != nil {
+		answer = map[string]string{"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}[string(m[1])]
+	}
+	if directionAttr.Match(sdp) {
+		return directionAttr.ReplaceAll(sdp, []byte("a="+answer+"\r"))
+	}
+	return append(append([]byte(nil), sdp...), "a="+answer+"\r\n"...)
+}
+
+var directionAttr = regexp.MustCompile(`(?m)^a=(sendrecv|sendonly|recvonly|inactive)\r?$`)
 
 // offerCall hands an incoming INVITE to the test (486 when nobody takes
 // it) and keeps the transaction alive until the test has answered.
