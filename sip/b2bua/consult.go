@@ -161,9 +161,29 @@ func (c *call) consultation(route TransferRoute, answered func(int, string)) {
 		}
 	}
 	if c.ended {
+		// The call ended under the consultation (the outside party hung
+		// up, the API, a shutdown): the target, the hold tone and the
+		// consultation's session must not outlive it.
+		cs.holdTone()
+		c.dropTarget(cs)
+		y.Close()
 		return
 	}
 	c.endConsultation(!cs.targetGone && (cs.finish == "complete" || cs.employeeGone))
+}
+
+// dropTarget hangs up the consultation's target, unless it hung up itself,
+// and lets go of its dialog either way.
+func (c *call) dropTarget(cs *consultState) {
+	if cs.target == nil {
+		return
+	}
+	if !cs.targetGone {
+		ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
+		_ = cs.target.sess.Bye(ctx)
+		cancel()
+	}
+	c.b.unbind(cs.target.sess.InviteRequest.CallID().Value())
 }
 
 // outsideContext is the outside party's dialog context.
@@ -210,12 +230,7 @@ func (c *call) endConsultation(complete bool) {
 		}
 		// The target could not be moved: fall back to the employee.
 	}
-	if cs.target != nil && !cs.targetGone {
-		ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
-		_ = cs.target.sess.Bye(ctx)
-		cancel()
-		c.b.unbind(cs.target.sess.InviteRequest.CallID().Value())
-	}
+	c.dropTarget(cs)
 	if cs.employeeGone {
 		by := "callee" // the employee's side, which already hung up
 		if c.ev.Direction != Inbound {
