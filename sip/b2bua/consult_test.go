@@ -121,10 +121,7 @@ func TestConsultationCancelBringsTheEmployeeBack(t *testing.T) {
 	if closed(p.ivanov.Done()) || closed(p.outside.Done()) || slices.Contains(o.kinds(p.id), EventTransferred) {
 		t.Fatalf("after the cancel: ivanov gone %v, outside gone %v, events %v", closed(p.ivanov.Done()), closed(p.outside.Done()), o.kinds(p.id))
 	}
-	if ev := o.hangupOutside(ctx, p); ev.Answered != ivanov || ev.HangupBy != "outside" {
-		t.Fatalf("ended event %+v", ev)
-	}
-	released(t, "ivanov", p.ivanov)
+	o.outsideHangsUp(ctx, p, ivanov, p.ivanov)
 }
 
 // Completing hands the outside party to the target, for an inbound and an
@@ -154,11 +151,7 @@ func TestConsultationCompleteHandsTheCallerToTheTarget(t *testing.T) {
 			if o.b.Busy("101") || !o.b.Busy("103") {
 				t.Fatalf("busy: 101 %v, 103 %v; want petrov only", o.b.Busy("101"), o.b.Busy("103"))
 			}
-			ev := o.hangupOutside(ctx, p)
-			released(t, "petrov", petrovSide)
-			if ev.Answered != petrov || ev.HangupBy != "outside" {
-				t.Fatalf("ended event %+v", ev)
-			}
+			o.outsideHangsUp(ctx, p, petrov, petrovSide)
 		})
 	}
 }
@@ -179,14 +172,7 @@ func TestConsultationCompletesWhenTheEmployeeHangsUp(t *testing.T) {
 	pointed(t, main, SideB, o.phones["103"].rtpAddr())
 	o.transferred(p.id, "attended", petrov)
 	o.over(main, y)
-	if closed(p.outside.Done()) || closed(petrovSide.Done()) {
-		t.Fatal("the outside party or petrov was hung up")
-	}
-	ev := o.hangupOutside(ctx, p)
-	released(t, "petrov", petrovSide)
-	if ev.Answered != petrov || ev.HangupBy != "outside" {
-		t.Fatalf("ended event %+v", ev)
-	}
+	o.outsideHangsUp(ctx, p, petrov, petrovSide)
 }
 
 // The target hanging up during the consultation cancels it: ivanov is
@@ -206,9 +192,7 @@ func TestConsultationCancelledWhenTheTargetHangsUp(t *testing.T) {
 	if closed(p.ivanov.Done()) || closed(p.outside.Done()) || slices.Contains(o.kinds(p.id), EventTransferred) {
 		t.Fatalf("after petrov left: ivanov gone %v, outside gone %v, events %v", closed(p.ivanov.Done()), closed(p.outside.Done()), o.kinds(p.id))
 	}
-	if ev := o.hangupOutside(ctx, p); ev.Answered != ivanov || ev.HangupBy != "outside" {
-		t.Fatalf("ended event %+v", ev)
-	}
+	o.outsideHangsUp(ctx, p, ivanov, p.ivanov)
 }
 
 // A target that refuses the consultation: the API reports the refusal and
@@ -230,9 +214,7 @@ func TestConsultationTargetRefuses(t *testing.T) {
 	if _, _, err := o.b.ConsultTransfer("no-such-call", "103"); !errors.Is(err, ErrNoCall) {
 		t.Fatalf("a consultation on an unknown call: %v", err)
 	}
-	if ev := o.hangupOutside(ctx, p); ev.Answered != ivanov || ev.HangupBy != "outside" {
-		t.Fatalf("ended event %+v", ev)
-	}
+	o.outsideHangsUp(ctx, p, ivanov, p.ivanov)
 }
 
 // The outside party hanging up during the consultation ends the call:

@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -104,10 +105,13 @@ func (r *officeRouter) lease(i int) *fakeLease {
 }
 
 // fakeLease counts what the B2BUA told it.
-type fakeLease struct{ answered, ended atomic.Int32 }
+type fakeLease struct {
+	answered, ended atomic.Int32
+	changed         signal
+}
 
-func (l *fakeLease) Answered() { l.answered.Add(1) }
-func (l *fakeLease) End()      { l.ended.Add(1) }
+func (l *fakeLease) Answered() { l.answered.Add(1); l.changed.notify() }
+func (l *fakeLease) End()      { l.ended.Add(1); l.changed.notify() }
 
 // office is a B2BUA with its VPBX, phones 101-103, media and events.
 type office struct {
@@ -171,7 +175,14 @@ func newOffice(t *testing.T) *office {
 	log := slog.New(slog.NewTextHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o.b = New(cfg, client, o.router, loc, fakeAuth{}, o.media, o.events, log)
 	o.b.Register(srv, func(_ bool, h sipgo.RequestHandler) sipgo.RequestHandler { return h })
+	for ext := range staff {
+		o.phones[ext] = newPhoneLog(t, ext, o.addr)
+		loc.bindings[ext] = []location.Binding{{AOR: ext, Contact: "sip:" + ext + "@" + o.phones[ext].Addr(),
+			Source: o.phones[ext].Addr(), Transport: "udp", Expires: time.Now().Add(time.Hour)}}
+	}
 	go func() { _ = srv.ServeUDP(pc) }()
+	// Registered after the phones': the calls a failed test leaves are
+	// hung up while the phones still answer.
 	t.Cleanup(func() {
 		o.b.Shutdown()
 		waited := make(chan struct{})
@@ -189,11 +200,6 @@ func newOffice(t *testing.T) *office {
 		c, _ := ua.TransportLayer().GetConnection("udp", o.addr)
 		return c != nil
 	})
-	for ext := range staff {
-		o.phones[ext] = newPhoneLog(t, ext, o.addr)
-		loc.bindings[ext] = []location.Binding{{AOR: ext, Contact: "sip:" + ext + "@" + o.phones[ext].Addr(),
-			Source: o.phones[ext].Addr(), Transport: "udp", Expires: time.Now().Add(time.Hour)}}
-	}
 	o.registerAccount(client, port)
 	return o
 }
@@ -374,16 +380,35 @@ func (o *office) outbound(ctx context.Context, number string) callParties {
 	return callParties{id: ev.CallID, outside: outside, ivanov: ivanov}
 }
 
-// hangupOutside ends the call from the VPBX's side and returns its ended
-// event, after which nothing of the call may be left.
-func (o *office) hangupOutside(ctx context.Context, p callParties) Event {
-	o.t.Helper()
+// outsideHangsUp ends the call from the VPBX's side while the outside
+// party talks with who over the dialog other: other is hung up, the call
+// ends answered by who and hung up by the outside party, and nothing of it
+// is left. It returns the ended event.
+func (o *office) outsideHangsUp(ctx context.Context, p callParties, who Target, other *siptest.Call) Event {
+	t := o.t
+	t.Helper()
+	name := cmp.Or(who.Employee, who.Extension)
+	if closed(p.outside.Done()) || closed(other.Done()) {
+		t.Fatalf("the outside party (gone %v) or %s (gone %v) was hung up", closed(p.outside.Done()), name, closed(other.Done()))
+	}
 	if err := p.outside.Hangup(ctx); err != nil {
-		o.t.Fatal(err)
+		t.Fatal(err)
 	}
 	ev := o.awaitEvent("the call ended", eventOf(EventEnded, p.id))
+	released(t, name, other)
+	if ev.Result != ResultAnswered || ev.HangupBy != "outside" || ev.Answered != who {
+		t.Fatalf("ended event %+v; want answered by %s, hung up by the outside party", ev, name)
+	}
 	o.idle()
 	return ev
+}
+
+// refer sends a REFER in dialog c and checks the status it gets.
+func refer(ctx context.Context, t testing.TB, c *siptest.Call, target, replaces string, want int) {
+	t.Helper()
+	if code, err := c.Refer(ctx, target, replaces); err != nil || code != want {
+		t.Fatalf("REFER to %s (Replaces %q): %d %v, want %d", target, replaces, code, err, want)
+	}
 }
 
 // idle checks that no call holds a leg or a media session any more.

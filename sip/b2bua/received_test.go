@@ -1,8 +1,10 @@
 package b2bua
 
 import (
+	"cmp"
 	"context"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -115,24 +117,35 @@ func (p *phoneLog) answer(ctx context.Context, t testing.TB) (*siptest.IncomingC
 	return in, c
 }
 
-// frags are the sipfrag status lines of the refer NOTIFYs the phone got.
+// frags are the sipfrag status lines of the refer NOTIFYs the phone got,
+// in the order they were sent (a phone notes a request after answering
+// it, so two NOTIFYs in a row may be noted the other way round).
 func (p *reqLog) frags() []string {
+	notifies := p.matching(isReferNotify)
+	slices.SortStableFunc(notifies, func(a, b *sip.Request) int { return cmp.Compare(a.CSeq().SeqNo, b.CSeq().SeqNo) })
 	var out []string
-	for _, r := range p.matching(isReferNotify) {
+	for _, r := range notifies {
 		out = append(out, strings.TrimSpace(string(r.Body())))
 	}
 	return out
 }
 
-// finalFrags waits for the NOTIFY that ends the refer subscription and
-// returns every sipfrag so far.
-func (p *reqLog) finalFrags(t testing.TB) []string {
+// awaitFrags waits until the refer NOTIFYs the phone got are want.
+func (p *reqLog) awaitFrags(t testing.TB, want ...string) {
 	t.Helper()
-	p.await(t, "the final NOTIFY", func(r *sip.Request) bool {
-		st := r.GetHeader("Subscription-State")
-		return isReferNotify(r) && st != nil && strings.HasPrefix(st.Value(), "terminated")
-	})
-	return p.frags()
+	deadline := time.After(10 * time.Second)
+	for {
+		changed := p.changed.wait()
+		got := p.frags()
+		if slices.Equal(got, want) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("%s: refer NOTIFYs %q, want %q", p.who, got, want)
+		}
+	}
 }
 
 func isReferNotify(r *sip.Request) bool {
