@@ -43,7 +43,7 @@ func (c *call) employeeVer() *sdpVersion {
 // and returns once the target answered (the consultation is on) or failed.
 func (b *B2BUA) ConsultTransfer(id, target string) (int, string, error) {
 	r := b.onCall(id, func(c *call, reply func(outcome)) {
-		if c.callee == nil || c.ev.Direction == Internal || c.xfer != nil || c.consult != nil {
+		if !c.transferable() {
 			reply(outcome{err: ErrTransferState})
 			return
 		}
@@ -131,12 +131,7 @@ func (c *call) consultation(route TransferRoute, answered func(int, string)) {
 		return
 	}
 	if won == nil {
-		code := sip.StatusTemporarilyUnavailable
-		for _, br := range branches {
-			if br.final >= 400 {
-				code = br.final
-			}
-		}
+		code := failedStatus(branches)
 		answered(code, reasonPhrase(code))
 		c.endConsultation(false)
 		return
@@ -186,22 +181,6 @@ func (c *call) dropTarget(cs *consultState) {
 	c.b.unbind(cs.target.sess.InviteRequest.CallID().Value())
 }
 
-// outsideContext is the outside party's dialog context.
-func (c *call) outsideContext() context.Context {
-	if c.ev.Direction == Inbound {
-		return c.callerLeg.Context()
-	}
-	return c.callee.sess.Context()
-}
-
-// outsideParty is the hangup() name of the outside party's leg.
-func (c *call) outsideParty() string {
-	if c.ev.Direction == Inbound {
-		return "caller"
-	}
-	return "callee"
-}
-
 // endConsultation either hands the call to the target (complete) or
 // brings the employee back.
 func (c *call) endConsultation(complete bool) {
@@ -232,11 +211,8 @@ func (c *call) endConsultation(complete bool) {
 	}
 	c.dropTarget(cs)
 	if cs.employeeGone {
-		by := "callee" // the employee's side, which already hung up
-		if c.ev.Direction != Inbound {
-			by = "caller"
-		}
-		c.hangup(by, "the employee left during a consultation")
+		// The employee's side has already hung up.
+		c.hangup(c.employeeParty(), "the employee left during a consultation")
 		return
 	}
 	out, err := c.outsideSDP()
