@@ -2,7 +2,9 @@ package b2bua
 
 import (
 	"context"
+	"errors"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -100,6 +102,20 @@ func (c *call) newRequest(uri sip.Uri, fromUser, fromDisplay, fromHost, toUser, 
 	return req
 }
 
+// inviteUpstream starts br: an INVITE with body to route's number through
+// the VPBX, from route's account, whose credentials answer the VPBX's
+// challenges.
+func (c *call) inviteUpstream(br *branch, route OutboundRoute, body []byte, results chan<- branchResult) error {
+	domain := c.b.cfg.Domain
+	uri := sip.Uri{Scheme: "sip", User: route.Number, Host: domain}
+	req := c.newRequest(uri, route.Account.User, "", domain, route.Number, domain, strings.ToUpper(c.b.cfg.UpstreamTr), c.b.cfg.Upstream, "", body)
+	authUser := route.Account.AuthUser
+	if authUser == "" {
+		authUser = route.Account.User
+	}
+	return c.invite(br, req, sipgo.AnswerOptions{Username: authUser, Password: route.Account.Password}, results)
+}
+
 // dialPhones sends an INVITE to every registered device of targets, from
 // fromUser with a display name, with the body offer builds per branch.
 func (c *call) dialPhones(targets []Target, fromUser, display string, offer func(*branch) ([]byte, error), results chan<- branchResult) ([]*branch, error) {
@@ -132,4 +148,56 @@ func (c *call) dialPhones(targets []Target, fromUser, display string, offer func
 		}
 	}
 	return branches, nil
+}
+
+// branchEnded takes a branch's final result and reports whether it
+// answered. When it did not, br.final is the status it failed with (408
+// when no final response came) and its dialog is let go.
+func (c *call) branchEnded(r branchResult) bool {
+	r.br.done = true
+	if r.err == nil {
+		return true
+	}
+	r.br.final = sip.StatusRequestTimeout
+	var de *sipgo.ErrDialogResponse
+	if errors.As(r.err, &de) {
+		r.br.final = de.Res.StatusCode
+	}
+	c.b.unbind(r.br.sess.InviteRequest.CallID().Value())
+	return false
+}
+
+// refusedStatus says whether a branch's final status refuses the call
+// (busy, declined) rather than leaving it unanswered.
+func refusedStatus(code int) bool { return code == 486 || code == 600 || code == 603 }
+
+// stopRinging cancels every branch but winner that is still ringing, and
+// ends with ACK and BYE those of the pending ones that answer all the same
+// (a 200 crossing the CANCEL).
+func (c *call) stopRinging(branches []*branch, winner *branch, results chan branchResult, pending int) {
+	for _, br := range branches {
+		if br != winner && !br.done {
+			br.cancel()
+		}
+	}
+	c.drainLosers(results, pending)
+}
+
+// drainLosers ACKs and BYEs branches that answer after losing.
+func (c *call) drainLosers(results chan branchResult, n int) {
+	go func() {
+		defer c.recoverQuiet()
+		for i := 0; i < n; i++ {
+			r := <-results
+			if !r.end {
+				i--
+				continue
+			}
+			if r.err == nil && r.br.sess != nil {
+				_ = r.br.sess.Ack(bg())
+				_ = r.br.sess.Bye(bg())
+			}
+			c.b.unbind(r.br.sess.InviteRequest.CallID().Value())
+		}
+	}()
 }

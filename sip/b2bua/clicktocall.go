@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emiago/sipgo"
-	"github.com/emiago/sipgo/sip"
 	"github.com/google/uuid"
 	"github.com/pion/sdp/v3"
 )
@@ -173,16 +171,8 @@ func (c *call) awaitEmployee(branches []*branch, results chan branchResult, time
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	pending := len(branches)
-	cancelAll := func(except *branch) {
-		for _, br := range branches {
-			if br != except && !br.done {
-				br.cancel()
-			}
-		}
-	}
 	stopped := func(result, reason string) *branch {
-		cancelAll(nil)
-		c.drainLosers(results, pending)
+		c.stopRinging(branches, nil, results, pending)
 		c.ev.Result, c.ev.HangupBy, c.ev.Reason = result, "employee", reason
 		c.finish()
 		return nil
@@ -202,17 +192,13 @@ func (c *call) awaitEmployee(branches []*branch, results chan branchResult, time
 				continue
 			}
 			pending--
-			r.br.done = true
-			if r.err != nil {
-				var de *sipgo.ErrDialogResponse
-				if errors.As(r.err, &de) && (de.Res.StatusCode == 486 || de.Res.StatusCode == 600 || de.Res.StatusCode == 603) {
+			if !c.branchEnded(r) {
+				if refusedStatus(r.br.final) {
 					refused++
 				}
-				c.b.unbind(r.br.sess.InviteRequest.CallID().Value())
 				continue
 			}
-			cancelAll(r.br)
-			c.drainLosers(results, pending)
+			c.stopRinging(branches, r.br, results, pending)
 			return r.br
 		}
 	}
@@ -220,25 +206,6 @@ func (c *call) awaitEmployee(branches []*branch, results chan branchResult, time
 		return stopped(ResultBusy, "the employee's phone refused the call")
 	}
 	return stopped(ResultNoAnswer, "the employee's phone did not answer")
-}
-
-// drainLosers ACKs and BYEs branches that answer after losing.
-func (c *call) drainLosers(results chan branchResult, n int) {
-	go func() {
-		defer c.recoverQuiet()
-		for i := 0; i < n; i++ {
-			r := <-results
-			if !r.end {
-				i--
-				continue
-			}
-			if r.err == nil && r.br.sess != nil {
-				_ = r.br.sess.Ack(bg())
-				_ = r.br.sess.Bye(bg())
-			}
-			c.b.unbind(r.br.sess.InviteRequest.CallID().Value())
-		}
-	}()
 }
 
 // dialClient places the upstream leg of a click-to-call and connects it.
@@ -251,15 +218,8 @@ func (c *call) dialClient(route OutboundRoute, phoneAnswer *sdp.SessionDescripti
 		c.hangupEmployee(ResultFailed)
 		return
 	}
-	domain := b.cfg.Domain
-	uri := sip.Uri{Scheme: "sip", User: route.Number, Host: domain}
-	req := c.newRequest(uri, route.Account.User, "", domain, route.Number, domain, strings.ToUpper(b.cfg.UpstreamTr), b.cfg.Upstream, "", body)
 	results := make(chan branchResult, 64)
-	authUser := route.Account.AuthUser
-	if authUser == "" {
-		authUser = route.Account.User
-	}
-	if err := c.invite(br, req, sipgo.AnswerOptions{Username: authUser, Password: route.Account.Password}, results); err != nil {
+	if err := c.inviteUpstream(br, route, body, results); err != nil {
 		c.ev.Reason = "upstream: " + err.Error()
 		c.hangupEmployee(ResultFailed)
 		return
@@ -271,16 +231,9 @@ func (c *call) dialClient(route OutboundRoute, phoneAnswer *sdp.SessionDescripti
 	if won || c.ended {
 		return
 	}
-	result := ResultFailed
-	switch br.final {
-	case 486, 600, 603:
-		result = ResultBusy
-	case 408, 480, 487, 0:
-		result = ResultNoAnswer
-	}
 	c.ev.Reason = "upstream answered " + itoa(br.final)
 	c.ev.HangupBy = "outside"
-	c.hangupEmployee(result)
+	c.hangupEmployee(upstreamResult(br.final))
 }
 
 // hangupEmployee ends a click-to-call whose client leg did not connect.

@@ -43,7 +43,7 @@ func (c *call) employeeVer() *sdpVersion {
 // and returns once the target answered (the consultation is on) or failed.
 func (b *B2BUA) ConsultTransfer(id, target string) (int, string, error) {
 	r := b.onCall(id, func(c *call, reply func(outcome)) {
-		if c.callee == nil || c.ev.Direction == Internal || c.xfer != nil || c.consult != nil {
+		if !c.transferable() {
 			reply(outcome{err: ErrTransferState})
 			return
 		}
@@ -131,12 +131,7 @@ func (c *call) consultation(route TransferRoute, answered func(int, string)) {
 		return
 	}
 	if won == nil {
-		code := sip.StatusTemporarilyUnavailable
-		for _, br := range branches {
-			if br.final >= 400 {
-				code = br.final
-			}
-		}
+		code := failedStatus(branches)
 		answered(code, reasonPhrase(code))
 		c.endConsultation(false)
 		return
@@ -161,25 +156,29 @@ func (c *call) consultation(route TransferRoute, answered func(int, string)) {
 		}
 	}
 	if c.ended {
+		// The call ended under the consultation (the outside party hung
+		// up, the API, a shutdown): the target, the hold tone and the
+		// consultation's session must not outlive it.
+		cs.holdTone()
+		c.dropTarget(cs)
+		y.Close()
 		return
 	}
 	c.endConsultation(!cs.targetGone && (cs.finish == "complete" || cs.employeeGone))
 }
 
-// outsideContext is the outside party's dialog context.
-func (c *call) outsideContext() context.Context {
-	if c.ev.Direction == Inbound {
-		return c.callerLeg.Context()
+// dropTarget hangs up the consultation's target, unless it hung up itself,
+// and lets go of its dialog either way.
+func (c *call) dropTarget(cs *consultState) {
+	if cs.target == nil {
+		return
 	}
-	return c.callee.sess.Context()
-}
-
-// outsideParty is the hangup() name of the outside party's leg.
-func (c *call) outsideParty() string {
-	if c.ev.Direction == Inbound {
-		return "caller"
+	if !cs.targetGone {
+		ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
+		_ = cs.target.sess.Bye(ctx)
+		cancel()
 	}
-	return "callee"
+	c.b.unbind(cs.target.sess.InviteRequest.CallID().Value())
 }
 
 // endConsultation either hands the call to the target (complete) or
@@ -210,18 +209,10 @@ func (c *call) endConsultation(complete bool) {
 		}
 		// The target could not be moved: fall back to the employee.
 	}
-	if cs.target != nil && !cs.targetGone {
-		ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
-		_ = cs.target.sess.Bye(ctx)
-		cancel()
-		c.b.unbind(cs.target.sess.InviteRequest.CallID().Value())
-	}
+	c.dropTarget(cs)
 	if cs.employeeGone {
-		by := "callee" // the employee's side, which already hung up
-		if c.ev.Direction != Inbound {
-			by = "caller"
-		}
-		c.hangup(by, "the employee left during a consultation")
+		// The employee's side has already hung up.
+		c.hangup(c.employeeParty(), "the employee left during a consultation")
 		return
 	}
 	out, err := c.outsideSDP()

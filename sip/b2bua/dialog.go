@@ -2,10 +2,8 @@ package b2bua
 
 import (
 	"context"
-	"strings"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/pion/sdp/v3"
 )
@@ -18,15 +16,8 @@ func (c *call) dialUpstream(route OutboundRoute, offer *sdp.SessionDescription) 
 		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error(), codecWarning(err)...)
 		return
 	}
-	domain := c.b.cfg.Domain
-	uri := sip.Uri{Scheme: "sip", User: route.Number, Host: domain}
-	req := c.newRequest(uri, route.Account.User, "", domain, route.Number, domain, strings.ToUpper(c.b.cfg.UpstreamTr), c.b.cfg.Upstream, "", body)
 	results := make(chan branchResult, 64)
-	authUser := route.Account.AuthUser
-	if authUser == "" {
-		authUser = route.Account.User
-	}
-	if err := c.invite(br, req, sipgo.AnswerOptions{Username: authUser, Password: route.Account.Password}, results); err != nil {
+	if err := c.inviteUpstream(br, route, body, results); err != nil {
 		c.fail(sip.StatusServiceUnavailable, "Service Unavailable", ResultFailed, "upstream: "+err.Error())
 		return
 	}
@@ -40,18 +31,23 @@ func (c *call) dialUpstream(route OutboundRoute, offer *sdp.SessionDescription) 
 		return
 	}
 	code := br.final
-	result := ResultFailed
-	switch code {
-	case 486, 600, 603:
-		result = ResultBusy
-	case 408, 480, 487, 0:
-		result = ResultNoAnswer
-	}
 	if code < 400 {
 		code = sip.StatusTemporarilyUnavailable
 	}
 	c.ev.HangupBy = "outside"
-	c.fail(code, reasonPhrase(code), result, "upstream answered "+itoa(br.final))
+	c.fail(code, reasonPhrase(code), upstreamResult(br.final), "upstream answered "+itoa(br.final))
+}
+
+// upstreamResult is the result of a call whose leg to the VPBX ended
+// unanswered with final.
+func upstreamResult(final int) string {
+	switch {
+	case refusedStatus(final):
+		return ResultBusy
+	case final == 408 || final == 480 || final == 487 || final == 0:
+		return ResultNoAnswer
+	}
+	return ResultFailed
 }
 
 // reinvite passes a re-INVITE (hold, unhold, session refresh) to the other

@@ -64,19 +64,42 @@ func (fakeAuth) AuthorizeRequest(req *sip.Request, src netip.AddrPort) (string, 
 	return "101", nil
 }
 
+// fakeSession is a relay session that records what the B2BUA asks of it:
+// where each side's media is sent, parking, tones; every change wakes the
+// waiters on changed.
 type fakeSession struct {
-	mu     sync.Mutex
-	closed bool
+	id   string
+	base int // Port(side) is base+2*side: every session has ports of its own
+
+	mu      sync.Mutex
+	closed  bool
+	remotes [2][]netip.AddrPort // SetRemote calls by side, in order
+	parked  [2]int
+	tones   int // ringback tones playing now
+	changed signal
 }
 
-func (s *fakeSession) Port(side int) int                         { return 20000 + 2*side }
-func (s *fakeSession) SetRemote(side int, addr netip.AddrPort)   {}
-func (s *fakeSession) Ringback(side int, pt uint8) (stop func()) { return func() {} }
-func (s *fakeSession) Park(side int)                             {}
-func (s *fakeSession) Close() {
+func (s *fakeSession) Port(side int) int { return s.base + 2*side }
+
+func (s *fakeSession) SetRemote(side int, addr netip.AddrPort) {
+	s.update(func() { s.remotes[side] = append(s.remotes[side], addr) })
+}
+
+func (s *fakeSession) Ringback(side int, pt uint8) (stop func()) {
+	s.update(func() { s.tones++ })
+	var once sync.Once
+	return func() { once.Do(func() { s.update(func() { s.tones-- }) }) }
+}
+
+func (s *fakeSession) Park(side int) { s.update(func() { s.parked[side]++ }) }
+
+func (s *fakeSession) Close() { s.update(func() { s.closed = true }) }
+
+func (s *fakeSession) update(fn func()) {
 	s.mu.Lock()
-	s.closed = true
+	fn()
 	s.mu.Unlock()
+	s.changed.notify()
 }
 
 func (s *fakeSession) isClosed() bool {
@@ -85,29 +108,49 @@ func (s *fakeSession) isClosed() bool {
 	return s.closed
 }
 
+// remote is where side's media goes now (the last SetRemote).
+func (s *fakeSession) remote(side int) netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.remotes[side]); n > 0 {
+		return s.remotes[side][n-1]
+	}
+	return netip.AddrPort{}
+}
+
+func (s *fakeSession) playing() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tones
+}
+
 type fakeMedia struct {
 	mu       sync.Mutex
 	sessions []*fakeSession
+	opened   signal
 }
 
 func (m *fakeMedia) Open(id string) (MediaSession, error) {
-	s := &fakeSession{}
 	m.mu.Lock()
+	s := &fakeSession{id: id, base: 20000 + 100*len(m.sessions)}
 	m.sessions = append(m.sessions, s)
 	m.mu.Unlock()
+	m.opened.notify()
 	return s, nil
 }
 
 // syncEvents is an Observer safe for calls on other goroutines.
 type syncEvents struct {
-	mu     sync.Mutex
-	events []Event
+	mu      sync.Mutex
+	events  []Event
+	changed signal
 }
 
 func (l *syncEvents) CallEvent(e Event) {
 	l.mu.Lock()
 	l.events = append(l.events, e)
 	l.mu.Unlock()
+	l.changed.notify()
 }
 
 func (l *syncEvents) ended() []Event {

@@ -4,10 +4,8 @@ package b2bua
 // each step's targets at once, step after step, and the first answer wins.
 
 import (
-	"errors"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/pion/sdp/v3"
 )
@@ -81,51 +79,23 @@ func (c *call) await(branches []*branch, results chan branchResult, timeout time
 	pending := len(branches)
 	busy := 0
 	ringing, early := false, false
-	cancelAll := func(except *branch) {
-		for _, br := range branches {
-			if br != except && !br.done {
-				br.cancel()
-			}
-		}
-	}
-	// Losers that still answer (a 200 crossing our CANCEL) get ACK and BYE.
-	drain := func() {
-		go func(n int) {
-			defer c.recoverQuiet()
-			for i := 0; i < n; i++ {
-				r := <-results
-				if !r.end {
-					i--
-					continue
-				}
-				if r.err == nil && r.br.sess != nil {
-					_ = r.br.sess.Ack(bg())
-					_ = r.br.sess.Bye(bg())
-				}
-				c.b.unbind(r.br.sess.InviteRequest.CallID().Value())
-			}
-		}(pending)
-	}
 	for pending > 0 {
 		select {
 		case fn := <-c.inbox:
 			fn()
 			if c.ended {
-				cancelAll(nil)
-				drain()
+				c.stopRinging(branches, nil, results, pending)
 				return false, busy
 			}
 		case <-c.callerLeg.Context().Done():
 			// The caller hung up (CANCEL, or BYE from a click-to-call's
 			// employee) while the other side rang.
-			cancelAll(nil)
-			drain()
+			c.stopRinging(branches, nil, results, pending)
 			c.ev.Result, c.ev.HangupBy, c.ev.Code = ResultAbandoned, c.party("caller"), sip.StatusRequestTerminated
 			c.finish()
 			return false, busy
 		case <-timer.C:
-			cancelAll(nil)
-			drain()
+			c.stopRinging(branches, nil, results, pending)
 			return false, busy
 		case r := <-results:
 			if !r.end {
@@ -140,21 +110,13 @@ func (c *call) await(branches []*branch, results chan branchResult, timeout time
 				continue
 			}
 			pending--
-			r.br.done = true
-			if r.err != nil {
-				r.br.final = sip.StatusRequestTimeout
-				var de *sipgo.ErrDialogResponse
-				if errors.As(r.err, &de) {
-					r.br.final = de.Res.StatusCode
-				}
-				if r.br.final == 486 || r.br.final == 600 || r.br.final == 603 {
+			if !c.branchEnded(r) {
+				if refusedStatus(r.br.final) {
 					busy++
 				}
-				c.b.unbind(r.br.sess.InviteRequest.CallID().Value())
 				continue
 			}
-			cancelAll(r.br)
-			drain()
+			c.stopRinging(branches, r.br, results, pending)
 			c.connect(r.br)
 			return true, busy
 		}

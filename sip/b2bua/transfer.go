@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/pion/sdp/v3"
 )
@@ -38,6 +37,30 @@ func (c *call) employeeLeg() (dialogLeg, sip.Uri, Target) {
 		return c.callee.sess, remoteTarget(c.callee.sess), c.callee.target
 	}
 	return c.callerLeg, c.callerContact, c.ev.Answered
+}
+
+// outsideContext is the outside party's dialog context.
+func (c *call) outsideContext() context.Context {
+	if c.ev.Direction == Inbound {
+		return c.callerLeg.Context()
+	}
+	return c.callee.sess.Context()
+}
+
+// outsideParty is the hangup() name of the outside party's leg.
+func (c *call) outsideParty() string {
+	if c.ev.Direction == Inbound {
+		return "caller"
+	}
+	return "callee"
+}
+
+// employeeParty is the hangup() name of the employee's leg.
+func (c *call) employeeParty() string {
+	if c.ev.Direction == Inbound {
+		return "callee"
+	}
+	return "caller"
 }
 
 // employeeTarget is who talks for the office now.
@@ -160,12 +183,19 @@ func (b *B2BUA) onCall(id string, fn func(c *call, reply func(outcome))) outcome
 	}
 }
 
+// transferable says whether an API transfer may start: the call is
+// connected to an employee, not internal, and no transfer or consultation
+// is under way.
+func (c *call) transferable() bool {
+	return c.callee != nil && c.ev.Direction != Internal && c.xfer == nil && c.consult == nil
+}
+
 // Transfer moves a connected call to a target named as in a REFER (an
 // extension, an employee id or a number), on a request through the API.
 // It returns once the target has answered or failed.
 func (b *B2BUA) Transfer(id, target, mode string) (int, string, error) {
 	r := b.onCall(id, func(c *call, reply func(outcome)) {
-		if c.callee == nil || c.ev.Direction == Internal || c.xfer != nil || c.consult != nil {
+		if !c.transferable() {
 			reply(outcome{err: ErrTransferState})
 			return
 		}
@@ -207,14 +237,7 @@ func (c *call) transfer(route TransferRoute, mode string, notify func(frag strin
 		if err != nil {
 			return sip.StatusNotAcceptableHere, "Not Acceptable Here"
 		}
-		domain := c.b.cfg.Domain
-		req := c.newRequest(sip.Uri{Scheme: "sip", User: route.Upstream.Number, Host: domain}, route.Upstream.Account.User, "", domain,
-			route.Upstream.Number, domain, strings.ToUpper(c.b.cfg.UpstreamTr), c.b.cfg.Upstream, "", body)
-		authUser := route.Upstream.Account.AuthUser
-		if authUser == "" {
-			authUser = route.Upstream.Account.User
-		}
-		if err := c.invite(br, req, sipgo.AnswerOptions{Username: authUser, Password: route.Upstream.Account.Password}, results); err == nil {
+		if err := c.inviteUpstream(br, *route.Upstream, body, results); err == nil {
 			branches = append(branches, br)
 		}
 	} else {
@@ -230,18 +253,9 @@ func (c *call) transfer(route TransferRoute, mode string, notify func(frag strin
 	if won == nil {
 		if c.xfer.transferorGone && !c.ended {
 			// Nobody is left on the office side to return the caller to.
-			by := "callee"
-			if c.ev.Direction != Inbound {
-				by = "caller"
-			}
-			c.hangup(by, "transfer failed after the transferor hung up")
+			c.hangup(c.employeeParty(), "transfer failed after the transferor hung up")
 		}
-		code := sip.StatusTemporarilyUnavailable
-		for _, br := range branches {
-			if br.final >= 400 {
-				code = br.final
-			}
-		}
+		code := failedStatus(branches)
 		return code, reasonPhrase(code)
 	}
 	if !c.completeTransfer(won, mode, notify, false) {
@@ -253,6 +267,18 @@ func (c *call) transfer(route TransferRoute, mode string, notify func(frag strin
 	return sip.StatusOK, "OK"
 }
 
+// failedStatus is what a transfer none of whose branches answered reports:
+// the last refusal or error among them, else 480.
+func failedStatus(branches []*branch) int {
+	code := sip.StatusTemporarilyUnavailable
+	for _, br := range branches {
+		if br.final >= 400 {
+			code = br.final
+		}
+	}
+	return code
+}
+
 // outsideNumber is the outside party's number, shown to the target.
 func (c *call) outsideNumber() string { return c.ev.Outside }
 
@@ -262,57 +288,32 @@ func (c *call) awaitTransfer(branches []*branch, results chan branchResult) *bra
 	timer := time.NewTimer(c.b.cfg.RingTimeout)
 	defer timer.Stop()
 	pending := len(branches)
-	cancelAll := func(except *branch) {
-		for _, br := range branches {
-			if br != except && !br.done {
-				br.cancel()
-			}
-		}
-	}
-	outside := c.callerLeg.Context()
-	if c.ev.Direction != Inbound {
-		outside = c.callee.sess.Context()
-	}
+	outside := c.outsideContext()
 	for pending > 0 {
 		select {
 		case fn := <-c.inbox:
 			fn()
 			if c.ended {
-				cancelAll(nil)
-				c.drainLosers(results, pending)
+				c.stopRinging(branches, nil, results, pending)
 				return nil
 			}
 		case <-outside.Done():
 			// The outside party hung up while the target rang.
-			cancelAll(nil)
-			c.drainLosers(results, pending)
-			by := "caller"
-			if c.ev.Direction != Inbound {
-				by = "callee"
-			}
-			c.hangup(by, "hung up during a transfer")
+			c.stopRinging(branches, nil, results, pending)
+			c.hangup(c.outsideParty(), "hung up during a transfer")
 			return nil
 		case <-timer.C:
-			cancelAll(nil)
-			c.drainLosers(results, pending)
+			c.stopRinging(branches, nil, results, pending)
 			return nil
 		case r := <-results:
 			if !r.end {
 				continue
 			}
 			pending--
-			r.br.done = true
-			if r.err != nil {
-				r.br.final = sip.StatusRequestTimeout
-				var de *sipgo.ErrDialogResponse
-				if errors.As(r.err, &de) {
-					r.br.final = de.Res.StatusCode
-				}
-				c.b.unbind(r.br.sess.InviteRequest.CallID().Value())
+			if !c.branchEnded(r) {
 				continue
 			}
-			cancelAll(r.br)
-			c.drainLosers(results, pending)
+			c.stopRinging(branches, r.br, results, pending)
 			return r.br
 		}
 	}
