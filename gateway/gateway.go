@@ -18,8 +18,11 @@ import (
 	"callgate/gateway/calls"
 	"callgate/gateway/config"
 	"callgate/gateway/directory"
+	"callgate/gateway/recordings"
 	"callgate/gateway/routing"
+	"callgate/gateway/sipstack"
 	"callgate/gateway/store"
+	"callgate/gateway/storehealth"
 	"callgate/gateway/tracking"
 	"callgate/media/record"
 	"callgate/media/relay"
@@ -33,7 +36,6 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Gateway is one running callgate.
@@ -44,36 +46,37 @@ type Gateway struct {
 	dir    *directory.Directory
 	guard  *guard.Guard
 	reg    *registrar.Registrar
-	sip    *sipStack
+	sip    *sipstack.Stack
 	trunk  *trunk.Trunk
 	router *routing.Router
 	http   *http.Server
 
 	relay    *relay.Relay
-	recorder *record.Recorder
+	recs     *recordings.Library
+	recorder *record.Recorder // recs' writer, for the call model
 	b2b      *b2bua.B2BUA
 	calls    *callModel
 	httpL    net.Listener
 	// live events for /api/v1/events
 	feed        *api.Feed
-	links       *api.Recordings // signed recording links
+	links       *recordings.Links // signed recording links
 	crm         []*crmLink
 	crmWG       sync.WaitGroup    // everything runCRM starts
 	track       *tracking.Tracker // dynamic call tracking; nil without Mango's API
-	disk        diskUsage         // recordings' disk use for the admin page
 	feedCh      <-chan calls.Event
 	stopStreams context.CancelFunc
 	prom        *prometheus.Registry
 
-	storedMu sync.Mutex
-	stored   map[string]int // bindings per aor as last written to the store
+	bindings  *location.Persister // registrations written behind to the store
+	keepalive *location.Keepalive
+	health    *storehealth.Health // writes waiting for the store
 }
 
 // New builds a gateway: it opens the store (failing at once if another
 // instance holds it), restores registrations and binds every socket, but
 // serves nothing until Run.
 func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
-	g := &Gateway{cfg: cfg, log: log, stored: map[string]int{}}
+	g := &Gateway{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
 			g.closeAll() // release what was opened before the failure
@@ -83,6 +86,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	if err != nil {
 		return nil, err
 	}
+	g.health = &storehealth.Health{Dir: cfg.DataDir, Sources: g.storeWriters}
 	g.dir = directory.New(cfg)
 	for _, k := range g.dir.Desks() {
 		if v, err := g.store.State("shift." + k.Extension); err == nil && len(v) > 0 {
@@ -106,7 +110,8 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 		allow = append(allow, netip.MustParsePrefix(c))
 	}
 	loc := location.New()
-	if n, err := g.restoreBindings(loc); err != nil {
+	g.bindings = location.NewPersister(loc, g.store.Bucket(store.BucketBindings), log)
+	if n, err := g.bindings.Restore(time.Now()); err != nil {
 		return nil, err
 	} else if n > 0 {
 		log.Info("registrations restored", "bindings", n)
@@ -117,17 +122,18 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 		Scanners: guard.NewScanners(cfg.SIP.ScannerUserAgents), Log: log,
 	}, digest.NewServer(cfg.SIP.Realm, algs, cfg.SIP.NonceLifetime.D()), g.dir, g.guard, loc)
 
-	g.sip, err = newSIPStack(cfg, g.reg, log)
+	g.sip, err = sipstack.New(cfg, g.reg, log)
 	if err != nil {
 		return nil, err
 	}
+	g.keepalive = location.NewKeepalive(loc, g.sip, cfg.SIP.KeepaliveInterval.D(), log)
 	if len(cfg.Upstream.Accounts) > 0 {
 		g.trunk = g.newTrunk()
 	}
 	if err := g.newMedia(); err != nil {
 		return nil, err
 	}
-	g.sip.conns.SetLive(g.liveSIPPeers)
+	g.sip.KeepOpen(loc, func(a netip.AddrPort) bool { return g.b2b != nil && g.b2b.PeerAt(a) })
 	g.prom = g.metrics()
 	if cfg.HTTP.Listen != "" {
 		g.httpL, err = net.Listen("tcp", cfg.HTTP.Listen)
@@ -158,9 +164,9 @@ func (g *Gateway) newTrunk() *trunk.Trunk {
 		accounts = append(accounts, trunk.Account{User: a.User, AuthUser: a.AuthUser, Password: a.Password})
 	}
 	cfg := trunk.Config{Target: la.Addr.String(), Transport: la.Transport, Domain: u.Domain,
-		Contact: g.sip.contactHostPort(la.Transport), Expires: u.Expires.D(), Timeout: u.RegisterTimeout.D(),
+		Contact: g.sip.ContactHostPort(la.Transport), Expires: u.Expires.D(), Timeout: u.RegisterTimeout.D(),
 		RetryMin: u.RetryMin.D(), RetryMax: u.RetryMax.D(), UserAgent: g.cfg.SIP.UserAgent}
-	send := func(ctx context.Context, req *sip.Request) (*sip.Response, error) { return g.sip.send(ctx, req, "") }
+	send := func(ctx context.Context, req *sip.Request) (*sip.Response, error) { return g.sip.Send(ctx, req, "") }
 	return trunk.New(cfg, send, accounts, g.log.With("component", "trunk"), nil)
 }
 
@@ -176,7 +182,7 @@ func (g *Gateway) HTTPAddr() string {
 // stop listeners, flush registrations, close the store.
 func (g *Gateway) Run(ctx context.Context) error {
 	defer g.closeAll()
-	if err := g.sip.serve(); err != nil {
+	if err := g.sip.Serve(); err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
@@ -203,12 +209,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 	} else {
 		close(trunkDone)
 	}
-	wg.Add(4)
-	go func() { defer wg.Done(); g.janitorLoop(bg) }()
-	go func() { defer wg.Done(); g.persistLoop(bg) }()
-	go func() { defer wg.Done(); g.keepaliveLoop(bg) }()
+	wg.Add(5)
+	go func() { defer wg.Done(); g.recs.RunJanitor(bg) }()
+	go func() { defer wg.Done(); g.bindings.Run(bg) }()
+	go func() { defer wg.Done(); g.guard.Run(bg, 5*time.Second) }()
+	go func() { defer wg.Done(); g.keepalive.Run(bg) }()
 	go func() { defer wg.Done(); g.watchdog(bg) }()
-	g.log.Info("callgate running", "sip", fmt.Sprint(g.cfg.SIP.Listen), "advertise", g.sip.advertise, "http", g.HTTPAddr())
+	g.log.Info("callgate running", "sip", fmt.Sprint(g.cfg.SIP.Listen), "advertise", g.sip.Advertise(), "http", g.HTTPAddr())
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 
 	<-ctx.Done()
@@ -228,7 +235,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.relay.Close()
 	g.calls.close()
 	g.stopCRM()
-	if err := g.flush(); err != nil {
+	if err := g.bindings.Flush(); err != nil {
 		g.log.Error("final flush of registrations failed", "error", err)
 	}
 	g.log.Info("stopped")
@@ -237,7 +244,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 func (g *Gateway) closeAll() {
 	if g.sip != nil {
-		g.sip.close()
+		g.sip.Close()
 		g.sip = nil
 	}
 	if g.httpL != nil {
@@ -248,117 +255,6 @@ func (g *Gateway) closeAll() {
 			g.log.Error("close store", "error", err)
 		}
 		g.store = nil
-	}
-}
-
-func (g *Gateway) restoreBindings(loc *location.Table) (int, error) {
-	var all []location.Binding
-	err := g.store.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(store.BucketBindings).ForEach(func(k, v []byte) error {
-			list, err := location.Decode(v)
-			if err != nil {
-				g.log.Warn("unreadable stored registration skipped", "aor", string(k), "error", err)
-				return nil
-			}
-			g.stored[string(k)] = len(list)
-			all = append(all, list...)
-			return nil
-		})
-	})
-	if err != nil {
-		return 0, fmt.Errorf("restore registrations: %w", err)
-	}
-	return loc.Restore(all, time.Now()), nil
-}
-
-// persistLoop writes changed registrations to the store in batches: after a
-// change it waits a moment so that a burst of REGISTERs costs one sync.
-func (g *Gateway) persistLoop(ctx context.Context) {
-	loc := g.reg.Location()
-	sweep := time.NewTicker(5 * time.Second)
-	defer sweep.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-sweep.C:
-			loc.Expire(time.Now())
-			g.guard.Sweep()
-		case <-loc.Changed():
-			select {
-			case <-time.After(100 * time.Millisecond):
-			case <-ctx.Done():
-				return
-			}
-		}
-		if err := g.flush(); err != nil {
-			g.log.Error("saving registrations failed; will retry", "error", err)
-		}
-	}
-}
-
-func (g *Gateway) flush() error {
-	return g.reg.Location().Flush(func(changes map[string][]byte) error {
-		err := g.store.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(store.BucketBindings)
-			for aor, v := range changes {
-				var err error
-				if v == nil {
-					err = b.Delete([]byte(aor))
-				} else {
-					err = b.Put([]byte(aor), v)
-				}
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		g.storedMu.Lock()
-		for aor, v := range changes {
-			if v == nil {
-				delete(g.stored, aor)
-			} else if list, err := location.Decode(v); err == nil {
-				g.stored[aor] = len(list)
-			}
-		}
-		g.storedMu.Unlock()
-		return nil
-	})
-}
-
-func (g *Gateway) storedBindings() int {
-	g.storedMu.Lock()
-	defer g.storedMu.Unlock()
-	n := 0
-	for _, c := range g.stored {
-		n += c
-	}
-	return n
-}
-
-// keepaliveLoop pings every registered device right away (after a restart
-// this re-opens NAT pinholes) and then every keepalive_interval.
-func (g *Gateway) keepaliveLoop(ctx context.Context) {
-	every := g.cfg.SIP.KeepaliveInterval.D()
-	if every <= 0 {
-		return
-	}
-	timeout := min(every, 5*time.Second)
-	for {
-		bindings := g.reg.Location().All(time.Now())
-		if len(bindings) > 0 {
-			ok := g.sip.keepalive(ctx, bindings, timeout)
-			g.log.Debug("keepalive round", "bindings", len(bindings), "answered", ok)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(every):
-		}
 	}
 }
 
@@ -376,7 +272,7 @@ func (g *Gateway) watchdog(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if g.sip.listening() {
+			if g.sip.Listening() {
 				_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 			}
 		}
@@ -392,7 +288,7 @@ func (g *Gateway) readyChecks() []api.Check {
 			return nil
 		}},
 		{Name: "sip", Fn: func() error {
-			if g.sip == nil || !g.sip.listening() {
+			if g.sip == nil || !g.sip.Listening() {
 				return errors.New("listeners not up")
 			}
 			return nil
@@ -408,6 +304,21 @@ func (g *Gateway) readyChecks() []api.Check {
 			}
 			return nil
 		}},
-		g.storeWritesCheck(),
+		{Name: "store_writes", Fn: g.health.Ready},
 	}
+}
+
+// storeWriters are the parts that keep in memory what the store refuses:
+// the call records' writer and the CRM outboxes.
+func (g *Gateway) storeWriters() []storehealth.Source {
+	var out []storehealth.Source
+	if g.calls != nil && g.calls.saver != nil {
+		out = append(out, storehealth.CallRecords(g.calls.saver))
+	}
+	for _, l := range g.crm {
+		if l.box != nil {
+			out = append(out, storehealth.Outbox(l.box))
+		}
+	}
+	return out
 }

@@ -12,6 +12,7 @@ import (
 
 	"callgate/gateway/api"
 	"callgate/gateway/config"
+	"callgate/gateway/recordings"
 	"callgate/gateway/web"
 )
 
@@ -54,14 +55,13 @@ func (g *Gateway) newAPI() error {
 	var unsubscribe func()
 	g.feedCh, unsubscribe = g.calls.bus.Subscribe(1024)
 	_ = unsubscribe // the bus lives as long as the gateway
-	g.links = &api.Recordings{Dir: g.cfg.Recording.Dir, Key: key, TTL: h.LinkTTL.D(), BaseURL: base,
-		OwnOnly: h.RecordingAccess != "all"}
+	g.links = &recordings.Links{Key: key, TTL: h.LinkTTL.D(), BaseURL: base}
 	srv := &api.Server{
 		Tokens:     api.NewTokens(h.APITokens, scoped...),
 		Gatherer:   g.prom,
 		Ready:      g.readyChecks(),
 		Calls:      g.calls.store,
-		Recordings: g.links,
+		Recordings: &api.Recordings{Links: g.links, Files: g.recs, OwnOnly: h.RecordingAccess != "all"},
 		CRM:        g.crmStatus,
 		Routes:     g.crmRoutes(),
 		Events:     g.feed,

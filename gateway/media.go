@@ -1,16 +1,15 @@
 package gateway
 
 import (
-	"context"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"time"
 
 	"callgate/gateway/config"
+	"callgate/gateway/recordings"
 	"callgate/gateway/routing"
 	"callgate/gateway/tracking"
-	"callgate/media/record"
 	"callgate/media/relay"
 	"callgate/sip/b2bua"
 
@@ -33,12 +32,9 @@ func (g *Gateway) newMedia() error {
 		return err
 	}
 	minFree, _ := config.ParseSize(cfg.Recording.MinFree)
-	g.recorder = &record.Recorder{Dir: cfg.Recording.Dir, MinFree: minFree, Log: g.log.With("component", "recorder")}
-	if repaired, err := record.RepairActive(cfg.Recording.Dir); err != nil {
-		g.log.Warn("repairing interrupted recordings", "error", err)
-	} else if len(repaired) > 0 {
-		g.log.Info("recordings interrupted by a crash repaired", "count", len(repaired))
-	}
+	g.recs = recordings.New(recordings.Config{Enabled: cfg.Recording.Enabled, Dir: cfg.Recording.Dir,
+		Retention: cfg.Recording.Retention.D(), MinFree: minFree, Log: g.log})
+	g.recorder = g.recs.Recorder()
 	if m := cfg.Mango; m.APIKey != "" {
 		api := &tracking.Mango{URL: m.URL, Key: m.APIKey, Salt: m.APISalt, HTTP: &http.Client{Timeout: 10 * time.Second}}
 		g.track = tracking.NewTracker(api.Visitor, m.Budget.D())
@@ -52,7 +48,7 @@ func (g *Gateway) newMedia() error {
 		g.log.Warn("calls interrupted by a stop were closed", "count", len(ids))
 	}
 
-	phoneIP := netip.MustParseAddr(g.sip.advertise)
+	phoneIP := netip.MustParseAddr(g.sip.Advertise())
 	if cfg.Media.Advertise != "" {
 		phoneIP = netip.MustParseAddr(cfg.Media.Advertise)
 	}
@@ -72,40 +68,25 @@ func (g *Gateway) newMedia() error {
 		la, _ := config.ParseListen(t)
 		target, tr = la.Addr.String(), la.Transport
 	}
-	host, port, _ := sip.ParseAddr(g.sip.contactHostPort("udp"))
-	if _, ok := g.sip.locals["udp"]; !ok {
-		host, port, _ = sip.ParseAddr(g.sip.contactHostPort("tcp"))
-	}
+	host, port, _ := sip.ParseAddr(g.sip.ContactHostPort("udp"))
 	local := ""
-	if p, ok := g.sip.locals["udp"]; ok {
+	if p, ok := g.sip.Local("udp"); ok {
 		local = p.String()
+	} else {
+		host, port, _ = sip.ParseAddr(g.sip.ContactHostPort("tcp"))
 	}
 	g.router = routing.New(cfg, g.dir)
 	g.router.Log = g.log.With("component", "routing")
 	g.b2b = b2bua.New(b2bua.Config{
-		Domain: cfg.Upstream.Domain, LocalDomain: host, Upstream: target, UpstreamTr: tr, Trusted: g.sip.upstream, Accounts: accounts,
+		Domain: cfg.Upstream.Domain, LocalDomain: host, Upstream: target, UpstreamTr: tr, Trusted: g.sip.Trusted(), Accounts: accounts,
 		PhoneMediaIP: phoneIP, UpstreamMedia: upIP, LocalUDP: local,
 		Contact:           sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "callgate", Host: host, Port: port}},
-		TransportContacts: g.sip.transportContacts(),
+		TransportContacts: g.sip.TransportContacts(),
 		RingTimeout:       cfg.Calls.RingTimeout.D(), InternalRecord: cfg.Recording.Internal,
-	}, g.sip.client, g.router, g.reg.Location(), g.reg, relayMedia{g.relay}, g.calls, g.log.With("component", "b2bua"))
-	g.b2b.Register(g.sip.srv, g.sip.admit)
+	}, g.sip.Client(), g.router, g.reg.Location(), g.reg, relayMedia{g.relay}, g.calls, g.log.With("component", "b2bua"))
+	g.b2b.Register(g.sip.Server(), g.sip.Admit)
 	return nil
 }
 
-// janitorLoop deletes recordings past retention, hourly.
-func (g *Gateway) janitorLoop(ctx context.Context) {
-	for {
-		if deleted, err := record.Sweep(g.cfg.Recording.Dir, g.cfg.Recording.Retention.D(), time.Now()); err != nil {
-			g.log.Warn("recording janitor", "error", err)
-		} else if len(deleted) > 0 {
-			g.log.Info("old recordings deleted", "count", len(deleted))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Hour):
-		}
-	}
-}
+// itoa names a leg for the recorder.
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -17,7 +17,7 @@ func (g *Gateway) metrics() *prometheus.Registry {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_registered_contacts", Help: "Devices registered with the registrar."},
 			func() float64 { return float64(g.reg.Location().Len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_location_stored_bindings", Help: "Registrations written to the database (survive a crash)."},
-			func() float64 { return float64(g.storedBindings()) }),
+			func() float64 { return float64(g.bindings.Stored()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_sip_auth_failures_total", Help: "Authentications that failed (wrong password or user, another extension's address, wrong desk PIN)."},
 			func() float64 { return float64(st.AuthFailures.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_sip_banned_sources", Help: "Bans in force for failing authentication (IP:port sources, IPs and user names at an IP)."},
@@ -32,7 +32,7 @@ func (g *Gateway) metrics() *prometheus.Registry {
 			func() float64 { return float64(st.Refused.Load()) }),
 	)
 	r.MustRegister(g.calls.total, g.calls.setup)
-	g.sipConnMetrics(r)
+	r.MustRegister(g.sip.Collectors()...)
 	r.MustRegister(g.router.DialRefused)
 	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_panics_total",
 		Help: "Panics recovered in SIP handlers and calls (each ended at most one call)."}, g.panics()))
@@ -45,21 +45,27 @@ func (g *Gateway) metrics() *prometheus.Registry {
 			func() float64 { return float64(g.relay.Packets.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_rtp_dropped_packets_total", Help: "RTP/RTCP packets not relayed: sent before the other party's address is known (a phone's first packets while the call is still being answered), RTCP before the party's first RTP latched its address, packets from an address other than the latched one, packets that are not RTP version 2, and sends the kernel refused. A few per call are normal."},
 			func() float64 { return float64(g.relay.Dropped.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_bytes_total", Help: "Audio bytes written to recordings."},
-			func() float64 { return float64(g.recorder.Bytes.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_dropped_packets_total", Help: "Packets the recorder's queue had no room for."},
-			func() float64 { return float64(g.recorder.Dropped.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_skipped_total", Help: "Calls not recorded because free disk space was below recording.min_free."},
-			func() float64 { return float64(g.recorder.Skipped.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_truncated_total", Help: "Recordings stopped early because the disk filled up (free space below recording.min_free or a failed write); the calls went on."},
-			func() float64 { return float64(g.recorder.Truncated.Load()) }),
 	)
-	r.MustRegister(g.storeMetrics()...)
+	r.MustRegister(g.recs.Collectors()...)
+	r.MustRegister(g.health.Collectors()...)
 	if g.trunk != nil {
 		r.MustRegister(&upstreamCollector{t: g.trunk, desc: prometheus.NewDesc("callgate_upstream_registered",
 			"1 when the upstream account is registered with the VPBX.", []string{"account"}, nil)})
 	}
 	return r
+}
+
+// panics returns the number of panics recovered in SIP handlers and
+// calls; it holds on to the SIP stack, which closeAll forgets.
+func (g *Gateway) panics() func() float64 {
+	s, b := g.sip, g.b2b
+	return func() float64 {
+		n := b.Panics()
+		if s != nil {
+			n += s.Panics()
+		}
+		return float64(n)
+	}
 }
 
 type upstreamCollector struct {

@@ -20,6 +20,7 @@ import (
 	"callgate/crm/outbox"
 	"callgate/gateway/api/apitest"
 	"callgate/gateway/calls"
+	"callgate/gateway/recordings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -97,6 +98,7 @@ func (fakeDialer) FinishTransfer(id, how string) error {
 type fixture struct {
 	srv   *httptest.Server
 	s     *Server
+	links *recordings.Links
 	dir   string
 	now   time.Time
 	nowMu sync.Mutex
@@ -120,16 +122,17 @@ func newFixture(t *testing.T) *fixture {
 		"c2": {ID: "c2", Direction: "inbound", Caller: "+79167654321", Rung: []string{"petrov"}, AnsweredBy: "petrov",
 			Legs: []calls.Leg{{N: 1, Employee: "petrov", Recording: "2026/11/22/c2-1.wav"}}},
 	}}
+	f.links = &recordings.Links{Key: []byte("0123456789abcdef0123456789abcdef"), TTL: 7 * 24 * time.Hour,
+		BaseURL: "https://callgate.example.ru", Now: f.clock}
 	f.s = &Server{
 		Tokens: NewTokens([]string{adminTok},
 			Token{Scope: "employee:ivanov", Token: ivanovTok}, Token{Scope: "employee:petrov", Token: petrovTok},
 			Token{Scope: "crm:retailcrm", Token: crmTok}),
-		Gatherer: prometheus.NewRegistry(),
-		Calls:    store,
-		Recordings: &Recordings{Dir: f.dir, Key: []byte("0123456789abcdef0123456789abcdef"), TTL: 7 * 24 * time.Hour,
-			BaseURL: "https://callgate.example.ru", OwnOnly: true, Now: f.clock},
-		Events: NewFeed(8),
-		Dialer: fakeDialer{},
+		Gatherer:   prometheus.NewRegistry(),
+		Calls:      store,
+		Recordings: &Recordings{Links: f.links, Files: recordings.New(recordings.Config{Dir: f.dir}), OwnOnly: true},
+		Events:     NewFeed(8),
+		Dialer:     fakeDialer{},
 		CRM: func(name string, retry bool) (map[string]outbox.Status, int, error) {
 			if retry {
 				if name != "retailcrm" {

@@ -17,8 +17,8 @@ import (
 
 func TestSecurityHeaders(t *testing.T) {
 	f := newFixture(t)
-	link, _ := f.s.Recordings.Link("c1-1")
-	signed := strings.TrimPrefix(link, f.s.Recordings.BaseURL)
+	link, _ := f.links.Link("c1-1")
+	signed := strings.TrimPrefix(link, f.links.BaseURL)
 	for _, c := range []struct {
 		path, token, cache string
 	}{

@@ -81,8 +81,8 @@ func TestFailuresArePerClientAndCredential(t *testing.T) {
 			t.Fatalf("right token %s… from %s: %d %s", c.tok[:6], c.ip, res.StatusCode, b)
 		}
 	}
-	link, _ := f.s.Recordings.Link("c1-1")
-	signed := strings.TrimPrefix(link, f.s.Recordings.BaseURL)
+	link, _ := f.links.Link("c1-1")
+	signed := strings.TrimPrefix(link, f.links.BaseURL)
 	if res, _ := f.do(t, "GET", signed, "", from("10.0.0.66")...); res.StatusCode != 200 {
 		t.Fatalf("valid link from the blocked client: %d", res.StatusCode)
 	}

@@ -1,70 +1,40 @@
 package api
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
+	"io/fs"
 	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"callgate/gateway/calls"
+	"callgate/gateway/recordings"
 )
 
 // Recordings serves recording files, to a bearer token allowed to see the
 // call or to anyone holding a signed link (what CRMs receive: they fetch
 // recordings through the tunnel without an API token).
 type Recordings struct {
-	Dir     string        // recording.dir; legs name files relative to it
-	Key     []byte        // HMAC-SHA256 key, kept in the store
-	TTL     time.Duration // lifetime of a minted link
-	BaseURL string        // public URL of this API, e.g. https://callgate.example.ru
+	Links RecordingLinks // the signed links CRMs receive
+	Files RecordingFiles // the recordings themselves
 	// OwnOnly limits employee tokens to recordings of calls they were on.
 	OwnOnly bool
-	Now     func() time.Time // nil: time.Now
 }
 
-func (rc *Recordings) now() time.Time {
-	if rc.Now != nil {
-		return rc.Now()
-	}
-	return time.Now()
+// RecordingLinks mints and checks signed links to recordings.
+type RecordingLinks interface {
+	// Link returns a signed URL for a leg's recording and its expiry.
+	Link(leg string) (string, time.Time)
+	// Verify checks a signed link's exp and sig for leg.
+	Verify(leg, exp, sig string) error
 }
 
-func (rc *Recordings) sign(leg string, exp int64) string {
-	m := hmac.New(sha256.New, rc.Key)
-	m.Write([]byte(leg))
-	m.Write([]byte{0})
-	m.Write([]byte(strconv.FormatInt(exp, 10)))
-	return hex.EncodeToString(m.Sum(nil))
-}
-
-// Link returns a signed URL for a leg's recording, valid for the TTL.
-func (rc *Recordings) Link(leg string) (string, time.Time) {
-	exp := rc.now().Add(rc.TTL).Truncate(time.Second)
-	q := url.Values{"exp": {strconv.FormatInt(exp.Unix(), 10)}, "sig": {rc.sign(leg, exp.Unix())}}
-	return strings.TrimRight(rc.BaseURL, "/") + "/api/v1/recordings/" + url.PathEscape(leg) + "?" + q.Encode(), exp
-}
-
-// verify checks a signed link's exp and sig.
-func (rc *Recordings) verify(leg, exp, sig string) error {
-	e, err := strconv.ParseInt(exp, 10, 64)
-	if err != nil {
-		return errors.New("exp is not a Unix time")
-	}
-	want := rc.sign(leg, e)
-	if !hmac.Equal([]byte(want), []byte(sig)) {
-		return errors.New("bad signature")
-	}
-	if rc.now().Unix() > e {
-		return errors.New("link expired")
-	}
-	return nil
+// RecordingFiles opens recordings for playback by the name a leg keeps:
+// an error wrapping fs.ErrNotExist for one deleted (retention) or never
+// written, recordings.ErrUnknown for a name that cannot be one.
+type RecordingFiles interface {
+	Open(name string) (*recordings.File, error)
 }
 
 // LegID names one leg's recording: the call id and the leg number.
@@ -125,7 +95,7 @@ func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if q.Has("sig") || q.Has("exp") {
 		// A valid link is served whoever else failed; only bad ones count.
-		if err := s.Recordings.verify(id, q.Get("exp"), q.Get("sig")); err != nil {
+		if err := s.Recordings.Links.Verify(id, q.Get("exp"), q.Get("sig")); err != nil {
 			keys := []string{addrKey(s.clientAddr(r)), credKey("link", q.Get("sig"))}
 			s.refused(w, time.Now(), keys, func() {
 				Error(w, http.StatusForbidden, "bad_link", "the recording link is invalid or has expired: "+err.Error())
@@ -153,30 +123,24 @@ func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveRecording(w http.ResponseWriter, r *http.Request, leg *calls.Leg) {
-	if !filepath.IsLocal(leg.Recording) {
+	f, err := s.Recordings.Files.Open(leg.Recording)
+	switch {
+	case errors.Is(err, recordings.ErrUnknown):
 		Error(w, http.StatusNotFound, "recording_not_found", "no such recording")
 		return
-	}
-	f, err := os.Open(filepath.Join(s.Recordings.Dir, leg.Recording))
-	if errors.Is(err, os.ErrNotExist) {
+	case errors.Is(err, fs.ErrNotExist):
 		Error(w, http.StatusNotFound, "recording_deleted", "the recording has been deleted (retention) or was never written")
 		return
-	}
-	if err != nil {
+	case err != nil:
 		Error(w, http.StatusInternalServerError, "recording_unreadable", "the recording could not be read")
 		return
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		Error(w, http.StatusInternalServerError, "recording_unreadable", "the recording could not be read")
-		return
-	}
-	w.Header().Set("Content-Type", "audio/wav")
-	w.Header().Set("Content-Disposition", `inline; filename="`+filepath.Base(leg.Recording)+`"`)
+	w.Header().Set("Content-Type", f.Type)
+	w.Header().Set("Content-Disposition", `inline; filename="`+f.Name+`"`)
 	w.Header().Set("Cache-Control", "private, max-age=3600")
-	extendDeadline(w, recordingDeadline(st.Size()))
-	http.ServeContent(w, r, "", st.ModTime(), f) // Range, If-Range and HEAD
+	extendDeadline(w, recordingDeadline(f.Size))
+	http.ServeContent(w, r, "", f.ModTime, f) // Range, If-Range and HEAD
 }
 
 func (s *Server) recordingLink(w http.ResponseWriter, r *http.Request) {
@@ -189,6 +153,6 @@ func (s *Server) recordingLink(w http.ResponseWriter, r *http.Request) {
 		Error(w, http.StatusForbidden, "forbidden", "this token may not hear this call")
 		return
 	}
-	link, exp := s.Recordings.Link(id)
+	link, exp := s.Recordings.Links.Link(id)
 	writeJSON(w, http.StatusOK, map[string]any{"url": link, "expires": exp.UTC()})
 }

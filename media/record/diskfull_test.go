@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -98,7 +97,7 @@ func TestWriteErrorStopsRecordingWithValidFile(t *testing.T) {
 	if !rtptest.Has(l[1600:5600], 440) || !rtptest.Has(rt[1600:5600], 1000) {
 		t.Fatal("the recorded part lost its tones")
 	}
-	if marks, _ := os.ReadDir(filepath.Join(dir, activeDir)); len(marks) != 0 {
+	if marks, _ := os.ReadDir(filepath.Join(dir, MarkerDir)); len(marks) != 0 {
 		t.Fatalf("marker left for a sealed file: %v", marks)
 	}
 	if r.Bytes.Load() != room {
@@ -108,9 +107,8 @@ func TestWriteErrorStopsRecordingWithValidFile(t *testing.T) {
 
 func TestLowDiskStopsRecordingWhileWriting(t *testing.T) {
 	dir := t.TempDir()
-	var free atomic.Uint64
-	free.Store(1 << 30)
-	r := &Recorder{Dir: dir, MinFree: 1 << 20, freeBytes: func(string) (uint64, error) { return free.Load(), nil }}
+	space := &lowSpace{}
+	r := &Recorder{Dir: dir, Space: space}
 	start := time.Now()
 	c, err := r.Start("low", "1", start)
 	if err != nil {
@@ -118,7 +116,7 @@ func TestLowDiskStopsRecordingWhileWriting(t *testing.T) {
 	}
 	tone := &rtptest.Tone{Freq: 440, PT: g711.PCMU}
 	feed(c, 0, tone, 0, 50, nil) // 1 s with room to spare
-	free.Store(1 << 19)
+	space.low.Store(true)
 	feed(c, 0, tone, 8000, 100, nil) // the disk "fills" during these 2 s
 	if !c.Truncated() || r.Truncated.Load() != 1 {
 		t.Fatalf("recording not stopped below min_free: truncated %v, counter %d", c.Truncated(), r.Truncated.Load())
@@ -139,7 +137,7 @@ func TestLowDiskStopsRecordingWhileWriting(t *testing.T) {
 		t.Fatalf("next recording on a full disk: %v", err)
 	}
 	// Space comes back: recordings resume.
-	free.Store(1 << 30)
+	space.low.Store(false)
 	c2, err := r.Start("after", "1", time.Now())
 	if err != nil {
 		t.Fatal(err)

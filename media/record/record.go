@@ -4,8 +4,9 @@
 // them by RTP timestamp, filling gaps and a silent side with silence. The
 // header is rewritten every second and files left by a crash are repaired
 // at start-up, so a kill -9 loses at most the last second. A recording
-// stops cleanly, as a valid shorter file, when free space falls below the
-// minimum or a write fails (disk full): the call itself goes on.
+// stops cleanly, as a valid shorter file, when the disk runs low (Space)
+// or a write fails (disk full): the call itself goes on. Where files go
+// and how long they stay is the caller's policy (Recorder.Name).
 package record
 
 import (
@@ -33,9 +34,15 @@ var errBelowMinFree = errors.New("free disk space fell below recording.min_free"
 
 // Recorder creates recordings under Dir.
 type Recorder struct {
-	Dir     string
-	MinFree uint64       // bytes; 0 disables the guard
-	Log     *slog.Logger // nil: slog.Default()
+	Dir string
+	// Name says where under Dir a leg's recording goes: a local path
+	// (filepath.IsLocal) built from the call, the leg and when it
+	// started. nil: FileName straight under Dir.
+	Name func(callID, leg string, start time.Time) string
+	// Space is asked whether there is room to record; nil: recordings
+	// stop only when a write fails.
+	Space Space
+	Log   *slog.Logger // nil: slog.Default()
 	// Skipped, Dropped and Bytes feed callgate_recording_skipped_total,
 	// callgate_recording_dropped_packets_total and callgate_recording_bytes_total.
 	Skipped, Dropped, Bytes atomic.Uint64
@@ -43,10 +50,8 @@ type Recorder struct {
 	// (callgate_recording_truncated_total).
 	Truncated atomic.Uint64
 
-	// freeBytes is FreeBytes; tests replace it.
-	freeBytes func(dir string) (uint64, error)
-	// low is set while free space is below MinFree; the ticker checks it
-	// at most every freeEvery, so statfs costs nothing per packet or call.
+	// low is set while Space reports low; the ticker asks at most every
+	// freeEvery.
 	low      atomic.Bool
 	lastFree time.Time
 
@@ -69,21 +74,13 @@ func (r *Recorder) log() *slog.Logger {
 	return slog.Default()
 }
 
-func (r *Recorder) free(dir string) (uint64, error) {
-	if r.freeBytes != nil {
-		return r.freeBytes(dir)
-	}
-	return FreeBytes(dir)
-}
-
-// checkFree updates low from the recording filesystem's free space.
+// checkFree updates low from Space.
 func (r *Recorder) checkFree(now time.Time) {
-	if r.MinFree == 0 || now.Sub(r.lastFree) < freeEvery {
+	if r.Space == nil || now.Sub(r.lastFree) < freeEvery {
 		return
 	}
 	r.lastFree = now
-	free, err := r.free(r.Dir)
-	r.low.Store(err == nil && free < r.MinFree)
+	r.low.Store(r.Space.Low())
 }
 
 func (r *Recorder) init() {
@@ -124,24 +121,16 @@ const (
 	slotSize    = 320                    // largest G.711 payload kept (40 ms)
 	windowLen   = 4000                   // frames held in memory before they are final (0.5 s)
 	jitterDelay = 1600                   // frames (200 ms) a packet may arrive late and still be placed
-	activeDir   = ".active"              // markers of recordings in progress, for crash repair
 	headerEvery = time.Second            // header rewrite period
 	commitEvery = 250 * time.Millisecond // data older than the jitter delay goes to the file this often
 	freeEvery   = time.Second            // free-space check period while recording
 )
 
-// FreeBytes is the space available to unprivileged users on dir's filesystem.
-func FreeBytes(dir string) (uint64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, err
-	}
-	return st.Bavail * uint64(st.Bsize), nil
-}
-
-// Path is where a leg's recording of a call started at t goes.
-func Path(dir, callID, leg string, t time.Time) string {
-	return filepath.Join(dir, t.Format("2006"), t.Format("01"), t.Format("02"), safe(callID)+"-"+safe(leg)+".wav")
+// FileName is the file name of a leg's recording. The call id comes from
+// the network (a SIP Call-ID): whatever it holds, the name stays one file
+// name and cannot reach another directory.
+func FileName(callID, leg string) string {
+	return safe(callID) + "-" + safe(leg) + ".wav"
 }
 
 // safe keeps a network-supplied id (a SIP Call-ID) from naming another path.
@@ -223,19 +212,25 @@ type sideClock struct {
 // Start creates the recording of one leg of callID. It fails with ErrLowDisk
 // (counted in Skipped) when the disk is too full.
 func (r *Recorder) Start(callID, leg string, now time.Time) (*Call, error) {
-	path := Path(r.Dir, callID, leg, now)
+	name := FileName(callID, leg)
+	if r.Name != nil {
+		name = r.Name(callID, leg, now)
+	}
+	if !filepath.IsLocal(name) {
+		return nil, fmt.Errorf("recording %q: not a path under %s", name, r.Dir)
+	}
+	path := filepath.Join(r.Dir, name)
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("recording %s: %w", path, err)
 	}
-	if r.MinFree > 0 {
-		if free, err := r.free(r.Dir); err == nil {
-			// Fresher than the ticker's view: a recording started after
-			// space came back must not be stopped by a stale low flag.
-			r.low.Store(free < r.MinFree)
-			if free < r.MinFree {
-				r.Skipped.Add(1)
-				return nil, ErrLowDisk
-			}
+	if r.Space != nil {
+		// Fresher than the ticker's view: a recording started after space
+		// came back must not be stopped by a stale low flag.
+		low := r.Space.Low()
+		r.low.Store(low)
+		if low {
+			r.Skipped.Add(1)
+			return nil, ErrLowDisk
 		}
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
@@ -257,8 +252,8 @@ func (r *Recorder) Start(callID, leg string, now time.Time) (*Call, error) {
 	r.init()
 	c := &Call{rec: r, callID: callID, leg: leg, path: path, f: f, q: make(chan *slot, queueLen), done: make(chan struct{}), lastCommit: now, lastHeader: now}
 	rel, _ := filepath.Rel(r.Dir, path)
-	if err := os.MkdirAll(filepath.Join(r.Dir, activeDir), 0o750); err == nil {
-		c.marker = filepath.Join(r.Dir, activeDir, strings.ReplaceAll(rel, string(filepath.Separator), "_"))
+	if err := os.MkdirAll(filepath.Join(r.Dir, MarkerDir), 0o750); err == nil {
+		c.marker = filepath.Join(r.Dir, MarkerDir, strings.ReplaceAll(rel, string(filepath.Separator), "_"))
 		_ = os.WriteFile(c.marker, []byte(rel), 0o640)
 	}
 	r.mu.Lock()
@@ -533,29 +528,4 @@ func (c *Call) silence(b []byte) {
 	for i := range b {
 		b[i] = s
 	}
-}
-
-// RepairActive repairs every recording a crash left in progress under dir
-// and returns their paths.
-func RepairActive(dir string) ([]string, error) {
-	marks, err := os.ReadDir(filepath.Join(dir, activeDir))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var repaired []string
-	for _, m := range marks {
-		mp := filepath.Join(dir, activeDir, m.Name())
-		rel, err := os.ReadFile(mp)
-		if err == nil {
-			p := filepath.Join(dir, filepath.Clean("/" + string(rel))[1:])
-			if _, err := Repair(p); err == nil {
-				repaired = append(repaired, p)
-			}
-		}
-		os.Remove(mp)
-	}
-	return repaired, nil
 }

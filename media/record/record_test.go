@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,8 +34,8 @@ func TestStereoChannelsGapsAndLength(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if filepath.Dir(c.Path()) != filepath.Join(dir, start.Format("2006/01/02")) {
-		t.Fatalf("path %s escapes the day directory", c.Path())
+	if filepath.Dir(c.Path()) != dir {
+		t.Fatalf("path %s escapes the recordings directory", c.Path())
 	}
 	left := &rtptest.Tone{Freq: 440, PT: g711.PCMA}
 	right := &rtptest.Tone{Freq: 1000, PT: g711.PCMA}
@@ -111,13 +112,20 @@ func TestSilentSideAndCrashRepair(t *testing.T) {
 	c.Close()
 }
 
-func TestDiskGuard(t *testing.T) {
+// lowSpace is a disk whose free space the test sets.
+type lowSpace struct{ low atomic.Bool }
+
+func (s *lowSpace) Low() bool { return s.low.Load() }
+
+func TestSpaceGuardsStart(t *testing.T) {
 	dir := t.TempDir()
-	r := &Recorder{Dir: dir, MinFree: math.MaxUint64}
+	space := &lowSpace{}
+	space.low.Store(true)
+	r := &Recorder{Dir: dir, Space: space}
 	if _, err := r.Start("x", "1", time.Now()); !errors.Is(err, ErrLowDisk) || r.Skipped.Load() != 1 {
 		t.Fatalf("err %v skipped %d", err, r.Skipped.Load())
 	}
-	r.MinFree = 1
+	space.low.Store(false)
 	c, err := r.Start("x", "1", time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -125,30 +133,36 @@ func TestDiskGuard(t *testing.T) {
 	c.Close()
 }
 
-func TestJanitorDeletesOnlyOldRecordings(t *testing.T) {
+func TestNameOutsideDirRefused(t *testing.T) {
 	dir := t.TempDir()
-	r := &Recorder{Dir: dir}
-	now := time.Now()
-	old, _ := r.Start("old", "1", now.AddDate(-1, 0, -2))
-	old.Close()
-	os.Chtimes(old.Path(), now.AddDate(-1, 0, -2), now.AddDate(-1, 0, -2))
-	fresh, _ := r.Start("fresh", "1", now)
-	fresh.Close()
-	active, _ := r.Start("active", "1", now.AddDate(-1, 0, -2))
-	os.Chtimes(active.Path(), now.AddDate(-1, 0, -2), now.AddDate(-1, 0, -2))
-	deleted, err := Sweep(dir, 8760*time.Hour, now)
-	if err != nil || len(deleted) != 1 || deleted[0] != old.Path() {
-		t.Fatalf("deleted %v %v", deleted, err)
-	}
-	if _, err := os.Stat(filepath.Dir(old.Path())); err == nil && filepath.Dir(old.Path()) != filepath.Dir(active.Path()) {
-		t.Fatal("empty day directory kept")
-	}
-	for _, p := range []string{fresh.Path(), active.Path()} {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("%s deleted", p)
+	for _, name := range []string{"../x.wav", "/tmp/x.wav", ""} {
+		r := &Recorder{Dir: dir, Name: func(string, string, time.Time) string { return name }}
+		if c, err := r.Start("x", "1", time.Now()); err == nil {
+			c.Close()
+			t.Fatalf("name %q accepted: %s", name, c.Path())
 		}
 	}
-	active.Close()
+	r := &Recorder{Dir: dir, Name: func(id, leg string, at time.Time) string { return filepath.Join("a", "b", FileName(id, leg)) }}
+	c, err := r.Start("x", "1", time.Now())
+	if err != nil || c.Path() != filepath.Join(dir, "a", "b", "x-1.wav") {
+		t.Fatalf("named %v: %v", c, err)
+	}
+	c.Close()
+}
+
+func TestInProgress(t *testing.T) {
+	dir := t.TempDir()
+	r := &Recorder{Dir: dir}
+	done, _ := r.Start("done", "1", time.Now())
+	done.Close()
+	open, _ := r.Start("open", "1", time.Now())
+	if got := InProgress(dir); len(got) != 1 || !got[open.Path()] {
+		t.Fatalf("in progress: %v", got)
+	}
+	open.Close()
+	if got := InProgress(dir); len(got) != 0 {
+		t.Fatalf("in progress after close: %v", got)
+	}
 }
 
 // BenchmarkPush measures handing one packet to the recorder (the cost on

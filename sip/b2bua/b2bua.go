@@ -7,11 +7,11 @@
 package b2bua
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"callgate/sip/location"
+	"callgate/sip/sipnet"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -396,18 +397,9 @@ func (b *B2BUA) lookup(callID string) *call {
 	return b.legs[callID]
 }
 
+// trusted reports whether a request's source is one of the VPBX's.
 func (b *B2BUA) trusted(src string) bool {
-	ap, err := netip.ParseAddrPort(src)
-	if err != nil {
-		return false
-	}
-	ip := ap.Addr().Unmap()
-	for _, p := range b.cfg.Trusted {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
+	return sipnet.Networks(b.cfg.Trusted).ContainsSource(src)
 }
 
 // inDialog routes ACK, BYE, INFO, REFER and re-INVITE to the call owning
@@ -489,18 +481,10 @@ func (b *B2BUA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	b.runOutbound(req, tx, user)
 }
 
-// sendFrom sets the local address a UDP request leaves from.
+// sendFrom sets the local address a UDP request leaves from: local, or
+// the UDP listener. Without one the kernel picks.
 func (b *B2BUA) sendFrom(req *sip.Request, local string) {
-	if !strings.EqualFold(req.Transport(), "udp") {
-		return
-	}
-	if local == "" {
-		local = b.cfg.LocalUDP
-	}
-	host, port, err := sip.ParseAddr(local)
-	if err == nil {
-		req.Laddr = sip.Addr{IP: net.ParseIP(host), Port: port}
-	}
+	_ = sipnet.SendFrom(req, cmp.Or(local, b.cfg.LocalUDP))
 }
 
 func bg() context.Context { return context.Background() }

@@ -19,6 +19,7 @@
 package guard
 
 import (
+	"context"
 	"log/slog"
 	"net/netip"
 	"sort"
@@ -334,6 +335,21 @@ func (g *Guard) Sweep() {
 	g.lastSweep = time.Time{}
 	g.sweepLocked(g.now())
 	g.mu.Unlock()
+}
+
+// Run sweeps every interval until ctx ends, so that bans end (and their
+// end is logged) on time even when no request asks about them.
+func (g *Guard) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			g.Sweep()
+		}
+	}
 }
 
 // Active is the number of bans in force.

@@ -2,11 +2,14 @@ package guard
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -236,4 +239,48 @@ func TestQuietFailuresLogLimited(t *testing.T) {
 	if g.Admit(port(42000), "v99") != Drop {
 		t.Fatal("the unlogged failure did not ban its user name")
 	}
+}
+
+// Run ends expired bans by itself, logging each, with nobody asking.
+func TestRunEndsBansOnTime(t *testing.T) {
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	g := New(Config{MaxFailures: 1, MaxFailuresPerIP: 10, Window: time.Minute, BanTime: time.Minute,
+		Log: slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &buf}, nil))})
+	var now atomic.Int64
+	now.Store(time.Unix(1_700_000_000, 0).UnixNano())
+	g.now = func() time.Time { return time.Unix(0, now.Load()) }
+	g.Failure(attacker, "101", "wrong_password")
+	if g.active.Load() == 0 {
+		t.Fatal("no ban")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { g.Run(ctx, 10*time.Millisecond); close(done) }()
+	now.Add(int64(2 * time.Minute))
+	deadline := time.Now().Add(5 * time.Second)
+	for g.active.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the expired ban was not swept")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(buf.String(), `msg="sip source unbanned"`) {
+		t.Fatalf("unban not logged:\n%s", buf.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }

@@ -1,7 +1,9 @@
 // Package location is the registrar's binding table: which devices are
 // registered for each address of record (extension), where they can be
-// reached, and until when. It lives in memory and is persisted behind by
-// Flush, so registration throughput is not bounded by disk syncs.
+// reached, and until when. It lives in memory and is written behind to a
+// store in batches (Persister), so registration throughput is not bounded
+// by disk syncs; Keepalive pings the devices with OPTIONS so that those
+// behind NAT stay reachable.
 package location
 
 import (

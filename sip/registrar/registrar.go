@@ -19,6 +19,7 @@ import (
 	"callgate/sip/guard"
 	"callgate/sip/location"
 	"callgate/sip/sanity"
+	"callgate/sip/sipnet"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -73,13 +74,7 @@ func (r *Registrar) Location() *location.Table { return r.loc }
 
 // Allowed reports whether phones may register from ip.
 func (r *Registrar) Allowed(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	for _, p := range r.cfg.AllowNetworks {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
+	return sipnet.Networks(r.cfg.AllowNetworks).Contains(ip)
 }
 
 // Source describes where a request came from and on which of our listeners.

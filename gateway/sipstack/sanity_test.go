@@ -1,4 +1,4 @@
-package gateway
+package sipstack
 
 import (
 	"io"
@@ -12,7 +12,7 @@ import (
 )
 
 func TestGuardFilter(t *testing.T) {
-	s := &sipStack{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := &Stack{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	calls := 0
 	f := s.guardFilter(func(info sip.TransportReadProps, data []byte) ([]byte, error) {
 		calls++
@@ -38,7 +38,7 @@ func TestGuardFilter(t *testing.T) {
 }
 
 func TestGuardHandler(t *testing.T) {
-	s := &sipStack{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := &Stack{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	raw := "INFO sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5060;branch=z9hG4bK-1\r\nMax-Forwards: 70\r\n" +
 		"From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: g1\r\nCSeq: 1 INFO\r\nContent-Length: 0\r\n\r\n"
 	serve := func(raw string, h func(*sip.Request, sip.ServerTransaction)) []*sip.Response {

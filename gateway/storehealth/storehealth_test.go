@@ -1,4 +1,4 @@
-package gateway
+package storehealth
 
 import (
 	"context"
@@ -16,7 +16,6 @@ import (
 	"callgate/crm/outbox"
 	"callgate/gateway/api"
 	"callgate/gateway/calls"
-	"callgate/gateway/config"
 	"callgate/gateway/store"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -102,7 +101,7 @@ func TestFullDataDiskWritesWaitAreReportedAndLand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &Gateway{cfg: &config.Config{DataDir: dir}, calls: &callModel{saver: saver}, crm: []*crmLink{{box: box}}}
+	h := &Health{Dir: dir, Sources: func() []Source { return []Source{CallRecords(saver), Outbox(box)} }}
 	in := make(chan calls.Record, 4)
 	saved := make(chan struct{})
 	go func() { saver.Run(in); close(saved) }()
@@ -112,8 +111,8 @@ func TestFullDataDiskWritesWaitAreReportedAndLand(t *testing.T) {
 	defer func() { close(in); <-saved; cancel(); <-boxDone }()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(g.storeMetrics()...)
-	srv := (&api.Server{Tokens: api.NewTokens([]string{"admin-token-for-tests"}), Ready: []api.Check{g.storeWritesCheck()}}).Handler()
+	reg.MustRegister(h.Collectors()...)
+	srv := (&api.Server{Tokens: api.NewTokens([]string{"admin-token-for-tests"}), Ready: []api.Check{{Name: "store_writes", Fn: h.Ready}}}).Handler()
 	readyz := func() (int, string) {
 		req := httptest.NewRequest("GET", "/readyz", nil)
 		req.Header.Set("Authorization", "Bearer admin-token-for-tests")
@@ -131,7 +130,7 @@ func TestFullDataDiskWritesWaitAreReportedAndLand(t *testing.T) {
 	if err := box.Put(outbox.Item{Key: "after-full-1-ended", Call: "after-full", Kind: "ended", Body: []byte(`{}`)}); err != nil {
 		t.Fatalf("outbox put on a full disk: %v", err)
 	}
-	waitUntil(t, "write errors", func() bool { return g.writes().Errors >= 2 })
+	waitUntil(t, "write errors", func() bool { return h.Writes().Errors >= 2 })
 	code, body := readyz()
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "store_writes") || !strings.Contains(body, "2 writes wait in memory") ||
 		!strings.Contains(body, "no space left") {
@@ -144,7 +143,7 @@ func TestFullDataDiskWritesWaitAreReportedAndLand(t *testing.T) {
 		t.Fatalf("write errors %v", v)
 	}
 	var view map[string]any
-	b, _ := json.Marshal(g.storeView())
+	b, _ := json.Marshal(h.View())
 	_ = json.Unmarshal(b, &view)
 	if view["pending_writes"] != float64(2) || view["dir"] != dir || view["free_bytes"].(float64) <= 0 {
 		t.Fatalf("admin view %s", b)
@@ -154,7 +153,7 @@ func TestFullDataDiskWritesWaitAreReportedAndLand(t *testing.T) {
 	}
 
 	fs.full.Store(false) // space freed
-	waitUntil(t, "writes to land", func() bool { return g.writes().Pending == 0 })
+	waitUntil(t, "writes to land", func() bool { return h.Writes().Pending == 0 })
 	if r, err := cs.Get("after-full"); err != nil || r.Result != "answered" {
 		t.Fatalf("record after space returned: %+v %v", r, err)
 	}
@@ -166,5 +165,26 @@ func TestFullDataDiskWritesWaitAreReportedAndLand(t *testing.T) {
 	}
 	if v := metricValue(t, reg, "callgate_store_lost_writes_total"); v != 0 {
 		t.Fatalf("lost %v", v)
+	}
+}
+
+// The sum names the error of a writer still waiting, not one overcome.
+func TestWritesSum(t *testing.T) {
+	fixed := func(w Writes) Source { return func() Writes { return w } }
+	h := &Health{Sources: func() []Source {
+		return []Source{
+			fixed(Writes{Errors: 3, LastError: "recovered"}),
+			fixed(Writes{Pending: 2, Errors: 1, Lost: 1, LastError: "no space left on device"}),
+			fixed(Writes{Pending: 1, LastError: "later"}),
+		}
+	}}
+	if got := h.Writes(); got != (Writes{Pending: 3, Errors: 4, Lost: 1, LastError: "no space left on device"}) {
+		t.Fatalf("sum %+v", got)
+	}
+	if err := h.Ready(); err == nil || !strings.Contains(err.Error(), "3 writes wait") {
+		t.Fatalf("ready: %v", err)
+	}
+	if err := (&Health{}).Ready(); err != nil {
+		t.Fatalf("no writers: %v", err)
 	}
 }

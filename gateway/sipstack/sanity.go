@@ -1,4 +1,4 @@
-package gateway
+package sipstack
 
 import (
 	"fmt"
@@ -13,25 +13,16 @@ import (
 // guardHandler puts sanity.Guard in front of h, counting its panics.
 // It runs after admit's network check, so a stranger's malformed packet is
 // still dropped without a word.
-func (s *sipStack) guardHandler(h sipgo.RequestHandler) sipgo.RequestHandler {
+func (s *Stack) guardHandler(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return sanity.Guard(h, s.log, func(r any, attrs ...any) {
 		s.panics.Add(1)
 		sanity.LogPanic(s.log, r, attrs...)
 	})
 }
 
-// panics returns the number of panics recovered in SIP handlers and
-// calls; it holds on to the SIP stack, which closeAll forgets.
-func (g *Gateway) panics() func() float64 {
-	s, b := g.sip, g.b2b
-	return func() float64 {
-		n := b.Panics()
-		if s != nil {
-			n += s.panics.Load()
-		}
-		return float64(n)
-	}
-}
+// Panics is the number of panics recovered in SIP handlers and in the
+// read filter.
+func (s *Stack) Panics() uint64 { return s.panics.Load() }
 
 // guardFilter puts two things in front of a transport read filter (the
 // registrar's UDP fast path runs there, on sipgo's reader goroutine): a
@@ -39,7 +30,7 @@ func (g *Gateway) panics() func() float64 {
 // each at error level with its whole content), and a panic in f drops the
 // datagram and is logged and counted instead of ending the process. TCP
 // reads are chunks of a stream, not messages: they pass unchecked.
-func (s *sipStack) guardFilter(f sip.TransportReadFilter) sip.TransportReadFilter {
+func (s *Stack) guardFilter(f sip.TransportReadFilter) sip.TransportReadFilter {
 	return func(info sip.TransportReadProps, data []byte) (out []byte, err error) {
 		if strings.EqualFold(info.Transport, "udp") && !sanity.Datagram(data) {
 			return nil, nil

@@ -1,27 +1,31 @@
-package record
+package recordings
 
 import (
+	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	"callgate/media/record"
 )
 
-// Sweep deletes recordings older than retention under dir (by modification
+// janitorEvery is how often the janitor looks for recordings past
+// retention: the retention is counted in days, an hour late is nothing.
+const janitorEvery = time.Hour
+
+// Sweep deletes recordings older than the retention (by modification
 // time, i.e. when the call ended), skipping recordings in progress, and
 // removes day/month/year directories left empty. It returns the paths
 // deleted.
-func Sweep(dir string, retention time.Duration, now time.Time) ([]string, error) {
-	active := map[string]bool{}
-	if marks, err := os.ReadDir(filepath.Join(dir, activeDir)); err == nil {
-		for _, m := range marks {
-			if rel, err := os.ReadFile(filepath.Join(dir, activeDir, m.Name())); err == nil {
-				active[filepath.Join(dir, string(rel))] = true
-			}
-		}
-	}
+func (l *Library) Sweep(now time.Time) ([]string, error) {
+	return sweep(l.cfg.Dir, l.cfg.Retention, now)
+}
+
+func sweep(dir string, retention time.Duration, now time.Time) ([]string, error) {
+	active := record.InProgress(dir)
 	cutoff := now.Add(-retention)
 	var deleted, dirs []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -29,7 +33,7 @@ func Sweep(dir string, retention time.Duration, now time.Time) ([]string, error)
 			return nil // a vanished file is not a reason to stop
 		}
 		if d.IsDir() {
-			if d.Name() == activeDir {
+			if d.Name() == record.MarkerDir {
 				return filepath.SkipDir
 			}
 			if p != dir {
@@ -55,4 +59,21 @@ func Sweep(dir string, retention time.Duration, now time.Time) ([]string, error)
 		_ = os.Remove(d) // fails, harmlessly, unless empty
 	}
 	return deleted, err
+}
+
+// RunJanitor deletes recordings past retention at once and then hourly,
+// until ctx ends.
+func (l *Library) RunJanitor(ctx context.Context) {
+	for {
+		if deleted, err := l.Sweep(time.Now()); err != nil {
+			l.log.Warn("recording janitor", "error", err)
+		} else if len(deleted) > 0 {
+			l.log.Info("old recordings deleted", "count", len(deleted))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(janitorEvery):
+		}
+	}
 }

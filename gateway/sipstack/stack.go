@@ -1,4 +1,9 @@
-package gateway
+// Package sipstack is callgate's SIP transport: it binds the SIP sockets,
+// runs sipgo's server and client on them, and puts the admission rules in
+// front of every request (phones' networks, the VPBX's trusted sources,
+// bans and scanners, sanity checks). The parts that speak SIP (registrar,
+// B2BUA, trunk, keepalive) send and receive through it.
+package sipstack
 
 import (
 	"context"
@@ -7,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,14 +19,15 @@ import (
 	"callgate/sip/connlimit"
 	"callgate/sip/location"
 	"callgate/sip/registrar"
+	"callgate/sip/sipnet"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 )
 
-// sipStack owns the SIP sockets, sipgo's user agent, server and client, and
+// Stack owns the SIP sockets, sipgo's user agent, server and client, and
 // the admission rules that apply to every request.
-type sipStack struct {
+type Stack struct {
 	log       *slog.Logger
 	ua        *sipgo.UserAgent
 	srv       *sipgo.Server
@@ -33,8 +38,8 @@ type sipStack struct {
 	listens   []config.ListenAddr
 	locals    map[string]netip.AddrPort // transport -> first listener
 	advertise string                    // IP written into Via/Contact
-	phones    []netip.Prefix
-	upstream  []netip.Prefix
+	phones    sipnet.Networks
+	upstream  sipnet.Networks
 	up        chan struct{} // closed once every listener serves
 
 	// screen reports requests to drop unanswered (banned source, scanner).
@@ -43,8 +48,11 @@ type sipStack struct {
 	panics atomic.Uint64
 }
 
-func newSIPStack(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger) (*sipStack, error) {
-	s := &sipStack{log: log, udp: map[string]net.PacketConn{}, locals: map[string]netip.AddrPort{}, up: make(chan struct{}), screen: reg.Screen}
+// New binds every SIP socket of the configuration (failing at once if a
+// port is taken) and sets up sipgo on them, with REGISTER going to reg;
+// nothing is served until Serve.
+func New(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger) (*Stack, error) {
+	s := &Stack{log: log, udp: map[string]net.PacketConn{}, locals: map[string]netip.AddrPort{}, up: make(chan struct{}), screen: reg.Screen}
 	for _, c := range cfg.SIP.AllowNetworks {
 		s.phones = append(s.phones, netip.MustParsePrefix(c))
 	}
@@ -55,7 +63,7 @@ func newSIPStack(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger)
 		la, _ := config.ParseListen(l) // validated
 		s.listens = append(s.listens, la)
 	}
-	s.conns = newSIPConnLimiter(cfg, log)
+	s.conns = newConnLimiter(cfg, log)
 	// Bind every socket first so that a busy port fails start-up at once.
 	for _, la := range s.listens {
 		switch la.Transport {
@@ -92,14 +100,14 @@ func newSIPStack(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger)
 	)
 	if err != nil {
 		s.closeSockets()
-		return nil, err
+		return nil, fmt.Errorf("sip user agent: %w", err)
 	}
 	s.ua = ua
 	sipLog := log.With("component", "sipgo")
 	s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sipLog))
 	if err != nil {
 		s.closeSockets()
-		return nil, err
+		return nil, fmt.Errorf("sip server: %w", err)
 	}
 	port := 5060
 	if p, ok := s.locals["udp"]; ok {
@@ -110,13 +118,13 @@ func newSIPStack(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger)
 	s.client, err = sipgo.NewClient(ua, sipgo.WithClientHostname(s.advertise), sipgo.WithClientPort(port), sipgo.WithClientLogger(sipLog))
 	if err != nil {
 		s.closeSockets()
-		return nil, err
+		return nil, fmt.Errorf("sip client: %w", err)
 	}
-	s.srv.OnRegister(s.admit(false, reg.Handler(s.locals)))
-	s.srv.OnOptions(s.admit(true, func(req *sip.Request, tx sip.ServerTransaction) {
+	s.srv.OnRegister(s.Admit(false, reg.Handler(s.locals)))
+	s.srv.OnOptions(s.Admit(true, func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
 	}))
-	s.srv.OnNoRoute(s.admit(true, func(req *sip.Request, tx sip.ServerTransaction) {
+	s.srv.OnNoRoute(s.Admit(true, func(req *sip.Request, tx sip.ServerTransaction) {
 		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
 		res.AppendHeader(sip.NewHeader("Allow", "REGISTER, OPTIONS"))
 		_ = tx.Respond(res)
@@ -147,21 +155,20 @@ func advertiseAddr(cfg *config.Config, listens []config.ListenAddr) string {
 	return "127.0.0.1"
 }
 
-// admit wraps a handler so that only phones' networks (and, when upstream
+// Admit wraps a handler so that only phones' networks (and, when upstream
 // is true, the VPBX's trusted sources) get an answer; anything else is
 // dropped without a word, as a scanner deserves. Banned IP:port sources and
 // scanner user agents get no answer from anyone.
-func (s *sipStack) admit(upstream bool, h sipgo.RequestHandler) sipgo.RequestHandler {
+func (s *Stack) Admit(upstream bool, h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		src, err := netip.ParseAddrPort(req.Source())
 		if err != nil {
 			return
 		}
-		ip := src.Addr().Unmap()
 		if s.screen != nil && s.screen(req, src) {
 			return
 		}
-		if contains(s.phones, ip) || (upstream && contains(s.upstream, ip)) {
+		if ip := src.Addr(); s.phones.Contains(ip) || (upstream && s.upstream.Contains(ip)) {
 			s.guardHandler(h)(req, tx)
 			return
 		}
@@ -169,17 +176,8 @@ func (s *sipStack) admit(upstream bool, h sipgo.RequestHandler) sipgo.RequestHan
 	}
 }
 
-func contains(list []netip.Prefix, ip netip.Addr) bool {
-	for _, p := range list {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
-
-// serve starts every listener and returns once sipgo holds them all.
-func (s *sipStack) serve() error {
+// Serve starts every listener and returns once sipgo holds them all.
+func (s *Stack) Serve() error {
 	for _, pc := range s.udp {
 		go s.srv.ServeUDP(pc)
 	}
@@ -209,7 +207,8 @@ func waitPool(ua *sipgo.UserAgent, network, addr string) error {
 	return fmt.Errorf("sip listener %s %s did not start", network, addr)
 }
 
-func (s *sipStack) listening() bool {
+// Listening reports whether every listener serves.
+func (s *Stack) Listening() bool {
 	select {
 	case <-s.up:
 		return true
@@ -218,7 +217,7 @@ func (s *sipStack) listening() bool {
 	}
 }
 
-func (s *sipStack) closeSockets() {
+func (s *Stack) closeSockets() {
 	for _, pc := range s.udp {
 		pc.Close()
 	}
@@ -227,7 +226,8 @@ func (s *sipStack) closeSockets() {
 	}
 }
 
-func (s *sipStack) close() {
+// Close stops the listeners and closes every socket and connection.
+func (s *Stack) Close() {
 	s.conns.Stop()
 	s.closeSockets()
 	if s.ua != nil {
@@ -235,36 +235,32 @@ func (s *sipStack) close() {
 	}
 }
 
-// send sends a request and waits for its final response. Over UDP it goes
+// Send sends a request and waits for its final response. Over UDP it goes
 // out from our listening socket (local, or the first UDP listener), so that
 // NAT bindings and the peers' idea of our address stay right; over TCP an
 // existing connection to the destination is reused.
-func (s *sipStack) send(ctx context.Context, req *sip.Request, local string) (*sip.Response, error) {
-	if strings.EqualFold(req.Transport(), "udp") {
-		if local == "" {
-			local = s.locals["udp"].String()
-		}
-		host, port, err := sip.ParseAddr(local)
-		if err != nil {
-			return nil, err
-		}
-		req.Laddr = sip.Addr{IP: net.ParseIP(host), Port: port}
+func (s *Stack) Send(ctx context.Context, req *sip.Request, local string) (*sip.Response, error) {
+	if local == "" {
+		local = s.locals["udp"].String()
+	}
+	if err := sipnet.SendFrom(req, local); err != nil {
+		return nil, err
 	}
 	return s.client.Do(ctx, req)
 }
 
-// contactHostPort is our address for Contact headers on a transport.
-func (s *sipStack) contactHostPort(transport string) string {
+// ContactHostPort is our address for Contact headers on a transport.
+func (s *Stack) ContactHostPort(transport string) string {
 	p := s.locals[transport]
 	return net.JoinHostPort(s.advertise, fmt.Sprint(p.Port()))
 }
 
-// transportContacts are callgate's Contacts for transports other than
+// TransportContacts are callgate's Contacts for transports other than
 // UDP, each naming its own listener with the transport parameter.
-func (s *sipStack) transportContacts() map[string]sip.ContactHeader {
+func (s *Stack) TransportContacts() map[string]sip.ContactHeader {
 	out := map[string]sip.ContactHeader{}
 	if _, ok := s.locals["tcp"]; ok {
-		host, port, _ := sip.ParseAddr(s.contactHostPort("tcp"))
+		host, port, _ := sip.ParseAddr(s.ContactHostPort("tcp"))
 		params := sip.NewParams()
 		params.Add("transport", "tcp")
 		out["tcp"] = sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "callgate", Host: host, Port: port, UriParams: params}}
@@ -272,46 +268,41 @@ func (s *sipStack) transportContacts() map[string]sip.ContactHeader {
 	return out
 }
 
-// keepalive sends OPTIONS to every registered device at the address it
-// registered from, concurrently but bounded, and reports how many answered.
-func (s *sipStack) keepalive(ctx context.Context, bindings []location.Binding, timeout time.Duration) (ok int) {
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for _, b := range bindings {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return ok
-		}
-		wg.Add(1)
-		go func(b location.Binding) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			var uri sip.Uri
-			if err := sip.ParseUri(b.Contact, &uri); err != nil {
-				return
-			}
-			req := sip.NewRequest(sip.OPTIONS, uri)
-			req.SetTransport(strings.ToUpper(b.Transport))
-			req.SetDestination(b.Source)
-			req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: b.AOR, Host: uri.Host}})
-			req.AppendHeader(sip.NewHeader("Content-Length", "0"))
-			tctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			res, err := s.send(tctx, req, b.Local)
-			if err != nil {
-				s.log.Debug("keepalive unanswered", "aor", b.AOR, "source", b.Source, "error", err)
-				return
-			}
-			if res.StatusCode < 500 { // any answer means the device is there
-				mu.Lock()
-				ok++
-				mu.Unlock()
-			}
-		}(b)
+// SendOptions implements location.OptionsSender: an OPTIONS to a
+// registered device at the address it registered from, over its
+// transport and from the listener it registered on.
+func (s *Stack) SendOptions(ctx context.Context, b location.Binding) (int, error) {
+	var uri sip.Uri
+	if err := sip.ParseUri(b.Contact, &uri); err != nil {
+		return 0, fmt.Errorf("contact %q: %w", b.Contact, err)
 	}
-	wg.Wait()
-	return ok
+	req := sip.NewRequest(sip.OPTIONS, uri)
+	req.SetTransport(strings.ToUpper(b.Transport))
+	req.SetDestination(b.Source)
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: b.AOR, Host: uri.Host}})
+	req.AppendHeader(sip.NewHeader("Content-Length", "0"))
+	res, err := s.Send(ctx, req, b.Local)
+	if err != nil {
+		return 0, err
+	}
+	return res.StatusCode, nil
 }
+
+// Server is sipgo's server, for the B2BUA to install its handlers on
+// (wrapped by Admit).
+func (s *Stack) Server() *sipgo.Server { return s.srv }
+
+// Client is sipgo's client, bound to the stack's sockets.
+func (s *Stack) Client() *sipgo.Client { return s.client }
+
+// Advertise is the IP written into Via and Contact.
+func (s *Stack) Advertise() string { return s.advertise }
+
+// Local is the first listener of a transport ("udp", "tcp").
+func (s *Stack) Local(transport string) (netip.AddrPort, bool) {
+	a, ok := s.locals[transport]
+	return a, ok
+}
+
+// Trusted are the VPBX's source networks (upstream.trusted_sources).
+func (s *Stack) Trusted() []netip.Prefix { return s.upstream }

@@ -1,0 +1,98 @@
+package recordings
+
+import (
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"callgate/media/record"
+)
+
+// DiskGuard keeps recordings from filling the disk: it reports the disk
+// low once free space is below MinFree, and the recorder then starts no
+// recording and stops those in progress (the calls go on).
+type DiskGuard struct {
+	Dir     string // the recordings directory
+	MinFree uint64 // bytes; 0 disables the guard
+	// free is record.FreeBytes; tests replace it.
+	free func(dir string) (uint64, error)
+}
+
+// Low implements record.Space. A disk whose free space cannot be read
+// is not low: a failing statfs must not silence every recording.
+func (g *DiskGuard) Low() bool {
+	if g.MinFree == 0 {
+		return false
+	}
+	free, err := g.freeBytes(g.Dir)
+	return err == nil && free < g.MinFree
+}
+
+func (g *DiskGuard) freeBytes(dir string) (uint64, error) {
+	if g.free != nil {
+		return g.free(dir)
+	}
+	return record.FreeBytes(dir)
+}
+
+// FreeBytes is the free space of the filesystem the recordings are (or,
+// before the first one, will be) on: that of the nearest directory that
+// exists. 0 if none can be read.
+func (g *DiskGuard) FreeBytes() uint64 {
+	for p := g.Dir; ; p = filepath.Dir(p) {
+		if free, err := g.freeBytes(p); err == nil || p == filepath.Dir(p) {
+			return free
+		}
+	}
+}
+
+// Usage is the recordings' part of the admin page.
+type Usage struct {
+	Enabled   bool   `json:"enabled"`       // recording.enabled
+	Dir       string `json:"dir,omitempty"` // recording.dir
+	Files     int    `json:"files"`         // recordings kept
+	Bytes     int64  `json:"bytes"`         // their size
+	FreeBytes uint64 `json:"free_bytes"`    // free space of their filesystem
+}
+
+// usageEvery is how often Usage walks the recordings: a year of calls is
+// many files, and the admin page is reloaded often.
+const usageEvery = time.Minute
+
+type usageCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	last Usage
+}
+
+// Usage counts the recordings and their bytes (at most once a minute) and
+// reads the free space (every time: a disk filling up is what it is
+// watched for). With recording disabled it is the zero Usage.
+func (l *Library) Usage() Usage {
+	if !l.cfg.Enabled {
+		return Usage{}
+	}
+	c := &l.usage
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) < usageEvery {
+		c.last.FreeBytes = l.guard.FreeBytes()
+		return c.last
+	}
+	u := Usage{Enabled: true, Dir: l.cfg.Dir}
+	_ = filepath.WalkDir(l.cfg.Dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || !strings.HasSuffix(e.Name(), ".wav") {
+			return nil
+		}
+		if info, err := e.Info(); err == nil {
+			u.Files++
+			u.Bytes += info.Size()
+		}
+		return nil
+	})
+	u.FreeBytes = l.guard.FreeBytes()
+	c.at, c.last = time.Now(), u
+	return u
+}

@@ -1,0 +1,41 @@
+package recordings
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// ErrUnknown means a name that cannot be a recording of this library.
+var ErrUnknown = errors.New("no such recording")
+
+// File is a recording opened for playback.
+type File struct {
+	io.ReadSeekCloser
+	Name    string    // file name offered to whoever downloads it
+	Type    string    // Content-Type
+	Size    int64     // bytes
+	ModTime time.Time // when the recording was last written (Last-Modified)
+}
+
+// Open opens a recording by the name its call record keeps. A recording
+// deleted by the janitor, or never written, is an error wrapping
+// fs.ErrNotExist; a name outside the library is ErrUnknown.
+func (l *Library) Open(name string) (*File, error) {
+	if !filepath.IsLocal(name) {
+		return nil, fmt.Errorf("recording %q: %w", name, ErrUnknown)
+	}
+	f, err := os.Open(filepath.Join(l.cfg.Dir, name))
+	if err != nil {
+		return nil, fmt.Errorf("open recording: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open recording: %w", err)
+	}
+	return &File{ReadSeekCloser: f, Name: filepath.Base(name), Type: "audio/wav", Size: st.Size(), ModTime: st.ModTime()}, nil
+}
