@@ -91,9 +91,7 @@ func (g *Gateway) adminStatus() any {
 	if g.trunk != nil {
 		v.Upstream = g.trunk.Statuses()
 	}
-	for _, l := range g.crm {
-		v.CRM[l.conn.Name()] = l.box.Status()
-	}
+	v.CRM, _, _ = g.crm.Status("", false)
 	if g.cfg.Recording.Enabled {
 		v.Recordings = g.disk.get(g.cfg.Recording.Dir)
 	}

@@ -14,9 +14,12 @@ import (
 	"sync"
 	"time"
 
+	"callgate/crm/outbox"
 	"callgate/gateway/api"
+	"callgate/gateway/callmodel"
 	"callgate/gateway/calls"
 	"callgate/gateway/config"
+	"callgate/gateway/crmlink"
 	"callgate/gateway/directory"
 	"callgate/gateway/routing"
 	"callgate/gateway/store"
@@ -52,13 +55,14 @@ type Gateway struct {
 	relay    *relay.Relay
 	recorder *record.Recorder
 	b2b      *b2bua.B2BUA
-	calls    *callModel
+	calls    *callmodel.Model
+	saver    *calls.Writer // the call model's records waiting for the database
 	httpL    net.Listener
 	// live events for /api/v1/events
 	feed        *api.Feed
-	links       *api.Recordings // signed recording links
-	crm         []*crmLink
-	crmWG       sync.WaitGroup    // everything runCRM starts
+	links       *api.Recordings // signed recording links; nil without HTTP
+	crm         *crmlink.Link
+	outboxes    []*outbox.Outbox  // the CRMs' operations waiting for delivery
 	track       *tracking.Tracker // dynamic call tracking; nil without Mango's API
 	disk        diskUsage         // recordings' disk use for the admin page
 	feedCh      <-chan calls.Event
@@ -127,6 +131,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	if err := g.newMedia(); err != nil {
 		return nil, err
 	}
+	g.saver = g.calls.Writer()
 	g.sip.conns.SetLive(g.liveSIPPeers)
 	g.prom = g.metrics()
 	if cfg.HTTP.Listen != "" {
@@ -134,12 +139,16 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("listen http %s: %w", cfg.HTTP.Listen, err)
 		}
-		if err := g.newAPI(); err != nil {
-			g.httpL.Close()
+		if err := g.newRecordingLinks(); err != nil {
 			return nil, err
 		}
-		if err := g.newCRM(); err != nil {
-			g.httpL.Close()
+	}
+	// The CRMs do not depend on the HTTP API; the API shows their state.
+	if err := g.newCRM(); err != nil {
+		return nil, err
+	}
+	if g.httpL != nil {
+		if err := g.newAPI(); err != nil {
 			return nil, err
 		}
 	}
@@ -182,9 +191,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
+	g.crm.Start(bg)
 	if g.http != nil {
 		go g.feed.Run(bg, g.feedCh)
-		g.runCRM(bg)
 		go func() {
 			var err error
 			if g.cfg.HTTP.TLSCert != "" {
@@ -226,8 +235,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	stopBG()
 	wg.Wait()
 	g.relay.Close()
-	g.calls.close()
-	g.stopCRM()
+	g.calls.Close()
+	g.crm.Stop()
 	if err := g.flush(); err != nil {
 		g.log.Error("final flush of registrations failed", "error", err)
 	}

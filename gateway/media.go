@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"callgate/gateway/config"
@@ -44,7 +43,7 @@ func (g *Gateway) newMedia() error {
 		g.track = tracking.NewTracker(api.Visitor, m.Budget.D())
 	}
 	g.calls = newCallModel(g)
-	if ids, err := g.calls.store.MarkInterrupted(time.Now()); err != nil {
+	if ids, err := g.calls.Store().MarkInterrupted(time.Now()); err != nil {
 		// A full disk must not keep callgate down: the records stay open
 		// until a later start can write them.
 		g.log.Error("closing calls interrupted by a stop failed; retried at the next start", "error", err)
@@ -108,4 +107,3 @@ func (g *Gateway) janitorLoop(ctx context.Context) {
 		}
 	}
 }
-func itoa(i int) string { return strconv.Itoa(i) }

@@ -21,18 +21,15 @@ type writesStatus struct {
 
 func (g *Gateway) writes() writesStatus {
 	var s writesStatus
-	if g.calls != nil && g.calls.saver != nil {
-		c := g.calls.saver.Status()
+	if g.saver != nil {
+		c := g.saver.Status()
 		s.Pending, s.Errors, s.Lost = c.Pending, c.Errors, c.Lost
 		if c.Pending > 0 {
 			s.LastError = c.LastError
 		}
 	}
-	for _, l := range g.crm {
-		if l.box == nil {
-			continue
-		}
-		b := l.box.Status()
+	for _, box := range g.outboxes {
+		b := box.Status()
 		s.Pending += b.Unsaved
 		s.Errors += b.WriteErrors
 		s.Lost += b.Lost

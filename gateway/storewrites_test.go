@@ -102,7 +102,7 @@ func TestFullDataDiskWritesWaitAreReportedAndLand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &Gateway{cfg: &config.Config{DataDir: dir}, calls: &callModel{saver: saver}, crm: []*crmLink{{box: box}}}
+	g := &Gateway{cfg: &config.Config{DataDir: dir}, saver: saver, outboxes: []*outbox.Outbox{box}}
 	in := make(chan calls.Record, 4)
 	saved := make(chan struct{})
 	go func() { saver.Run(in); close(saved) }()

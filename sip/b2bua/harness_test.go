@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"callgate/media/relay"
 	"callgate/sip/location"
 
 	"github.com/emiago/sipgo"
@@ -69,10 +70,12 @@ type fakeSession struct {
 	closed bool
 }
 
-func (s *fakeSession) Port(side int) int                         { return 20000 + 2*side }
-func (s *fakeSession) SetRemote(side int, addr netip.AddrPort)   {}
-func (s *fakeSession) Ringback(side int, pt uint8) (stop func()) { return func() {} }
-func (s *fakeSession) Park(side int)                             {}
+func (s *fakeSession) Port(side relay.Side) int                         { return 20000 + 2*int(side) }
+func (s *fakeSession) SetRemote(side relay.Side, addr netip.AddrPort)   {}
+func (s *fakeSession) Ringback(side relay.Side, pt uint8) (stop func()) { return func() {} }
+func (s *fakeSession) Park(side relay.Side)                             {}
+func (s *fakeSession) SetTap(relay.Tap)                                 {}
+func (s *fakeSession) Stats(relay.Side) relay.Stats                     { return relay.Stats{} }
 func (s *fakeSession) Close() {
 	s.mu.Lock()
 	s.closed = true

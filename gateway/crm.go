@@ -1,0 +1,24 @@
+package gateway
+
+import (
+	"callgate/gateway/crmlink"
+)
+
+// newCRM builds the CRM link over the call model's records and events and
+// gives the router its smart routing. It does not need the HTTP API:
+// without it the CRMs get calls without recording links, and RetailCRM's
+// click-to-call has nowhere to call.
+func (g *Gateway) newCRM() error {
+	link, err := crmlink.New(g.cfg, crmlink.Deps{Store: g.store, Calls: g.calls.Store(), Events: g.calls.Bus(), Directory: g.dir,
+		Tracker: g.track, Links: g.links, Metrics: g.prom, Log: g.log})
+	if err != nil {
+		return err
+	}
+	g.crm = link
+	g.outboxes = link.Outboxes()
+	if who, first := link.SmartRouting(); who != nil {
+		g.router.Responsible = who
+		g.router.ResponsibleTimeout = first
+	}
+	return nil
+}
