@@ -46,9 +46,7 @@ func (g *Gateway) adminStatus() any {
 	if g.trunk != nil {
 		v.Upstream = g.trunk.Statuses()
 	}
-	for _, l := range g.crm {
-		v.CRM[l.conn.Name()] = l.box.Status()
-	}
+	v.CRM, _, _ = g.crm.Status("", false)
 	v.Recordings = g.recs.Usage()
 	v.Store = g.health.View()
 	if v.Bans == nil {

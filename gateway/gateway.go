@@ -14,9 +14,12 @@ import (
 	"sync"
 	"time"
 
+	"callgate/crm/outbox"
 	"callgate/gateway/api"
+	"callgate/gateway/callmodel"
 	"callgate/gateway/calls"
 	"callgate/gateway/config"
+	"callgate/gateway/crmlink"
 	"callgate/gateway/directory"
 	"callgate/gateway/recordings"
 	"callgate/gateway/routing"
@@ -55,13 +58,14 @@ type Gateway struct {
 	recs     *recordings.Library
 	recorder *record.Recorder // recs' writer, for the call model
 	b2b      *b2bua.B2BUA
-	calls    *callModel
+	calls    *callmodel.Model
+	saver    *calls.Writer // the call model's records waiting for the database
 	httpL    net.Listener
 	// live events for /api/v1/events
 	feed        *api.Feed
-	links       *recordings.Links // signed recording links
-	crm         []*crmLink
-	crmWG       sync.WaitGroup    // everything runCRM starts
+	links       *recordings.Links // signed recording links; nil without HTTP
+	crm         *crmlink.Link
+	outboxes    []*outbox.Outbox  // the CRMs' operations waiting for delivery
 	track       *tracking.Tracker // dynamic call tracking; nil without Mango's API
 	feedCh      <-chan calls.Event
 	stopStreams context.CancelFunc
@@ -133,6 +137,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	if err := g.newMedia(); err != nil {
 		return nil, err
 	}
+	g.saver = g.calls.Writer()
 	g.sip.KeepOpen(loc, func(a netip.AddrPort) bool { return g.b2b != nil && g.b2b.PeerAt(a) })
 	g.prom = g.metrics()
 	if cfg.HTTP.Listen != "" {
@@ -140,12 +145,16 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("listen http %s: %w", cfg.HTTP.Listen, err)
 		}
-		if err := g.newAPI(); err != nil {
-			g.httpL.Close()
+		if err := g.newRecordingLinks(); err != nil {
 			return nil, err
 		}
-		if err := g.newCRM(); err != nil {
-			g.httpL.Close()
+	}
+	// The CRMs do not depend on the HTTP API; the API shows their state.
+	if err := g.newCRM(); err != nil {
+		return nil, err
+	}
+	if g.httpL != nil {
+		if err := g.newAPI(); err != nil {
 			return nil, err
 		}
 	}
@@ -188,9 +197,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
+	g.crm.Start(bg)
 	if g.http != nil {
 		go g.feed.Run(bg, g.feedCh)
-		g.runCRM(bg)
 		go func() {
 			var err error
 			if g.cfg.HTTP.TLSCert != "" {
@@ -233,8 +242,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	stopBG()
 	wg.Wait()
 	g.relay.Close()
-	g.calls.close()
-	g.stopCRM()
+	g.calls.Close()
+	g.crm.Stop()
 	if err := g.bindings.Flush(); err != nil {
 		g.log.Error("final flush of registrations failed", "error", err)
 	}
@@ -312,13 +321,11 @@ func (g *Gateway) readyChecks() []api.Check {
 // the call records' writer and the CRM outboxes.
 func (g *Gateway) storeWriters() []storehealth.Source {
 	var out []storehealth.Source
-	if g.calls != nil && g.calls.saver != nil {
-		out = append(out, storehealth.CallRecords(g.calls.saver))
+	if g.saver != nil {
+		out = append(out, storehealth.CallRecords(g.saver))
 	}
-	for _, l := range g.crm {
-		if l.box != nil {
-			out = append(out, storehealth.Outbox(l.box))
-		}
+	for _, box := range g.outboxes {
+		out = append(out, storehealth.Outbox(box))
 	}
 	return out
 }

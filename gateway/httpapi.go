@@ -32,13 +32,10 @@ func (g *Gateway) accounts() []api.Account {
 // that reconnects with Last-Event-ID.
 const feedBacklog = 4096
 
-// newAPI builds the HTTP API on g.httpL.
-func (g *Gateway) newAPI() error {
+// newRecordingLinks sets up the signed links to recordings, which point at
+// the HTTP API on g.httpL (or its public URL).
+func (g *Gateway) newRecordingLinks() error {
 	h := g.cfg.HTTP
-	var scoped []api.Token
-	for _, t := range h.Tokens {
-		scoped = append(scoped, api.Token{Scope: t.Scope, Token: t.Token})
-	}
 	key, err := g.store.Secret("recording-links", 32)
 	if err != nil {
 		return err
@@ -51,21 +48,33 @@ func (g *Gateway) newAPI() error {
 		}
 		base = fmt.Sprintf("%s://%s", scheme, g.httpL.Addr())
 	}
+	g.links = &recordings.Links{Key: key, TTL: h.LinkTTL.D(), BaseURL: base}
+	return nil
+}
+
+// newAPI builds the HTTP API on g.httpL, after the recording links and the
+// CRM link.
+func (g *Gateway) newAPI() error {
+	h := g.cfg.HTTP
+	var scoped []api.Token
+	for _, t := range h.Tokens {
+		scoped = append(scoped, api.Token{Scope: t.Scope, Token: t.Token})
+	}
 	g.feed = api.NewFeed(feedBacklog)
 	var unsubscribe func()
-	g.feedCh, unsubscribe = g.calls.bus.Subscribe(1024)
+	g.feedCh, unsubscribe = g.calls.Bus().Subscribe(1024)
 	_ = unsubscribe // the bus lives as long as the gateway
-	g.links = &recordings.Links{Key: key, TTL: h.LinkTTL.D(), BaseURL: base}
+	dial := g.newDialer()
 	srv := &api.Server{
 		Tokens:     api.NewTokens(h.APITokens, scoped...),
 		Gatherer:   g.prom,
 		Ready:      g.readyChecks(),
-		Calls:      g.calls.store,
+		Calls:      g.calls.Store(),
 		Recordings: &api.Recordings{Links: g.links, Files: g.recs, OwnOnly: h.RecordingAccess != "all"},
-		CRM:        g.crmStatus,
-		Routes:     g.crmRoutes(),
+		CRM:        g.crm.Status,
+		Routes:     g.crm.Routes(dial.ClickToCall),
 		Events:     g.feed,
-		Dialer:     dialer{g},
+		Dialer:     dial,
 		Sessions:   api.NewSessions(g.accounts(), g.cfg.Console.SessionTTL.D(), g.cfg.Console.Visibility == "all"),
 	}
 	srv.Admin, srv.Unban = g.adminStatus, g.guard.Unban
@@ -81,8 +90,8 @@ func (g *Gateway) newAPI() error {
 	for _, e := range g.cfg.Employees {
 		srv.Sessions.Names[e.ID] = cmp.Or(e.Name, e.ID)
 	}
-	if g.cfg.CRM.RetailCRM.Enabled || g.cfg.CRM.Megaplan.Enabled {
-		srv.Clients = g.clientLookup // the connectors are set up next
+	if g.crm.Enabled() {
+		srv.Clients = g.crm.Client
 	}
 	for pattern, h := range web.Routes() {
 		if srv.Routes == nil {

@@ -3,7 +3,6 @@ package gateway
 import (
 	"net/http"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"callgate/gateway/config"
@@ -40,7 +39,7 @@ func (g *Gateway) newMedia() error {
 		g.track = tracking.NewTracker(api.Visitor, m.Budget.D())
 	}
 	g.calls = newCallModel(g)
-	if ids, err := g.calls.store.MarkInterrupted(time.Now()); err != nil {
+	if ids, err := g.calls.Store().MarkInterrupted(time.Now()); err != nil {
 		// A full disk must not keep callgate down: the records stay open
 		// until a later start can write them.
 		g.log.Error("closing calls interrupted by a stop failed; retried at the next start", "error", err)
@@ -87,6 +86,3 @@ func (g *Gateway) newMedia() error {
 	g.b2b.Register(g.sip.Server(), g.sip.Admit)
 	return nil
 }
-
-// itoa names a leg for the recorder.
-func itoa(i int) string { return strconv.Itoa(i) }

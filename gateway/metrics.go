@@ -31,7 +31,7 @@ func (g *Gateway) metrics() *prometheus.Registry {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_sip_refused_networks_total", Help: "REGISTERs from outside sip.allow_networks."},
 			func() float64 { return float64(st.Refused.Load()) }),
 	)
-	r.MustRegister(g.calls.total, g.calls.setup)
+	r.MustRegister(g.calls.Collectors()...)
 	r.MustRegister(g.sip.Collectors()...)
 	r.MustRegister(g.router.DialRefused)
 	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_panics_total",

@@ -21,6 +21,7 @@ import (
 	"callgate/gateway/api/apitest"
 	"callgate/gateway/calls"
 	"callgate/gateway/recordings"
+	"callgate/sip/b2bua"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -352,7 +353,7 @@ func quiet(t *testing.T, ch <-chan apitest.Event) {
 }
 
 func ringing(id, employee string) calls.Event {
-	return calls.Event{Kind: calls.Ringing, Record: calls.Record{ID: id, Direction: "inbound", Caller: "+7916", Rung: []string{employee}, Started: time.Now()}}
+	return calls.Event{Kind: b2bua.EventRinging, Record: &calls.Record{ID: id, Direction: "inbound", Caller: "+7916", Rung: []string{employee}, Started: time.Now()}}
 }
 
 func TestEventStreamFiltersAndResumes(t *testing.T) {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"callgate/crm"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -10,7 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"callgate/crm"
 	"callgate/gateway/calls"
+	"callgate/sip/b2bua"
 )
 
 // FeedEvent is one event as sent to live clients.
@@ -81,7 +82,7 @@ func (f *Feed) Run(ctx context.Context, ch <-chan calls.Event) {
 // Publish adds a call event to the backlog and sends it to subscribers
 // allowed to see it.
 func (f *Feed) Publish(e calls.Event) {
-	r := &e.Record
+	r := e.Record
 	emps := append([]string(nil), r.Rung...)
 	if r.AnsweredBy != "" && !slices.Contains(emps, r.AnsweredBy) {
 		emps = append(emps, r.AnsweredBy)
@@ -93,15 +94,15 @@ func (f *Feed) Publish(e calls.Event) {
 	}
 	at := r.Started
 	switch e.Kind {
-	case calls.Ringing:
+	case b2bua.EventRinging:
 		if !r.Ringing.IsZero() {
 			at = r.Ringing
 		}
-	case calls.Answered:
+	case b2bua.EventAnswered:
 		at = r.Answered
-	case calls.Ended:
+	case b2bua.EventEnded:
 		at = r.Ended
-	case calls.Transferred:
+	case b2bua.EventTransferred:
 		if n := len(r.Transfers); n > 0 {
 			at = r.Transfers[n-1].At
 		}
@@ -109,15 +110,15 @@ func (f *Feed) Publish(e calls.Event) {
 	if emps == nil {
 		emps = []string{}
 	}
-	d := feedData{Event: e.Kind, CallID: r.ID, Direction: r.Direction, Internal: r.Internal, Caller: r.Caller,
+	d := feedData{Event: string(e.Kind), CallID: r.ID, Direction: r.Direction, Internal: r.Internal, Caller: r.Caller,
 		Outside: r.Outside, Trunk: r.TrunkNumber, Account: r.Account, Employees: emps, AnsweredBy: r.AnsweredBy, Time: at.UTC(), Tracking: r.Tracking}
-	if e.Kind == calls.Ended {
+	if e.Kind == b2bua.EventEnded {
 		d.Result = r.Result
 	}
 	data, _ := json.Marshal(d)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ev := &FeedEvent{ID: f.next, Kind: e.Kind, Data: data, employees: emps, internal: r.Internal}
+	ev := &FeedEvent{ID: f.next, Kind: string(e.Kind), Data: data, employees: emps, internal: r.Internal}
 	f.next++
 	if len(f.backlog) == f.size {
 		copy(f.backlog, f.backlog[1:])

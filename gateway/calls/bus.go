@@ -3,21 +3,17 @@ package calls
 import (
 	"sync"
 	"sync/atomic"
+
+	"callgate/sip/b2bua"
 )
 
-// Event kinds published on the bus.
-const (
-	Ringing  = "ringing"
-	Answered = "answered"
-	// Transferred: the call moved to another employee (or number).
-	Transferred = "transferred"
-	Ended       = "ended"
-)
-
-// Event is a call changing state, with the record as it stands.
+// Event is a call changing state, with the record as it stands. Kind is the
+// B2BUA's own: call events have one vocabulary from the SIP layer to the
+// console. Record is a snapshot shared by every subscriber, so none may
+// change it.
 type Event struct {
-	Kind   string
-	Record Record
+	Kind   b2bua.EventKind
+	Record *Record
 }
 
 // Bus fans call events out to subscribers (CRM outbox, console). Publishing

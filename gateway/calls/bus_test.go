@@ -3,23 +3,25 @@ package calls
 import (
 	"sync"
 	"testing"
+
+	"callgate/sip/b2bua"
 )
 
 func TestBusFansOutWithoutBlocking(t *testing.T) {
 	b := NewBus()
 	fast, stopFast := b.Subscribe(10)
 	slow, stopSlow := b.Subscribe(1)
-	for _, k := range []string{Ringing, Answered, Ended} {
-		b.Publish(Event{Kind: k, Record: Record{ID: "c1"}})
+	for _, k := range []b2bua.EventKind{b2bua.EventRinging, b2bua.EventAnswered, b2bua.EventEnded} {
+		b.Publish(Event{Kind: k, Record: &Record{ID: "c1"}})
 	}
-	var got []string
+	var got []b2bua.EventKind
 	for len(got) < 3 {
 		got = append(got, (<-fast).Kind)
 	}
-	if got[0] != Ringing || got[2] != Ended {
+	if got[0] != b2bua.EventRinging || got[2] != b2bua.EventEnded {
 		t.Fatalf("order %v", got)
 	}
-	if e := <-slow; e.Kind != Ringing || b.Dropped.Load() != 2 {
+	if e := <-slow; e.Kind != b2bua.EventRinging || b.Dropped.Load() != 2 {
 		t.Fatalf("slow subscriber got %v, dropped %d", e.Kind, b.Dropped.Load())
 	}
 	stopFast()
@@ -33,7 +35,7 @@ func TestBusFansOutWithoutBlocking(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for j := 0; j < 100; j++ {
-				b.Publish(Event{Kind: Ringing})
+				b.Publish(Event{Kind: b2bua.EventRinging})
 			}
 		}()
 	}

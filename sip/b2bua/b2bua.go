@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"callgate/media/relay"
 	"callgate/sip/location"
 	"callgate/sip/sipnet"
 
@@ -109,26 +110,40 @@ type Authorizer interface {
 	AuthorizeRequest(req *sip.Request, src netip.AddrPort) (user string, res *sip.Response)
 }
 
-// Media sides: A faces the outside party (or the caller of an internal
-// call), B the employee.
+// Media sides, as the relay names them: A faces the outside party (or the
+// caller of an internal call), B the employee.
 const (
-	SideA = 0
-	SideB = 1
+	SideA = relay.A
+	SideB = relay.B
 )
 
-// MediaSession is one call's relay session.
+// CallMedia is a call's media as the B2BUA's observer gets it in
+// Event.Media: it can record it and read what each side sent, not steer it.
+// It is all the call model needs, so media that is not a plain RTP port pair
+// (a WebRTC leg) can be recorded and measured the same way.
+type CallMedia interface {
+	// SetTap installs the recording tap (nil removes it).
+	SetTap(relay.Tap)
+	// Stats is what side has sent.
+	Stats(side relay.Side) relay.Stats
+}
+
+// MediaSession is one call's media session. The B2BUA opens it, points its
+// sides at the parties and closes it; the observer records and measures
+// the same session through CallMedia, so nothing looks it up again by id.
 type MediaSession interface {
-	Port(side int) int
-	SetRemote(side int, addr netip.AddrPort)
+	CallMedia
+	Port(side relay.Side) int
+	SetRemote(side relay.Side, addr netip.AddrPort)
 	// Ringback plays a ringback tone to side as G.711 payload type pt
 	// until stop is called.
-	Ringback(side int, pt uint8) (stop func())
+	Ringback(side relay.Side, pt uint8) (stop func())
 	// Park stops sending to side until its next SetRemote.
-	Park(side int)
+	Park(side relay.Side)
 	Close()
 }
 
-// Media opens relay sessions.
+// Media opens media sessions.
 type Media interface {
 	Open(id string) (MediaSession, error)
 }
@@ -138,14 +153,19 @@ type Observer interface {
 	CallEvent(Event)
 }
 
+// EventKind names a change in a call. It is the one vocabulary of call
+// events: the call model publishes it on the bus as is, the console shows
+// it, and only the CRM link maps it to the connectors' own.
+type EventKind string
+
 // Event kinds.
 const (
-	EventRinging  = "ringing"
-	EventAnswered = "answered"
+	EventRinging  EventKind = "ringing"
+	EventAnswered EventKind = "answered"
 	// EventTransferred: the employee side of the call moved from
 	// TransferFrom to Answered.
-	EventTransferred = "transferred"
-	EventEnded       = "ended"
+	EventTransferred EventKind = "transferred"
+	EventEnded       EventKind = "ended"
 )
 
 // Results of a call.
@@ -159,7 +179,7 @@ const (
 
 // Event describes a change in a call.
 type Event struct {
-	Kind      string
+	Kind      EventKind
 	CallID    string // callgate's id for the call (also the media session id)
 	Direction Direction
 	Account   string   // upstream account (inbound: called; outbound: used)
@@ -178,6 +198,11 @@ type Event struct {
 	TransferFrom Target
 	TransferMode string
 	At           time.Time
+	// Media is the call's media session from the moment it is opened
+	// (nil before, and for a call refused before it had media). The
+	// session is closed by the time EventEnded arrives; its statistics
+	// stay readable.
+	Media CallMedia
 }
 
 // Config of the B2BUA.

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"time"
 
+	"callgate/media/relay"
+
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/google/uuid"
@@ -29,11 +31,11 @@ type call struct {
 	callerLeg     dialogLeg
 	callerCallID  string
 	callerContact sip.Uri
-	callerSide    int
+	callerSide    relay.Side
 	callerVer     sdpVersion
 	callerIP      netip.Addr // relay address in SDP toward the caller
 	callee        *branch
-	calleeSide    int
+	calleeSide    relay.Side
 	media         MediaSession
 	ended         bool
 	// c2c is set for click-to-call: nothing is answered to a caller, the
@@ -104,7 +106,7 @@ func (c *call) post(fn func()) bool {
 	}
 }
 
-func (c *call) emit(kind string) {
+func (c *call) emit(kind EventKind) {
 	if c.b.obs == nil {
 		return
 	}
@@ -126,6 +128,7 @@ func (c *call) openMedia(body []byte) (*sdp.SessionDescription, error) {
 		return nil, err
 	}
 	c.media = ms
+	c.ev.Media = ms
 	c.callerProto = m.proto
 	ms.SetRemote(c.callerSide, m.addr)
 	return s, nil

@@ -83,6 +83,7 @@ func (b *B2BUA) newClickToCall(r ClickToCall) (*call, error) {
 		return nil, fmt.Errorf("click-to-call media: %w", err)
 	}
 	c.media = ms
+	c.ev.Media = ms
 	b.mu.Lock()
 	b.byID[c.id] = c
 	b.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"callgate/media/relay"
 	"callgate/sip/location"
 
 	"github.com/emiago/sipgo"
@@ -79,19 +80,23 @@ type fakeSession struct {
 	changed signal
 }
 
-func (s *fakeSession) Port(side int) int { return s.base + 2*side }
+func (s *fakeSession) Port(side relay.Side) int { return s.base + 2*int(side) }
 
-func (s *fakeSession) SetRemote(side int, addr netip.AddrPort) {
+func (s *fakeSession) SetRemote(side relay.Side, addr netip.AddrPort) {
 	s.update(func() { s.remotes[side] = append(s.remotes[side], addr) })
 }
 
-func (s *fakeSession) Ringback(side int, pt uint8) (stop func()) {
+func (s *fakeSession) Ringback(side relay.Side, pt uint8) (stop func()) {
 	s.update(func() { s.tones++ })
 	var once sync.Once
 	return func() { once.Do(func() { s.update(func() { s.tones-- }) }) }
 }
 
-func (s *fakeSession) Park(side int) { s.update(func() { s.parked[side]++ }) }
+func (s *fakeSession) Park(side relay.Side) { s.update(func() { s.parked[side]++ }) }
+
+func (s *fakeSession) SetTap(relay.Tap) {}
+
+func (s *fakeSession) Stats(relay.Side) relay.Stats { return relay.Stats{} }
 
 func (s *fakeSession) Close() { s.update(func() { s.closed = true }) }
 
@@ -109,7 +114,7 @@ func (s *fakeSession) isClosed() bool {
 }
 
 // remote is where side's media goes now (the last SetRemote).
-func (s *fakeSession) remote(side int) netip.AddrPort {
+func (s *fakeSession) remote(side relay.Side) netip.AddrPort {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n := len(s.remotes[side]); n > 0 {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"callgate/media/relay"
 	"callgate/sip/location"
 	"callgate/sip/siptest"
 
@@ -256,10 +257,10 @@ func (o *office) awaitEvent(what string, match func(Event) bool) Event {
 }
 
 // kinds are the kinds of call id's events so far, in order.
-func (o *office) kinds(id string) []string {
+func (o *office) kinds(id string) []EventKind {
 	o.events.mu.Lock()
 	defer o.events.mu.Unlock()
-	var out []string
+	var out []EventKind
 	for _, e := range o.events.events {
 		if e.CallID == id {
 			out = append(out, e.Kind)
@@ -268,7 +269,7 @@ func (o *office) kinds(id string) []string {
 	return out
 }
 
-func eventOf(kind, id string) func(Event) bool {
+func eventOf(kind EventKind, id string) func(Event) bool {
 	return func(e Event) bool { return e.Kind == kind && e.CallID == id }
 }
 
@@ -289,23 +290,23 @@ func (o *office) session(id string) *fakeSession {
 	return got
 }
 
-func (s *fakeSession) parkedOf(side int) int {
+func (s *fakeSession) parkedOf(side relay.Side) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.parked[side]
 }
 
 // remotesOf are the SetRemote calls for side so far.
-func (s *fakeSession) remotesOf(side int) []netip.AddrPort {
+func (s *fakeSession) remotesOf(side relay.Side) []netip.AddrPort {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]netip.AddrPort(nil), s.remotes[side]...)
 }
 
 // pointed waits until side's media of s goes to addr.
-func pointed(t testing.TB, s *fakeSession, side int, addr netip.AddrPort) {
+func pointed(t testing.TB, s *fakeSession, side relay.Side, addr netip.AddrPort) {
 	t.Helper()
-	await(t, "media of side "+itoa(side)+" sent to "+addr.String(), &s.changed, func() bool { return s.remote(side) == addr })
+	await(t, "media of side "+itoa(int(side))+" sent to "+addr.String(), &s.changed, func() bool { return s.remote(side) == addr })
 }
 
 // callParties are the ends of a connected call in the office.

@@ -1,26 +1,41 @@
-package gateway
+package crmlink
 
 import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
 
 	"callgate/gateway/api"
+	"callgate/gateway/store"
 )
 
-// crmRoutes are the endpoints CRMs call back on through the tunnel.
-func (g *Gateway) crmRoutes() map[string]http.Handler {
-	if !g.cfg.CRM.RetailCRM.Enabled {
+// Dial places a click-to-call for an employee (the API's dialer).
+type Dial func(api.ClickToCallRequest) (string, error)
+
+// Routes are the endpoints CRMs call back on through the tunnel: RetailCRM's
+// makeCallUrl, placing calls through dial.
+func (l *Link) Routes(dial Dial) map[string]http.Handler {
+	if l.retailUsers == nil {
 		return nil
 	}
-	h := http.HandlerFunc(g.retailMakeCall)
+	h := &makeCall{store: l.deps.Store, dir: l.deps.Directory, users: l.retailUsers, dial: dial, log: l.log}
 	return map[string]http.Handler{
 		"GET /api/v1/retailcrm/make-call":  h,
 		"POST /api/v1/retailcrm/make-call": h,
 	}
+}
+
+// makeCall is RetailCRM's makeCallUrl.
+type makeCall struct {
+	store *store.Store
+	dir   Directory
+	users map[int]string // RetailCRM user -> employee
+	dial  Dial
+	log   *slog.Logger
 }
 
 func retailAnswer(w http.ResponseWriter, status int, body map[string]any) {
@@ -34,40 +49,36 @@ func retailAnswer(w http.ResponseWriter, status int, body map[string]any) {
 // number. RetailCRM proves who it is with the clientId it was given at
 // registration; code (extension) or userId says which manager; externalPhone
 // which shop line to call from.
-func (g *Gateway) retailMakeCall(w http.ResponseWriter, r *http.Request) {
+func (m *makeCall) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		retailAnswer(w, http.StatusBadRequest, map[string]any{"errorMsg": "bad parameters"})
 		return
 	}
-	client, err := g.store.Once("crm.retailcrm.client_id", nil)
+	client, err := m.store.Once(retailClientID, nil)
 	if err != nil || len(client) == 0 || subtle.ConstantTimeCompare(client, []byte(r.Form.Get("clientId"))) != 1 {
-		g.log.Warn("makeCallUrl refused: wrong clientId", "source", r.RemoteAddr)
+		m.log.Warn("makeCallUrl refused: wrong clientId", "source", r.RemoteAddr)
 		retailAnswer(w, http.StatusForbidden, map[string]any{"errorMsg": "wrong clientId"})
 		return
 	}
 	employee, line := "", ""
 	if code := r.Form.Get("code"); code != "" {
-		if emp, ok := g.dir.ByExtension(code); ok {
+		if emp, ok := m.dir.ByExtension(code); ok {
 			employee, line = emp.ID, code
 		}
 	}
 	if employee == "" {
 		if id, err := strconv.Atoi(r.Form.Get("userId")); err == nil && id > 0 {
-			for _, e := range g.cfg.Employees {
-				if e.RetailCRMUser == id {
-					employee = e.ID
-				}
-			}
+			employee = m.users[id]
 		}
 	}
 	if employee == "" {
 		retailAnswer(w, http.StatusNotFound, map[string]any{"errorMsg": "no employee with this code or userId"})
 		return
 	}
-	if emp, ok := g.dir.Employee(employee); ok && !slices.Contains(emp.Extensions, line) {
+	if emp, ok := m.dir.Employee(employee); ok && !slices.Contains(emp.Extensions, line) {
 		line = ""
 	}
-	id, err := dialer{g}.ClickToCall(api.ClickToCallRequest{Employee: employee, Number: r.Form.Get("phone"), Line: line, FromNumber: r.Form.Get("externalPhone")})
+	id, err := m.dial(api.ClickToCallRequest{Employee: employee, Number: r.Form.Get("phone"), Line: line, FromNumber: r.Form.Get("externalPhone")})
 	var de *api.DialError
 	if errors.As(err, &de) {
 		retailAnswer(w, de.Status, map[string]any{"errorMsg": de.Message, "code": de.Code})

@@ -1,19 +1,55 @@
-package gateway
+// Package dialer places and steers calls on request of the API and the
+// CRMs: a click-to-call from the employee's first registered, free line,
+// transfers, hang-ups. It answers in the API's terms (api.DialError), so
+// the console, the API and RetailCRM's makeCallUrl refuse alike.
+package dialer
 
 import (
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
-	"time"
 
 	"callgate/gateway/api"
+	"callgate/gateway/directory"
 	"callgate/sip/b2bua"
-	"callgate/sip/trunk"
 )
 
-// dialer places click-to-calls for the API.
-type dialer struct{ g *Gateway }
+// Calls is what the dialer asks of the B2BUA.
+type Calls interface {
+	Busy(extension string) bool
+	ClickToCall(b2bua.ClickToCall) (string, error)
+	HangupByAPI(id string) bool
+	Transfer(id, target, mode string) (int, string, error)
+	ConsultTransfer(id, target string) (int, string, error)
+	FinishConsultation(id, how string) error
+}
+
+// Router chooses the upstream account and number of a click-to-call under
+// the dial rules.
+type Router interface {
+	ClickToCall(employee, number, fromNumber string) (b2bua.OutboundRoute, string, error)
+}
+
+// Directory finds employees.
+type Directory interface {
+	Employee(id string) (*directory.Employee, bool)
+}
+
+// Dialer implements api.Dialer.
+type Dialer struct {
+	// Calls places and steers the calls (the B2BUA).
+	Calls Calls
+	// Router applies the dial rules and picks the upstream account.
+	Router Router
+	// Directory has the employees and their lines.
+	Directory Directory
+	// Registered reports whether an extension has a device registered.
+	Registered func(extension string) bool
+	// UpstreamRegistered reports whether an upstream account is
+	// registered with the VPBX.
+	UpstreamRegistered func(account string) bool
+}
 
 // outgoingDisplay is the caller name a phone shows for a click-to-call, so
 // the employee knows it is an outgoing call to the number shown.
@@ -23,13 +59,14 @@ func refuse(status int, code, msg string) error {
 	return &api.DialError{Status: status, Code: code, Message: msg}
 }
 
-func (d dialer) ClickToCall(req api.ClickToCallRequest) (string, error) {
-	g := d.g
-	emp, ok := g.dir.Employee(req.Employee)
+// ClickToCall rings the employee's line and, once they answer, calls the
+// number.
+func (d *Dialer) ClickToCall(req api.ClickToCallRequest) (string, error) {
+	emp, ok := d.Directory.Employee(req.Employee)
 	if !ok {
 		return "", refuse(http.StatusNotFound, "unknown_employee", "no employee with this id")
 	}
-	route, e164, err := g.router.ClickToCall(emp.ID, req.Number, req.FromNumber)
+	route, e164, err := d.Router.ClickToCall(emp.ID, req.Number, req.FromNumber)
 	if ref := (*b2bua.Refusal)(nil); errors.As(err, &ref) {
 		return "", dialRuleError(ref)
 	}
@@ -42,7 +79,7 @@ func (d dialer) ClickToCall(req api.ClickToCallRequest) (string, error) {
 			route.Lease.End() // refused below: the call never starts
 		}
 	}()
-	if !g.upstreamRegistered(route.Account.User) {
+	if !d.UpstreamRegistered(route.Account.User) {
 		return "", refuse(http.StatusServiceUnavailable, "upstream_not_registered", "the upstream account "+route.Account.User+" is not registered with the VPBX")
 	}
 	lines := emp.Extensions
@@ -54,15 +91,14 @@ func (d dialer) ClickToCall(req api.ClickToCallRequest) (string, error) {
 	}
 	// The preferred line is the first listed that is registered and free.
 	registered, free := "", ""
-	now := time.Now()
 	for _, ext := range lines {
-		if len(g.reg.Location().Lookup(ext, now)) == 0 {
+		if !d.Registered(ext) {
 			continue
 		}
 		if registered == "" {
 			registered = ext
 		}
-		if !g.b2b.Busy(ext) {
+		if !d.Calls.Busy(ext) {
 			free = ext
 			break
 		}
@@ -73,7 +109,7 @@ func (d dialer) ClickToCall(req api.ClickToCallRequest) (string, error) {
 	case free == "":
 		return "", refuse(http.StatusConflict, "all_lines_busy", "every line of the employee is in a call")
 	}
-	id, err := g.b2b.ClickToCall(b2bua.ClickToCall{Line: b2bua.Target{Extension: free, Employee: emp.ID},
+	id, err := d.Calls.ClickToCall(b2bua.ClickToCall{Line: b2bua.Target{Extension: free, Employee: emp.ID},
 		Route: route, Outside: e164, Display: outgoingDisplay})
 	if errors.Is(err, b2bua.ErrNotRegistered) {
 		return "", refuse(http.StatusConflict, "no_registered_phone", "the employee has no registered phone")
@@ -95,22 +131,12 @@ func dialRuleError(ref *b2bua.Refusal) error {
 		Message: "the dial rules do not allow this number (" + ref.Rule + ")"}
 }
 
-func (d dialer) Hangup(id string) bool { return d.g.b2b.HangupByAPI(id) }
+// Hangup ends a call.
+func (d *Dialer) Hangup(id string) bool { return d.Calls.HangupByAPI(id) }
 
-// upstreamRegistered reports whether an upstream account is registered.
-func (g *Gateway) upstreamRegistered(user string) bool {
-	if g.trunk == nil {
-		return false
-	}
-	for _, s := range g.trunk.Statuses() {
-		if s.Account == user {
-			return s.State == trunk.StateRegistered
-		}
-	}
-	return false
-}
-
-func (d dialer) Transfer(id, to, mode string) (string, error) {
+// Transfer moves a connected call to another employee, extension or number
+// (blind), or starts a consultation with them (attended).
+func (d *Dialer) Transfer(id, to, mode string) (string, error) {
 	var (
 		code   int
 		reason string
@@ -118,10 +144,10 @@ func (d dialer) Transfer(id, to, mode string) (string, error) {
 		state  = "transferred"
 	)
 	if mode == "attended" {
-		code, reason, err = d.g.b2b.ConsultTransfer(id, to)
+		code, reason, err = d.Calls.ConsultTransfer(id, to)
 		state = "consulting"
 	} else {
-		code, reason, err = d.g.b2b.Transfer(id, to, mode)
+		code, reason, err = d.Calls.Transfer(id, to, mode)
 	}
 	if ref := (*b2bua.Refusal)(nil); errors.As(err, &ref) {
 		return "", dialRuleError(ref)
@@ -139,8 +165,9 @@ func (d dialer) Transfer(id, to, mode string) (string, error) {
 	return state, nil
 }
 
-func (d dialer) FinishTransfer(id, how string) error {
-	err := d.g.b2b.FinishConsultation(id, how)
+// FinishTransfer completes or cancels an attended transfer's consultation.
+func (d *Dialer) FinishTransfer(id, how string) error {
+	err := d.Calls.FinishConsultation(id, how)
 	switch {
 	case errors.Is(err, b2bua.ErrNoCall):
 		return refuse(http.StatusNotFound, "call_not_found", "no call in progress with this id")

@@ -1,7 +1,8 @@
-package gateway
+package crmlink
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -96,4 +97,38 @@ func (r *responsible) fetch(phone string) chan struct{} {
 		close(ch)
 	}()
 	return ch
+}
+
+// responsibleLookup asks every CRM at once; the first in configuration order
+// that names a mapped, not excluded employee wins.
+func (l *Link) responsibleLookup(ctx context.Context, phone string) (string, error) {
+	type answer struct {
+		employee string
+		err      error
+	}
+	answers := make([]chan answer, len(l.crms))
+	for i, c := range l.crms {
+		answers[i] = make(chan answer, 1)
+		go func() {
+			emp, err := c.responsible(ctx, phone)
+			if c.exclude[emp] {
+				emp = ""
+			}
+			answers[i] <- answer{emp, err}
+		}()
+	}
+	var errs []error
+	for _, ch := range answers {
+		a := <-ch
+		if a.employee != "" {
+			return a.employee, nil
+		}
+		if a.err != nil {
+			errs = append(errs, a.err)
+		}
+	}
+	if len(errs) == len(l.crms) {
+		return "", errors.Join(errs...)
+	}
+	return "", nil
 }

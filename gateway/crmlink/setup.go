@@ -1,26 +1,32 @@
-package gateway
+package crmlink
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"time"
 
 	"callgate/crm/megaplan"
 	"callgate/crm/retailcrm"
 	"callgate/gateway/calls"
+	"callgate/gateway/config"
 	"callgate/gateway/routing"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// newRetailCRM sets up the RetailCRM connector.
-func (g *Gateway) newRetailCRM(requests *prometheus.CounterVec) error {
-	r := g.cfg.CRM.RetailCRM
+// retailClientID is where RetailCRM's clientId is kept: made once, sent at
+// registration, and what its makeCallUrl requests prove themselves with.
+const retailClientID = "crm.retailcrm.client_id"
+
+// addRetailCRM sets up the RetailCRM connector.
+func (l *Link) addRetailCRM(cfg *config.Config, requests *prometheus.CounterVec) error {
+	r := cfg.CRM.RetailCRM
 	loc, _ := time.LoadLocation(r.TimeZone)
 	users, extUsers, byUser := map[string]int{}, map[string]int{}, map[int]string{}
-	for _, e := range g.cfg.Employees {
+	for _, e := range cfg.Employees {
 		if e.RetailCRMUser > 0 {
 			users[e.ID] = e.RetailCRMUser
 			extUsers[e.Extensions[0]] = e.RetailCRMUser
@@ -28,80 +34,82 @@ func (g *Gateway) newRetailCRM(requests *prometheus.CounterVec) error {
 		}
 	}
 	var phones []string
-	for _, a := range g.cfg.Upstream.Accounts {
-		if n, err := routing.Normalize(a.Number, g.cfg.Calls.DefaultRegion); err == nil {
+	for _, a := range cfg.Upstream.Accounts {
+		if n, err := routing.Normalize(a.Number, cfg.Calls.DefaultRegion); err == nil {
 			phones = append(phones, n)
 		}
 	}
 	random := make([]byte, 16)
 	_, _ = rand.Read(random)
-	clientID, err := g.store.Once("crm.retailcrm.client_id", []byte(hex.EncodeToString(random)))
+	clientID, err := l.deps.Store.Once(retailClientID, []byte(hex.EncodeToString(random)))
 	if err != nil {
-		return err
+		return fmt.Errorf("retailcrm client id: %w", err)
 	}
 	conn := retailcrm.New(retailcrm.Config{URL: r.URL, APIKey: r.APIKey, Site: r.Site, ModuleCode: r.ModuleCode, Location: loc,
-		PublicURL: g.cfg.HTTP.PublicURL, ClientID: string(clientID), Users: extUsers, ExternalPhones: phones,
+		PublicURL: cfg.HTTP.PublicURL, ClientID: string(clientID), Users: extUsers, ExternalPhones: phones,
 		OnRequest: func(code string) { requests.WithLabelValues("retailcrm", code).Inc() }}, nil)
-	return g.addCRM(&crmLink{conn: conn, users: users, register: conn.Register,
+	l.retailUsers = byUser
+	return l.add(&connector{conn: conn, users: users, register: conn.Register,
 		responsible: func(ctx context.Context, phone string) (string, error) {
 			u, err := conn.Manager(ctx, phone)
 			return byUser[u], err
 		}}, r.RetryMax.D(), r.Exclude)
 }
 
-// newMegaplan sets up the Megaplan connector and its client watcher.
-func (g *Gateway) newMegaplan(requests *prometheus.CounterVec) error {
-	m := g.cfg.CRM.Megaplan
+// addMegaplan sets up the Megaplan connector and its client watcher.
+func (l *Link) addMegaplan(cfg *config.Config, requests *prometheus.CounterVec) error {
+	m := cfg.CRM.Megaplan
 	users, byUser := map[string]int{}, map[string]string{}
-	for _, e := range g.cfg.Employees {
+	for _, e := range cfg.Employees {
 		if e.MegaplanUser > 0 {
 			users[e.ID] = e.MegaplanUser
 			byUser[strconv.Itoa(e.MegaplanUser)] = e.ID
 		}
 	}
 	programs := map[string]int{}
-	for _, a := range g.cfg.Upstream.Accounts {
+	for _, a := range cfg.Upstream.Accounts {
 		if a.Program > 0 {
 			programs[a.User] = a.Program
 		}
 	}
 	conn := megaplan.New(megaplan.Config{URL: m.URL, Username: m.Username, Password: m.Password, RPS: m.RPS, Programs: programs,
 		OnRequest: func(code string) { requests.WithLabelValues("megaplan", code).Inc() }}, nil)
-	l := &crmLink{conn: conn, users: users,
+	c := &connector{conn: conn, users: users,
 		responsible: func(ctx context.Context, phone string) (string, error) {
 			id, err := conn.Responsible(ctx, phone)
 			return byUser[id], err
 		}}
-	if err := g.addCRM(l, m.RetryMax.D(), m.Exclude); err != nil {
+	if err := l.add(c, m.RetryMax.D(), m.Exclude); err != nil {
 		return err
 	}
 	const mark = "crm.megaplan.clients_seen"
-	l.watch = func(ctx context.Context) {
-		conn.WatchClients(ctx, megaplan.Watch{Every: m.Poll.D(), Log: g.log, Put: l.box.Put,
+	st := l.deps.Store
+	c.watch = func(ctx context.Context) {
+		conn.WatchClients(ctx, megaplan.Watch{Every: m.Poll.D(), Log: l.deps.Log, Put: c.box.Put,
 			Seen: func() time.Time {
-				v, _ := g.store.State(mark)
+				v, _ := st.State(mark)
 				t, _ := time.Parse(time.RFC3339Nano, string(v))
 				return t
 			},
-			Save:  func(t time.Time) error { return g.store.SetState(mark, []byte(t.Format(time.RFC3339Nano))) },
-			Calls: g.megaplanCalls(l)})
+			Save:  func(t time.Time) error { return st.SetState(mark, []byte(t.Format(time.RFC3339Nano))) },
+			Calls: l.megaplanCalls(c)})
 	}
 	return nil
 }
 
 // megaplanCalls lists the providerIds of the calls with a number since a
 // time, as the Megaplan connector sent them.
-func (g *Gateway) megaplanCalls(l *crmLink) func(string, time.Time) []string {
+func (l *Link) megaplanCalls(c *connector) func(string, time.Time) []string {
 	return func(phone string, since time.Time) []string {
-		n, err := routing.Normalize(phone, g.cfg.Calls.DefaultRegion)
+		n, err := routing.Normalize(phone, l.region)
 		if err != nil {
 			return nil
 		}
-		since = maxTime(since, l.since)
+		since = maxTime(since, c.since)
 		var out []string
 		var to time.Time
 		for {
-			recs, err := g.calls.store.List(calls.Filter{From: since, To: to, Number: n, Limit: 500})
+			recs, err := l.deps.Calls.List(calls.Filter{From: since, To: to, Number: n, Limit: 500})
 			if err != nil || len(recs) == 0 {
 				return out
 			}

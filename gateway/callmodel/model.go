@@ -1,15 +1,21 @@
-package gateway
+// Package callmodel turns the B2BUA's call events into call records: who
+// was rung, the legs each employee talked on, transfers, the result, the
+// recording of each leg and the RTP statistics. Every change is written
+// (by a separate goroutine, so no call waits for the disk) and published on
+// the bus for the console and the CRMs.
+package callmodel
 
 import (
 	"log/slog"
-	"net/netip"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	"callgate/crm"
 	"callgate/gateway/calls"
+	"callgate/gateway/config"
 	"callgate/gateway/routing"
 	"callgate/gateway/tracking"
 	"callgate/media/record"
@@ -19,42 +25,40 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// relayMedia adapts the relay to what the B2BUA asks of media.
-type relayMedia struct{ r *relay.Relay }
-
-func (m relayMedia) Open(id string) (b2bua.MediaSession, error) {
-	s, err := m.r.Open(id)
-	if err != nil {
-		return nil, err
-	}
-	return relaySession{s}, nil
+// Config is what the model needs to know and whom it hands recordings to.
+type Config struct {
+	// Store keeps the records (required).
+	Store *calls.Store
+	// Accounts are the upstream accounts: a call's trunk number, its
+	// advertising source and whether the number is a dynamic
+	// call-tracking one come from the account it arrived on.
+	Accounts []config.Account
+	// Region is the default region numbers are normalised in.
+	Region string
+	// Recorder records answered calls (nil: recording disabled).
+	Recorder *record.Recorder
+	// RecordInternal records internal calls too.
+	RecordInternal bool
+	// Tracker finds the website visit behind a call to a dynamic
+	// call-tracking number (nil: no Mango API configured).
+	Tracker *tracking.Tracker
+	// Log is told of recordings that fail (nil: slog.Default()).
+	Log *slog.Logger
 }
 
-type relaySession struct{ *relay.Session }
-
-func (s relaySession) Port(side int) int { return s.Session.Port(relay.Side(side)) }
-func (s relaySession) Park(side int)     { s.Session.Park(relay.Side(side)) }
-func (s relaySession) Ringback(side int, pt uint8) func() {
-	return s.Session.Ringback(relay.Side(side), pt)
-}
-func (s relaySession) SetRemote(side int, a netip.AddrPort) {
-	s.Session.SetRemote(relay.Side(side), a)
-}
-
-// callModel turns B2BUA events into call records and recordings. Events of
-// one call arrive in order from that call's goroutine; records are written
-// by a separate goroutine so no call waits for the disk.
-type callModel struct {
+// Model turns B2BUA events into call records and recordings. Events of one
+// call arrive in order from that call's goroutine; records are written by a
+// separate goroutine so no call waits for the disk.
+type Model struct {
 	log      *slog.Logger
 	store    *calls.Store
-	relay    *relay.Relay
-	rec      *record.Recorder // nil: recording disabled
-	internal bool             // record internal calls
+	rec      *record.Recorder
+	internal bool
 	region   string
 	numbers  map[string]string // account -> trunk number
 	sources  map[string]string // account -> advertising channel
 	dynamic  map[string]bool   // accounts on dynamic call-tracking numbers
-	track    *tracking.Tracker // nil: no Mango API configured
+	track    *tracking.Tracker
 
 	bus   *calls.Bus
 	total *prometheus.CounterVec
@@ -69,31 +73,34 @@ type callModel struct {
 }
 
 type openCall struct {
-	rec   calls.Record
-	rc    *record.Call
-	media *relay.Session
+	rec calls.Record
+	rc  *record.Call
+	// media is the session the B2BUA opened for the call: the one the
+	// recording taps and the statistics are read from.
+	media b2bua.CallMedia
 }
 
-func newCallModel(g *Gateway) *callModel {
-	m := &callModel{log: g.log, store: calls.NewStore(g.store), relay: g.relay, internal: g.cfg.Recording.Internal,
-		region: g.cfg.Calls.DefaultRegion, numbers: map[string]string{}, sources: map[string]string{}, dynamic: map[string]bool{},
-		track: g.track, open: map[string]*openCall{},
+// New returns a model writing to cfg.Store; Close stops its writer.
+func New(cfg Config) *Model {
+	m := &Model{log: cfg.Log, store: cfg.Store, rec: cfg.Recorder, internal: cfg.RecordInternal,
+		region: cfg.Region, numbers: map[string]string{}, sources: map[string]string{}, dynamic: map[string]bool{},
+		track: cfg.Tracker, open: map[string]*openCall{},
 		writes: make(chan calls.Record, 1024), done: make(chan struct{}), bus: calls.NewBus(),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "callgate_calls_total", Help: "Calls ended, by direction and result."}, []string{"direction", "result"}),
 		setup: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "callgate_call_setup_seconds", Help: "Time from a call's arrival to its answer.",
 			Buckets: []float64{0.5, 1, 2, 5, 10, 20, 30, 60}})}
-	if g.cfg.Recording.Enabled {
-		m.rec = g.recorder
+	if m.log == nil {
+		m.log = slog.Default()
 	}
-	for _, a := range g.cfg.Upstream.Accounts {
+	for _, a := range cfg.Accounts {
 		m.numbers[a.User] = a.Number
-		if n, err := routing.Normalize(a.Number, g.cfg.Calls.DefaultRegion); err == nil {
+		if n, err := routing.Normalize(a.Number, cfg.Region); err == nil {
 			m.numbers[a.User] = n
 		}
 		m.sources[a.User] = a.Source
 		m.dynamic[a.User] = a.Tracking == "dynamic"
 	}
-	m.saver = calls.NewWriter(m.store.PutAll, g.log.With("component", "calls"))
+	m.saver = calls.NewWriter(m.store.PutAll, m.log.With("component", "calls"))
 	m.store.ShowUnsaved(m.saver)
 	go func() {
 		defer close(m.done)
@@ -102,14 +109,30 @@ func newCallModel(g *Gateway) *callModel {
 	return m
 }
 
-// close waits for pending record writes.
-func (m *callModel) close() {
+// Store is where the records are kept (history and statistics queries).
+func (m *Model) Store() *calls.Store { return m.store }
+
+// Bus publishes every change of a call.
+func (m *Model) Bus() *calls.Bus { return m.bus }
+
+// Writer is the queue of records waiting for the database.
+func (m *Model) Writer() *calls.Writer { return m.saver }
+
+// Collectors are the call metrics: callgate_calls_total and
+// callgate_call_setup_seconds.
+func (m *Model) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.total, m.setup}
+}
+
+// Close waits for pending record writes. No event may come after it (the
+// B2BUA has stopped).
+func (m *Model) Close() {
 	close(m.writes)
 	<-m.done
 }
 
 // CallEvent implements b2bua.Observer.
-func (m *callModel) CallEvent(e b2bua.Event) {
+func (m *Model) CallEvent(e b2bua.Event) {
 	m.mu.Lock()
 	oc := m.open[e.CallID]
 	if oc == nil {
@@ -120,7 +143,6 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 		} else {
 			oc.rec.Outside = e.Outside
 		}
-		oc.media, _ = m.relay.Get(e.CallID)
 		if n := oc.rec.TrunkNumber; e.Direction == b2bua.Inbound && n != "" {
 			t := &crm.Tracking{Number: n, Marks: crm.Marks{Source: m.sources[e.Account]}, Dynamic: m.dynamic[e.Account]}
 			if t.Source == "" {
@@ -134,6 +156,9 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 		m.open[e.CallID] = oc
 	}
 	m.mu.Unlock()
+	if e.Media != nil {
+		oc.media = e.Media
+	}
 	r := &oc.rec
 	seen := map[string]bool{}
 	r.Rung = r.Rung[:0]
@@ -153,9 +178,7 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 		r.AnsweredBy = e.Answered.Employee
 		r.WaitSeconds = e.At.Sub(r.Started).Seconds()
 		leg := calls.Leg{N: len(r.Legs) + 1, Employee: e.Answered.Employee, Extension: e.Answered.Extension, Answered: e.At}
-		if m.rec != nil && (!r.Internal || m.internal) {
-			m.startRecording(oc, &leg)
-		}
+		m.startRecording(oc, &leg)
 		r.Legs = append(r.Legs, leg)
 	case b2bua.EventTransferred:
 		m.endLeg(oc, e.At)
@@ -173,9 +196,7 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 				r.Rung = append(r.Rung, e.Answered.Employee)
 			}
 			leg := calls.Leg{N: len(r.Legs) + 1, Employee: e.Answered.Employee, Extension: e.Answered.Extension, Answered: e.At, TransferredFrom: from}
-			if m.rec != nil && (!r.Internal || m.internal) {
-				m.startRecording(oc, &leg)
-			}
+			m.startRecording(oc, &leg)
 			r.Legs = append(r.Legs, leg)
 		}
 	case b2bua.EventEnded:
@@ -199,16 +220,18 @@ func (m *callModel) CallEvent(e b2bua.Event) {
 	}
 	if t := r.Tracking; t != nil && t.Dynamic && t.Medium == "" && m.track != nil {
 		if v := m.track.Get(r.ID); v != nil {
-			r.Tracking = visited(t.Number, v)
+			r.Tracking = &crm.Tracking{Number: t.Number, Marks: *v, Dynamic: true}
 		}
 	}
-	rc := cloneRecord(r)
-	m.writes <- rc
-	m.bus.Publish(calls.Event{Kind: e.Kind, Record: rc})
+	// One snapshot per event: the writer gets a copy of it and every
+	// subscriber of the bus shares it.
+	snap := snapshot(r)
+	m.writes <- *snap
+	m.bus.Publish(calls.Event{Kind: e.Kind, Record: snap})
 }
 
 // endLeg closes the current leg and its recording segment.
-func (m *callModel) endLeg(oc *openCall, at time.Time) {
+func (m *Model) endLeg(oc *openCall, at time.Time) {
 	r := &oc.rec
 	n := len(r.Legs)
 	if n == 0 || !r.Legs[n-1].Ended.IsZero() {
@@ -218,9 +241,7 @@ func (m *callModel) endLeg(oc *openCall, at time.Time) {
 	leg.Ended = at
 	leg.TalkSeconds = at.Sub(leg.Answered).Seconds()
 	if oc.rc != nil {
-		if oc.media != nil {
-			oc.media.SetTap(nil)
-		}
+		oc.media.SetTap(nil)
 		if size, err := oc.rc.Close(); err == nil {
 			leg.RecordingBytes = size
 			leg.RecordingTruncated = oc.rc.Truncated()
@@ -232,19 +253,20 @@ func (m *callModel) endLeg(oc *openCall, at time.Time) {
 }
 
 // observe feeds the call metrics when a call ends.
-func (m *callModel) observe(r *calls.Record) {
+func (m *Model) observe(r *calls.Record) {
 	m.total.WithLabelValues(r.Direction, r.Result).Inc()
 	if !r.Answered.IsZero() {
 		m.setup.Observe(r.WaitSeconds)
 	}
 }
 
-func (m *callModel) startRecording(oc *openCall, leg *calls.Leg) {
-	s, ok := m.relay.Get(oc.rec.ID)
-	if !ok {
+// startRecording records a new leg from the call's media session, when
+// recording is on for this kind of call and the call has media.
+func (m *Model) startRecording(oc *openCall, leg *calls.Leg) {
+	if m.rec == nil || oc.media == nil || (oc.rec.Internal && !m.internal) {
 		return
 	}
-	rc, err := m.rec.Start(oc.rec.ID, itoa(leg.N), leg.Answered)
+	rc, err := m.rec.Start(oc.rec.ID, strconv.Itoa(leg.N), leg.Answered)
 	if err != nil {
 		m.log.Warn("call not recorded", "call_id", oc.rec.ID, "error", err)
 		return
@@ -252,20 +274,16 @@ func (m *callModel) startRecording(oc *openCall, leg *calls.Leg) {
 	oc.rc = rc
 	rel, _ := filepath.Rel(m.rec.Dir, rc.Path())
 	leg.Recording = rel
-	s.SetTap(func(side relay.Side, seq uint16, ts uint32, pt uint8, payload []byte) {
+	oc.media.SetTap(func(side relay.Side, seq uint16, ts uint32, pt uint8, payload []byte) {
 		rc.Push(int(side), seq, ts, pt, payload)
 	})
 }
 
-func cloneRecord(r *calls.Record) calls.Record {
+// snapshot copies a record for readers on other goroutines: the model goes
+// on changing the open call's record.
+func snapshot(r *calls.Record) *calls.Record {
 	c := *r
 	c.Rung = append([]string(nil), r.Rung...)
 	c.Legs = append([]calls.Leg(nil), r.Legs...)
-	return c
-}
-
-// visited is the tracking of a call to a dynamic number whose visitor is
-// known.
-func visited(number string, v *crm.Marks) *crm.Tracking {
-	return &crm.Tracking{Number: number, Marks: *v, Dynamic: true}
+	return &c
 }

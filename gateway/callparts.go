@@ -1,0 +1,55 @@
+package gateway
+
+import (
+	"time"
+
+	"callgate/gateway/callmodel"
+	"callgate/gateway/calls"
+	"callgate/gateway/dialer"
+	"callgate/media/relay"
+	"callgate/sip/b2bua"
+	"callgate/sip/trunk"
+)
+
+// relayMedia opens the B2BUA's media sessions on the relay.
+type relayMedia struct{ r *relay.Relay }
+
+// Open implements b2bua.Media: the relay's session is the B2BUA's media
+// session as it is.
+func (m relayMedia) Open(id string) (b2bua.MediaSession, error) {
+	s, err := m.r.Open(id)
+	if err != nil {
+		return nil, err // not s: the relay returns the session already open
+	}
+	return s, nil
+}
+
+// newCallModel builds the call model the B2BUA reports to.
+func newCallModel(g *Gateway) *callmodel.Model {
+	cfg := callmodel.Config{Store: calls.NewStore(g.store), Accounts: g.cfg.Upstream.Accounts, Region: g.cfg.Calls.DefaultRegion,
+		RecordInternal: g.cfg.Recording.Internal, Tracker: g.track, Log: g.log}
+	if g.cfg.Recording.Enabled {
+		cfg.Recorder = g.recorder
+	}
+	return callmodel.New(cfg)
+}
+
+// newDialer places the calls the API and RetailCRM ask for.
+func (g *Gateway) newDialer() *dialer.Dialer {
+	return &dialer.Dialer{Calls: g.b2b, Router: g.router, Directory: g.dir,
+		Registered:         func(ext string) bool { return len(g.reg.Location().Lookup(ext, time.Now())) > 0 },
+		UpstreamRegistered: g.upstreamRegistered}
+}
+
+// upstreamRegistered reports whether an upstream account is registered.
+func (g *Gateway) upstreamRegistered(user string) bool {
+	if g.trunk == nil {
+		return false
+	}
+	for _, s := range g.trunk.Statuses() {
+		if s.Account == user {
+			return s.State == trunk.StateRegistered
+		}
+	}
+	return false
+}
