@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,7 +11,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -22,89 +20,10 @@ import (
 	"testing"
 	"time"
 
-	"callgate/gateway/api/apitest"
 	"callgate/media/record"
 	"callgate/media/rtptest"
 	"callgate/sip/siptest"
 )
-
-const (
-	ivanovToken = "ivanov-e2e-token-0123456789"
-	petrovToken = "petrov-e2e-token-0123456789"
-)
-
-// employeeTokens gives ivanov (101, 102) and petrov (103) their own tokens.
-var employeeTokens = fmt.Sprintf(`[[http.token]]
-scope = "employee:ivanov"
-token = %q
-[[http.token]]
-scope = "employee:petrov"
-token = %q
-`, ivanovToken, petrovToken)
-
-type liveEvent struct {
-	ID, Kind string
-	Data     struct {
-		CallID     string   `json:"call_id"`
-		Caller     string   `json:"caller"`
-		Outside    string   `json:"outside_number"`
-		Employees  []string `json:"employees"`
-		AnsweredBy string   `json:"answered_by"`
-		Result     string   `json:"result"`
-	}
-}
-
-// events connects to /api/v1/events with token; it returns once the stream
-// is connected.
-func (d *daemon) events(t *testing.T, token, lastID string) <-chan apitest.Event {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	ch, err := apitest.Subscribe(ctx, nil, d.url(""), token, lastID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ch
-}
-
-func nextEvent(t *testing.T, ch <-chan apitest.Event) liveEvent {
-	t.Helper()
-	select {
-	case ev, ok := <-ch:
-		if !ok {
-			t.Fatal("event stream ended")
-		}
-		le := liveEvent{ID: ev.ID, Kind: ev.Kind}
-		if err := json.Unmarshal(ev.Data, &le.Data); err != nil {
-			t.Fatalf("event data %s: %v", ev.Data, err)
-		}
-		return le
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event")
-	}
-	return liveEvent{}
-}
-
-func (d *daemon) do(t *testing.T, method, url, token string, hdr ...string) (*http.Response, []byte) {
-	t.Helper()
-	if strings.HasPrefix(url, "/") {
-		url = d.url(url)
-	}
-	req, _ := http.NewRequest(method, url, nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res, b
-}
 
 // An inbound call reaches ivanov's live stream (not petrov's) as ringing,
 // answered and ended; its recording is then fetched through a signed link

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -144,6 +145,33 @@ func shapeOf(res *sip.Response) string {
 		names = append(names, h.Name())
 	}
 	return fmt.Sprintf("%d %s [%s]", res.StatusCode, res.Reason, strings.Join(names, " "))
+}
+
+func TestWrongPasswordIsCountedAndBanned(t *testing.T) {
+	d := startDaemon(t, newDaemonConfig(t, "")) // max_failures = 3
+	bad := newPhone(t, d, siptest.PhoneConfig{User: "101", Password: "Phone101pass"})
+	for i := 1; i <= 3; i++ {
+		res, err := bad.RegisterWithPassword(withTimeout(t, 5*time.Second), "guess"+itoa(i))
+		if err != nil || res.StatusCode != 403 {
+			t.Fatalf("attempt %d: %v %v", i, res, err)
+		}
+	}
+	d.waitMetric("callgate_sip_auth_failures_total", 3, 5*time.Second)
+	d.waitMetric("callgate_sip_banned_sources", 2, 5*time.Second) // the IP:port, and the user name 101 at that IP
+	// The banned source gets no answer at all, even with the right password.
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if res, err := bad.Register(ctx, 300); err == nil {
+		t.Fatalf("banned source answered: %d", res.StatusCode)
+	} else if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want a timeout, got %v", err)
+	}
+	// Another phone on the same address (behind the same NAT) is not banned.
+	good := newPhone(t, d, siptest.PhoneConfig{User: "103", Password: "Phone103pass"})
+	mustRegister(t, good)
+	if d.metric("callgate_sip_auth_failures_total") != 3 {
+		t.Fatal("failure count changed by a good phone")
+	}
 }
 
 // With the scanner list emptied (sipvicious always says friendly-scanner),

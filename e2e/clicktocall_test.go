@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"callgate/crm/crmtest"
 	"callgate/gateway/calls"
 	"callgate/media/g711"
 	"callgate/media/record"
@@ -16,44 +18,7 @@ import (
 	"callgate/sip/siptest"
 )
 
-// secondTrunk is a store's line: calls from +74951112233 leave through the
-// "support" account; "ghost" is an account the VPBX refuses, so it never
-// registers.
-const secondTrunk = `[[upstream.account]]
-user = "support"
-password = "Secret456"
-employee = "petrov"
-number = "+74951112233"
-[[upstream.account]]
-user = "ghost"
-password = "Secret789"
-employee = "petrov"
-number = "+74950000000"
-`
-
-// post sends a JSON body with a token and decodes the JSON answer.
-func (d *daemon) post(t *testing.T, path, token string, body any) (int, map[string]any) {
-	t.Helper()
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest("POST", d.url(path), strings.NewReader(string(b)))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(res.Body).Decode(&out)
-	return res.StatusCode, out
-}
-
-func apiCode(m map[string]any) string {
-	e, _ := m["error"].(map[string]any)
-	s, _ := e["code"].(string)
-	return s
-}
-
+// call waits for call id to end and returns its record.
 func (o *office) call(id string) calls.Record {
 	o.t.Helper()
 	var rec calls.Record
@@ -69,6 +34,7 @@ func (o *office) call(id string) calls.Record {
 	return rec
 }
 
+// quietPhone fails if p rings within 300 ms.
 func quietPhone(t *testing.T, p *siptest.Phone) {
 	t.Helper()
 	select {
@@ -299,5 +265,76 @@ func TestClickToCallPlaysUpstreamEarlyMedia(t *testing.T) {
 	vc.Reject(480, "Temporarily Unavailable")
 	if rec := o.call(body["id"].(string)); rec.Result != "no-answer" || rec.HangupBy != "outside" {
 		t.Fatalf("record %+v", rec)
+	}
+}
+
+// RetailCRM's makeCallUrl: a wrong clientId is refused; the right one starts
+// a click-to-call for the manager with that code, from the shop line given.
+func TestRetailCRMMakeCallURL(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	t.Cleanup(st.Close)
+	o := retailOffice(t, st, secondTrunk, "")
+	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
+	var module struct {
+		ClientID     string
+		Integrations struct{ Telephony struct{ MakeCallURL string } }
+	}
+	o.d.waitFor("module registered", 10*time.Second, func() bool {
+		m, _ := st.Module("callgate")
+		return m != nil && json.Unmarshal(m, &module) == nil
+	})
+	makeCall := module.Integrations.Telephony.MakeCallURL
+	get := func(q url.Values) (int, map[string]any) {
+		res, err := http.Get(makeCall + "?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var body map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&body)
+		return res.StatusCode, body
+	}
+	q := url.Values{"clientId": {"not-the-client-id"}, "code": {"101"}, "phone": {"89161234567"}, "userId": {"7"}, "externalPhone": {"+74951112233"}}
+	if code, body := get(q); code != 403 || body["success"] != false {
+		t.Fatalf("wrong clientId: %d %v", code, body)
+	}
+	select {
+	case c := <-o.phones["101"].Calls:
+		t.Fatalf("a refused makeCallUrl rang the phone: %s", c.From())
+	case <-time.After(200 * time.Millisecond):
+	}
+	// A restart registers the module again, the same one: same code, same
+	// clientId, so the CRM's settings keep working.
+	o.d.stop()
+	o.d = startDaemon(t, o.d.cfg)
+	o.d.waitFor("module registered again", 10*time.Second, func() bool { _, edits := st.Module("callgate"); return edits == 2 })
+	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
+	for _, ext := range []string{"101", "102", "103"} {
+		mustRegister(t, o.phones[ext])
+	}
+	first := module.ClientID
+	if m, _ := st.Module("callgate"); json.Unmarshal(m, &module) != nil || module.ClientID != first {
+		t.Fatalf("clientId changed across a restart: %q → %q", first, module.ClientID)
+	}
+	q.Set("clientId", module.ClientID)
+	if code, body := get(q); code != 200 || body["callId"] == "" {
+		t.Fatalf("makeCallUrl: %d %v", code, body)
+	}
+	ctx := withTimeout(t, 20*time.Second)
+	in := nextCall(t, o.phones["101"])
+	if in.From() != "79161234567" {
+		t.Fatalf("phone shows %q", in.From())
+	}
+	if _, err := in.Answer(ctx, siptest.SDP("127.0.0.1:30986")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case vc := <-o.vpbx.Calls:
+		if vc.Request.From().Address.User != "support" || vc.Request.Recipient.User != "79161234567" {
+			t.Fatalf("VPBX got %s from %s", vc.Request.Recipient.User, vc.Request.From().Address.User)
+		}
+		vc.Reject(486, "Busy Here")
+	case <-ctx.Done():
+		t.Fatal("the client was not dialled")
 	}
 }

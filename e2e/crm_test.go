@@ -2,79 +2,16 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
-	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"callgate/crm/crmtest"
 	"callgate/sip/siptest"
+
+	"github.com/emiago/sipgo/sip"
 )
-
-const retailKey = "retail-e2e-key-0123456789"
-
-// retailOffice is an office whose ivanov is RetailCRM user 7, with the
-// connector pointed at a stand-in. trunks is TOML before the connector's
-// table (more accounts), more goes after its keys (more keys or tables).
-func retailOffice(t *testing.T, st *crmtest.RetailCRM, trunks, more string) *office {
-	t.Helper()
-	return crmOffice(t, st, nil, trunks, more)
-}
-
-const (
-	megaplanUser     = "api@office"
-	megaplanPassword = "megaplan-e2e-pass"
-)
-
-// crmStandIns starts both CRM stand-ins (Megaplan allowing 50 requests a
-// second), closed after the test's daemon stops.
-func crmStandIns(t *testing.T) (*crmtest.RetailCRM, *crmtest.Megaplan) {
-	st := crmtest.NewRetailCRM(retailKey)
-	t.Cleanup(st.Close)
-	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
-	t.Cleanup(mp.Close)
-	return st, mp
-}
-
-// crmRetryMax keeps the tests' waits short: a CRM that comes back is tried
-// again within two seconds.
-const crmRetryMax = "2s"
-
-// crmOffice is retailOffice with Megaplan enabled too when mp is not nil:
-// ivanov is Employee 1000007 there and petrov 1000009.
-func crmOffice(t *testing.T, st *crmtest.RetailCRM, mp *crmtest.Megaplan, trunks, more string) *office {
-	t.Helper()
-	opts := officeOpts{HTTPExtra: `public_url = "http://127.0.0.1:HTTPPORT"`}
-	if st != nil {
-		opts.IvanovExtra = "retailcrm_user = 7\n"
-		opts.Extra = trunks + fmt.Sprintf(`[crm.retailcrm]
-enabled = true
-url = %q
-api_key = %q
-site = "shop"
-retry_max = %q
-`, st.URL, retailKey, crmRetryMax) + more
-	} else {
-		opts.Extra = trunks + more
-	}
-	if mp != nil {
-		opts.IvanovExtra += "megaplan_user = 1000007\n"
-		opts.PetrovExtra = "megaplan_user = 1000009\n"
-		opts.Extra += fmt.Sprintf(`[crm.megaplan]
-enabled = true
-url = %q
-username = %q
-password = %q
-rps = 50
-poll = "1s"
-retry_max = %q
-`, mp.URL, megaplanUser, megaplanPassword, crmRetryMax)
-	}
-	return newOffice(t, opts)
-}
 
 // megaplanCall waits for the stand-in to hold a call by providerId in a
 // state and returns it.
@@ -206,252 +143,6 @@ func TestCRMsGetCallsAndRecordingLinks(t *testing.T) {
 	}
 }
 
-// Both CRMs are down while 200 calls happen and callgate is restarted twice
-// (real process restarts) during the outage, each time with a call still
-// talking that the shutdown ends; once they are back every call arrives
-// exactly once, in order per call. Then, with responses lost after the CRM
-// committed them, there are still no duplicates.
-func TestCRMOutageWithRestarts(t *testing.T) {
-	st, mp := crmStandIns(t)
-	o := crmOffice(t, st, mp, "", "")
-	o.d.waitFor("module registered", 10*time.Second, func() bool { m, _ := st.Module("callgate"); return m != nil })
-	st.SetMode(crmtest.Down)
-	mp.SetMode(crmtest.Down)
-	// Each phase has its own deadline: on a slow machine the catch-up
-	// alone takes a good part of a shared one.
-	ctx := withTimeout(t, 120*time.Second)
-	const total = 202 // 200 hung up by the VPBX, 2 by the restarts
-	place := func(n int) {
-		for range n {
-			vpbxSide, _, _ := o.inbound(ctx, "127.0.0.1:30990", "127.0.0.1:30991")
-			<-nextCall(t, o.phones["102"]).Gone()
-			if err := vpbxSide.Hangup(ctx); err != nil {
-				t.Fatalf("hang up: %v", err)
-			}
-		}
-	}
-	restart := func() {
-		// The shutdown ends this call: its hangup must be queued before
-		// the store closes, or the CRM never hears of it.
-		o.inbound(ctx, "127.0.0.1:30990", "127.0.0.1:30991")
-		<-nextCall(t, o.phones["102"]).Gone()
-		o.d.stop()
-		o.d = startDaemon(t, o.d.cfg)
-		o.d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
-		for _, ext := range []string{"101", "102", "103"} {
-			mustRegister(t, o.phones[ext])
-		}
-	}
-	place(80)
-	restart()
-	place(60)
-	restart()
-	place(total - 142)
-	o.d.waitFor("every call's operations queued", 10*time.Second, func() bool { return o.d.metric(`callgate_crm_outbox_depth{crm="retailcrm"}`) >= 3*total })
-	if len(st.Calls()) != 0 || len(mp.Calls()) != 0 {
-		t.Fatal("the stand-ins took calls while down")
-	}
-	st.SetMode(crmtest.Normal)
-	mp.SetMode(crmtest.Normal)
-	o.d.waitFor("all calls delivered", 90*time.Second, func() bool {
-		return len(st.Calls()) == total && len(st.Events()) == 2*total && o.d.metric(`callgate_crm_outbox_depth{crm="megaplan"}`) == 0
-	})
-	megaplanOnce(t, mp, total)
-	seen := map[string][]string{}
-	for _, e := range st.Events() {
-		seen[e.CallExternalID] = append(seen[e.CallExternalID], e.Type)
-	}
-	if len(seen) != total {
-		t.Fatalf("%d calls got popups, want %d", len(seen), total)
-	}
-	for id, kinds := range seen {
-		if len(kinds) != 2 || kinds[0] != "in" || kinds[1] != "hangup" {
-			t.Fatalf("call %s: events %v", id, kinds)
-		}
-	}
-	if st.Duplicates() != 0 || len(st.Violations()) != 0 {
-		t.Fatalf("duplicates %d, rate-limit violations %v", st.Duplicates(), st.Violations())
-	}
-
-	// Responses lost after commit: retried, refused as duplicates, counted once.
-	ctx = withTimeout(t, 60*time.Second)
-	st.SetMode(crmtest.DropResponse)
-	mp.SetMode(crmtest.DropResponse)
-	place(5)
-	o.d.waitFor("five more uploads attempted", 20*time.Second, func() bool {
-		return len(st.Calls()) == total+5 && st.Duplicates() >= 5 && len(mp.Calls()) == total+5
-	})
-	time.Sleep(time.Second) // let the retries of the lost answers happen
-	st.SetMode(crmtest.Normal)
-	mp.SetMode(crmtest.Normal)
-	o.d.waitFor("outbox drained", 30*time.Second, func() bool {
-		return o.d.metric(`callgate_crm_outbox_depth{crm="retailcrm"}`) == 0 && o.d.metric(`callgate_crm_outbox_depth{crm="megaplan"}`) == 0
-	})
-	megaplanOnce(t, mp, total+5)
-	ids := map[string]bool{}
-	for _, c := range st.Calls() {
-		if ids[c.ExternalID] {
-			t.Fatalf("call %s stored twice", c.ExternalID)
-		}
-		ids[c.ExternalID] = true
-	}
-}
-
-// RetailCRM's makeCallUrl: a wrong clientId is refused; the right one starts
-// a click-to-call for the manager with that code, from the shop line given.
-func TestRetailCRMMakeCallURL(t *testing.T) {
-	st := crmtest.NewRetailCRM(retailKey)
-	t.Cleanup(st.Close)
-	o := retailOffice(t, st, secondTrunk, "")
-	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
-	var module struct {
-		ClientID     string
-		Integrations struct{ Telephony struct{ MakeCallURL string } }
-	}
-	o.d.waitFor("module registered", 10*time.Second, func() bool {
-		m, _ := st.Module("callgate")
-		return m != nil && json.Unmarshal(m, &module) == nil
-	})
-	makeCall := module.Integrations.Telephony.MakeCallURL
-	get := func(q url.Values) (int, map[string]any) {
-		res, err := http.Get(makeCall + "?" + q.Encode())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		var body map[string]any
-		_ = json.NewDecoder(res.Body).Decode(&body)
-		return res.StatusCode, body
-	}
-	q := url.Values{"clientId": {"not-the-client-id"}, "code": {"101"}, "phone": {"89161234567"}, "userId": {"7"}, "externalPhone": {"+74951112233"}}
-	if code, body := get(q); code != 403 || body["success"] != false {
-		t.Fatalf("wrong clientId: %d %v", code, body)
-	}
-	select {
-	case c := <-o.phones["101"].Calls:
-		t.Fatalf("a refused makeCallUrl rang the phone: %s", c.From())
-	case <-time.After(200 * time.Millisecond):
-	}
-	// A restart registers the module again, the same one: same code, same
-	// clientId, so the CRM's settings keep working.
-	o.d.stop()
-	o.d = startDaemon(t, o.d.cfg)
-	o.d.waitFor("module registered again", 10*time.Second, func() bool { _, edits := st.Module("callgate"); return edits == 2 })
-	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
-	for _, ext := range []string{"101", "102", "103"} {
-		mustRegister(t, o.phones[ext])
-	}
-	first := module.ClientID
-	if m, _ := st.Module("callgate"); json.Unmarshal(m, &module) != nil || module.ClientID != first {
-		t.Fatalf("clientId changed across a restart: %q → %q", first, module.ClientID)
-	}
-	q.Set("clientId", module.ClientID)
-	if code, body := get(q); code != 200 || body["callId"] == "" {
-		t.Fatalf("makeCallUrl: %d %v", code, body)
-	}
-	ctx := withTimeout(t, 20*time.Second)
-	in := nextCall(t, o.phones["101"])
-	if in.From() != "79161234567" {
-		t.Fatalf("phone shows %q", in.From())
-	}
-	if _, err := in.Answer(ctx, siptest.SDP("127.0.0.1:30986")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case vc := <-o.vpbx.Calls:
-		if vc.Request.From().Address.User != "support" || vc.Request.Recipient.User != "79161234567" {
-			t.Fatalf("VPBX got %s from %s", vc.Request.Recipient.User, vc.Request.From().Address.User)
-		}
-		vc.Reject(486, "Busy Here")
-	case <-ctx.Done():
-		t.Fatal("the client was not dialled")
-	}
-}
-
-// Smart routing: a client RetailCRM knows rings their responsible manager
-// first, then the account's normal target; an unknown client rings the
-// normal target at once; a hanging CRM holds a call no longer than the
-// budget, and the calls after it not at all.
-func TestSmartRoutingToResponsibleManager(t *testing.T) {
-	const routingConf = `[routing]
-responsible_timeout = "2s"
-crm_budget = "300ms"
-`
-	t.Run("retailcrm", func(t *testing.T) {
-		st := crmtest.NewRetailCRM(retailKey)
-		t.Cleanup(st.Close)
-		o := crmOffice(t, st, nil, secondTrunk, routingConf)
-		st.SetManager("79161234567", 7) // ivanov looks after this client
-		smartRouting(t, o, func() { st.SetSlow(5 * time.Second) }, func() { st.SetMode(crmtest.Normal) })
-	})
-	t.Run("megaplan", func(t *testing.T) {
-		mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
-		t.Cleanup(mp.Close)
-		o := crmOffice(t, nil, mp, secondTrunk, routingConf)
-		mp.SetRoute("+79161234567", "1000007")
-		smartRouting(t, o, func() { mp.SetSlow(5 * time.Second) }, func() { mp.SetMode(crmtest.Normal) })
-	})
-}
-
-// smartRouting runs the smart-routing checks against an office whose CRM
-// names ivanov as responsible for +79161234567.
-func smartRouting(t *testing.T, o *office, hang, recover func()) {
-	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
-	ctx := withTimeout(t, 60*time.Second)
-	invite := func(from string) (time.Time, chan *siptest.Call) {
-		done := make(chan *siptest.Call, 1)
-		start := time.Now()
-		go func() {
-			c, _ := o.vpbx.Invite(ctx, "support", from, siptest.SDP("127.0.0.1:30994"))
-			done <- c // nil when refused
-		}()
-		return start, done
-	}
-
-	// Known client: ivanov's lines first, petrov (support's target) after 2 s.
-	start, done := invite("79161234567")
-	l1, l2 := nextCall(t, o.phones["101"]), nextCall(t, o.phones["102"])
-	select {
-	case <-o.phones["103"].Calls:
-		t.Fatal("the normal target rang while the responsible manager had his turn")
-	case <-time.After(1500 * time.Millisecond):
-	}
-	target := nextCall(t, o.phones["103"])
-	if since := time.Since(start); since < 2*time.Second {
-		t.Fatalf("fallback after %s, want 2 s", since)
-	}
-	<-l1.Gone()
-	<-l2.Gone()
-	if _, err := target.Answer(ctx, siptest.SDP("127.0.0.1:30995")); err != nil {
-		t.Fatal(err)
-	}
-	_ = (<-done).Hangup(ctx)
-
-	// Unknown client: petrov at once.
-	_, done = invite("79160000001")
-	c := nextCall(t, o.phones["103"])
-	_ = c.Reject(486, "Busy Here")
-	<-done
-
-	// The CRM hangs: the first call waits at most the budget, the next not at all.
-	hang()
-	start, done = invite("79162222222")
-	c = nextCall(t, o.phones["103"])
-	if d := time.Since(start); d > 300*time.Millisecond+200*time.Millisecond {
-		t.Fatalf("first phone rang %s after the INVITE with the CRM hanging, budget 300ms", d)
-	}
-	_ = c.Reject(486, "Busy Here")
-	<-done
-	start, done = invite("79163333333")
-	c = nextCall(t, o.phones["103"])
-	if d := time.Since(start); d > 50*time.Millisecond {
-		t.Fatalf("with the CRM known to hang, the first phone rang %s after the INVITE, want < 50 ms", d)
-	}
-	_ = c.Reject(486, "Busy Here")
-	<-done
-	recover()
-}
-
 // An outbound call from ivanov's phone and an inbound call ivanov transfers
 // to petrov reach both CRMs: an "out" popup and history, and for the
 // transfer one entry per leg, each with its own employee and recording
@@ -515,6 +206,46 @@ func TestCRMsGetOutboundAndTransferredCalls(t *testing.T) {
 	fetchRecording(t, l2.RecordLinks[0])
 }
 
+// A call from another carrier's number attached to the VPBX arrives with a
+// login as the From user and the number in P-Asserted-Identity: history
+// and both CRMs show the number in E.164, not the SIP address.
+func TestOtherCarrierNumbersReachCRMsAsE164(t *testing.T) {
+	st, mp := crmStandIns(t)
+	o := crmOffice(t, st, mp, "", "")
+	ctx := withTimeout(t, 30*time.Second)
+	done := make(chan *siptest.Call, 1)
+	go func() {
+		from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "op17", Host: "sip.othercarrier.ru"}}
+		c, _ := o.vpbx.InviteAs(ctx, "sales1", from, siptest.SDP("127.0.0.1:30972"),
+			sip.NewHeader("P-Asserted-Identity", `"Office" <tel:+7-495-765-43-21>`))
+		done <- c
+	}()
+	in, other := nextCall(t, o.phones["101"]), nextCall(t, o.phones["102"])
+	if in.From() == "op17" {
+		t.Fatal("the phone shows the carrier's login, not the number")
+	}
+	if _, err := in.Answer(ctx, siptest.SDP("127.0.0.1:30973")); err != nil {
+		t.Fatal(err)
+	}
+	<-other.Gone()
+	c := <-done
+	if c == nil {
+		t.Fatal("the call was not answered")
+	}
+	_ = c.Hangup(ctx)
+	rec := o.lastCall()
+	if rec.Outside != "+74957654321" {
+		t.Fatalf("history shows %q", rec.Outside)
+	}
+	if mc := megaplanCall(o, mp, rec.ID, "finished"); mc.FromPhone != "+74957654321" {
+		t.Fatalf("Megaplan shows %q", mc.FromPhone)
+	}
+	o.d.waitFor("the call in RetailCRM", 10*time.Second, func() bool { return len(st.Calls()) == 1 })
+	if h := st.Calls()[0]; h.Phone != "74957654321" {
+		t.Fatalf("RetailCRM shows %q", h.Phone)
+	}
+}
+
 // A trunk marked crm_exclude never reaches the CRMs, even for a mapped
 // employee; the same employee's call on another trunk does, and that
 // trunk's autocreate rule makes the unknown caller a customer with an order
@@ -563,5 +294,83 @@ crm_exclude = true
 		if c.FromPhone == "+79160000002" {
 			t.Fatalf("a call on an excluded trunk reached Megaplan: %+v", c)
 		}
+	}
+}
+
+// Per-employee exclusion and a refusal for lack of rights: ivanov is
+// excluded from RetailCRM, so his call never reaches it; Megaplan refuses
+// to let him create clients, so the refusal is logged once and parked as a
+// dead letter while the call itself is logged there.
+func TestCRMEmployeeExclusionAndRefusal(t *testing.T) {
+	st, mp := crmStandIns(t)
+	mp.DenyCreate("1000007")
+	o := crmOffice(t, st, mp, `[[upstream.account]]
+user = "support"
+password = "Secret456"
+employee = "ivanov"
+number = "+74951112233"
+autocreate = "contact"
+`, `exclude = ["ivanov"]
+`)
+	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
+	ctx := withTimeout(t, 30*time.Second)
+	o.shortCall(ctx, "support", "79165550001")
+	rec := o.lastCall()
+	if mc := megaplanCall(o, mp, rec.ID, "finished"); mc.ToUser.ID != "1000007" {
+		t.Fatalf("Megaplan call %+v", mc)
+	}
+	o.d.waitMetric(`callgate_crm_dead_letters{crm="megaplan"}`, 1, 10*time.Second)
+	time.Sleep(2 * time.Second) // a refusal retried would show by now
+	if n := strings.Count(o.d.log.String(), "Access denied"); n != 1 {
+		t.Fatalf("the refusal was logged %d times, want once", n)
+	}
+	if len(mp.Contractors()) != 0 {
+		t.Fatal("a client was created against the refusal")
+	}
+	if ev := st.Events(); len(ev) != 0 || len(st.Calls()) != 0 {
+		t.Fatalf("an excluded employee's call reached RetailCRM: %+v", ev)
+	}
+}
+
+// Three calls from a number Megaplan does not know; a manager then creates
+// the client in Megaplan and callgate, polling outbound, attaches the three
+// calls to them. Meanwhile the API token expires early and is renewed
+// without losing an operation.
+func TestMegaplanAttachesEarlierCallsAndRenewsToken(t *testing.T) {
+	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
+	t.Cleanup(mp.Close)
+	o := crmOffice(t, nil, mp, "", "")
+	ctx := withTimeout(t, 60*time.Second)
+	for i := range 3 {
+		if i == 1 {
+			mp.ExpireTokens()
+		}
+		vpbxSide, _, _ := o.inbound(ctx, "127.0.0.1:30970", "127.0.0.1:30971")
+		<-nextCall(t, o.phones["102"]).Gone()
+		time.Sleep(200 * time.Millisecond)
+		_ = vpbxSide.Hangup(ctx)
+		rec := o.lastCall()
+		megaplanCall(o, mp, rec.ID, "finished")
+	}
+	if g, u := mp.Grants(), mp.Unauthorized(); u < 1 || g["password"]+g["refresh_token"] < 2 {
+		t.Fatalf("grants %v after %d refusals: the expired token was not renewed", g, u)
+	}
+	for _, c := range mp.Calls() {
+		if c.FromUser != nil {
+			t.Fatalf("call linked before the client exists: %+v", c)
+		}
+	}
+	client := mp.AddContractor("Сидоров", "+7 (916) 123-45-67")
+	o.d.waitFor("the three calls attached to the new client", 15*time.Second, func() bool {
+		n := 0
+		for _, c := range mp.Calls() {
+			if c.FromUser != nil && c.FromUser.ID == client {
+				n++
+			}
+		}
+		return n == 3
+	})
+	if n := len(mp.Calls()); n != 3 {
+		t.Fatalf("%d calls in Megaplan, want 3", n)
 	}
 }

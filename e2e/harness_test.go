@@ -1,3 +1,10 @@
+// Package e2e runs the built callgate binary as a daemon and drives it
+// with independent SIP, RTP and HTTP peers: the Go phone and VPBX
+// stand-ins, sipp, baresip, Linphone, headless Chromium and the CRM
+// stand-ins. This file builds the binary and starts, queries and stops the
+// daemon; office_test.go sets up an office (the daemon, a VPBX stand-in
+// and registered phones) and peers_test.go the CRMs, the browser and
+// Linphone around it.
 package e2e
 
 import (
@@ -6,17 +13,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"callgate/gateway/api/apitest"
 )
 
 // The end-to-end tests run the real binary, built once for the package
@@ -218,6 +229,53 @@ func (d *daemon) get(path string, auth bool) (*http.Response, error) {
 	return http.DefaultClient.Do(req)
 }
 
+// do sends a request to an API path (or a whole URL) with token, when not
+// empty, and header name-value pairs, and returns the answer with its body.
+func (d *daemon) do(t *testing.T, method, url, token string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	if strings.HasPrefix(url, "/") {
+		url = d.url(url)
+	}
+	req, _ := http.NewRequest(method, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res, b
+}
+
+// post sends a JSON body with a token and decodes the JSON answer.
+func (d *daemon) post(t *testing.T, path, token string, body any) (int, map[string]any) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest("POST", d.url(path), strings.NewReader(string(b)))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&out)
+	return res.StatusCode, out
+}
+
+// apiCode is the error code of an API error answer.
+func apiCode(m map[string]any) string {
+	e, _ := m["error"].(map[string]any)
+	s, _ := e["code"].(string)
+	return s
+}
+
 // metric returns the value of a metric line such as
 // `callgate_upstream_registered{account="sales1"}`, or -1 if absent.
 func (d *daemon) metric(name string) float64 {
@@ -281,6 +339,50 @@ func (d *daemon) kill() {
 	d.exited = true
 }
 
+// liveEvent is an event of the live stream with the data the tests check.
+type liveEvent struct {
+	ID, Kind string
+	Data     struct {
+		CallID     string   `json:"call_id"`
+		Caller     string   `json:"caller"`
+		Outside    string   `json:"outside_number"`
+		Employees  []string `json:"employees"`
+		AnsweredBy string   `json:"answered_by"`
+		Result     string   `json:"result"`
+	}
+}
+
+// events connects to /api/v1/events with token; it returns once the stream
+// is connected.
+func (d *daemon) events(t *testing.T, token, lastID string) <-chan apitest.Event {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ch, err := apitest.Subscribe(ctx, nil, d.url(""), token, lastID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func nextEvent(t *testing.T, ch <-chan apitest.Event) liveEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-ch:
+		if !ok {
+			t.Fatal("event stream ended")
+		}
+		le := liveEvent{ID: ev.ID, Kind: ev.Kind}
+		if err := json.Unmarshal(ev.Data, &le.Data); err != nil {
+			t.Fatalf("event data %s: %v", ev.Data, err)
+		}
+		return le
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event")
+	}
+	return liveEvent{}
+}
+
 func withTimeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -292,3 +394,67 @@ func withCancel() (context.Context, context.CancelFunc) {
 }
 
 func decodeJSON(res *http.Response, v any) error { return json.NewDecoder(res.Body).Decode(v) }
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// Environment of a test re-run inside a loopback-only network namespace.
+const (
+	netnsEnv    = "CALLGATE_E2E_NETNS"
+	netnsBinEnv = "CALLGATE_E2E_BIN"
+)
+
+// inLoopbackNetns makes the calling (top-level) test run in a network
+// namespace whose only interface is loopback. Peers such as Linphone
+// advertise every address the machine has; there they can only find
+// 127.0.0.1, so no media can leave loopback. The first call re-runs the
+// test in a fresh namespace and returns false (the caller returns); in the
+// re-run it returns true.
+func inLoopbackNetns(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(netnsEnv) == "1" {
+		ifs, err := net.Interfaces()
+		if err != nil || len(ifs) != 1 || ifs[0].Flags&net.FlagLoopback == 0 {
+			t.Fatalf("not in a loopback-only namespace: %v %v", ifs, err)
+		}
+		return true
+	}
+	unshare := needTool(t, "unshare")
+	needTool(t, "ip")
+	args := []string{"-n"}
+	if os.Geteuid() != 0 {
+		// A user namespace gives an unprivileged user its own network one.
+		args = []string{"-r", "-n"}
+	}
+	timeout := 5 * time.Minute
+	if dl, ok := t.Deadline(); ok {
+		timeout = time.Until(dl) - 5*time.Second
+	}
+	args = append(args, "--", "sh", "-c", `ip link set lo up && exec "$@"`, "sh",
+		os.Args[0], "-test.run", "^"+regexp.QuoteMeta(t.Name())+"$", "-test.v", "-test.timeout", timeout.String())
+	cmd := exec.Command(unshare, args...)
+	cmd.Env = append(os.Environ(), netnsEnv+"=1", netnsBinEnv+"="+binPath)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	text := out.String()
+	if strings.Contains(text, "--- SKIP: "+t.Name()) {
+		t.Skipf("skipped in the namespace:\n%s", tail(text, 2000))
+	}
+	if err != nil || !strings.Contains(text, "--- PASS: "+t.Name()) {
+		if strings.Contains(text, "unshare: ") && os.Getenv("CI") == "" {
+			t.Skipf("skipping: cannot make a network namespace here (needs root or user namespaces):\n%s", text)
+		}
+		t.Fatalf("in a loopback-only network namespace: %v\n%s", err, text)
+	}
+	if testing.Verbose() {
+		t.Logf("ran in a loopback-only network namespace:\n%s", tail(text, 4000))
+	}
+	return false
+}

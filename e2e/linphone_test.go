@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -354,4 +358,94 @@ func TestLinphoneAttendedTransfer(t *testing.T) {
 	}
 	o.recordingHas(outer.Legs[0], 440, 1000)
 	o.recordingHas(outer.Legs[1], 440, 1500)
+}
+
+// listeningConnections counts established TCP connections in this network
+// namespace whose local port is port: connections someone opened to it.
+func listeningConnections(t *testing.T, port int) int {
+	t.Helper()
+	n := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		file, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(file)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 4 || fields[3] != "01" { // ESTABLISHED
+				continue
+			}
+			_, hexPort, _ := strings.Cut(fields[1], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(p) == port {
+				n++
+			}
+		}
+		file.Close()
+	}
+	return n
+}
+
+// transferTarget answers a transfer: petrov's 103 (a siptest phone) or an
+// outside number at the VPBX, with a 1500 Hz tone.
+type transferTarget struct {
+	uri  string // what Linphone is told
+	peer *rtptest.Peer
+	done <-chan struct{}
+}
+
+func (o *office) answerTransfer(ctx context.Context, toOutside bool) chan transferTarget {
+	o.t.Helper()
+	peer, err := rtptest.NewPeer(1500, g711.PCMA)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	o.t.Cleanup(peer.Close)
+	ch := make(chan transferTarget, 1)
+	go func() {
+		var in *siptest.IncomingCall
+		select {
+		case in = <-o.phones["103"].Calls:
+		case in = <-o.vpbx.Calls:
+			if !toOutside {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+		c, err := in.Answer(ctx, siptest.SDP(peer.Addr().String()))
+		if err != nil {
+			return
+		}
+		to, _ := siptest.MediaAddr(in.Request.Body())
+		peer.SendTo(to)
+		ch <- transferTarget{uri: in.Request.Recipient.User, peer: peer, done: c.Done()}
+	}()
+	return ch
+}
+
+// adminPhones is the phones part of the admin page.
+type adminPhones struct {
+	Phones []struct {
+		Extension string `json:"extension"`
+		Transport string `json:"transport"`
+		UserAgent string `json:"user_agent"`
+	} `json:"phones"`
+}
+
+func decodeInto(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// recentCalls is the newest n calls of the history.
+func (o *office) recentCalls(n int) []calls.Record {
+	o.t.Helper()
+	var list struct{ Calls []calls.Record }
+	res, err := o.d.get(fmt.Sprintf("/api/v1/calls?limit=%d", n), true)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if err := json.NewDecoder(res.Body).Decode(&list); err != nil {
+		o.t.Fatal(err)
+	}
+	return list.Calls
 }

@@ -79,8 +79,8 @@ func newInvite(drop ...string) []string {
 	return h
 }
 
-// malformedTable: the crashers of issue 11, RFC 4475 §3.1.2 and §3.3
-// messages, and transport-level abuse.
+// malformedTable: messages that once crashed the daemon, RFC 4475 §3.1.2
+// and §3.3 messages, and transport-level abuse.
 func malformedTable(t *testing.T, vpbxCallID, phoneCallID string, phoneInvite *sip.Request) []malformed {
 	const ruri = " sip:sales1@127.0.0.1 SIP/2.0"
 	table := []malformed{

@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,6 +17,8 @@ import (
 	"callgate/media/record"
 	"callgate/media/rtptest"
 	"callgate/sip/siptest"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // office is a running callgate with a VPBX stand-in and registered phones.
@@ -87,19 +89,90 @@ internal = %v
 	return o
 }
 
-func (o *office) lastCall() calls.Record {
-	o.t.Helper()
-	var list struct{ Calls []calls.Record }
-	o.d.waitFor("a call in the history", 10*time.Second, func() bool {
-		res, err := o.d.get("/api/v1/calls?limit=1", true)
-		if err != nil {
-			return false
+// upstreamSection is the [upstream] table that registers ivanov's account
+// sales1 at registrar, with short timers so the tests see retries quickly.
+func upstreamSection(registrar string) string {
+	return fmt.Sprintf(`[upstream]
+registrar = "udp:%s"
+domain = "vpbx.test"
+trusted_sources = ["127.0.0.1/32"]
+expires = "60s"
+register_timeout = "500ms"
+retry_min = "400ms"
+retry_max = "10s"
+[[upstream.account]]
+user = "sales1"
+password = "Secret123"
+employee = "ivanov"
+`, registrar)
+}
+
+// secondTrunk is a store's line: calls from +74951112233 leave through the
+// "support" account; "ghost" is an account the VPBX refuses, so it never
+// registers.
+const secondTrunk = `[[upstream.account]]
+user = "support"
+password = "Secret456"
+employee = "petrov"
+number = "+74951112233"
+[[upstream.account]]
+user = "ghost"
+password = "Secret789"
+employee = "petrov"
+number = "+74950000000"
+`
+
+const (
+	ivanovToken = "ivanov-e2e-token-0123456789"
+	petrovToken = "petrov-e2e-token-0123456789"
+)
+
+// employeeTokens gives ivanov (101, 102) and petrov (103) their own tokens.
+var employeeTokens = fmt.Sprintf(`[[http.token]]
+scope = "employee:ivanov"
+token = %q
+[[http.token]]
+scope = "employee:petrov"
+token = %q
+`, ivanovToken, petrovToken)
+
+func newPhone(t *testing.T, d *daemon, cfg siptest.PhoneConfig) *siptest.Phone {
+	t.Helper()
+	cfg.Server = d.sipAddr()
+	p, err := siptest.NewPhone(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func mustRegister(t *testing.T, p *siptest.Phone) {
+	t.Helper()
+	res, err := p.Register(withTimeout(t, 5*time.Second), 300)
+	if err != nil {
+		t.Fatalf("register %s: %v", p.User(), err)
+	}
+	if res.StatusCode != 200 {
+		t.Fatalf("register %s: %d %s", p.User(), res.StatusCode, res.Reason)
+	}
+}
+
+// waitOptions waits for callgate's keepalive OPTIONS at the phone.
+func waitOptions(t *testing.T, p *siptest.Phone, timeout time.Duration) *sip.Request {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case r := <-p.Requests:
+			if r.Method == sip.OPTIONS {
+				return r
+			}
+		case <-deadline:
+			t.Fatalf("phone %s got no OPTIONS within %s", p.User(), timeout)
+			return nil
 		}
-		defer res.Body.Close()
-		list.Calls = nil
-		return json.NewDecoder(res.Body).Decode(&list) == nil && len(list.Calls) == 1 && !list.Calls[0].Ended.IsZero()
-	})
-	return list.Calls[0]
+	}
 }
 
 func nextCall(t *testing.T, p *siptest.Phone) *siptest.IncomingCall {
@@ -117,98 +190,21 @@ func hears(p *rtptest.Peer, freq float64) bool {
 	return rtptest.Has(p.Heard(400*time.Millisecond), freq)
 }
 
-func TestInboundCallRingsBothLinesRelaysAndRecords(t *testing.T) {
-	o := newOffice(t, officeOpts{})
-	outside, employee := tonePeers(t)
-
-	ctx := withTimeout(t, 20*time.Second)
-	type result struct {
-		call *siptest.Call
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP(outside.Addr().String()))
-		done <- result{c, err}
-	}()
-	line1 := nextCall(t, o.phones["101"])
-	line2 := nextCall(t, o.phones["102"])
-	if line1.From() != "79161234567" {
-		t.Fatalf("phone shows caller %q", line1.From())
-	}
-	line1.Ringing()
-	line2.Ringing()
-	answered, err := line1.Answer(ctx, siptest.SDP(employee.Addr().String()))
+// tonePeers are the outside party (440 Hz) and the employee (1000 Hz), each
+// sending G.711 A-law RTP and keeping what it hears.
+func tonePeers(t *testing.T) (outside, employee *rtptest.Peer) {
+	t.Helper()
+	outside, err := rtptest.NewPeer(440, g711.PCMA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-line2.Gone():
-	case <-time.After(5 * time.Second):
-		t.Fatal("the second line was not cancelled")
-	}
-	r := <-done
-	if r.err != nil {
-		t.Fatalf("VPBX side: %v", r.err)
-	}
-	talkStart := time.Now()
-	toRelayA, err := siptest.MediaAddr(r.call.Remote)
+	t.Cleanup(outside.Close)
+	employee, err = rtptest.NewPeer(1000, g711.PCMA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	toRelayB, err := siptest.MediaAddr(line1.Request.Body())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if toRelayA.Addr().String() != "127.0.0.1" || toRelayA == outside.Addr() || toRelayB == employee.Addr() {
-		t.Fatalf("SDP not anchored at the relay: %s / %s", toRelayA, toRelayB)
-	}
-	outside.SendTo(toRelayA)
-	employee.SendTo(toRelayB)
-	o.d.waitFor("each side hears the other", 5*time.Second, func() bool { return hears(outside, 1000) && hears(employee, 440) })
-	if hears(outside, 440) || hears(employee, 1000) {
-		t.Fatal("a party hears its own tone")
-	}
-	if o.d.metric("callgate_calls_active") != 1 {
-		t.Fatal("calls_active is not 1 during the call")
-	}
-	time.Sleep(1500 * time.Millisecond) // talk
-	if err := r.call.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-answered.Done():
-	case <-ctx.Done():
-		t.Fatal("phone not hung up")
-	}
-	talk := time.Since(talkStart)
-
-	rec := o.lastCall()
-	if rec.Direction != "inbound" || rec.Result != "answered" || rec.AnsweredBy != "ivanov" || rec.Account != "sales1" ||
-		rec.Outside != "+79161234567" || rec.HangupBy != "outside" || len(rec.Legs) != 1 || rec.Legs[0].Extension != "101" {
-		t.Fatalf("record %+v", rec)
-	}
-	if rec.RTP == nil || rec.RTP.Outside.Packets < 50 || rec.RTP.Employee.Packets < 50 || rec.RTP.Outside.Lost != 0 || rec.RTP.Employee.Lost != 0 {
-		t.Fatalf("RTP stats %+v", rec.RTP)
-	}
-	if math.Abs(rec.TalkSeconds-talk.Seconds()) > 0.2 || rec.WaitSeconds <= 0 {
-		t.Fatalf("talk %.2fs (measured %.2fs), wait %.2fs", rec.TalkSeconds, talk.Seconds(), rec.WaitSeconds)
-	}
-	path := filepath.Join(o.recDir, rec.Legs[0].Recording)
-	info, err := record.ReadInfo(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := math.Abs(float64(info.Frames)/8000 - rec.TalkSeconds); d > 0.1 {
-		t.Fatalf("recording %.3fs, talk %.3fs", float64(info.Frames)/8000, rec.TalkSeconds)
-	}
-	left, right, _ := record.Channels(path)
-	mid := func(ch []float64) []float64 { return ch[len(ch)/4 : 3*len(ch)/4] }
-	if !rtptest.Has(mid(left), 440) || rtptest.Has(mid(left), 1000) || !rtptest.Has(mid(right), 1000) || rtptest.Has(mid(right), 440) {
-		t.Fatal("recording channels: want 440 Hz left (outside), 1000 Hz right (employee)")
-	}
-	o.d.waitMetric("callgate_calls_active", 0, 5*time.Second)
-	o.d.waitMetric(`callgate_calls_total{direction="inbound",result="answered"}`, 1, 5*time.Second)
+	t.Cleanup(employee.Close)
+	return outside, employee
 }
 
 // inbound has the VPBX call sales1 (ivanov, lines 101 and 102) with the
@@ -236,19 +232,134 @@ func (o *office) inbound(ctx context.Context, outsideRTP, phoneRTP string) (vpbx
 	return vpbxSide, phoneSide, in
 }
 
-// tonePeers are the outside party (440 Hz) and the employee (1000 Hz), each
-// sending G.711 A-law RTP and keeping what it hears.
-func tonePeers(t *testing.T) (outside, employee *rtptest.Peer) {
+// talking puts an inbound call from the VPBX through to ivanov's line 101
+// (102 is cancelled) and waits until outside and ivanov hear each other.
+func (o *office) talking(ctx context.Context, outside, ivanov *rtptest.Peer) (vpbxSide, ivanovSide *siptest.Call, in *siptest.IncomingCall) {
+	o.t.Helper()
+	vpbxSide, ivanovSide, in = o.inbound(ctx, outside.Addr().String(), ivanov.Addr().String())
+	<-nextCall(o.t, o.phones["102"]).Gone()
+	toA, _ := siptest.MediaAddr(vpbxSide.Remote)
+	toB, _ := siptest.MediaAddr(in.Request.Body())
+	outside.SendTo(toA)
+	ivanov.SendTo(toB)
+	o.d.waitFor("outside and ivanov talk", 5*time.Second, func() bool { return hears(outside, 1000) && hears(ivanov, 440) })
+	return vpbxSide, ivanovSide, in
+}
+
+func (o *office) lastCall() calls.Record {
+	o.t.Helper()
+	var list struct{ Calls []calls.Record }
+	o.d.waitFor("a call in the history", 10*time.Second, func() bool {
+		res, err := o.d.get("/api/v1/calls?limit=1", true)
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		list.Calls = nil
+		return json.NewDecoder(res.Body).Decode(&list) == nil && len(list.Calls) == 1 && !list.Calls[0].Ended.IsZero()
+	})
+	return list.Calls[0]
+}
+
+// activeCallID is the id of the newest call, still in progress.
+func (o *office) activeCallID() string {
+	o.t.Helper()
+	var list struct{ Calls []calls.Record }
+	o.d.waitFor("a call in progress", 5*time.Second, func() bool {
+		res, err := o.d.get("/api/v1/calls?limit=1", true)
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		list.Calls = nil
+		return json.NewDecoder(res.Body).Decode(&list) == nil && len(list.Calls) == 1 && list.Calls[0].Ended.IsZero()
+	})
+	return list.Calls[0].ID
+}
+
+// shortCall places an inbound call from the VPBX to account, which rings
+// ivanov's two lines; ivanov answers on 101 and the caller hangs up 300 ms
+// later. It returns how long after the INVITE the phone rang.
+func (o *office) shortCall(ctx context.Context, account, from string) time.Duration {
+	o.t.Helper()
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(done)
+		if c, err := o.vpbx.Invite(ctx, account, from, siptest.SDP("127.0.0.1:30999")); err == nil {
+			time.Sleep(300 * time.Millisecond)
+			_ = c.Hangup(ctx)
+		}
+	}()
+	in, other := nextCall(o.t, o.phones["101"]), nextCall(o.t, o.phones["102"])
+	rang := time.Since(start)
+	if _, err := in.Answer(ctx, siptest.SDP("127.0.0.1:30998")); err != nil {
+		o.t.Fatal(err)
+	}
+	<-other.Gone()
+	<-done
+	return rang
+}
+
+// recordingHas asserts a leg's recording: the outside party's tone on the
+// left, the employee's on the right.
+func (o *office) recordingHas(leg calls.Leg, left, right float64) {
+	o.t.Helper()
+	if leg.Recording == "" {
+		o.t.Fatalf("leg %+v has no recording", leg)
+	}
+	l, r, err := record.Channels(filepath.Join(o.recDir, leg.Recording))
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	mid := func(ch []float64) []float64 { return ch[len(ch)/4 : 3*len(ch)/4] }
+	if !rtptest.Has(mid(l), left) || !rtptest.Has(mid(r), right) {
+		o.t.Fatalf("recording %s: want %g Hz left and %g Hz right", leg.Recording, left, right)
+	}
+}
+
+// reinviteTo waits for a re-INVITE at a phone and returns the relay
+// address it names.
+func reinviteTo(t *testing.T, p *siptest.Phone, timeout time.Duration) netip.AddrPort {
 	t.Helper()
-	outside, err := rtptest.NewPeer(440, g711.PCMA)
-	if err != nil {
-		t.Fatal(err)
+	deadline := time.After(timeout)
+	for {
+		select {
+		case req := <-p.Requests:
+			if req.Method == "INVITE" && req.To().Params.Has("tag") {
+				a, err := siptest.MediaAddr(req.Body())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return a
+			}
+		case <-deadline:
+			t.Fatalf("no re-INVITE at %s", p.User())
+		}
 	}
-	t.Cleanup(outside.Close)
-	employee, err = rtptest.NewPeer(1000, g711.PCMA)
-	if err != nil {
-		t.Fatal(err)
+}
+
+// sipfrags collects the sipfrag status lines of NOTIFYs a phone receives.
+func sipfrags(t *testing.T, p *siptest.Phone, until string, timeout time.Duration) []string {
+	t.Helper()
+	var got []string
+	deadline := time.After(timeout)
+	for {
+		select {
+		case req := <-p.Requests:
+			if req.Method != "NOTIFY" {
+				continue
+			}
+			if ev := req.GetHeader("Event"); ev == nil || ev.Value() != "refer" {
+				t.Fatalf("NOTIFY without Event: refer")
+			}
+			line := strings.TrimSpace(string(req.Body()))
+			got = append(got, line)
+			if strings.HasPrefix(line, until) {
+				return got
+			}
+		case <-deadline:
+			t.Fatalf("no NOTIFY %q; got %v", until, got)
+		}
 	}
-	t.Cleanup(employee.Close)
-	return outside, employee
 }

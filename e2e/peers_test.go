@@ -1,26 +1,195 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"callgate/gateway/calls"
-	"callgate/media/g711"
-	"callgate/media/record"
+	"callgate/crm/crmtest"
 	"callgate/media/rtptest"
 	"callgate/sip/siptest"
+
+	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/bcrypt"
 )
+
+const retailKey = "retail-e2e-key-0123456789"
+
+// retailOffice is an office whose ivanov is RetailCRM user 7, with the
+// connector pointed at a stand-in. trunks is TOML before the connector's
+// table (more accounts), more goes after its keys (more keys or tables).
+func retailOffice(t *testing.T, st *crmtest.RetailCRM, trunks, more string) *office {
+	t.Helper()
+	return crmOffice(t, st, nil, trunks, more)
+}
+
+const (
+	megaplanUser     = "api@office"
+	megaplanPassword = "megaplan-e2e-pass"
+)
+
+// crmStandIns starts both CRM stand-ins (Megaplan allowing 50 requests a
+// second), closed after the test's daemon stops.
+func crmStandIns(t *testing.T) (*crmtest.RetailCRM, *crmtest.Megaplan) {
+	st := crmtest.NewRetailCRM(retailKey)
+	t.Cleanup(st.Close)
+	mp := crmtest.NewMegaplan(megaplanUser, megaplanPassword, 50)
+	t.Cleanup(mp.Close)
+	return st, mp
+}
+
+// crmRetryMax keeps the tests' waits short: a CRM that comes back is tried
+// again within two seconds.
+const crmRetryMax = "2s"
+
+// crmOffice is retailOffice with Megaplan enabled too when mp is not nil:
+// ivanov is Employee 1000007 there and petrov 1000009.
+func crmOffice(t *testing.T, st *crmtest.RetailCRM, mp *crmtest.Megaplan, trunks, more string) *office {
+	t.Helper()
+	opts := officeOpts{HTTPExtra: `public_url = "http://127.0.0.1:HTTPPORT"`}
+	if st != nil {
+		opts.IvanovExtra = "retailcrm_user = 7\n"
+		opts.Extra = trunks + fmt.Sprintf(`[crm.retailcrm]
+enabled = true
+url = %q
+api_key = %q
+site = "shop"
+retry_max = %q
+`, st.URL, retailKey, crmRetryMax) + more
+	} else {
+		opts.Extra = trunks + more
+	}
+	if mp != nil {
+		opts.IvanovExtra += "megaplan_user = 1000007\n"
+		opts.PetrovExtra = "megaplan_user = 1000009\n"
+		opts.Extra += fmt.Sprintf(`[crm.megaplan]
+enabled = true
+url = %q
+username = %q
+password = %q
+rps = 50
+poll = "1s"
+retry_max = %q
+`, mp.URL, megaplanUser, megaplanPassword, crmRetryMax)
+	}
+	return newOffice(t, opts)
+}
+
+// consolePassword is every test employee's console password.
+const consolePassword = "console-pass-123"
+
+func passwordHash(t *testing.T) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(consolePassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+// consoleOffice is an office where ivanov and petrov log in to the console
+// (employees; visibility "own"), with RetailCRM (ivanov is user 7) when st
+// is not nil; more adds keys to the employees' tables and TOML at the end.
+func consoleOffice(t *testing.T, st *crmtest.RetailCRM, more officeOpts) *office {
+	t.Helper()
+	hash := "password_hash = \"" + passwordHash(t) + "\"\n"
+	opts := officeOpts{HTTPExtra: `public_url = "http://127.0.0.1:HTTPPORT"`,
+		IvanovExtra: more.IvanovExtra + hash, PetrovExtra: more.PetrovExtra + hash, Extra: more.Extra}
+	if st != nil {
+		opts.IvanovExtra += "retailcrm_user = 7\n"
+		opts.Extra += `[crm.retailcrm]
+enabled = true
+url = "` + st.URL + `"
+api_key = "` + retailKey + `"
+site = "shop"
+`
+	}
+	return newOffice(t, opts)
+}
+
+// apiLogin logs in to the console API as a browser would and returns a
+// client carrying the session cookie.
+func apiLogin(t *testing.T, base, login string) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	res, err := client.Post(base+"/api/v1/session", "application/json", strings.NewReader(`{"login":"`+login+`","password":"`+consolePassword+`"}`))
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("log in as %s: %v %v", login, err, res)
+	}
+	res.Body.Close()
+	return client
+}
+
+// browser starts headless Chromium (Debian's chromium package) for the test.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := needTool(t, "chromium")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"), chromedp.WindowSize(1280, 800))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// screenshot writes the page to build/screenshots for a reviewer.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	dir := filepath.Join("..", "build", "screenshots")
+	_ = os.MkdirAll(dir, 0o755)
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func browse(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(c, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// value runs one action that returns a value.
+func value[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(c, a)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+func login(t *testing.T, ctx context.Context, base, user string) {
+	t.Helper()
+	browse(t, ctx, "log in as "+user,
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.ID("login-form")),
+		chromedp.SendKeys(chromedp.ID("login-user"), user),
+		chromedp.SendKeys(chromedp.ID("login-password"), consolePassword),
+		chromedp.Click(chromedp.ID("login-submit")),
+		chromedp.WaitVisible(chromedp.ID("calls")))
+}
 
 // Linphone (Debian's linphonec: belle-sip and liblinphone, the stack of
 // many softphones) is ivanov's phone on line 101 in these tests. Each runs
@@ -168,23 +337,6 @@ func linphoneHeard(t *testing.T, lp *siptest.Linphone, freq float64) {
 	}
 }
 
-// recordingHas asserts a leg's recording: the outside party's tone on the
-// left, the employee's on the right.
-func (o *office) recordingHas(leg calls.Leg, left, right float64) {
-	o.t.Helper()
-	if leg.Recording == "" {
-		o.t.Fatalf("leg %+v has no recording", leg)
-	}
-	l, r, err := record.Channels(filepath.Join(o.recDir, leg.Recording))
-	if err != nil {
-		o.t.Fatal(err)
-	}
-	mid := func(ch []float64) []float64 { return ch[len(ch)/4 : 3*len(ch)/4] }
-	if !rtptest.Has(mid(l), left) || !rtptest.Has(mid(r), right) {
-		o.t.Fatalf("recording %s: want %g Hz left and %g Hz right", leg.Recording, left, right)
-	}
-}
-
 // linphoneAnswers has the VPBX call sales1 with the outside party's RTP;
 // Linphone answers by itself. It returns the VPBX's side once the outside
 // party hears Linphone's tone.
@@ -226,94 +378,4 @@ func (o *office) reinvitesAtVPBX(want string, timeout time.Duration) []string {
 			o.t.Fatalf("the VPBX got no re-INVITE %s; got %v", want, got)
 		}
 	}
-}
-
-// listeningConnections counts established TCP connections in this network
-// namespace whose local port is port: connections someone opened to it.
-func listeningConnections(t *testing.T, port int) int {
-	t.Helper()
-	n := 0
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		file, err := os.Open(f)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(file)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 4 || fields[3] != "01" { // ESTABLISHED
-				continue
-			}
-			_, hexPort, _ := strings.Cut(fields[1], ":")
-			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(p) == port {
-				n++
-			}
-		}
-		file.Close()
-	}
-	return n
-}
-
-// transferTarget answers a transfer: petrov's 103 (a siptest phone) or an
-// outside number at the VPBX, with a 1500 Hz tone.
-type transferTarget struct {
-	uri  string // what Linphone is told
-	peer *rtptest.Peer
-	done <-chan struct{}
-}
-
-func (o *office) answerTransfer(ctx context.Context, toOutside bool) chan transferTarget {
-	o.t.Helper()
-	peer, err := rtptest.NewPeer(1500, g711.PCMA)
-	if err != nil {
-		o.t.Fatal(err)
-	}
-	o.t.Cleanup(peer.Close)
-	ch := make(chan transferTarget, 1)
-	go func() {
-		var in *siptest.IncomingCall
-		select {
-		case in = <-o.phones["103"].Calls:
-		case in = <-o.vpbx.Calls:
-			if !toOutside {
-				return
-			}
-		case <-ctx.Done():
-			return
-		}
-		c, err := in.Answer(ctx, siptest.SDP(peer.Addr().String()))
-		if err != nil {
-			return
-		}
-		to, _ := siptest.MediaAddr(in.Request.Body())
-		peer.SendTo(to)
-		ch <- transferTarget{uri: in.Request.Recipient.User, peer: peer, done: c.Done()}
-	}()
-	return ch
-}
-
-// adminPhones is the phones part of the admin page.
-type adminPhones struct {
-	Phones []struct {
-		Extension string `json:"extension"`
-		Transport string `json:"transport"`
-		UserAgent string `json:"user_agent"`
-	} `json:"phones"`
-}
-
-func decodeInto(b []byte, v any) error { return json.Unmarshal(b, v) }
-
-// recentCalls is the newest n calls of the history.
-func (o *office) recentCalls(n int) []calls.Record {
-	o.t.Helper()
-	var list struct{ Calls []calls.Record }
-	res, err := o.d.get(fmt.Sprintf("/api/v1/calls?limit=%d", n), true)
-	if err != nil {
-		o.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	if err := json.NewDecoder(res.Body).Decode(&list); err != nil {
-		o.t.Fatal(err)
-	}
-	return list.Calls
 }

@@ -5,54 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"callgate/sip/siptest"
-
-	"github.com/emiago/sipgo/sip"
 )
-
-func newPhone(t *testing.T, d *daemon, cfg siptest.PhoneConfig) *siptest.Phone {
-	t.Helper()
-	cfg.Server = d.sipAddr()
-	p, err := siptest.NewPhone(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
-}
-
-func mustRegister(t *testing.T, p *siptest.Phone) {
-	t.Helper()
-	res, err := p.Register(withTimeout(t, 5*time.Second), 300)
-	if err != nil {
-		t.Fatalf("register %s: %v", p.User(), err)
-	}
-	if res.StatusCode != 200 {
-		t.Fatalf("register %s: %d %s", p.User(), res.StatusCode, res.Reason)
-	}
-}
-
-// waitOptions waits for callgate's keepalive OPTIONS at the phone.
-func waitOptions(t *testing.T, p *siptest.Phone, timeout time.Duration) *sip.Request {
-	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case r := <-p.Requests:
-			if r.Method == sip.OPTIONS {
-				return r
-			}
-		case <-deadline:
-			t.Fatalf("phone %s got no OPTIONS within %s", p.User(), timeout)
-			return nil
-		}
-	}
-}
 
 func TestSiptestPhonesRegisterUDPAndTCP(t *testing.T) {
 	d := startDaemon(t, newDaemonConfig(t, ""))
@@ -96,13 +54,6 @@ func TestSippRegistersOverUDPAndTCP(t *testing.T) {
 	d.waitMetric("callgate_registered_contacts", 2, 5*time.Second)
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
 func TestBaresipRegisters(t *testing.T) {
 	baresip := needTool(t, "baresip")
 	d := startDaemon(t, newDaemonConfig(t, ""))
@@ -136,8 +87,6 @@ func TestBaresipRegisters(t *testing.T) {
 	}
 }
 
-func itoa(i int) string { return strconv.Itoa(i) }
-
 func TestSHA256Digest(t *testing.T) {
 	cfg := newDaemonConfig(t, "")
 	cfg.SIPExtra = `digest_algorithms = ["SHA-256"]` // nothing else to fall back to
@@ -150,4 +99,45 @@ func TestSHA256Digest(t *testing.T) {
 	if !strings.Contains(d.log.String(), "callgate running") {
 		t.Fatal("daemon log incomplete")
 	}
+}
+
+func TestPrivateContactReachedAtSourceAddress(t *testing.T) {
+	d := startDaemon(t, newDaemonConfig(t, ""))
+	// The phone believes it is 10.99.99.99 (unreachable from here); only its
+	// real source address works.
+	p := newPhone(t, d, siptest.PhoneConfig{User: "101", Password: "Phone101pass", ContactHost: "10.99.99.99:5060"})
+	mustRegister(t, p)
+	req := waitOptions(t, p, 5*time.Second)
+	if req.Recipient.Host != "10.99.99.99" {
+		t.Fatalf("OPTIONS Request-URI %s, want the phone's own Contact", req.Recipient.String())
+	}
+	if !strings.HasPrefix(req.Source(), "127.0.0.1:") {
+		t.Fatalf("OPTIONS came from %s", req.Source())
+	}
+}
+
+func TestRegistrationsSurviveKill9(t *testing.T) {
+	cfg := newDaemonConfig(t, "")
+	d := startDaemon(t, cfg)
+	p := newPhone(t, d, siptest.PhoneConfig{User: "101", Password: "Phone101pass", ContactHost: "10.99.99.99:5060"})
+	p2 := newPhone(t, d, siptest.PhoneConfig{User: "103", Password: "Phone103pass", Transport: "udp"})
+	mustRegister(t, p)
+	mustRegister(t, p2)
+	d.waitMetric("callgate_location_stored_bindings", 2, 5*time.Second)
+	d.kill()
+	// Drain what the first instance sent.
+	for _, ph := range []*siptest.Phone{p, p2} {
+		for len(ph.Requests) > 0 {
+			<-ph.Requests
+		}
+	}
+	d2 := startDaemon(t, cfg)
+	d2.waitMetric("callgate_registered_contacts", 2, 5*time.Second)
+	// The restarted daemon reaches the phone without a new REGISTER.
+	waitOptions(t, p, 5*time.Second)
+	waitOptions(t, p2, 5*time.Second)
+	if d2.metric("callgate_sip_register_total") != 0 {
+		t.Fatal("phones registered again")
+	}
+	d2.stop()
 }

@@ -131,3 +131,16 @@ func TestRTPNeverGoesToAnICECandidate(t *testing.T) {
 		t.Fatalf("the relay sent %d packets to an ICE candidate", n)
 	}
 }
+
+// The VPBX is told the office's public address (NAT), the phones the LAN one.
+func TestUpstreamAdvertiseInSDPTowardVPBX(t *testing.T) {
+	o := newOffice(t, officeOpts{UpstreamAdvertise: "198.51.100.7"})
+	ctx := withTimeout(t, 15*time.Second)
+	vpbxSide, _, in := o.inbound(ctx, "127.0.0.1:31000", "127.0.0.1:31002")
+	toVPBX, _ := siptest.MediaAddr(vpbxSide.Remote)
+	toPhone, _ := siptest.MediaAddr(in.Request.Body())
+	if toVPBX.Addr().String() != "198.51.100.7" || toPhone.Addr().String() != "127.0.0.1" {
+		t.Fatalf("SDP toward the VPBX %s, toward the phone %s", toVPBX, toPhone)
+	}
+	vpbxSide.Hangup(ctx)
+}

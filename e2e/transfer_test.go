@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,31 +16,6 @@ import (
 	"callgate/media/rtptest"
 	"callgate/sip/siptest"
 )
-
-// sipfrags collects the sipfrag status lines of NOTIFYs a phone receives.
-func sipfrags(t *testing.T, p *siptest.Phone, until string, timeout time.Duration) []string {
-	t.Helper()
-	var got []string
-	deadline := time.After(timeout)
-	for {
-		select {
-		case req := <-p.Requests:
-			if req.Method != "NOTIFY" {
-				continue
-			}
-			if ev := req.GetHeader("Event"); ev == nil || ev.Value() != "refer" {
-				t.Fatalf("NOTIFY without Event: refer")
-			}
-			line := strings.TrimSpace(string(req.Body()))
-			got = append(got, line)
-			if strings.HasPrefix(line, until) {
-				return got
-			}
-		case <-deadline:
-			t.Fatalf("no NOTIFY %q; got %v", until, got)
-		}
-	}
-}
 
 // A blind transfer by REFER from the employee's phone: the outside party
 // ends up talking to the target, the transferor is released, NOTIFYs report
@@ -174,22 +147,6 @@ func TestTransferToRejectingPhoneReturnsToTransferor(t *testing.T) {
 	}
 }
 
-// activeCallID is the id of the newest call, still in progress.
-func (o *office) activeCallID() string {
-	o.t.Helper()
-	var list struct{ Calls []calls.Record }
-	o.d.waitFor("a call in progress", 5*time.Second, func() bool {
-		res, err := o.d.get("/api/v1/calls?limit=1", true)
-		if err != nil {
-			return false
-		}
-		defer res.Body.Close()
-		list.Calls = nil
-		return json.NewDecoder(res.Body).Decode(&list) == nil && len(list.Calls) == 1 && list.Calls[0].Ended.IsZero()
-	})
-	return list.Calls[0].ID
-}
-
 // sipp as ivanov's phone answers an inbound call and transfers it blind by
 // REFER to 103; the outside party ends up talking to 103.
 func TestBlindTransferFromSippPhone(t *testing.T) {
@@ -293,27 +250,6 @@ func blindTransferFromSipp(t *testing.T, scenario string) calls.Record {
 		t.Fatalf("record %+v", rec)
 	}
 	return rec
-}
-
-// reinviteTo waits for a re-INVITE at a phone and returns the relay
-// address it names.
-func reinviteTo(t *testing.T, p *siptest.Phone, timeout time.Duration) netip.AddrPort {
-	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case req := <-p.Requests:
-			if req.Method == "INVITE" && req.To().Params.Has("tag") {
-				a, err := siptest.MediaAddr(req.Body())
-				if err != nil {
-					t.Fatal(err)
-				}
-				return a
-			}
-		case <-deadline:
-			t.Fatalf("no re-INVITE at %s", p.User())
-		}
-	}
 }
 
 // Attended transfer: ivanov holds the outside party, consults petrov on an
@@ -457,18 +393,4 @@ func TestBlindTransferToOutsideNumber(t *testing.T) {
 	if len(rec.Legs) != 1 || len(rec.Transfers) != 1 || rec.Transfers[0].From != "ivanov" || rec.Transfers[0].To != "79161112233" {
 		t.Fatalf("record %+v", rec)
 	}
-}
-
-// talking puts an inbound call from the VPBX through to ivanov's line 101
-// (102 is cancelled) and waits until outside and ivanov hear each other.
-func (o *office) talking(ctx context.Context, outside, ivanov *rtptest.Peer) (vpbxSide, ivanovSide *siptest.Call, in *siptest.IncomingCall) {
-	o.t.Helper()
-	vpbxSide, ivanovSide, in = o.inbound(ctx, outside.Addr().String(), ivanov.Addr().String())
-	<-nextCall(o.t, o.phones["102"]).Gone()
-	toA, _ := siptest.MediaAddr(vpbxSide.Remote)
-	toB, _ := siptest.MediaAddr(in.Request.Body())
-	outside.SendTo(toA)
-	ivanov.SendTo(toB)
-	o.d.waitFor("outside and ivanov talk", 5*time.Second, func() bool { return hears(outside, 1000) && hears(ivanov, 440) })
-	return vpbxSide, ivanovSide, in
 }

@@ -15,22 +15,6 @@ import (
 	"callgate/sip/siptest"
 )
 
-func upstreamSection(registrar string) string {
-	return fmt.Sprintf(`[upstream]
-registrar = "udp:%s"
-domain = "vpbx.test"
-trusted_sources = ["127.0.0.1/32"]
-expires = "60s"
-register_timeout = "500ms"
-retry_min = "400ms"
-retry_max = "10s"
-[[upstream.account]]
-user = "sales1"
-password = "Secret123"
-employee = "ivanov"
-`, registrar)
-}
-
 // sippVPBX runs sipp as the upstream registrar with a scenario from testdata.
 type sippVPBX struct {
 	t    *testing.T
