@@ -1,13 +1,12 @@
 package main
 
 import (
-	"net"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestSystemdUnitVerifies runs systemd-analyze verify on the shipped unit,
@@ -37,45 +36,13 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	}
 }
 
-// TestSdNotifyReadyWatchdogStopping plays systemd's notify socket.
-func TestSdNotifyReadyWatchdogStopping(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "notify.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+// The unit must not restart callgate on the database exit code.
+func TestUnitDoesNotRestartOnDamagedDatabase(t *testing.T) {
+	unit, err := os.ReadFile("../../systemd/callgate.service")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	got := make(chan string, 64)
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			got <- string(buf[:n])
-		}
-	}()
-	cfg := newDaemonConfig(t, "")
-	cfg.Env = []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=200000"}
-	d := startDaemon(t, cfg)
-	want := func(msg string) {
-		t.Helper()
-		deadline := time.After(5 * time.Second)
-		for {
-			select {
-			case m := <-got:
-				if strings.Contains(m, msg) {
-					return
-				}
-			case <-deadline:
-				t.Fatalf("no %s on the notify socket", msg)
-			}
-		}
+	if !strings.Contains(string(unit), fmt.Sprintf("\nRestartPreventExitStatus=%d\n", exitDatabase)) {
+		t.Fatalf("unit lacks RestartPreventExitStatus=%d", exitDatabase)
 	}
-	want("READY=1")
-	want("WATCHDOG=1")
-	want("WATCHDOG=1")
-	d.stop()
-	want("STOPPING=1")
 }
