@@ -8,7 +8,6 @@ import (
 	"callgate/gateway/dialer"
 	"callgate/media/relay"
 	"callgate/sip/b2bua"
-	"callgate/sip/trunk"
 )
 
 // relayMedia opens the B2BUA's media sessions on the relay.
@@ -29,7 +28,7 @@ func newCallModel(g *Gateway) *callmodel.Model {
 	cfg := callmodel.Config{Store: calls.NewStore(g.store), Accounts: g.cfg.Upstream.Accounts, Region: g.cfg.Calls.DefaultRegion,
 		RecordInternal: g.cfg.Recording.Internal, Tracker: g.track, Log: g.log}
 	if g.cfg.Recording.Enabled {
-		cfg.Recorder = g.recorder
+		cfg.Recordings = g.recs
 	}
 	return callmodel.New(cfg)
 }
@@ -38,18 +37,5 @@ func newCallModel(g *Gateway) *callmodel.Model {
 func (g *Gateway) newDialer() *dialer.Dialer {
 	return &dialer.Dialer{Calls: g.b2b, Router: g.router, Directory: g.dir,
 		Registered:         func(ext string) bool { return len(g.reg.Location().Lookup(ext, time.Now())) > 0 },
-		UpstreamRegistered: g.upstreamRegistered}
-}
-
-// upstreamRegistered reports whether an upstream account is registered.
-func (g *Gateway) upstreamRegistered(user string) bool {
-	if g.trunk == nil {
-		return false
-	}
-	for _, s := range g.trunk.Statuses() {
-		if s.Account == user {
-			return s.State == trunk.StateRegistered
-		}
-	}
-	return false
+		UpstreamRegistered: g.trunk.Registered}
 }

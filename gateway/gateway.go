@@ -27,7 +27,6 @@ import (
 	"callgate/gateway/store"
 	"callgate/gateway/storehealth"
 	"callgate/gateway/tracking"
-	"callgate/media/record"
 	"callgate/media/relay"
 	"callgate/sip/b2bua"
 	"callgate/sip/digest"
@@ -54,13 +53,12 @@ type Gateway struct {
 	router *routing.Router
 	http   *http.Server
 
-	relay    *relay.Relay
-	recs     *recordings.Library
-	recorder *record.Recorder // recs' writer, for the call model
-	b2b      *b2bua.B2BUA
-	calls    *callmodel.Model
-	saver    *calls.Writer // the call model's records waiting for the database
-	httpL    net.Listener
+	relay *relay.Relay
+	recs  *recordings.Library
+	b2b   *b2bua.B2BUA
+	calls *callmodel.Model
+	saver *calls.Writer // the call model's records waiting for the database
+	httpL net.Listener
 	// live events for /api/v1/events
 	feed        *api.Feed
 	links       *recordings.Links // signed recording links; nil without HTTP
@@ -223,7 +221,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); g.bindings.Run(bg) }()
 	go func() { defer wg.Done(); g.guard.Run(bg, 5*time.Second) }()
 	go func() { defer wg.Done(); g.keepalive.Run(bg) }()
-	go func() { defer wg.Done(); g.watchdog(bg) }()
+	go func() { defer wg.Done(); g.sip.Watchdog(bg) }()
 	g.log.Info("callgate running", "sip", fmt.Sprint(g.cfg.SIP.Listen), "advertise", g.sip.Advertise(), "http", g.HTTPAddr())
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 
@@ -264,27 +262,6 @@ func (g *Gateway) closeAll() {
 			g.log.Error("close store", "error", err)
 		}
 		g.store = nil
-	}
-}
-
-// watchdog pings systemd's watchdog at half its interval, as long as the
-// SIP listeners are up.
-func (g *Gateway) watchdog(ctx context.Context) {
-	interval, err := daemon.SdWatchdogEnabled(false)
-	if err != nil || interval == 0 {
-		return
-	}
-	t := time.NewTicker(interval / 2)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if g.sip.Listening() {
-				_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
-			}
-		}
 	}
 }
 

@@ -33,7 +33,6 @@ func (g *Gateway) newMedia() error {
 	minFree, _ := config.ParseSize(cfg.Recording.MinFree)
 	g.recs = recordings.New(recordings.Config{Enabled: cfg.Recording.Enabled, Dir: cfg.Recording.Dir,
 		Retention: cfg.Recording.Retention.D(), MinFree: minFree, Log: g.log})
-	g.recorder = g.recs.Recorder()
 	if m := cfg.Mango; m.APIKey != "" {
 		api := &tracking.Mango{URL: m.URL, Key: m.APIKey, Salt: m.APISalt, HTTP: &http.Client{Timeout: 10 * time.Second}}
 		g.track = tracking.NewTracker(api.Visitor, m.Budget.D())

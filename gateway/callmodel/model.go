@@ -7,18 +7,16 @@ package callmodel
 
 import (
 	"log/slog"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"callgate/crm"
 	"callgate/gateway/calls"
 	"callgate/gateway/config"
+	"callgate/gateway/recordings"
 	"callgate/gateway/routing"
 	"callgate/gateway/tracking"
-	"callgate/media/record"
 	"callgate/media/relay"
 	"callgate/sip/b2bua"
 
@@ -35,8 +33,8 @@ type Config struct {
 	Accounts []config.Account
 	// Region is the default region numbers are normalised in.
 	Region string
-	// Recorder records answered calls (nil: recording disabled).
-	Recorder *record.Recorder
+	// Recordings records answered calls (nil: recording disabled).
+	Recordings Recordings
 	// RecordInternal records internal calls too.
 	RecordInternal bool
 	// Tracker finds the website visit behind a call to a dynamic
@@ -46,13 +44,19 @@ type Config struct {
 	Log *slog.Logger
 }
 
+// Recordings starts a leg's recording; the recording's Name is what the
+// call record keeps.
+type Recordings interface {
+	Start(callID string, leg int, at time.Time) (*recordings.Recording, error)
+}
+
 // Model turns B2BUA events into call records and recordings. Events of one
 // call arrive in order from that call's goroutine; records are written by a
 // separate goroutine so no call waits for the disk.
 type Model struct {
 	log      *slog.Logger
 	store    *calls.Store
-	rec      *record.Recorder
+	rec      Recordings
 	internal bool
 	region   string
 	numbers  map[string]string // account -> trunk number
@@ -74,7 +78,7 @@ type Model struct {
 
 type openCall struct {
 	rec calls.Record
-	rc  *record.Call
+	rc  *recordings.Recording
 	// media is the session the B2BUA opened for the call: the one the
 	// recording taps and the statistics are read from.
 	media b2bua.CallMedia
@@ -82,7 +86,7 @@ type openCall struct {
 
 // New returns a model writing to cfg.Store; Close stops its writer.
 func New(cfg Config) *Model {
-	m := &Model{log: cfg.Log, store: cfg.Store, rec: cfg.Recorder, internal: cfg.RecordInternal,
+	m := &Model{log: cfg.Log, store: cfg.Store, rec: cfg.Recordings, internal: cfg.RecordInternal,
 		region: cfg.Region, numbers: map[string]string{}, sources: map[string]string{}, dynamic: map[string]bool{},
 		track: cfg.Tracker, open: map[string]*openCall{},
 		writes: make(chan calls.Record, 1024), done: make(chan struct{}), bus: calls.NewBus(),
@@ -266,14 +270,13 @@ func (m *Model) startRecording(oc *openCall, leg *calls.Leg) {
 	if m.rec == nil || oc.media == nil || (oc.rec.Internal && !m.internal) {
 		return
 	}
-	rc, err := m.rec.Start(oc.rec.ID, strconv.Itoa(leg.N), leg.Answered)
+	rc, err := m.rec.Start(oc.rec.ID, leg.N, leg.Answered)
 	if err != nil {
 		m.log.Warn("call not recorded", "call_id", oc.rec.ID, "error", err)
 		return
 	}
 	oc.rc = rc
-	rel, _ := filepath.Rel(m.rec.Dir, rc.Path())
-	leg.Recording = rel
+	leg.Recording = rc.Name
 	oc.media.SetTap(func(side relay.Side, seq uint16, ts uint32, pt uint8, payload []byte) {
 		rc.Push(int(side), seq, ts, pt, payload)
 	})

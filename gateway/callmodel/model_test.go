@@ -9,8 +9,8 @@ import (
 
 	"callgate/gateway/calls"
 	"callgate/gateway/config"
+	"callgate/gateway/recordings"
 	"callgate/gateway/store"
-	"callgate/media/record"
 	"callgate/media/relay"
 	"callgate/sip/b2bua"
 
@@ -53,7 +53,7 @@ func model(t *testing.T, rec, recordInternal bool) (*Model, <-chan calls.Event) 
 			{User: "support", Number: "+74950000000"},
 		}}
 	if rec {
-		cfg.Recorder = &record.Recorder{Dir: filepath.Join(t.TempDir(), "recordings")}
+		cfg.Recordings = recordings.New(recordings.Config{Enabled: true, Dir: filepath.Join(t.TempDir(), "recordings")})
 	}
 	m := New(cfg)
 	events, _ := m.Bus().Subscribe(64)

@@ -116,6 +116,18 @@ func (t *Trunk) Statuses() []Status {
 	return out
 }
 
+// Registered reports whether account user is registered. A nil trunk (no
+// upstream configured) has no account registered.
+func (t *Trunk) Registered(user string) bool {
+	if t == nil {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.status[user]
+	return ok && s.State == StateRegistered
+}
+
 // AllRegistered reports whether every account is registered.
 func (t *Trunk) AllRegistered() bool {
 	for _, s := range t.Statuses() {

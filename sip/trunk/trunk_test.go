@@ -96,6 +96,10 @@ func TestRegisterRefreshUnregister(t *testing.T) {
 	if !tr.AllRegistered() {
 		t.Fatal("AllRegistered false while registered")
 	}
+	var none *Trunk
+	if acc := tr.Statuses()[0].Account; !tr.Registered(acc) || tr.Registered("other") || none.Registered(acc) {
+		t.Fatalf("Registered(%s) %v, Registered(other) %v, a nil trunk's %v", acc, tr.Registered(acc), tr.Registered("other"), none.Registered(acc))
+	}
 	// 401 + authorized REGISTER, then a refresh at ~80% of the 2 s grant.
 	var first, refresh time.Time
 	for refresh.IsZero() {
