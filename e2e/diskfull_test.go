@@ -4,42 +4,20 @@ import (
 	"context"
 	"encoding/binary"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"callgate/gateway/calls"
+	"callgate/internal/testenv"
 	"callgate/media/record"
 	"callgate/media/rtptest"
 	"callgate/sip/siptest"
 )
 
-// mountTmpfs mounts a tmpfs of size on dir for the test. Mounting needs
-// root: CI runs as root, elsewhere the test is skipped with a message.
-func mountTmpfs(t *testing.T, dir, size string) {
-	t.Helper()
-	fail := t.Skipf
-	if os.Getenv("CI") == "true" {
-		fail = t.Fatalf
-	}
-	if os.Geteuid() != 0 {
-		fail("mounting a tmpfs as the recording dir needs root (CI runs as root); skipped")
-	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		fail("mount -t tmpfs on %s: %v: %s", dir, err, out)
-	}
-	t.Cleanup(func() {
-		// Lazy: the daemon may still hold the directory.
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-}
+// mountTmpfs mounts a tmpfs of size on dir for the test.
+func mountTmpfs(t *testing.T, dir, size string) { testenv.MountTmpfs(t, dir, size) }
 
 // fillLeaving writes a filler file so that only leave bytes stay free on
 // dir's filesystem, and returns its path.

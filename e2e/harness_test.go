@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"callgate/gateway/api/apitest"
+	"callgate/internal/testenv"
 )
 
 // The end-to-end tests run the real binary, built once for the package
@@ -40,39 +41,19 @@ func TestMain(m *testing.M) {
 		binPath = bin
 		os.Exit(m.Run())
 	}
-	dir, err := os.MkdirTemp("", "callgate-e2e-")
+	bin, remove, err := testenv.BuildCallgate(raceEnabled)
 	if err != nil {
-		panic(err)
-	}
-	binPath = filepath.Join(dir, "callgate")
-	args := []string{"build", "-o", binPath}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	out, err := exec.Command("go", append(args, "callgate/cmd/callgate")...).CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build callgate: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	binPath = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 
-// needTool fails in CI when a peer is missing (CI installs it) and skips
-// with the reason elsewhere.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not installed; .ci/run must install it", name)
-	}
-	t.Skipf("skipping: %s is not installed (run `make deps` or .ci/run to install it)", name)
-	return ""
-}
+// needTool is a peer's path; see testenv.NeedTool.
+func needTool(t *testing.T, name string) string { return testenv.NeedTool(t, name) }
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -445,11 +426,12 @@ func inLoopbackNetns(t *testing.T) bool {
 	err := cmd.Run()
 	text := out.String()
 	if strings.Contains(text, "--- SKIP: "+t.Name()) {
-		t.Skipf("skipped in the namespace:\n%s", tail(text, 2000))
+		// The re-run skips only outside CI (a missing peer); in CI it fails.
+		testenv.Unavailable(t, "in the namespace:\n%s", tail(text, 2000))
 	}
 	if err != nil || !strings.Contains(text, "--- PASS: "+t.Name()) {
-		if strings.Contains(text, "unshare: ") && os.Getenv("CI") == "" {
-			t.Skipf("skipping: cannot make a network namespace here (needs root or user namespaces):\n%s", text)
+		if strings.Contains(text, "unshare: ") {
+			testenv.Unavailable(t, "cannot make a network namespace here (needs root or user namespaces):\n%s", text)
 		}
 		t.Fatalf("in a loopback-only network namespace: %v\n%s", err, text)
 	}

@@ -1,10 +1,9 @@
 package main
 
 import (
+	"callgate/internal/testenv"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 )
 
@@ -14,36 +13,15 @@ import (
 var binPath string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "callgate-cli-")
+	bin, remove, err := testenv.BuildCallgate(raceEnabled)
 	if err != nil {
-		panic(err)
-	}
-	binPath = filepath.Join(dir, "callgate")
-	args := []string{"build", "-o", binPath}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build callgate: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	binPath = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 
-// needTool fails in CI when a tool is missing (CI installs it) and skips
-// with the reason elsewhere.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not installed; .ci/run must install it", name)
-	}
-	t.Skipf("skipping: %s is not installed (run `make deps` or .ci/run to install it)", name)
-	return ""
-}
+func needTool(t *testing.T, name string) string { return testenv.NeedTool(t, name) }

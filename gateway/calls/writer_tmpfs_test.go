@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"callgate/gateway/store"
+	"callgate/internal/testenv"
 	"callgate/media/record"
 )
 
@@ -20,18 +20,8 @@ import (
 // intact, once space is freed. Mounting needs root: CI runs as root,
 // elsewhere the test is skipped with a message.
 func TestWriterOnFullTmpfsDataDir(t *testing.T) {
-	fail := t.Skipf
-	if os.Getenv("CI") == "true" {
-		fail = t.Fatalf
-	}
-	if os.Geteuid() != 0 {
-		fail("mounting a tmpfs as data dir needs root (CI runs as root); skipped")
-	}
 	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
-		fail("mount -t tmpfs on %s: %v: %s", dir, err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	testenv.MountTmpfs(t, dir, "2m")
 	db, err := store.Open(dir)
 	if err != nil {
 		t.Fatal(err)
