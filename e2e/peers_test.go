@@ -265,13 +265,14 @@ func linphoneGot(t *testing.T, lp *siptest.Linphone, start, method string) []str
 	if err != nil {
 		t.Fatal(err)
 	}
+	cseq := regexp.MustCompile(`(?m)^CSeq: \d+ ` + regexp.QuoteMeta(method) + `\s*$`)
 	var got []string
 	var msg []string
 	in := false
 	flush := func() {
 		if len(msg) > 0 && strings.HasPrefix(msg[0], start) {
 			m := strings.Join(msg, "\n")
-			if regexp.MustCompile(`(?m)^CSeq: \d+ ` + method + `\s*$`).MatchString(m) {
+			if cseq.MatchString(m) {
 				got = append(got, m)
 			}
 		}
