@@ -36,7 +36,7 @@ func (g *Gateway) adminStatus() any {
 	now := time.Now()
 	v := adminView{Phones: []phoneView{}, Upstream: []trunk.Status{}, CRM: map[string]outbox.Status{}, Bans: g.guard.Bans()}
 	for _, b := range g.reg.Location().All(now) {
-		p := phoneView{Extension: b.AOR, Source: b.Source, Transport: b.Transport, UserAgent: b.UserAgent, Expires: b.Expires, Since: b.Since}
+		p := phoneView{Extension: b.AOR, Source: b.Source, Transport: string(b.Transport), UserAgent: b.UserAgent, Expires: b.Expires, Since: b.Since}
 		if e, ok := g.dir.ByExtension(b.AOR); ok {
 			p.Employee = e.ID
 		}

@@ -107,10 +107,6 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	for i, a := range cfg.SIP.DigestAlgorithms {
 		algs[i] = digest.Algorithm(a)
 	}
-	var allow []netip.Prefix
-	for _, c := range cfg.SIP.AllowNetworks {
-		allow = append(allow, netip.MustParsePrefix(c))
-	}
 	loc := location.New()
 	g.bindings = location.NewPersister(loc, g.store.Bucket(store.BucketBindings), log)
 	if n, err := g.bindings.Restore(time.Now()); err != nil {
@@ -120,7 +116,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	}
 	g.reg = registrar.New(registrar.Config{
 		MinExpires: cfg.SIP.MinExpires.D(), MaxExpires: cfg.SIP.MaxExpires.D(), DefaultExpires: cfg.SIP.DefaultExpires.D(),
-		MaxContacts: cfg.SIP.MaxContacts, AllowNetworks: allow, ServerName: cfg.SIP.UserAgent,
+		MaxContacts: cfg.SIP.MaxContacts, AllowNetworks: cfg.SIP.AllowNetworks.Prefixes(), ServerName: cfg.SIP.UserAgent,
 		Scanners: guard.NewScanners(cfg.SIP.ScannerUserAgents), Log: log,
 	}, digest.NewServer(cfg.SIP.Realm, algs, cfg.SIP.NonceLifetime.D()), g.dir, g.guard, loc)
 
@@ -161,11 +157,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 
 func (g *Gateway) newTrunk() *trunk.Trunk {
 	u := g.cfg.Upstream
-	target := u.Registrar
-	if u.Proxy != "" {
-		target = u.Proxy
-	}
-	la, _ := config.ParseListen(target)
+	la := u.Target()
 	var accounts []trunk.Account
 	for _, a := range u.Accounts {
 		accounts = append(accounts, trunk.Account{User: a.User, AuthUser: a.AuthUser, Password: a.Password})

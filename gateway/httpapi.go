@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -111,10 +110,8 @@ func (g *Gateway) newAPI() error {
 // proxies are the API's trusted reverse proxies (validated networks).
 func proxies(h config.HTTP) *api.Proxies {
 	p := &api.Proxies{Header: h.ProxyHeader}
-	for _, c := range h.TrustedProxies {
-		if n, err := netip.ParsePrefix(c); err == nil {
-			p.Trusted = append(p.Trusted, n.Masked())
-		}
+	for _, n := range h.TrustedProxies.Prefixes() {
+		p.Trusted = append(p.Trusted, n.Masked())
 	}
 	return p
 }

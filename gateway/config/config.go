@@ -41,21 +41,21 @@ type Log struct {
 
 // SIP configures the listeners for phones and the registrar.
 type SIP struct {
-	Listen            []string `toml:"listen"`
-	Advertise         string   `toml:"advertise"`
-	Realm             string   `toml:"realm"`
-	AllowNetworks     []string `toml:"allow_networks"`
-	DigestAlgorithms  []string `toml:"digest_algorithms"`
-	NonceLifetime     Duration `toml:"nonce_lifetime"`
-	MinExpires        Duration `toml:"min_expires"`
-	MaxExpires        Duration `toml:"max_expires"`
-	DefaultExpires    Duration `toml:"default_expires"`
-	MaxContacts       int      `toml:"max_contacts"`
-	KeepaliveInterval Duration `toml:"keepalive_interval"`
-	TCPMaxPerIP       int      `toml:"tcp_max_per_ip"`   // SIP TCP connections one IP may hold; 0: no cap
-	TCPIdleTimeout    Duration `toml:"tcp_idle_timeout"` // close silent connections without registration or call; 0: never
-	UserAgent         string   `toml:"user_agent"`
-	Ban               Ban      `toml:"ban"`
+	Listen            []ListenAddr `toml:"listen"`
+	Advertise         IP           `toml:"advertise"`
+	Realm             string       `toml:"realm"`
+	AllowNetworks     Networks     `toml:"allow_networks"`
+	DigestAlgorithms  []string     `toml:"digest_algorithms"`
+	NonceLifetime     Duration     `toml:"nonce_lifetime"`
+	MinExpires        Duration     `toml:"min_expires"`
+	MaxExpires        Duration     `toml:"max_expires"`
+	DefaultExpires    Duration     `toml:"default_expires"`
+	MaxContacts       int          `toml:"max_contacts"`
+	KeepaliveInterval Duration     `toml:"keepalive_interval"`
+	TCPMaxPerIP       int          `toml:"tcp_max_per_ip"`   // SIP TCP connections one IP may hold; 0: no cap
+	TCPIdleTimeout    Duration     `toml:"tcp_idle_timeout"` // close silent connections without registration or call; 0: never
+	UserAgent         string       `toml:"user_agent"`
+	Ban               Ban          `toml:"ban"`
 	// ScannerUserAgents are User-Agent substrings (case-insensitive) of
 	// SIP scanners, whose requests are dropped without an answer; an empty
 	// list turns the check off.
@@ -72,11 +72,11 @@ type Ban struct {
 
 // Media configures the RTP relay.
 type Media struct {
-	RTPPorts          string   `toml:"rtp_ports"`
-	Bind              string   `toml:"bind"`
-	Advertise         string   `toml:"advertise"`
-	UpstreamAdvertise string   `toml:"upstream_advertise"`
-	Timeout           Duration `toml:"timeout"`
+	RTPPorts          PortRange `toml:"rtp_ports"`
+	Bind              IP        `toml:"bind"`
+	Advertise         IP        `toml:"advertise"`
+	UpstreamAdvertise IP        `toml:"upstream_advertise"`
+	Timeout           Duration  `toml:"timeout"`
 }
 
 // Calls configures call handling.
@@ -103,20 +103,20 @@ type Recording struct {
 	Dir       string   `toml:"dir"`
 	Retention Duration `toml:"retention"`
 	Internal  bool     `toml:"internal"`
-	MinFree   string   `toml:"min_free"`
+	MinFree   Size     `toml:"min_free"`
 }
 
 // Upstream configures the registrations with the cloud VPBX.
 type Upstream struct {
-	Registrar       string    `toml:"registrar"`
-	Proxy           string    `toml:"proxy"`
-	Domain          string    `toml:"domain"`
-	TrustedSources  []string  `toml:"trusted_sources"`
-	Expires         Duration  `toml:"expires"`
-	RegisterTimeout Duration  `toml:"register_timeout"`
-	RetryMin        Duration  `toml:"retry_min"`
-	RetryMax        Duration  `toml:"retry_max"`
-	Accounts        []Account `toml:"account"`
+	Registrar       ListenAddr `toml:"registrar"`
+	Proxy           ListenAddr `toml:"proxy"`
+	Domain          string     `toml:"domain"`
+	TrustedSources  Networks   `toml:"trusted_sources"`
+	Expires         Duration   `toml:"expires"`
+	RegisterTimeout Duration   `toml:"register_timeout"`
+	RetryMin        Duration   `toml:"retry_min"`
+	RetryMax        Duration   `toml:"retry_max"`
+	Accounts        []Account  `toml:"account"`
 }
 
 // Account is one SIP account of the VPBX that callgate registers.
@@ -175,7 +175,7 @@ type HTTP struct {
 	// TrustedProxies are the networks of reverse proxies (the tunnel's end
 	// on this host) whose ProxyHeader names the real client; failed logins
 	// and tokens are counted per client. Default: loopback.
-	TrustedProxies []string `toml:"trusted_proxies"`
+	TrustedProxies Networks `toml:"trusted_proxies"`
 	// ProxyHeader is the header the proxies write: "X-Forwarded-For" or
 	// "Forwarded" (RFC 7239).
 	ProxyHeader string `toml:"proxy_header"`
@@ -357,9 +357,9 @@ func Defaults() Config {
 		DataDir: "/var/lib/callgate",
 		Log:     Log{Level: "info", Format: "text"},
 		SIP: SIP{
-			Listen:            []string{"udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"},
+			Listen:            []ListenAddr{parseListen("udp:0.0.0.0:5060"), parseListen("tcp:0.0.0.0:5060")},
 			Realm:             "callgate",
-			AllowNetworks:     []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1/128", "fc00::/7"},
+			AllowNetworks:     networks("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1/128", "fc00::/7"),
 			DigestAlgorithms:  []string{"MD5"},
 			NonceLifetime:     Duration(60 * time.Second),
 			MinExpires:        Duration(60 * time.Second),
@@ -378,8 +378,8 @@ func Defaults() Config {
 			},
 			ScannerUserAgents: []string{"friendly-scanner", "sipvicious", "sipcli", "VaxSIPUserAgent", "sip-scan", "iWar", "SIPScan", "pplsip"},
 		},
-		Media:     Media{RTPPorts: "20000-20999", Bind: "0.0.0.0", Timeout: Duration(60 * time.Second)},
-		Recording: Recording{Enabled: true, Retention: Duration(8760 * time.Hour), MinFree: "1GiB"},
+		Media:     Media{RTPPorts: parsePortRange("20000-20999"), Bind: parseIP("0.0.0.0"), Timeout: Duration(60 * time.Second)},
+		Recording: Recording{Enabled: true, Retention: Duration(8760 * time.Hour), MinFree: parseSize("1GiB")},
 		Calls:     Calls{RingTimeout: Duration(30 * time.Second), DefaultRegion: "RU"},
 		Dial:      Dial{PerLine: 2},
 		Upstream: Upstream{
@@ -389,7 +389,7 @@ func Defaults() Config {
 			RetryMax:        Duration(5 * time.Minute),
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:8080", LinkTTL: Duration(7 * 24 * time.Hour), RecordingAccess: "own",
-			TrustedProxies: []string{"127.0.0.0/8", "::1/128"}, ProxyHeader: "X-Forwarded-For",
+			TrustedProxies: networks("127.0.0.0/8", "::1/128"), ProxyHeader: "X-Forwarded-For",
 			ReadTimeout: Duration(30 * time.Second), WriteTimeout: Duration(60 * time.Second), IdleTimeout: Duration(2 * time.Minute),
 			MaxHeaderBytes: 64 << 10},
 		Routing: Routing{CRMBudget: Duration(300 * time.Millisecond), ResponsibleTimeout: Duration(15 * time.Second), CacheTTL: Duration(10 * time.Minute)},

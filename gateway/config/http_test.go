@@ -2,7 +2,7 @@ package config
 
 import (
 	"errors"
-	"slices"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +16,7 @@ func TestHTTPLimitDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := c.HTTP
-	if !slices.Equal(h.TrustedProxies, []string{"127.0.0.0/8", "::1/128"}) || h.ProxyHeader != "X-Forwarded-For" {
+	if fmt.Sprint(h.TrustedProxies) != "[127.0.0.0/8 ::1/128]" || h.ProxyHeader != "X-Forwarded-For" {
 		t.Fatalf("proxy defaults: %v %q", h.TrustedProxies, h.ProxyHeader)
 	}
 	if h.ReadTimeout.D() != 30*time.Second || h.WriteTimeout.D() != time.Minute || h.IdleTimeout.D() != 2*time.Minute || h.MaxHeaderBytes != 64<<10 {

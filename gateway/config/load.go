@@ -230,6 +230,10 @@ func decodeProblems(name string, ix lineIndex, err error) []Problem {
 	return []Problem{{File: name, Msg: humanType(strings.TrimPrefix(err.Error(), "toml: ")), Hint: "strings need quotes, numbers and true/false do not, lists use [ ]"}}
 }
 
+// textTypes are the configuration's types written as TOML strings.
+var textTypes = map[string]bool{"config.Duration": true, "config.ListenAddr": true, "config.PortRange": true,
+	"config.Size": true, "config.IP": true, "config.Network": true}
+
 func humanType(msg string) string {
 	m := typeMismatch.FindStringSubmatch(msg)
 	if m == nil {
@@ -237,9 +241,9 @@ func humanType(msg string) string {
 	}
 	want := m[2]
 	switch {
-	case strings.HasPrefix(want, "[]"):
+	case strings.HasPrefix(want, "[]") || want == "config.Networks":
 		want = "a list"
-	case want == "string" || strings.HasSuffix(want, "Duration"):
+	case want == "string" || textTypes[want]:
 		want = "a string"
 	case strings.HasPrefix(want, "int"):
 		want = "an integer"

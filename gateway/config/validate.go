@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"callgate/sip/sipnet"
+
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -51,7 +53,7 @@ func (v *validator) validate(c *Config) {
 	if c.Recording.Dir == "" {
 		c.Recording.Dir = filepath.Join(c.DataDir, "recordings")
 	}
-	if _, err := ParseSize(c.Recording.MinFree); err != nil {
+	if err := c.Recording.MinFree.err; err != nil {
 		v.bad("recording.min_free", "e.g. \"1GiB\", \"500MB\" or \"0\" to disable", "%v", err)
 	}
 	v.between("calls.ring_timeout", c.Calls.RingTimeout.D(), time.Second, 10*time.Minute)
@@ -74,54 +76,14 @@ func (v *validator) validate(c *Config) {
 	v.between("routing.cache_ttl", c.Routing.CacheTTL.D(), time.Second, 24*time.Hour)
 }
 
-// ListenAddr is a parsed "transport:host:port" SIP listen address.
-type ListenAddr struct {
-	Transport string // "udp" or "tcp"
-	Addr      netip.AddrPort
-}
-
-func (l ListenAddr) String() string { return l.Transport + ":" + l.Addr.String() }
-
-// ParseListen parses "udp:127.0.0.1:5060" (transport defaults to udp).
-func ParseListen(s string) (ListenAddr, error) {
-	tr, hostport, ok := strings.Cut(s, ":")
-	if !ok || (tr != "udp" && tr != "tcp") {
-		tr, hostport = "udp", s
-		if strings.HasPrefix(s, "tls:") || strings.HasPrefix(s, "ws:") {
-			return ListenAddr{}, fmt.Errorf("transport %q is not supported", strings.SplitN(s, ":", 2)[0])
-		}
+// listenHint is the hint for a SIP address: every transport callgate listens on.
+var listenHint = func() string {
+	var forms []string
+	for _, t := range sipnet.Transports() {
+		forms = append(forms, fmt.Sprintf("%q", string(t)+":IP:PORT"))
 	}
-	ap, err := netip.ParseAddrPort(hostport)
-	if err != nil {
-		return ListenAddr{}, fmt.Errorf("%q is not IP:PORT", hostport)
-	}
-	if ap.Port() == 0 {
-		return ListenAddr{}, fmt.Errorf("port must not be 0")
-	}
-	return ListenAddr{Transport: tr, Addr: ap}, nil
-}
-
-// ParsePortRange parses "20000-20999".
-func ParsePortRange(s string) (lo, hi int, err error) {
-	a, b, ok := strings.Cut(s, "-")
-	if !ok {
-		return 0, 0, fmt.Errorf("%q is not LOW-HIGH", s)
-	}
-	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
-	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
-	if err1 != nil || err2 != nil {
-		return 0, 0, fmt.Errorf("%q is not LOW-HIGH", s)
-	}
-	switch {
-	case lo < 1024 || hi > 65535:
-		return 0, 0, fmt.Errorf("ports must be within 1024-65535")
-	case lo%2 != 0:
-		return 0, 0, fmt.Errorf("the low port must be even (RTP even, RTCP odd)")
-	case hi-lo < 3:
-		return 0, 0, fmt.Errorf("the range must hold at least two RTP/RTCP pairs")
-	}
-	return lo, hi, nil
-}
+	return "write " + strings.Join(forms, " or ")
+}()
 
 func (v *validator) sip(s *SIP) {
 	if len(s.Listen) == 0 {
@@ -130,20 +92,17 @@ func (v *validator) sip(s *SIP) {
 	seen := map[string]bool{}
 	for i, l := range s.Listen {
 		p := fmt.Sprintf("sip.listen[%d]", i)
-		la, err := ParseListen(l)
-		if err != nil {
-			v.bad(p, "write \"udp:IP:PORT\" or \"tcp:IP:PORT\"", "%v", err)
+		if l.err != nil {
+			v.bad(p, listenHint, "%v", l.err)
 			continue
 		}
-		if seen[la.String()] {
-			v.bad(p, "remove the duplicate", "%s is listed twice", la)
+		if seen[l.String()] {
+			v.bad(p, "remove the duplicate", "%s is listed twice", l)
 		}
-		seen[la.String()] = true
+		seen[l.String()] = true
 	}
-	if s.Advertise != "" {
-		if ip, err := netip.ParseAddr(s.Advertise); err != nil || ip.IsUnspecified() {
-			v.bad("sip.advertise", "the IP address phones and the VPBX reach callgate at, e.g. \"192.168.1.10\"", "%q is not a usable IP address", s.Advertise)
-		}
+	if s.Advertise.text != "" && (s.Advertise.err != nil || s.Advertise.Addr.IsUnspecified()) {
+		v.bad("sip.advertise", "the IP address phones and the VPBX reach callgate at, e.g. \"192.168.1.10\"", "%q is not a usable IP address", s.Advertise.text)
 	}
 	if strings.TrimSpace(s.Realm) == "" || strings.ContainsAny(s.Realm, "\"\\\r\n") {
 		v.bad("sip.realm", "e.g. realm = \"callgate\"", "must be a non-empty string without quotes")
@@ -195,41 +154,21 @@ func (v *validator) sip(s *SIP) {
 }
 
 func (v *validator) media(m *Media) {
-	if _, _, err := ParsePortRange(m.RTPPorts); err != nil {
+	if err := m.RTPPorts.err; err != nil {
 		v.bad("media.rtp_ports", "e.g. rtp_ports = \"20000-20999\"", "%v", err)
 	}
-	if _, err := netip.ParseAddr(m.Bind); err != nil {
-		v.bad("media.bind", "an IP address, e.g. \"0.0.0.0\"", "%q is not an IP address", m.Bind)
+	if m.Bind.err != nil || !m.Bind.IsSet() {
+		v.bad("media.bind", "an IP address, e.g. \"0.0.0.0\"", "%q is not an IP address", m.Bind.text)
 	}
-	for _, k := range []struct{ key, val string }{{"media.advertise", m.Advertise}, {"media.upstream_advertise", m.UpstreamAdvertise}} {
-		if k.val == "" {
-			continue
-		}
-		if ip, err := netip.ParseAddr(k.val); err != nil || ip.IsUnspecified() {
-			v.bad(k.key, "the IP address the other side sends RTP to", "%q is not a usable IP address", k.val)
+	for _, k := range []struct {
+		key string
+		val IP
+	}{{"media.advertise", m.Advertise}, {"media.upstream_advertise", m.UpstreamAdvertise}} {
+		if k.val.text != "" && (k.val.err != nil || k.val.Addr.IsUnspecified()) {
+			v.bad(k.key, "the IP address the other side sends RTP to", "%q is not a usable IP address", k.val.text)
 		}
 	}
 	v.between("media.timeout", m.Timeout.D(), time.Second, time.Hour)
-}
-
-// ParseSize parses "512MiB", "1GiB", "100MB" or a plain number of bytes.
-func ParseSize(s string) (uint64, error) {
-	s = strings.TrimSpace(s)
-	mult := uint64(1)
-	for _, u := range []struct {
-		suffix string
-		m      uint64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.m
-			break
-		}
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a size", s)
-	}
-	return n * mult, nil
 }
 
 func (v *validator) between(path string, d, lo, hi time.Duration) {
@@ -238,10 +177,10 @@ func (v *validator) between(path string, d, lo, hi time.Duration) {
 	}
 }
 
-func (v *validator) cidrs(path string, list []string) {
-	for i, c := range list {
-		if _, err := netip.ParsePrefix(c); err != nil {
-			v.bad(fmt.Sprintf("%s[%d]", path, i), "write a network as ADDRESS/BITS, e.g. \"192.168.1.0/24\" or \"10.0.0.5/32\"", "%q is not a CIDR", c)
+func (v *validator) cidrs(path string, list Networks) {
+	for i, n := range list {
+		if n.err != nil {
+			v.bad(fmt.Sprintf("%s[%d]", path, i), "write a network as ADDRESS/BITS, e.g. \"192.168.1.0/24\" or \"10.0.0.5/32\"", "%q is not a CIDR", n.text)
 		}
 	}
 }
@@ -398,22 +337,18 @@ func (v *validator) groups(list []Group, employees map[string]bool) map[string]b
 
 func (v *validator) upstream(u *Upstream, employees, groups map[string]bool) {
 	if len(u.Accounts) > 0 {
-		if u.Registrar == "" {
+		if !u.Registrar.IsSet() && u.Registrar.err == nil {
 			v.bad("upstream.registrar", "e.g. registrar = \"udp:81.88.86.55:5060\"", "is required when accounts are configured")
 		}
 		if strings.TrimSpace(u.Domain) == "" {
 			v.bad("upstream.domain", "e.g. domain = \"vpbx400000000.mangosip.ru\"", "is required when accounts are configured")
 		}
 	}
-	if u.Registrar != "" {
-		if _, err := ParseListen(u.Registrar); err != nil {
-			v.bad("upstream.registrar", "write \"udp:IP:PORT\" or \"tcp:IP:PORT\"", "%v", err)
-		}
+	if err := u.Registrar.err; err != nil {
+		v.bad("upstream.registrar", listenHint, "%v", err)
 	}
-	if u.Proxy != "" {
-		if _, err := ParseListen(u.Proxy); err != nil {
-			v.bad("upstream.proxy", "write \"udp:IP:PORT\" or \"tcp:IP:PORT\"", "%v", err)
-		}
+	if err := u.Proxy.err; err != nil {
+		v.bad("upstream.proxy", listenHint, "%v", err)
 	}
 	v.cidrs("upstream.trusted_sources", u.TrustedSources)
 	v.between("upstream.expires", u.Expires.D(), 10*time.Second, 24*time.Hour)

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,6 +28,7 @@ import (
 	"callgate/gateway"
 	"callgate/gateway/calls"
 	"callgate/gateway/config"
+	"callgate/sip/sipnet"
 	"callgate/sip/siptest"
 
 	"golang.org/x/crypto/bcrypt"
@@ -85,7 +87,8 @@ func Config(httpAddr, dataDir string) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.SIP.Listen = []string{fmt.Sprintf("udp:127.0.0.1:%d", sipPort), fmt.Sprintf("tcp:127.0.0.1:%d", sipPort)}
+	sipAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sipPort))
+	cfg.SIP.Listen = []config.ListenAddr{{Transport: sipnet.UDP, Addr: sipAddr}, {Transport: sipnet.TCP, Addr: sipAddr}}
 	cfg.DataDir = dataDir
 	cfg.Recording.Dir = dataDir + "/recordings"
 	if httpAddr != "" {
@@ -154,7 +157,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("start VPBX stand-in: %w", err)
 	}
 	defer vpbx.Close()
-	cfg.Upstream.Registrar = "udp:" + vpbx.Addr()
+	cfg.Upstream.Registrar = config.ListenAddr{Transport: sipnet.UDP, Addr: netip.MustParseAddrPort(vpbx.Addr())}
 
 	logw := o.Log
 	if logw == nil {
@@ -178,7 +181,7 @@ func Run(ctx context.Context, o Options) error {
 	say := func(format string, args ...any) {
 		fmt.Fprintf(o.Out, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 	}
-	sipAddr := cfg.SIP.Listen[0][len("udp:"):]
+	sipAddr := cfg.SIP.Listen[0].Addr.String()
 	say("callgate is up: SIP %s (udp+tcp), HTTP http://%s", sipAddr, g.HTTPAddr())
 	say("  health:  curl http://%s/readyz", g.HTTPAddr())
 	say("  metrics: curl -H 'Authorization: Bearer %s' http://%s/metrics", cfg.HTTP.APITokens[0], g.HTTPAddr())

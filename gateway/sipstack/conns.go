@@ -3,7 +3,6 @@ package sipstack
 import (
 	"log/slog"
 	"net/netip"
-	"strings"
 	"time"
 
 	"callgate/gateway/config"
@@ -33,7 +32,7 @@ func (s *Stack) KeepOpen(loc *location.Table, inCall func(netip.AddrPort) bool) 
 	s.conns.SetLive(func() func(netip.AddrPort) bool {
 		sources := map[netip.AddrPort]bool{}
 		for _, b := range loc.All(time.Now()) {
-			if !strings.EqualFold(b.Transport, "tcp") {
+			if b.Transport.Datagram() {
 				continue
 			}
 			if ap, err := netip.ParseAddrPort(b.Source); err == nil {

@@ -2,9 +2,9 @@ package sipstack
 
 import (
 	"fmt"
-	"strings"
 
 	"callgate/sip/sanity"
+	"callgate/sip/sipnet"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -32,7 +32,7 @@ func (s *Stack) Panics() uint64 { return s.panics.Load() }
 // reads are chunks of a stream, not messages: they pass unchecked.
 func (s *Stack) guardFilter(f sip.TransportReadFilter) sip.TransportReadFilter {
 	return func(info sip.TransportReadProps, data []byte) (out []byte, err error) {
-		if strings.EqualFold(info.Transport, "udp") && !sanity.Datagram(data) {
+		if sipnet.TransportOf(info.Transport).Datagram() && !sanity.Datagram(data) {
 			return nil, nil
 		}
 		defer func() {

@@ -7,11 +7,11 @@ package sipstack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,12 +32,12 @@ type Stack struct {
 	ua        *sipgo.UserAgent
 	srv       *sipgo.Server
 	client    *sipgo.Client
-	udp       map[string]net.PacketConn // by local address
-	tcp       []net.Listener
-	conns     *connlimit.Limiter // per-IP cap and idle timeout of SIP TCP connections
+	packets   map[string]net.PacketConn // datagram sockets by local address
+	streams   []stream                  // stream listeners
+	conns     *connlimit.Limiter        // per-IP cap and idle timeout of SIP stream connections
 	listens   []config.ListenAddr
-	locals    map[string]netip.AddrPort // transport -> first listener
-	advertise string                    // IP written into Via/Contact
+	locals    map[sipnet.Transport]netip.AddrPort // first listener of each transport
+	advertise string                              // IP written into Via/Contact
 	phones    sipnet.Networks
 	upstream  sipnet.Networks
 	up        chan struct{} // closed once every listener serves
@@ -52,47 +52,23 @@ type Stack struct {
 // port is taken) and sets up sipgo on them, with REGISTER going to reg;
 // nothing is served until Serve.
 func New(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger) (*Stack, error) {
-	s := &Stack{log: log, udp: map[string]net.PacketConn{}, locals: map[string]netip.AddrPort{}, up: make(chan struct{}), screen: reg.Screen}
-	for _, c := range cfg.SIP.AllowNetworks {
-		s.phones = append(s.phones, netip.MustParsePrefix(c))
-	}
-	for _, c := range cfg.Upstream.TrustedSources {
-		s.upstream = append(s.upstream, netip.MustParsePrefix(c))
-	}
-	for _, l := range cfg.SIP.Listen {
-		la, _ := config.ParseListen(l) // validated
-		s.listens = append(s.listens, la)
-	}
+	s := &Stack{log: log, packets: map[string]net.PacketConn{}, locals: map[sipnet.Transport]netip.AddrPort{}, up: make(chan struct{}), screen: reg.Screen,
+		phones: cfg.SIP.AllowNetworks.Prefixes(), upstream: cfg.Upstream.TrustedSources.Prefixes(), listens: cfg.SIP.Listen}
 	s.conns = newConnLimiter(cfg, log)
 	// Bind every socket first so that a busy port fails start-up at once.
 	for _, la := range s.listens {
-		switch la.Transport {
-		case "udp":
-			pc, err := net.ListenPacket("udp", la.Addr.String())
-			if err != nil {
-				s.closeSockets()
-				return nil, fmt.Errorf("listen %s: %w", la, err)
-			}
-			s.udp[pc.LocalAddr().String()] = pc
-			if _, ok := s.locals["udp"]; !ok {
-				s.locals["udp"] = netip.MustParseAddrPort(pc.LocalAddr().String())
-			}
-		case "tcp":
-			ln, err := net.Listen("tcp", la.Addr.String())
-			if err != nil {
-				s.closeSockets()
-				return nil, fmt.Errorf("listen %s: %w", la, err)
-			}
-			ln = s.conns.Listener(ln, nil)
-			s.tcp = append(s.tcp, ln)
-			if _, ok := s.locals["tcp"]; !ok {
-				s.locals["tcp"] = netip.MustParseAddrPort(ln.Addr().String())
-			}
+		local, err := s.bind(la)
+		if err != nil {
+			s.closeSockets()
+			return nil, fmt.Errorf("listen %s: %w", la, err)
+		}
+		if _, ok := s.locals[la.Transport]; !ok {
+			s.locals[la.Transport] = local
 		}
 	}
 	s.advertise = advertiseAddr(cfg, s.listens)
 
-	filter := s.guardFilter(reg.UDPFilter(func(local string) net.PacketConn { return s.udp[local] }))
+	filter := s.guardFilter(reg.UDPFilter(func(local string) net.PacketConn { return s.packets[local] }))
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.SIP.UserAgent),
 		sipgo.WithUserAgentHostname(s.advertise),
@@ -110,10 +86,11 @@ func New(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger) (*Stack
 		return nil, fmt.Errorf("sip server: %w", err)
 	}
 	port := 5060
-	if p, ok := s.locals["udp"]; ok {
-		port = int(p.Port())
-	} else if p, ok := s.locals["tcp"]; ok {
-		port = int(p.Port())
+	for _, tr := range sipnet.Transports() {
+		if p, ok := s.locals[tr]; ok {
+			port = int(p.Port())
+			break
+		}
 	}
 	s.client, err = sipgo.NewClient(ua, sipgo.WithClientHostname(s.advertise), sipgo.WithClientPort(port), sipgo.WithClientLogger(sipLog))
 	if err != nil {
@@ -132,10 +109,36 @@ func New(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger) (*Stack
 	return s, nil
 }
 
+// stream is a bound listener of a stream transport.
+type stream struct {
+	transport sipnet.Transport
+	ln        net.Listener
+}
+
+// bind opens the socket of one listen address, as its transport says.
+func (s *Stack) bind(la config.ListenAddr) (netip.AddrPort, error) {
+	tr := la.Transport
+	if tr.Datagram() {
+		pc, err := net.ListenPacket(tr.Network(), la.Addr.String())
+		if err != nil {
+			return netip.AddrPort{}, err
+		}
+		s.packets[pc.LocalAddr().String()] = pc
+		return netip.MustParseAddrPort(pc.LocalAddr().String()), nil
+	}
+	ln, err := net.Listen(tr.Network(), la.Addr.String())
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	ln = s.conns.Listener(ln, nil)
+	s.streams = append(s.streams, stream{transport: tr, ln: ln})
+	return netip.MustParseAddrPort(ln.Addr().String()), nil
+}
+
 // advertiseAddr picks the IP written into Via and Contact.
 func advertiseAddr(cfg *config.Config, listens []config.ListenAddr) string {
-	if cfg.SIP.Advertise != "" {
-		return cfg.SIP.Advertise
+	if cfg.SIP.Advertise.IsSet() {
+		return cfg.SIP.Advertise.Addr.String()
 	}
 	for _, l := range listens {
 		if !l.Addr.Addr().IsUnspecified() {
@@ -144,12 +147,10 @@ func advertiseAddr(cfg *config.Config, listens []config.ListenAddr) string {
 	}
 	// A wildcard listener: ask the kernel which interface routes to the VPBX
 	// (a UDP "connect" sends nothing).
-	if cfg.Upstream.Registrar != "" {
-		if la, err := config.ParseListen(cfg.Upstream.Registrar); err == nil {
-			if c, err := net.Dial("udp", la.Addr.String()); err == nil {
-				defer c.Close()
-				return c.LocalAddr().(*net.UDPAddr).IP.String()
-			}
+	if r := cfg.Upstream.Registrar; r.IsSet() {
+		if c, err := net.Dial("udp", r.Addr.String()); err == nil {
+			defer c.Close()
+			return c.LocalAddr().(*net.UDPAddr).IP.String()
 		}
 	}
 	return "127.0.0.1"
@@ -178,15 +179,19 @@ func (s *Stack) Admit(upstream bool, h sipgo.RequestHandler) sipgo.RequestHandle
 
 // Serve starts every listener and returns once sipgo holds them all.
 func (s *Stack) Serve() error {
-	for _, pc := range s.udp {
+	for _, pc := range s.packets {
 		go s.srv.ServeUDP(pc)
 	}
-	for _, ln := range s.tcp {
-		go s.srv.ServeTCP(ln)
+	for _, st := range s.streams {
+		go func() {
+			if err := st.transport.Serve(s.srv, st.ln); err != nil && !errors.Is(err, net.ErrClosed) {
+				s.log.Debug("sip listener stopped", "transport", string(st.transport), "error", err)
+			}
+		}()
 	}
 	s.conns.Start()
-	for local := range s.udp {
-		if err := waitPool(s.ua, "udp", local); err != nil {
+	for local := range s.packets {
+		if err := waitPool(s.ua, string(sipnet.UDP), local); err != nil {
 			return err
 		}
 	}
@@ -194,7 +199,7 @@ func (s *Stack) Serve() error {
 	return nil
 }
 
-// waitPool waits until sipgo has put a UDP listener in its connection pool,
+// waitPool waits until sipgo has put a datagram socket in its connection pool,
 // so that requests can be sent from it.
 func waitPool(ua *sipgo.UserAgent, network, addr string) error {
 	deadline := time.Now().Add(5 * time.Second)
@@ -218,11 +223,11 @@ func (s *Stack) Listening() bool {
 }
 
 func (s *Stack) closeSockets() {
-	for _, pc := range s.udp {
+	for _, pc := range s.packets {
 		pc.Close()
 	}
-	for _, ln := range s.tcp {
-		ln.Close()
+	for _, st := range s.streams {
+		st.ln.Close()
 	}
 }
 
@@ -241,7 +246,7 @@ func (s *Stack) Close() {
 // existing connection to the destination is reused.
 func (s *Stack) Send(ctx context.Context, req *sip.Request, local string) (*sip.Response, error) {
 	if local == "" {
-		local = s.locals["udp"].String()
+		local = s.locals[sipnet.UDP].String()
 	}
 	if err := sipnet.SendFrom(req, local); err != nil {
 		return nil, err
@@ -250,20 +255,47 @@ func (s *Stack) Send(ctx context.Context, req *sip.Request, local string) (*sip.
 }
 
 // ContactHostPort is our address for Contact headers on a transport.
-func (s *Stack) ContactHostPort(transport string) string {
+func (s *Stack) ContactHostPort(transport sipnet.Transport) string {
 	p := s.locals[transport]
 	return net.JoinHostPort(s.advertise, fmt.Sprint(p.Port()))
 }
 
-// TransportContacts are callgate's Contacts for transports other than
-// UDP, each naming its own listener with the transport parameter.
-func (s *Stack) TransportContacts() map[string]sip.ContactHeader {
-	out := map[string]sip.ContactHeader{}
-	if _, ok := s.locals["tcp"]; ok {
-		host, port, _ := sip.ParseAddr(s.ContactHostPort("tcp"))
-		params := sip.NewParams()
-		params.Add("transport", "tcp")
-		out["tcp"] = sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "callgate", Host: host, Port: port, UriParams: params}}
+// Contact is callgate's Contact for a transport it listens on, naming
+// that transport's listener (with the transport parameter where a URI
+// without one would mean UDP).
+func (s *Stack) Contact(transport sipnet.Transport) (sip.ContactHeader, bool) {
+	p, ok := s.locals[transport]
+	if !ok {
+		return sip.ContactHeader{}, false
+	}
+	uri := sip.Uri{Scheme: "sip", User: "callgate", Host: s.advertise, Port: int(p.Port())}
+	if param := transport.URIParam(); param != "" {
+		uri.UriParams = sip.NewParams()
+		uri.UriParams.Add("transport", param)
+	}
+	return sip.ContactHeader{Address: uri}, true
+}
+
+// PrimaryContact is callgate's Contact on the first transport of the
+// table it listens on (UDP when it does): the one for dialogs whose
+// transport has no Contact of its own.
+func (s *Stack) PrimaryContact() sip.ContactHeader {
+	for _, tr := range sipnet.Transports() {
+		if c, ok := s.Contact(tr); ok {
+			return c
+		}
+	}
+	return sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "callgate", Host: s.advertise, Port: 5060}}
+}
+
+// TransportContacts are callgate's Contacts for the transports whose URIs
+// carry a transport parameter (all but UDP).
+func (s *Stack) TransportContacts() map[sipnet.Transport]sip.ContactHeader {
+	out := map[sipnet.Transport]sip.ContactHeader{}
+	for tr := range s.locals {
+		if c, ok := s.Contact(tr); ok && tr.URIParam() != "" {
+			out[tr] = c
+		}
 	}
 	return out
 }
@@ -277,7 +309,7 @@ func (s *Stack) SendOptions(ctx context.Context, b location.Binding) (int, error
 		return 0, fmt.Errorf("contact %q: %w", b.Contact, err)
 	}
 	req := sip.NewRequest(sip.OPTIONS, uri)
-	req.SetTransport(strings.ToUpper(b.Transport))
+	req.SetTransport(b.Transport.Via())
 	req.SetDestination(b.Source)
 	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: b.AOR, Host: uri.Host}})
 	req.AppendHeader(sip.NewHeader("Content-Length", "0"))
@@ -298,8 +330,8 @@ func (s *Stack) Client() *sipgo.Client { return s.client }
 // Advertise is the IP written into Via and Contact.
 func (s *Stack) Advertise() string { return s.advertise }
 
-// Local is the first listener of a transport ("udp", "tcp").
-func (s *Stack) Local(transport string) (netip.AddrPort, bool) {
+// Local is the first listener of a transport.
+func (s *Stack) Local(transport sipnet.Transport) (netip.AddrPort, bool) {
 	a, ok := s.locals[transport]
 	return a, ok
 }

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -212,19 +211,18 @@ type Config struct {
 	// as extension@LocalDomain, not at the VPBX's domain (Domain when
 	// empty).
 	LocalDomain   string
-	Upstream      string         // IP:port every request to the VPBX goes to
-	UpstreamTr    string         // "udp" or "tcp"
+	Upstream      string // IP:port every request to the VPBX goes to
+	UpstreamTr    sipnet.Transport
 	Trusted       []netip.Prefix // VPBX source networks
 	Accounts      map[string]bool
 	PhoneMediaIP  netip.Addr // relay address written into SDP toward phones
 	UpstreamMedia netip.Addr // relay address toward the VPBX (NAT)
 	LocalUDP      string     // our UDP listener, requests over UDP leave from it
 	Contact       sip.ContactHeader
-	// TransportContacts are the Contacts of other transports (by
-	// lower-case name, "tcp"): a dialog set up over TCP names callgate's
+	// TransportContacts are the Contacts of other transports: a dialog set up over TCP names callgate's
 	// TCP listener with ;transport=tcp, or the phone would send its ACK
 	// and BYE over UDP (RFC 3261 §8.1.1.8). Contact serves the rest.
-	TransportContacts map[string]sip.ContactHeader
+	TransportContacts map[sipnet.Transport]sip.ContactHeader
 	RingTimeout       time.Duration
 	InternalRecord    bool
 }
@@ -234,7 +232,7 @@ type B2BUA struct {
 	cfg    Config
 	client *sipgo.Client
 	dua    *sipgo.DialogUA
-	duas   map[string]*sipgo.DialogUA // by transport, see Config.TransportContacts
+	duas   map[sipnet.Transport]*sipgo.DialogUA // by transport, see Config.TransportContacts
 	router Router
 	loc    Locator
 	auth   Authorizer
@@ -282,10 +280,10 @@ func New(cfg Config, client *sipgo.Client, router Router, loc Locator, auth Auth
 		cfg.RingTimeout = 30 * time.Second
 	}
 	b := &B2BUA{cfg: cfg, client: client, router: router, loc: loc, auth: auth, media: media, obs: obs, log: log,
-		dua: &sipgo.DialogUA{Client: client, ContactHDR: cfg.Contact, RewriteContact: true}, duas: map[string]*sipgo.DialogUA{},
+		dua: &sipgo.DialogUA{Client: client, ContactHDR: cfg.Contact, RewriteContact: true}, duas: map[sipnet.Transport]*sipgo.DialogUA{},
 		legs: map[string]*call{}, byID: map[string]*call{}, inUse: map[string]int{}, held: map[*call][]string{}}
 	for tr, ct := range cfg.TransportContacts {
-		b.duas[strings.ToLower(tr)] = &sipgo.DialogUA{Client: client, ContactHDR: ct, RewriteContact: true}
+		b.duas[tr] = &sipgo.DialogUA{Client: client, ContactHDR: ct, RewriteContact: true}
 	}
 	return b
 }
@@ -293,7 +291,7 @@ func New(cfg Config, client *sipgo.Client, router Router, loc Locator, auth Auth
 // duaFor is the dialog user agent whose Contact names callgate's listener
 // for a transport ("UDP", "tcp"...).
 func (b *B2BUA) duaFor(transport string) *sipgo.DialogUA {
-	if d, ok := b.duas[strings.ToLower(transport)]; ok {
+	if d, ok := b.duas[sipnet.TransportOf(transport)]; ok {
 		return d
 	}
 	return b.dua

@@ -1,10 +1,10 @@
 package b2bua
 
 import (
+	"callgate/sip/sipnet"
 	"context"
 	"errors"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -81,9 +81,9 @@ func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, re
 	return nil
 }
 
-func (c *call) newRequest(uri sip.Uri, fromUser, fromDisplay, fromHost, toUser, toHost, transport, dest, local string, body []byte) *sip.Request {
+func (c *call) newRequest(uri sip.Uri, fromUser, fromDisplay, fromHost, toUser, toHost string, transport sipnet.Transport, dest, local string, body []byte) *sip.Request {
 	req := sip.NewRequest(sip.INVITE, uri)
-	req.SetTransport(transport)
+	req.SetTransport(transport.Via())
 	req.SetDestination(dest)
 	c.b.peers.hold(c, dest)
 	from := &sip.FromHeader{DisplayName: fromDisplay, Address: sip.Uri{Scheme: "sip", User: fromUser, Host: fromHost}}
@@ -108,7 +108,7 @@ func (c *call) newRequest(uri sip.Uri, fromUser, fromDisplay, fromHost, toUser, 
 func (c *call) inviteUpstream(br *branch, route OutboundRoute, body []byte, results chan<- branchResult) error {
 	domain := c.b.cfg.Domain
 	uri := sip.Uri{Scheme: "sip", User: route.Number, Host: domain}
-	req := c.newRequest(uri, route.Account.User, "", domain, route.Number, domain, strings.ToUpper(c.b.cfg.UpstreamTr), c.b.cfg.Upstream, "", body)
+	req := c.newRequest(uri, route.Account.User, "", domain, route.Number, domain, c.b.cfg.UpstreamTr, c.b.cfg.Upstream, "", body)
 	authUser := route.Account.AuthUser
 	if authUser == "" {
 		authUser = route.Account.User
@@ -131,15 +131,11 @@ func (c *call) dialPhones(targets []Target, fromUser, display string, offer func
 			if err != nil {
 				return branches, err
 			}
-			tr := "UDP"
-			if bnd.Transport == "tcp" {
-				tr = "TCP"
-			}
 			fromHost := c.b.cfg.Domain
 			if c.internalFrom != "" && c.b.cfg.LocalDomain != "" {
 				fromHost = c.b.cfg.LocalDomain
 			}
-			req := c.newRequest(uri, fromUser, display, fromHost, t.Extension, uri.Host, tr, bnd.Source, bnd.Local, body)
+			req := c.newRequest(uri, fromUser, display, fromHost, t.Extension, uri.Host, bnd.Transport, bnd.Source, bnd.Local, body)
 			if err := c.invite(br, req, sipgo.AnswerOptions{}, results); err != nil {
 				c.b.log.Warn("invite to phone failed", "call_id", c.id, "aor", t.Extension, "error", err)
 				continue

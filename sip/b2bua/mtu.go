@@ -1,8 +1,8 @@
 package b2bua
 
 import (
+	"callgate/sip/sipnet"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -32,7 +32,7 @@ func init() {
 // destination takes TCP connections (every RFC 3261 UA must; many phones
 // have it turned off, and then the request stays on UDP).
 func (b *B2BUA) fitTransport(req *sip.Request) {
-	if !strings.EqualFold(req.Transport(), "udp") {
+	if !sipnet.TransportOf(req.Transport()).Datagram() {
 		return
 	}
 	size := len(req.String()) + viaAllowance
@@ -47,7 +47,7 @@ func (b *B2BUA) fitTransport(req *sip.Request) {
 		b.log.Debug("large request stays on UDP: no TCP at the destination", "destination", dest, "bytes", size)
 		return
 	}
-	req.SetTransport("TCP")
+	req.SetTransport(sipnet.TCP.Via())
 	req.Laddr = sip.Addr{} // the UDP listener's address means nothing to a TCP dial
 }
 
@@ -76,7 +76,7 @@ func (p *tcpProbe) accepts(dest string) bool {
 	if ok && now.Sub(r.at) < probeTTL {
 		return r.ok
 	}
-	conn, err := net.DialTimeout("tcp", dest, probeTimeout)
+	conn, err := net.DialTimeout(sipnet.TCP.Network(), dest, probeTimeout)
 	if err == nil {
 		conn.Close()
 	}

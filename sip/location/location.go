@@ -7,6 +7,7 @@
 package location
 
 import (
+	"callgate/sip/sipnet"
 	"encoding/json"
 	"hash/maphash"
 	"sort"
@@ -17,18 +18,18 @@ import (
 
 // Binding is one registered device of an address of record.
 type Binding struct {
-	AOR       string    `json:"aor"`
-	Contact   string    `json:"contact"`            // the Contact URI the device sent
-	Instance  string    `json:"instance,omitempty"` // +sip.instance, identifies a device across Contact changes
-	RegID     uint32    `json:"reg_id,omitempty"`   // RFC 5626 reg-id: one flow of the instance
-	Source    string    `json:"source"`             // IP:port the REGISTER came from (where the device is reached)
-	Transport string    `json:"transport"`          // "udp" or "tcp"
-	Local     string    `json:"local"`              // our listener it came in on, IP:port
-	Expires   time.Time `json:"expires"`
-	CallID    string    `json:"call_id"`
-	CSeq      uint32    `json:"cseq"`
-	UserAgent string    `json:"user_agent,omitempty"`
-	Since     time.Time `json:"since"` // first registration of this device
+	AOR       string           `json:"aor"`
+	Contact   string           `json:"contact"`            // the Contact URI the device sent
+	Instance  string           `json:"instance,omitempty"` // +sip.instance, identifies a device across Contact changes
+	RegID     uint32           `json:"reg_id,omitempty"`   // RFC 5626 reg-id: one flow of the instance
+	Source    string           `json:"source"`             // IP:port the REGISTER came from (where the device is reached)
+	Transport sipnet.Transport `json:"transport"`
+	Local     string           `json:"local"` // our listener it came in on, IP:port
+	Expires   time.Time        `json:"expires"`
+	CallID    string           `json:"call_id"`
+	CSeq      uint32           `json:"cseq"`
+	UserAgent string           `json:"user_agent,omitempty"`
+	Since     time.Time        `json:"since"` // first registration of this device
 }
 
 // Same reports whether b and o describe the same device.

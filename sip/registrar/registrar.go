@@ -81,7 +81,7 @@ func (r *Registrar) Allowed(ip netip.Addr) bool {
 type Source struct {
 	Addr      netip.AddrPort
 	Local     netip.AddrPort
-	Transport string // "udp" or "tcp"
+	Transport sipnet.Transport
 }
 
 var errOutOfOrder = errors.New("out of order")

@@ -2,6 +2,7 @@ package registrar
 
 import (
 	"bytes"
+	"callgate/sip/sipnet"
 	"net"
 	"net/netip"
 	"sync"
@@ -59,7 +60,7 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 		if !ok {
 			return nil, nil
 		}
-		req.SetTransport("UDP")
+		req.SetTransport(sipnet.UDP.Via())
 		if h := req.GetHeader("User-Agent"); h != nil && r.cfg.Scanners.Match(h.Value()) {
 			user := ""
 			if f := req.From(); f != nil {
@@ -69,7 +70,7 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 			return nil, nil
 		}
 		local, _ := netip.ParseAddrPort(info.LocalAddr.String())
-		res := r.Handle(req, Source{Addr: src, Local: local, Transport: "udp"})
+		res := r.Handle(req, Source{Addr: src, Local: local, Transport: sipnet.UDP})
 		if res == nil {
 			return nil, nil
 		}
@@ -89,14 +90,14 @@ func looksLikeRequest(b []byte) bool { return !bytes.HasPrefix(b, []byte("SIP/2.
 // UDP fast path (TCP, where the transaction layer is cheap and the answer
 // must go back on the accepted connection). locals maps a transport
 // ("udp", "tcp") to our listener address for it.
-func (r *Registrar) Handler(locals map[string]netip.AddrPort) func(req *sip.Request, tx sip.ServerTransaction) {
+func (r *Registrar) Handler(locals map[sipnet.Transport]netip.AddrPort) func(req *sip.Request, tx sip.ServerTransaction) {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		src, err := netip.ParseAddrPort(req.Source())
 		if err != nil {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusBadRequest, "Bad Source", nil))
 			return
 		}
-		tr := sip.NetworkToLower(req.Transport())
+		tr := sipnet.TransportOf(req.Transport())
 		res := r.Handle(req, Source{Addr: netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), Local: locals[tr], Transport: tr})
 		if res != nil {
 			_ = tx.Respond(res)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -45,7 +44,7 @@ func (n Networks) ContainsSource(src string) bool {
 // of callgate's address stay right; requests over other transports are
 // left alone.
 func SendFrom(req *sip.Request, local string) error {
-	if !strings.EqualFold(req.Transport(), "udp") {
+	if !TransportOf(req.Transport()).Datagram() {
 		return nil
 	}
 	host, port, err := sip.ParseAddr(local)

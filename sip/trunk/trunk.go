@@ -5,6 +5,7 @@
 package trunk
 
 import (
+	"callgate/sip/sipnet"
 	"context"
 	"errors"
 	"fmt"
@@ -41,7 +42,7 @@ type Account struct {
 // Config says where and how to register.
 type Config struct {
 	Target    string // IP:port every request goes to
-	Transport string // "udp" or "tcp"
+	Transport sipnet.Transport
 	Domain    string // SIP domain of the accounts
 	Contact   string // our host:port for Contact
 	Expires   time.Duration
@@ -240,7 +241,7 @@ func (r *registration) request(expires time.Duration) *sip.Request {
 	cfg := r.t.cfg
 	r.cseq++
 	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: cfg.Domain})
-	req.SetTransport(strings.ToUpper(cfg.Transport))
+	req.SetTransport(cfg.Transport.Via())
 	req.SetDestination(cfg.Target)
 	aor := sip.Uri{Scheme: "sip", User: r.acc.User, Host: cfg.Domain}
 	from := &sip.FromHeader{Address: aor}
@@ -252,9 +253,9 @@ func (r *registration) request(expires time.Duration) *sip.Request {
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: r.cseq, MethodName: sip.REGISTER})
 	host, port, _ := sip.ParseAddr(cfg.Contact)
 	contact := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: r.acc.User, Host: host, Port: port}}
-	if cfg.Transport == "tcp" {
+	if param := cfg.Transport.URIParam(); param != "" {
 		contact.Address.UriParams = sip.NewParams()
-		contact.Address.UriParams.Add("transport", "tcp")
+		contact.Address.UriParams.Add("transport", param)
 	}
 	req.AppendHeader(contact)
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
