@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"callgate/gateway/recordings"
 	"callgate/gateway/routing"
 	"callgate/gateway/sipstack"
+	"callgate/gateway/status"
 	"callgate/gateway/store"
 	"callgate/gateway/storehealth"
 	"callgate/gateway/tracking"
@@ -133,7 +135,10 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	}
 	g.saver = g.calls.Writer()
 	g.sip.KeepOpen(loc, func(a netip.AddrPort) bool { return g.b2b != nil && g.b2b.PeerAt(a) })
-	g.prom = g.metrics()
+	sipStack, b2b := g.sip, g.b2b // closeAll forgets the stack; its panics still count
+	g.prom = status.Registry(status.Parts{Registrar: g.reg, Bindings: g.bindings, Guard: g.guard, B2BUA: g.b2b, Relay: g.relay, Trunk: g.trunk,
+		Panics:     func() uint64 { return sipStack.Panics() + b2b.Panics() },
+		Collectors: slices.Concat(g.calls.Collectors(), g.sip.Collectors(), []prometheus.Collector{g.router.DialRefused}, g.recs.Collectors(), g.health.Collectors())})
 	if cfg.HTTP.Listen != "" {
 		g.httpL, err = net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
@@ -265,23 +270,8 @@ func (g *Gateway) readyChecks() []api.Check {
 			}
 			return nil
 		}},
-		{Name: "sip", Fn: func() error {
-			if g.sip == nil || !g.sip.Listening() {
-				return errors.New("listeners not up")
-			}
-			return nil
-		}},
-		{Name: "upstream", Fn: func() error {
-			if g.trunk == nil {
-				return nil
-			}
-			for _, s := range g.trunk.Statuses() {
-				if s.State != trunk.StateRegistered {
-					return fmt.Errorf("account %s is %s", s.Account, s.State)
-				}
-			}
-			return nil
-		}},
+		{Name: "sip", Fn: g.sip.Ready},
+		{Name: "upstream", Fn: g.trunk.Ready},
 		{Name: "store_writes", Fn: g.health.Ready},
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"callgate/gateway/api"
 	"callgate/gateway/config"
 	"callgate/gateway/recordings"
+	"callgate/gateway/status"
 	"callgate/gateway/web"
 )
 
@@ -70,13 +71,14 @@ func (g *Gateway) newAPI() error {
 		Ready:      g.readyChecks(),
 		Calls:      g.calls.Store(),
 		Recordings: &api.Recordings{Links: g.links, Files: g.recs, OwnOnly: h.RecordingAccess != "all"},
-		CRM:        g.crm.Status,
+		CRM:        g.crm,
 		Routes:     g.crm.Routes(dial.ClickToCall),
 		Events:     g.feed,
 		Dialer:     dial,
 		Sessions:   api.NewSessions(g.accounts(), g.cfg.Console.SessionTTL.D(), g.cfg.Console.Visibility == "all"),
 	}
-	srv.Admin, srv.Unban = g.adminStatus, g.guard.Unban
+	srv.Admin = &status.Admin{Location: g.reg.Location(), Directory: g.dir, Trunk: g.trunk, CRM: g.crm,
+		Recordings: g.recs, Store: g.health, Guard: g.guard}
 	srv.Proxies, srv.HSTS = proxies(h), strings.HasPrefix(h.PublicURL, "https:")
 	srv.Sessions.Secure = srv.HSTS // the browser talks https to the tunnel
 	if len(g.cfg.Desks) > 0 {

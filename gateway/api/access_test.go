@@ -134,16 +134,7 @@ func newFixture(t *testing.T) *fixture {
 		Recordings: &Recordings{Links: f.links, Files: recordings.New(recordings.Config{Dir: f.dir}), OwnOnly: true},
 		Events:     NewFeed(8),
 		Dialer:     fakeDialer{},
-		CRM: func(name string, retry bool) (map[string]outbox.Status, int, error) {
-			if retry {
-				if name != "retailcrm" {
-					return nil, 0, errors.New("no CRM \"" + name + "\" is enabled")
-				}
-				return nil, 1, nil
-			}
-			return map[string]outbox.Status{"retailcrm": {Depth: 3, OldestAge: time.Minute, Dead: 1,
-				LastError: "retailcrm /api/v5/telephony/call/event: 400 Validation error"}}, 0, nil
-		},
+		CRM:        fakeQueues{},
 	}
 	f.srv = httptest.NewServer(f.s.Handler())
 	t.Cleanup(f.srv.Close)
@@ -426,4 +417,19 @@ func TestEventStreamHeartbeat(t *testing.T) {
 		}
 	}
 	t.Fatal("no heartbeat")
+}
+
+// fakeQueues is one RetailCRM queue with a dead letter.
+type fakeQueues struct{}
+
+func (fakeQueues) Queues() map[string]outbox.Status {
+	return map[string]outbox.Status{"retailcrm": {Depth: 3, OldestAge: time.Minute, Dead: 1,
+		LastError: "retailcrm /api/v5/telephony/call/event: 400 Validation error"}}
+}
+
+func (fakeQueues) RetryDead(name string) (int, error) {
+	if name != "retailcrm" {
+		return 0, errors.New("no CRM \"" + name + "\" is enabled")
+	}
+	return 1, nil
 }

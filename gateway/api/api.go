@@ -32,8 +32,8 @@ type Server struct {
 	Events *Feed
 	// Dialer places click-to-calls and hangs up (nil: not offered).
 	Dialer Dialer
-	// CRM reports the CRM outboxes (nil: no /api/v1/crm endpoints).
-	CRM CRMStatus
+	// CRM are the CRMs' queues (nil: no /api/v1/crm endpoints).
+	CRM CRMQueues
 	// Routes are more endpoints by pattern (CRM callbacks); each
 	// authenticates its callers itself.
 	Routes map[string]http.Handler
@@ -47,10 +47,8 @@ type Server struct {
 	OutOfHours func(time.Time) bool
 	// Desks are the shared desks for shift work (nil: none).
 	Desks Desks
-	// Admin is the admin page's snapshot, Unban lifts a SIP ban (nil: no
-	// admin endpoints).
-	Admin func() any
-	Unban func(source string) bool
+	// Admin serves the admin page (nil: no admin endpoints).
+	Admin Admin
 	// Proxies are the reverse proxies whose forwarding header names the
 	// client (nil: every peer is the client itself).
 	Proxies *Proxies
@@ -88,7 +86,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Admin != nil {
 		mux.Handle("GET /api/v1/admin", s.auth(adminOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, s.Admin())
+			writeJSON(w, http.StatusOK, s.Admin.AdminView())
 		}))))
 		mux.Handle("POST /api/v1/admin/unban", s.auth(adminOnly(http.HandlerFunc(s.unban))))
 	}

@@ -87,21 +87,3 @@ func (s *Server) deskEmployee(w http.ResponseWriter, r *http.Request) (string, b
 	Error(w, http.StatusBadRequest, "bad_request", `name the employee: {"employee": "<id>"}`)
 	return "", false
 }
-
-// unban lifts a SIP security ban: {"source": "IP:port" or "IP"}.
-func (s *Server) unban(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Source string `json:"source"`
-	}
-	if answered, err := readJSON(w, r, maxSmallBody, &body); answered {
-		return
-	} else if err != nil || body.Source == "" {
-		Error(w, http.StatusBadRequest, "bad_request", `send {"source": "<IP:port or IP>"}`)
-		return
-	}
-	if !s.Unban(body.Source) {
-		Error(w, http.StatusNotFound, "ban_not_found", "no ban on this source")
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}

@@ -88,8 +88,7 @@ func FuzzJSONBodies(f *testing.F) {
 			Legs: []calls.Leg{{N: 1, Employee: "ivanov"}}}}},
 		Dialer:   fakeDialer{},
 		Sessions: NewSessions([]Account{{Employee: "ivanov", Role: "employee", Extensions: []string{"101"}, Hash: hash}}, time.Hour, false),
-		Admin:    func() any { return nil },
-		Unban:    func(src string) bool { return src == "192.0.2.1:5060" },
+		Admin:    fakeAdmin{unbans: "192.0.2.1:5060"},
 	}
 	h := s.Handler()
 	paths := []string{"/api/v1/session", "/api/v1/calls", "/api/v1/calls/c1/transfer", "/api/v1/admin/unban"}

@@ -354,24 +354,23 @@ func (c *connector) person(dir Directory, employee, extension string) crm.Person
 	return p
 }
 
-// Status answers GET /api/v1/crm/status (every CRM, or the one named) and,
-// with retry, requeues the named CRM's dead letters.
-func (l *Link) Status(name string, retry bool) (map[string]outbox.Status, int, error) {
+// Queues reports each enabled CRM's delivery queue.
+func (l *Link) Queues() map[string]outbox.Status {
 	out := map[string]outbox.Status{}
 	for _, c := range l.crms {
-		if name != "" && c.conn.Name() != name {
-			continue
-		}
-		if retry {
-			n, err := c.box.RetryDead()
-			return nil, n, err
-		}
 		out[c.conn.Name()] = c.box.Status()
 	}
-	if retry {
-		return nil, 0, fmt.Errorf("no CRM %q is enabled", name)
+	return out
+}
+
+// RetryDead puts a CRM's dead letters back in its queue and says how many.
+func (l *Link) RetryDead(name string) (int, error) {
+	for _, c := range l.crms {
+		if c.conn.Name() == name {
+			return c.box.RetryDead()
+		}
 	}
-	return out, 0, nil
+	return 0, fmt.Errorf("no CRM %q is enabled", name)
 }
 
 // Outboxes are the enabled CRMs' outboxes.

@@ -267,7 +267,7 @@ func TestLinkDeliversThroughOutboxes(t *testing.T) {
 	if got := conn.delivered(); strings.Join(got, ",") != "in1-ringing,in1-ended" {
 		t.Fatalf("delivered %v", got)
 	}
-	if st, _, _ := l.Status("", false); st["fake"].Depth != 0 {
+	if st := l.Queues(); st["fake"].Depth != 0 {
 		t.Fatalf("status %+v", st)
 	}
 
@@ -293,16 +293,13 @@ func TestStatus(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if st, _, err := l.Status("", false); err != nil || len(st) != 2 {
-		t.Fatalf("status %v %v", st, err)
+	if st := l.Queues(); len(st) != 2 {
+		t.Fatalf("queues %v", st)
 	}
-	if st, _, err := l.Status("megaplan", false); err != nil || len(st) != 1 {
-		t.Fatalf("status %v %v", st, err)
-	}
-	if _, n, err := l.Status("megaplan", true); err != nil || n != 0 {
+	if n, err := l.RetryDead("megaplan"); err != nil || n != 0 {
 		t.Fatalf("retry %d %v", n, err)
 	}
-	if _, _, err := l.Status("amocrm", true); err == nil {
+	if _, err := l.RetryDead("amocrm"); err == nil {
 		t.Fatal("retried dead letters of a CRM that is not enabled")
 	}
 	if len(l.Outboxes()) != 2 {

@@ -214,11 +214,16 @@ func waitPool(ua *sipgo.UserAgent, network, addr string) error {
 
 // Listening reports whether every listener serves.
 func (s *Stack) Listening() bool {
+	return s.Ready() == nil
+}
+
+// Ready reports whether every listener serves, for /readyz.
+func (s *Stack) Ready() error {
 	select {
 	case <-s.up:
-		return true
+		return nil
 	default:
-		return false
+		return errors.New("listeners not up")
 	}
 }
 

@@ -1,4 +1,4 @@
-package storehealth
+package storehealth_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"callgate/gateway/api"
 	"callgate/gateway/calls"
 	"callgate/gateway/store"
+	"callgate/gateway/storehealth"
 
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
@@ -101,7 +102,7 @@ func TestFullDataDiskWritesWaitAreReportedAndLand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &Health{Dir: dir, Sources: func() []Source { return []Source{CallRecords(saver), Outbox(box)} }}
+	h := &storehealth.Health{Dir: dir, Sources: func() []storehealth.Source { return []storehealth.Source{storehealth.CallRecords(saver), storehealth.Outbox(box)} }}
 	in := make(chan calls.Record, 4)
 	saved := make(chan struct{})
 	go func() { saver.Run(in); close(saved) }()
@@ -170,21 +171,21 @@ func TestFullDataDiskWritesWaitAreReportedAndLand(t *testing.T) {
 
 // The sum names the error of a writer still waiting, not one overcome.
 func TestWritesSum(t *testing.T) {
-	fixed := func(w Writes) Source { return func() Writes { return w } }
-	h := &Health{Sources: func() []Source {
-		return []Source{
-			fixed(Writes{Errors: 3, LastError: "recovered"}),
-			fixed(Writes{Pending: 2, Errors: 1, Lost: 1, LastError: "no space left on device"}),
-			fixed(Writes{Pending: 1, LastError: "later"}),
+	fixed := func(w storehealth.Writes) storehealth.Source { return func() storehealth.Writes { return w } }
+	h := &storehealth.Health{Sources: func() []storehealth.Source {
+		return []storehealth.Source{
+			fixed(storehealth.Writes{Errors: 3, LastError: "recovered"}),
+			fixed(storehealth.Writes{Pending: 2, Errors: 1, Lost: 1, LastError: "no space left on device"}),
+			fixed(storehealth.Writes{Pending: 1, LastError: "later"}),
 		}
 	}}
-	if got := h.Writes(); got != (Writes{Pending: 3, Errors: 4, Lost: 1, LastError: "no space left on device"}) {
+	if got := h.Writes(); got != (storehealth.Writes{Pending: 3, Errors: 4, Lost: 1, LastError: "no space left on device"}) {
 		t.Fatalf("sum %+v", got)
 	}
 	if err := h.Ready(); err == nil || !strings.Contains(err.Error(), "3 writes wait") {
 		t.Fatalf("ready: %v", err)
 	}
-	if err := (&Health{}).Ready(); err != nil {
+	if err := (&storehealth.Health{}).Ready(); err != nil {
 		t.Fatalf("no writers: %v", err)
 	}
 }

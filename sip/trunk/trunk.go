@@ -117,6 +117,20 @@ func (t *Trunk) Statuses() []Status {
 	return out
 }
 
+// Ready reports the first account that is not registered with the VPBX;
+// a nil Trunk (no accounts) is always ready.
+func (t *Trunk) Ready() error {
+	if t == nil {
+		return nil
+	}
+	for _, s := range t.Statuses() {
+		if s.State != StateRegistered {
+			return fmt.Errorf("account %s is %s", s.Account, s.State)
+		}
+	}
+	return nil
+}
+
 // Registered reports whether account user is registered. A nil trunk (no
 // upstream configured) has no account registered.
 func (t *Trunk) Registered(user string) bool {
