@@ -1,10 +1,11 @@
 package main
 
 import (
-	"callgate/internal/testenv"
 	"fmt"
 	"os"
 	"testing"
+
+	"callgate/internal/testenv"
 )
 
 // The command-line tests run the real binary, built once for the package.

@@ -1,10 +1,11 @@
 package api
 
 import (
-	"callgate/crm"
 	"context"
 	"net/http"
 	"time"
+
+	"callgate/crm"
 )
 
 // ClientLookup finds a caller in the CRMs by phone (nil, nil: unknown).

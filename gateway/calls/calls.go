@@ -6,7 +6,6 @@ package calls
 
 import (
 	"bytes"
-	"callgate/crm"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"callgate/crm"
 	"callgate/gateway/store"
 
 	bolt "go.etcd.io/bbolt"

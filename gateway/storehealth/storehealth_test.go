@@ -102,7 +102,9 @@ func TestFullDataDiskWritesWaitAreReportedAndLand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &storehealth.Health{Dir: dir, Sources: func() []storehealth.Source { return []storehealth.Source{storehealth.CallRecords(saver), storehealth.Outbox(box)} }}
+	h := &storehealth.Health{Dir: dir, Sources: func() []storehealth.Source {
+		return []storehealth.Source{storehealth.CallRecords(saver), storehealth.Outbox(box)}
+	}}
 	in := make(chan calls.Record, 4)
 	saved := make(chan struct{})
 	go func() { saver.Run(in); close(saved) }()

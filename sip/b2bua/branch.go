@@ -1,11 +1,12 @@
 package b2bua
 
 import (
-	"callgate/sip/sipnet"
 	"context"
 	"errors"
 	"net/netip"
 	"time"
+
+	"callgate/sip/sipnet"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"

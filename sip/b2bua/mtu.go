@@ -1,10 +1,11 @@
 package b2bua
 
 import (
-	"callgate/sip/sipnet"
 	"net"
 	"sync"
 	"time"
+
+	"callgate/sip/sipnet"
 
 	"github.com/emiago/sipgo/sip"
 )

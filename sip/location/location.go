@@ -7,13 +7,14 @@
 package location
 
 import (
-	"callgate/sip/sipnet"
 	"encoding/json"
 	"hash/maphash"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"callgate/sip/sipnet"
 )
 
 // Binding is one registered device of an address of record.

@@ -2,10 +2,11 @@ package registrar
 
 import (
 	"bytes"
-	"callgate/sip/sipnet"
 	"net"
 	"net/netip"
 	"sync"
+
+	"callgate/sip/sipnet"
 
 	"github.com/emiago/sipgo/sip"
 )

@@ -5,7 +5,6 @@
 package trunk
 
 import (
-	"callgate/sip/sipnet"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"callgate/sip/sipnet"
 
 	"github.com/emiago/sipgo/sip"
 	icdigest "github.com/icholy/digest"
