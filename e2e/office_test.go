@@ -45,6 +45,9 @@ type officeOpts struct {
 	// Without lists extensions that get no siptest phone (another peer,
 	// such as Linphone, registers them).
 	Without []string
+	// ShutdownGrace is calls.shutdown_grace, default "0s": a test that
+	// stops the daemon with calls up does not wait for them.
+	ShutdownGrace string
 }
 
 func newOffice(t *testing.T, opts officeOpts) *office {
@@ -53,6 +56,9 @@ func newOffice(t *testing.T, opts officeOpts) *office {
 	}
 	if opts.MediaTimeout == "" {
 		opts.MediaTimeout = "10s"
+	}
+	if opts.ShutdownGrace == "" {
+		opts.ShutdownGrace = "0s"
 	}
 	t.Helper()
 	vpbx, err := siptest.NewVPBX(siptest.VPBXConfig{Domain: "vpbx.test", Accounts: map[string]string{"sales1": "Secret123", "support": "Secret456"}, Grant: 300, ChallengeInvites: true})
@@ -71,11 +77,12 @@ timeout = %q
 upstream_advertise = %q
 [calls]
 ring_timeout = "3s"
+shutdown_grace = %q
 [recording]
 dir = %q
 min_free = %q
 internal = %v
-%s`, port, port+99, opts.MediaTimeout, opts.UpstreamAdvertise, recDir, opts.MinFree, opts.RecordInternal, opts.Extra)
+%s`, port, port+99, opts.MediaTimeout, opts.UpstreamAdvertise, opts.ShutdownGrace, recDir, opts.MinFree, opts.RecordInternal, opts.Extra)
 	o := &office{t: t, d: startDaemon(t, cfg), vpbx: vpbx, phones: map[string]*siptest.Phone{}, recDir: recDir}
 	o.d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
 	for ext, pass := range map[string]string{"101": "Phone101pass", "102": "Phone101pass", "103": "Phone103pass"} {

@@ -74,13 +74,16 @@ type Gateway struct {
 	bindings  *location.Persister // registrations written behind to the store
 	keepalive *location.Keepalive
 	health    *storehealth.Health // writes waiting for the store
+
+	now     chan struct{} // closed by StopNow: no more grace for calls
+	nowOnce sync.Once
 }
 
 // New builds a gateway: it opens the store (failing at once if another
 // instance holds it), restores registrations and binds every socket, but
 // serves nothing until Run.
 func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
-	g := &Gateway{cfg: cfg, log: log}
+	g := &Gateway{cfg: cfg, log: log, now: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			g.closeAll() // release what was opened before the failure
@@ -182,8 +185,9 @@ func (g *Gateway) HTTPAddr() string {
 	return g.httpL.Addr().String()
 }
 
-// Run serves until ctx ends, then shuts down in order: unregister upstream,
-// stop listeners, flush registrations, close the store.
+// Run serves until ctx ends, then shuts down in order: refuse new calls and
+// let those in progress finish (calls.shutdown_grace, or until StopNow),
+// unregister upstream, stop listeners, flush registrations, close the store.
 func (g *Gateway) Run(ctx context.Context) error {
 	defer g.closeAll()
 	if err := g.sip.Serve(); err != nil {
@@ -207,9 +211,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	// The accounts stay registered while calls drain: the VPBX's new
+	// calls get 503 and go to its next route, and no provider is tempted
+	// to end a call whose account went away.
+	trunkCtx, stopTrunk := context.WithCancel(context.Background())
+	defer stopTrunk()
 	trunkDone := make(chan struct{})
 	if g.trunk != nil {
-		go func() { g.trunk.Run(ctx); close(trunkDone) }()
+		go func() { g.trunk.Run(trunkCtx); close(trunkDone) }()
 	} else {
 		close(trunkDone)
 	}
@@ -225,8 +234,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	<-ctx.Done()
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	g.log.Info("stopping")
-	g.b2b.Shutdown()
-	g.b2b.Wait()
+	g.b2b.Stop(g.cfg.Calls.ShutdownGrace.D(), g.now)
+	stopTrunk()
 	<-trunkDone // the trunk unregisters while the sockets are still open
 	if g.http != nil {
 		g.stopStreams() // event streams never go idle by themselves
@@ -245,6 +254,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.log.Info("stopped")
 	return nil
 }
+
+// StopNow ends the grace of a stop: calls still in progress are hung up
+// at once (a second SIGTERM).
+func (g *Gateway) StopNow() { g.nowOnce.Do(func() { close(g.now) }) }
 
 func (g *Gateway) closeAll() {
 	if g.sip != nil {
@@ -271,6 +284,12 @@ func (g *Gateway) readyChecks() []api.Check {
 			return nil
 		}},
 		{Name: "sip", Fn: g.sip.Ready},
+		{Name: "calls", Fn: func() error {
+			if g.b2b.Draining() {
+				return errors.New("draining: new calls are refused while callgate stops")
+			}
+			return nil
+		}},
 		{Name: "upstream", Fn: g.trunk.Ready},
 		{Name: "store_writes", Fn: g.health.Ready},
 	}

@@ -77,7 +77,7 @@ func (g *Gateway) newAPI() error {
 		Dialer:     dial,
 		Sessions:   api.NewSessions(g.accounts(), g.cfg.Console.SessionTTL.D(), g.cfg.Console.Visibility == "all"),
 	}
-	srv.Admin = &status.Admin{Location: g.reg.Location(), Directory: g.dir, Trunk: g.trunk, CRM: g.crm,
+	srv.Admin = &status.Admin{Location: g.reg.Location(), Directory: g.dir, Trunk: g.trunk, CRM: g.crm, Calls: g.b2b,
 		Recordings: g.recs, Store: g.health, Guard: g.guard}
 	srv.Proxies, srv.HSTS = proxies(h), strings.HasPrefix(h.PublicURL, "https:")
 	srv.Sessions.Secure = srv.HSTS // the browser talks https to the tunnel

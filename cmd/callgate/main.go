@@ -161,13 +161,41 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Error("cannot start", "error", err)
 		return startFailed(err, path, stderr)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := stopSignals(g.StopNow)
 	defer stop()
 	if err := g.Run(ctx); err != nil {
 		log.Error("stopped with error", "error", err)
 		return exitRuntime
 	}
 	return exitOK
+}
+
+// stopSignals returns a context that ends at the first SIGINT or SIGTERM
+// (callgate then lets calls finish for calls.shutdown_grace); a second one
+// calls now, which hangs up what is left at once.
+func stopSignals(now func()) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case <-sigs:
+			now()
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
 }
 
 func cmdDemo(args []string, stdout, stderr io.Writer) int {

@@ -28,6 +28,9 @@ type AdminView struct {
 	Recordings recordings.Usage         `json:"recordings"`
 	Store      storehealth.View         `json:"store"` // the database: free space under data_dir, writes waiting
 	Bans       []guard.Ban              `json:"bans"`
+	// Draining: callgate is stopping; calls in progress may finish, new
+	// ones are refused.
+	Draining bool `json:"draining"`
 }
 
 // AdminPhone is one registered device on the admin page.

@@ -83,6 +83,9 @@ type Media struct {
 type Calls struct {
 	RingTimeout   Duration `toml:"ring_timeout"`
 	DefaultRegion string   `toml:"default_region"`
+	// ShutdownGrace is how long a stopping callgate lets calls in progress
+	// finish (refusing new ones) before it hangs up the rest.
+	ShutdownGrace Duration `toml:"shutdown_grace"`
 }
 
 // Routing configures smart routing: an inbound call from a client the CRM
@@ -380,7 +383,7 @@ func Defaults() Config {
 		},
 		Media:     Media{RTPPorts: parsePortRange("20000-20999"), Bind: parseIP("0.0.0.0"), Timeout: Duration(60 * time.Second)},
 		Recording: Recording{Enabled: true, Retention: Duration(8760 * time.Hour), MinFree: parseSize("1GiB")},
-		Calls:     Calls{RingTimeout: Duration(30 * time.Second), DefaultRegion: "RU"},
+		Calls:     Calls{RingTimeout: Duration(30 * time.Second), DefaultRegion: "RU", ShutdownGrace: Duration(30 * time.Second)},
 		Dial:      Dial{PerLine: 2},
 		Upstream: Upstream{
 			Expires:         Duration(300 * time.Second),

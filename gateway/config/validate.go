@@ -57,6 +57,7 @@ func (v *validator) validate(c *Config) {
 		v.bad("recording.min_free", "e.g. \"1GiB\", \"500MB\" or \"0\" to disable", "%v", err)
 	}
 	v.between("calls.ring_timeout", c.Calls.RingTimeout.D(), time.Second, 10*time.Minute)
+	v.between("calls.shutdown_grace", c.Calls.ShutdownGrace.D(), 0, 10*time.Minute)
 	if len(c.Calls.DefaultRegion) != 2 || strings.ToUpper(c.Calls.DefaultRegion) != c.Calls.DefaultRegion {
 		v.bad("calls.default_region", "a two-letter country code, e.g. \"RU\"", "%q is not a region code", c.Calls.DefaultRegion)
 	}

@@ -26,6 +26,8 @@ type Admin struct {
 	Recordings *recordings.Library
 	Store      *storehealth.Health
 	Guard      *guard.Guard
+	// Calls says whether callgate is draining (stopping, new calls refused).
+	Calls interface{ Draining() bool }
 }
 
 // AdminView is the admin page's snapshot: registered devices with their
@@ -47,6 +49,7 @@ func (a *Admin) AdminView() api.AdminView {
 	}
 	v.Recordings = a.Recordings.Usage()
 	v.Store = a.Store.View()
+	v.Draining = a.Calls != nil && a.Calls.Draining()
 	if v.Bans == nil {
 		v.Bans = []guard.Ban{}
 	}

@@ -9,7 +9,6 @@ package b2bua
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -260,20 +259,6 @@ type B2BUA struct {
 	tcpProbe tcpProbe
 }
 
-// ErrShuttingDown refuses a call while callgate stops.
-var ErrShuttingDown = errors.New("callgate is shutting down")
-
-// begin counts a call that is starting, unless callgate is shutting down.
-func (b *B2BUA) begin() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return false
-	}
-	b.wg.Add(1)
-	return true
-}
-
 // New returns a B2BUA sending through client.
 func New(cfg Config, client *sipgo.Client, router Router, loc Locator, auth Authorizer, media Media, obs Observer, log *slog.Logger) *B2BUA {
 	if cfg.RingTimeout == 0 {
@@ -335,24 +320,6 @@ func (b *B2BUA) HangupByAPI(id string) bool {
 	c := b.byID[id]
 	b.mu.Unlock()
 	return c != nil && c.post(func() { c.hangup("api", "hung up through the API") })
-}
-
-// Wait waits for every call to end.
-func (b *B2BUA) Wait() { b.wg.Wait() }
-
-// Shutdown refuses new calls and ends every call in progress; Wait then
-// waits for them to finish.
-func (b *B2BUA) Shutdown() {
-	b.mu.Lock()
-	b.closed = true
-	calls := map[*call]bool{}
-	for _, c := range b.legs {
-		calls[c] = true
-	}
-	b.mu.Unlock()
-	for c := range calls {
-		c.post(func() { c.hangup("system", "shutdown") })
-	}
 }
 
 // Busy reports whether an extension is talking on a call.

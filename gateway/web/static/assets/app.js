@@ -28,6 +28,7 @@ const texts = {
     'admin.address': 'Адрес', 'admin.ua': 'Устройство', 'admin.expires': 'Регистрация до', 'admin.upstream': 'Учётные записи ВАТС',
     'admin.account': 'Учётная запись', 'admin.state': 'Состояние', 'admin.lastError': 'Последняя ошибка',
     'admin.crm': 'Синхронизация с CRM', 'admin.depth': 'В очереди', 'admin.oldest': 'Старейшая', 'admin.dead': 'Отклонено',
+    'admin.draining': 'Идёт остановка: новые звонки отклоняются, текущие разговоры могут завершиться',
     'admin.retry': 'Повторить отклонённые', 'admin.recordings': 'Записи разговоров', 'admin.bans': 'Блокировки',
     'admin.source': 'Источник', 'admin.user': 'Логин', 'admin.until': 'До', 'admin.unban': 'Разблокировать',
     'admin.disk': (v) => `${v.files} файлов, ${mb(v.bytes)} МБ; свободно ${mb(v.free_bytes)} МБ`, 'admin.off': 'Запись выключена',
@@ -66,6 +67,7 @@ const texts = {
     'admin.address': 'Address', 'admin.ua': 'Device', 'admin.expires': 'Registered until', 'admin.upstream': 'VPBX accounts',
     'admin.account': 'Account', 'admin.state': 'State', 'admin.lastError': 'Last error',
     'admin.crm': 'CRM sync', 'admin.depth': 'Queued', 'admin.oldest': 'Oldest', 'admin.dead': 'Refused',
+    'admin.draining': 'Stopping: new calls are refused, calls in progress may finish',
     'admin.retry': 'Retry refused', 'admin.recordings': 'Call recordings', 'admin.bans': 'Security bans',
     'admin.source': 'Source', 'admin.user': 'Login', 'admin.until': 'Until', 'admin.unban': 'Unban',
     'admin.disk': (v) => `${v.files} files, ${mb(v.bytes)} MB; ${mb(v.free_bytes)} MB free`, 'admin.off': 'Recording is off',
@@ -451,6 +453,8 @@ async function loadAdmin() {
   if (r.status !== 200) return;
   const a = r.data;
   const td = (v, cls) => el('td', cls ? { class: cls } : {}, v == null ? '' : String(v));
+  $('admin-draining').hidden = !a.draining;
+  $('admin-draining').textContent = a.draining ? t('admin.draining') : '';
   $('admin-phones').replaceChildren(...a.phones.map((p) => el('tr', { 'data-ext': p.extension },
     td(p.extension), td(p.employee ? person(p.employee) : ''), td(`${p.source} (${p.transport})`), td(p.user_agent), td(fmtTime(p.expires)))));
   $('admin-upstream').replaceChildren(...a.upstream.map((u) => el('tr', { 'data-account': u.account },

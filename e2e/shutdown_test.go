@@ -1,0 +1,193 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"callgate/gateway/calls"
+	"callgate/sip/siptest"
+
+	"github.com/emiago/sipgo"
+)
+
+// placeOutbound has phone dial number and the VPBX answer; it returns the
+// phone's and the VPBX's sides of the call.
+func placeOutbound(ctx context.Context, t *testing.T, o *office, phone *siptest.Phone, number string, rtpPort int) (phoneSide, vpbxSide *siptest.Call) {
+	t.Helper()
+	answered := make(chan *siptest.Call, 1)
+	go func() {
+		select {
+		case in := <-o.vpbx.Calls:
+			c, err := in.Answer(ctx, siptest.SDP(fmt.Sprintf("127.0.0.1:%d", rtpPort+1)))
+			if err == nil {
+				answered <- c
+			}
+		case <-ctx.Done():
+		}
+	}()
+	phoneSide, err := phone.Dial(ctx, number, siptest.SDP(fmt.Sprintf("127.0.0.1:%d", rtpPort)))
+	if err != nil {
+		t.Fatalf("dial %s: %v", number, err)
+	}
+	select {
+	case vpbxSide = <-answered:
+	case <-ctx.Done():
+		t.Fatal("the VPBX did not answer")
+	}
+	return phoneSide, vpbxSide
+}
+
+// gone reports whether a dialog has ended.
+func gone(c *siptest.Call) bool {
+	select {
+	case <-c.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// readyzDraining reports whether /readyz says callgate is draining.
+func readyzDraining(d *daemon) bool {
+	res, err := d.get("/readyz", true)
+	if err != nil {
+		return false
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "draining")
+}
+
+// A stop lets the calls in progress finish: new calls get 503 with
+// Retry-After, /readyz and the admin page say "draining", the ten calls go
+// on until their parties hang up, callgate then exits cleanly well within
+// the grace, and every call's record is complete.
+func TestGracefulStopLetsCallsFinish(t *testing.T) {
+	o := newOffice(t, officeOpts{ShutdownGrace: "30s", Extra: "[dial]\nper_line = 10\n"})
+	ctx := withTimeout(t, 60*time.Second)
+	type placed struct{ phone, vpbx *siptest.Call }
+	var inCall []placed
+	for i := 0; i < 10; i++ {
+		phone := o.phones[[]string{"101", "103"}[i%2]]
+		p, v := placeOutbound(ctx, t, o, phone, fmt.Sprintf("7916123450%d", i), 31100+4*i)
+		inCall = append(inCall, placed{p, v})
+	}
+	o.d.waitFor("ten calls in progress", 5*time.Second, func() bool { return o.d.metric("callgate_calls_active") == 10 })
+
+	stopped := time.Now()
+	if err := o.d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	o.d.waitFor("/readyz to say draining", 5*time.Second, func() bool { return readyzDraining(o.d) })
+	var admin struct{ Draining bool }
+	if res, err := o.d.get("/api/v1/admin", true); err != nil || decodeJSON(res, &admin) != nil || !admin.Draining {
+		t.Fatalf("the admin page does not say draining: %v %+v", err, admin)
+	}
+
+	var refused *sipgo.ErrDialogResponse
+	if _, err := o.vpbx.Invite(ctx, "sales1", "79169998877", siptest.SDP("127.0.0.1:31190")); !errors.As(err, &refused) ||
+		refused.Res.StatusCode != 503 || refused.Res.GetHeader("Retry-After") == nil {
+		t.Fatalf("an inbound call while draining: %v, want 503 with Retry-After", err)
+	}
+	if _, err := o.phones["103"].Dial(ctx, "79169998866", siptest.SDP("127.0.0.1:31192")); !errors.As(err, &refused) ||
+		refused.Res.StatusCode != 503 || refused.Res.GetHeader("Retry-After") == nil {
+		t.Fatalf("an outbound call while draining: %v, want 503 with Retry-After", err)
+	}
+
+	time.Sleep(time.Second)
+	for i, c := range inCall {
+		if gone(c.phone) || gone(c.vpbx) {
+			t.Fatalf("call %d was hung up by the stop", i)
+		}
+	}
+	for i, c := range inCall {
+		if err := c.phone.Hangup(ctx); err != nil {
+			t.Fatalf("hang up call %d while draining: %v", i, err)
+		}
+		select {
+		case <-c.vpbx.Done():
+		case <-ctx.Done():
+			t.Fatalf("call %d's BYE did not reach the VPBX", i)
+		}
+	}
+	select {
+	case err := <-o.d.done:
+		o.d.exited = true
+		if err != nil {
+			t.Fatalf("callgate exited with %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("callgate did not exit once the last call ended")
+	}
+	if took := time.Since(stopped); took > 25*time.Second {
+		t.Fatalf("the stop took %s: it waited out the grace although every call had ended", took)
+	}
+
+	d := startDaemon(t, o.d.cfg) // the same data_dir: read what the stop left
+	res, err := d.get("/api/v1/calls?limit=20", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var list struct{ Calls []calls.Record }
+	if err := json.NewDecoder(res.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	answered := 0
+	for _, r := range list.Calls {
+		if r.Ended.IsZero() || r.Result == "interrupted" {
+			t.Errorf("call %s was left open or marked interrupted: %+v", r.ID, r)
+		}
+		if r.Result == "answered" {
+			answered++
+			if r.HangupBy == "system" || r.Ended.Sub(r.Answered) < time.Second {
+				t.Errorf("call %s: hung up by %q after %s; want the employee, after the drain began", r.ID, r.HangupBy, r.Ended.Sub(r.Answered))
+			}
+		}
+	}
+	if answered != 10 {
+		t.Fatalf("%d answered calls in the history, want the 10 that finished while draining", answered)
+	}
+}
+
+// A second SIGTERM ends the grace: the calls still up are hung up at once
+// and callgate exits.
+func TestSecondStopSignalHangsUpAtOnce(t *testing.T) {
+	o := newOffice(t, officeOpts{ShutdownGrace: "5m"})
+	ctx := withTimeout(t, 30*time.Second)
+	phoneSide, vpbxSide := placeOutbound(ctx, t, o, o.phones["101"], "79161234500", 31180)
+	if err := o.d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	o.d.waitFor("/readyz to say draining", 5*time.Second, func() bool { return readyzDraining(o.d) })
+	if gone(phoneSide) {
+		t.Fatal("the first SIGTERM hung up the call")
+	}
+	if err := o.d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*siptest.Call{phoneSide, vpbxSide} {
+		select {
+		case <-c.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("the second SIGTERM did not hang up the call")
+		}
+	}
+	select {
+	case err := <-o.d.done:
+		o.d.exited = true
+		if err != nil {
+			t.Fatalf("callgate exited with %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("callgate did not exit after the second SIGTERM")
+	}
+}
