@@ -25,13 +25,13 @@ type Refresh struct {
 // OK reports whether the registration was accepted.
 func (r Refresh) OK() bool { return r.Err == nil && r.Response != nil && r.Response.IsSuccess() }
 
-// String is the outcome for people: "200 OK (expires 120s)" or the error.
+// String is the outcome for people: "200 OK (expires 120 s)" or the error.
 func (r Refresh) String() string {
 	switch {
 	case r.Err != nil:
 		return r.Err.Error()
 	case r.OK():
-		return fmt.Sprintf("%d %s (expires %s)", r.Response.StatusCode, r.Response.Reason, r.Granted)
+		return fmt.Sprintf("%d %s (expires %.0f s)", r.Response.StatusCode, r.Response.Reason, r.Granted.Seconds())
 	default:
 		return fmt.Sprintf("%d %s", r.Response.StatusCode, r.Response.Reason)
 	}
