@@ -19,11 +19,14 @@ echo "== Kamailio + rtpengine (userspace, pcap recording)"
 mkdir -p "$work/rtpe-rec"
 (cd "$work" && exec rtpengine --interface=127.0.0.1 --listen-ng=127.0.0.1:2223 --listen-cli=127.0.0.1:9900 --port-min=40000 --port-max=49999 \
   --foreground --log-stderr --table=-1 --recording-dir="$work/rtpe-rec" --recording-method=pcap --num-threads=2) >"$work/rtpe.log" 2>&1 &
-pids+=($!)
+rtpe_pid=$!
+pids+=($rtpe_pid)
 (cd "$work" && exec kamailio -f "$anchors/kamailio-rtpengine.cfg" -DD -E) >"$work/kam.log" 2>&1 &
 pids+=($!)
 sleep 2
-bash "$anchors/media-load.sh" "$rate" "$count" 127.0.0.1:5092 rtpengine
+# The CPU figure is of the processes this script started (media-load.sh's
+# fifth argument), never of another rtpengine or callgate found by name.
+bash "$anchors/media-load.sh" "$rate" "$count" 127.0.0.1:5092 rtpengine "$rtpe_pid"
 kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; pids=()
 echo "rtpengine recordings: $(du -sh "$work/rtpe-rec" | cut -f1)"
 
@@ -60,9 +63,10 @@ extensions = ["201"]
 sip_password = "Phone101pass"
 CFG
 "$root/bin/callgate" run -config "$work/callgate.toml" 2>"$work/callgate.log" &
-pids+=($!)
+cg_pid=$!
+pids+=($cg_pid)
 sleep 1
 # The sipp answerer on 127.0.0.1:5094 is the employee's phone: register it from that port.
 (cd "$root" && go run ./bench/regload -target 127.0.0.1:5092 -users 1 -first 201 -bind 127.0.0.1:5094) >/dev/null
-bash "$anchors/media-load.sh" "$rate" "$count" 127.0.0.1:5092 callgate
+bash "$anchors/media-load.sh" "$rate" "$count" 127.0.0.1:5092 callgate "$cg_pid"
 echo "callgate recordings: $(du -sh "$work/rec" | cut -f1)"

@@ -58,8 +58,12 @@ for i in $(seq 50); do
 done
 sleep 1
 
-cpu() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' /proc/$p/stat))); done; echo $t; }
-ka_pids() { pgrep -x kamailio | tr '\n' ' '; }
+cpu() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' /proc/$p/stat 2>/dev/null || echo 0))); done; echo $t; }
+# proc_tree: a process and all its descendants. Kamailio forks its workers; the
+# CPU figure is of the Kamailio this script started and its workers, never
+# of another kamailio found by name.
+proc_tree() { local p; echo "$1"; for p in $(pgrep -P "$1"); do proc_tree "$p"; done; }
+ka_pids() { proc_tree "$ka_pid" | tr '\n' ' '; }
 
 # rtd: p50/p99 of single request response times (ms) at a rate.
 rtd() {

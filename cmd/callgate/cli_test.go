@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -69,5 +71,21 @@ func TestVersionAndHashPassword(t *testing.T) {
 	}
 	if _, _, code := runCLI(t, "short\n", "hash-password"); code != 2 {
 		t.Fatalf("short password exit %d", code)
+	}
+}
+
+// When the demo's HTTP port is taken, the message names the -http flag
+// that picks another.
+func TestDemoPortInUseNamesTheFlag(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	_, errs, code := runCLI(t, "", "demo", "-http", l.Addr().String(), "-duration", "20s")
+	want := "callgate demo: port " + port + " is in use: choose another with -http 127.0.0.1:PORT"
+	if code != exitRuntime || !strings.Contains(errs, want) {
+		t.Fatalf("exit %d, stderr %q; want exit %d and %q", code, errs, exitRuntime, want)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -201,7 +202,7 @@ func stopSignals(now func()) (context.Context, func()) {
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the HTTP API and console")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the HTTP API and console (port 0: any free port)")
 	duration := fs.Duration("duration", 0, "stop after this long and print a summary (0: until interrupted)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -214,10 +215,26 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		defer cancel()
 	}
 	if err := demo.Run(ctx, demo.Options{HTTP: *httpAddr, Out: stdout, Log: stderr}); err != nil {
+		var inUse *demo.HTTPInUseError
+		if errors.As(err, &inUse) {
+			fmt.Fprintf(stderr, "callgate demo: %s\n", portAdvice(inUse.Addr))
+			return exitRuntime
+		}
 		fmt.Fprintf(stderr, "callgate demo: %v\n", err)
 		return exitRuntime
 	}
 	return exitOK
+}
+
+// portAdvice tells what to do when the demo's HTTP address is taken: the
+// flag that chooses another, with the same host.
+func portAdvice(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("%s is in use: choose another address with -http HOST:PORT", addr)
+	}
+	hp := net.JoinHostPort(host, "PORT")
+	return fmt.Sprintf("port %s is in use: choose another with -http %s (-http %s picks a free one)", port, hp, net.JoinHostPort(host, "0"))
 }
 
 // cmdHash reads one line (the password) and prints a bcrypt hash for

@@ -9,6 +9,7 @@ package demo
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,11 +17,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"callgate/configs"
@@ -43,15 +46,54 @@ type Options struct {
 
 // Summary counts what happened during a demo run.
 type Summary struct {
-	PhoneRegistrations int
-	UpstreamRegistered int
+	PhoneRegistrations int // accepted REGISTERs of the phones, refreshes included
+	UpstreamRegistered int // accepted REGISTERs of callgate's accounts at the VPBX
 	Keepalives         int
-	// Calls by kind, as callgate's history has them.
+	// Scripted calls that went as the script meant, by kind. Missed counts
+	// only the call the script leaves unanswered on purpose.
 	Inbound, Outbound, Missed, Transferred, ClickToCall int
-	Recordings                                          int
-	RecordingBytes                                      int64
-	RetailPopups, RetailHistory, MegaplanCalls          int
+	// Failed counts scripted calls that did not go as meant (an error, an
+	// unexpected SIP status, an API refusal); Failures splits it by kind.
+	// Calls the end of the demo interrupted are in neither.
+	Failed   int
+	Failures map[string]int
+	// Calls in callgate's own history, and how many of them were answered.
+	Recorded, RecordedAnswered                 int
+	Recordings                                 int
+	RecordingBytes                             int64
+	RetailPopups, RetailHistory, MegaplanCalls int
 }
+
+// HTTPInUseError is returned by Run when the address asked for the API
+// and console is taken by another program.
+type HTTPInUseError struct {
+	Addr string // as asked, host:port
+	Err  error
+}
+
+func (e *HTTPInUseError) Error() string {
+	return "HTTP address " + e.Addr + " is in use: " + e.Err.Error()
+}
+
+func (e *HTTPInUseError) Unwrap() error { return e.Err }
+
+// checkHTTP fails with *HTTPInUseError when addr cannot be listened on
+// because another program holds it: said before anything starts, with
+// the address, it is an error a newcomer can act on.
+func checkHTTP(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return &HTTPInUseError{Addr: addr, Err: err}
+	}
+	if err != nil {
+		return fmt.Errorf("listen http %s: %w", addr, err)
+	}
+	return l.Close()
+}
+
+// phoneExpires is what the simulated phones ask for, in seconds: two
+// minutes, as many desk phones do; they refresh at half of what is granted.
+const phoneExpires = 120
 
 // Demo logins for the console.
 var logins = []struct{ employee, password, role string }{
@@ -145,6 +187,9 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	if err := checkHTTP(cfg.HTTP.Listen); err != nil {
+		return err
+	}
 	accounts := map[string]string{}
 	for _, a := range cfg.Upstream.Accounts {
 		accounts[a.User] = a.Password
@@ -214,7 +259,7 @@ func Run(ctx context.Context, o Options) error {
 	}()
 
 	of := &office{vpbx: vpbx, phones: map[string]*siptest.Phone{}, say: say, api: g.HTTPAddr(), token: cfg.HTTP.APITokens[0],
-		answered: map[string]chan *siptest.Call{}}
+		tally: newTally(say), answered: map[string]chan *siptest.Call{}, reached: make(chan string, 8)}
 	var phones []*siptest.Phone
 	defer func() {
 		for _, p := range phones {
@@ -251,20 +296,28 @@ func Run(ctx context.Context, o Options) error {
 			}(p, e.Name)
 		}
 	}
+	// Phones register for two minutes and refresh halfway, as desk phones
+	// do, for as long as the demo runs.
 	for _, p := range phones {
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		res, err := p.Register(rctx, 120)
-		cancel()
-		if err != nil {
-			say("phone %s: registration failed: %v", p.User(), err)
+		refreshed := func(r siptest.Refresh) {
+			if r.OK() {
+				mu.Lock()
+				sum.PhoneRegistrations++
+				mu.Unlock()
+				say("phone %s: registration refreshed: %s", p.User(), r)
+			} else {
+				say("phone %s: registration refresh failed: %s (trying again)", p.User(), r)
+			}
+		}
+		r := p.KeepRegistered(ctx, phoneExpires, refreshed)
+		if !r.OK() {
+			say("phone %s: registration failed: %s (trying again)", p.User(), r)
 			continue
 		}
-		if res.StatusCode == 200 {
-			mu.Lock()
-			sum.PhoneRegistrations++
-			mu.Unlock()
-		}
-		say("phone %s at %s: REGISTER -> %d %s", p.User(), p.Addr(), res.StatusCode, res.Reason)
+		mu.Lock()
+		sum.PhoneRegistrations++
+		mu.Unlock()
+		say("phone %s at %s: REGISTER -> %s", p.User(), p.Addr(), r)
 	}
 	say("running: a call of every kind every few seconds; press Ctrl+C to stop")
 	go of.clients(ctx)
@@ -274,7 +327,8 @@ func Run(ctx context.Context, o Options) error {
 	<-scripted
 	time.Sleep(500 * time.Millisecond) // last records and CRM deliveries
 	mu.Lock()
-	history(&sum, g.HTTPAddr(), cfg.HTTP.APITokens[0])
+	of.tally.fill(&sum)
+	sum.Recorded, sum.RecordedAnswered = history(g.HTTPAddr(), cfg.HTTP.APITokens[0])
 	sum.Recordings, sum.RecordingBytes = recordings(cfg.Recording.Dir)
 	for _, e := range rc.Events() {
 		if e.Type == "in" || e.Type == "out" {
@@ -292,34 +346,35 @@ func Run(ctx context.Context, o Options) error {
 	return err
 }
 
-// history counts the calls of the run by kind from callgate's API.
-func history(sum *Summary, addr, token string) {
-	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/calls?limit=500", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return
-	}
-	defer res.Body.Close()
-	var list struct{ Calls []calls.Record }
-	if json.NewDecoder(res.Body).Decode(&list) != nil {
-		return
-	}
-	for _, c := range list.Calls {
-		switch {
-		case c.Internal || c.Ended.IsZero():
-		case len(c.Transfers) > 0:
-			sum.Transferred++
-		case c.Origin == "click-to-call":
-			sum.ClickToCall++
-		case c.Direction == "outbound":
-			sum.Outbound++
-		case c.Answered.IsZero():
-			sum.Missed++
-		default:
-			sum.Inbound++
+// history counts the calls in callgate's history, and the answered ones,
+// from its API, a page of 500 at a time (newest first).
+func history(addr, token string) (total, answered int) {
+	to := ""
+	for page := 0; page < 1000; page++ {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/calls?limit=500"+to, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return total, answered
 		}
+		var list struct{ Calls []calls.Record }
+		err = json.NewDecoder(res.Body).Decode(&list)
+		res.Body.Close()
+		if err != nil || len(list.Calls) == 0 {
+			return total, answered
+		}
+		for _, c := range list.Calls {
+			if c.Internal || c.Ended.IsZero() {
+				continue
+			}
+			total++
+			if !c.Answered.IsZero() {
+				answered++
+			}
+		}
+		to = "&to=" + url.QueryEscape(list.Calls[len(list.Calls)-1].Started.Format(time.RFC3339Nano))
 	}
+	return total, answered
 }
 
 // recordings counts the recording files on disk and their size.

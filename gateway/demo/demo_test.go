@@ -3,9 +3,12 @@ package demo
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -54,5 +57,26 @@ func TestDemoShowsTheOfficeWorking(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("demo output:\n%s", text)
+	}
+}
+
+// A taken HTTP address stops the demo before anything starts, with an
+// error that names the address.
+func TestDemoRefusesATakenHTTPAddress(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out := &lockedBuffer{}
+	err = Run(ctx, Options{HTTP: l.Addr().String(), Out: out, Log: io.Discard})
+	var inUse *HTTPInUseError
+	if !errors.As(err, &inUse) || inUse.Addr != l.Addr().String() || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("Run on a taken address: %v", err)
+	}
+	if out.String() != "" {
+		t.Errorf("the demo started anyway:\n%s", out)
 	}
 }

@@ -45,6 +45,9 @@ type Phone struct {
 	addr   string // actual listen IP:port
 	pc     net.PacketConn
 	ln     net.Listener
+	// ctx ends when the phone is closed; background work (KeepRegistered)
+	// stops with it.
+	ctx    context.Context
 	cancel context.CancelFunc
 
 	contact sip.ContactHeader
@@ -90,7 +93,7 @@ func NewPhone(cfg PhoneConfig) (*Phone, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
+	p.ctx, p.cancel = ctx, cancel
 	if cfg.Transport == "tcp" {
 		p.ln, err = net.Listen("tcp", cfg.Listen)
 		if err != nil {
@@ -106,7 +109,6 @@ func NewPhone(cfg PhoneConfig) (*Phone, error) {
 		}
 		p.addr = p.pc.LocalAddr().String()
 	}
-	_ = ctx
 	host, port, _ := sip.ParseAddr(p.addr)
 	opts := []sipgo.ClientOption{sipgo.WithClientHostname(host), sipgo.WithClientLogger(log)}
 	if cfg.Transport == "udp" {

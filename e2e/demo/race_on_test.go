@@ -1,0 +1,6 @@
+//go:build race
+
+package demo
+
+// raceEnabled builds the demo under test with the race detector too.
+const raceEnabled = true
