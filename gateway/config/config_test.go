@@ -63,7 +63,7 @@ func TestBrokenConfigs(t *testing.T) {
 		{"syntax", "data_dir = \"/x\"\n[sip\n", "2: TOML syntax"},
 		{"unknown key", goodBase + "colour = \"red\"\n", "16: unknown key \"employee.colour\""},
 		{"unknown section key", "[sip]\nlistne = []\n", "2: unknown key \"sip.listne\""},
-		{"wrong type", "[sip]\nmax_contacts = \"five\"\n", "2: wrong type: got a TOML string, want an integer"},
+		{"wrong type", "[sip]\nmax_contacts = \"five\"\n", "2: sip.max_contacts: wrong type: got a TOML string, want an integer"},
 		{"bad duration", "[sip]\nnonce_lifetime = \"60\"\n", "2: sip.nonce_lifetime: \"60\" is not a duration"},
 		{"bad listen", "[sip]\nlisten = [\n  \"udp:127.0.0.1:5060\",\n  \"udp:localhost\",\n]\n", "4: sip.listen[1]: \"localhost\" is not IP:PORT"},
 		{"listen transport", "[sip]\nlisten = [\"sctp:127.0.0.1:5060\"]\n", "2: sip.listen[0]"},
