@@ -22,7 +22,6 @@ import (
 	"callgate/gateway"
 	"callgate/gateway/config"
 	"callgate/gateway/demo"
-
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -90,10 +89,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+// configFlag parses a command's -config flag, and the flags more adds.
+func configFlag(name string, args []string, stderr io.Writer, more ...func(*flag.FlagSet)) (string, bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/callgate/callgate.toml", "configuration file")
+	for _, m := range more {
+		m(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return "", false
 	}
@@ -121,18 +124,14 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, int) {
 // cmdCheck prints the problems of a configuration file, or its warnings
 // and "ok"; -strict refuses a file with warnings too.
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "/etc/callgate/callgate.toml", "configuration file")
-	strict := fs.Bool("strict", false, "fail on warnings (example passwords, nobody can log in, ...)")
-	if err := fs.Parse(args); err != nil {
+	var strict *bool
+	path, ok := configFlag("check-config", args, stderr, func(fs *flag.FlagSet) {
+		strict = fs.Bool("strict", false, "fail on warnings (example passwords, nobody can log in, ...)")
+	})
+	if !ok {
 		return exitUsage
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "callgate check-config: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
-	}
-	cfg, code := loadConfig(*path, stderr)
+	cfg, code := loadConfig(path, stderr)
 	if code != exitOK {
 		return code
 	}
@@ -213,4 +212,3 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	return exitOK
 }
-

@@ -258,7 +258,11 @@ func decodeProblems(name string, ix lineIndex, err error) []Problem {
 		if key != "" {
 			msg = key + ": " + msg
 		}
-		return []Problem{{File: name, Line: line, Msg: msg, Hint: typeHint}}
+		hint := typeHint
+		if strings.Contains(msg, "already defined") || strings.Contains(msg, "already exists") {
+			hint = "write each key, and each [table], once; remove one of them"
+		}
+		return []Problem{{File: name, Line: line, Msg: msg, Hint: hint}}
 	}
 	return []Problem{{File: name, Msg: humanType(strings.TrimPrefix(err.Error(), "toml: ")), Hint: typeHint}}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 )
 
@@ -38,6 +39,7 @@ func (v *validator) warnings(c *Config) []Problem {
 	for i := range v.problems {
 		v.problems[i].Warning = true
 	}
+	sort.SliceStable(v.problems, func(i, j int) bool { return v.problems[i].Line < v.problems[j].Line })
 	return v.problems
 }
 
