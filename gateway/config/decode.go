@@ -21,9 +21,10 @@ import (
 // by construction, is decoded into cfg, so validation still sees every key
 // that was written correctly and reports its problems in the same run.
 //
-// An error means the document could not be checked this way (go-toml
-// refused it as a whole, e.g. a key defined twice); the caller then reports
-// what a plain strict decode says.
+// An error means the document could not be decoded this way (go-toml
+// refused it as a whole, e.g. a key defined twice); the caller then decodes
+// it directly, and reports what that says, or else the problems returned,
+// found before the error.
 func decode(file string, idx lineIndex, data []byte, cfg *Config) ([]Problem, error) {
 	var doc map[string]any
 	if err := toml.Unmarshal(data, &doc); err != nil {
@@ -33,12 +34,12 @@ func decode(file string, idx lineIndex, data []byte, cfg *Config) ([]Problem, er
 	s.table(reflect.TypeOf(*cfg), doc, "", "")
 	clean, err := toml.Marshal(doc)
 	if err != nil {
-		return nil, fmt.Errorf("re-encode checked config: %w", err)
+		return s.problems, fmt.Errorf("re-encode checked config: %w", err)
 	}
 	dec := toml.NewDecoder(bytes.NewReader(clean))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(cfg); err != nil {
-		return nil, fmt.Errorf("decode checked config: %w", err)
+		return s.problems, fmt.Errorf("decode checked config: %w", err)
 	}
 	return s.problems, nil
 }

@@ -78,13 +78,14 @@ func Parse(name string, data []byte) (*Config, error) {
 	// A written array replaces the default one wholesale.
 	problems, err := decode(name, idx, data, &cfg)
 	if err != nil {
+		// What was found key by key still stands (go-toml would read a
+		// duration of 60 as 60ns without a word).
 		cfg = Defaults()
 		dec := toml.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&cfg); err != nil {
 			return nil, &Error{Problems: decodeProblems(name, idx, err)}
 		}
-		problems = nil
 	}
 	cfg.File = name
 	v := &validator{file: name, idx: idx, base: filepath.Dir(name)}
