@@ -4,7 +4,7 @@
 #   make test    every test: unit, race, interop with sipp/baresip, systemd
 #   make fuzz    every Go fuzz target for a minute each (FUZZTIME=10m, FUZZ=Name)
 #   make bench   Go benchmarks and the REGISTER load against callgate and Kamailio
-#   make install DESTDIR=... PREFIX=/usr/local
+#   make install DESTDIR=... PREFIX=/usr/local   (as root: also the callgate user and ownership)
 
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 PREFIX      ?= /usr/local
@@ -15,10 +15,10 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 
 # Debian packages the tests drive as independent peers.
-TEST_TOOLS  := sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban linphonec:linphone-cli ip:iproute2
+TEST_TOOLS  := sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd systemd-sysusers:systemd systemd-tmpfiles:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban linphonec:linphone-cli ip:iproute2
 BENCH_TOOLS := sipp:sip-tester kamailio:kamailio rtpengine:rtpengine-daemon
 
-.PHONY: all build test unit lint fuzz fuzz-short demo bench bench-go bench-register bench-calls install deps deps-bench clean
+.PHONY: all build test unit lint fuzz fuzz-short demo bench bench-go bench-register bench-calls install install-owners deps deps-bench clean
 
 all: build
 
@@ -65,18 +65,38 @@ bench-calls: build
 bench-register: build
 	./bench/register-bench.sh
 
+# install copies the files; as root without DESTDIR it also creates the
+# callgate user and gives it its configuration (root:callgate 0640) and
+# state directory (install-owners). Packages (DESTDIR) ship the sysusers.d
+# and tmpfiles.d snippets, which systemd applies at boot, and run the same
+# two commands in their postinst.
 install: build
 	install -D -m 0755 bin/callgate $(DESTDIR)$(BINDIR)/callgate
-	install -d $(DESTDIR)/lib/systemd/system $(DESTDIR)/usr/lib/sysusers.d
+	install -d $(DESTDIR)/lib/systemd/system $(DESTDIR)/usr/lib/sysusers.d $(DESTDIR)/usr/lib/tmpfiles.d
 	sed 's|/usr/local/bin/callgate|$(BINDIR)/callgate|g; s|/usr/local/share|$(PREFIX)/share|g' systemd/callgate.service > $(DESTDIR)/lib/systemd/system/callgate.service
 	chmod 0644 $(DESTDIR)/lib/systemd/system/callgate.service
 	install -m 0644 systemd/callgate.sysusers $(DESTDIR)/usr/lib/sysusers.d/callgate.conf
+	install -m 0644 systemd/callgate.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/callgate.conf
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/callgate/README.md
 	install -D -m 0644 configs/callgate.toml $(DESTDIR)$(PREFIX)/share/doc/callgate/callgate.toml.example
+	install -d -m 0750 $(DESTDIR)/etc/callgate
 	@if [ ! -e $(DESTDIR)/etc/callgate/callgate.toml ]; then \
-		install -D -m 0640 configs/callgate.toml $(DESTDIR)/etc/callgate/callgate.toml; \
+		install -m 0640 configs/callgate.toml $(DESTDIR)/etc/callgate/callgate.toml; \
 		echo "installed a starting config at $(DESTDIR)/etc/callgate/callgate.toml: edit it, then: callgate check-config"; \
 	fi
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+		$(MAKE) --no-print-directory install-owners; \
+	elif [ -z "$(DESTDIR)" ]; then \
+		echo "not root: run 'make install-owners' as root so the callgate user can read its configuration"; \
+	fi
+
+# install-owners creates the callgate user (sysusers.d) and applies the
+# ownership of tmpfiles.d: /etc/callgate root:callgate 0750, its files group
+# callgate, /var/lib/callgate the user's. With DESTDIR it works on that tree
+# and its etc/passwd and etc/group.
+install-owners:
+	systemd-sysusers --root=$(or $(DESTDIR),/) $(DESTDIR)/usr/lib/sysusers.d/callgate.conf
+	systemd-tmpfiles --root=$(or $(DESTDIR),/) --create $(DESTDIR)/usr/lib/tmpfiles.d/callgate.conf
 
 clean:
 	rm -rf bin

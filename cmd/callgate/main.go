@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -19,14 +18,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strings"
 	"syscall"
 
 	"callgate/gateway"
 	"callgate/gateway/config"
 	"callgate/gateway/demo"
-
-	"golang.org/x/crypto/bcrypt"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -49,10 +45,13 @@ const usage = `usage: callgate COMMAND [flags]
 commands:
   run -config FILE [-init]    run the gateway (-init: start with a new empty
                               database where the old one is missing or 0 bytes)
-  check-config -config FILE   check a configuration file and exit
+  check-config -config FILE [-strict]
+                              check a configuration file and exit; print its
+                              warnings (-strict: fail on them too)
   demo [-http ADDR] [-duration D]
                               run callgate with a simulated VPBX and phones
-  hash-password               read a password on stdin, print its hash for the console
+  hash-password               read a password (on a terminal: twice, not shown;
+                              else one line of stdin), print its hash for the console
   check-db [-config FILE | -db PATH]
                               check the database: buckets, record counts, damage
                               (exit 0 sound, 65 damaged, 3 in use by a running callgate)
@@ -91,10 +90,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+// configFlag parses a command's -config flag, and the flags more adds.
+func configFlag(name string, args []string, stderr io.Writer, more ...func(*flag.FlagSet)) (string, bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/callgate/callgate.toml", "configuration file")
+	for _, m := range more {
+		m(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return "", false
 	}
@@ -119,13 +122,26 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, int) {
 	return cfg, exitOK
 }
 
+// cmdCheck prints the problems of a configuration file, or its warnings
+// and "ok"; -strict refuses a file with warnings too.
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	path, ok := configFlag("check-config", args, stderr)
+	var strict *bool
+	path, ok := configFlag("check-config", args, stderr, func(fs *flag.FlagSet) {
+		strict = fs.Bool("strict", false, "fail on warnings (example passwords, nobody can log in, ...)")
+	})
 	if !ok {
 		return exitUsage
 	}
-	if _, code := loadConfig(path, stderr); code != exitOK {
+	cfg, code := loadConfig(path, stderr)
+	if code != exitOK {
 		return code
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, w.String())
+	}
+	if *strict && len(cfg.Warnings) > 0 {
+		fmt.Fprintf(stderr, "callgate check-config: %d warning(s), refused with -strict\n", len(cfg.Warnings))
+		return exitConfig
 	}
 	fmt.Fprintln(stdout, "ok")
 	return exitOK
@@ -151,6 +167,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return code
 	}
 	log := newLogger(cfg, stderr)
+	// Once, at start: the admin sees them in the journal; they never hold
+	// a secret's value.
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration warning", "file", w.File, "line", w.Line, "warning", w.Msg, "hint", w.Hint)
+	}
 	if initDB {
 		if err := initDatabase(cfg.DataDir); err != nil {
 			log.Error("cannot start", "error", err)
@@ -235,31 +256,4 @@ func portAdvice(addr string) string {
 	}
 	hp := net.JoinHostPort(host, "PORT")
 	return fmt.Sprintf("port %s is in use: choose another with -http %s (-http %s picks a free one)", port, hp, net.JoinHostPort(host, "0"))
-}
-
-// cmdHash reads one line (the password) and prints a bcrypt hash for
-// console logins in the configuration.
-func cmdHash(stdin io.Reader, stdout, stderr io.Writer) int {
-	if f, ok := stdin.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprint(stderr, "password: ")
-		}
-	}
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
-		fmt.Fprintln(stderr, "callgate hash-password: no password on standard input")
-		return exitUsage
-	}
-	pw := strings.TrimRight(line, "\r\n")
-	if len(pw) < 8 {
-		fmt.Fprintln(stderr, "callgate hash-password: use at least 8 characters")
-		return exitUsage
-	}
-	h, err := bcrypt.GenerateFromPassword([]byte(pw), 12)
-	if err != nil {
-		fmt.Fprintf(stderr, "callgate hash-password: %v\n", err)
-		return exitRuntime
-	}
-	fmt.Fprintln(stdout, string(h))
-	return exitOK
 }

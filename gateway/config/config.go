@@ -31,6 +31,9 @@ type Config struct {
 
 	// File is the path the configuration was read from (for messages).
 	File string `toml:"-"`
+	// Warnings are what is allowed but most likely wrong or unsafe, such
+	// as the example passwords left in (see Problem.Warning).
+	Warnings []Problem `toml:"-"`
 }
 
 // Log configures the structured log written to stderr (journald).
@@ -338,11 +341,13 @@ type RetailCRM struct {
 // Duration is a time.Duration written as a Go duration string ("30s", "8760h").
 type Duration time.Duration
 
-// UnmarshalText parses a Go duration string.
+// UnmarshalText parses a Go duration string. A TOML integer never gets
+// here (go-toml stores it as nanoseconds): Parse refuses integers for
+// durations before decoding.
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
+	v, err := parseDuration(string(b))
 	if err != nil {
-		return fmt.Errorf("%q is not a duration (use e.g. \"30s\", \"5m\", \"8760h\")", string(b))
+		return fmt.Errorf("%w (hint: %s)", err, durationHint(string(b)))
 	}
 	*d = Duration(v)
 	return nil

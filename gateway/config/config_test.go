@@ -34,6 +34,10 @@ func TestReferenceConfigPasses(t *testing.T) {
 	if len(c.Employees) == 0 || len(c.Upstream.Accounts) == 0 {
 		t.Fatalf("reference config lost its employees or accounts: %+v", c)
 	}
+	// Valid, but its example secrets are warned about (warnings_test.go).
+	if len(c.Warnings) == 0 {
+		t.Fatal("the reference config, with its example secrets, has no warnings")
+	}
 }
 
 func TestGoodConfigDefaults(t *testing.T) {
@@ -63,7 +67,7 @@ func TestBrokenConfigs(t *testing.T) {
 		{"syntax", "data_dir = \"/x\"\n[sip\n", "2: TOML syntax"},
 		{"unknown key", goodBase + "colour = \"red\"\n", "16: unknown key \"employee.colour\""},
 		{"unknown section key", "[sip]\nlistne = []\n", "2: unknown key \"sip.listne\""},
-		{"wrong type", "[sip]\nmax_contacts = \"five\"\n", "2: wrong type: got a TOML string, want an integer"},
+		{"wrong type", "[sip]\nmax_contacts = \"five\"\n", "2: sip.max_contacts: wrong type: got a TOML string, want an integer"},
 		{"bad duration", "[sip]\nnonce_lifetime = \"60\"\n", "2: sip.nonce_lifetime: \"60\" is not a duration"},
 		{"bad listen", "[sip]\nlisten = [\n  \"udp:127.0.0.1:5060\",\n  \"udp:localhost\",\n]\n", "4: sip.listen[1]: \"localhost\" is not IP:PORT"},
 		{"listen transport", "[sip]\nlisten = [\"sctp:127.0.0.1:5060\"]\n", "2: sip.listen[0]"},
@@ -156,6 +160,8 @@ func TestSecretFromFileRelative(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(goodBase))
 	f.Add([]byte("[sip]\nlisten = [\"udp:1.2.3.4:5\"]\n[[employee]]\n"))
+	f.Add([]byte("[sip]\nmin_expires = 60\nmax_contacts = \"5\"\nlistne = 1\n[[employee]]\nid = 1\n[employee.dial]\nmax_concurrent = \"x\"\n[nope]\na = 2026-01-01\n"))
+	f.Add([]byte("[http]\nlisten = \"127.0.0.1:8080\"\napi_tokens = [\"change-me-to-a-long-random-token\"]\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Parse("fuzz.toml", b)
 		if err == nil && c == nil {

@@ -62,7 +62,7 @@ func TestBrokenDialConfigs(t *testing.T) {
 		{"employee limit", goodBase + "[employee.dial]\nmax_concurrent = -2\n", "17: employee[0].dial.max_concurrent: -2 is out of range"},
 		{"group entry", goodBase + "[[group]]\nid = \"sales\"\nmembers = [\"ivanov\"]\n[group.dial]\nallow = [\"Kazakhstan\"]\n", "20: group[0].dial.allow[0]"},
 		{"unknown key", "[dial]\nallow_countries = [\"KZ\"]\n", `2: unknown key "dial.allow_countries"`},
-		{"wrong type", "[dial]\ncalls_per_day = \"ten\"\n", "2: wrong type"},
+		{"wrong type", "[dial]\ncalls_per_day = \"ten\"\n", "2: dial.calls_per_day: wrong type: got a TOML string, want an integer"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,11 @@ type Problem struct {
 	Line int // 0 when the problem is not tied to a line
 	Msg  string
 	Hint string
+	// Warning marks something allowed but most likely wrong or unsafe
+	// (check-config -strict refuses it); the rest are errors.
+	Warning bool
+
+	key string // the key path it is about, when one
 }
 
 func (p Problem) String() string {
@@ -28,7 +33,11 @@ func (p Problem) String() string {
 	if p.Line > 0 {
 		s += ":" + strconv.Itoa(p.Line)
 	}
-	s += ": " + p.Msg
+	s += ": "
+	if p.Warning {
+		s += "warning: "
+	}
+	s += p.Msg
 	if p.Hint != "" {
 		s += " (hint: " + p.Hint + ")"
 	}
@@ -66,21 +75,48 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, &Error{Problems: []Problem{problemFromParser(name, data, perr)}}
 	}
 	cfg := Defaults()
-	// Arrays replace defaults wholesale; clear the ones users commonly set so
-	// that a written list is not appended to the default one.
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, &Error{Problems: decodeProblems(name, idx, err)}
+	// A written array replaces the default one wholesale.
+	problems, err := decode(name, idx, data, &cfg)
+	if err != nil {
+		// What was found key by key still stands (go-toml would read a
+		// duration of 60 as 60ns without a word).
+		cfg = Defaults()
+		dec := toml.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cfg); err != nil {
+			return nil, &Error{Problems: decodeProblems(name, idx, err)}
+		}
 	}
 	cfg.File = name
 	v := &validator{file: name, idx: idx, base: filepath.Dir(name)}
 	v.validate(&cfg)
-	if len(v.problems) > 0 {
-		sort.SliceStable(v.problems, func(i, j int) bool { return v.problems[i].Line < v.problems[j].Line })
-		return nil, &Error{Problems: v.problems}
+	problems = append(problems, unshadowed(v.problems, problems)...)
+	if len(problems) > 0 {
+		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Line < problems[j].Line })
+		return nil, &Error{Problems: problems}
 	}
+	cfg.Warnings = v.warnings(&cfg)
 	return &cfg, nil
+}
+
+// unshadowed drops the validation problems of keys already reported while
+// decoding: a value of the wrong type was left out, and validation saw the
+// default (or nothing) in its place.
+func unshadowed(validation, decoding []Problem) []Problem {
+	if len(decoding) == 0 {
+		return validation
+	}
+	reported := map[string]bool{}
+	for _, p := range decoding {
+		reported[p.key] = true
+	}
+	var out []Problem
+	for _, p := range validation {
+		if p.key == "" || !reported[p.key] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // lineIndex maps a key path such as "employee[1].extensions[0]" to the line
@@ -199,8 +235,10 @@ func problemFromParser(name string, data []byte, err error) Problem {
 	return Problem{File: name, Msg: "TOML syntax: " + err.Error()}
 }
 
-var typeMismatch = regexp.MustCompile(`cannot decode TOML (\w+) into (?:struct field )?\S*? ?of type ([\w.\[\]]+)`)
+var typeMismatch = regexp.MustCompile(`cannot decode TOML (\w+) into (?:struct field )?\S*? ?of type ([\w.\[\]*]+)`)
 
+// decodeProblems reports what go-toml says about a document decode could
+// not check key by key (such as a key defined twice).
 func decodeProblems(name string, ix lineIndex, err error) []Problem {
 	var strict *toml.StrictMissingError
 	if errors.As(err, &strict) {
@@ -216,39 +254,48 @@ func decodeProblems(name string, ix lineIndex, err error) []Problem {
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		line, _ := de.Position()
-		msg := strings.TrimPrefix(de.Error(), "toml: ")
 		key := strings.Join(de.Key(), ".")
+		msg := humanType(strings.TrimPrefix(de.Error(), "toml: "))
 		if key != "" {
 			msg = key + ": " + msg
 		}
-		hint := "strings need quotes, numbers and true/false do not, lists use [ ]"
-		if strings.Contains(msg, "not a duration") {
-			hint = "durations are quoted strings with a unit"
+		hint := typeHint
+		if strings.Contains(msg, "already defined") || strings.Contains(msg, "already exists") {
+			hint = "write each key, and each [table], once; remove one of them"
 		}
-		return []Problem{{File: name, Line: line, Msg: humanType(msg), Hint: hint}}
+		return []Problem{{File: name, Line: line, Msg: msg, Hint: hint}}
 	}
-	return []Problem{{File: name, Msg: humanType(strings.TrimPrefix(err.Error(), "toml: ")), Hint: "strings need quotes, numbers and true/false do not, lists use [ ]"}}
+	return []Problem{{File: name, Msg: humanType(strings.TrimPrefix(err.Error(), "toml: ")), Hint: typeHint}}
 }
 
 // textTypes are the configuration's types written as TOML strings.
-var textTypes = map[string]bool{"config.Duration": true, "config.ListenAddr": true, "config.PortRange": true,
-	"config.Size": true, "config.IP": true, "config.Network": true}
+var textTypes = map[string]bool{"config.ListenAddr": true, "config.PortRange": true, "config.Size": true, "config.IP": true, "config.Network": true}
 
+// humanType rewrites go-toml's type errors, which name Go types, in TOML's
+// terms.
 func humanType(msg string) string {
 	m := typeMismatch.FindStringSubmatch(msg)
 	if m == nil {
 		return msg
 	}
-	want := m[2]
+	want := strings.TrimLeft(m[2], "*")
 	switch {
 	case strings.HasPrefix(want, "[]") || want == "config.Networks":
 		want = "a list"
-	case want == "string" || textTypes[want]:
-		want = "a string"
-	case strings.HasPrefix(want, "int"):
+	case strings.HasPrefix(want, "int") || strings.HasPrefix(want, "uint"):
 		want = "an integer"
+	case strings.HasPrefix(want, "float"):
+		want = "a number"
 	case want == "bool":
 		want = "true or false"
+	case want == "config.Duration":
+		want = `a duration such as "30s"`
+	case textTypes[want]:
+		want = "a string"
+	case strings.HasPrefix(want, "config."):
+		want = "a table"
+	default:
+		want = "a string"
 	}
-	return fmt.Sprintf("wrong type: got a TOML %s, want %s (%s)", m[1], want, msg)
+	return fmt.Sprintf("wrong type: got a TOML %s, want %s", m[1], want)
 }

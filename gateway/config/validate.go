@@ -25,7 +25,7 @@ type validator struct {
 }
 
 func (v *validator) bad(path, hint, format string, args ...any) {
-	v.problems = append(v.problems, Problem{File: v.file, Line: v.idx.line(path), Msg: path + ": " + fmt.Sprintf(format, args...), Hint: hint})
+	v.problems = append(v.problems, Problem{File: v.file, Line: v.idx.line(path), Msg: path + ": " + fmt.Sprintf(format, args...), Hint: hint, key: path})
 }
 
 var (
