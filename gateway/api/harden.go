@@ -28,7 +28,7 @@ func (s *Server) harden(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
-		if r.TLS != nil || s.HSTS {
+		if s.Proxies.HTTPS(r) {
 			h.Set("Strict-Transport-Security", hstsValue)
 		}
 		if !consolePage(r.URL.Path) {
