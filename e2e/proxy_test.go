@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -72,9 +73,9 @@ func testCA(t *testing.T, dir string) (pool *x509.CertPool, certFile, keyFile st
 // 127.0.0.1) are not.
 const proxySource = "127.0.0.2"
 
-// nginxConf is the reverse proxy of docs/install.md, in a prefix of its
-// own: TLS on listen, every request passed to callgate with the client's
-// address and scheme.
+// nginxConf is the reverse proxy of docs/install.md in a prefix of its
+// own: TLS on listen, and every path passed on to callgate by the
+// documented proxy settings (the variant that offers the console too).
 const nginxConf = `daemon off;
 master_process off;
 pid %[1]s/nginx.pid;
@@ -92,18 +93,28 @@ http {
         ssl_certificate %[3]s;
         ssl_certificate_key %[4]s;
         location / {
-            proxy_pass http://%[5]s;
-            proxy_bind %[6]s;
-            proxy_http_version 1.1;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_buffering off;
-            proxy_read_timeout 1h;
+%[5]s
         }
     }
 }
 `
+
+// documentedProxy is the proxy settings docs/install.md gives for
+// /etc/nginx/callgate-proxy.conf, sending to upstream from proxySource.
+func documentedProxy(t *testing.T, upstream string) string {
+	t.Helper()
+	doc, err := os.ReadFile("../docs/install.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(doc), "`/etc/nginx/callgate-proxy.conf`:\n\n```nginx\n")
+	block, _, closed := strings.Cut(block, "```")
+	const pass = "proxy_pass http://127.0.0.1:18080;"
+	if !ok || !closed || !strings.Contains(block, pass) {
+		t.Fatalf("docs/install.md has no callgate-proxy.conf block with %q", pass)
+	}
+	return strings.Replace(block, pass, "proxy_pass http://"+upstream+";\nproxy_bind "+proxySource+";", 1)
+}
 
 // startNginx runs Debian's nginx terminating TLS on listen in front of
 // callgate at upstream, as root or not: its pid file, logs and temporary
@@ -114,7 +125,7 @@ func startNginx(t *testing.T, listen, upstream, certFile, keyFile string, pool *
 	nginx := needTool(t, "nginx")
 	prefix := t.TempDir()
 	conf := filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, prefix, listen, certFile, keyFile, upstream, proxySource), 0o644); err != nil {
+	if err := os.WriteFile(conf, fmt.Appendf(nil, nginxConf, prefix, listen, certFile, keyFile, documentedProxy(t, upstream)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(nginx, "-t", "-p", prefix, "-c", conf, "-e", filepath.Join(prefix, "error.log")).CombinedOutput(); err != nil {
@@ -252,7 +263,17 @@ retry_max = %q
 		t.Fatalf("the recording played through the proxy lacks the call's tones (%v)", err)
 	}
 
-	// makeCallUrl through the proxy rings ivanov's line and dials the client.
+	// makeCallUrl through the proxy: a wrong clientId is refused and
+	// logged with the CRM's address; the right one rings ivanov's line and
+	// dials the client.
+	res, err := crm.Get(public + "/api/v1/retailcrm/make-call?clientId=guess&code=101&phone=89161234567")
+	if err != nil || res.StatusCode != 403 {
+		t.Fatalf("a wrong clientId through the proxy: %v %v", res, err)
+	}
+	res.Body.Close()
+	o.d.waitFor("the refused makeCallUrl logged with the CRM's address", 5*time.Second, func() bool {
+		return regexp.MustCompile(`msg="makeCallUrl refused: wrong clientId".* client=127\.0\.0\.5`).MatchString(o.d.log.String())
+	})
 	code, body, err := st.MakeCall(crm, "callgate", 7, "101", "89161234567", "")
 	if err != nil || code != 200 || body["callId"] == nil {
 		t.Fatalf("makeCallUrl through the proxy: %d %v %v", code, body, err)
@@ -283,7 +304,7 @@ retry_max = %q
 	o.d.waitFor("the failed login logged with the client's address", 5*time.Second, func() bool {
 		return strings.Contains(o.d.log.String(), `msg="http auth failure" component=http client=127.0.0.5 reason=bad_login path=/api/v1/session login=ivanov`)
 	})
-	res := postLogin(t, crm, public, consolePassword)
+	res = postLogin(t, crm, public, consolePassword)
 	if c := sessionCookie(res); res.StatusCode != 200 || c == nil || !c.Secure || !c.HttpOnly || res.Header.Get("Strict-Transport-Security") == "" {
 		t.Fatalf("login through the proxy: %d, cookie %+v, HSTS %q", res.StatusCode, c, res.Header.Get("Strict-Transport-Security"))
 	}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -209,5 +210,27 @@ func hopAddr(s string) (netip.Addr, bool) {
 
 // clientAddr is the client address a request's failures are counted on.
 func (s *Server) clientAddr(r *http.Request) string {
-	return s.Proxies.Client(r)
+	return ClientAddr(r)
+}
+
+type clientKey struct{}
+
+// withClient keeps the client's address, settled once per request, in its
+// context for every handler, the Routes of other packages included.
+func (s *Server) withClient(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), clientKey{}, s.Proxies.Client(r)))
+}
+
+// ClientAddr is the address of the client a request came from as the
+// API's handler settled it: from a trusted proxy's forwarding header, else
+// the peer. Handlers added through Server.Routes log and limit by it.
+// Outside the API's handler it is the peer's address.
+func ClientAddr(r *http.Request) string {
+	if a, ok := r.Context().Value(clientKey{}).(string); ok {
+		return a
+	}
+	if a, ok := peerAddr(r.RemoteAddr); ok {
+		return a.String()
+	}
+	return r.RemoteAddr
 }

@@ -66,6 +66,38 @@ func TestClientAddress(t *testing.T) {
 	}
 }
 
+// Routes other packages add (RetailCRM's makeCallUrl) see the client's
+// address the API settled, not the proxy's.
+func TestRoutesSeeClientAddr(t *testing.T) {
+	s := &Server{Tokens: NewTokens(nil), Proxies: &Proxies{Trusted: loopback},
+		Routes: map[string]http.Handler{"GET /x": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, ClientAddr(r))
+		})}}
+	h := s.Handler()
+	for _, c := range []struct{ remote, xff, want string }{
+		{"127.0.0.1:4000", "10.0.0.66", "10.0.0.66"},
+		{"192.0.2.1:4000", "10.0.0.66", "192.0.2.1"},
+		{"[::1]:4000", "", "::1"},
+	} {
+		r := httptest.NewRequest("GET", "/x", nil)
+		r.RemoteAddr = c.remote
+		if c.xff != "" {
+			r.Header.Set("X-Forwarded-For", c.xff)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Body.String() != c.want {
+			t.Errorf("from %s with X-Forwarded-For %q: %q, want %q", c.remote, c.xff, w.Body, c.want)
+		}
+	}
+	r := httptest.NewRequest("GET", "/x", nil)
+	r.RemoteAddr = "127.0.0.1:4000"
+	r.Header.Set("X-Forwarded-For", "10.0.0.66")
+	if got := ClientAddr(r); got != "127.0.0.1" {
+		t.Fatalf("outside the API's handler: %q", got)
+	}
+}
+
 func TestScheme(t *testing.T) {
 	xff := &Proxies{Trusted: loopback, Header: "X-Forwarded-For"}
 	xffPublic := &Proxies{Trusted: loopback, Header: "X-Forwarded-For", PublicHTTPS: true}
