@@ -15,7 +15,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 
 # Debian packages the tests drive as independent peers.
-TEST_TOOLS  := sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd systemd-sysusers:systemd systemd-tmpfiles:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban linphonec:linphone-cli ip:iproute2
+TEST_TOOLS  := sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd systemd-sysusers:systemd systemd-tmpfiles:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban linphonec:linphone-cli ip:iproute2 nginx:nginx promtool:prometheus
 BENCH_TOOLS := sipp:sip-tester kamailio:kamailio rtpengine:rtpengine-daemon
 
 .PHONY: all build test unit lint fuzz fuzz-short demo bench bench-go bench-register bench-calls install install-owners deps deps-bench clean
@@ -80,6 +80,9 @@ install: build
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/callgate/README.md
 	install -D -m 0644 configs/callgate.toml $(DESTDIR)$(PREFIX)/share/doc/callgate/callgate.toml.example
 	install -d -m 0750 $(DESTDIR)/etc/callgate
+	install -D -m 0644 docs/install.md $(DESTDIR)$(PREFIX)/share/doc/callgate/install.md
+	install -D -m 0644 configs/prometheus/callgate.rules.yml $(DESTDIR)$(PREFIX)/share/callgate/prometheus/callgate.rules.yml
+	install -D -m 0644 configs/grafana/callgate.json $(DESTDIR)$(PREFIX)/share/callgate/grafana/callgate.json
 	@if [ ! -e $(DESTDIR)/etc/callgate/callgate.toml ]; then \
 		install -m 0640 configs/callgate.toml $(DESTDIR)/etc/callgate/callgate.toml; \
 		echo "installed a starting config at $(DESTDIR)/etc/callgate/callgate.toml: edit it, then: callgate check-config"; \

@@ -79,8 +79,7 @@ func (g *Gateway) newAPI() error {
 	}
 	srv.Admin = &status.Admin{Location: g.reg.Location(), Directory: g.dir, Trunk: g.trunk, CRM: g.crm, Calls: g.b2b,
 		Recordings: g.recs, Store: g.health, Guard: g.guard}
-	srv.Proxies, srv.HSTS = proxies(h), strings.HasPrefix(h.PublicURL, "https:")
-	srv.Sessions.Secure = srv.HSTS // the browser talks https to the tunnel
+	srv.Proxies, srv.Log = proxies(h), g.log.With("component", "http")
 	if len(g.cfg.Desks) > 0 {
 		srv.Desks = g.dir
 	}
@@ -109,9 +108,10 @@ func (g *Gateway) newAPI() error {
 	return nil
 }
 
-// proxies are the API's trusted reverse proxies (validated networks).
+// proxies are the API's trusted reverse proxies (validated networks); an
+// https public_url is the scheme of those that name none.
 func proxies(h config.HTTP) *api.Proxies {
-	p := &api.Proxies{Header: h.ProxyHeader}
+	p := &api.Proxies{Header: h.ProxyHeader, PublicHTTPS: strings.HasPrefix(h.PublicURL, "https:")}
 	for _, n := range h.TrustedProxies.Prefixes() {
 		p.Trusted = append(p.Trusted, n.Masked())
 	}

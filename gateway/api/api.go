@@ -5,6 +5,7 @@ package api
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"strings"
@@ -49,13 +50,14 @@ type Server struct {
 	Desks Desks
 	// Admin serves the admin page (nil: no admin endpoints).
 	Admin Admin
-	// Proxies are the reverse proxies whose forwarding header names the
-	// client (nil: every peer is the client itself).
+	// Proxies are the reverse proxies whose forwarding headers name the
+	// client and the scheme it used (nil: every peer is the client itself,
+	// and only TLS to callgate is https). Strict-Transport-Security and
+	// Secure session cookies go to clients that talk https.
 	Proxies *Proxies
-	// HSTS sends Strict-Transport-Security on every response even over
-	// plain HTTP: a TLS-terminating tunnel serves the API as https
-	// (http.public_url). Over TLS it is always sent.
-	HSTS bool
+	// Log receives failed logins, tokens and links with the client's
+	// address (nil: slog.Default()).
+	Log *slog.Logger
 
 	fails failures
 }

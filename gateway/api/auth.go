@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
@@ -186,14 +187,32 @@ func (f *failures) fail(now time.Time, keys ...string) {
 
 // refused answers a failed attempt: 429 with Retry-After once the client
 // or the credential has used up its failures, else the ordinary refusal
-// (answer). Either way the failure is counted.
-func (s *Server) refused(w http.ResponseWriter, now time.Time, keys []string, answer func()) {
+// (answer), counted and logged at warning level with the client's address
+// (from a trusted proxy's forwarding header), the reason and attrs, never
+// the secret tried. Refusals past the limit are not logged, so a client
+// hammering away cannot flood the log.
+func (s *Server) refused(w http.ResponseWriter, r *http.Request, now time.Time, keys []string, reason string, answer func(), attrs ...any) {
 	if d, blocked := s.fails.blocked(now, keys...); blocked {
 		tooMany(w, d)
 		return
 	}
 	s.fails.fail(now, keys...)
+	log := s.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Warn("http auth failure", append([]any{"client", s.clientAddr(r), "reason", reason, "path", r.URL.Path}, attrs...)...)
 	answer()
+}
+
+// loggable cuts what a client typed (a login name) to a length fit for a
+// log line; slog quotes anything unusual in it.
+func loggable(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return s
+	}
+	return strings.ToValidUTF8(s[:limit], "") + "…"
 }
 
 func tooMany(w http.ResponseWriter, d time.Duration) {
@@ -251,7 +270,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Principal
 	if tok != "" {
 		keys = append(keys, credKey("token", tok))
 	}
-	s.refused(w, time.Now(), keys, func() {
+	reason := "bad_token"
+	if tok == "" {
+		reason = "no_token"
+	}
+	s.refused(w, r, time.Now(), keys, reason, func() {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="callgate"`)
 		Error(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
 	})

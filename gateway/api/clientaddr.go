@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -13,8 +14,13 @@ type Proxies struct {
 	Trusted []netip.Prefix
 	// Header is "X-Forwarded-For" (default) or "Forwarded" (RFC 7239):
 	// only the header the proxy itself writes may be believed, since a
-	// client can send the other one with any address in it.
+	// client can send the other one with any address in it. The scheme
+	// comes from the same family: X-Forwarded-Proto, or Forwarded's proto=.
 	Header string
+	// PublicHTTPS says the proxies serve https (an https http.public_url):
+	// a trusted proxy that names no scheme is taken to have received the
+	// request over https.
+	PublicHTTPS bool
 }
 
 // trusts reports whether a is one of the proxies.
@@ -41,13 +47,47 @@ func (p *Proxies) Client(r *http.Request) string {
 		return peer.String()
 	}
 	var hops []string
-	if strings.EqualFold(p.Header, "Forwarded") {
-		hops = forwardedFor(r.Header.Values("Forwarded"))
+	if p.forwarded() {
+		hops = forwardedParam(r.Header.Values("Forwarded"), "for")
 	} else {
 		hops = xffHops(r.Header.Values("X-Forwarded-For"))
 	}
 	return clientHop(peer, hops, p.trusts).String()
 }
+
+// HTTPS reports whether the client's browser talks https: to callgate
+// itself (TLS), or to a trusted proxy that says so in its scheme header
+// (or names none while PublicHTTPS is set). A peer that is not a trusted
+// proxy talks to callgate directly over plain HTTP, whatever headers it
+// sends: an office PC on the LAN gets no Secure cookie it could not send
+// back, and nobody outside the proxies can claim https.
+func (p *Proxies) HTTPS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	if p == nil {
+		return false
+	}
+	if peer, ok := peerAddr(r.RemoteAddr); !ok || !p.trusts(peer) {
+		return false
+	}
+	// The nearest proxy's element is the last one: the scheme it saw.
+	var proto string
+	if p.forwarded() {
+		if ps := forwardedParam(r.Header.Values("Forwarded"), "proto"); len(ps) > 0 {
+			proto = ps[len(ps)-1]
+		}
+	} else if ps := xffHops(r.Header.Values("X-Forwarded-Proto")); len(ps) > 0 {
+		proto = ps[len(ps)-1]
+	}
+	if proto == "" {
+		return p.PublicHTTPS
+	}
+	return strings.EqualFold(proto, "https")
+}
+
+// forwarded reports whether the proxies write RFC 7239 Forwarded headers.
+func (p *Proxies) forwarded() bool { return strings.EqualFold(p.Header, "Forwarded") }
 
 // clientHop walks the hops from the nearest (rightmost) one: the first
 // address that is not a trusted proxy is the client. A hop that is not an
@@ -89,10 +129,11 @@ func xffHops(values []string) []string {
 	return hops
 }
 
-// forwardedFor returns the for= parameter of each element of Forwarded
-// headers (RFC 7239 §4), nearest last. An element without for= yields ""
-// (not an address), so the walk stops there rather than skip a hop.
-func forwardedFor(values []string) []string {
+// forwardedParam returns the param parameter (for=, proto=) of each
+// element of Forwarded headers (RFC 7239 §4), nearest last. An element
+// without it yields "" (for for=: not an address, so the walk stops there
+// rather than skip a hop).
+func forwardedParam(values []string, param string) []string {
 	var hops []string
 	for _, v := range values {
 		for _, elem := range splitQuoted(v, ',') {
@@ -102,7 +143,7 @@ func forwardedFor(values []string) []string {
 			hop := ""
 			for _, pair := range splitQuoted(elem, ';') {
 				k, val, _ := strings.Cut(pair, "=")
-				if strings.EqualFold(strings.TrimSpace(k), "for") {
+				if strings.EqualFold(strings.TrimSpace(k), param) {
 					hop = unquote(strings.TrimSpace(val))
 				}
 			}
@@ -169,5 +210,27 @@ func hopAddr(s string) (netip.Addr, bool) {
 
 // clientAddr is the client address a request's failures are counted on.
 func (s *Server) clientAddr(r *http.Request) string {
-	return s.Proxies.Client(r)
+	return ClientAddr(r)
+}
+
+type clientKey struct{}
+
+// withClient keeps the client's address, settled once per request, in its
+// context for every handler, the Routes of other packages included.
+func (s *Server) withClient(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), clientKey{}, s.Proxies.Client(r)))
+}
+
+// ClientAddr is the address of the client a request came from as the
+// API's handler settled it: from a trusted proxy's forwarding header, else
+// the peer. Handlers added through Server.Routes log and limit by it.
+// Outside the API's handler it is the peer's address.
+func ClientAddr(r *http.Request) string {
+	if a, ok := r.Context().Value(clientKey{}).(string); ok {
+		return a
+	}
+	if a, ok := peerAddr(r.RemoteAddr); ok {
+		return a.String()
+	}
+	return r.RemoteAddr
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -61,6 +62,47 @@ func FuzzClientAddress(f *testing.F) {
 	})
 }
 
+// FuzzScheme feeds made-up scheme headers (X-Forwarded-Proto, or
+// Forwarded with proto=) as a client behind the tunnel may send them: the
+// scheme the proxy adds after them is the one believed, and a peer that is
+// not a proxy never talks https however it claims so.
+func FuzzScheme(f *testing.F) {
+	for _, s := range []string{
+		"", "https", "http", "HTTPS", "https, http", "ftp", ",,,", " , ",
+		`for=192.0.2.60;proto=https;by=203.0.113.43`, `proto="https"`, `proto=http, proto=https`, `proto="`,
+		`for="a,b";proto="x\"y"`, `PROTO=https`, `;;;=,=;`, "proto=https\x00",
+	} {
+		f.Add(false, s)
+		f.Add(true, s)
+	}
+	f.Fuzz(func(t *testing.T, forwarded bool, value string) {
+		p := &Proxies{Trusted: loopback, Header: "X-Forwarded-For"}
+		name, https, plain := "X-Forwarded-Proto", "https", "http"
+		if forwarded {
+			p.Header, name, https, plain = "Forwarded", "Forwarded", "for=192.0.2.77;proto=https", "for=192.0.2.77;proto=http"
+		}
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "127.0.0.1:40000"
+		r.Header.Add(name, value)
+		_ = p.HTTPS(r)
+		r.Header.Add(name, https) // what the proxy appends
+		if !p.HTTPS(r) {
+			t.Fatalf("%q then the proxy's https: not https", value)
+		}
+		r.Header.Set(name, value)
+		r.Header.Add(name, plain)
+		if p.HTTPS(r) {
+			t.Fatalf("%q then the proxy's http: https", value)
+		}
+		r.Header.Set(name, value)
+		r.Header.Add(name, https)
+		r.RemoteAddr = "192.0.2.1:40000" // not a proxy: its headers are ignored
+		if p.PublicHTTPS = true; p.HTTPS(r) {
+			t.Fatalf("untrusted peer with %q talks https", value)
+		}
+	})
+}
+
 // FuzzJSONBodies sends made-up bodies to the endpoints that decode JSON
 // (login, click-to-call, transfer, unban): nothing panics, every refusal
 // has the JSON error shape, and the status is one the API documents.
@@ -89,6 +131,7 @@ func FuzzJSONBodies(f *testing.F) {
 		Dialer:   fakeDialer{},
 		Sessions: NewSessions([]Account{{Employee: "ivanov", Role: "employee", Extensions: []string{"101"}, Hash: hash}}, time.Hour, false),
 		Admin:    fakeAdmin{unbans: "192.0.2.1:5060"},
+		Log:      slog.New(slog.DiscardHandler),
 	}
 	h := s.Handler()
 	paths := []string{"/api/v1/session", "/api/v1/calls", "/api/v1/calls/c1/transfer", "/api/v1/admin/unban"}

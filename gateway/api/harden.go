@@ -23,12 +23,14 @@ const (
 // hstsValue asks browsers to keep to https for a year.
 const hstsValue = "max-age=31536000"
 
-// harden sets the headers every response carries and caps request bodies.
+// harden sets the headers every response carries, caps request bodies and
+// settles the client's address (ClientAddr) for every handler.
 func (s *Server) harden(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = s.withClient(r)
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
-		if r.TLS != nil || s.HSTS {
+		if s.Proxies.HTTPS(r) {
 			h.Set("Strict-Transport-Security", hstsValue)
 		}
 		if !consolePage(r.URL.Path) {

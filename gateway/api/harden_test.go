@@ -42,53 +42,82 @@ func TestSecurityHeaders(t *testing.T) {
 			t.Errorf("%s: HSTS over plain HTTP without an https public_url", c.path)
 		}
 	}
-	// HSTS over TLS, and over plain HTTP behind an https tunnel.
+	// HSTS over TLS, and over plain HTTP from a proxy serving https; not
+	// to a LAN client talking plain HTTP to callgate itself.
+	f.s.Proxies = &Proxies{Trusted: loopback, PublicHTTPS: true}
 	h := f.s.Handler()
-	r := httptest.NewRequest("GET", "/healthz", nil)
-	r.TLS = &tls.ConnectionState{}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	if w.Header().Get("Strict-Transport-Security") != hstsValue {
-		t.Fatalf("HSTS over TLS: %v", w.Header())
-	}
-	f.s.HSTS = true
-	w = httptest.NewRecorder()
-	h.ServeHTTP(w, httptest.NewRequest("GET", "/api/v1/calls", nil))
-	if w.Header().Get("Strict-Transport-Security") != hstsValue || w.Header().Get("X-Content-Type-Options") != "nosniff" {
-		t.Fatalf("HSTS behind an https tunnel: %v", w.Header())
-	}
-}
-
-// The session cookie is Secure over TLS and behind an https tunnel, on
-// login and on logout.
-func TestSessionCookieSecure(t *testing.T) {
-	right := `{"login":"ivanov","password":"right-password"}`
 	for _, c := range []struct {
-		secure, tls, want bool
-	}{{false, false, false}, {false, true, true}, {true, false, true}} {
-		s, h := loginServer(t, c.secure)
-		r := httptest.NewRequest("POST", "/api/v1/session", strings.NewReader(right))
-		r.Header.Set("Content-Type", "application/json")
+		name   string
+		remote string
+		tls    bool
+		want   string
+	}{
+		{"TLS", "192.0.2.1:4000", true, hstsValue},
+		{"behind an https tunnel", "127.0.0.1:4000", false, hstsValue},
+		{"LAN client over plain HTTP", "192.168.1.50:4000", false, ""},
+	} {
+		r := httptest.NewRequest("GET", "/api/v1/calls", nil)
+		r.RemoteAddr = c.remote
 		if c.tls {
 			r.TLS = &tls.ConnectionState{}
 		}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
+		if w.Header().Get("Strict-Transport-Security") != c.want || w.Header().Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: %v", c.name, w.Header())
+		}
+	}
+}
+
+// The session cookie is Secure when the browser talks https: over TLS,
+// from a trusted proxy that says https or (naming no scheme) serves an
+// https public_url; on login and on logout. A client talking plain HTTP
+// to callgate gets a cookie it can send back, whatever it claims.
+func TestSessionCookieSecure(t *testing.T) {
+	right := `{"login":"ivanov","password":"right-password"}`
+	for _, c := range []struct {
+		name        string
+		publicHTTPS bool
+		remote      string
+		tls         bool
+		hdr         []string
+		want        bool
+	}{
+		{"plain HTTP", false, "127.0.0.1:4000", false, nil, false},
+		{"TLS", false, "192.0.2.1:4000", true, nil, true},
+		{"proxy of an https public_url", true, "127.0.0.1:4000", false, nil, true},
+		{"proxy says https", false, "127.0.0.1:4000", false, []string{"X-Forwarded-Proto", "https"}, true},
+		{"proxy says http", true, "127.0.0.1:4000", false, []string{"X-Forwarded-Proto", "http"}, false},
+		{"LAN client, https public_url", true, "192.168.1.50:4000", false, nil, false},
+		{"LAN client claims https", true, "192.168.1.50:4000", false, []string{"X-Forwarded-Proto", "https"}, false},
+	} {
+		s, h := loginServer(t, c.publicHTTPS)
+		send := func(r *http.Request) *httptest.ResponseRecorder {
+			r.RemoteAddr = c.remote
+			if c.tls {
+				r.TLS = &tls.ConnectionState{}
+			}
+			for i := 0; i+1 < len(c.hdr); i += 2 {
+				r.Header.Set(c.hdr[i], c.hdr[i+1])
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return w
+		}
+		r := httptest.NewRequest("POST", "/api/v1/session", strings.NewReader(right))
+		r.Header.Set("Content-Type", "application/json")
+		w := send(r)
 		cookies := w.Result().Cookies()
 		if w.Code != 200 || len(cookies) != 1 || cookies[0].Secure != c.want || !cookies[0].HttpOnly {
-			t.Fatalf("%+v: login %d, cookies %v", c, w.Code, cookies)
+			t.Fatalf("%s: login %d, cookies %v", c.name, w.Code, cookies)
 		}
 		csrf := s.Sessions.info(s.Sessions.m[firstKey(s)]).CSRF
 		r = httptest.NewRequest("DELETE", "/api/v1/session", nil)
 		r.AddCookie(cookies[0])
 		r.Header.Set("X-CSRF-Token", csrf)
-		if c.tls {
-			r.TLS = &tls.ConnectionState{}
-		}
-		w = httptest.NewRecorder()
-		h.ServeHTTP(w, r)
+		w = send(r)
 		if out := w.Result().Cookies(); w.Code != 204 || len(out) != 1 || out[0].Secure != c.want || out[0].MaxAge >= 0 {
-			t.Fatalf("%+v: logout %d, cookies %v", c, w.Code, out)
+			t.Fatalf("%s: logout %d, cookies %v", c.name, w.Code, out)
 		}
 	}
 }

@@ -1,11 +1,15 @@
 package api
 
 import (
+	"bytes"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,6 +64,128 @@ func TestClientAddress(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Routes other packages add (RetailCRM's makeCallUrl) see the client's
+// address the API settled, not the proxy's.
+func TestRoutesSeeClientAddr(t *testing.T) {
+	s := &Server{Tokens: NewTokens(nil), Proxies: &Proxies{Trusted: loopback},
+		Routes: map[string]http.Handler{"GET /x": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, ClientAddr(r))
+		})}}
+	h := s.Handler()
+	for _, c := range []struct{ remote, xff, want string }{
+		{"127.0.0.1:4000", "10.0.0.66", "10.0.0.66"},
+		{"192.0.2.1:4000", "10.0.0.66", "192.0.2.1"},
+		{"[::1]:4000", "", "::1"},
+	} {
+		r := httptest.NewRequest("GET", "/x", nil)
+		r.RemoteAddr = c.remote
+		if c.xff != "" {
+			r.Header.Set("X-Forwarded-For", c.xff)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Body.String() != c.want {
+			t.Errorf("from %s with X-Forwarded-For %q: %q, want %q", c.remote, c.xff, w.Body, c.want)
+		}
+	}
+	r := httptest.NewRequest("GET", "/x", nil)
+	r.RemoteAddr = "127.0.0.1:4000"
+	r.Header.Set("X-Forwarded-For", "10.0.0.66")
+	if got := ClientAddr(r); got != "127.0.0.1" {
+		t.Fatalf("outside the API's handler: %q", got)
+	}
+}
+
+func TestScheme(t *testing.T) {
+	xff := &Proxies{Trusted: loopback, Header: "X-Forwarded-For"}
+	xffPublic := &Proxies{Trusted: loopback, Header: "X-Forwarded-For", PublicHTTPS: true}
+	fwd := &Proxies{Trusted: loopback, Header: "Forwarded"}
+	for _, tc := range []struct {
+		name   string
+		p      *Proxies
+		remote string
+		hdr    []string
+		want   bool
+	}{
+		{"no proxies", nil, "127.0.0.1:5000", []string{"X-Forwarded-Proto", "https"}, false},
+		{"proxy without header", xff, "127.0.0.1:5000", nil, false},
+		{"proxy without header, https public_url", xffPublic, "127.0.0.1:5000", nil, true},
+		{"proxy says https", xff, "127.0.0.1:5000", []string{"X-Forwarded-Proto", "https"}, true},
+		{"proxy says HTTPS", xff, "127.0.0.1:5000", []string{"X-Forwarded-Proto", "HTTPS"}, true},
+		{"proxy says http behind an https public_url", xffPublic, "127.0.0.1:5000", []string{"X-Forwarded-Proto", "http"}, false},
+		{"nearest proxy's value counts", xff, "127.0.0.1:5000", []string{"X-Forwarded-Proto", "http, https"}, true},
+		{"untrusted peer's claim ignored", xffPublic, "192.0.2.1:5000", []string{"X-Forwarded-Proto", "https"}, false},
+		{"Forwarded proto", fwd, "127.0.0.1:5000", []string{"Forwarded", "for=10.0.0.66;proto=https"}, true},
+		{"Forwarded nearest element", fwd, "127.0.0.1:5000", []string{"Forwarded", "for=1.2.3.4;proto=https, for=10.0.0.66;proto=http"}, false},
+		{"X-Forwarded-Proto ignored in Forwarded mode", fwd, "127.0.0.1:5000", []string{"X-Forwarded-Proto", "https"}, false},
+		{"Forwarded ignored in XFF mode", xff, "127.0.0.1:5000", []string{"Forwarded", "proto=https"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = tc.remote
+			for i := 0; i+1 < len(tc.hdr); i += 2 {
+				r.Header.Add(tc.hdr[i], tc.hdr[i+1])
+			}
+			if got := tc.p.HTTPS(r); got != tc.want {
+				t.Fatalf("https %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A failed login, token or link is logged with the client's address: the
+// forwarding header's from a trusted proxy, the peer's otherwise; never
+// with the secret tried. Refusals past the limit are not logged.
+func TestAuthFailuresLogged(t *testing.T) {
+	f := newFixture(t)
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	f.s.Log = slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, nil))
+	f.s.Proxies = &Proxies{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}} // the fixture's client, 127.0.0.1, is no proxy
+	f.do(t, "GET", "/api/v1/calls", "wrong-token-secret", "X-Forwarded-For", "10.0.0.66")
+	f.do(t, "GET", "/api/v1/recordings/c1-1?exp=1&sig=00", "")
+	logs := func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
+	for _, want := range []string{
+		`msg="http auth failure" client=127.0.0.1 reason=bad_token path=/api/v1/calls`,
+		`msg="http auth failure" client=127.0.0.1 reason=bad_link path=/api/v1/recordings/c1-1`,
+	} {
+		if !strings.Contains(logs(), want) {
+			t.Fatalf("log lacks %q:\n%s", want, logs())
+		}
+	}
+	if strings.Contains(logs(), "10.0.0.66") || strings.Contains(logs(), "wrong-token-secret") || strings.Contains(logs(), "sig=") {
+		t.Fatalf("the log believed an untrusted header or holds a secret:\n%s", logs())
+	}
+
+	mu.Lock()
+	buf.Reset()
+	mu.Unlock()
+	srv, _ := loginServer(t, true)
+	srv.Log = f.s.Log
+	h := srv.Handler()
+	for range failBurst + 3 {
+		login(h, "10.0.0.66", "application/json", `{"login":"ivanov","password":"guess-secret"}`)
+	}
+	if n := strings.Count(logs(), `client=10.0.0.66 reason=bad_login path=/api/v1/session login=ivanov`); n != failBurst {
+		t.Fatalf("%d failed logins logged, want %d (the rest were over the limit):\n%s", n, failBurst, logs())
+	}
+	if strings.Contains(logs(), "guess-secret") {
+		t.Fatal("a password reached the log")
+	}
+}
+
+// lockedWriter serialises a test log's writes and reads.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // Behind the tunnel one client's bad tokens and links limit that client and
@@ -121,12 +247,13 @@ func TestFailuresTableIsBounded(t *testing.T) {
 	}
 }
 
-func loginServer(t *testing.T, secure bool) (*Server, http.Handler) {
+// loginServer is an API with ivanov's console login behind proxies on
+// loopback, which serve an https public_url when publicHTTPS is set.
+func loginServer(t *testing.T, publicHTTPS bool) (*Server, http.Handler) {
 	t.Helper()
 	hash, _ := bcrypt.GenerateFromPassword([]byte("right-password"), bcrypt.MinCost)
-	s := &Server{Tokens: NewTokens(nil), Calls: &memCalls{}, Proxies: &Proxies{Trusted: loopback},
+	s := &Server{Tokens: NewTokens(nil), Calls: &memCalls{}, Proxies: &Proxies{Trusted: loopback, PublicHTTPS: publicHTTPS},
 		Sessions: NewSessions([]Account{{Employee: "ivanov", Role: "employee", Extensions: []string{"101"}, Hash: hash}}, time.Hour, false)}
-	s.Sessions.Secure = secure
 	return s, s.Handler()
 }
 

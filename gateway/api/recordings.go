@@ -97,7 +97,7 @@ func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
 		// A valid link is served whoever else failed; only bad ones count.
 		if err := s.Recordings.Links.Verify(id, q.Get("exp"), q.Get("sig")); err != nil {
 			keys := []string{addrKey(s.clientAddr(r)), credKey("link", q.Get("sig"))}
-			s.refused(w, time.Now(), keys, func() {
+			s.refused(w, r, time.Now(), keys, "bad_link", func() {
 				Error(w, http.StatusForbidden, "bad_link", "the recording link is invalid or has expired: "+err.Error())
 			})
 			return

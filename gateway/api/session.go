@@ -32,10 +32,6 @@ type Sessions struct {
 	Zone       *time.Location
 	ttl        time.Duration
 	allVisible bool
-	// Secure marks the cookie Secure even when the request came over
-	// plain HTTP: behind a TLS-terminating tunnel (an https
-	// http.public_url) the browser talks https.
-	Secure bool
 	// dummy is compared when a login names nobody, at the cost of the
 	// configured hashes, so an unknown login takes as long as a wrong
 	// password and logins cannot be enumerated by timing.
@@ -182,7 +178,7 @@ func (s *Server) sessionRoutes(mux *http.ServeMux) {
 			delete(s.Sessions.m, k)
 			s.Sessions.mu.Unlock()
 		}
-		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil || s.Sessions.Secure})
+		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.Proxies.HTTPS(r)})
 		w.WriteHeader(http.StatusNoContent)
 	})))
 }
@@ -220,9 +216,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		hash = a.Hash
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(req.Password)) != nil || a == nil || len(a.Hash) == 0 {
-		s.refused(w, now, []string{client, credKey("login", req.Login)}, func() {
+		s.refused(w, r, now, []string{client, credKey("login", req.Login)}, "bad_login", func() {
 			Error(w, http.StatusUnauthorized, "bad_login", "wrong login or password")
-		})
+		}, "login", loggable(req.Login))
 		return
 	}
 	id := randomToken(32)
@@ -235,6 +231,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	s.Sessions.m[sha256.Sum256([]byte(id))] = ss
 	s.Sessions.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil || s.Sessions.Secure})
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.Proxies.HTTPS(r)})
 	writeJSON(w, http.StatusOK, s.Sessions.info(ss))
 }

@@ -56,7 +56,7 @@ func (m *makeCall) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	client, err := m.store.Once(retailClientID, nil)
 	if err != nil || len(client) == 0 || subtle.ConstantTimeCompare(client, []byte(r.Form.Get("clientId"))) != 1 {
-		m.log.Warn("makeCallUrl refused: wrong clientId", "source", r.RemoteAddr)
+		m.log.Warn("makeCallUrl refused: wrong clientId", "client", api.ClientAddr(r))
 		retailAnswer(w, http.StatusForbidden, map[string]any{"errorMsg": "wrong clientId"})
 		return
 	}

@@ -2,8 +2,8 @@ package recordings
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Collectors are the recording metrics, read from the recorder when
-// scraped.
+// Collectors are the recording metrics, read from the recorder and the
+// disk when scraped.
 func (l *Library) Collectors() []prometheus.Collector {
 	r := l.rec
 	return []prometheus.Collector{
@@ -15,5 +15,20 @@ func (l *Library) Collectors() []prometheus.Collector {
 			func() float64 { return float64(r.Skipped.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_truncated_total", Help: "Recordings stopped early because the disk filled up (free space below recording.min_free or a failed write); the calls went on."},
 			func() float64 { return float64(r.Truncated.Load()) }),
+		// Free space against the guard's floor, so an alert can fire before
+		// recordings stop rather than after (callgate_recording_skipped_total).
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_recording_free_bytes", Help: "Free space of the filesystem holding recording.dir, in bytes."},
+			func() float64 { return float64(l.guard.FreeBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_recording_min_free_bytes", Help: "recording.min_free in bytes: below it no recording starts and those in progress stop. 0 when the guard is off or recording is disabled."},
+			func() float64 { return float64(l.minFree()) }),
 	}
+}
+
+// minFree is the floor recordings keep to; 0 when nothing is recorded, as
+// there is then nothing for the floor to stop.
+func (l *Library) minFree() uint64 {
+	if !l.cfg.Enabled {
+		return 0
+	}
+	return l.guard.MinFree
 }

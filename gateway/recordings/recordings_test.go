@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"callgate/media/record"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestNameLayout(t *testing.T) {
@@ -291,5 +293,43 @@ func TestLinks(t *testing.T) {
 	now = exp.Add(time.Second)
 	if err := l.Verify("a b/c-1", q.Get("exp"), q.Get("sig")); err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("expired link: %v", err)
+	}
+}
+
+// The free space and the min_free floor are exported as they are at each
+// scrape; the floor is 0 when nothing is recorded.
+func TestDiskMetrics(t *testing.T) {
+	dir := t.TempDir()
+	disk := &fakeDisk{}
+	disk.free.Store(5 << 30)
+	gauges := func(l *Library) map[string]float64 {
+		t.Helper()
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(l.Collectors()...)
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, mf := range mfs {
+			if g := mf.GetMetric()[0].GetGauge(); g != nil {
+				out[mf.GetName()] = g.GetValue()
+			}
+		}
+		return out
+	}
+	l := New(Config{Enabled: true, Dir: dir, MinFree: 1 << 30})
+	l.guard.free = disk.statfs
+	if g := gauges(l); g["callgate_recording_free_bytes"] != 5<<30 || g["callgate_recording_min_free_bytes"] != 1<<30 {
+		t.Fatalf("gauges %v", g)
+	}
+	disk.free.Store(1 << 20)
+	if g := gauges(l); g["callgate_recording_free_bytes"] != 1<<20 {
+		t.Fatalf("after the disk filled: %v", g)
+	}
+	off := New(Config{Dir: dir, MinFree: 1 << 30})
+	off.guard.free = disk.statfs
+	if g := gauges(off); g["callgate_recording_min_free_bytes"] != 0 || g["callgate_recording_free_bytes"] != 1<<20 {
+		t.Fatalf("recording disabled: %v", g)
 	}
 }
