@@ -216,8 +216,11 @@ func (r *Resolver) lookup(ctx context.Context, n Name) ([]sipnet.Target, time.Ti
 			srvErr = err
 			continue
 		}
-		exp = earliest(exp, e)
-		found = found || len(records) > 0
+		if len(records) > 0 {
+			// The absence of records does not set when to look again:
+			// without a SOA it is not cached at all.
+			exp, found = earliest(exp, e), true
+		}
 		for _, rec := range orderSRV(records, r.randN) {
 			addrs, e, err := r.addrs(ctx, rec.Target)
 			if err != nil {
@@ -292,9 +295,12 @@ func (r *Resolver) Unreachable(t sipnet.Target) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.down[t] = now.Add(r.cfg.DownFor)
-	for _, e := range r.cache {
+	for k, e := range r.cache {
 		if e.expires.After(now) {
-			e.expires = now
+			// A copy: readers hold the entry without the lock.
+			expired := *e
+			expired.expires = now
+			r.cache[k] = &expired
 		}
 	}
 }
@@ -340,7 +346,9 @@ func (r *Resolver) srv(ctx context.Context, qname string) ([]*dns.SRV, time.Time
 			}
 		}
 		if len(out.srv) == 0 {
-			ttl = negativeTTL(in)
+			// "None" is remembered only as long as the zone's SOA says.
+			out.expires = r.now().Add(negativeTTL(in))
+			return out, nil
 		}
 		out.expires = r.now().Add(max(ttl, minTTL))
 		return out, nil
@@ -438,7 +446,7 @@ func (r *Resolver) cached(ctx context.Context, key string, fetch func(context.Co
 	e := r.cache[key]
 	r.mu.Unlock()
 	if e != nil && r.now().Before(e.expires) {
-		return e, nil
+		return e, nil // entries are never changed once cached: see Unreachable
 	}
 	ch := r.flight.DoChan(key, func() (any, error) {
 		// Not the caller's context: the answer is shared with every
