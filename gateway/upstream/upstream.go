@@ -7,6 +7,7 @@ package upstream
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 
@@ -45,16 +46,20 @@ type VPBX struct {
 func New(cfg *config.Config, stack Stack, log *slog.Logger) *VPBX {
 	var transports []sipnet.Transport
 	contacts := map[sipnet.Transport]string{}
+	ipv4Only := true
 	for _, tr := range sipnet.Transports() {
-		if _, ok := stack.Local(tr); ok {
+		if local, ok := stack.Local(tr); ok {
 			transports = append(transports, tr)
 			contacts[tr] = stack.ContactHostPort(tr)
+			ipv4Only = ipv4Only && local.Addr().Unmap().Is4()
 		}
 	}
 	u := cfg.Upstream
-	v := &VPBX{Resolver: resolve.New(resolve.Config{Servers: cfg.DNS.Addrs(), Transports: transports, Log: log.With("component", "dns")})}
+	v := &VPBX{Resolver: resolve.New(resolve.Config{Servers: cfg.DNS.Addrs(), Transports: transports, IPv4Only: ipv4Only,
+		Log: log.With("component", "dns")})}
 	if t := u.Target(); t.IsSet() {
 		v.Target = v.Resolver.Service(resolve.Name{Transport: t.Transport, Host: t.Host, Port: t.Port})
+		log.Info("VPBX", "target", v.Target.String(), "dns_servers", fmt.Sprint(v.Resolver.Servers()))
 	}
 	v.trust = v.Resolver.Trust(stack.Trusted(), u.TrustedSources.Prefixes(), u.TrustedSources.Hosts(), log.With("component", "trusted-sources"))
 	if len(u.Accounts) == 0 {

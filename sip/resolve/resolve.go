@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,6 +70,10 @@ type Config struct {
 	// DownFor is how long an address that did not answer goes last;
 	// default 30 s.
 	DownFor time.Duration
+	// IPv4Only leaves IPv6 addresses of names out of the targets: the
+	// sockets requests leave from are IPv4 (an address written in the
+	// configuration is used as it is).
+	IPv4Only bool
 	// Log receives cache refreshes that failed; default: discarded.
 	Log *slog.Logger
 }
@@ -201,7 +206,7 @@ func (r *Resolver) lookup(ctx context.Context, n Name) ([]sipnet.Target, time.Ti
 		if err != nil {
 			return nil, time.Time{}, err
 		}
-		return r.arrange(targetsOf(transports[0], addrs, port), now), exp, nil
+		return r.usable(n, targetsOf(transports[0], addrs, port), now, exp)
 	}
 	var (
 		targets []sipnet.Target
@@ -234,7 +239,7 @@ func (r *Resolver) lookup(ctx context.Context, n Name) ([]sipnet.Target, time.Ti
 	}
 	switch {
 	case len(targets) > 0:
-		return r.arrange(targets, now), exp, nil
+		return r.usable(n, targets, now, exp)
 	case found || srvErr != nil:
 		if srvErr == nil {
 			srvErr = ErrNotFound
@@ -247,7 +252,19 @@ func (r *Resolver) lookup(ctx context.Context, n Name) ([]sipnet.Target, time.Ti
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	return r.arrange(targetsOf(transports[0], addrs, port), now), earliest(exp, e), nil
+	return r.usable(n, targetsOf(transports[0], addrs, port), now, earliest(exp, e))
+}
+
+// usable arranges the targets of n (see arrange), without IPv6 ones when
+// the sockets are IPv4 only.
+func (r *Resolver) usable(n Name, ts []sipnet.Target, now, exp time.Time) ([]sipnet.Target, time.Time, error) {
+	if r.cfg.IPv4Only {
+		ts = slices.DeleteFunc(ts, func(t sipnet.Target) bool { return !t.Addr.Addr().Is4() })
+		if len(ts) == 0 {
+			return nil, time.Time{}, fmt.Errorf("%s has only IPv6 addresses, and callgate's SIP sockets are IPv4", n.Host)
+		}
+	}
+	return r.arrange(ts, now), exp, nil
 }
 
 func targetsOf(tr sipnet.Transport, addrs []netip.Addr, port uint16) []sipnet.Target {

@@ -102,6 +102,14 @@ func TestBareNameFollowsSRVByPriority(t *testing.T) {
 	// A transport given: only its SRV records.
 	got = mustLookup(t, r, Name{Transport: sipnet.TCP, Host: "VPBX.test."})
 	wantTargets(t, got, "tcp:127.0.0.1:5080", "tcp:[::1]:5080")
+	// IPv4 sockets only: no IPv6 targets.
+	r.cfg.IPv4Only = true
+	got = mustLookup(t, r, Name{Host: "vpbx.test"})
+	wantTargets(t, got, "udp:127.0.0.1:5060", "udp:127.0.0.2:5070", "tcp:127.0.0.1:5080")
+	srv.MustSet("v6.test. 60 IN AAAA ::1")
+	if _, err := r.Lookup(ctx(t), Name{Host: "v6.test", Port: 5060}); err == nil || !strings.Contains(err.Error(), "only IPv6") {
+		t.Fatalf("IPv6-only name on IPv4 sockets: %v", err)
+	}
 }
 
 // A name with a port is an address lookup: no SRV question.

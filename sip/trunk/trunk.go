@@ -276,7 +276,7 @@ func (r *registration) hold(ctx context.Context, d time.Duration) bool {
 			return false
 		}
 		targets, err := r.t.cfg.Upstream.Targets(ctx)
-		if err == nil && !slices.Contains(targets, r.at) {
+		if err == nil && len(targets) > 0 && !slices.Contains(targets, r.at) {
 			r.t.log.Info("upstream registrar moved: registering at its new address", "account", r.acc.User,
 				"from", r.at.String(), "to", targets[0].String())
 			return true
@@ -359,6 +359,9 @@ func (r *registration) register(ctx context.Context, expires time.Duration) (tim
 		var err error
 		if targets, err = r.t.cfg.Upstream.Targets(ctx); err != nil {
 			return 0, fmt.Errorf("register %s: %w", r.acc.User, err)
+		}
+		if len(targets) == 0 {
+			return 0, fmt.Errorf("register %s: the registrar has no address", r.acc.User)
 		}
 	}
 	var err error
