@@ -29,6 +29,7 @@ import (
 	"callgate/gateway/store"
 	"callgate/gateway/storehealth"
 	"callgate/gateway/tracking"
+	"callgate/gateway/upstream"
 	"callgate/media/relay"
 	"callgate/sip/b2bua"
 	"callgate/sip/digest"
@@ -38,7 +39,6 @@ import (
 	"callgate/sip/trunk"
 
 	"github.com/coreos/go-systemd/v22/daemon"
-	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -52,6 +52,7 @@ type Gateway struct {
 	reg    *registrar.Registrar
 	sip    *sipstack.Stack
 	trunk  *trunk.Trunk
+	vpbx   *upstream.VPBX // the VPBX's addresses, trusted sources and trunk
 	router *routing.Router
 	http   *http.Server
 
@@ -130,9 +131,8 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 		return nil, err
 	}
 	g.keepalive = location.NewKeepalive(loc, g.sip, cfg.SIP.KeepaliveInterval.D(), log)
-	if len(cfg.Upstream.Accounts) > 0 {
-		g.trunk = g.newTrunk()
-	}
+	g.vpbx = upstream.New(cfg, g.sip, log)
+	g.trunk = g.vpbx.Trunk
 	if err := g.newMedia(); err != nil {
 		return nil, err
 	}
@@ -161,20 +161,6 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 		}
 	}
 	return g, nil
-}
-
-func (g *Gateway) newTrunk() *trunk.Trunk {
-	u := g.cfg.Upstream
-	la := u.Target()
-	var accounts []trunk.Account
-	for _, a := range u.Accounts {
-		accounts = append(accounts, trunk.Account{User: a.User, AuthUser: a.AuthUser, Password: a.Password})
-	}
-	cfg := trunk.Config{Target: la.Addr.String(), Transport: la.Transport, Domain: u.Domain,
-		Contact: g.sip.ContactHostPort(la.Transport), Expires: u.Expires.D(), Timeout: u.RegisterTimeout.D(),
-		RetryMin: u.RetryMin.D(), RetryMax: u.RetryMax.D(), UserAgent: g.cfg.SIP.UserAgent}
-	send := func(ctx context.Context, req *sip.Request) (*sip.Response, error) { return g.sip.Send(ctx, req, "") }
-	return trunk.New(cfg, send, accounts, g.log.With("component", "trunk"), nil)
 }
 
 // HTTPAddr is the address the HTTP API listens on ("" if disabled).
@@ -217,11 +203,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	trunkCtx, stopTrunk := context.WithCancel(context.Background())
 	defer stopTrunk()
 	trunkDone := make(chan struct{})
-	if g.trunk != nil {
-		go func() { g.trunk.Run(trunkCtx); close(trunkDone) }()
-	} else {
-		close(trunkDone)
-	}
+	go func() { g.vpbx.Run(trunkCtx); close(trunkDone) }()
 	wg.Add(5)
 	go func() { defer wg.Done(); g.recs.RunJanitor(bg) }()
 	go func() { defer wg.Done(); g.bindings.Run(bg) }()

@@ -53,10 +53,6 @@ func (g *Gateway) newMedia() error {
 	for _, a := range cfg.Upstream.Accounts {
 		accounts[a.User] = true
 	}
-	target, tr := "", sipnet.UDP
-	if t := cfg.Upstream.Target(); t.IsSet() {
-		target, tr = t.Addr.String(), t.Transport
-	}
 	local := ""
 	if p, ok := g.sip.Local(sipnet.UDP); ok {
 		local = p.String()
@@ -64,7 +60,7 @@ func (g *Gateway) newMedia() error {
 	g.router = routing.New(cfg, g.dir)
 	g.router.Log = g.log.With("component", "routing")
 	g.b2b = b2bua.New(b2bua.Config{
-		Domain: cfg.Upstream.Domain, LocalDomain: g.sip.Advertise(), Upstream: target, UpstreamTr: tr, Trusted: g.sip.Trusted(), Accounts: accounts,
+		Domain: cfg.Upstream.Domain, LocalDomain: g.sip.Advertise(), Upstream: g.vpbx.Target, Failover: cfg.Upstream.FailoverTimeout.D(), Trusted: g.sip.Trusted(), Accounts: accounts,
 		PhoneMediaIP: phoneIP, UpstreamMedia: upIP, LocalUDP: local,
 		Contact:           g.sip.PrimaryContact(),
 		TransportContacts: g.sip.TransportContacts(),

@@ -28,6 +28,7 @@ type Config struct {
 	Mango     Mango      `toml:"mango"`
 	Console   Console    `toml:"console"`
 	Dial      Dial       `toml:"dial"`
+	DNS       DNS        `toml:"dns"`
 
 	// File is the path the configuration was read from (for messages).
 	File string `toml:"-"`
@@ -114,15 +115,18 @@ type Recording struct {
 
 // Upstream configures the registrations with the cloud VPBX.
 type Upstream struct {
-	Registrar       ListenAddr `toml:"registrar"`
-	Proxy           ListenAddr `toml:"proxy"`
-	Domain          string     `toml:"domain"`
-	TrustedSources  Networks   `toml:"trusted_sources"`
-	Expires         Duration   `toml:"expires"`
-	RegisterTimeout Duration   `toml:"register_timeout"`
-	RetryMin        Duration   `toml:"retry_min"`
-	RetryMax        Duration   `toml:"retry_max"`
-	Accounts        []Account  `toml:"account"`
+	Registrar       UpstreamAddr `toml:"registrar"`
+	Proxy           UpstreamAddr `toml:"proxy"`
+	Domain          string       `toml:"domain"`
+	TrustedSources  Sources      `toml:"trusted_sources"`
+	Expires         Duration     `toml:"expires"`
+	RegisterTimeout Duration     `toml:"register_timeout"`
+	// FailoverTimeout is how long a REGISTER or INVITE waits for any
+	// answer from one of the VPBX's addresses before the next is tried.
+	FailoverTimeout Duration  `toml:"failover_timeout"`
+	RetryMin        Duration  `toml:"retry_min"`
+	RetryMax        Duration  `toml:"retry_max"`
+	Accounts        []Account `toml:"account"`
 }
 
 // Account is one SIP account of the VPBX that callgate registers.
@@ -393,6 +397,7 @@ func Defaults() Config {
 		Upstream: Upstream{
 			Expires:         Duration(300 * time.Second),
 			RegisterTimeout: Duration(10 * time.Second),
+			FailoverTimeout: Duration(2 * time.Second),
 			RetryMin:        Duration(2 * time.Second),
 			RetryMax:        Duration(5 * time.Minute),
 		},

@@ -76,7 +76,7 @@ func TestBrokenConfigs(t *testing.T) {
 		{"rtp range order", "[media]\nrtp_ports = \"30000-20000\"\n", "2: media.rtp_ports: the range must hold"},
 		{"rtp range text", "\n[media]\nrtp_ports = \"many\"\n", "3: media.rtp_ports: \"many\" is not LOW-HIGH"},
 		{"bad cidr", "[sip]\nallow_networks = [\"192.168.1.0/33\"]\n", "2: sip.allow_networks[0]: \"192.168.1.0/33\" is not a CIDR"},
-		{"bad trusted", strings.Replace(goodBase, `["127.0.0.1/32"]`, `["127.0.0.1"]`, 1), "7: upstream.trusted_sources[0]"},
+		{"bad trusted", strings.Replace(goodBase, `["127.0.0.1/32"]`, `["127.0.0.1/33"]`, 1), "7: upstream.trusted_sources[0]"},
 		{"three extensions", strings.Replace(goodBase, `["101"]`, `["101", "102", "103"]`, 1), "14: employee[0].extensions: has 3 extensions"},
 		{"no extensions", strings.Replace(goodBase, `["101"]`, `[]`, 1), "14: employee[0].extensions: has 0 extensions"},
 		{"extension twice", goodBase + "[[employee]]\nid = \"petrov\"\nextensions = [\"101\"]\nsip_password = \"Phone103pass\"\n", "18: employee[1].extensions[0]: extension 101 is used twice"},

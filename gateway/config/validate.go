@@ -72,6 +72,7 @@ func (v *validator) validate(c *Config) {
 	v.crm(c, employees)
 	v.console(&c.Console)
 	v.dial(c)
+	v.dns(&c.DNS)
 	v.between("routing.crm_budget", c.Routing.CRMBudget.D(), time.Millisecond, 5*time.Second)
 	v.between("routing.responsible_timeout", c.Routing.ResponsibleTimeout.D(), time.Second, 10*time.Minute)
 	v.between("routing.cache_ttl", c.Routing.CacheTTL.D(), time.Second, 24*time.Hour)
@@ -339,19 +340,13 @@ func (v *validator) groups(list []Group, employees map[string]bool) map[string]b
 func (v *validator) upstream(u *Upstream, employees, groups map[string]bool) {
 	if len(u.Accounts) > 0 {
 		if !u.Registrar.IsSet() && u.Registrar.err == nil {
-			v.bad("upstream.registrar", "e.g. registrar = \"udp:81.88.86.55:5060\"", "is required when accounts are configured")
+			v.bad("upstream.registrar", upstreamAddrHint, "is required when accounts are configured")
 		}
 		if strings.TrimSpace(u.Domain) == "" {
 			v.bad("upstream.domain", "e.g. domain = \"vpbx400000000.mangosip.ru\"", "is required when accounts are configured")
 		}
 	}
-	if err := u.Registrar.err; err != nil {
-		v.bad("upstream.registrar", listenHint, "%v", err)
-	}
-	if err := u.Proxy.err; err != nil {
-		v.bad("upstream.proxy", listenHint, "%v", err)
-	}
-	v.cidrs("upstream.trusted_sources", u.TrustedSources)
+	v.upstreamAddrs(u)
 	v.between("upstream.expires", u.Expires.D(), 10*time.Second, 24*time.Hour)
 	v.between("upstream.register_timeout", u.RegisterTimeout.D(), 100*time.Millisecond, 64*time.Second)
 	v.between("upstream.retry_min", u.RetryMin.D(), 100*time.Millisecond, time.Hour)
@@ -384,7 +379,7 @@ func (v *validator) upstream(u *Upstream, employees, groups map[string]bool) {
 		}
 	}
 	if len(u.Accounts) > 0 && len(u.TrustedSources) == 0 {
-		v.bad("upstream.trusted_sources", "list the VPBX's signalling networks, e.g. [\"81.88.86.0/24\"]", "is required when accounts are configured")
+		v.bad("upstream.trusted_sources", trustedSourcesHint, "is required when accounts are configured")
 	}
 }
 

@@ -228,12 +228,3 @@ func networks(cidrs ...string) Networks {
 	}
 	return out
 }
-
-// Target is where requests to the VPBX go: the outbound proxy when one is
-// set, else the registrar (not set when neither is).
-func (u Upstream) Target() ListenAddr {
-	if u.Proxy.IsSet() {
-		return u.Proxy
-	}
-	return u.Registrar
-}

@@ -55,10 +55,10 @@ proxy = "tcp:127.0.0.1:5080"`, 1)
 	if c.Recording.MinFree.Bytes != 2<<30 || c.Recording.MinFree.String() != "2GiB" {
 		t.Errorf("min_free = %d (%s)", c.Recording.MinFree.Bytes, c.Recording.MinFree)
 	}
-	if tg := c.Upstream.Target(); tg.Transport != sipnet.TCP || tg.Addr.Port() != 5080 {
+	if tg := c.Upstream.Target(); tg.Transport != sipnet.TCP || tg.Port != 5080 || tg.IP != netip.MustParseAddr("127.0.0.1") {
 		t.Errorf("target = %s, want the proxy", tg)
 	}
-	c.Upstream.Proxy = ListenAddr{}
+	c.Upstream.Proxy = UpstreamAddr{}
 	if tg := c.Upstream.Target(); tg.String() != "udp:127.0.0.1:5070" {
 		t.Errorf("target without a proxy = %s, want the registrar", tg)
 	}
@@ -78,7 +78,7 @@ advertise = "10.0.0"
 min_free = "lots"`, 1)
 	doc = strings.Replace(doc, `registrar = "udp:127.0.0.1:5070"`, `registrar = "udp:127.0.0.1:0"
 proxy = "ws:127.0.0.1:80"`, 1)
-	doc = strings.Replace(doc, `trusted_sources = ["127.0.0.1/32"]`, `trusted_sources = ["127.0.0.1"]`, 1)
+	doc = strings.Replace(doc, `trusted_sources = ["127.0.0.1/32"]`, `trusted_sources = ["127.0.0.1/33"]`, 1)
 	_, err := Parse("bad.toml", []byte(doc))
 	var cerr *Error
 	if !errors.As(err, &cerr) {
@@ -93,9 +93,9 @@ proxy = "ws:127.0.0.1:80"`, 1)
 		`bad.toml:8: media.bind: "any" is not an IP address`,
 		`bad.toml:9: media.advertise: "10.0.0" is not a usable IP address`,
 		`bad.toml:11: recording.min_free: "lots" is not a size`,
-		`upstream.registrar: port must not be 0`,
+		`upstream.registrar: port "0" is not 1-65535`,
 		`upstream.proxy: transport "ws" is not supported`,
-		`upstream.trusted_sources[0]: "127.0.0.1" is not a CIDR`,
+		`upstream.trusted_sources[0]: "127.0.0.1/33" is not a network, an IP address or a host name`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
@@ -133,7 +133,7 @@ proxy = ""`, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Upstream.Proxy.IsSet() || c.Upstream.Target().Addr.Port() != 5070 {
+	if c.Upstream.Proxy.IsSet() || c.Upstream.Target().Port != 5070 {
 		t.Fatalf("proxy %q set, target %s", c.Upstream.Proxy, c.Upstream.Target())
 	}
 }

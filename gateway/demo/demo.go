@@ -202,7 +202,9 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("start VPBX stand-in: %w", err)
 	}
 	defer vpbx.Close()
-	cfg.Upstream.Registrar = config.ListenAddr{Transport: sipnet.UDP, Addr: netip.MustParseAddrPort(vpbx.Addr())}
+	if cfg.Upstream.Registrar, err = config.ParseUpstreamAddr("udp:" + vpbx.Addr()); err != nil {
+		return fmt.Errorf("VPBX stand-in: %w", err)
+	}
 
 	logw := o.Log
 	if logw == nil {

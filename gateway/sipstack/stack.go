@@ -6,6 +6,7 @@
 package sipstack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,8 +40,8 @@ type Stack struct {
 	locals    map[sipnet.Transport]netip.AddrPort // first listener of each transport
 	advertise string                              // IP written into Via/Contact
 	phones    sipnet.Networks
-	upstream  sipnet.Networks
-	up        chan struct{} // closed once every listener serves
+	upstream  *sipnet.NetworkSet // the VPBX's, kept current from DNS by gateway/upstream
+	up        chan struct{}      // closed once every listener serves
 
 	// screen reports requests to drop unanswered (banned source, scanner).
 	screen func(*sip.Request, netip.AddrPort) bool
@@ -53,7 +54,7 @@ type Stack struct {
 // nothing is served until Serve.
 func New(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger) (*Stack, error) {
 	s := &Stack{log: log, packets: map[string]net.PacketConn{}, locals: map[sipnet.Transport]netip.AddrPort{}, up: make(chan struct{}), screen: reg.Screen,
-		phones: cfg.SIP.AllowNetworks.Prefixes(), upstream: cfg.Upstream.TrustedSources.Prefixes(), listens: cfg.SIP.Listen}
+		phones: cfg.SIP.AllowNetworks.Prefixes(), upstream: sipnet.NewNetworkSet(cfg.Upstream.TrustedSources.Prefixes()), listens: cfg.SIP.Listen}
 	s.conns = newConnLimiter(cfg, log)
 	// Bind every socket first so that a busy port fails start-up at once.
 	for _, la := range s.listens {
@@ -146,9 +147,15 @@ func advertiseAddr(cfg *config.Config, listens []config.ListenAddr) string {
 		}
 	}
 	// A wildcard listener: ask the kernel which interface routes to the VPBX
-	// (a UDP "connect" sends nothing).
+	// (a UDP "connect" sends nothing). A VPBX known by name is on the
+	// internet: the interface of the default route, found the same way
+	// with an address that is never used (TEST-NET-1, RFC 5737).
 	if r := cfg.Upstream.Registrar; r.IsSet() {
-		if c, err := net.Dial("udp", r.Addr.String()); err == nil {
+		to := "192.0.2.1:5060"
+		if r.IP.IsValid() {
+			to = netip.AddrPortFrom(r.IP, cmp.Or(r.Port, 5060)).String()
+		}
+		if c, err := net.Dial("udp", to); err == nil {
 			defer c.Close()
 			return c.LocalAddr().(*net.UDPAddr).IP.String()
 		}
@@ -341,5 +348,7 @@ func (s *Stack) Local(transport sipnet.Transport) (netip.AddrPort, bool) {
 	return a, ok
 }
 
-// Trusted are the VPBX's source networks (upstream.trusted_sources).
-func (s *Stack) Trusted() []netip.Prefix { return s.upstream }
+// Trusted are the VPBX's source networks (upstream.trusted_sources): the
+// networks written there and the current addresses of the names written
+// there, which gateway/upstream keeps up to date.
+func (s *Stack) Trusted() *sipnet.NetworkSet { return s.upstream }

@@ -83,6 +83,14 @@ type OutboundRoute struct {
 	Lease Lease
 }
 
+// Upstream says where requests to the VPBX go: its addresses in the
+// order to try them (RFC 3263; resolve.Service looks them up in DNS), and
+// which of them did not answer.
+type Upstream interface {
+	Targets(ctx context.Context) ([]sipnet.Target, error)
+	Unreachable(sipnet.Target)
+}
+
 // Router decides where calls go (supplied by the gateway).
 type Router interface {
 	Inbound(account, caller string) (InboundRoute, error)
@@ -209,10 +217,15 @@ type Config struct {
 	// LocalDomain is callgate's own SIP host: an internal caller is shown
 	// as extension@LocalDomain, not at the VPBX's domain (Domain when
 	// empty).
-	LocalDomain   string
-	Upstream      string // IP:port every request to the VPBX goes to
-	UpstreamTr    sipnet.Transport
-	Trusted       []netip.Prefix // VPBX source networks
+	LocalDomain string
+	// Upstream says where INVITEs to the VPBX go.
+	Upstream Upstream
+	// Failover is how long an INVITE to one of the VPBX's addresses waits
+	// for any answer before the next address is tried.
+	Failover time.Duration
+	// Trusted are the VPBX's source networks, kept current by the
+	// gateway (trusted host names are looked up again as DNS says).
+	Trusted       *sipnet.NetworkSet
 	Accounts      map[string]bool
 	PhoneMediaIP  netip.Addr // relay address written into SDP toward phones
 	UpstreamMedia netip.Addr // relay address toward the VPBX (NAT)
@@ -389,7 +402,7 @@ func (b *B2BUA) lookup(callID string) *call {
 
 // trusted reports whether a request's source is one of the VPBX's.
 func (b *B2BUA) trusted(src string) bool {
-	return sipnet.Networks(b.cfg.Trusted).ContainsSource(src)
+	return b.cfg.Trusted.ContainsSource(src)
 }
 
 // inDialog routes ACK, BYE, INFO, REFER and re-INVITE to the call owning

@@ -1,9 +1,13 @@
 package b2bua
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"callgate/sip/sipnet"
@@ -27,6 +31,20 @@ type branch struct {
 	final   int // final status when it did not answer
 	// creds answer the VPBX's challenges in this dialog (empty for phones).
 	creds sipgo.AnswerOptions
+	// up is set on a branch to the VPBX: its addresses and where the
+	// INVITE is.
+	up *upstreamTry
+}
+
+// upstreamTry is an INVITE to the VPBX going through the VPBX's
+// addresses in order (RFC 3263 §4.3): the next is tried when one gives no
+// answer within Config.Failover, answers 503, or cannot be sent to.
+type upstreamTry struct {
+	route   OutboundRoute
+	body    []byte
+	targets []sipnet.Target
+	next    int           // index of the next address to try
+	at      sipnet.Target // where the current INVITE went
 }
 
 type branchResult struct {
@@ -34,6 +52,9 @@ type branchResult struct {
 	res *sip.Response // provisional or final
 	err error         // WaitAnswer's result when final
 	end bool
+	// failover: the VPBX's address gave no answer in time (or 503) and
+	// another is left to try; see call.failover.
+	failover bool
 }
 
 // invite starts one branch; its progress arrives on results.
@@ -41,7 +62,9 @@ func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, re
 	ctx, cancel := context.WithCancel(context.Background())
 	br.cancel = cancel
 	br.creds = sipgo.AnswerOptions{Username: auth.Username, Password: auth.Password}
-	c.started = append(c.started, br)
+	if !slices.Contains(c.started, br) {
+		c.started = append(c.started, br)
+	}
 	c.b.fitTransport(req)
 	sess, err := c.b.duaFor(req.Transport()).WriteInvite(ctx, req)
 	if err != nil {
@@ -51,12 +74,17 @@ func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, re
 	br.sess = sess
 	callID := req.CallID().Value()
 	peer := phonePeer(req.Destination())
-	if req.Destination() == c.b.cfg.Upstream {
+	if br.up != nil {
 		peer = dialogPeer{upstream: true}
 	}
 	c.b.trackDialog(callID, tagOf(req.From().Params), "", peer)
 	c.b.bind(callID, c)
+	// A branch to the VPBX with another address left gives up on this one
+	// when nothing at all comes back within the failover time.
+	canFailover := br.up != nil && br.up.next < len(br.up.targets)
+	var answered, gaveUp atomic.Bool
 	auth.OnResponse = func(res *sip.Response) error {
+		answered.Store(true)
 		if res.IsProvisional() || res.IsSuccess() {
 			// Before WaitAnswer returns: the callee may send a request as
 			// soon as it has our ACK.
@@ -69,17 +97,40 @@ func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, re
 	}
 	// A malformed response reaches neither the handler above nor the dialog.
 	auth.OnResponse = c.checkFirst(auth.OnResponse)
+	wctx, stop := context.WithCancelCause(ctx)
+	var timer *time.Timer
+	if canFailover {
+		timer = time.AfterFunc(c.b.cfg.Failover, func() {
+			if !answered.Load() {
+				gaveUp.Store(true)
+				// Without an answer there is nothing to CANCEL (RFC 3261
+				// §9.1): the transaction is dropped at once.
+				stop(sipgo.WaitAnswerForceCancelErr)
+			}
+		})
+	}
 	go func() {
 		err := errPanicked
 		defer func() {
 			if r := recover(); r != nil {
 				c.b.notePanic(r, "call_id", c.id)
 			}
-			results <- branchResult{br: br, res: sess.InviteResponse, err: err, end: true}
+			failover := canFailover && ctx.Err() == nil && (gaveUp.Load() || isStatus(err, sip.StatusServiceUnavailable))
+			results <- branchResult{br: br, res: sess.InviteResponse, err: err, end: true, failover: failover}
 		}()
-		err = sess.WaitAnswer(ctx, auth)
+		err = sess.WaitAnswer(wctx, auth)
+		if timer != nil {
+			timer.Stop()
+		}
+		stop(nil) // the wait is over; the dialog keeps its own context
 	}()
 	return nil
+}
+
+// isStatus reports whether err is a final answer with code.
+func isStatus(err error, code int) bool {
+	var de *sipgo.ErrDialogResponse
+	return errors.As(err, &de) && de.Res.StatusCode == code
 }
 
 func (c *call) newRequest(uri sip.Uri, fromUser, fromDisplay, fromHost, toUser, toHost string, transport sipnet.Transport, dest, local string, body []byte) *sip.Request {
@@ -105,16 +156,54 @@ func (c *call) newRequest(uri sip.Uri, fromUser, fromDisplay, fromHost, toUser, 
 
 // inviteUpstream starts br: an INVITE with body to route's number through
 // the VPBX, from route's account, whose credentials answer the VPBX's
-// challenges.
+// challenges, at the first of the VPBX's addresses it can be sent to.
 func (c *call) inviteUpstream(br *branch, route OutboundRoute, body []byte, results chan<- branchResult) error {
+	if c.b.cfg.Upstream == nil {
+		return errors.New("no VPBX configured")
+	}
+	ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
+	targets, err := c.b.cfg.Upstream.Targets(ctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	br.up = &upstreamTry{route: route, body: body, targets: targets}
+	return c.sendUpstream(br, results)
+}
+
+// sendUpstream sends br's INVITE to the next of the VPBX's addresses
+// that takes it.
+func (c *call) sendUpstream(br *branch, results chan<- branchResult) error {
+	up, route := br.up, br.up.route
 	domain := c.b.cfg.Domain
 	uri := sip.Uri{Scheme: "sip", User: route.Number, Host: domain}
-	req := c.newRequest(uri, route.Account.User, "", domain, route.Number, domain, c.b.cfg.UpstreamTr, c.b.cfg.Upstream, "", body)
-	authUser := route.Account.AuthUser
-	if authUser == "" {
-		authUser = route.Account.User
+	authUser := cmp.Or(route.Account.AuthUser, route.Account.User)
+	err := errors.New("the VPBX has no address")
+	for up.next < len(up.targets) {
+		up.at = up.targets[up.next]
+		up.next++
+		req := c.newRequest(uri, route.Account.User, "", domain, route.Number, domain, up.at.Transport, up.at.Addr.String(), "", up.body)
+		if err = c.invite(br, req, sipgo.AnswerOptions{Username: authUser, Password: route.Account.Password}, results); err == nil {
+			return nil
+		}
+		c.b.cfg.Upstream.Unreachable(up.at)
+		c.b.log.Warn("INVITE to the VPBX not sent: trying its next address", "call_id", c.id, "target", up.at.String(), "error", err)
 	}
-	return c.invite(br, req, sipgo.AnswerOptions{Username: authUser, Password: route.Account.Password}, results)
+	return err
+}
+
+// failover moves a branch to the VPBX on to the VPBX's next address after
+// r, the end of its INVITE at the current one, said that address gave no
+// answer in time or 503. It reports false when the INVITE could not be
+// sent anywhere else: r then stands as the branch's result.
+func (c *call) failover(r branchResult, results chan<- branchResult) bool {
+	br := r.br
+	c.b.unbind(br.sess.InviteRequest.CallID().Value())
+	br.cancel()
+	c.b.cfg.Upstream.Unreachable(br.up.at)
+	c.b.log.Warn("the VPBX's address did not take the INVITE: trying its next address", "call_id", c.id,
+		"target", br.up.at.String(), "next", br.up.targets[br.up.next].String(), "error", fmt.Sprint(r.err))
+	return c.sendUpstream(br, results) == nil
 }
 
 // dialPhones sends an INVITE to every registered device of targets, from

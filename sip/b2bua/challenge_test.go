@@ -51,7 +51,7 @@ func TestPhoneChallengeToReinviteRefused(t *testing.T) {
 func TestVPBXChallengeToReinviteAnswered(t *testing.T) {
 	h := newHarness(t, newClient(t))
 	vpbx := newRawPhone(t)
-	h.b.cfg.Upstream = vpbx.addr()
+	h.b.cfg.Upstream = upstreamAt(vpbx.addr())
 	// The calling phone, registered where its requests come from.
 	h.loc.bindings["101"] = []location.Binding{{AOR: "101", Contact: "sip:101@127.0.0.1:5072", Source: "127.0.0.1:5070", Transport: "udp"}}
 	t.Cleanup(func() {

@@ -14,6 +14,8 @@ import (
 
 	"callgate/media/relay"
 	"callgate/sip/location"
+	"callgate/sip/resolve"
+	"callgate/sip/sipnet"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -187,8 +189,8 @@ func newHarness(t testing.TB, client *sipgo.Client) *harness {
 		w = &lockedWriter{w: h.logs}
 	}
 	cfg := Config{
-		Domain: "callgate", Upstream: "127.0.0.1:5099", UpstreamTr: "udp",
-		Trusted:      []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Domain: "callgate", Upstream: upstreamAt("127.0.0.1:5099"), Failover: time.Second,
+		Trusted:      sipnet.NewNetworkSet(sipnet.Networks{netip.MustParsePrefix("127.0.0.0/8")}),
 		Accounts:     map[string]bool{"sales1": true},
 		PhoneMediaIP: netip.MustParseAddr("127.0.0.1"), UpstreamMedia: netip.MustParseAddr("127.0.0.1"),
 		Contact:     sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "callgate", Host: "127.0.0.1", Port: 5060}},
@@ -566,4 +568,13 @@ func (h *harness) hangupFrom(t testing.TB, first []byte, tag string, done <-chan
 		t.Fatalf("BYE answered %v", res)
 	}
 	wait(t, done, "the call to end")
+}
+
+// upstreamAt is a VPBX at fixed UDP addresses ("IP:port"), tried in order.
+func upstreamAt(addrs ...string) resolve.Fixed {
+	var out resolve.Fixed
+	for _, a := range addrs {
+		out = append(out, sipnet.Target{Transport: sipnet.UDP, Addr: netip.MustParseAddrPort(a)})
+	}
+	return out
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"callgate/sip/sipnet"
+
 	"github.com/emiago/sipgo/sip"
 )
 
@@ -57,7 +59,7 @@ const (
 )
 
 func newMatchB2BUA(logs *syncBuffer) *B2BUA {
-	return New(Config{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}, nil, nil, nil, nil, nil, nil,
+	return New(Config{Trusted: sipnet.NewNetworkSet(sipnet.Networks{netip.MustParsePrefix("127.0.0.1/32")})}, nil, nil, nil, nil, nil, nil,
 		slog.New(slog.NewTextHandler(logs, nil)))
 }
 

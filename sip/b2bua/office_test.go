@@ -15,6 +15,7 @@ import (
 
 	"callgate/media/relay"
 	"callgate/sip/location"
+	"callgate/sip/sipnet"
 	"callgate/sip/siptest"
 
 	"github.com/emiago/sipgo"
@@ -163,8 +164,8 @@ func newOffice(t *testing.T) *office {
 	o.vpbxIn = recordRequests(t, "VPBX", o.vpbx.Requests)
 	loc := &fakeLocator{bindings: map[string][]location.Binding{}}
 	cfg := Config{
-		Domain: "vpbx.test", LocalDomain: "127.0.0.1", Upstream: o.vpbx.Addr(), UpstreamTr: "udp",
-		Trusted:  []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Domain: "vpbx.test", LocalDomain: "127.0.0.1", Upstream: upstreamAt(o.vpbx.Addr()), Failover: time.Second,
+		Trusted:  sipnet.NewNetworkSet(sipnet.Networks{netip.MustParsePrefix("127.0.0.0/8")}),
 		Accounts: map[string]bool{"sales1": true},
 		// Different addresses toward phones and the VPBX, so that a test
 		// sees which way an offer was meant.

@@ -109,6 +109,9 @@ func (c *call) await(branches []*branch, results chan branchResult, timeout time
 				}
 				continue
 			}
+			if r.failover && c.failover(r, results) {
+				continue // the same branch, at the VPBX's next address
+			}
 			pending--
 			if !c.branchEnded(r) {
 				if refusedStatus(r.br.final) {

@@ -306,7 +306,7 @@ func (c *call) awaitTransfer(branches []*branch, results chan branchResult) *bra
 			c.stopRinging(branches, nil, results, pending)
 			return nil
 		case r := <-results:
-			if !r.end {
+			if !r.end || (r.failover && c.failover(r, results)) {
 				continue
 			}
 			pending--

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -54,3 +55,50 @@ func SendFrom(req *sip.Request, local string) error {
 	req.Laddr = sip.Addr{IP: net.ParseIP(host), Port: port}
 	return nil
 }
+
+// NetworkSet is a set of networks that may change while callgate runs:
+// the VPBX's trusted sources, whose host names are looked up again when
+// their DNS records expire. Every request reads it, so readers take no
+// lock: a change swaps the whole list.
+type NetworkSet struct {
+	p atomic.Pointer[Networks]
+}
+
+// NewNetworkSet is a set holding networks.
+func NewNetworkSet(networks Networks) *NetworkSet {
+	s := &NetworkSet{}
+	s.Store(networks)
+	return s
+}
+
+// Load is the current list; the caller must not change it.
+func (s *NetworkSet) Load() Networks {
+	if s == nil {
+		return nil
+	}
+	if p := s.p.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Store replaces the list; the set keeps networks, which the caller must
+// not change afterwards.
+func (s *NetworkSet) Store(networks Networks) { s.p.Store(&networks) }
+
+// Contains reports whether ip is in one of the networks (see
+// Networks.Contains); a nil set contains nothing.
+func (s *NetworkSet) Contains(ip netip.Addr) bool { return s.Load().Contains(ip) }
+
+// ContainsSource is Networks.ContainsSource on the current list.
+func (s *NetworkSet) ContainsSource(src string) bool { return s.Load().ContainsSource(src) }
+
+// Target is one address a request can be sent to, with its transport: an
+// element of the ordered list RFC 3263 makes of a SIP server's name.
+type Target struct {
+	Transport Transport
+	Addr      netip.AddrPort
+}
+
+// String is "transport:IP:port", as a configuration writes it.
+func (t Target) String() string { return string(t.Transport) + ":" + t.Addr.String() }

@@ -45,3 +45,32 @@ func TestSendFrom(t *testing.T) {
 		t.Fatalf("tcp: %v %v", tcp.Laddr, err)
 	}
 }
+
+// A NetworkSet is read while another goroutine replaces it (run with
+// -race); a nil set trusts nobody.
+func TestNetworkSet(t *testing.T) {
+	var none *NetworkSet
+	if none.Contains(netip.MustParseAddr("127.0.0.1")) || none.Load() != nil {
+		t.Fatal("a nil set contains something")
+	}
+	s := NewNetworkSet(Networks{netip.MustParsePrefix("10.0.0.0/8")})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 1000 {
+			s.Store(Networks{netip.MustParsePrefix("10.0.0.0/8"), netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, 0, byte(i)}), 32)})
+		}
+	}()
+	for range 1000 {
+		if !s.ContainsSource("10.1.2.3:5060") {
+			t.Fatal("a fixed network vanished during an update")
+		}
+	}
+	<-done
+	if !s.Contains(netip.MustParseAddr("192.168.0.231")) || s.Contains(netip.MustParseAddr("192.168.0.232")) {
+		t.Fatalf("last store not seen: %v", s.Load())
+	}
+	if got := (Target{Transport: TCP, Addr: netip.MustParseAddrPort("[::1]:5060")}).String(); got != "tcp:[::1]:5060" {
+		t.Fatalf("Target.String %q", got)
+	}
+}

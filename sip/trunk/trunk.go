@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,15 +43,32 @@ type Account struct {
 
 // Config says where and how to register.
 type Config struct {
-	Target    string // IP:port every request goes to
-	Transport sipnet.Transport
-	Domain    string // SIP domain of the accounts
-	Contact   string // our host:port for Contact
-	Expires   time.Duration
-	Timeout   time.Duration // one REGISTER without an answer
+	// Upstream gives the registrar's addresses in the order to try them.
+	Upstream Upstream
+	Domain   string // SIP domain of the accounts
+	// Contacts are callgate's host:port for the Contact header, per
+	// transport it listens on.
+	Contacts map[sipnet.Transport]string
+	Expires  time.Duration
+	Timeout  time.Duration // one REGISTER without an answer (at the last address)
+	// Failover is how long a REGISTER waits for an answer before the
+	// next address is tried (capped by Timeout).
+	Failover time.Duration
+	// Recheck is how often a registered account checks that its
+	// registrar is still among the addresses (DNS may have moved the
+	// VPBX); default 1 s.
+	Recheck   time.Duration
 	RetryMin  time.Duration
 	RetryMax  time.Duration
 	UserAgent string
+}
+
+// Upstream says where the VPBX's registrar is: its addresses in the
+// order to try them (RFC 3263; resolve.Service looks them up in DNS), and
+// which of them did not answer.
+type Upstream interface {
+	Targets(ctx context.Context) ([]sipnet.Target, error)
+	Unreachable(sipnet.Target)
 }
 
 // Status is a snapshot of one account.
@@ -60,7 +78,9 @@ type Status struct {
 	Expires   time.Time `json:"expires,omitzero"`  // of the current registration
 	NextTry   time.Time `json:"next_try,omitzero"` // when backing off
 	LastError string    `json:"last_error,omitempty"`
-	Failures  int       `json:"failures"` // consecutive
+	// Target is the registrar's address the registration is held at.
+	Target   string `json:"target,omitempty"`
+	Failures int    `json:"failures"` // consecutive
 }
 
 // Sender sends a request and returns its final response; in callgate it is
@@ -82,6 +102,9 @@ type Trunk struct {
 // New prepares a registration for each account; Run starts them.
 // onChange, if set, is called (from the account's goroutine) on every state change.
 func New(cfg Config, client Sender, accounts []Account, log *slog.Logger, onChange func(Status)) *Trunk {
+	if cfg.Recheck <= 0 {
+		cfg.Recheck = time.Second
+	}
 	t := &Trunk{cfg: cfg, client: client, log: log, onChange: onChange, status: map[string]Status{}}
 	for _, a := range accounts {
 		if a.AuthUser == "" {
@@ -126,6 +149,9 @@ func (t *Trunk) Ready() error {
 	}
 	for _, s := range t.Statuses() {
 		if s.State != StateRegistered {
+			if s.LastError != "" {
+				return fmt.Errorf("account %s is %s: %s", s.Account, s.State, s.LastError)
+			}
 			return fmt.Errorf("account %s is %s", s.Account, s.State)
 		}
 	}
@@ -181,6 +207,8 @@ type registration struct {
 	nc      int
 	// proxyAuth: the registrar challenged with 407, answer with Proxy-Authorization.
 	proxyAuth bool
+	// at is the address the registration is held at (zero when none).
+	at sipnet.Target
 }
 
 // errForbidden ends an account's retries.
@@ -201,9 +229,9 @@ func (r *registration) run(ctx context.Context) {
 			registered = true
 			failures = 0
 			backoff = t.cfg.RetryMin
-			t.set(Status{Account: r.acc.User, State: StateRegistered, Expires: now.Add(granted)})
+			t.set(Status{Account: r.acc.User, State: StateRegistered, Expires: now.Add(granted), Target: r.at.String()})
 			// Refresh at about 80% of what was granted.
-			if !sleep(ctx, granted*4/5) {
+			if !r.hold(ctx, granted*4/5) {
 				break
 			}
 			continue
@@ -214,7 +242,7 @@ func (r *registration) run(ctx context.Context) {
 			<-ctx.Done()
 			return // nothing to unregister
 		}
-		registered = false
+		registered, r.at = false, sipnet.Target{}
 		wait := jitter(backoff)
 		t.set(Status{Account: r.acc.User, State: StateBackoff, LastError: err.Error(), Failures: failures, NextTry: now.Add(wait)})
 		if !sleep(ctx, wait) {
@@ -231,6 +259,29 @@ func (r *registration) run(ctx context.Context) {
 		}
 	}
 	t.set(Status{Account: r.acc.User, State: StateStopped})
+}
+
+// hold keeps a registration for d, then reports true to refresh it. It
+// reports true sooner when the registrar's address is no longer among the
+// VPBX's (its DNS records changed): the account registers at once where
+// the VPBX now is. It reports false when ctx ends.
+func (r *registration) hold(ctx context.Context, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		wait := min(time.Until(deadline), r.t.cfg.Recheck)
+		if wait <= 0 {
+			return true
+		}
+		if !sleep(ctx, wait) {
+			return false
+		}
+		targets, err := r.t.cfg.Upstream.Targets(ctx)
+		if err == nil && len(targets) > 0 && !slices.Contains(targets, r.at) {
+			r.t.log.Info("upstream registrar moved: registering at its new address", "account", r.acc.User,
+				"from", r.at.String(), "to", targets[0].String())
+			return true
+		}
+	}
 }
 
 // jitter spreads retries of many accounts: a random value in [d/2, d].
@@ -252,12 +303,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (r *registration) request(expires time.Duration) *sip.Request {
+func (r *registration) request(to sipnet.Target, expires time.Duration) *sip.Request {
 	cfg := r.t.cfg
 	r.cseq++
 	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: cfg.Domain})
-	req.SetTransport(cfg.Transport.Via())
-	req.SetDestination(cfg.Target)
+	req.SetTransport(to.Transport.Via())
+	req.SetDestination(to.Addr.String())
 	aor := sip.Uri{Scheme: "sip", User: r.acc.User, Host: cfg.Domain}
 	from := &sip.FromHeader{Address: aor}
 	from.Params.Add("tag", r.fromTag)
@@ -266,9 +317,9 @@ func (r *registration) request(expires time.Duration) *sip.Request {
 	cid := sip.CallIDHeader(r.callID)
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: r.cseq, MethodName: sip.REGISTER})
-	host, port, _ := sip.ParseAddr(cfg.Contact)
+	host, port, _ := sip.ParseAddr(cfg.Contacts[to.Transport])
 	contact := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: r.acc.User, Host: host, Port: port}}
-	if param := cfg.Transport.URIParam(); param != "" {
+	if param := to.Transport.URIParam(); param != "" {
 		contact.Address.UriParams = sip.NewParams()
 		contact.Address.UriParams.Add("transport", param)
 	}
@@ -294,22 +345,68 @@ func (r *registration) authorize(req *sip.Request, hdr string) error {
 	return nil
 }
 
-// register sends one REGISTER (answering a challenge) and returns the
-// interval the registrar granted.
+// errNoAnswer marks a REGISTER the registrar's address did not answer
+// (or answered 503): the next address is tried (RFC 3263 §4.3).
+var errNoAnswer = errors.New("no answer")
+
+// register registers (expires > 0) or unregisters the account at the
+// first of the registrar's addresses that answers, and returns the
+// interval granted; r.at becomes that address. An unregister goes where
+// the registration is held.
 func (r *registration) register(ctx context.Context, expires time.Duration) (time.Duration, error) {
+	targets := []sipnet.Target{r.at}
+	if expires > 0 || !r.at.Addr.IsValid() {
+		var err error
+		if targets, err = r.t.cfg.Upstream.Targets(ctx); err != nil {
+			return 0, fmt.Errorf("register %s: %w", r.acc.User, err)
+		}
+		if len(targets) == 0 {
+			return 0, fmt.Errorf("register %s: the registrar has no address", r.acc.User)
+		}
+	}
+	var err error
+	for i, to := range targets {
+		timeout := r.t.cfg.Timeout
+		if i < len(targets)-1 && r.t.cfg.Failover > 0 {
+			timeout = min(timeout, r.t.cfg.Failover)
+		}
+		var granted time.Duration
+		granted, err = r.registerAt(ctx, to, expires, timeout)
+		if err == nil {
+			r.at = to
+			return granted, nil
+		}
+		if !errors.Is(err, errNoAnswer) || ctx.Err() != nil {
+			return 0, err
+		}
+		r.t.cfg.Upstream.Unreachable(to)
+		if i < len(targets)-1 {
+			r.t.log.Warn("upstream registrar did not answer: trying the next address", "account", r.acc.User,
+				"target", to.String(), "next", targets[i+1].String(), "error", err)
+		}
+	}
+	return 0, err
+}
+
+// registerAt sends one REGISTER to one address (answering challenges)
+// and returns the interval the registrar granted.
+func (r *registration) registerAt(ctx context.Context, to sipnet.Target, expires, timeout time.Duration) (time.Duration, error) {
 	for round := 0; round < 3; round++ {
-		req := r.request(expires)
+		req := r.request(to, expires)
 		if r.chal != nil {
 			if err := r.authorize(req, r.authHeader()); err != nil {
 				return 0, fmt.Errorf("register %s: %w", r.acc.User, err)
 			}
 		}
-		tctx, cancel := context.WithTimeout(ctx, r.t.cfg.Timeout)
+		tctx, cancel := context.WithTimeout(ctx, timeout)
 		res, err := r.t.client(tctx, req)
 		cancel()
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				return 0, fmt.Errorf("register %s: no answer within %s", r.acc.User, r.t.cfg.Timeout)
+			if ctx.Err() == nil {
+				if errors.Is(err, context.DeadlineExceeded) {
+					return 0, fmt.Errorf("register %s at %s: %w within %s", r.acc.User, to, errNoAnswer, timeout)
+				}
+				return 0, fmt.Errorf("register %s at %s: %w: %w", r.acc.User, to, errNoAnswer, err)
 			}
 			return 0, fmt.Errorf("register %s: %w", r.acc.User, err)
 		}
@@ -346,6 +443,8 @@ func (r *registration) register(ctx context.Context, expires time.Duration) (tim
 				}
 			}
 			return 0, fmt.Errorf("register %s: 423 without usable Min-Expires", r.acc.User)
+		case res.StatusCode == 503:
+			return 0, fmt.Errorf("register %s at %s: %w: 503 %s", r.acc.User, to, errNoAnswer, res.Reason)
 		default:
 			return 0, fmt.Errorf("register %s: %d %s", r.acc.User, res.StatusCode, res.Reason)
 		}

@@ -2,14 +2,19 @@ package trunk
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"callgate/sip/digest"
+	"callgate/sip/sipnet"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -24,13 +29,15 @@ func (s vpbxSecrets) HA1(user string, alg digest.Algorithm) (string, bool) {
 // fakeRegistrar answers REGISTERs in-process like a VPBX: digest challenge,
 // then 200 with a short grant, or a scripted failure.
 type fakeRegistrar struct {
-	mu      sync.Mutex
-	auth    *digest.Server
-	mode    string // "ok", "forbidden", "silent"
-	grant   int
-	got     []*sip.Request
-	times   []time.Time
-	arrived chan *sip.Request
+	mu   sync.Mutex
+	auth *digest.Server
+	mode string // "ok", "forbidden", "silent"
+	// silentAt are destinations that never answer whatever the mode.
+	silentAt map[string]bool
+	grant    int
+	got      []*sip.Request
+	times    []time.Time
+	arrived  chan *sip.Request
 }
 
 func newFake(mode string) *fakeRegistrar {
@@ -42,6 +49,9 @@ func (f *fakeRegistrar) send(ctx context.Context, req *sip.Request) (*sip.Respon
 	f.got = append(f.got, req)
 	f.times = append(f.times, time.Now())
 	mode := f.mode
+	if f.silentAt[req.Destination()] {
+		mode = "silent"
+	}
 	f.mu.Unlock()
 	f.arrived <- req
 	switch mode {
@@ -65,9 +75,55 @@ func (f *fakeRegistrar) send(ctx context.Context, req *sip.Request) (*sip.Respon
 	return res, nil
 }
 
+// upstream is the registrar's address list as a test sets it.
+type upstream struct {
+	mu          sync.Mutex
+	targets     []sipnet.Target
+	err         error
+	unreachable []sipnet.Target
+}
+
+func newUpstream(addrs ...string) *upstream {
+	u := &upstream{}
+	u.set(addrs...)
+	return u
+}
+
+func (u *upstream) set(addrs ...string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.targets, u.err = nil, nil
+	for _, a := range addrs {
+		u.targets = append(u.targets, sipnet.Target{Transport: sipnet.UDP, Addr: netip.MustParseAddrPort(a)})
+	}
+}
+
+func (u *upstream) fail(err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.targets, u.err = nil, err
+}
+
+func (u *upstream) Targets(context.Context) ([]sipnet.Target, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.targets), u.err
+}
+
+func (u *upstream) Unreachable(t sipnet.Target) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.unreachable = append(u.unreachable, t)
+}
+
 func newTrunk(f *fakeRegistrar, pass string) *Trunk {
-	cfg := Config{Target: "127.0.0.1:5070", Transport: "udp", Domain: "vpbx1.mangosip.ru", Contact: "127.0.0.1:5060",
-		Expires: 300 * time.Second, Timeout: 200 * time.Millisecond, RetryMin: 100 * time.Millisecond, RetryMax: 2 * time.Second}
+	return newTrunkAt(f, pass, newUpstream("127.0.0.1:5070"))
+}
+
+func newTrunkAt(f *fakeRegistrar, pass string, up Upstream) *Trunk {
+	cfg := Config{Upstream: up, Domain: "vpbx1.mangosip.ru", Contacts: map[sipnet.Transport]string{sipnet.UDP: "127.0.0.1:5060"},
+		Expires: 300 * time.Second, Timeout: 200 * time.Millisecond, Failover: 100 * time.Millisecond, Recheck: 50 * time.Millisecond,
+		RetryMin: 100 * time.Millisecond, RetryMax: 2 * time.Second}
 	return New(cfg, f.send, []Account{{User: "sales1", Password: pass}}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 }
 
@@ -202,5 +258,83 @@ func TestSilentRegistrarBacksOffExponentially(t *testing.T) {
 	}
 	if s := tr.Statuses()[0]; s.State != StateBackoff || s.Failures < 4 {
 		t.Fatalf("status %+v", s)
+	}
+}
+
+// A registrar address that does not answer gives way to the next after
+// the failover timeout; the unregister goes where the registration is.
+func TestFailoverToTheNextAddress(t *testing.T) {
+	f := newFake("ok")
+	f.silentAt = map[string]bool{"127.0.0.1:5070": true}
+	up := newUpstream("127.0.0.1:5070", "127.0.0.2:5071")
+	tr := newTrunkAt(f, "Secret123", up)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tr.Run(ctx); close(done) }()
+	s := waitState(t, tr, StateRegistered)
+	if s.Target != "udp:127.0.0.2:5071" {
+		t.Fatalf("registered at %q", s.Target)
+	}
+	cancel()
+	<-done
+	f.mu.Lock()
+	first, last := f.got[0], f.got[len(f.got)-1]
+	firstAt, nextAt := f.times[0], f.times[1]
+	f.mu.Unlock()
+	if first.Destination() != "127.0.0.1:5070" || last.Destination() != "127.0.0.2:5071" || last.GetHeader("Expires").Value() != "0" {
+		t.Fatalf("first REGISTER to %s, unregister to %s (%v)", first.Destination(), last.Destination(), last.GetHeader("Expires"))
+	}
+	if gap := nextAt.Sub(firstAt); gap < 90*time.Millisecond || gap > 190*time.Millisecond {
+		t.Fatalf("the next address was tried after %s, want the failover timeout (100ms)", gap)
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if len(up.unreachable) == 0 || up.unreachable[0].Addr.String() != "127.0.0.1:5070" {
+		t.Fatalf("unreachable reported: %v", up.unreachable)
+	}
+}
+
+// When DNS moves the VPBX, a registered account registers at the new
+// address without waiting for its refresh.
+func TestFollowsTheRegistrarWhenItMoves(t *testing.T) {
+	f := newFake("ok")
+	f.grant = 300
+	up := newUpstream("127.0.0.1:5070")
+	tr := newTrunkAt(f, "Secret123", up)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tr.Run(ctx)
+	waitState(t, tr, StateRegistered)
+	up.set("127.0.0.3:5072")
+	deadline := time.Now().Add(3 * time.Second)
+	for tr.Statuses()[0].Target != "udp:127.0.0.3:5072" {
+		if time.Now().After(deadline) {
+			t.Fatalf("still %+v", tr.Statuses()[0])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A name that does not resolve leaves the account unregistered with the
+// DNS error in its status and readiness, retried until it resolves.
+func TestUnresolvableRegistrarIsRetried(t *testing.T) {
+	f := newFake("ok")
+	up := newUpstream()
+	up.fail(errors.New("vpbx.test has no address in DNS (NXDOMAIN): no such host"))
+	tr := newTrunkAt(f, "Secret123", up)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tr.Run(ctx)
+	s := waitState(t, tr, StateBackoff)
+	if !strings.Contains(s.LastError, "NXDOMAIN") {
+		t.Fatalf("status %+v", s)
+	}
+	if err := tr.Ready(); err == nil || !strings.Contains(err.Error(), "NXDOMAIN") {
+		t.Fatalf("Ready: %v", err)
+	}
+	up.set("127.0.0.1:5070")
+	waitState(t, tr, StateRegistered)
+	if err := tr.Ready(); err != nil {
+		t.Fatal(err)
 	}
 }

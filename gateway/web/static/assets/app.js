@@ -458,7 +458,7 @@ async function loadAdmin() {
   $('admin-phones').replaceChildren(...a.phones.map((p) => el('tr', { 'data-ext': p.extension },
     td(p.extension), td(p.employee ? person(p.employee) : ''), td(`${p.source} (${p.transport})`), td(p.user_agent), td(fmtTime(p.expires)))));
   $('admin-upstream').replaceChildren(...a.upstream.map((u) => el('tr', { 'data-account': u.account },
-    td(u.account), td(u.state, 'state'), td(u.last_error))));
+    td(u.account), td(u.state, 'state'), td(u.target), td(u.last_error))));
   $('admin-crm').replaceChildren(...Object.entries(a.crm).map(([name, c]) => el('tr', { 'data-crm': name },
     td(name), td(c.depth, 'depth'), td(c.depth ? fmtDuration(c.oldest_age_ns / 1e9) : ''), td(c.dead_letters, 'dead'), td(c.last_error),
     el('td', {}, c.dead_letters ? el('button', { type: 'button', class: 'secondary', onclick: async () => { await api('POST', `/api/v1/crm/${name}/retry`); loadAdmin(); } }, t('admin.retry')) : null))));
