@@ -29,14 +29,16 @@ func dial(ctx context.Context, path string, cmd string) (*net.UnixConn, *bufio.R
 	}
 	c := conn.(*net.UnixConn)
 	_ = c.SetDeadline(time.Now().Add(idleTimeout))
-	if _, err := fmt.Fprintf(c, "%s %s\n", Protocol, cmd); err != nil {
-		c.Close()
-		return nil, nil, "", fmt.Errorf("control socket: %w", err)
-	}
-	br := bufio.NewReaderSize(idleReader{c}, 64<<10)
+	// A refusal may come, and the server close, before the request is
+	// written: the answer is still there to read.
+	_, werr := fmt.Fprintf(c, "%s %s\n", Protocol, cmd)
+	br := bufio.NewReaderSize(idleReader{c}, frameSize)
 	line, err := readLine(br, maxStatus)
 	if err != nil {
 		c.Close()
+		if werr != nil {
+			err = werr
+		}
 		return nil, nil, "", fmt.Errorf("control socket %s: no answer: %w", path, err)
 	}
 	text, err := parseStatus(line)
@@ -60,7 +62,7 @@ func Ping(ctx context.Context, path string) (string, error) {
 
 // Backup has the daemon at path copy its database to w and returns the
 // bytes written. The copy is complete and as sent when it returns nil: the
-// count and SHA-256 the daemon sends last are checked.
+// count and CRC-32C the daemon sends last are checked.
 func Backup(ctx context.Context, path string, w io.Writer) (int64, error) {
 	c, br, _, err := dial(ctx, path, CmdBackup)
 	if err != nil {
