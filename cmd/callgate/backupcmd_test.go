@@ -69,7 +69,10 @@ func TestBackupAndRestoreOfAStoppedCallgate(t *testing.T) {
 	}
 	defer db.Close()
 	var got []byte
-	db.View(func(tx *bolt.Tx) error { got = append(got, tx.Bucket(store.BucketBindings).Get([]byte("101"))...); return nil })
+	db.View(func(tx *bolt.Tx) error {
+		got = append(got, tx.Bucket(store.BucketBindings).Get([]byte("101"))...)
+		return nil
+	})
 	if string(got) != "binding" {
 		t.Fatalf("restored database holds %q", got)
 	}
