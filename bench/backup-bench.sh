@@ -17,7 +17,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 records=${RECORDS:-1000000} calls=${CALLS:-750} rate=${RATE:-50} hold=${HOLD:-1s} delay=${DELAY:-2}
 work=${WORK:-$(mktemp -d)}
 cg_pid=""
-cleanup() { [ -n "$cg_pid" ] && kill "$cg_pid" 2>/dev/null || true; wait 2>/dev/null || true; [ -z "${KEEP:-}" ] && rm -rf "$work"; }
+cleanup() { [ -n "$cg_pid" ] && kill "$cg_pid" 2>/dev/null || true; wait 2>/dev/null || true; if [ -z "${KEEP:-}" ]; then rm -rf "$work"; fi; }
 trap cleanup EXIT
 (cd "$root" && go build -o "$work/callgate" ./cmd/callgate && go build -o "$work/callload" ./bench/callload && go build -o "$work/histgen" ./bench/histgen)
 "$work/histgen" -data "$work/data" -calls "$records"

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -53,6 +54,7 @@ func cmdBackup(args []string, stdout, stderr io.Writer) int {
 			filepath.Join(out, "callgate-"+time.Now().UTC().Format("20060102T150405Z")+".db"))
 		return exitUsage
 	}
+	background()
 	ctx, stop := signalContext()
 	defer stop()
 	dbPath := filepath.Join(cfg.DataDir, store.FileName)
@@ -125,4 +127,20 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 // signalContext ends on SIGINT or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+}
+
+// backgroundNice is the CPU priority of `callgate backup`: below the
+// daemon's, whose calls go on while it copies.
+const backgroundNice = 10
+
+// background lowers this process's CPU priority to backgroundNice. Linux
+// keeps a nice value per thread: every thread there is now gets it, and
+// threads made later inherit it from the one that makes them.
+func background() {
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			_ = syscall.Setpriority(syscall.PRIO_PROCESS, tid, backgroundNice)
+		}
+	}
 }

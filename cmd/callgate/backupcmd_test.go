@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -89,5 +90,24 @@ func TestBackupAndRestoreOfAStoppedCallgate(t *testing.T) {
 	}
 	if _, _, code := runCLI(t, "", "backup", "-config", cfg); code != exitUsage {
 		t.Fatalf("backup without -o: exit %d", code)
+	}
+}
+
+// background lowers the priority of every thread of the process.
+func TestBackgroundLowersEveryThread(t *testing.T) {
+	background()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
+		if err != nil {
+			continue // the thread ended
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if f[16] != strconv.Itoa(backgroundNice) { // field 19 of stat(5)
+			t.Fatalf("thread %s at nice %s, want %d", task.Name(), f[16], backgroundNice)
+		}
 	}
 }

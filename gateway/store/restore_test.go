@@ -201,3 +201,46 @@ func TestCopyFileOfAStoppedDatabase(t *testing.T) {
 		t.Fatal("copying created a database")
 	}
 }
+
+// A backup holds a read transaction for as long as it takes; writes that
+// grow the file meanwhile must not wait for it.
+func TestWritesGoOnDuringALongBackup(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	reading, release := make(chan struct{}), make(chan struct{})
+	backupDone := make(chan error, 1)
+	go func() {
+		backupDone <- s.View(func(tx *bolt.Tx) error { close(reading); <-release; return nil })
+	}()
+	<-reading
+	wrote := make(chan error, 1)
+	go func() {
+		value := bytes.Repeat([]byte{'x'}, 64<<10)
+		for i := range 256 { // 16 MiB, far past the file's first mapping
+			err := s.Update(func(tx *bolt.Tx) error {
+				return tx.Bucket(BucketCalls).Put(binary.BigEndian.AppendUint64(nil, uint64(i)), value)
+			})
+			if err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- nil
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		close(release)
+		t.Fatal("writes waited for the read transaction to end")
+	}
+	close(release)
+	if err := <-backupDone; err != nil {
+		t.Fatal(err)
+	}
+}
