@@ -119,6 +119,7 @@ func TestBackupDuringCallsThenRestore(t *testing.T) {
 	st, _ := crmStandIns(t)
 	opts := crmOfficeOpts(st, nil, "", "")
 	opts.RTPPorts = 400 // up to 100 calls at once
+	opts.Extra += fmt.Sprintf("[backup]\ndir = %q\n", filepath.Join(t.TempDir(), "backups"))
 	o := newOffice(t, opts)
 	o.d.waitFor("module registered", 10*time.Second, func() bool { m, _ := st.Module("callgate"); return m != nil })
 	st.SetMode(crmtest.Down)
@@ -153,6 +154,10 @@ func TestBackupDuringCallsThenRestore(t *testing.T) {
 		t.Fatalf("signed link before the backup: %d, %d of %d bytes", res.StatusCode, len(got), len(wav))
 	}
 	o.d.waitMetric("callgate_location_stored_bindings", 3, 5*time.Second)
+	// [backup] is on (its first copy is due a minute after start).
+	if v := o.d.metric(`callgate_backup_total{result="ok"}`); v != 0 {
+		t.Fatalf("callgate_backup_total{result=\"ok\"} = %v at start, want 0", v)
+	}
 
 	// The load: 100 calls at 50/s with RTP, each held 500 ms, in two
 	// bursts of 50. Every call of the first has ended before the backup

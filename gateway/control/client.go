@@ -25,6 +25,9 @@ func dial(ctx context.Context, path string, cmd string) (*net.UnixConn, *bufio.R
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, nil, "", fmt.Errorf("%s: %w", path, ErrNotRunning)
 		}
+		if errors.Is(err, syscall.EACCES) {
+			return nil, nil, "", fmt.Errorf("control socket: %w (only root and the service's user may use it)", err)
+		}
 		return nil, nil, "", fmt.Errorf("control socket: %w", err)
 	}
 	c := conn.(*net.UnixConn)
