@@ -89,10 +89,15 @@ type daemonConfig struct {
 	Extra       string // appended TOML (e.g. an [upstream] section)
 	Env         []string
 	RunArgs     []string // more arguments to `callgate run` (e.g. -init)
+	// ControlSocket is control.socket: a path of the test's own, so that
+	// daemons running side by side never share one.
+	ControlSocket string
 }
 
 func (c daemonConfig) toml() string {
 	return fmt.Sprintf(`data_dir = %q
+[control]
+socket = %q
 [log]
 level = "debug"
 [sip]
@@ -122,7 +127,7 @@ name = "Петров Пётр"
 extensions = ["103"]
 sip_password = "Phone103pass"
 %s
-%s`, c.DataDir, c.SIPPort, c.SIPPort, c.SIPExtra, c.HTTPPort, testToken, c.HTTPExtra, c.IvanovExtra, c.PetrovExtra, c.Extra)
+%s`, c.DataDir, c.ControlSocket, c.SIPPort, c.SIPPort, c.SIPExtra, c.HTTPPort, testToken, c.HTTPExtra, c.IvanovExtra, c.PetrovExtra, c.Extra)
 }
 
 type daemon struct {
@@ -154,7 +159,21 @@ func (s *syncBuffer) String() string {
 }
 
 func newDaemonConfig(t *testing.T, extra string) daemonConfig {
-	return daemonConfig{DataDir: t.TempDir(), SIPPort: freePort(t), HTTPPort: freePort(t), Extra: extra}
+	return daemonConfig{DataDir: t.TempDir(), SIPPort: freePort(t), HTTPPort: freePort(t), Extra: extra,
+		ControlSocket: filepath.Join(shortTempDir(t), "control.sock")}
+}
+
+// shortTempDir is a temporary directory with a short path: a unix socket's
+// path must fit in 107 bytes, which t.TempDir's (named after the test) may
+// not.
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // startDaemon runs the binary and waits until its SIP listeners are up.

@@ -42,6 +42,8 @@ type officeOpts struct {
 	// [[employee]] table.
 	HTTPExtra, IvanovExtra string
 	PetrovExtra            string
+	// RTPPorts is the size of the RTP port range (default 100: 25 calls).
+	RTPPorts int
 	// Without lists extensions that get no siptest phone (another peer,
 	// such as Linphone, registers them).
 	Without []string
@@ -59,6 +61,9 @@ func newOffice(t *testing.T, opts officeOpts) *office {
 	}
 	if opts.ShutdownGrace == "" {
 		opts.ShutdownGrace = "0s"
+	}
+	if opts.RTPPorts == 0 {
+		opts.RTPPorts = 100
 	}
 	t.Helper()
 	vpbx, err := siptest.NewVPBX(siptest.VPBXConfig{Domain: "vpbx.test", Accounts: map[string]string{"sales1": "Secret123", "support": "Secret456"}, Grant: 300, ChallengeInvites: true})
@@ -82,7 +87,7 @@ shutdown_grace = %q
 dir = %q
 min_free = %q
 internal = %v
-%s`, port, port+99, opts.MediaTimeout, opts.UpstreamAdvertise, opts.ShutdownGrace, recDir, opts.MinFree, opts.RecordInternal, opts.Extra)
+%s`, port, port+opts.RTPPorts-1, opts.MediaTimeout, opts.UpstreamAdvertise, opts.ShutdownGrace, recDir, opts.MinFree, opts.RecordInternal, opts.Extra)
 	o := &office{t: t, d: startDaemon(t, cfg), vpbx: vpbx, phones: map[string]*siptest.Phone{}, recDir: recDir}
 	o.d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
 	for ext, pass := range map[string]string{"101": "Phone101pass", "102": "Phone101pass", "103": "Phone103pass"} {

@@ -55,6 +55,11 @@ const crmRetryMax = "2s"
 // ivanov is Employee 1000007 there and petrov 1000009.
 func crmOffice(t *testing.T, st *crmtest.RetailCRM, mp *crmtest.Megaplan, trunks, more string) *office {
 	t.Helper()
+	return newOffice(t, crmOfficeOpts(st, mp, trunks, more))
+}
+
+// crmOfficeOpts are crmOffice's options, for a test to vary further.
+func crmOfficeOpts(st *crmtest.RetailCRM, mp *crmtest.Megaplan, trunks, more string) officeOpts {
 	opts := officeOpts{HTTPExtra: `public_url = "http://127.0.0.1:HTTPPORT"`}
 	if st != nil {
 		opts.IvanovExtra = "retailcrm_user = 7\n"
@@ -81,7 +86,7 @@ poll = "1s"
 retry_max = %q
 `, mp.URL, megaplanUser, megaplanPassword, crmRetryMax)
 	}
-	return newOffice(t, opts)
+	return opts
 }
 
 // consolePassword is every test employee's console password.

@@ -17,9 +17,11 @@ import (
 
 	"callgate/crm/outbox"
 	"callgate/gateway/api"
+	"callgate/gateway/backup"
 	"callgate/gateway/callmodel"
 	"callgate/gateway/calls"
 	"callgate/gateway/config"
+	"callgate/gateway/control"
 	"callgate/gateway/crmlink"
 	"callgate/gateway/directory"
 	"callgate/gateway/recordings"
@@ -75,6 +77,8 @@ type Gateway struct {
 	bindings  *location.Persister // registrations written behind to the store
 	keepalive *location.Keepalive
 	health    *storehealth.Health // writes waiting for the store
+	ctl       *control.Server     // backups of the running daemon; nil without
+	backups   *backup.Schedule    // [backup]; nil when off
 
 	now     chan struct{} // closed by StopNow: no more grace for calls
 	nowOnce sync.Once
@@ -95,6 +99,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 		return nil, err
 	}
 	g.health = &storehealth.Health{Dir: cfg.DataDir, Sources: g.storeWriters}
+	g.ctl, g.backups = control.Open(cfg.Control.Socket, g.store, log), backup.New(cfg.Backup, g.store, log)
 	g.dir = directory.New(cfg)
 	for _, k := range g.dir.Desks() {
 		if v, err := g.store.State("shift." + k.Extension); err == nil && len(v) > 0 {
@@ -141,7 +146,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	sipStack, b2b := g.sip, g.b2b // closeAll forgets the stack; its panics still count
 	g.prom = status.Registry(status.Parts{Registrar: g.reg, Bindings: g.bindings, Guard: g.guard, B2BUA: g.b2b, Relay: g.relay, Trunk: g.trunk,
 		Panics:     func() uint64 { return sipStack.Panics() + b2b.Panics() },
-		Collectors: slices.Concat(g.calls.Collectors(), g.sip.Collectors(), []prometheus.Collector{g.router.DialRefused}, g.recs.Collectors(), g.health.Collectors())})
+		Collectors: slices.Concat(g.calls.Collectors(), g.sip.Collectors(), []prometheus.Collector{g.router.DialRefused}, g.recs.Collectors(), g.health.Collectors(), g.backups.Collectors())})
 	if cfg.HTTP.Listen != "" {
 		g.httpL, err = net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
@@ -204,7 +209,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer stopTrunk()
 	trunkDone := make(chan struct{})
 	go func() { g.vpbx.Run(trunkCtx); close(trunkDone) }()
-	wg.Add(5)
+	wg.Add(6)
+	go g.ctl.Serve()
+	go func() { defer wg.Done(); g.backups.Run(bg) }()
 	go func() { defer wg.Done(); g.recs.RunJanitor(bg) }()
 	go func() { defer wg.Done(); g.bindings.Run(bg) }()
 	go func() { defer wg.Done(); g.guard.Run(bg, 5*time.Second) }()
@@ -242,6 +249,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 func (g *Gateway) StopNow() { g.nowOnce.Do(func() { close(g.now) }) }
 
 func (g *Gateway) closeAll() {
+	g.ctl.Close() // ends a copy in progress before the store closes
 	if g.sip != nil {
 		g.sip.Close()
 		g.sip = nil

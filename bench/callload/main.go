@@ -65,6 +65,7 @@ func main() {
 	token := flag.String("token", "", "admin API token, for -sse and -c2c")
 	retailAddr := flag.String("retailcrm", "", "run a RetailCRM stand-in at this address and report INVITE → popup times")
 	megaplanAddr := flag.String("megaplan", "", "run a Megaplan stand-in at this address and report INVITE → popup times")
+	setupsFile := flag.String("setups", "", "write each call's INVITE time (Unix ns) and setup time (ns) to this file, one call a line")
 	clickToCall := flag.Bool("c2c", false, "place -calls click-to-calls through the API instead of inbound calls, report setup times and exit")
 	flag.Parse()
 	if *clickToCall {
@@ -193,6 +194,7 @@ func main() {
 		out   *endpoint
 		phone *endpoint
 		setup time.Duration
+		start time.Time
 	}
 	var (
 		mu     sync.Mutex
@@ -246,13 +248,22 @@ func main() {
 			ph := phoneEP[strconv.Itoa(*first+i)]
 			epMu.Unlock()
 			mu.Lock()
-			all = append(all, placed{s, out, ph, setup})
+			all = append(all, placed{s, out, ph, setup, start})
 			mu.Unlock()
 		}(i)
 	}
 	tick.Stop()
 	wg.Wait()
 	setupDone := time.Now()
+	if *setupsFile != "" {
+		var b strings.Builder
+		for _, p := range all {
+			fmt.Fprintf(&b, "%d %d\n", p.start.UnixNano(), p.setup.Nanoseconds())
+		}
+		if err := os.WriteFile(*setupsFile, []byte(b.String()), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}
 
 	// Media: every endpoint sends 20 ms packets at its own phase.
 	var eps []*endpoint

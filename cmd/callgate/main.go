@@ -4,7 +4,8 @@
 // daemon could not start or failed while running (e.g. the database is
 // locked by another instance, or a port is taken); 65 the database is
 // damaged, or missing or empty where one existed (see check-db, repair and
-// run -init; systemd does not restart on it).
+// run -init; systemd does not restart on it), or a file given to restore is
+// not a usable backup.
 package main
 
 import (
@@ -58,6 +59,11 @@ commands:
   repair [-config FILE | -db PATH]
                               copy everything readable from a damaged database to a
                               new one; the damaged file is kept as callgate.db.damaged-TIME
+  backup -config FILE -o PATH write a consistent copy of the database to PATH, from
+                              the running callgate (control.socket) or, stopped, the file
+  restore -config FILE -i PATH
+                              put the backup PATH in place of a stopped callgate's
+                              database; the old one is kept as callgate.db.before-restore
   version                     print the version
 `
 
@@ -79,6 +85,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdCheckDB(args[1:], stdout, stderr)
 	case "repair":
 		return cmdRepair(args[1:], stdout, stderr)
+	case "backup":
+		return cmdBackup(args[1:], stdout, stderr)
+	case "restore":
+		return cmdRestore(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "callgate %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK

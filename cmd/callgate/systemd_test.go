@@ -18,7 +18,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(unit)
-	for _, want := range []string{"Type=notify", "WatchdogSec=", "User=callgate", "StateDirectory=callgate", "ConfigurationDirectory=callgate",
+	for _, want := range []string{"Type=notify", "WatchdogSec=", "User=callgate", "StateDirectory=callgate", "RuntimeDirectory=callgate", "ConfigurationDirectory=callgate",
 		"AmbientCapabilities=CAP_NET_BIND_SERVICE\n", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n", "ProtectSystem=strict", "NoNewPrivileges=yes",
 		"PrivateTmp=yes", "RestrictAddressFamilies=", "SystemCallFilter=@system-service"} {
 		if !strings.Contains(text, want) {

@@ -29,6 +29,8 @@ type Config struct {
 	Console   Console    `toml:"console"`
 	Dial      Dial       `toml:"dial"`
 	DNS       DNS        `toml:"dns"`
+	Control   Control    `toml:"control"`
+	Backup    Backup     `toml:"backup"`
 
 	// File is the path the configuration was read from (for messages).
 	File string `toml:"-"`
@@ -365,7 +367,9 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Defaults returns a configuration with every optional key at its default.
 func Defaults() Config {
+	control, backup := backupDefaults()
 	return Config{
+		Control: control, Backup: backup,
 		DataDir: "/var/lib/callgate",
 		Log:     Log{Level: "info", Format: "text"},
 		SIP: SIP{

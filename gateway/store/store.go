@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -61,6 +62,14 @@ var migrations = []Migration{
 	}},
 }
 
+// initialMmapSize is how much of the file bbolt maps at open: 8 GiB of
+// address space (on 64-bit systems; nothing is read in until used). A backup
+// is one long read transaction, and bbolt cannot remap a growing file while
+// one is open: without room to grow, every write (call records, outboxes,
+// registrations) would wait for the copy to end. etcd maps 10 GiB for the
+// same reason.
+const initialMmapSize = (8 << 30) * (strconv.IntSize / 64)
+
 // SchemaVersion is the version this build writes.
 func SchemaVersion() int { return len(migrations) }
 
@@ -99,7 +108,7 @@ func openWith(dir string, migs []Migration, o Options) (*Store, error) {
 	// The check above read every page bbolt will; the guard is for what it
 	// cannot foresee, so a corrupt file still ends in an error, not a crash.
 	err := guard("open "+path, func() (err error) {
-		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 200 * time.Millisecond})
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 200 * time.Millisecond, InitialMmapSize: initialMmapSize})
 		return err
 	})
 	if errors.Is(err, bolterrors.ErrTimeout) {

@@ -1,0 +1,107 @@
+// Package backup writes copies of callgate's database safely: atomically
+// (a temporary file, synced, checked, then renamed, so a half-written copy
+// never replaces a good one) and on a schedule with rotation ([backup]).
+package backup
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"syscall"
+)
+
+// WriteFile creates or replaces the file at path with what fill writes. fill
+// writes to a temporary file in path's directory, which is synced, passed to
+// verify (when not nil) and only then renamed to path; on any failure the
+// temporary file is removed and path is left as it was.
+func WriteFile(path string, perm os.FileMode, fill func(w io.Writer) error, verify func(tmp string) error) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".*"+tmpSuffix)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := fill(f); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write %s: sync: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if verify != nil {
+		if err := verify(tmp); err != nil {
+			return fmt.Errorf("write %s: the copy does not check out: %w", path, err)
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+// tmpSuffix ends the names of temporary files WriteFile leaves behind only
+// when the process dies in the middle.
+const tmpSuffix = ".tmp"
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// ctxWriter fails every write once ctx is done, so a copy in progress ends
+// (and its read transaction with it) when callgate stops.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
+// backgroundNice is the CPU priority copies are made at: below callgate's
+// calls, which run at the service's own.
+const backgroundNice = 10
+
+// inBackground runs fn on an OS thread of its own at backgroundNice, so
+// that a copy made inside the daemon (reading, checksumming, writing and
+// checking a file of gigabytes) leaves the calls the processor. Linux keeps
+// a nice value per thread; this one is never handed back to the Go
+// scheduler: it ends with fn, and its priority with it.
+func inBackground(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		_ = syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), backgroundNice)
+		fn()
+	}()
+	<-done
+}
