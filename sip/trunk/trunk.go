@@ -76,7 +76,8 @@ type Trunk struct {
 
 	mu     sync.Mutex
 	status map[string]Status
-	regs   []*registration
+	regs   []*registration // the accounts configured now, in order
+	run    runState        // see SetAccounts
 }
 
 // New prepares a registration for each account; Run starts them.
@@ -84,27 +85,27 @@ type Trunk struct {
 func New(cfg Config, client Sender, accounts []Account, log *slog.Logger, onChange func(Status)) *Trunk {
 	t := &Trunk{cfg: cfg, client: client, log: log, onChange: onChange, status: map[string]Status{}}
 	for _, a := range accounts {
-		if a.AuthUser == "" {
-			a.AuthUser = a.User
-		}
-		t.regs = append(t.regs, &registration{t: t, acc: a, callID: sip.GenerateTagN(24) + "@callgate", fromTag: sip.GenerateTagN(12)})
-		t.status[a.User] = Status{Account: a.User, State: StateRegistering}
+		t.regs = append(t.regs, t.newRegistration(a))
 	}
 	return t
 }
 
 // Run registers every account and keeps the registrations until ctx ends;
 // then it unregisters them (bounded by the register timeout) and returns.
+// Accounts SetAccounts adds later start at once; those it removes are
+// unregistered then.
 func (t *Trunk) Run(ctx context.Context) {
-	var wg sync.WaitGroup
+	t.mu.Lock()
+	t.run.ctx = ctx
 	for _, r := range t.regs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.run(ctx)
-		}()
+		t.startLocked(r)
 	}
-	wg.Wait()
+	t.mu.Unlock()
+	<-ctx.Done()
+	t.mu.Lock()
+	t.run.stopped = true // nothing starts after this
+	t.mu.Unlock()
+	t.run.wg.Wait()
 }
 
 // Statuses returns a snapshot of every account, in configuration order.
@@ -157,7 +158,9 @@ func (t *Trunk) AllRegistered() bool {
 func (t *Trunk) set(s Status) {
 	t.mu.Lock()
 	prev := t.status[s.Account]
-	t.status[s.Account] = s
+	if t.configuredLocked(s.Account) { // a removed account's last words are only logged
+		t.status[s.Account] = s
+	}
 	t.mu.Unlock()
 	if prev.State != s.State || prev.LastError != s.LastError {
 		if s.LastError != "" {
@@ -172,8 +175,11 @@ func (t *Trunk) set(s Status) {
 }
 
 type registration struct {
-	t       *Trunk
+	t *Trunk
+	// acc is used by the registration's goroutine alone once it runs;
+	// SetAccounts hands it new credentials through creds.
 	acc     Account
+	reload  reloadState
 	callID  string
 	fromTag string
 	cseq    uint32
@@ -191,6 +197,10 @@ func (r *registration) run(ctx context.Context) {
 	backoff := t.cfg.RetryMin
 	failures := 0
 	registered := false
+	if !r.waitTurn(ctx) {
+		t.set(Status{Account: r.acc.User, State: StateStopped})
+		return
+	}
 	for {
 		granted, err := r.register(ctx, t.cfg.Expires)
 		if ctx.Err() != nil {
@@ -202,8 +212,9 @@ func (r *registration) run(ctx context.Context) {
 			failures = 0
 			backoff = t.cfg.RetryMin
 			t.set(Status{Account: r.acc.User, State: StateRegistered, Expires: now.Add(granted)})
-			// Refresh at about 80% of what was granted.
-			if !sleep(ctx, granted*4/5) {
+			// Refresh at about 80% of what was granted (or at once with
+			// new credentials).
+			if !r.sleep(ctx, granted*4/5) {
 				break
 			}
 			continue
@@ -211,13 +222,16 @@ func (r *registration) run(ctx context.Context) {
 		failures++
 		if errors.Is(err, errForbidden) {
 			t.set(Status{Account: r.acc.User, State: StateForbidden, LastError: err.Error(), Failures: failures})
-			<-ctx.Done()
-			return // nothing to unregister
+			if !r.newCredentials(ctx) {
+				return // nothing to unregister
+			}
+			failures, backoff = 0, t.cfg.RetryMin
+			continue // a reload: try again
 		}
 		registered = false
 		wait := jitter(backoff)
 		t.set(Status{Account: r.acc.User, State: StateBackoff, LastError: err.Error(), Failures: failures, NextTry: now.Add(wait)})
-		if !sleep(ctx, wait) {
+		if !r.sleep(ctx, wait) {
 			break
 		}
 		backoff = min(backoff*2, t.cfg.RetryMax)
@@ -239,17 +253,6 @@ func jitter(d time.Duration) time.Duration {
 		return 0
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-tm.C:
-		return true
-	}
 }
 
 func (r *registration) request(expires time.Duration) *sip.Request {
