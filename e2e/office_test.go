@@ -48,6 +48,9 @@ type officeOpts struct {
 	// ShutdownGrace is calls.shutdown_grace, default "0s": a test that
 	// stops the daemon with calls up does not wait for them.
 	ShutdownGrace string
+	// RTPPorts is media.rtp_ports, default 100 ports of their own (25
+	// calls).
+	RTPPorts string
 }
 
 func newOffice(t *testing.T, opts officeOpts) *office {
@@ -70,8 +73,11 @@ func newOffice(t *testing.T, opts officeOpts) *office {
 	cfg.HTTPExtra, cfg.IvanovExtra, cfg.PetrovExtra = strings.ReplaceAll(opts.HTTPExtra, "HTTPPORT", strconv.Itoa(cfg.HTTPPort)), opts.IvanovExtra, opts.PetrovExtra
 	recDir := filepath.Join(cfg.DataDir, "recordings")
 	port := 40000 + (cfg.SIPPort%200)*100
+	if opts.RTPPorts == "" {
+		opts.RTPPorts = fmt.Sprintf("%d-%d", port, port+99)
+	}
 	cfg.Extra = upstreamSection(vpbx.Addr()) + fmt.Sprintf(`[media]
-rtp_ports = "%d-%d"
+rtp_ports = %q
 bind = "127.0.0.1"
 timeout = %q
 upstream_advertise = %q
@@ -82,7 +88,7 @@ shutdown_grace = %q
 dir = %q
 min_free = %q
 internal = %v
-%s`, port, port+99, opts.MediaTimeout, opts.UpstreamAdvertise, opts.ShutdownGrace, recDir, opts.MinFree, opts.RecordInternal, opts.Extra)
+%s`, opts.RTPPorts, opts.MediaTimeout, opts.UpstreamAdvertise, opts.ShutdownGrace, recDir, opts.MinFree, opts.RecordInternal, opts.Extra)
 	o := &office{t: t, d: startDaemon(t, cfg), vpbx: vpbx, phones: map[string]*siptest.Phone{}, recDir: recDir}
 	o.d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
 	for ext, pass := range map[string]string{"101": "Phone101pass", "102": "Phone101pass", "103": "Phone103pass"} {

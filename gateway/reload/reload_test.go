@@ -34,7 +34,9 @@ func (p *parts) note(s string) { p.mu.Lock(); p.log = append(p.log, s); p.mu.Unl
 
 type fakeRegistrar struct{ p *parts }
 
-func (f fakeRegistrar) SetConfig(c registrar.Config) { f.p.note("registrar max_expires=" + c.MaxExpires.String()) }
+func (f fakeRegistrar) SetConfig(c registrar.Config) {
+	f.p.note("registrar max_expires=" + c.MaxExpires.String())
+}
 
 type fakePhones struct{ p *parts }
 
@@ -72,7 +74,9 @@ func (f fakeTrunk) SetAccounts(a []trunk.Account) {
 
 type fakeCRM struct{ p *parts }
 
-func (f fakeCRM) Reload(c *config.Config) { f.p.note("crm exclude " + strings.Join(c.CRM.RetailCRM.Exclude, ",")) }
+func (f fakeCRM) Reload(c *config.Config) {
+	f.p.note("crm exclude " + strings.Join(c.CRM.RetailCRM.Exclude, ","))
+}
 
 type fakeTokens struct{ p *parts }
 
