@@ -97,7 +97,7 @@ type Result struct {
 	// AccountsAdded and AccountsRemoved upstream accounts by user.
 	EmployeesAdded, EmployeesRemoved int
 	AccountsAdded, AccountsRemoved   int
-	// Took is the time it took to apply.
+	// Took is the time it took to apply (after reading the file).
 	Took time.Duration
 }
 
@@ -153,7 +153,9 @@ func (r *Reloader) Collectors() []prometheus.Collector {
 // that cannot be read or has problems changes nothing: each problem is
 // logged with its FILE:LINE, counted as an error, and returned.
 func (r *Reloader) Load(path string) error {
+	start := r.now()
 	next, err := config.Load(path)
+	read := r.now().Sub(start)
 	if err != nil {
 		r.total.WithLabelValues("error").Inc()
 		var ce *config.Error
@@ -165,7 +167,7 @@ func (r *Reloader) Load(path string) error {
 		r.log.Error("configuration reload refused; the running configuration stays", "file", path, "error", firstLine(err))
 		return fmt.Errorf("reload %s: %w", path, err)
 	}
-	r.Apply(next)
+	r.apply(next, read)
 	return nil
 }
 
@@ -181,7 +183,10 @@ func firstLine(err error) string {
 // first (so a removed phone cannot register again once its bindings are
 // gone), then routes, then the accounts the trunk registers (new accounts
 // are routable before the VPBX can call them), then the rest.
-func (r *Reloader) Apply(next *config.Config) Result {
+func (r *Reloader) Apply(next *config.Config) Result { return r.apply(next, 0) }
+
+// apply is Apply of a file that took read to read and check.
+func (r *Reloader) apply(next *config.Config, read time.Duration) Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := r.now()
@@ -234,7 +239,7 @@ func (r *Reloader) Apply(next *config.Config) Result {
 
 	r.total.WithLabelValues("ok").Inc()
 	r.last.Set(float64(r.now().UnixNano()) / 1e9)
-	attrs := []any{"file", next.File, "took", res.Took.Round(time.Microsecond).String(),
+	attrs := []any{"file", next.File, "read", read.Round(time.Microsecond).String(), "took", res.Took.Round(time.Microsecond).String(),
 		"employees_added", res.EmployeesAdded, "employees_removed", res.EmployeesRemoved,
 		"accounts_added", res.AccountsAdded, "accounts_removed", res.AccountsRemoved,
 		"extensions_removed", strings.Join(res.Gone, ","), "registrations_removed", res.Unbound}
