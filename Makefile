@@ -19,7 +19,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 TEST_TOOLS  := sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd systemd-sysusers:systemd systemd-tmpfiles:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban linphonec:linphone-cli ip:iproute2 nginx:nginx promtool:prometheus
 BENCH_TOOLS := sipp:sip-tester kamailio:kamailio rtpengine:rtpengine-daemon
 
-.PHONY: all build test unit lint fuzz fuzz-short demo bench bench-go bench-register bench-calls bench-backup install install-owners deps deps-bench clean
+.PHONY: all build test unit lint fuzz fuzz-short demo bench bench-go bench-register bench-calls bench-backup bench-reload install install-owners deps deps-bench clean
 
 all: build
 
@@ -54,7 +54,7 @@ unit:
 demo: build
 	./bin/callgate demo
 
-bench: deps-bench build bench-go bench-register bench-calls
+bench: deps-bench build bench-go bench-register bench-calls bench-reload
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./sip/... ./media/... ./gateway/...
@@ -62,6 +62,9 @@ bench-go:
 bench-calls: build
 	CALLS=1000 RATE=100 HOLD=60s ./bench/call-bench.sh
 	RATE=33 COUNT=300 ./bench/media-bench.sh
+
+bench-reload: build
+	CALLS=500 EMPLOYEES=1000 RATE=100 HOLD=20s ./bench/reload-bench.sh
 
 bench-register: build
 	./bench/register-bench.sh

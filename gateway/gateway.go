@@ -25,6 +25,7 @@ import (
 	"callgate/gateway/crmlink"
 	"callgate/gateway/directory"
 	"callgate/gateway/recordings"
+	"callgate/gateway/reload"
 	"callgate/gateway/routing"
 	"callgate/gateway/sipstack"
 	"callgate/gateway/status"
@@ -46,7 +47,8 @@ import (
 
 // Gateway is one running callgate.
 type Gateway struct {
-	cfg    *config.Config
+	cfg    *config.Config // as started; the reloader holds the one in force
+	reload *reload.Reloader
 	log    *slog.Logger
 	store  *store.Store
 	dir    *directory.Directory
@@ -71,6 +73,8 @@ type Gateway struct {
 	outboxes    []*outbox.Outbox  // the CRMs' operations waiting for delivery
 	track       *tracking.Tracker // dynamic call tracking; nil without Mango's API
 	feedCh      <-chan calls.Event
+	tokens      *api.Tokens   // the API's; nil without HTTP
+	sessions    *api.Sessions // console logins; nil without HTTP
 	stopStreams context.CancelFunc
 	prom        *prometheus.Registry
 
@@ -88,7 +92,7 @@ type Gateway struct {
 // instance holds it), restores registrations and binds every socket, but
 // serves nothing until Run.
 func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
-	g := &Gateway{cfg: cfg, log: log, now: make(chan struct{})}
+	g := &Gateway{cfg: cfg, log: log, now: make(chan struct{}), reload: reload.New(cfg, log)}
 	defer func() {
 		if err != nil {
 			g.closeAll() // release what was opened before the failure
@@ -125,11 +129,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	} else if n > 0 {
 		log.Info("registrations restored", "bindings", n)
 	}
-	g.reg = registrar.New(registrar.Config{
-		MinExpires: cfg.SIP.MinExpires.D(), MaxExpires: cfg.SIP.MaxExpires.D(), DefaultExpires: cfg.SIP.DefaultExpires.D(),
-		MaxContacts: cfg.SIP.MaxContacts, AllowNetworks: cfg.SIP.AllowNetworks.Prefixes(), ServerName: cfg.SIP.UserAgent,
-		Scanners: guard.NewScanners(cfg.SIP.ScannerUserAgents), Log: log,
-	}, digest.NewServer(cfg.SIP.Realm, algs, cfg.SIP.NonceLifetime.D()), g.dir, g.guard, loc)
+	g.reg = registrar.New(reload.RegistrarConfig(cfg, log), digest.NewServer(cfg.SIP.Realm, algs, cfg.SIP.NonceLifetime.D()), g.dir, g.guard, loc)
 
 	g.sip, err = sipstack.New(cfg, g.reg, log)
 	if err != nil {
@@ -146,7 +146,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	sipStack, b2b := g.sip, g.b2b // closeAll forgets the stack; its panics still count
 	g.prom = status.Registry(status.Parts{Registrar: g.reg, Bindings: g.bindings, Guard: g.guard, B2BUA: g.b2b, Relay: g.relay, Trunk: g.trunk,
 		Panics:     func() uint64 { return sipStack.Panics() + b2b.Panics() },
-		Collectors: slices.Concat(g.calls.Collectors(), g.sip.Collectors(), []prometheus.Collector{g.router.DialRefused}, g.recs.Collectors(), g.health.Collectors(), g.backups.Collectors())})
+		Collectors: slices.Concat(g.calls.Collectors(), g.sip.Collectors(), []prometheus.Collector{g.router.DialRefused}, g.recs.Collectors(), g.health.Collectors(), g.backups.Collectors(), g.reload.Collectors())})
 	if cfg.HTTP.Listen != "" {
 		g.httpL, err = net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
@@ -165,6 +165,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 			return nil, err
 		}
 	}
+	g.reload.Attach(g.reloadParts())
 	return g, nil
 }
 

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -12,21 +11,10 @@ import (
 	"callgate/gateway/api"
 	"callgate/gateway/config"
 	"callgate/gateway/recordings"
+	"callgate/gateway/reload"
 	"callgate/gateway/status"
 	"callgate/gateway/web"
 )
-
-// accounts are the employees who may log in to the console.
-func (g *Gateway) accounts() []api.Account {
-	var out []api.Account
-	for _, e := range g.cfg.Employees {
-		if e.PasswordHash == "" {
-			continue
-		}
-		out = append(out, api.Account{Employee: e.ID, Name: e.Name, Role: e.Role, Extensions: e.Extensions, Hash: []byte(e.PasswordHash)})
-	}
-	return out
-}
 
 // feedBacklog is how many events /api/v1/events can replay to a client
 // that reconnects with Last-Event-ID.
@@ -56,17 +44,13 @@ func (g *Gateway) newRecordingLinks() error {
 // CRM link.
 func (g *Gateway) newAPI() error {
 	h := g.cfg.HTTP
-	var scoped []api.Token
-	for _, t := range h.Tokens {
-		scoped = append(scoped, api.Token{Scope: t.Scope, Token: t.Token})
-	}
 	g.feed = api.NewFeed(feedBacklog)
 	var unsubscribe func()
 	g.feedCh, unsubscribe = g.calls.Bus().Subscribe(1024)
 	_ = unsubscribe // the bus lives as long as the gateway
 	dial := g.newDialer()
 	srv := &api.Server{
-		Tokens:     api.NewTokens(h.APITokens, scoped...),
+		Tokens:     api.NewTokens(h.APITokens, reload.ScopedTokens(g.cfg)...),
 		Gatherer:   g.prom,
 		Ready:      g.readyChecks(),
 		Calls:      g.calls.Store(),
@@ -75,21 +59,16 @@ func (g *Gateway) newAPI() error {
 		Routes:     g.crm.Routes(dial.ClickToCall),
 		Events:     g.feed,
 		Dialer:     dial,
-		Sessions:   api.NewSessions(g.accounts(), g.cfg.Console.SessionTTL.D(), g.cfg.Console.Visibility == "all"),
+		Sessions:   api.NewSessions(nil, g.cfg.Console.SessionTTL.D(), false),
+		Desks:      g.dir, // the console hides desks while there are none; a reload may add some
+		OutOfHours: g.reload.OutOfHours,
 	}
+	srv.Sessions.Replace(reload.ConsoleAccounts(g.cfg), reload.Names(g.cfg), g.cfg.Console.Visibility == "all")
 	srv.Admin = &status.Admin{Location: g.reg.Location(), Directory: g.dir, Trunk: g.trunk, CRM: g.crm, Calls: g.b2b,
 		Recordings: g.recs, Store: g.health, Guard: g.guard}
 	srv.Proxies, srv.Log = proxies(h), g.log.With("component", "http")
-	if len(g.cfg.Desks) > 0 {
-		srv.Desks = g.dir
-	}
 	srv.Zone, _ = time.LoadLocation(g.cfg.Console.TimeZone)
 	srv.Sessions.Zone = srv.Zone
-	srv.OutOfHours = g.cfg.Console.OutOfHours()
-	srv.Sessions.Names = map[string]string{}
-	for _, e := range g.cfg.Employees {
-		srv.Sessions.Names[e.ID] = cmp.Or(e.Name, e.ID)
-	}
 	if g.crm.Enabled() {
 		srv.Clients = g.crm.Client
 	}
@@ -101,6 +80,7 @@ func (g *Gateway) newAPI() error {
 	}
 	streams, stop := context.WithCancel(context.Background())
 	g.stopStreams = stop
+	g.tokens, g.sessions = srv.Tokens, srv.Sessions
 	g.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: min(10*time.Second, h.ReadTimeout.D()),
 		ReadTimeout: h.ReadTimeout.D(), WriteTimeout: h.WriteTimeout.D(), IdleTimeout: h.IdleTimeout.D(),
 		MaxHeaderBytes: h.MaxHeaderBytes,

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"callgate/gateway/recordings"
+	"callgate/gateway/reload"
 	"callgate/gateway/routing"
 	"callgate/gateway/tracking"
 	"callgate/media/relay"
@@ -49,10 +50,6 @@ func (g *Gateway) newMedia() error {
 	if cfg.Media.UpstreamAdvertise.IsSet() {
 		upIP = cfg.Media.UpstreamAdvertise.Addr
 	}
-	accounts := map[string]bool{}
-	for _, a := range cfg.Upstream.Accounts {
-		accounts[a.User] = true
-	}
 	local := ""
 	if p, ok := g.sip.Local(sipnet.UDP); ok {
 		local = p.String()
@@ -60,7 +57,7 @@ func (g *Gateway) newMedia() error {
 	g.router = routing.New(cfg, g.dir)
 	g.router.Log = g.log.With("component", "routing")
 	g.b2b = b2bua.New(b2bua.Config{
-		Domain: cfg.Upstream.Domain, LocalDomain: g.sip.Advertise(), Upstream: g.vpbx.Target, Failover: cfg.Upstream.FailoverTimeout.D(), Trusted: g.sip.Trusted(), Accounts: accounts,
+		Domain: cfg.Upstream.Domain, LocalDomain: g.sip.Advertise(), Upstream: g.vpbx.Target, Failover: cfg.Upstream.FailoverTimeout.D(), Trusted: g.sip.Trusted(), Accounts: reload.UpstreamUsers(cfg),
 		PhoneMediaIP: phoneIP, UpstreamMedia: upIP, LocalUDP: local,
 		Contact:           g.sip.PrimaryContact(),
 		TransportContacts: g.sip.TransportContacts(),

@@ -42,6 +42,9 @@ type endpoint struct {
 	got    atomic.Uint64
 	first  atomic.Uint32 // first seq seen +1
 	maxSeq atomic.Uint32
+	// last packet's arrival and the longest gaps around a reload (Unix
+	// ns; the side's reader alone writes them, see reloader.arrived).
+	last, gapBefore, gapAfter int64
 }
 
 func (e *endpoint) setRemote(a netip.AddrPort) { e.remote.Store(&a) }
@@ -67,7 +70,13 @@ func main() {
 	megaplanAddr := flag.String("megaplan", "", "run a Megaplan stand-in at this address and report INVITE → popup times")
 	setupsFile := flag.String("setups", "", "write each call's INVITE time (Unix ns) and setup time (ns) to this file, one call a line")
 	clickToCall := flag.Bool("c2c", false, "place -calls click-to-calls through the API instead of inbound calls, report setup times and exit")
+	reloadFile := flag.String("reload", "", "halfway through the hold, put this file in place of -config and send callgate (-pid) SIGHUP; report dropped calls and RTP gaps")
+	configPath := flag.String("config", "", "callgate's configuration file, for -reload")
+	dry := flag.Bool("reload-dry", false, "with -reload: measure the same spans but do not reload (a control run)")
 	flag.Parse()
+	if *reloadFile != "" {
+		rl = &reloader{next: *reloadFile, path: *configPath, pid: *pid, dry: *dry}
+	}
 	if *clickToCall {
 		c2c = newC2C() // before the SIP handlers start, which read it
 	}
@@ -93,6 +102,7 @@ func main() {
 	vdcc := sipgo.NewDialogClientCache(vcli, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "vpbx", Host: host, Port: port}})
 	vdsc := sipgo.NewDialogServerCache(vcli, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "vpbx", Host: host, Port: port}})
 	vsrv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		rl.bye()
 		if vdcc.ReadBye(req, tx) != nil {
 			_ = vdsc.ReadBye(req, tx)
 		}
@@ -147,7 +157,7 @@ func main() {
 		_ = d.Respond(200, "OK", siptest.SDP(phoneSide.addr()), sip.NewHeader("Content-Type", "application/sdp"))
 	})
 	psrv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = pdsc.ReadAck(req, tx) })
-	psrv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) { _ = pdsc.ReadBye(req, tx) })
+	psrv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) { rl.bye(); _ = pdsc.ReadBye(req, tx) })
 	psrv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
@@ -340,6 +350,9 @@ func main() {
 			}
 		}
 	}()
+	if rl != nil {
+		rl.schedule(*hold/2, min(2*time.Second, *hold/4))
+	}
 	// Measure callgate over the middle of the hold, when every stream runs.
 	time.Sleep(*hold / 4)
 	cpuA, tA := cpuTicks(*pid), time.Now()
@@ -357,6 +370,9 @@ func main() {
 			expected += uint64(e.maxSeq.Load()) - uint64(f-1) + 1
 		}
 	}
+	if rl != nil {
+		rl.ending.Store(true)
+	}
 	for _, p := range all {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = p.sess.Bye(ctx)
@@ -364,6 +380,9 @@ func main() {
 	}
 	outSide.close()
 	phoneSide.close()
+	if rl != nil {
+		rl.report(eps)
+	}
 	var setups []time.Duration
 	for _, p := range all {
 		setups = append(setups, p.setup)

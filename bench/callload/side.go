@@ -98,11 +98,17 @@ func (s *side) read(bySSRC map[uint32]*endpoint) {
 				e.maxSeq.Store(seq)
 			}
 			e.got.Add(1)
-			if n++; n%10 == 0 && len(local) < 200000 {
-				at := now
-				if ts, ok := rxTime(m.OOB[:m.NN]); ok {
-					at = ts
-				}
+			n++
+			sample := n%10 == 0 && len(local) < 200000
+			if !sample && rl == nil {
+				continue
+			}
+			at := now
+			if ts, ok := rxTime(m.OOB[:m.NN]); ok {
+				at = ts
+			}
+			rl.arrived(e, at)
+			if sample {
 				local = append(local, time.Duration(at-int64(binary.BigEndian.Uint64(b[12:]))))
 			}
 		}

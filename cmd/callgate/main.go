@@ -188,6 +188,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 			return startFailed(err, path, stderr)
 		}
 	}
+	hups, stopHups := reloadSignals()
+	defer stopHups()
 	g, err := gateway.New(cfg, log)
 	if err != nil {
 		log.Error("cannot start", "error", err)
@@ -195,6 +197,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := stopSignals(g.StopNow)
 	defer stop()
+	go serveReloads(ctx, hups, func() { _ = g.Reload(path) })
 	if err := g.Run(ctx); err != nil {
 		log.Error("stopped with error", "error", err)
 		return exitRuntime

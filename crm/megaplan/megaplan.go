@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"callgate/crm"
@@ -44,6 +45,8 @@ type Connector struct {
 	http    *http.Client
 	limit   *rate.Limiter
 	session session
+	// programs replaces cfg.Programs once set (SetPrograms).
+	programs atomic.Pointer[map[string]int]
 }
 
 // New returns a connector.
@@ -226,7 +229,7 @@ func (c *Connector) Items(e crm.Event) []outbox.Item {
 			create = "none"
 		}
 		out = append(out, item(call.ID, call.ID+"-client", "client", op{Op: "client", Phone: call.Outside, Employee: strconv.Itoa(handler.CRMUser),
-			Create: create, Program: c.cfg.Programs[call.Account], Providers: pids, CallID: call.ID, Note: note(call.Tracking)}))
+			Create: create, Program: c.program(call.Account), Providers: pids, CallID: call.ID, Note: note(call.Tracking)}))
 		return out
 	}
 	return nil

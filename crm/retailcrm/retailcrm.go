@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"callgate/crm"
@@ -54,6 +55,8 @@ type Connector struct {
 	http      *http.Client
 	general   *rate.Limiter
 	telephony *rate.Limiter
+	// reloaded replaces cfg.Users and cfg.ExternalPhones once set (SetCodes).
+	reloaded atomic.Pointer[codes]
 }
 
 // New returns a connector.
@@ -373,12 +376,13 @@ func (c *Connector) count(code string) {
 // callgate's public URL, the events callgate sends, users' extensions and
 // the trunk numbers. Editing with the same code is idempotent.
 func (c *Connector) Register(ctx context.Context) error {
+	users, externalPhones := c.codes()
 	var codes []map[string]any
-	for ext, id := range c.cfg.Users {
+	for ext, id := range users {
 		codes = append(codes, map[string]any{"userId": id, "code": ext})
 	}
 	var phones []map[string]string
-	for _, n := range c.cfg.ExternalPhones {
+	for _, n := range externalPhones {
 		phones = append(phones, map[string]string{"siteCode": c.cfg.Site, "externalPhone": n})
 	}
 	base := strings.TrimRight(c.cfg.PublicURL, "/")

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"callgate/gateway/calls"
@@ -62,6 +63,11 @@ type Token struct {
 // Tokens holds API tokens as SHA-256 hashes with their scopes, so plain
 // tokens do not stay in memory after configuration loading.
 type Tokens struct {
+	set atomic.Pointer[tokenSet] // Replace swaps it
+}
+
+// tokenSet is the tokens in force. It never changes once stored.
+type tokenSet struct {
 	hashes [][32]byte
 	who    []Principal
 }
@@ -69,15 +75,7 @@ type Tokens struct {
 // NewTokens hashes admin tokens and scoped tokens.
 func NewTokens(admin []string, scoped ...Token) *Tokens {
 	t := &Tokens{}
-	for _, p := range admin {
-		t.hashes = append(t.hashes, sha256.Sum256([]byte(p)))
-		t.who = append(t.who, Principal{Kind: "admin"})
-	}
-	for _, s := range scoped {
-		kind, name, _ := strings.Cut(s.Scope, ":")
-		t.hashes = append(t.hashes, sha256.Sum256([]byte(s.Token)))
-		t.who = append(t.who, Principal{Kind: kind, Name: name})
-	}
+	t.Replace(admin, scoped...)
 	return t
 }
 
@@ -88,16 +86,17 @@ func (t *Tokens) Lookup(token string) (Principal, bool) {
 		return Principal{}, false
 	}
 	h := sha256.Sum256([]byte(token))
+	set := t.set.Load()
 	found := -1
-	for i := range t.hashes {
-		if subtle.ConstantTimeCompare(h[:], t.hashes[i][:]) == 1 {
+	for i := range set.hashes {
+		if subtle.ConstantTimeCompare(h[:], set.hashes[i][:]) == 1 {
 			found = i
 		}
 	}
 	if found < 0 {
 		return Principal{}, false
 	}
-	return t.who[found], true
+	return set.who[found], true
 }
 
 // Valid reports whether token is one of ours.

@@ -307,15 +307,15 @@ func TestDummyHashHasConfiguredCost(t *testing.T) {
 	h5, _ := bcrypt.GenerateFromPassword([]byte("a"), 5)
 	h6, _ := bcrypt.GenerateFromPassword([]byte("b"), 6)
 	s := NewSessions([]Account{{Employee: "a", Hash: h5}, {Employee: "b", Hash: h6}}, time.Hour, false)
-	if c, err := bcrypt.Cost(s.dummy); err != nil || c != 6 {
+	if c, err := bcrypt.Cost(s.people.Load().dummy); err != nil || c != 6 {
 		t.Fatalf("dummy hash cost %d (%v), want 6", c, err)
 	}
 	h8, _ := bcrypt.GenerateFromPassword([]byte("c"), 8)
 	s = NewSessions([]Account{{Employee: "a", Hash: h5}, {Employee: "c", Hash: h8}, {Employee: "d"}}, time.Hour, false)
-	if c, err := bcrypt.Cost(s.dummy); err != nil || c != 8 {
+	if c, err := bcrypt.Cost(s.people.Load().dummy); err != nil || c != 8 {
 		t.Fatalf("dummy hash cost %d (%v), want 8", c, err)
 	}
-	if s = NewSessions(nil, time.Hour, false); s.dummy != nil {
+	if s = NewSessions(nil, time.Hour, false); s.people.Load().dummy != nil {
 		t.Fatal("a dummy hash without accounts")
 	}
 }

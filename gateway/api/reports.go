@@ -87,8 +87,8 @@ func (s *Server) reportRoutes(mux *http.ServeMux, store ReportStore) {
 		_ = cw.Write([]string{"employee", "name", "inbound", "outbound", "answered", "missed", "talk_seconds", "avg_talk_seconds", "avg_wait_seconds"})
 		for _, e := range st.Employees {
 			name := e.Employee
-			if s.Sessions != nil && s.Sessions.Names[e.Employee] != "" {
-				name = s.Sessions.Names[e.Employee]
+			if s.Sessions != nil && s.Sessions.Name(e.Employee) != "" {
+				name = s.Sessions.Name(e.Employee)
 			}
 			f := func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
 			_ = cw.Write([]string{e.Employee, name, strconv.Itoa(e.Inbound), strconv.Itoa(e.Outbound), strconv.Itoa(e.Answered),

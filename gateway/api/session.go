@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -25,20 +26,27 @@ type Account struct {
 // cookie, and a CSRF token every state-changing request must echo in the
 // X-CSRF-Token header. Only hashes of the ids are kept.
 type Sessions struct {
-	accounts map[string]*Account // by employee id and by extension
-	// Names are every employee's display name by id.
-	Names map[string]string
 	// Zone is the office's time zone.
-	Zone       *time.Location
-	ttl        time.Duration
+	Zone *time.Location
+	ttl  time.Duration
+	// people is who may log in; Replace swaps it.
+	people atomic.Pointer[people]
+
+	mu sync.Mutex
+	m  map[[32]byte]*session
+}
+
+// people are the console's accounts as configured. They never change once
+// stored.
+type people struct {
+	accounts map[string]*Account // by employee id and by extension
+	// names are every employee's display name by id.
+	names      map[string]string
 	allVisible bool
 	// dummy is compared when a login names nobody, at the cost of the
 	// configured hashes, so an unknown login takes as long as a wrong
 	// password and logins cannot be enumerated by timing.
 	dummy []byte
-
-	mu sync.Mutex
-	m  map[[32]byte]*session
 }
 
 type session struct {
@@ -53,23 +61,40 @@ const CookieName = "callgate_session"
 // NewSessions returns a session store for accounts. With allVisible every
 // employee sees everyone's calls (console.visibility = "all").
 func NewSessions(accounts []Account, ttl time.Duration, allVisible bool) *Sessions {
-	s := &Sessions{accounts: map[string]*Account{}, ttl: ttl, allVisible: allVisible, m: map[[32]byte]*session{}}
+	s := &Sessions{ttl: ttl, m: map[[32]byte]*session{}}
+	s.people.Store(newPeople(accounts, nil, allVisible, nil))
+	return s
+}
+
+// newPeople indexes accounts; last is what was in force (its dummy hash
+// is kept when the cost has not changed: making one takes a while).
+func newPeople(accounts []Account, names map[string]string, allVisible bool, last *people) *people {
+	p := &people{accounts: map[string]*Account{}, names: names, allVisible: allVisible}
 	cost := 0
 	for i := range accounts {
 		a := &accounts[i]
-		s.accounts[a.Employee] = a
+		p.accounts[a.Employee] = a
 		for _, x := range a.Extensions {
-			s.accounts[x] = a
+			p.accounts[x] = a
 		}
 		if c, err := bcrypt.Cost(a.Hash); err == nil {
 			cost = max(cost, c) // unknown logins look like the strongest-hashed accounts
 		}
 	}
-	if cost > 0 {
-		s.dummy, _ = bcrypt.GenerateFromPassword([]byte(randomToken(18)), cost)
+	if last != nil && last.dummy != nil {
+		if c, _ := bcrypt.Cost(last.dummy); c == cost {
+			p.dummy = last.dummy
+			return p
+		}
 	}
-	return s
+	if cost > 0 {
+		p.dummy, _ = bcrypt.GenerateFromPassword([]byte(randomToken(18)), cost)
+	}
+	return p
 }
+
+// Name is an employee's display name ("" when not known).
+func (s *Sessions) Name(employee string) string { return s.people.Load().names[employee] }
 
 func (s *Sessions) principal(a *Account) Principal {
 	switch a.Role {
@@ -78,7 +103,7 @@ func (s *Sessions) principal(a *Account) Principal {
 	case "manager":
 		return Principal{Kind: "manager", Name: a.Employee}
 	}
-	return Principal{Kind: "employee", Name: a.Employee, All: s.allVisible}
+	return Principal{Kind: "employee", Name: a.Employee, All: s.people.Load().allVisible}
 }
 
 func randomToken(n int) string {
@@ -157,7 +182,7 @@ func (s *Sessions) info(ss *session) sessionInfo {
 	if zone == nil {
 		zone = time.UTC
 	}
-	return sessionInfo{Employee: a.Employee, Name: a.Name, Role: a.Role, Extensions: a.Extensions, CSRF: ss.csrf, Names: s.Names,
+	return sessionInfo{Employee: a.Employee, Name: a.Name, Role: a.Role, Extensions: a.Extensions, CSRF: ss.csrf, Names: s.people.Load().names,
 		Today: time.Now().In(zone).Format("2006-01-02")}
 }
 
@@ -210,8 +235,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		Error(w, http.StatusBadRequest, "bad_request", `send {"login": "<employee id or extension>", "password": "..."}`)
 		return
 	}
-	a := s.Sessions.accounts[req.Login]
-	hash := s.Sessions.dummy
+	who := s.Sessions.people.Load()
+	a := who.accounts[req.Login]
+	hash := who.dummy
 	if a != nil && len(a.Hash) > 0 {
 		hash = a.Hash
 	}

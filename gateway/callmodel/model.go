@@ -59,18 +59,18 @@ type Model struct {
 	rec      Recordings
 	internal bool
 	region   string
-	numbers  map[string]string // account -> trunk number
-	sources  map[string]string // account -> advertising channel
-	dynamic  map[string]bool   // accounts on dynamic call-tracking numbers
 	track    *tracking.Tracker
 
 	bus   *calls.Bus
 	total *prometheus.CounterVec
 	setup prometheus.Histogram
 
-	mu     sync.Mutex
-	open   map[string]*openCall
-	writes chan calls.Record
+	mu      sync.Mutex
+	numbers map[string]string // account -> trunk number
+	sources map[string]string // account -> advertising channel
+	dynamic map[string]bool   // accounts on dynamic call-tracking numbers
+	open    map[string]*openCall
+	writes  chan calls.Record
 	// saver keeps records the database refuses (disk full) and retries.
 	saver *calls.Writer
 	done  chan struct{}
@@ -87,8 +87,7 @@ type openCall struct {
 // New returns a model writing to cfg.Store; Close stops its writer.
 func New(cfg Config) *Model {
 	m := &Model{log: cfg.Log, store: cfg.Store, rec: cfg.Recordings, internal: cfg.RecordInternal,
-		region: cfg.Region, numbers: map[string]string{}, sources: map[string]string{}, dynamic: map[string]bool{},
-		track: cfg.Tracker, open: map[string]*openCall{},
+		region: cfg.Region, track: cfg.Tracker, open: map[string]*openCall{},
 		writes: make(chan calls.Record, 1024), done: make(chan struct{}), bus: calls.NewBus(),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "callgate_calls_total", Help: "Calls ended, by direction and result."}, []string{"direction", "result"}),
 		setup: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "callgate_call_setup_seconds", Help: "Time from a call's arrival to its answer.",
@@ -96,14 +95,7 @@ func New(cfg Config) *Model {
 	if m.log == nil {
 		m.log = slog.Default()
 	}
-	for _, a := range cfg.Accounts {
-		m.numbers[a.User] = a.Number
-		if n, err := routing.Normalize(a.Number, cfg.Region); err == nil {
-			m.numbers[a.User] = n
-		}
-		m.sources[a.User] = a.Source
-		m.dynamic[a.User] = a.Tracking == "dynamic"
-	}
+	m.setAccounts(cfg.Accounts)
 	m.saver = calls.NewWriter(m.store.PutAll, m.log.With("component", "calls"))
 	m.store.ShowUnsaved(m.saver)
 	go func() {

@@ -80,12 +80,22 @@ type Link struct {
 	log     *slog.Logger
 	region  string
 	crms    []*connector
-	trunks  map[string]config.Account // upstream accounts by user
-	resp    *responsible              // nil: no CRM enabled
+	resp    *responsible // nil: no CRM enabled
 	respFor time.Duration
+
+	// mu guards the configuration's mappings, which Reload replaces:
+	// trunks, retailUsers, megaplanUsers and each connector's users and
+	// exclude.
+	mu     sync.RWMutex
+	trunks map[string]config.Account // upstream accounts by user
 	// retailUsers are the employees by RetailCRM user (nil: RetailCRM
-	// is not enabled).
-	retailUsers map[int]string
+	// is not enabled); megaplanUsers by Megaplan employee id.
+	retailUsers   map[int]string
+	megaplanUsers map[string]string
+	// run is Start's context, for the work a reload starts (nil before
+	// Start); stopped is set by Stop.
+	run     context.Context
+	stopped bool
 
 	events <-chan calls.Event
 	// unsubscribe closes events, ending the loop that drains them.
@@ -106,6 +116,8 @@ type connector struct {
 	watch    func(context.Context)
 	// responsible answers smart routing: the employee for a phone.
 	responsible func(ctx context.Context, phone string) (string, error)
+	// reload takes a reloaded configuration's mappings (nil: none).
+	reload func(*config.Config)
 }
 
 // New sets up the enabled connectors, their outboxes and metrics, and
@@ -193,6 +205,9 @@ func (l *Link) Start(ctx context.Context) {
 	if len(l.crms) == 0 {
 		return
 	}
+	l.mu.Lock()
+	l.run = ctx
+	l.mu.Unlock()
 	for _, c := range l.crms {
 		l.wg.Add(3)
 		go func() { defer l.wg.Done(); c.box.Run(ctx) }()
@@ -241,6 +256,9 @@ func (l *Link) register(ctx context.Context, c *connector) {
 // touches the store after it closes. The call model must be closed first:
 // no event comes after that. Start's context must be done.
 func (l *Link) Stop() {
+	l.mu.Lock()
+	l.stopped = true // a reload starts nothing from now on
+	l.mu.Unlock()
 	if l.unsubscribe != nil {
 		l.unsubscribe()
 	}
@@ -280,6 +298,8 @@ var crmKinds = map[b2bua.EventKind]string{
 // enabled never to that connector; excluded employees as if unmapped. The
 // call is converted once; each CRM gets its own people.
 func (l *Link) operations(e calls.Event) []operation {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	r := e.Record
 	kind, ok := crmKinds[e.Kind]
 	if !ok || r.Internal || l.trunks[r.Account].CRMExclude {

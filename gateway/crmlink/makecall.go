@@ -22,7 +22,7 @@ func (l *Link) Routes(dial Dial) map[string]http.Handler {
 	if l.retailUsers == nil {
 		return nil
 	}
-	h := &makeCall{store: l.deps.Store, dir: l.deps.Directory, users: l.retailUsers, dial: dial, log: l.log}
+	h := &makeCall{store: l.deps.Store, dir: l.deps.Directory, users: l.retailUser, dial: dial, log: l.log}
 	return map[string]http.Handler{
 		"GET /api/v1/retailcrm/make-call":  h,
 		"POST /api/v1/retailcrm/make-call": h,
@@ -33,7 +33,7 @@ func (l *Link) Routes(dial Dial) map[string]http.Handler {
 type makeCall struct {
 	store *store.Store
 	dir   Directory
-	users map[int]string // RetailCRM user -> employee
+	users func(int) string // RetailCRM user -> employee
 	dial  Dial
 	log   *slog.Logger
 }
@@ -68,7 +68,7 @@ func (m *makeCall) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if employee == "" {
 		if id, err := strconv.Atoi(r.Form.Get("userId")); err == nil && id > 0 {
-			employee = m.users[id]
+			employee = m.users(id)
 		}
 	}
 	if employee == "" {

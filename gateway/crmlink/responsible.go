@@ -111,9 +111,11 @@ func (l *Link) responsibleLookup(ctx context.Context, phone string) (string, err
 		answers[i] = make(chan answer, 1)
 		go func() {
 			emp, err := c.responsible(ctx, phone)
+			l.mu.RLock()
 			if c.exclude[emp] {
 				emp = ""
 			}
+			l.mu.RUnlock()
 			answers[i] <- answer{emp, err}
 		}()
 	}

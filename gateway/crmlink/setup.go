@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"strconv"
 	"time"
 
 	"callgate/crm/megaplan"
@@ -25,20 +24,7 @@ const retailClientID = "crm.retailcrm.client_id"
 func (l *Link) addRetailCRM(cfg *config.Config, requests *prometheus.CounterVec) error {
 	r := cfg.CRM.RetailCRM
 	loc, _ := time.LoadLocation(r.TimeZone)
-	users, extUsers, byUser := map[string]int{}, map[string]int{}, map[int]string{}
-	for _, e := range cfg.Employees {
-		if e.RetailCRMUser > 0 {
-			users[e.ID] = e.RetailCRMUser
-			extUsers[e.Extensions[0]] = e.RetailCRMUser
-			byUser[e.RetailCRMUser] = e.ID
-		}
-	}
-	var phones []string
-	for _, a := range cfg.Upstream.Accounts {
-		if n, err := routing.Normalize(a.Number, cfg.Calls.DefaultRegion); err == nil {
-			phones = append(phones, n)
-		}
-	}
+	m := newRetailMaps(cfg)
 	random := make([]byte, 16)
 	_, _ = rand.Read(random)
 	clientID, err := l.deps.Store.Once(retailClientID, []byte(hex.EncodeToString(random)))
@@ -46,39 +32,33 @@ func (l *Link) addRetailCRM(cfg *config.Config, requests *prometheus.CounterVec)
 		return fmt.Errorf("retailcrm client id: %w", err)
 	}
 	conn := retailcrm.New(retailcrm.Config{URL: r.URL, APIKey: r.APIKey, Site: r.Site, ModuleCode: r.ModuleCode, Location: loc,
-		PublicURL: cfg.HTTP.PublicURL, ClientID: string(clientID), Users: extUsers, ExternalPhones: phones,
+		PublicURL: cfg.HTTP.PublicURL, ClientID: string(clientID), Users: m.codes, ExternalPhones: m.phones,
 		OnRequest: func(code string) { requests.WithLabelValues("retailcrm", code).Inc() }}, nil)
-	l.retailUsers = byUser
-	return l.add(&connector{conn: conn, users: users, register: conn.Register,
+	l.retailUsers = m.byUser
+	c := &connector{conn: conn, users: m.users, register: conn.Register,
 		responsible: func(ctx context.Context, phone string) (string, error) {
 			u, err := conn.Manager(ctx, phone)
-			return byUser[u], err
-		}}, r.RetryMax.D(), r.Exclude)
+			return l.retailUser(u), err
+		}}
+	c.reload = l.retailReload(c, conn, m)
+	return l.add(c, r.RetryMax.D(), r.Exclude)
 }
 
 // addMegaplan sets up the Megaplan connector and its client watcher.
 func (l *Link) addMegaplan(cfg *config.Config, requests *prometheus.CounterVec) error {
 	m := cfg.CRM.Megaplan
-	users, byUser := map[string]int{}, map[string]string{}
-	for _, e := range cfg.Employees {
-		if e.MegaplanUser > 0 {
-			users[e.ID] = e.MegaplanUser
-			byUser[strconv.Itoa(e.MegaplanUser)] = e.ID
-		}
-	}
-	programs := map[string]int{}
-	for _, a := range cfg.Upstream.Accounts {
-		if a.Program > 0 {
-			programs[a.User] = a.Program
-		}
-	}
-	conn := megaplan.New(megaplan.Config{URL: m.URL, Username: m.Username, Password: m.Password, RPS: m.RPS, Programs: programs,
+	mp := newMegaplanMaps(cfg)
+	conn := megaplan.New(megaplan.Config{URL: m.URL, Username: m.Username, Password: m.Password, RPS: m.RPS, Programs: mp.programs,
 		OnRequest: func(code string) { requests.WithLabelValues("megaplan", code).Inc() }}, nil)
-	c := &connector{conn: conn, users: users,
+	l.megaplanUsers = mp.byUser
+	c := &connector{conn: conn, users: mp.users,
 		responsible: func(ctx context.Context, phone string) (string, error) {
 			id, err := conn.Responsible(ctx, phone)
-			return byUser[id], err
+			l.mu.RLock()
+			defer l.mu.RUnlock()
+			return l.megaplanUsers[id], err
 		}}
+	c.reload = l.megaplanReload(c, conn)
 	if err := l.add(c, m.RetryMax.D(), m.Exclude); err != nil {
 		return err
 	}

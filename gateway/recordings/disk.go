@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"callgate/media/record"
@@ -15,19 +16,33 @@ import (
 // recording and stops those in progress (the calls go on).
 type DiskGuard struct {
 	Dir     string // the recordings directory
-	MinFree uint64 // bytes; 0 disables the guard
+	MinFree uint64 // bytes; 0 disables the guard (until SetMinFree)
 	// free is record.FreeBytes; tests replace it.
 	free func(dir string) (uint64, error)
+	// minFree replaces MinFree once SetMinFree set it.
+	minFree atomic.Pointer[uint64]
+}
+
+// SetMinFree changes the free space recordings leave (a configuration
+// reload); the next check uses it.
+func (g *DiskGuard) SetMinFree(n uint64) { g.minFree.Store(&n) }
+
+func (g *DiskGuard) limit() uint64 {
+	if n := g.minFree.Load(); n != nil {
+		return *n
+	}
+	return g.MinFree
 }
 
 // Low implements record.Space. A disk whose free space cannot be read
 // is not low: a failing statfs must not silence every recording.
 func (g *DiskGuard) Low() bool {
-	if g.MinFree == 0 {
+	limit := g.limit()
+	if limit == 0 {
 		return false
 	}
 	free, err := g.freeBytes(g.Dir)
-	return err == nil && free < g.MinFree
+	return err == nil && free < limit
 }
 
 func (g *DiskGuard) freeBytes(dir string) (uint64, error) {

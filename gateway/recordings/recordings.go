@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"callgate/media/record"
@@ -41,6 +42,8 @@ type Library struct {
 	rec   *record.Recorder
 	guard *DiskGuard
 	usage usageCache
+	// retention is cfg.Retention, or what SetLimits set.
+	retention atomic.Int64
 }
 
 // New returns the library of the recordings under cfg.Dir and repairs
@@ -50,6 +53,7 @@ func New(cfg Config) *Library {
 	if l.log == nil {
 		l.log = slog.Default()
 	}
+	l.retention.Store(int64(cfg.Retention))
 	l.guard = &DiskGuard{Dir: cfg.Dir, MinFree: cfg.MinFree}
 	l.rec = &record.Recorder{Dir: cfg.Dir, Name: Name, Space: l.guard, Log: l.log.With("component", "recorder")}
 	if repaired, err := record.RepairActive(cfg.Dir); err != nil {

@@ -21,7 +21,7 @@ const janitorEvery = time.Hour
 // removes day/month/year directories left empty. It returns the paths
 // deleted.
 func (l *Library) Sweep(now time.Time) ([]string, error) {
-	return sweep(l.cfg.Dir, l.cfg.Retention, now)
+	return sweep(l.cfg.Dir, time.Duration(l.retention.Load()), now)
 }
 
 func sweep(dir string, retention time.Duration, now time.Time) ([]string, error) {
@@ -76,4 +76,13 @@ func (l *Library) RunJanitor(ctx context.Context) {
 		case <-time.After(janitorEvery):
 		}
 	}
+}
+
+// SetLimits changes how long recordings are kept and the free space they
+// leave on the disk (a configuration reload). The next sweep and the next
+// disk check use them; a shorter retention deletes at the next sweep,
+// within janitorEvery.
+func (l *Library) SetLimits(retention time.Duration, minFree uint64) {
+	l.retention.Store(int64(retention))
+	l.guard.SetMinFree(minFree)
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"callgate/gateway/config"
@@ -88,29 +89,46 @@ type usage struct {
 // DialRules decides whether an employee may call an outside number now: the
 // allow/deny lists and safe defaults (Check), then the limits (Admit).
 type DialRules struct {
-	region   string
-	loc      *time.Location
-	base     policy // for a caller the configuration does not name
-	by       map[string]*policy
-	maxTotal int
-	now      func() time.Time
+	// t is the rules in force; Reload swaps them, the usage stays.
+	t   atomic.Pointer[rulesTable]
+	now func() time.Time
 
 	mu    sync.Mutex
 	total int
 	usage map[string]*usage
 }
 
+// rulesTable is the configuration's rules resolved for every employee. It
+// never changes once built.
+type rulesTable struct {
+	region   string
+	loc      *time.Location
+	base     policy // for a caller the configuration does not name
+	by       map[string]*policy
+	maxTotal int
+}
+
 // NewDialRules resolves the configuration's dial rules for every employee:
 // their own [employee.dial] over the first of their groups that sets a key,
 // over [dial]. Days for the daily limits are the office's (console.time_zone).
 func NewDialRules(cfg *config.Config) *DialRules {
+	d := &DialRules{now: time.Now, usage: map[string]*usage{}}
+	d.t.Store(newRulesTable(cfg))
+	return d
+}
+
+// Reload puts a new configuration's rules and limits in force. The calls
+// in progress keep their places: each employee's count of calls now and
+// today goes on under the new limits.
+func (d *DialRules) Reload(cfg *config.Config) { d.t.Store(newRulesTable(cfg)) }
+
+func newRulesTable(cfg *config.Config) *rulesTable {
 	loc, err := time.LoadLocation(cfg.Console.TimeZone)
 	if err != nil {
 		loc = time.UTC
 	}
 	g := cfg.Dial
-	d := &DialRules{region: cfg.Calls.DefaultRegion, loc: loc, by: map[string]*policy{}, maxTotal: g.MaxConcurrentTotal,
-		now: time.Now, usage: map[string]*usage{}}
+	d := &rulesTable{region: cfg.Calls.DefaultRegion, loc: loc, by: map[string]*policy{}, maxTotal: g.MaxConcurrentTotal}
 	d.base = policy{allow: entries(g.Allow), deny: entries(g.Deny), maxConcurrent: g.PerLine, callsPerDay: g.CallsPerDay, minutesPerDay: g.MinutesPerDay}
 	for _, e := range cfg.Employees {
 		p := d.base
@@ -146,7 +164,7 @@ func NewDialRules(cfg *config.Config) *DialRules {
 	return d
 }
 
-func (d *DialRules) policy(employee string) *policy {
+func (d *rulesTable) policy(employee string) *policy {
 	if p, ok := d.by[employee]; ok {
 		return p
 	}
@@ -169,6 +187,10 @@ func safeType(t phonenumbers.PhoneNumberType) bool {
 // may go: numbers there must still be fixed, mobile or toll-free, unless the
 // entry is a prefix longer than the country code (it names those numbers).
 func (d *DialRules) Check(employee string, n *Number) (rule, detail string) {
+	return d.t.Load().check(employee, n)
+}
+
+func (d *rulesTable) check(employee string, n *Number) (rule, detail string) {
 	if n.Emergency {
 		return "", ""
 	}
@@ -217,10 +239,11 @@ func typeName(t phonenumbers.PhoneNumberType) string {
 // lease must end when the call does (nil for an emergency call, which no
 // limit holds back). A refusal returns the rule and what was exceeded.
 func (d *DialRules) Admit(employee string, n *Number) (l *Lease, rule, detail string) {
-	if rule, detail := d.Check(employee, n); rule != "" || n.Emergency {
+	t := d.t.Load()
+	if rule, detail := t.check(employee, n); rule != "" || n.Emergency {
 		return nil, rule, detail
 	}
-	p := d.policy(employee)
+	p := t.policy(employee)
 	now := d.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -233,7 +256,7 @@ func (d *DialRules) Admit(employee string, n *Number) (l *Lease, rule, detail st
 	switch {
 	case p.maxConcurrent > 0 && u.active >= p.maxConcurrent:
 		return nil, RuleConcurrent, strconv.Itoa(u.active) + " in progress"
-	case d.maxTotal > 0 && d.total >= d.maxTotal:
+	case t.maxTotal > 0 && d.total >= t.maxTotal:
 		return nil, RuleTotalConcurrent, strconv.Itoa(d.total) + " in progress"
 	case p.callsPerDay > 0 && u.calls >= p.callsPerDay:
 		return nil, RuleCallsPerDay, strconv.Itoa(u.calls) + " today"
@@ -248,7 +271,7 @@ func (d *DialRules) Admit(employee string, n *Number) (l *Lease, rule, detail st
 
 // roll starts a new day's counts for u when the day has changed. d.mu held.
 func (d *DialRules) roll(u *usage, now time.Time) {
-	t := now.In(d.loc)
+	t := now.In(d.t.Load().loc)
 	if day := t.Year()*1000 + t.YearDay(); day != u.day {
 		u.day, u.calls, u.talked = day, 0, 0
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"callgate/gateway/config"
@@ -24,13 +25,9 @@ var ErrInvalidNumber = errors.New("not a valid phone number")
 
 // Router implements b2bua.Router from the configuration.
 type Router struct {
-	dir         *directory.Directory
-	groups      map[string]config.Group
-	accounts    map[string]config.Account // by user
-	byEmployee  map[string]config.Account
-	first       config.Account
-	region      string
-	ringTimeout time.Duration
+	dir *directory.Directory
+	// t is the configuration's routes in force; Reload swaps them.
+	t atomic.Pointer[table]
 
 	// Responsible names the employee responsible for a client (E.164) in
 	// the CRM, within the routing budget; "" when unknown. Nil: no smart
@@ -47,26 +44,52 @@ type Router struct {
 	DialRefused *prometheus.CounterVec
 }
 
-// New builds the router.
-func New(cfg *config.Config, dir *directory.Directory) *Router {
-	r := &Router{dir: dir, groups: map[string]config.Group{}, accounts: map[string]config.Account{}, byEmployee: map[string]config.Account{},
-		region: cfg.Calls.DefaultRegion, ringTimeout: cfg.Calls.RingTimeout.D(),
-		rules: NewDialRules(cfg), Log: slog.New(slog.DiscardHandler), DialRefused: newDialRefused()}
+// table is what the configuration says about routes: groups, accounts,
+// the region numbers are read in and how long phones ring. It never
+// changes once built.
+type table struct {
+	groups      map[string]config.Group
+	accounts    map[string]config.Account // by user
+	byEmployee  map[string]config.Account
+	first       config.Account
+	region      string
+	ringTimeout time.Duration
+}
+
+func newTable(cfg *config.Config) *table {
+	t := &table{groups: map[string]config.Group{}, accounts: map[string]config.Account{}, byEmployee: map[string]config.Account{},
+		region: cfg.Calls.DefaultRegion, ringTimeout: cfg.Calls.RingTimeout.D()}
 	for _, g := range cfg.Groups {
-		r.groups[g.ID] = g
+		t.groups[g.ID] = g
 	}
 	for i, a := range cfg.Upstream.Accounts {
-		r.accounts[a.User] = a
+		t.accounts[a.User] = a
 		if a.Employee != "" {
-			if _, ok := r.byEmployee[a.Employee]; !ok {
-				r.byEmployee[a.Employee] = a
+			if _, ok := t.byEmployee[a.Employee]; !ok {
+				t.byEmployee[a.Employee] = a
 			}
 		}
 		if i == 0 {
-			r.first = a
+			t.first = a
 		}
 	}
+	return t
+}
+
+// New builds the router.
+func New(cfg *config.Config, dir *directory.Directory) *Router {
+	r := &Router{dir: dir, rules: NewDialRules(cfg), Log: slog.New(slog.DiscardHandler), DialRefused: newDialRefused()}
+	r.t.Store(newTable(cfg))
 	return r
+}
+
+// Reload puts a new configuration's routes in force (groups, accounts,
+// ring timeout, dial rules and limits): the next call is routed by them.
+// Calls in progress keep the route they were given, and their places
+// under the limits.
+func (r *Router) Reload(cfg *config.Config) {
+	r.t.Store(newTable(cfg))
+	r.rules.Reload(cfg)
 }
 
 // Normalize returns a number in E.164 ("+79161234567"). "8 916 123-45-67",
@@ -120,14 +143,15 @@ func ForVPBX(e164 string) string { return strings.TrimPrefix(e164, "+") }
 // Inbound rings the account's employee (all their lines), or its group:
 // every member at once, or member after member.
 func (r *Router) Inbound(account, caller string) (b2bua.InboundRoute, error) {
-	a, ok := r.accounts[account]
+	t := r.t.Load()
+	a, ok := t.accounts[account]
 	if !ok {
 		return b2bua.InboundRoute{}, fmt.Errorf("unknown account %q", account)
 	}
-	route := b2bua.InboundRoute{RingTimeout: r.ringTimeout}
+	route := b2bua.InboundRoute{RingTimeout: t.ringTimeout}
 	members := []string{a.Employee}
 	sequential := false
-	if g, ok := r.groups[a.Group]; ok {
+	if g, ok := t.groups[a.Group]; ok {
 		members, sequential = g.Members, g.Strategy == "sequential"
 		if g.RingTimeout > 0 {
 			route.RingTimeout = g.RingTimeout.D()
@@ -155,16 +179,16 @@ func (r *Router) Inbound(account, caller string) (b2bua.InboundRoute, error) {
 	if len(route.Steps) == 0 {
 		return route, fmt.Errorf("account %q rings nobody", account)
 	}
-	return r.responsibleFirst(route, caller), nil
+	return r.responsibleFirst(route, caller, t.region), nil
 }
 
 // responsibleFirst puts the client's responsible employee in front of the
 // normal target for ResponsibleTimeout.
-func (r *Router) responsibleFirst(route b2bua.InboundRoute, caller string) b2bua.InboundRoute {
+func (r *Router) responsibleFirst(route b2bua.InboundRoute, caller, region string) b2bua.InboundRoute {
 	if r.Responsible == nil {
 		return route
 	}
-	num, err := Normalize(caller, r.region)
+	num, err := Normalize(caller, region)
 	if err != nil {
 		return route
 	}
@@ -226,13 +250,14 @@ func (r *Router) outbound(extension, dialled, via string) (b2bua.OutboundRoute, 
 	if callee, ok := r.dir.ByExtension(dialled); ok {
 		return b2bua.OutboundRoute{Internal: true, Target: b2bua.Target{Extension: dialled, Employee: callee.ID}, Employee: caller.ID, CallerName: caller.Name}, nil
 	}
-	num, err := Classify(dialled, r.region)
+	t := r.t.Load()
+	num, err := Classify(dialled, t.region)
 	if err != nil {
 		return b2bua.OutboundRoute{}, err
 	}
-	a, ok := r.byEmployee[caller.ID]
+	a, ok := t.byEmployee[caller.ID]
 	if !ok {
-		a = r.first
+		a = t.first
 	}
 	if a.User == "" {
 		return b2bua.OutboundRoute{}, errors.New("no upstream account configured")
@@ -250,15 +275,16 @@ func (r *Router) outbound(extension, dialled, via string) (b2bua.OutboundRoute, 
 // one whose trunk number is fromNumber (a store's number) if any, else the
 // employee's own, else the first.
 func (r *Router) ClickToCall(employee, number, fromNumber string) (b2bua.OutboundRoute, string, error) {
-	num, err := Classify(number, r.region)
+	t := r.t.Load()
+	num, err := Classify(number, t.region)
 	if err != nil {
 		return b2bua.OutboundRoute{}, "", err
 	}
 	a, ok := config.Account{}, false
 	if fromNumber != "" {
-		if want, err := Normalize(fromNumber, r.region); err == nil {
-			for _, acc := range r.accounts {
-				if n, err := Normalize(acc.Number, r.region); err == nil && acc.Number != "" && n == want {
+		if want, err := Normalize(fromNumber, t.region); err == nil {
+			for _, acc := range t.accounts {
+				if n, err := Normalize(acc.Number, t.region); err == nil && acc.Number != "" && n == want {
 					a, ok = acc, true
 					break
 				}
@@ -266,10 +292,10 @@ func (r *Router) ClickToCall(employee, number, fromNumber string) (b2bua.Outboun
 		}
 	}
 	if !ok {
-		a, ok = r.byEmployee[employee]
+		a, ok = t.byEmployee[employee]
 	}
 	if !ok {
-		a = r.first
+		a = t.first
 	}
 	if a.User == "" {
 		return b2bua.OutboundRoute{}, "", errors.New("no upstream account configured")

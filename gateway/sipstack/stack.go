@@ -47,6 +47,8 @@ type Stack struct {
 	screen func(*sip.Request, netip.AddrPort) bool
 	// panics counts handler panics recovered (see guardHandler).
 	panics atomic.Uint64
+	// reloaded replaces phones once a reload set sip.allow_networks.
+	reloaded atomic.Pointer[sipnet.Networks]
 }
 
 // New binds every SIP socket of the configuration (failing at once if a
@@ -176,7 +178,7 @@ func (s *Stack) Admit(upstream bool, h sipgo.RequestHandler) sipgo.RequestHandle
 		if s.screen != nil && s.screen(req, src) {
 			return
 		}
-		if ip := src.Addr(); s.phones.Contains(ip) || (upstream && s.upstream.Contains(ip)) {
+		if ip := src.Addr(); s.phoneNetworks().Contains(ip) || (upstream && s.upstream.Contains(ip)) {
 			s.guardHandler(h)(req, tx)
 			return
 		}

@@ -97,6 +97,10 @@ type Peer struct {
 	received int
 	sent     atomic.Int64
 	dtmf     chan byte
+	// lastAudio is when the last audio packet arrived; gap the longest
+	// time between two since ResetGap (see MaxGap).
+	lastAudio time.Time
+	gap       time.Duration
 }
 
 // NewPeer listens on a loopback UDP port and will send freq Hz.
@@ -132,6 +136,7 @@ func (p *Peer) send() {
 	defer p.wg.Done()
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
+	start, frames := time.Now(), 0
 	seq := uint16(1000)
 	ts := uint32(160000)
 	buf := make([]byte, 0, 200)
@@ -162,11 +167,24 @@ func (p *Peer) send() {
 				write(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, SequenceNumber: seq, Timestamp: ts, SSRC: p.ssrc, Marker: i == 0},
 					Payload: []byte{d, end | 10, 0, byte(160 * (i + 1))}})
 			}
-		case <-t.C:
-			seq++
-			ts += 160
-			buf = p.tone.Frame(buf[:0])
-			write(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: p.tone.PT, SequenceNumber: seq, Timestamp: ts, SSRC: p.ssrc}, Payload: buf})
+		case now := <-t.C:
+			// Paced by the clock, as a phone's sound card is: when this
+			// goroutine ran late (a busy test machine; the ticker drops
+			// ticks), every frame due is sent now, so the stream's
+			// timestamps keep up with real time.
+			due := int(now.Sub(start)/(20*time.Millisecond)) - frames
+			if due > 50 { // a second behind: skip ahead rather than flood
+				ts += uint32(160 * (due - 1))
+				frames += due - 1
+				due = 1
+			}
+			for range due {
+				seq++
+				ts += 160
+				frames++
+				buf = p.tone.Frame(buf[:0])
+				write(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: p.tone.PT, SequenceNumber: seq, Timestamp: ts, SSRC: p.ssrc}, Payload: buf})
+			}
 		}
 	}
 }
@@ -195,6 +213,11 @@ func (p *Peer) read() {
 			}
 		case pkt.PayloadType == p.tone.PT:
 			p.heard = append(p.heard, pkt.Payload...)
+			now := time.Now()
+			if !p.lastAudio.IsZero() {
+				p.gap = max(p.gap, now.Sub(p.lastAudio))
+			}
+			p.lastAudio = now
 		}
 		p.mu.Unlock()
 	}
@@ -210,6 +233,21 @@ func (p *Peer) Heard(d time.Duration) []float64 {
 		b = b[len(b)-n:]
 	}
 	return Decode(p.tone.PT, b)
+}
+
+// ResetGap starts measuring MaxGap afresh from now.
+func (p *Peer) ResetGap() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gap, p.lastAudio = 0, time.Now()
+}
+
+// MaxGap is the longest time without audio since ResetGap: between two
+// packets, or from the last one until now.
+func (p *Peer) MaxGap() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(p.gap, time.Since(p.lastAudio))
 }
 
 // Received is the number of RTP packets received and the last source.

@@ -1,6 +1,7 @@
 package rtptest
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -54,4 +55,33 @@ func TestPeersExchangeAudio(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("audio not exchanged: a has 1000 Hz %v, b has 440 Hz %v, events %v", Has(a.Heard(300*time.Millisecond), 1000), Has(b.Heard(300*time.Millisecond), 440), b.Events())
+}
+
+// MaxGap measures silence at the receiver: about a packet interval while
+// audio flows, the pause when the sender stops.
+func TestMaxGap(t *testing.T) {
+	a, err := NewPeer(440, g711.PCMA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := NewPeer(1000, g711.PCMA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	a.SendTo(b.Addr())
+	time.Sleep(300 * time.Millisecond)
+	b.ResetGap()
+	time.Sleep(300 * time.Millisecond)
+	if g := b.MaxGap(); g > 200*time.Millisecond {
+		t.Fatalf("gap %s while packets flow every 20 ms", g)
+	}
+	a.SendTo(netip.MustParseAddrPort("127.0.0.1:9")) // a pause at b
+	time.Sleep(400 * time.Millisecond)
+	a.SendTo(b.Addr())
+	time.Sleep(200 * time.Millisecond)
+	if g := b.MaxGap(); g < 350*time.Millisecond {
+		t.Fatalf("gap %s, want the 400 ms pause", g)
+	}
 }

@@ -270,6 +270,8 @@ type B2BUA struct {
 	panics atomic.Uint64
 	// tcpProbe: which peers take large requests over TCP (see fitTransport).
 	tcpProbe tcpProbe
+	// reloaded is what a configuration reload changed of cfg (nil: nothing).
+	reloaded atomic.Pointer[reloaded]
 }
 
 // New returns a B2BUA sending through client.
@@ -470,7 +472,7 @@ func (b *B2BUA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	defer b.wg.Done()
 	src, _ := netip.ParseAddrPort(req.Source())
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-	if b.trusted(req.Source()) && b.cfg.Accounts[req.Recipient.User] {
+	if b.trusted(req.Source()) && b.isAccount(req.Recipient.User) {
 		b.runInbound(req, tx)
 		return
 	}

@@ -203,7 +203,7 @@ func (b *B2BUA) runOutbound(req *sip.Request, tx sip.ServerTransaction, ext stri
 		if c.internalFrom == "" {
 			c.internalFrom = ext
 		}
-		c.ring([][]Target{{route.Target}}, b.cfg.RingTimeout, offer)
+		c.ring([][]Target{{route.Target}}, b.ringTimeout(), offer)
 		return
 	}
 	c.callerSide, c.calleeSide = SideB, SideA

@@ -124,7 +124,7 @@ func (c *call) runClickToCall(r ClickToCall) {
 	b := c.b
 	timeout := r.RingTimeout
 	if timeout <= 0 {
-		timeout = b.cfg.RingTimeout
+		timeout = b.ringTimeout()
 	}
 	// Ring the employee's line: every device registered on it.
 	c.ev.Rung = []Target{r.Line}
@@ -225,7 +225,7 @@ func (c *call) dialClient(route OutboundRoute, phoneAnswer *sdp.SessionDescripti
 		c.hangupEmployee(ResultFailed)
 		return
 	}
-	won, _ := c.await([]*branch{br}, results, 4*b.cfg.RingTimeout)
+	won, _ := c.await([]*branch{br}, results, 4*b.ringTimeout())
 	if won && route.Lease != nil {
 		route.Lease.Answered()
 	}

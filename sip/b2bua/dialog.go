@@ -23,7 +23,7 @@ func (c *call) dialUpstream(route OutboundRoute, offer *sdp.SessionDescription) 
 	}
 	c.ev.Rung = []Target{br.target}
 	c.emit(EventRinging) // the outgoing call's popup
-	won, _ := c.await([]*branch{br}, results, 4*c.b.cfg.RingTimeout)
+	won, _ := c.await([]*branch{br}, results, 4*c.b.ringTimeout())
 	if won && route.Lease != nil {
 		route.Lease.Answered()
 	}

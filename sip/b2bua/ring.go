@@ -19,7 +19,7 @@ func (c *call) calleeOffer(offer *sdp.SessionDescription, br *branch) ([]byte, e
 // step, and connects the first that answers.
 func (c *call) ring(groups [][]Target, timeout time.Duration, offer *sdp.SessionDescription, stepTimeouts ...time.Duration) {
 	if timeout <= 0 {
-		timeout = c.b.cfg.RingTimeout
+		timeout = c.b.ringTimeout()
 	}
 	busy := 0
 	total := 0

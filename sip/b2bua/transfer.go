@@ -285,7 +285,7 @@ func (c *call) outsideNumber() string { return c.ev.Outside }
 // awaitTransfer waits for a transfer target to answer while the call goes
 // on (in-dialog requests, hang-ups). nil: nobody answered, or the call ended.
 func (c *call) awaitTransfer(branches []*branch, results chan branchResult) *branch {
-	timer := time.NewTimer(c.b.cfg.RingTimeout)
+	timer := time.NewTimer(c.b.ringTimeout())
 	defer timer.Stop()
 	pending := len(branches)
 	outside := c.outsideContext()

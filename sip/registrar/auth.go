@@ -97,10 +97,10 @@ func (r *Registrar) Screen(req *sip.Request, src netip.AddrPort) bool {
 		r.Stats.Dropped.Add(1)
 		return true
 	}
-	if !r.cfg.Scanners.Enabled() {
+	if !r.conf().Scanners.Enabled() {
 		return false
 	}
-	if h := req.GetHeader("User-Agent"); h != nil && r.cfg.Scanners.Match(h.Value()) {
+	if h := req.GetHeader("User-Agent"); h != nil && r.conf().Scanners.Match(h.Value()) {
 		user := ""
 		if f := req.From(); f != nil {
 			user = f.Address.User
@@ -115,7 +115,7 @@ func (r *Registrar) Screen(req *sip.Request, src netip.AddrPort) bool {
 // user agent.
 func (r *Registrar) scanner(src netip.AddrPort, user, ua string) {
 	r.Stats.Scanners.Add(1)
-	if r.cfg.Log == nil || !r.quiet.Allow(src.Addr()) {
+	if r.conf().Log == nil || !r.quiet.Allow(src.Addr()) {
 		return
 	}
 	if len(user) > guard.MaxUserLen {
@@ -124,6 +124,6 @@ func (r *Registrar) scanner(src netip.AddrPort, user, ua string) {
 	if len(ua) > 128 {
 		ua = ua[:128]
 	}
-	r.cfg.Log.Warn("sip scanner dropped", "source", src.String(), "ip", src.Addr().String(), "user", user,
+	r.conf().Log.Warn("sip scanner dropped", "source", src.String(), "ip", src.Addr().String(), "user", user,
 		"reason", "scanner", "user_agent", ua)
 }

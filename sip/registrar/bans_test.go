@@ -273,11 +273,14 @@ func TestUDPFilterDropsBannedSourcesAndScanners(t *testing.T) {
 		t.Errorf("a phone's REGISTER not challenged: %q", pc.out)
 	}
 	// An empty list turns the check off.
-	r.cfg.Scanners = guard.NewScanners(nil)
+	off := *r.conf()
+	off.Scanners = guard.NewScanners(nil)
+	r.SetConfig(off)
 	if out, _ := filter(udpProps(5060), raw("OPTIONS", "friendly-scanner")); out == nil {
 		t.Error("scanner dropped with the list empty")
 	}
-	r.cfg.Scanners = guard.NewScanners(guard.DefaultScannerUserAgents)
+	off.Scanners = guard.NewScanners(guard.DefaultScannerUserAgents)
+	r.SetConfig(off)
 	// A banned IP:port gets nothing, another port of the same IP does.
 	for i := 0; i < 3; i++ {
 		r.AuthFailure(netip.MustParseAddrPort("192.168.1.20:5070"), "101", ReasonWrongPassword)

@@ -29,7 +29,9 @@ func (d *discardConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 // and answering included (the client's digest computation is not).
 func BenchmarkUDPRegisterWithDigest(b *testing.B) {
 	r := newTestRegistrar()
-	r.cfg.Scanners = guard.NewScanners(guard.DefaultScannerUserAgents) // as shipped
+	shipped := *r.conf()
+	shipped.Scanners = guard.NewScanners(guard.DefaultScannerUserAgents) // as shipped
+	r.SetConfig(shipped)
 	pc := &discardConn{}
 	filter := r.UDPFilter(func(string) net.PacketConn { return pc })
 	local := &net.UDPAddr{IP: net.IPv4(192, 168, 1, 1), Port: 5060}

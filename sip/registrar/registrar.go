@@ -51,7 +51,8 @@ type Stats struct {
 
 // Registrar handles REGISTER requests. It is safe for concurrent use.
 type Registrar struct {
-	cfg     Config
+	// cfg is the policy in force; SetConfig swaps it while running.
+	cfg     atomic.Pointer[Config]
 	auth    *digest.Server
 	secrets digest.Secrets
 	guard   *guard.Guard
@@ -65,16 +66,27 @@ type Registrar struct {
 // New returns a registrar. secrets gives the HA1 of each extension; the
 // digest user name must be the extension being registered.
 func New(cfg Config, auth *digest.Server, secrets digest.Secrets, g *guard.Guard, loc *location.Table) *Registrar {
-	return &Registrar{cfg: cfg, auth: auth, secrets: secrets, guard: g, loc: loc, seed: maphash.MakeSeed(), now: time.Now,
+	r := &Registrar{auth: auth, secrets: secrets, guard: g, loc: loc, seed: maphash.MakeSeed(), now: time.Now,
 		quiet: guard.NewQuieter(time.Minute)}
+	r.cfg.Store(&cfg)
+	return r
 }
+
+// SetConfig puts a new policy in force (a configuration reload): the
+// admitted networks, the expiry limits, the contacts per extension and
+// the scanners apply to the next request. Bindings already made stay as
+// they are until they are refreshed or expire.
+func (r *Registrar) SetConfig(cfg Config) { r.cfg.Store(&cfg) }
+
+// conf is the policy in force.
+func (r *Registrar) conf() *Config { return r.cfg.Load() }
 
 // Location returns the binding table.
 func (r *Registrar) Location() *location.Table { return r.loc }
 
 // Allowed reports whether phones may register from ip.
 func (r *Registrar) Allowed(ip netip.Addr) bool {
-	return sipnet.Networks(r.cfg.AllowNetworks).Contains(ip)
+	return sipnet.Networks(r.conf().AllowNetworks).Contains(ip)
 }
 
 // Source describes where a request came from and on which of our listeners.
@@ -147,8 +159,8 @@ func (r *Registrar) challenge(req *sip.Request, stale bool) *sip.Response {
 
 func (r *Registrar) reply(req *sip.Request, code int, reason string) *sip.Response {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	if r.cfg.ServerName != "" {
-		res.AppendHeader(sip.NewHeader("Server", r.cfg.ServerName))
+	if name := r.conf().ServerName; name != "" {
+		res.AppendHeader(sip.NewHeader("Server", name))
 	}
 	return res
 }
@@ -163,7 +175,8 @@ type contactReq struct {
 // update applies RFC 3261 §10.3 steps 6-8 to aor's bindings.
 func (r *Registrar) update(req *sip.Request, src Source, aor, callID string, cseq uint32) *sip.Response {
 	now := r.now()
-	hdrExpires := r.cfg.DefaultExpires
+	cfg := r.conf()
+	hdrExpires := cfg.DefaultExpires
 	if h := req.GetHeader("Expires"); h != nil {
 		v, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
 		if err != nil {
@@ -190,13 +203,13 @@ func (r *Registrar) update(req *sip.Request, src Source, aor, callID string, cse
 			}
 			exp = time.Duration(n) * time.Second
 		}
-		if exp > 0 && exp < r.cfg.MinExpires {
+		if exp > 0 && exp < cfg.MinExpires {
 			res := r.reply(req, sip.StatusIntervalToBrief, "Interval Too Brief")
-			res.AppendHeader(sip.NewHeader("Min-Expires", strconv.Itoa(int(r.cfg.MinExpires/time.Second))))
+			res.AppendHeader(sip.NewHeader("Min-Expires", strconv.Itoa(int(cfg.MinExpires/time.Second))))
 			return res
 		}
-		if exp > r.cfg.MaxExpires {
-			exp = r.cfg.MaxExpires
+		if exp > cfg.MaxExpires {
+			exp = cfg.MaxExpires
 		}
 		inst, _ := ch.Params.Get("+sip.instance")
 		inst = strings.Trim(inst, `"<>`)
@@ -257,7 +270,7 @@ func (r *Registrar) update(req *sip.Request, src Source, aor, callID string, cse
 					cur = append(cur, nb)
 				}
 			}
-			for len(cur) > r.cfg.MaxContacts {
+			for len(cur) > cfg.MaxContacts {
 				cur = dropOldest(cur)
 			}
 			return cur, nil

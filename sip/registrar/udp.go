@@ -43,7 +43,7 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 				r.Stats.Dropped.Add(1)
 				return nil, nil
 			}
-			if ua, ok := r.cfg.Scanners.MatchMessage(data); ok {
+			if ua, ok := r.conf().Scanners.MatchMessage(data); ok {
 				r.scanner(src, "", ua)
 				return nil, nil
 			}
@@ -62,7 +62,7 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 			return nil, nil
 		}
 		req.SetTransport(sipnet.UDP.Via())
-		if h := req.GetHeader("User-Agent"); h != nil && r.cfg.Scanners.Match(h.Value()) {
+		if h := req.GetHeader("User-Agent"); h != nil && r.conf().Scanners.Match(h.Value()) {
 			user := ""
 			if f := req.From(); f != nil {
 				user = f.Address.User

@@ -96,7 +96,8 @@ type Trunk struct {
 
 	mu     sync.Mutex
 	status map[string]Status
-	regs   []*registration
+	regs   []*registration // the accounts configured now, in order
+	run    runState        // see SetAccounts
 }
 
 // New prepares a registration for each account; Run starts them.
@@ -107,27 +108,27 @@ func New(cfg Config, client Sender, accounts []Account, log *slog.Logger, onChan
 	}
 	t := &Trunk{cfg: cfg, client: client, log: log, onChange: onChange, status: map[string]Status{}}
 	for _, a := range accounts {
-		if a.AuthUser == "" {
-			a.AuthUser = a.User
-		}
-		t.regs = append(t.regs, &registration{t: t, acc: a, callID: sip.GenerateTagN(24) + "@callgate", fromTag: sip.GenerateTagN(12)})
-		t.status[a.User] = Status{Account: a.User, State: StateRegistering}
+		t.regs = append(t.regs, t.newRegistration(a))
 	}
 	return t
 }
 
 // Run registers every account and keeps the registrations until ctx ends;
 // then it unregisters them (bounded by the register timeout) and returns.
+// Accounts SetAccounts adds later start at once; those it removes are
+// unregistered then.
 func (t *Trunk) Run(ctx context.Context) {
-	var wg sync.WaitGroup
+	t.mu.Lock()
+	t.run.ctx = ctx
 	for _, r := range t.regs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.run(ctx)
-		}()
+		t.startLocked(r)
 	}
-	wg.Wait()
+	t.mu.Unlock()
+	<-ctx.Done()
+	t.mu.Lock()
+	t.run.stopped = true // nothing starts after this
+	t.mu.Unlock()
+	t.run.wg.Wait()
 }
 
 // Statuses returns a snapshot of every account, in configuration order.
@@ -183,7 +184,9 @@ func (t *Trunk) AllRegistered() bool {
 func (t *Trunk) set(s Status) {
 	t.mu.Lock()
 	prev := t.status[s.Account]
-	t.status[s.Account] = s
+	if t.configuredLocked(s.Account) { // a removed account's last words are only logged
+		t.status[s.Account] = s
+	}
 	t.mu.Unlock()
 	if prev.State != s.State || prev.LastError != s.LastError {
 		if s.LastError != "" {
@@ -198,8 +201,11 @@ func (t *Trunk) set(s Status) {
 }
 
 type registration struct {
-	t       *Trunk
+	t *Trunk
+	// acc is used by the registration's goroutine alone once it runs;
+	// SetAccounts hands it new credentials through creds.
 	acc     Account
+	reload  reloadState
 	callID  string
 	fromTag string
 	cseq    uint32
@@ -219,6 +225,10 @@ func (r *registration) run(ctx context.Context) {
 	backoff := t.cfg.RetryMin
 	failures := 0
 	registered := false
+	if !r.waitTurn(ctx) {
+		t.set(Status{Account: r.acc.User, State: StateStopped})
+		return
+	}
 	for {
 		granted, err := r.register(ctx, t.cfg.Expires)
 		if ctx.Err() != nil {
@@ -230,7 +240,8 @@ func (r *registration) run(ctx context.Context) {
 			failures = 0
 			backoff = t.cfg.RetryMin
 			t.set(Status{Account: r.acc.User, State: StateRegistered, Expires: now.Add(granted), Target: r.at.String()})
-			// Refresh at about 80% of what was granted.
+			// Refresh at about 80% of what was granted (or at once with
+			// new credentials, or when the registrar moves).
 			if !r.hold(ctx, granted*4/5) {
 				break
 			}
@@ -239,13 +250,16 @@ func (r *registration) run(ctx context.Context) {
 		failures++
 		if errors.Is(err, errForbidden) {
 			t.set(Status{Account: r.acc.User, State: StateForbidden, LastError: err.Error(), Failures: failures})
-			<-ctx.Done()
-			return // nothing to unregister
+			if !r.newCredentials(ctx) {
+				return // nothing to unregister
+			}
+			failures, backoff = 0, t.cfg.RetryMin
+			continue // a reload: try again
 		}
 		registered, r.at = false, sipnet.Target{}
 		wait := jitter(backoff)
 		t.set(Status{Account: r.acc.User, State: StateBackoff, LastError: err.Error(), Failures: failures, NextTry: now.Add(wait)})
-		if !sleep(ctx, wait) {
+		if !r.sleep(ctx, wait) {
 			break
 		}
 		backoff = min(backoff*2, t.cfg.RetryMax)
@@ -272,8 +286,16 @@ func (r *registration) hold(ctx context.Context, d time.Duration) bool {
 		if wait <= 0 {
 			return true
 		}
-		if !sleep(ctx, wait) {
+		tm := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			tm.Stop()
 			return false
+		case <-tm.C:
+		case acc := <-r.reload.creds:
+			tm.Stop()
+			r.useCredentials(acc)
+			return true
 		}
 		targets, err := r.t.cfg.Upstream.Targets(ctx)
 		if err == nil && len(targets) > 0 && !slices.Contains(targets, r.at) {
@@ -290,17 +312,6 @@ func jitter(d time.Duration) time.Duration {
 		return 0
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-tm.C:
-		return true
-	}
 }
 
 func (r *registration) request(to sipnet.Target, expires time.Duration) *sip.Request {
