@@ -16,7 +16,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 
 # Debian packages the tests drive as independent peers.
-TEST_TOOLS  := sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd systemd-sysusers:systemd systemd-tmpfiles:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban linphonec:linphone-cli ip:iproute2 nginx:nginx promtool:prometheus
+TEST_TOOLS  := kill:procps sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd systemd-sysusers:systemd systemd-tmpfiles:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban linphonec:linphone-cli ip:iproute2 nginx:nginx promtool:prometheus
 BENCH_TOOLS := sipp:sip-tester kamailio:kamailio rtpengine:rtpengine-daemon
 
 .PHONY: all build test unit lint fuzz fuzz-short demo bench bench-go bench-register bench-calls bench-backup bench-reload install install-owners deps deps-bench clean

@@ -134,6 +134,13 @@ func TestInstalledServiceUserReadsConfig(t *testing.T) {
 	if out, err := exec.Command("cp", "-a", "-n", "/lib/systemd/system/.", filepath.Join(dest, "lib/systemd/system")).CombinedOutput(); err != nil {
 		t.Fatalf("copy the system units: %v\n%s", err, out)
 	}
+	// and the system's kill(1), which ExecReload= runs.
+	if err := os.MkdirAll(filepath.Join(dest, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-L", "/bin/kill", filepath.Join(dest, "bin/kill")).CombinedOutput(); err != nil {
+		t.Fatalf("copy kill: %v\n%s", err, out)
+	}
 	if out, err := exec.Command(analyze, "verify", "--root="+dest, "callgate.service").CombinedOutput(); err != nil || strings.Contains(string(out), "callgate.service") {
 		t.Fatalf("systemd-analyze verify of the installed unit: %v\n%s", err, out)
 	}
