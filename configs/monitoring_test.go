@@ -23,9 +23,8 @@ const (
 	dashboard = "grafana/callgate.json"
 )
 
-// pendingMetrics are named by the rules before callgate exports them:
-// configuration reload (SIGHUP) brings callgate_config_reload_total.
-var pendingMetrics = []string{"callgate_config_reload_total"}
+// pendingMetrics are named by the rules before callgate exports them.
+var pendingMetrics []string
 
 // metricName finds the names of callgate's metrics in a PromQL expression
 // (Go and process metrics are the client library's, not listed).

@@ -91,7 +91,7 @@ func TestRegistryReadsTheParts(t *testing.T) {
 	loc := location.New()
 	g := guard.New(guard.Config{MaxFailures: 5, MaxFailuresPerIP: 50, Window: time.Minute, BanTime: time.Minute})
 	reg := registrar.New(registrar.Config{}, digest.NewServer("callgate", []digest.Algorithm{"MD5"}, time.Minute), directoryOf(t), g, loc)
-	rel, err := relay.New(relay.Config{Bind: netip.MustParseAddr("127.0.0.1"), PortMin: 40000, PortMax: 40099, Timeout: time.Minute})
+	rel, err := relay.New(relay.Config{Bind: netip.MustParseAddr("127.0.0.1"), PortMin: 18000, PortMax: 18099, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 func newRelay(t testing.TB, cfg Config) *Relay {
 	t.Helper()
 	if cfg.PortMin == 0 {
-		cfg.PortMin, cfg.PortMax = 31000, 31999
+		cfg.PortMin, cfg.PortMax = 11000, 11999
 	}
 	cfg.Bind = loopback
 	r, err := New(cfg)
@@ -123,7 +123,7 @@ func TestSymmetricLatching(t *testing.T) {
 
 func TestMediaTimeoutAndPortReuse(t *testing.T) {
 	timedOut := make(chan string, 1)
-	r := newRelay(t, Config{PortMin: 32000, PortMax: 32007, Timeout: 300 * time.Millisecond, OnTimeout: func(id string) { timedOut <- id }})
+	r := newRelay(t, Config{PortMin: 12000, PortMax: 12007, Timeout: 300 * time.Millisecond, OnTimeout: func(id string) { timedOut <- id }})
 	if r.FreePairs() != 4 {
 		t.Fatalf("pairs %d", r.FreePairs())
 	}
@@ -159,7 +159,7 @@ func TestMediaTimeoutAndPortReuse(t *testing.T) {
 // Sessions closed while packets arrive on them release their ports, and
 // the relay keeps forwarding for the others.
 func TestCloseUnderTraffic(t *testing.T) {
-	r := newRelay(t, Config{PortMin: 35000, PortMax: 35199, Workers: 2})
+	r := newRelay(t, Config{PortMin: 15000, PortMax: 15199, Workers: 2})
 	src, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	defer src.Close()
 	sink, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -211,7 +211,7 @@ func TestCloseUnderTraffic(t *testing.T) {
 // TestIPv6 relays between parties on ::1 (AF_INET6 sockets, addresses the
 // kernel reports in sockaddr_in6).
 func TestIPv6(t *testing.T) {
-	r, err := New(Config{Bind: netip.IPv6Loopback(), PortMin: 34000, PortMax: 34099})
+	r, err := New(Config{Bind: netip.IPv6Loopback(), PortMin: 14000, PortMax: 14099})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func BenchmarkRelayRoundTrip(b *testing.B) {
 }
 
 func benchRelay(b *testing.B, window int) {
-	r := newRelay(b, Config{PortMin: 33000, PortMax: 33099, Workers: 1})
+	r := newRelay(b, Config{PortMin: 13000, PortMax: 13099, Workers: 1})
 	s, err := r.Open("bench")
 	if err != nil {
 		b.Fatal(err)
@@ -301,7 +301,7 @@ func benchRelay(b *testing.B, window int) {
 // Ringback reaches the side it is played to as 425 Hz from the relay's
 // port, and stops when told.
 func TestRingback(t *testing.T) {
-	r := newRelay(t, Config{PortMin: 36000, PortMax: 36099})
+	r := newRelay(t, Config{PortMin: 16000, PortMax: 16099})
 	s, _ := r.Open("rb")
 	phone, _ := rtptest.NewPeer(1000, g711.PCMA)
 	defer phone.Close()
@@ -323,7 +323,7 @@ func TestRingback(t *testing.T) {
 // A parked side gets nothing, stray packets from it do not latch it back,
 // and SetRemote resumes it.
 func TestPark(t *testing.T) {
-	r := newRelay(t, Config{PortMin: 37000, PortMax: 37099})
+	r := newRelay(t, Config{PortMin: 17000, PortMax: 17099})
 	s, _ := r.Open("park")
 	outside, _ := rtptest.NewPeer(440, g711.PCMA)
 	defer outside.Close()
