@@ -86,6 +86,8 @@ b1=$(date +%s%N)
 wait "$load_pid"
 echo
 echo "database: $records call records, $(stat -c %s "$work/data/callgate.db") bytes; backup: $(stat -c %s "$work/backup.db") bytes in $(( (b1 - b0) / 1000000 )) ms (the command, verification of the copy included)"
+first=$(sort -n "$work/busy.txt" | head -1 | cut -d' ' -f1)
+echo "the backup ran from $(( (b0 - first) / 1000000 )) to $(( (b1 - first) / 1000000 )) ms after run 2's first INVITE"
 echo "call setup p50 without backup:      $(pct "$work/quiet.txt" 50)"
 echo "call setup p99 without backup:      $(pct "$work/quiet.txt" 99)"
 echo "call setup p50 during the backup:   $(pct "$work/busy.txt" 50 "$b0" "$b1")"

@@ -135,7 +135,10 @@ const backgroundNice = 10
 
 // background lowers this process's CPU priority to backgroundNice. Linux
 // keeps a nice value per thread: every thread there is now gets it, and
-// threads made later inherit it from the one that makes them.
+// threads made later inherit it from the one that makes them. (Only here,
+// in a process of its own: a thread of the daemon at a lower priority would
+// hold one of the Go scheduler's few Ps while the kernel keeps it waiting,
+// and the calls with it.)
 func background() {
 	tasks, _ := os.ReadDir("/proc/self/task")
 	for _, t := range tasks {

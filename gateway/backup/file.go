@@ -9,8 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
-	"syscall"
 )
 
 // WriteFile creates or replaces the file at path with what fill writes. fill
@@ -84,24 +82,4 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.w.Write(p)
-}
-
-// backgroundNice is the CPU priority copies are made at: below callgate's
-// calls, which run at the service's own.
-const backgroundNice = 10
-
-// inBackground runs fn on an OS thread of its own at backgroundNice, so
-// that a copy made inside the daemon (reading, checksumming, writing and
-// checking a file of gigabytes) leaves the calls the processor. Linux keeps
-// a nice value per thread; this one is never handed back to the Go
-// scheduler: it ends with fn, and its priority with it.
-func inBackground(fn func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		_ = syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), backgroundNice)
-		fn()
-	}()
-	<-done
 }
