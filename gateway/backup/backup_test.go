@@ -234,3 +234,22 @@ func TestCancelStopsACopy(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A copy is synced as it is written, not only at the end.
+func TestSyncWriterSyncsOnTheWay(t *testing.T) {
+	var buf bytes.Buffer
+	syncs := 0
+	w := &syncWriter{w: &buf, every: 10, sync: func() error { syncs++; return nil }}
+	for _, chunk := range []string{"0123", "4567", "89ab", "cdefghijklmnopqrstu", "v"} {
+		if _, err := w.Write([]byte(chunk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if syncs != 2 || buf.String() != "0123456789abcdefghijklmnopqrstuv" {
+		t.Fatalf("%d syncs, wrote %q", syncs, buf.String())
+	}
+	w.sync = func() error { return errors.New("EIO") }
+	if _, err := w.Write(make([]byte, 10)); err == nil || !strings.Contains(err.Error(), "EIO") {
+		t.Fatalf("failed sync: %v", err)
+	}
+}
