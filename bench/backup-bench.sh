@@ -91,7 +91,7 @@ b1=$(date +%s%N)
 wait "$load_pid"
 echo
 echo "database: $records call records, $(stat -c %s "$work/data/callgate.db") bytes; backup: $(stat -c %s "$work/backup.db") bytes in $(( (b1 - b0) / 1000000 )) ms (the command, verification of the copy included)"
-first=$(sort -n "$work/busy.txt" | head -1 | cut -d' ' -f1)
+first=$(awk 'NR == 1 || $1 < m { m = $1 } END { print m }' "$work/busy.txt")
 echo "the backup ran from $(( (b0 - first) / 1000000 )) to $(( (b1 - first) / 1000000 )) ms after run 2's first INVITE"
 echo "call setup p50 without backup:      $(pct "$work/quiet.txt" 50)"
 echo "call setup p99 without backup:      $(pct "$work/quiet.txt" 99)"
