@@ -16,8 +16,13 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 records=${RECORDS:-1000000} calls=${CALLS:-750} rate=${RATE:-50} hold=${HOLD:-1s} delay=${DELAY:-2}
 work=${WORK:-$(mktemp -d)}
+mkdir -p "$work"
 cg_pid=""
-cleanup() { [ -n "$cg_pid" ] && kill "$cg_pid" 2>/dev/null || true; wait 2>/dev/null || true; if [ -z "${KEEP:-}" ]; then rm -rf "$work"; fi; }
+# The daemon's log goes to memory (tmpfs), as to journald through a pipe in
+# production: a log file on the disk the copy fills would hold up every
+# logging goroutine behind the kernel's writeback.
+log=$(mktemp -p /dev/shm callgate-backup-bench.XXXXXX 2>/dev/null || echo "$work/callgate.log")
+cleanup() { [ -n "$cg_pid" ] && kill "$cg_pid" 2>/dev/null || true; wait 2>/dev/null || true; if [ -z "${KEEP:-}" ]; then rm -rf "$work" "$log"; fi; }
 trap cleanup EXIT
 (cd "$root" && go build -o "$work/callgate" ./cmd/callgate && go build -o "$work/callload" ./bench/callload && go build -o "$work/histgen" ./bench/histgen)
 "$work/histgen" -data "$work/data" -calls "$records"
@@ -57,10 +62,10 @@ CFG
   done
 } >"$work/callgate.toml"
 start=$(date +%s%N)
-"$work/callgate" run -config "$work/callgate.toml" 2>"$work/callgate.log" &
+"$work/callgate" run -config "$work/callgate.toml" 2>"$log" &
 cg_pid=$!
-until grep -q "callgate running" "$work/callgate.log" 2>/dev/null; do
-  kill -0 "$cg_pid" 2>/dev/null || { cat "$work/callgate.log"; exit 1; }
+until grep -q "callgate running" "$log" 2>/dev/null; do
+  kill -0 "$cg_pid" 2>/dev/null || { cat "$log"; exit 1; }
   sleep 0.2
 done
 echo "callgate started on the database in $(( ($(date +%s%N) - start) / 1000000 )) ms"
@@ -86,9 +91,11 @@ b1=$(date +%s%N)
 wait "$load_pid"
 echo
 echo "database: $records call records, $(stat -c %s "$work/data/callgate.db") bytes; backup: $(stat -c %s "$work/backup.db") bytes in $(( (b1 - b0) / 1000000 )) ms (the command, verification of the copy included)"
+first=$(awk 'NR == 1 || $1 < m { m = $1 } END { print m }' "$work/busy.txt")
+echo "the backup ran from $(( (b0 - first) / 1000000 )) to $(( (b1 - first) / 1000000 )) ms after run 2's first INVITE"
 echo "call setup p50 without backup:      $(pct "$work/quiet.txt" 50)"
 echo "call setup p99 without backup:      $(pct "$work/quiet.txt" 99)"
 echo "call setup p50 during the backup:   $(pct "$work/busy.txt" 50 "$b0" "$b1")"
 echo "call setup p99 during the backup:   $(pct "$work/busy.txt" 99 "$b0" "$b1")"
 echo "call setup p99, run 2 outside it:   $(awk -v a="$b0" -v b="$b1" '$1 < a || $1 > b' "$work/busy.txt" > "$work/outside.txt"; pct "$work/outside.txt" 99)"
-grep -c 'level=ERROR' "$work/callgate.log" | sed 's/^/callgate errors logged: /' || true
+grep -c 'level=ERROR' "$log" | sed 's/^/callgate errors logged: /' || true

@@ -45,6 +45,7 @@ func fileFlags(cmd, name, what string, args []string, stderr io.Writer) (*config
 // running daemon over its control socket, or, when none runs, from the
 // database file itself. PATH is replaced only by a complete, checked copy.
 func cmdBackup(args []string, stdout, stderr io.Writer) int {
+	background() // first: reading a large configuration takes a while too
 	cfg, out, code := fileFlags("backup", "o", "file to write the copy of the database to", args, stderr)
 	if code != exitOK {
 		return code
@@ -54,7 +55,6 @@ func cmdBackup(args []string, stdout, stderr io.Writer) int {
 			filepath.Join(out, "callgate-"+time.Now().UTC().Format("20060102T150405Z")+".db"))
 		return exitUsage
 	}
-	background()
 	ctx, stop := signalContext()
 	defer stop()
 	dbPath := filepath.Join(cfg.DataDir, store.FileName)
@@ -135,7 +135,10 @@ const backgroundNice = 10
 
 // background lowers this process's CPU priority to backgroundNice. Linux
 // keeps a nice value per thread: every thread there is now gets it, and
-// threads made later inherit it from the one that makes them.
+// threads made later inherit it from the one that makes them. (Only here,
+// in a process of its own: a thread of the daemon at a lower priority would
+// hold one of the Go scheduler's few Ps while the kernel keeps it waiting,
+// and the calls with it.)
 func background() {
 	tasks, _ := os.ReadDir("/proc/self/task")
 	for _, t := range tasks {

@@ -8,9 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -237,45 +235,21 @@ func TestCancelStopsACopy(t *testing.T) {
 	}
 }
 
-// threadNice is the nice value of the calling thread.
-func threadNice(t *testing.T) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/thread-self/stat")
-	if err != nil {
-		t.Fatal(err)
+// A copy is synced as it is written, not only at the end.
+func TestSyncWriterSyncsOnTheWay(t *testing.T) {
+	var buf bytes.Buffer
+	syncs := 0
+	w := &syncWriter{w: &buf, every: 10, sync: func() error { syncs++; return nil }}
+	for _, chunk := range []string{"0123", "4567", "89ab", "cdefghijklmnopqrstu", "v"} {
+		if _, err := w.Write([]byte(chunk)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	n, err := strconv.Atoi(f[16]) // field 19 of stat(5)
-	if err != nil {
-		t.Fatal(err)
+	if syncs != 2 || buf.String() != "0123456789abcdefghijklmnopqrstuv" {
+		t.Fatalf("%d syncs, wrote %q", syncs, buf.String())
 	}
-	return n
-}
-
-// niceSource notes the priority it is copied at.
-type niceSource struct {
-	t    *testing.T
-	nice int
-}
-
-func (s *niceSource) Backup(w io.Writer) (int64, error) {
-	s.nice = threadNice(s.t)
-	n, err := w.Write([]byte("db"))
-	return int64(n), err
-}
-
-// A scheduled copy runs below the calls' priority, on a thread of its own:
-// the daemon's other threads keep theirs.
-func TestCopiesRunAtLowerPriority(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	before := threadNice(t)
-	src := &niceSource{t: t}
-	s, _ := schedule(t, src)
-	if _, err := s.Once(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if src.nice != backgroundNice || threadNice(t) != before {
-		t.Fatalf("copied at nice %d (want %d); caller's thread now %d, was %d", src.nice, backgroundNice, threadNice(t), before)
+	w.sync = func() error { return errors.New("EIO") }
+	if _, err := w.Write(make([]byte, 10)); err == nil || !strings.Contains(err.Error(), "EIO") {
+		t.Fatalf("failed sync: %v", err)
 	}
 }

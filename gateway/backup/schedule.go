@@ -93,13 +93,11 @@ func (s *Schedule) Once(ctx context.Context) (string, error) {
 	var n int64
 	err := os.MkdirAll(s.Dir, 0o750)
 	if err == nil {
-		inBackground(func() {
-			err = WriteFile(path, 0o600, func(w io.Writer) error {
-				var err error
-				n, err = s.Source.Backup(ctxWriter{ctx, w})
-				return err
-			}, s.Verify)
-		})
+		err = WriteFile(path, 0o600, func(w io.Writer) error {
+			var err error
+			n, err = s.Source.Backup(ctxWriter{ctx, w})
+			return err
+		}, s.Verify)
 	}
 	if err != nil {
 		s.failed.Add(1)

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -403,32 +402,5 @@ func TestServerRefusesBadRequests(t *testing.T) {
 	}
 	if _, err := Ping(context.Background(), s.Path()); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// niceStore notes the priority the copy is sent at.
-type niceStore struct{ nice chan int }
-
-func (s niceStore) Backup(w io.Writer) (int64, error) {
-	b, err := os.ReadFile("/proc/thread-self/stat")
-	if err != nil {
-		return 0, err
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	n, _ := strconv.Atoi(f[16]) // field 19 of stat(5)
-	s.nice <- n
-	k, err := w.Write([]byte("db"))
-	return int64(k), err
-}
-
-// The copy is sent below the calls' priority.
-func TestCopyIsSentAtLowerPriority(t *testing.T) {
-	st := niceStore{nice: make(chan int, 1)}
-	s := serve(t, st)
-	if _, err := Backup(context.Background(), s.Path(), io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	if n := <-st.nice; n != backgroundNice {
-		t.Fatalf("sent at nice %d, want %d", n, backgroundNice)
 	}
 }

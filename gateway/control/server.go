@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -218,14 +217,10 @@ func (s *Server) backup(c net.Conn, cred *syscall.Ucred) {
 		return
 	}
 	sw := newStreamWriter(stallWriter{c})
-	var n int64
-	var err error
-	inBackground(func() {
-		n, err = s.store.Backup(sw)
-		if ferr := sw.finish(err); err == nil {
-			err = ferr
-		}
-	})
+	n, err := s.store.Backup(sw)
+	if ferr := sw.finish(err); err == nil {
+		err = ferr
+	}
 	if err != nil {
 		s.log.Error("backup over the control socket failed", "peer_uid", cred.Uid, "peer_pid", cred.Pid, "bytes", n, "error", err)
 		return
@@ -271,23 +266,4 @@ func PeerCred(c *net.UnixConn) (*syscall.Ucred, error) {
 // database holds call history and the link-signing key).
 func Allowed(uid uint32, self int) bool {
 	return uid == 0 || int64(uid) == int64(self)
-}
-
-// backgroundNice is the CPU priority a copy is sent at: below callgate's
-// calls, which run at the service's own.
-const backgroundNice = 10
-
-// inBackground runs fn on an OS thread of its own at backgroundNice, so
-// that sending a copy of gigabytes leaves the calls the processor. Linux
-// keeps a nice value per thread; this one is never handed back to the Go
-// scheduler: it ends with fn, and its priority with it.
-func inBackground(fn func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		_ = syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), backgroundNice)
-		fn()
-	}()
-	<-done
 }
