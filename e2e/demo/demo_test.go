@@ -155,9 +155,6 @@ const (
 // history), every kind of call happens, and the summary counts each call
 // as the running output told it, failures as failures.
 func TestDemoKeepsWorkingPastRegistrationExpiry(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the demo for 200 s; make test runs it")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), runFor+60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binPath, "demo", "-duration", runFor.String(), "-http", "127.0.0.1:0")
