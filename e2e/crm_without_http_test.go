@@ -31,7 +31,7 @@ func TestCRMWithoutHTTPGetsCalls(t *testing.T) {
 	// tunnel); nothing listens there in this test.
 	cfg.HTTPExtra = `public_url = "https://callgate.example.ru"`
 	cfg.IvanovExtra = "retailcrm_user = 7\nmegaplan_user = 1000007\n"
-	port := 40000 + (cfg.SIPPort%200)*100
+	port := portBlock(t, 100)
 	cfg.Extra = upstreamSection(vpbx.Addr()) + fmt.Sprintf(`[media]
 rtp_ports = "%d-%d"
 bind = "127.0.0.1"

@@ -55,25 +55,6 @@ func TestMain(m *testing.M) {
 // needTool is a peer's path; see testenv.NeedTool.
 func needTool(t *testing.T, name string) string { return testenv.NeedTool(t, name) }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	for i := 0; i < 20; i++ {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		pc.Close()
-		if err == nil {
-			ln.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
 const testToken = "e2e-token-0123456789"
 
 type daemonConfig struct {

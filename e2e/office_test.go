@@ -50,9 +50,6 @@ type officeOpts struct {
 	// ShutdownGrace is calls.shutdown_grace, default "0s": a test that
 	// stops the daemon with calls up does not wait for them.
 	ShutdownGrace string
-	// RTPRange is media.rtp_ports written out ("61000-61399"); it
-	// overrides RTPPorts.
-	RTPRange string
 }
 
 func newOffice(t *testing.T, opts officeOpts) *office {
@@ -77,10 +74,8 @@ func newOffice(t *testing.T, opts officeOpts) *office {
 	cfg := newDaemonConfig(t, "")
 	cfg.HTTPExtra, cfg.IvanovExtra, cfg.PetrovExtra = strings.ReplaceAll(opts.HTTPExtra, "HTTPPORT", strconv.Itoa(cfg.HTTPPort)), opts.IvanovExtra, opts.PetrovExtra
 	recDir := filepath.Join(cfg.DataDir, "recordings")
-	port := 40000 + (cfg.SIPPort%200)*100
-	if opts.RTPRange == "" {
-		opts.RTPRange = fmt.Sprintf("%d-%d", port, port+opts.RTPPorts-1)
-	}
+	port := portBlock(t, opts.RTPPorts)
+	rtpRange := fmt.Sprintf("%d-%d", port, port+opts.RTPPorts-1)
 	cfg.Extra = upstreamSection(vpbx.Addr()) + fmt.Sprintf(`[media]
 rtp_ports = %q
 bind = "127.0.0.1"
@@ -93,7 +88,7 @@ shutdown_grace = %q
 dir = %q
 min_free = %q
 internal = %v
-%s`, opts.RTPRange, opts.MediaTimeout, opts.UpstreamAdvertise, opts.ShutdownGrace, recDir, opts.MinFree, opts.RecordInternal, opts.Extra)
+%s`, rtpRange, opts.MediaTimeout, opts.UpstreamAdvertise, opts.ShutdownGrace, recDir, opts.MinFree, opts.RecordInternal, opts.Extra)
 	o := &office{t: t, d: startDaemon(t, cfg), vpbx: vpbx, phones: map[string]*siptest.Phone{}, recDir: recDir}
 	o.d.waitMetric(`callgate_upstream_registered{account="sales1"}`, 1, 10*time.Second)
 	for ext, pass := range map[string]string{"101": "Phone101pass", "102": "Phone101pass", "103": "Phone103pass"} {

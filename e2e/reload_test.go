@@ -157,8 +157,7 @@ func wholeRecording(t *testing.T, o *office, leg calls.Leg) {
 // is the one that works. Then a broken file changes nothing and is
 // reported with FILE:LINE in the log and in the metric.
 func TestReloadKeepsCallsAndRegistrations(t *testing.T) {
-	rtp := 61000 + (freePort(t)%9)*400 // ports of its own: 4 a call
-	o := newOffice(t, officeOpts{Extra: "[dial]\nper_line = 60\n", RTPRange: fmt.Sprintf("%d-%d", rtp, rtp+399)})
+	o := newOffice(t, officeOpts{Extra: "[dial]\nper_line = 60\n", RTPPorts: 400}) // 4 a call
 	ctx := withTimeout(t, 5*time.Minute)
 	if v := o.d.metric(`callgate_config_reload_total{result="ok"}`); v != 0 {
 		t.Fatalf("reloads counted before any: %v", v)

@@ -184,7 +184,7 @@ func TestSIPTCPCallKeepsConnection(t *testing.T) {
 	t.Cleanup(vpbx.Close)
 	cfg := newDaemonConfig(t, "")
 	cfg.SIPExtra = fmt.Sprintf("tcp_idle_timeout = %q", idle.String())
-	port := 40000 + (cfg.SIPPort%200)*100
+	port := portBlock(t, 100)
 	cfg.Extra = upstreamSection(vpbx.Addr()) + fmt.Sprintf(`[media]
 rtp_ports = "%d-%d"
 bind = "127.0.0.1"

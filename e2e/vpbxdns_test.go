@@ -47,7 +47,7 @@ func zone(targets ...zoneTarget) []string {
 func dnsOffice(t *testing.T, dns *dnstest.Server, vpbx *siptest.VPBX) *office {
 	t.Helper()
 	cfg := newDaemonConfig(t, "")
-	port := 40000 + (cfg.SIPPort%200)*100
+	port := portBlock(t, 100)
 	cfg.Extra = fmt.Sprintf(`[upstream]
 registrar = "vpbx.test"
 domain = "vpbx.test"
