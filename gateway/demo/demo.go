@@ -101,21 +101,25 @@ var logins = []struct{ employee, password, role string }{
 	{"petrov", "demo-petrov", "employee"},
 }
 
-func freePort(network string) (int, error) {
-	if network == "tcp" {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+// freePort is a loopback port free now for both UDP and TCP: the SIP
+// listeners take the same port on both.
+func freePort() (int, error) {
+	var err error
+	for range 20 {
+		var c net.PacketConn
+		if c, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
 			return 0, err
 		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port, nil
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		var l net.Listener
+		l, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		c.Close()
+		if err == nil {
+			l.Close()
+			return port, nil
+		}
 	}
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port, nil
+	return 0, fmt.Errorf("no free loopback port: %w", err)
 }
 
 // Config returns the demo configuration with free loopback ports and a
@@ -125,7 +129,7 @@ func Config(httpAddr, dataDir string) (*config.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded demo config: %w", err)
 	}
-	sipPort, err := freePort("udp")
+	sipPort, err := freePort()
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +142,7 @@ func Config(httpAddr, dataDir string) (*config.Config, error) {
 	}
 	if host, port, err := net.SplitHostPort(cfg.HTTP.Listen); err == nil && port == "0" {
 		// Recording links and CRM callbacks need the real address.
-		p, err := freePort("tcp")
+		p, err := freePort()
 		if err != nil {
 			return nil, err
 		}
