@@ -48,16 +48,16 @@ listen = "127.0.0.1:18091"
 api_tokens = ["bench-token-0123456789"]
 CFG
     for ((n = first; n < first + calls; n++)); do
-      printf '[[upstream.account]]\nuser = "acc%d"\npassword = "Secret123"\nemployee = "e%d"\n' $n $n
+      printf '[[upstream.account]]\nuser = "acc%d"\npassword = "Bench-acc-secret"\nemployee = "e%d"\n' $n $n
     done
     if [ "$after" = 1 ]; then
-      printf '[[upstream.account]]\nuser = "accnew"\npassword = "Secret123"\nemployee = "e%d"\n' $((last + 1))
+      printf '[[upstream.account]]\nuser = "accnew"\npassword = "Bench-acc-secret"\nemployee = "e%d"\n' $((last + 1))
     fi
     for ((n = first; n <= last + 10; n++)); do
-      pass=Phone101pass
+      pass=Bench-ext-pass
       if [ "$after" = 1 ]; then
         if [ $n -gt $((last - 10)) ] && [ $n -le $last ]; then continue; fi # 10 idle employees leave
-        if [ $n -lt $((first + 10)) ] || { [ $n -ge $((first + calls)) ] && [ $n -lt $((first + calls + 10)) ]; }; then pass=Changed101pass; fi
+        if [ $n -lt $((first + 10)) ] || { [ $n -ge $((first + calls)) ] && [ $n -lt $((first + calls + 10)) ]; }; then pass=Bench-changed-pass; fi
       elif [ $n -gt $last ]; then
         continue # the 10 who join at the reload
       fi
@@ -72,7 +72,7 @@ office "$work/reloaded.toml" 1
 "$root/bin/callgate" run -config "$work/callgate.toml" 2>"$work/callgate.log" &
 cg_pid=$!
 sleep 1
-"$work/callload" -target 127.0.0.1:5080 -listen 127.0.0.1:5071 -calls "$calls" -rate "$rate" -hold "$hold" -pid "$cg_pid" \
+"$work/callload" -target 127.0.0.1:5080 -listen 127.0.0.1:5071 -calls "$calls" -rate "$rate" -hold "$hold" -pid "$cg_pid" -password Bench-ext-pass \
   -reload "$work/reloaded.toml" -config "$work/callgate.toml" ${DRY:+-reload-dry}
 echo "employees: $(grep -c '^\[\[employee\]\]' "$work/callgate.toml") before, $(grep -c '^\[\[employee\]\]' "$work/reloaded.toml") after"
 grep 'configuration reload' "$work/callgate.log" | sed 's/^time=[^ ]* //; s/ file=[^ ]*//' || echo "callgate logged no reload"

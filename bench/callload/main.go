@@ -42,9 +42,10 @@ type endpoint struct {
 	got    atomic.Uint64
 	first  atomic.Uint32 // first seq seen +1
 	maxSeq atomic.Uint32
-	// last packet's arrival and the longest gaps around a reload (Unix
+	// last packet's arrival and latency, the longest gaps around a reload
+	// and the largest rise of latency from one packet to the next (Unix
 	// ns; the side's reader alone writes them, see reloader.arrived).
-	last, gapBefore, gapAfter int64
+	last, lastLat, gapBefore, gapAfter, riseBefore, riseAfter int64
 }
 
 func (e *endpoint) setRemote(a netip.AddrPort) { e.remote.Store(&a) }

@@ -107,9 +107,10 @@ func (s *side) read(bySSRC map[uint32]*endpoint) {
 			if ts, ok := rxTime(m.OOB[:m.NN]); ok {
 				at = ts
 			}
-			rl.arrived(e, at)
+			lat := at - int64(binary.BigEndian.Uint64(b[12:]))
+			rl.arrived(e, at, lat)
 			if sample {
-				local = append(local, time.Duration(at-int64(binary.BigEndian.Uint64(b[12:]))))
+				local = append(local, time.Duration(lat))
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
@@ -25,15 +26,19 @@ import (
 // refused it as a whole, e.g. a key defined twice); the caller then decodes
 // it directly, and reports what that says, or else the problems returned,
 // found before the error.
-func decode(file string, idx lineIndex, data []byte, cfg *Config) ([]Problem, error) {
+func decode(file string, idx *lineIndex, data []byte, cfg *Config) ([]Problem, error) {
 	var doc map[string]any
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		return nil, err
 	}
+	var clean []byte
+	var err error
 	s := &schemaCheck{file: file, idx: idx}
 	s.table(reflect.TypeOf(*cfg), doc, "", "")
-	clean, err := toml.Marshal(doc)
-	if err != nil {
+	if len(s.problems) == 0 {
+		// Nothing was removed: the document is decoded as written.
+		clean = data
+	} else if clean, err = toml.Marshal(doc); err != nil {
 		return s.problems, fmt.Errorf("re-encode checked config: %w", err)
 	}
 	dec := toml.NewDecoder(bytes.NewReader(clean))
@@ -46,7 +51,7 @@ func decode(file string, idx lineIndex, data []byte, cfg *Config) ([]Problem, er
 
 type schemaCheck struct {
 	file     string
-	idx      lineIndex
+	idx      *lineIndex
 	problems []Problem
 }
 
@@ -67,15 +72,7 @@ func (s *schemaCheck) add(path, key, msg, hint string) {
 // ("employee[1].dial"), name does not ("employee.dial"), as the file
 // writes it.
 func (s *schemaCheck) table(t reflect.Type, m map[string]any, path, name string) {
-	fields := map[string]reflect.Type{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
-		if tag == "" || tag == "-" || !f.IsExported() {
-			continue
-		}
-		fields[tag] = f.Type
-	}
+	fields := tomlFields(t)
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -97,6 +94,28 @@ func (s *schemaCheck) table(t reflect.Type, m map[string]any, path, name string)
 			delete(m, k)
 		}
 	}
+}
+
+// fieldsOf caches tomlFields: a file of 1,000 employees has 1,000 tables
+// of the same type.
+var fieldsOf sync.Map // reflect.Type -> map[string]reflect.Type
+
+// tomlFields maps the TOML keys of struct type t to their Go types.
+func tomlFields(t reflect.Type) map[string]reflect.Type {
+	if f, ok := fieldsOf.Load(t); ok {
+		return f.(map[string]reflect.Type)
+	}
+	fields := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if tag == "" || tag == "-" || !f.IsExported() {
+			continue
+		}
+		fields[tag] = f.Type
+	}
+	fieldsOf.Store(t, fields)
+	return fields
 }
 
 func join(path, key string) string {

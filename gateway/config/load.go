@@ -70,14 +70,14 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes and validates data as if read from the file named name.
 func Parse(name string, data []byte) (*Config, error) {
-	idx, perr := indexLines(data)
-	if perr != nil {
-		return nil, &Error{Problems: []Problem{problemFromParser(name, data, perr)}}
-	}
+	idx := &lineIndex{data: data}
 	cfg := Defaults()
 	// A written array replaces the default one wholesale.
 	problems, err := decode(name, idx, data, &cfg)
 	if err != nil {
+		if perr := idx.err(); perr != nil {
+			return nil, &Error{Problems: []Problem{problemFromParser(name, data, perr)}}
+		}
 		// What was found key by key still stands (go-toml would read a
 		// duration of 60 as 60ns without a word).
 		cfg = Defaults()
@@ -120,12 +120,33 @@ func unshadowed(validation, decoding []Problem) []Problem {
 }
 
 // lineIndex maps a key path such as "employee[1].extensions[0]" to the line
-// where it is written.
-type lineIndex map[string]int
+// where it is written. It is built on the first question: a file without
+// problems or warnings (most reloads) never needs it, and building it is a
+// parse of its own.
+type lineIndex struct {
+	data  []byte
+	built bool
+	lines map[string]int
+	perr  error
+}
 
-func (ix lineIndex) line(path string) int {
+func (ix *lineIndex) build() {
+	if !ix.built {
+		ix.built = true
+		ix.lines, ix.perr = indexLines(ix.data)
+	}
+}
+
+// err is the TOML parser's error, if the document does not parse.
+func (ix *lineIndex) err() error {
+	ix.build()
+	return ix.perr
+}
+
+func (ix *lineIndex) line(path string) int {
+	ix.build()
 	for path != "" {
-		if l, ok := ix[path]; ok {
+		if l, ok := ix.lines[path]; ok {
 			return l
 		}
 		i := strings.LastIndexAny(path, ".[")
@@ -137,8 +158,8 @@ func (ix lineIndex) line(path string) int {
 	return 0
 }
 
-func indexLines(data []byte) (lineIndex, error) {
-	ix := lineIndex{}
+func indexLines(data []byte) (map[string]int, error) {
+	ix := map[string]int{}
 	counts := map[string]int{}
 	nl := newlines(data)
 	var p unstable.Parser
@@ -257,7 +278,7 @@ var typeMismatch = regexp.MustCompile(`cannot decode TOML (\w+) into (?:struct f
 
 // decodeProblems reports what go-toml says about a document decode could
 // not check key by key (such as a key defined twice).
-func decodeProblems(name string, ix lineIndex, err error) []Problem {
+func decodeProblems(name string, ix *lineIndex, err error) []Problem {
 	var strict *toml.StrictMissingError
 	if errors.As(err, &strict) {
 		var out []Problem

@@ -19,7 +19,7 @@ import (
 type validator struct {
 	file     string
 	base     string
-	idx      lineIndex
+	idx      *lineIndex
 	problems []Problem
 	exts     map[string]string // extension -> where it is defined
 }

@@ -19,8 +19,13 @@ import (
 	"callgate/sip/trunk"
 )
 
+// adminHash is the console password hash of the big office's admin.
+const adminHash = "$2a$10$7EqJtq98hPqEX7fNZaFWoOhi5BWX4Z8Q3y1H6vZ5H0a8p4N8x9O2G"
+
 // bigOffice is a configuration of employees employees, the first accounts
-// of them with an upstream account each; password is every phone's.
+// of them with an upstream account each; password is every phone's. It is
+// written as an office would write it, without warnings: an admin with a
+// console password, passwords of its own.
 func bigOffice(employees, accounts int, password string) string {
 	var b strings.Builder
 	b.WriteString(`data_dir = "/tmp/cg"
@@ -31,13 +36,16 @@ registrar = "udp:127.0.0.1:5070"
 domain = "vpbx1.mangosip.ru"
 trusted_sources = ["127.0.0.1/32"]
 [http]
-api_tokens = ["admin-token-0123456789"]
+api_tokens = ["office-token-7f3a9c2e51"]
 `)
 	for i := range accounts {
-		fmt.Fprintf(&b, "[[upstream.account]]\nuser = \"acc%d\"\npassword = \"Secret123\"\nemployee = \"e%d\"\n", 30000+i, 30000+i)
+		fmt.Fprintf(&b, "[[upstream.account]]\nuser = \"acc%d\"\npassword = \"Vpbx-acc-secret\"\nemployee = \"e%d\"\n", 30000+i, 30000+i)
 	}
 	for i := range employees {
 		fmt.Fprintf(&b, "[[employee]]\nid = \"e%d\"\nextensions = [\"%d\"]\nsip_password = %q\nretailcrm_user = %d\n", 30000+i, 30000+i, password, i+1)
+		if i == 0 {
+			fmt.Fprintf(&b, "role = \"admin\"\npassword_hash = %q\n", adminHash)
+		}
 	}
 	return b.String()
 }
@@ -49,7 +57,7 @@ api_tokens = ["admin-token-0123456789"]
 func BenchmarkReload1000Employees(b *testing.B) {
 	dir := b.TempDir()
 	files := [2]string{filepath.Join(dir, "a.toml"), filepath.Join(dir, "b.toml")}
-	for i, pw := range []string{"Phone101pass", "Changed101pass"} {
+	for i, pw := range []string{"Office-ext-pass1", "Office-ext-pass2"} {
 		if err := os.WriteFile(files[i], []byte(bigOffice(1000, 500, pw)), 0o600); err != nil {
 			b.Fatal(err)
 		}
@@ -57,6 +65,9 @@ func BenchmarkReload1000Employees(b *testing.B) {
 	cfg, err := config.Load(files[0])
 	if err != nil {
 		b.Fatal(err)
+	}
+	if len(cfg.Warnings) > 0 {
+		b.Fatalf("the big office has warnings: %v", cfg.Warnings)
 	}
 	log := slog.New(slog.DiscardHandler)
 	r := New(cfg, log)
