@@ -14,10 +14,12 @@ import (
 // daemon fail to start with "address already in use". Below that range
 // only programs that ask for a port by number compete, and a counter keeps
 // the tests of this process apart. The relay's own unit tests use
-// 11000–18099 and the demo 31000–31999, so these ranges stay clear of both.
+// 11000–18099 and the demo 31000–31999, and tests write 309xx and 311xx
+// into SDP as peers' media addresses without binding them, so these ranges
+// stay clear of all of them.
 const (
 	singleLo, singleHi = 19000, 22999 // SIP, HTTP, sipp and other single ports
-	blockLo, blockHi   = 23000, 30999 // RTP ranges
+	blockLo, blockHi   = 23000, 30799 // RTP ranges
 )
 
 var ports struct {
