@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"callgate/crm/crmtest"
 	"callgate/gateway/calls"
 	"callgate/sip/siptest"
 
+	"github.com/chromedp/chromedp"
 	"github.com/emiago/sipgo"
 )
 
@@ -189,5 +191,77 @@ func TestSecondStopSignalHangsUpAtOnce(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("callgate did not exit after the second SIGTERM")
+	}
+}
+
+// An admin watching the console's admin page when callgate is told to stop
+// sees the "draining" line appear without reloading the page, in Russian
+// and, after the language switch, in English, and it fits the page on a
+// desktop (1400 px) and a phone (390 px).
+func TestConsoleShowsDraining(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	t.Cleanup(st.Close)
+	o := consoleOffice(t, st, officeOpts{IvanovExtra: "role = \"admin\"\n", ShutdownGrace: "60s"})
+	ctx := withTimeout(t, 60*time.Second)
+	phone, vpbx := placeOutbound(ctx, t, o, o.phones["103"], "79161234500", 31180)
+
+	b := browser(t)
+	login(t, b, o.d.url(""), "ivanov")
+	browse(t, b, "the admin page at 1400 px",
+		chromedp.EmulateViewport(1400, 900),
+		chromedp.Evaluate[chromedp.Void](`location.hash = '#/admin'`),
+		chromedp.WaitVisible(chromedp.CSS(`#admin-upstream tr[data-account="sales1"]`)))
+	if shown := value(t, b, "draining line before the stop", chromedp.Evaluate[bool](`!document.getElementById('admin-draining').hidden`)); shown {
+		t.Fatal("the admin page says draining before any stop")
+	}
+
+	if err := o.d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The page refreshes itself every 5 s.
+	ru := value(t, b, "the draining line appears", chromedp.Poll[string](
+		`(e => !e.hidden && e.textContent)(document.getElementById('admin-draining'))`, chromedp.WithPollingTimeout(12*time.Second)))
+	if !strings.Contains(ru, "Идёт остановка") {
+		t.Fatalf("draining line in Russian: %q", ru)
+	}
+	fits := func(width int64) {
+		t.Helper()
+		browse(t, b, fmt.Sprintf("resize to %d px", width), chromedp.EmulateViewport(width, 900))
+		out := value(t, b, "layout", chromedp.Evaluate[string](`(() => {
+			const e = document.getElementById('admin-draining'), r = e.getBoundingClientRect();
+			if (document.documentElement.scrollWidth > innerWidth) return 'the page scrolls sideways: ' + document.documentElement.scrollWidth + ' > ' + innerWidth;
+			if (r.width === 0 || r.left < 0 || r.right > innerWidth) return 'the line is not within the page: ' + r.left + '..' + r.right;
+			return '';
+		})()`))
+		if out != "" {
+			t.Fatalf("%d px: %s", width, out)
+		}
+		screenshot(t, b, fmt.Sprintf("admin-draining-%d", width))
+	}
+	fits(1400)
+	fits(390)
+	browse(t, b, "switch to English", chromedp.Click(chromedp.ID("lang")))
+	en := value(t, b, "the draining line in English", chromedp.Poll[string](
+		`(e => !e.hidden && e.textContent.startsWith('Stopping') && e.textContent)(document.getElementById('admin-draining'))`, chromedp.WithPollingTimeout(12*time.Second)))
+	if !strings.Contains(en, "new calls are refused") {
+		t.Fatalf("draining line in English: %q", en)
+	}
+	fits(390)
+	fits(1400)
+
+	if gone(phone) || gone(vpbx) {
+		t.Fatal("the call in progress was hung up by the stop")
+	}
+	if err := phone.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-o.d.done:
+		o.d.exited = true
+		if err != nil {
+			t.Fatalf("callgate exited with %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("callgate did not exit once the call ended")
 	}
 }

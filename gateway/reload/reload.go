@@ -153,9 +153,19 @@ func (r *Reloader) Collectors() []prometheus.Collector {
 // that cannot be read or has problems changes nothing: each problem is
 // logged with its FILE:LINE, counted as an error, and returned.
 func (r *Reloader) Load(path string) error {
-	start := r.now()
-	next, err := config.Load(path)
-	read := r.now().Sub(start)
+	var (
+		next *config.Config
+		read time.Duration
+		err  error
+	)
+	aside(func() {
+		start := r.now()
+		next, err = config.Load(path)
+		read = r.now().Sub(start)
+		if err == nil {
+			r.apply(next, read)
+		}
+	})
 	if err != nil {
 		r.total.WithLabelValues("error").Inc()
 		var ce *config.Error
@@ -167,7 +177,6 @@ func (r *Reloader) Load(path string) error {
 		r.log.Error("configuration reload refused; the running configuration stays", "file", path, "error", firstLine(err))
 		return fmt.Errorf("reload %s: %w", path, err)
 	}
-	r.apply(next, read)
 	return nil
 }
 

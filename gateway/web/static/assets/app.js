@@ -217,7 +217,12 @@ function start(s) {
   api('GET', '/api/v1/desks').then((r) => { $('nav-desks').hidden = r.status !== 200 || r.data.desks.length === 0; });
 }
 
+// adminTimer refreshes the admin page while it is shown: an admin watching
+// it during a stop or an outage sees the state change without reloading.
+let adminTimer = null;
+
 function route() {
+  clearInterval(adminTimer);
   if (!session) return;
   const [view, query] = (location.hash.replace(/^#\//, '') || 'calls').split('?');
   switch (view) {
@@ -245,6 +250,7 @@ function route() {
     case 'admin':
       show('admin');
       loadAdmin();
+      adminTimer = setInterval(() => { if (session) loadAdmin(); }, 5000);
       break;
     default:
       show('calls');
