@@ -13,6 +13,7 @@ import (
 
 	"callgate/gateway/config"
 	"callgate/gateway/store"
+	"callgate/internal/aside"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -93,11 +94,13 @@ func (s *Schedule) Once(ctx context.Context) (string, error) {
 	var n int64
 	err := os.MkdirAll(s.Dir, 0o750)
 	if err == nil {
-		err = WriteFile(path, 0o600, func(w io.Writer) error {
-			var err error
-			n, err = s.Source.Backup(ctxWriter{ctx, w})
-			return err
-		}, s.Verify)
+		aside.Run(func() { // seconds of copying and checking while calls go on
+			err = WriteFile(path, 0o600, func(w io.Writer) error {
+				var err error
+				n, err = s.Source.Backup(ctxWriter{ctx, w})
+				return err
+			}, s.Verify)
+		})
 	}
 	if err != nil {
 		s.failed.Add(1)

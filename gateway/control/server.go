@@ -2,6 +2,7 @@ package control
 
 import (
 	"bufio"
+	"callgate/internal/aside"
 	"errors"
 	"fmt"
 	"io"
@@ -217,10 +218,14 @@ func (s *Server) backup(c net.Conn, cred *syscall.Ucred) {
 		return
 	}
 	sw := newStreamWriter(stallWriter{c})
-	n, err := s.store.Backup(sw)
-	if ferr := sw.finish(err); err == nil {
-		err = ferr
-	}
+	var n int64
+	var err error
+	aside.Run(func() { // seconds of copying while calls go on
+		n, err = s.store.Backup(sw)
+		if ferr := sw.finish(err); err == nil {
+			err = ferr
+		}
+	})
 	if err != nil {
 		s.log.Error("backup over the control socket failed", "peer_uid", cred.Uid, "peer_pid", cred.Pid, "bytes", n, "error", err)
 		return

@@ -18,6 +18,7 @@ import (
 
 	"callgate/gateway/api"
 	"callgate/gateway/config"
+	"callgate/internal/aside"
 	"callgate/sip/location"
 	"callgate/sip/registrar"
 	"callgate/sip/sipnet"
@@ -158,7 +159,7 @@ func (r *Reloader) Load(path string) error {
 		read time.Duration
 		err  error
 	)
-	aside(func() {
+	aside.Run(func() {
 		start := r.now()
 		next, err = config.Load(path)
 		read = r.now().Sub(start)
