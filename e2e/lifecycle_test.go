@@ -108,6 +108,8 @@ func TestSdNotifyReadyWatchdogStopping(t *testing.T) {
 			}
 		}
 	}
+	want("STATUS=checking the database")
+	want("EXTEND_TIMEOUT_USEC=") // before READY: a large database's check cannot time the start out
 	want("READY=1")
 	want("WATCHDOG=1")
 	want("WATCHDOG=1")

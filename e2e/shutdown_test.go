@@ -247,6 +247,16 @@ func TestConsoleShowsDraining(t *testing.T) {
 		t.Fatalf("draining line in English: %q", en)
 	}
 	fits(390)
+	// The rest of the console at a phone's width: nothing makes the page
+	// scroll sideways.
+	for _, view := range []string{"calls", "missed", "stats", "desks"} {
+		browse(t, b, "open "+view, chromedp.Evaluate[chromedp.Void](`location.hash = '#/`+view+`'`), chromedp.WaitVisible(chromedp.ID(view)))
+		if w := value(t, b, view+" width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {
+			t.Errorf("%s at 390 px: the page is %d px wide", view, w)
+		}
+		screenshot(t, b, "console-390-"+view)
+	}
+	browse(t, b, "back to the admin page", chromedp.Evaluate[chromedp.Void](`location.hash = '#/admin'`), chromedp.WaitVisible(chromedp.ID("admin-draining")))
 	fits(1400)
 
 	if gone(phone) || gone(vpbx) {

@@ -98,7 +98,9 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 			g.closeAll() // release what was opened before the failure
 		}
 	}()
+	opened := extendStart("checking the database in " + cfg.DataDir)
 	g.store, err = store.Open(cfg.DataDir)
+	opened()
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +221,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); g.keepalive.Run(bg) }()
 	go func() { defer wg.Done(); g.sip.Watchdog(bg) }()
 	g.log.Info("callgate running", "sip", fmt.Sprint(g.cfg.SIP.Listen), "advertise", g.sip.Advertise(), "http", g.HTTPAddr())
-	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS=running")
 
 	<-ctx.Done()
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
@@ -297,4 +299,29 @@ func (g *Gateway) storeWriters() []storehealth.Source {
 		out = append(out, storehealth.Outbox(box))
 	}
 	return out
+}
+
+// extendStart keeps systemd (Type=notify) from giving up on a start that is
+// busy: opening the database walks every page first, about 13 s for 2 GB
+// (a year of a busy office) here, and a larger one could pass the unit's
+// TimeoutStartSec. Until done is called systemd is told what is happening
+// and given 30 s more every 10 s.
+func extendStart(what string) (done func()) {
+	if sent, _ := daemon.SdNotify(false, "STATUS="+what); !sent {
+		return func() {} // not run by systemd
+	}
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			_, _ = daemon.SdNotify(false, "EXTEND_TIMEOUT_USEC=30000000")
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(stop); _, _ = daemon.SdNotify(false, "STATUS=starting") }
 }
