@@ -20,7 +20,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	text := string(unit)
 	for _, want := range []string{"Type=notify", "WatchdogSec=", "User=callgate", "StateDirectory=callgate", "RuntimeDirectory=callgate", "ConfigurationDirectory=callgate",
 		"AmbientCapabilities=CAP_NET_BIND_SERVICE\n", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n", "ProtectSystem=strict", "NoNewPrivileges=yes",
-		"PrivateTmp=yes", "RestrictAddressFamilies=", "SystemCallFilter=@system-service", "\nExecReload=/bin/kill -HUP $MAINPID\n"} {
+		"PrivateTmp=yes", "RestrictAddressFamilies=", "SystemCallFilter=@system-service", "\nExecReload=/usr/local/bin/callgate check-config -config /etc/callgate/callgate.toml\nExecReload=/bin/kill -HUP $MAINPID\n"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("unit lacks %q", strings.TrimSpace(want))
 		}
