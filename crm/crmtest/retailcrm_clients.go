@@ -1,6 +1,7 @@
 package crmtest
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -46,7 +47,7 @@ func (r *RetailCRM) findOrders(w http.ResponseWriter, req *http.Request) {
 // "Access denied.", the entity decoded strictly from its form field,
 // validated, refused when its externalId exists, then kept.
 func created[T any](r *RetailCRM, w http.ResponseWriter, req *http.Request, field, kind string, list *[]T,
-	externalID func(*T) string, check func(*T) string) {
+	externalID func(*T) string, setID func(*T, int), check func(*T) string) {
 	r.mu.Lock()
 	deny := r.denyCreate
 	r.mu.Unlock()
@@ -63,22 +64,32 @@ func created[T any](r *RetailCRM, w http.ResponseWriter, req *http.Request, fiel
 		retailError(w, 400, "Parameter 'site' is missing", nil)
 		return
 	}
-	if msg := check(&v); msg != "" || externalID(&v) == "" {
-		retailError(w, 400, "Validation error", map[string]string{field: msg + " (externalId is required)"})
+	if externalID(&v) == "" {
+		retailError(w, 400, "Validation error", map[string]string{field: "externalId is required (callgate always sends one)"})
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if msg := check(&v); msg != "" {
+		retailError(w, 400, "Validation error", map[string]string{field: msg})
+		return
+	}
 	if slices.ContainsFunc(*list, func(k T) bool { return externalID(&k) == externalID(&v) }) {
 		retailError(w, 400, kind+" already exists.", nil)
 		return
 	}
+	id := len(*list) + 1 // as AddCustomer numbers them
+	if kind == "Order" {
+		id = 100 + len(*list) // as AddOrder does
+	}
+	setID(&v, id)
 	*list = append(*list, v)
-	retailStatus(w, http.StatusCreated, map[string]any{"id": len(*list)})
+	retailStatus(w, http.StatusCreated, map[string]any{"success": true, "id": id})
 }
 
 func (r *RetailCRM) createCustomer(w http.ResponseWriter, req *http.Request) {
 	created(r, w, req, "customer", "Customer", &r.customers, func(c *RetailCustomer) string { return c.ExternalID },
+		func(c *RetailCustomer, id int) { c.ID = id },
 		func(c *RetailCustomer) string {
 			c.Site = req.PostForm.Get("site")
 			if len(c.Phones) == 0 {
@@ -90,10 +101,17 @@ func (r *RetailCRM) createCustomer(w http.ResponseWriter, req *http.Request) {
 
 func (r *RetailCRM) createOrder(w http.ResponseWriter, req *http.Request) {
 	created(r, w, req, "order", "Order", &r.orders, func(o *RetailOrder) string { return o.ExternalID },
+		func(o *RetailOrder, id int) { o.ID, o.Number = id, strconv.Itoa(id)+"C" },
 		func(o *RetailOrder) string {
-			if o.Customer.ExternalID == "" {
-				return "customer is required"
+			// RetailCRM finds the order's customer by id, or by externalId
+			// within the site; one that does not exist is refused.
+			site := req.PostForm.Get("site")
+			for _, c := range r.customers {
+				if (o.Customer.ID != 0 && c.ID == o.Customer.ID) || (o.Customer.ExternalID != "" && c.ExternalID == o.Customer.ExternalID && c.Site == site) {
+					o.Site = site
+					return ""
+				}
 			}
-			return ""
+			return fmt.Sprintf("customer %+v not found", o.Customer)
 		})
 }

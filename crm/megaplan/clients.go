@@ -61,19 +61,31 @@ func (c *Connector) Client(ctx context.Context, phone string) (*crm.Client, erro
 }
 
 // deliverClient links the call to its client, creating the client (and a
-// deal) first when the trunk says so. Each step looks before it creates,
-// so a retry after a lost answer creates nothing twice.
+// deal) first when the trunk says so and Megaplan does not know the number:
+// a known client's calls create nothing. The new client's description
+// names the call that created it, so a retry after a lost answer
+// recognises its own client and goes on to the deal, while a later call
+// from the same number finds a client made by another call and only links.
 func (c *Connector) deliverClient(ctx context.Context, o op) error {
-	id, err := c.findContractor(ctx, o.Phone)
+	k, err := c.contractorByPhone(ctx, o.Phone)
 	if err != nil {
 		return err
 	}
-	if id == "" {
-		if o.Create == "none" {
-			return nil
-		}
+	mark := createdBy(o.CallID)
+	var id string
+	fresh := false
+	switch {
+	case k != nil:
+		id, fresh = k.ID, strings.Contains(k.Description, mark)
+	case o.Create == "none":
+		return nil
+	default:
 		// The employee who handled the call is responsible for the client.
-		nc := contractor{ContentType: "ContractorHuman", FirstName: o.Phone, Description: o.Note, Responsibles: []ref{{ContentType: "Employee", ID: o.Employee}}}
+		desc := mark
+		if o.Note != "" {
+			desc = o.Note + "\n" + mark
+		}
+		nc := contractor{ContentType: "ContractorHuman", FirstName: o.Phone, Description: desc, Responsibles: []ref{{ContentType: "Employee", ID: o.Employee}}}
 		nc.ContactInfo = append(nc.ContactInfo, struct {
 			ContentType string `json:"contentType"`
 			Type        string `json:"type"`
@@ -83,15 +95,19 @@ func (c *Connector) deliverClient(ctx context.Context, o op) error {
 		if err := c.do(ctx, http.MethodPost, "contractorHuman", nc, &made); err != nil {
 			return fmt.Errorf("create client %s: %w", o.Phone, err)
 		}
-		id = made.ID
+		id, fresh = made.ID, true
 	}
-	if o.Create == "contact+deal" && o.Program > 0 {
+	if fresh && o.Create == "contact+deal" && o.Program > 0 {
 		if err := c.deal(ctx, o, id); err != nil {
 			return err
 		}
 	}
 	return c.link(ctx, o.Providers, id)
 }
+
+// createdBy is the line in a client's description that names the call
+// that created it.
+func createdBy(callID string) string { return "Создан callgate по звонку " + callID }
 
 // deal creates the call's deal unless it exists; its name carries the call
 // id, which is how a retry finds it.

@@ -225,8 +225,8 @@ func (c *Connector) Items(e crm.Event) []outbox.Item {
 			pids = []string{ProviderID(call.ID, 1)}
 		}
 		create := call.Autocreate
-		if create == "" {
-			create = "none"
+		if create == "" || call.Direction != "inbound" {
+			create = "none" // only a new client calling in becomes a contractor
 		}
 		out = append(out, item(call.ID, call.ID+"-client", "client", op{Op: "client", Phone: call.Outside, Employee: strconv.Itoa(handler.CRMUser),
 			Create: create, Program: c.program(call.Account), Providers: pids, CallID: call.ID, Note: note(call.Tracking)}))

@@ -245,6 +245,15 @@ func TestAutocreateRules(t *testing.T) {
 			t.Fatalf("call not linked to the new client: %+v", ci)
 		}
 	}
+	// The new client's next calls are linked to them and create nothing.
+	for _, id := range []string{"a2", "a3"} {
+		again := answered(id)
+		again.Autocreate = "contact+deal"
+		run(t, c, again, crm.Ringing, crm.Ended)
+	}
+	if len(st.Contractors()) != 1 || len(st.Deals()) != 1 {
+		t.Fatalf("the new client's next calls made %d clients, %d deals", len(st.Contractors()), len(st.Deals()))
+	}
 
 	st.DenyCreate("1000009")
 	denied := answered("x1")
@@ -404,5 +413,33 @@ func BenchmarkThroughput(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "items/s")
 	if n := len(st.Calls()); n != b.N {
 		b.Fatalf("%d of %d delivered", n, b.N)
+	}
+}
+
+// Auto-create is for new clients calling in: three calls from a known
+// contractor create no deal and are linked to them; an outbound call to an
+// unknown number creates no client.
+func TestAutocreateOnlyForNewCallers(t *testing.T) {
+	st, c := withStandIn(t)
+	known := st.AddContractor("Анна Смирнова", "+79161234567")
+	for _, id := range []string{"k1", "k2", "k3"} {
+		call := answered(id)
+		call.Autocreate = "contact+deal"
+		run(t, c, call, crm.Ringing, crm.Ended)
+	}
+	out := answered("o1")
+	out.Direction, out.Outside, out.Autocreate = "outbound", "+79169990000", "contact+deal"
+	run(t, c, out, crm.Ringing, crm.Ended)
+	if ks, ds := st.Contractors(), st.Deals(); len(ks) != 1 || len(ds) != 0 {
+		t.Fatalf("clients %+v, deals %+v; want only Анна Смирнова and no deal", ks, ds)
+	}
+	linked := 0
+	for _, ci := range st.Calls() {
+		if ci.FromUser != nil && ci.FromUser.ID == known {
+			linked++
+		}
+	}
+	if linked != 3 {
+		t.Fatalf("%d of the known client's 3 calls linked to them", linked)
 	}
 }

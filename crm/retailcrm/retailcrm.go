@@ -215,8 +215,10 @@ func (c *Connector) Items(e crm.Event) []outbox.Item {
 		ev.Type, ev.HangupStatus = "hangup", hangupStatus(call.Result)
 		b, _ := json.Marshal(ev)
 		out := []outbox.Item{item(call.ID, call.ID+"-event-hangup", "event", "/api/v5/telephony/call/event", map[string]string{"event": string(b)})}
-		if call.Autocreate == "contact" || call.Autocreate == "contact+deal" {
+		if call.Direction == "inbound" && (call.Autocreate == "contact" || call.Autocreate == "contact+deal") {
 			// Before the history, so the call lands on the new customer.
+			// Only inbound callers become customers: an outbound call is
+			// placed to someone the employee already chose to call.
 			out = append(out, c.autocreateItem(call, ids[0]))
 		}
 		for _, r := range c.history(call) {
@@ -459,24 +461,46 @@ func (c *Connector) autocreateItem(call crm.Call, manager int) outbox.Item {
 		"phone": phone, "manager": strconv.Itoa(manager), "deal": strconv.FormatBool(call.Autocreate == "contact+deal"), "call": call.ID})
 }
 
-// deliverAutocreate finds the caller among the customers and creates them
-// if missing; external ids make every step safe to repeat.
+// deliverAutocreate makes an unknown caller a customer (and, with
+// contact+deal, gives them an order); a caller RetailCRM knows is left
+// alone, so a known client's calls create nothing. The customer's
+// externalId names the call that created it: a retry after a lost answer
+// finds its own customer and goes on to the order, while a later call from
+// the same number finds a customer made by another call and stops. The
+// order refers to the customer by the id RetailCRM gave it.
 func (c *Connector) deliverAutocreate(ctx context.Context, f map[string]string) error {
-	found, err := c.customerExists(ctx, f["phone"])
+	list, err := c.customers(ctx, f["phone"])
 	if err != nil {
 		return err
 	}
-	customerID := "callgate-" + f["phone"]
-	manager, _ := strconv.Atoi(f["manager"])
-	if !found {
-		customer, _ := json.Marshal(map[string]any{"externalId": customerID, "firstName": "+" + f["phone"],
-			"phones": []map[string]string{{"number": f["phone"]}}, "managerId": manager})
-		if _, err := c.post(ctx, "/api/v5/customers/create", url.Values{"customer": {string(customer)}, "site": {c.cfg.Site}}); err != nil && !alreadyExists(err) {
-			return err
+	mine := "callgate-" + f["call"]
+	id := 0
+	for _, k := range list {
+		if k.ExternalID == mine {
+			id = k.ID
 		}
 	}
+	if len(list) > 0 && id == 0 {
+		return nil // a known client
+	}
+	manager, _ := strconv.Atoi(f["manager"])
+	if id == 0 {
+		customer, _ := json.Marshal(map[string]any{"externalId": mine, "firstName": "+" + f["phone"],
+			"phones": []map[string]string{{"number": f["phone"]}}, "managerId": manager})
+		body, err := c.post(ctx, "/api/v5/customers/create", url.Values{"customer": {string(customer)}, "site": {c.cfg.Site}})
+		if err != nil {
+			return err // "already exists" too: the next attempt finds it
+		}
+		var made struct {
+			ID int `json:"id"`
+		}
+		if json.Unmarshal(body, &made) != nil || made.ID == 0 {
+			return &outbox.Temporary{Err: fmt.Errorf("retailcrm customers/create: no id in the answer %.200q", body)}
+		}
+		id = made.ID
+	}
 	if f["deal"] == "true" {
-		order, _ := json.Marshal(map[string]any{"externalId": "callgate-" + f["call"], "customer": map[string]string{"externalId": customerID},
+		order, _ := json.Marshal(map[string]any{"externalId": mine, "customer": map[string]int{"id": id},
 			"managerId": manager, "phone": f["phone"]})
 		if _, err := c.post(ctx, "/api/v5/orders/create", url.Values{"order": {string(order)}, "site": {c.cfg.Site}}); err != nil && !alreadyExists(err) {
 			return err
@@ -487,16 +511,11 @@ func (c *Connector) deliverAutocreate(ctx context.Context, f map[string]string) 
 
 func alreadyExists(err error) bool { return strings.Contains(err.Error(), "already exists") }
 
-// customerExists searches customers by phone (filter[name] matches phones).
-func (c *Connector) customerExists(ctx context.Context, phone string) (bool, error) {
-	list, err := c.customers(ctx, phone)
-	return len(list) > 0, err
-}
-
 type customer struct {
-	ID        int    `json:"id"`
-	FirstName string `json:"firstName"`
-	LastName  string `json:"lastName"`
+	ID         int    `json:"id"`
+	ExternalID string `json:"externalId"`
+	FirstName  string `json:"firstName"`
+	LastName   string `json:"lastName"`
 }
 
 // Client implements crm.ClientFinder: the first customer with the phone.

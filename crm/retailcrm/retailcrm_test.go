@@ -272,9 +272,9 @@ func TestTransferredCallHasOneEntryPerLeg(t *testing.T) {
 }
 
 // Auto-create per trunk: an unknown caller becomes a customer managed by the
-// employee who took the call (contact+deal: with an order); a known one is
-// left alone; repeating the operation creates nothing twice; "none" queues
-// nothing. A key without the rights is refused once, parked as a dead letter
+// employee who took the call (contact+deal: with an order); repeating the
+// operation creates nothing twice, nor do the caller's next calls; "none"
+// queues nothing. A key without the rights is refused once, parked as a dead letter
 // with RetailCRM's text, and the call's history still arrives.
 func TestAutocreatePerTrunk(t *testing.T) {
 	st := crmtest.NewRetailCRM(key)
@@ -301,8 +301,18 @@ func TestAutocreatePerTrunk(t *testing.T) {
 	if len(cust) != 1 || cust[0].ManagerID != 7 || cust[0].Phones[0].Number != "79161234567" || cust[0].Site != "shop" {
 		t.Fatalf("customers %+v", cust)
 	}
-	if len(orders) != 1 || orders[0].ManagerID != 7 || orders[0].Customer.ExternalID != cust[0].ExternalID {
+	// The order names its customer by the id RetailCRM gave it.
+	if len(orders) != 1 || orders[0].ManagerID != 7 || orders[0].Customer.ID != cust[0].ID || orders[0].Site != "shop" {
 		t.Fatalf("orders %+v", orders)
+	}
+	// The next calls from that number find a customer: nothing more.
+	for _, id := range []string{"c2", "c3"} {
+		again := answered()
+		again.ID, again.Autocreate = id, "contact+deal"
+		deliver(t, c, c.Items(crm.Event{Kind: crm.Ended, Call: again}))
+	}
+	if len(st.Customers()) != 1 || len(st.Orders()) != 1 {
+		t.Fatalf("calls from a client callgate created made more: %d customers, %d orders", len(st.Customers()), len(st.Orders()))
 	}
 
 	// No rights: refused for good, logged once; history still delivered.
@@ -354,5 +364,39 @@ func TestHistoryBacklogUploadsInBatches(t *testing.T) {
 	}
 	if v := st.Violations(); len(v) > 0 {
 		t.Fatalf("rate limit exceeded: %v", v[0])
+	}
+}
+
+// Auto-create is for new clients calling in: three calls from a client the
+// CRM knows create no order, and an outbound call to an unknown number
+// creates no customer.
+func TestAutocreateOnlyForNewCallers(t *testing.T) {
+	st := crmtest.NewRetailCRM(key)
+	defer st.Close()
+	st.AddCustomer("Анна", "Смирнова", "79161234567")
+	c := newConnector(t, st)
+	for _, id := range []string{"k1", "k2", "k3"} {
+		call := answered()
+		call.ID, call.Autocreate = id, "contact+deal"
+		for _, err := range deliver(t, c, c.Items(crm.Event{Kind: crm.Ended, Call: call})) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out := answered()
+	out.ID, out.Direction, out.Outside, out.Autocreate = "o1", "outbound", "+79169990000", "contact+deal"
+	items := c.Items(crm.Event{Kind: crm.Ended, Call: out})
+	for _, it := range items {
+		if it.Kind == "autocreate" {
+			t.Fatalf("an outbound call queued a customer: %+v", it)
+		}
+	}
+	deliver(t, c, items)
+	if len(st.Customers()) != 1 || len(st.Orders()) != 0 {
+		t.Fatalf("customers %+v, orders %+v; want only Анна Смирнова and no order", st.Customers(), st.Orders())
+	}
+	if len(st.Calls()) != 4 {
+		t.Fatalf("%d calls in the history, want all 4", len(st.Calls()))
 	}
 }
