@@ -121,6 +121,14 @@ func TestConsoleInChromium(t *testing.T) {
 	if rows != 0 {
 		t.Fatalf("petrov sees %d calls", rows)
 	}
+	// ... but searching the client's number shows every call with that
+	// client, whoever took it (the product documents' promise).
+	browse(t, ctx, "petrov searches the client's number", chromedp.SendKeys(chromedp.ID("search"), rec.Outside))
+	value(t, ctx, "ivanov's call with that client in petrov's search", chromedp.Poll[bool](
+		`!!document.querySelector('#calls-body tr[data-call="`+rec.ID+`"]')`, chromedp.WithPollingTimeout(10*time.Second)))
+	screenshot(t, ctx, "history-search-by-number")
+	browse(t, ctx, "clear the search", chromedp.Evaluate[chromedp.Void](`(s => { s.value = ''; s.dispatchEvent(new Event('input')) })(document.getElementById('search'))`))
+	value(t, ctx, "petrov's own list again", chromedp.Poll[bool](`document.querySelectorAll('#calls-body tr').length === 0`, chromedp.WithPollingTimeout(10*time.Second)))
 	client := apiLogin(t, base, "103")
 	if res, _ := client.Get(base + "/api/v1/calls/" + rec.ID); res.StatusCode != 404 {
 		t.Fatalf("petrov reads ivanov's call: %d", res.StatusCode)

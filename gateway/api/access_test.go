@@ -54,7 +54,7 @@ func (m *memCalls) List(f calls.Filter) ([]calls.Record, error) {
 	defer m.mu.Unlock()
 	var out []calls.Record
 	for _, r := range m.recs {
-		if f.Employee == "" || involves(r, f.Employee) {
+		if (f.Employee == "" || involves(r, f.Employee)) && (f.Number == "" || strings.Contains(r.Outside, strings.TrimPrefix(f.Number, "+"))) {
 			out = append(out, *r)
 		}
 	}
