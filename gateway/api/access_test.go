@@ -297,7 +297,7 @@ func TestRecordingLinks(t *testing.T) {
 	}
 	// Deleted by retention; unknown legs.
 	os.Remove(filepath.Join(f.dir, "2026/11/22/c1-1.wav"))
-	if res, b := f.do(t, "GET", "/api/v1/recordings/c1-1", adminTok); res.StatusCode != 404 || errCode(b) != "recording_deleted" {
+	if res, b := f.do(t, "GET", "/api/v1/recordings/c1-1", adminTok); res.StatusCode != 410 || errCode(b) != "recording_deleted" {
 		t.Fatalf("deleted: %d %s", res.StatusCode, b)
 	}
 	for _, leg := range []string{"c1-2", "nope", "c9-1", "-1"} {

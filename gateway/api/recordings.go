@@ -129,7 +129,8 @@ func (s *Server) serveRecording(w http.ResponseWriter, r *http.Request, leg *cal
 		Error(w, http.StatusNotFound, "recording_not_found", "no such recording")
 		return
 	case errors.Is(err, fs.ErrNotExist):
-		Error(w, http.StatusNotFound, "recording_deleted", "the recording has been deleted (retention) or was never written")
+		// Gone for good: a CRM keeping the link learns it will never play.
+		Error(w, http.StatusGone, "recording_deleted", "the recording has been deleted (retention) or was never written")
 		return
 	case err != nil:
 		Error(w, http.StatusInternalServerError, "recording_unreadable", "the recording could not be read")

@@ -314,6 +314,9 @@ type Megaplan struct {
 	Poll     Duration `toml:"poll"`
 	Exclude  []string `toml:"exclude"`
 	RetryMax Duration `toml:"retry_max"`
+	// SendRecordings puts links to the calls' recordings in Megaplan
+	// (default true).
+	SendRecordings bool `toml:"send_recordings"`
 }
 
 // Mango is the Mango Office VPBX HTTP API, used for dynamic call tracking.
@@ -342,6 +345,9 @@ type RetailCRM struct {
 	// RetryMax caps the wait between delivery attempts while RetailCRM is
 	// down or busy.
 	RetryMax Duration `toml:"retry_max"`
+	// SendRecordings puts links to the calls' recordings in RetailCRM
+	// (default true); false keeps recordings out of it.
+	SendRecordings bool `toml:"send_recordings"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s", "8760h").
@@ -410,8 +416,8 @@ func Defaults() Config {
 			ReadTimeout: Duration(30 * time.Second), WriteTimeout: Duration(60 * time.Second), IdleTimeout: Duration(2 * time.Minute),
 			MaxHeaderBytes: 64 << 10},
 		Routing: Routing{CRMBudget: Duration(300 * time.Millisecond), ResponsibleTimeout: Duration(15 * time.Second), CacheTTL: Duration(10 * time.Minute)},
-		CRM: CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: Duration(5 * time.Minute)},
-			Megaplan: Megaplan{RPS: 3, Poll: Duration(time.Minute), RetryMax: Duration(5 * time.Minute)}},
+		CRM: CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: Duration(5 * time.Minute), SendRecordings: true},
+			Megaplan: Megaplan{RPS: 3, Poll: Duration(time.Minute), RetryMax: Duration(5 * time.Minute), SendRecordings: true}},
 		Mango: Mango{URL: "https://app.mango-office.ru/vpbx/", Budget: Duration(time.Second)},
 		Console: Console{Visibility: "own", SessionTTL: Duration(12 * time.Hour), TimeZone: "Europe/Moscow",
 			BusinessDays: []string{"mon", "tue", "wed", "thu", "fri"}},

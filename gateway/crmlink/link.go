@@ -45,7 +45,7 @@ type Directory interface {
 // Linker signs a link to a leg's recording, valid until the time it
 // returns.
 type Linker interface {
-	Link(leg string) (string, time.Time)
+	Lasting(leg string) string
 }
 
 // Deps are the parts the link works with.
@@ -118,6 +118,9 @@ type connector struct {
 	responsible func(ctx context.Context, phone string) (string, error)
 	// reload takes a reloaded configuration's mappings (nil: none).
 	reload func(*config.Config)
+	// noRecordings keeps recording links out of this CRM
+	// (send_recordings = false).
+	noRecordings bool
 }
 
 // New sets up the enabled connectors, their outboxes and metrics, and
@@ -339,7 +342,7 @@ func (l *Link) call(r *calls.Record, kind string) *crm.Call {
 	for _, leg := range r.Legs {
 		cl := crm.Leg{N: leg.N, Answered: leg.Answered, Ended: leg.Ended, TalkSeconds: leg.TalkSeconds, TransferredFrom: leg.TransferredFrom}
 		if leg.Recording != "" && l.deps.Links != nil {
-			cl.RecordURL, _ = l.deps.Links.Link(api.LegID(r.ID, leg.N))
+			cl.RecordURL = l.deps.Links.Lasting(api.LegID(r.ID, leg.N))
 		}
 		c.Legs = append(c.Legs, cl)
 	}
@@ -357,6 +360,9 @@ func (c *connector) people(base *crm.Call, r *calls.Record, dir Directory) crm.C
 	out.Legs = append([]crm.Leg(nil), base.Legs...)
 	for i, leg := range r.Legs {
 		out.Legs[i].Person = c.person(dir, leg.Employee, leg.Extension)
+		if c.noRecordings {
+			out.Legs[i].RecordURL = ""
+		}
 	}
 	return out
 }

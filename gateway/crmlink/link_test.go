@@ -306,3 +306,26 @@ func TestStatus(t *testing.T) {
 		t.Fatal("outboxes")
 	}
 }
+
+// A CRM with send_recordings = false gets no recording links; the other
+// still does, and the links CRMs get never expire (exp=0): they last as
+// long as the recording.
+func TestSendRecordingsPerCRM(t *testing.T) {
+	l := twoCRMs()
+	l.deps.Links = &recordings.Links{Key: []byte("0123456789abcdef0123456789abcdef"), TTL: time.Hour, BaseURL: "https://callgate.example.ru"}
+	l.crms[1].noRecordings = true
+	ops := l.operations(calls.Event{Kind: b2bua.EventEnded, Record: transferredCall(enabled.Add(48 * time.Hour))})
+	if len(ops) != 2 {
+		t.Fatalf("%d operations", len(ops))
+	}
+	got := map[string]string{}
+	for _, op := range ops {
+		got[op.to.conn.Name()] = op.event.Call.Legs[0].RecordURL
+	}
+	if u := got[ops[0].to.conn.Name()]; !strings.Contains(u, "exp=0&") {
+		t.Fatalf("%s got %q, want a lasting link", ops[0].to.conn.Name(), u)
+	}
+	if u := got[ops[1].to.conn.Name()]; u != "" {
+		t.Fatalf("%s (send_recordings = false) got a link %q", ops[1].to.conn.Name(), u)
+	}
+}

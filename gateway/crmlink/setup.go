@@ -35,7 +35,7 @@ func (l *Link) addRetailCRM(cfg *config.Config, requests *prometheus.CounterVec)
 		PublicURL: cfg.HTTP.PublicURL, ClientID: string(clientID), Users: m.codes, ExternalPhones: m.phones,
 		OnRequest: func(code string) { requests.WithLabelValues("retailcrm", code).Inc() }}, nil)
 	l.retailUsers = m.byUser
-	c := &connector{conn: conn, users: m.users, register: conn.Register,
+	c := &connector{conn: conn, users: m.users, register: conn.Register, noRecordings: !r.SendRecordings,
 		responsible: func(ctx context.Context, phone string) (string, error) {
 			u, err := conn.Manager(ctx, phone)
 			return l.retailUser(u), err
@@ -51,7 +51,7 @@ func (l *Link) addMegaplan(cfg *config.Config, requests *prometheus.CounterVec) 
 	conn := megaplan.New(megaplan.Config{URL: m.URL, Username: m.Username, Password: m.Password, RPS: m.RPS, Programs: mp.programs,
 		OnRequest: func(code string) { requests.WithLabelValues("megaplan", code).Inc() }}, nil)
 	l.megaplanUsers = mp.byUser
-	c := &connector{conn: conn, users: mp.users,
+	c := &connector{conn: conn, users: mp.users, noRecordings: !m.SendRecordings,
 		responsible: func(ctx context.Context, phone string) (string, error) {
 			id, err := conn.Responsible(ctx, phone)
 			l.mu.RLock()

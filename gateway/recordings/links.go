@@ -44,6 +44,16 @@ func (l *Links) Link(leg string) (string, time.Time) {
 	return strings.TrimRight(l.BaseURL, "/") + "/api/v1/recordings/" + url.PathEscape(leg) + "?" + q.Encode(), exp
 }
 
+// Lasting returns a signed URL for a leg's recording that is valid for as
+// long as the recording exists (exp=0): what CRMs get, since they keep a
+// call's recording link for good (RetailCRM stores recordUrl once). It
+// stops working when retention deletes the file (410) or the signing key
+// is replaced.
+func (l *Links) Lasting(leg string) string {
+	q := url.Values{"exp": {"0"}, "sig": {l.sign(leg, 0)}}
+	return strings.TrimRight(l.BaseURL, "/") + "/api/v1/recordings/" + url.PathEscape(leg) + "?" + q.Encode()
+}
+
 // Verify checks a signed link's exp and sig for leg.
 func (l *Links) Verify(leg, exp, sig string) error {
 	e, err := strconv.ParseInt(exp, 10, 64)
@@ -54,7 +64,7 @@ func (l *Links) Verify(leg, exp, sig string) error {
 	if !hmac.Equal([]byte(want), []byte(sig)) {
 		return errors.New("bad signature")
 	}
-	if l.now().Unix() > e {
+	if e != 0 && l.now().Unix() > e { // 0: a Lasting link
 		return errors.New("link expired")
 	}
 	return nil
