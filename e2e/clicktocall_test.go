@@ -277,6 +277,8 @@ func TestRetailCRMMakeCallURL(t *testing.T) {
 	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
 	var module struct {
 		ClientID     string
+		Logo         string
+		AccountURL   string
 		Integrations struct{ Telephony struct{ MakeCallURL string } }
 	}
 	o.d.waitFor("module registered", 10*time.Second, func() bool {
@@ -284,6 +286,18 @@ func TestRetailCRMMakeCallURL(t *testing.T) {
 		return m != nil && json.Unmarshal(m, &module) == nil
 	})
 	makeCall := module.Integrations.Telephony.MakeCallURL
+	// The module's logo and account page, as RetailCRM's marketplace shows
+	// them, answer.
+	for u, want := range map[string]string{module.Logo: "image/svg+xml", module.AccountURL: "text/html"} {
+		res, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), want) {
+			t.Fatalf("%s: %d %s, want %s", u, res.StatusCode, res.Header.Get("Content-Type"), want)
+		}
+	}
 	get := func(q url.Values) (int, map[string]any) {
 		res, err := http.Get(makeCall + "?" + q.Encode())
 		if err != nil {

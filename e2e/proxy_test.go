@@ -272,7 +272,7 @@ retry_max = %q
 	}
 	res.Body.Close()
 	o.d.waitFor("the refused makeCallUrl logged with the CRM's address", 5*time.Second, func() bool {
-		return regexp.MustCompile(`msg="makeCallUrl refused: wrong clientId".* client=127\.0\.0\.5`).MatchString(o.d.log.String())
+		return regexp.MustCompile(`msg="RetailCRM callback refused: wrong clientId".* client=127\.0\.0\.5`).MatchString(o.d.log.String())
 	})
 	code, body, err := st.MakeCall(crm, "callgate", 7, "101", "89161234567", "")
 	if err != nil || code != 200 || body["callId"] == nil {

@@ -24,6 +24,7 @@ import (
 	"callgate/gateway/control"
 	"callgate/gateway/crmlink"
 	"callgate/gateway/directory"
+	"callgate/gateway/presence"
 	"callgate/gateway/recordings"
 	"callgate/gateway/reload"
 	"callgate/gateway/routing"
@@ -58,7 +59,9 @@ type Gateway struct {
 	trunk  *trunk.Trunk
 	vpbx   *upstream.VPBX // the VPBX's addresses, trusted sources and trunk
 	router *routing.Router
-	http   *http.Server
+	// presence holds the employees' statuses from the CRM.
+	presence presence.Presence
+	http     *http.Server
 
 	relay *relay.Relay
 	recs  *recordings.Library

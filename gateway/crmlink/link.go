@@ -44,6 +44,12 @@ type Directory interface {
 
 // Linker signs a link to a leg's recording, valid until the time it
 // returns.
+// Presence records an employee's status: free, busy, dinner or break.
+type Presence interface {
+	Set(employee, status string) error
+}
+
+// Linker signs links to recordings.
 type Linker interface {
 	Lasting(leg string) string
 }
@@ -65,6 +71,9 @@ type Deps struct {
 	// Links signs links to recordings (nil without the HTTP API: the
 	// CRMs get no recording links).
 	Links Linker
+	// Presence takes the employees' statuses a CRM reports (RetailCRM's
+	// changeUserStatusUrl); nil: they are ignored.
+	Presence Presence
 	// Metrics takes callgate_crm_requests_total and each outbox's depth
 	// and dead letters.
 	Metrics prometheus.Registerer

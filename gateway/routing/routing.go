@@ -35,6 +35,9 @@ type Router struct {
 	Responsible func(phone string) string
 	// ResponsibleTimeout is how long the responsible employee rings first.
 	ResponsibleTimeout time.Duration
+	// Away reports an employee whose CRM status says they are not taking
+	// calls (busy, dinner, break): inbound calls pass them by. Nil: none.
+	Away func(employee string) bool
 
 	rules *DialRules
 	// Log receives the dial rules' refusals.
@@ -160,7 +163,7 @@ func (r *Router) Inbound(account, caller string) (b2bua.InboundRoute, error) {
 	var all []b2bua.Target
 	for _, id := range members {
 		e, ok := r.dir.Employee(id)
-		if !ok {
+		if !ok || r.away(id) {
 			continue
 		}
 		var step []b2bua.Target
@@ -177,10 +180,12 @@ func (r *Router) Inbound(account, caller string) (b2bua.InboundRoute, error) {
 		route.Steps = [][]b2bua.Target{all}
 	}
 	if len(route.Steps) == 0 {
-		return route, fmt.Errorf("account %q rings nobody", account)
+		return route, fmt.Errorf("account %q rings nobody (no employee, or all away)", account)
 	}
 	return r.responsibleFirst(route, caller, t.region), nil
 }
+
+func (r *Router) away(employee string) bool { return r.Away != nil && r.Away(employee) }
 
 // responsibleFirst puts the client's responsible employee in front of the
 // normal target for ResponsibleTimeout.
@@ -194,7 +199,7 @@ func (r *Router) responsibleFirst(route b2bua.InboundRoute, caller, region strin
 	}
 	id := r.Responsible(num)
 	e, ok := r.dir.Employee(id)
-	if id == "" || !ok {
+	if id == "" || !ok || r.away(id) {
 		return route
 	}
 	var first []b2bua.Target

@@ -56,3 +56,29 @@ func TestRoutes(t *testing.T) {
 		t.Fatal("invalid number routed")
 	}
 }
+
+// An employee away in their CRM (busy, dinner, break) is passed by: a group
+// rings the others, the responsible manager does not ring first, and an
+// account whose only employee is away rings nobody.
+func TestInboundPassesEmployeesWhoAreAway(t *testing.T) {
+	cfg := config.Defaults()
+	cfg.Employees = []config.Employee{{ID: "ivanov", Extensions: []string{"101", "102"}}, {ID: "petrov", Extensions: []string{"103"}}}
+	cfg.Groups = []config.Group{{ID: "sales", Members: []string{"ivanov", "petrov"}}}
+	cfg.Upstream.Accounts = []config.Account{{User: "sales1", Password: "x", Employee: "ivanov"}, {User: "line", Password: "z", Group: "sales"}}
+	r := New(&cfg, directory.New(&cfg))
+	away := map[string]bool{"ivanov": true}
+	r.Away = func(e string) bool { return away[e] }
+	r.Responsible, r.ResponsibleTimeout = func(string) string { return "ivanov" }, 5e9
+	in, err := r.Inbound("line", "79161234567")
+	if err != nil || len(in.Steps) != 1 || len(in.Steps[0]) != 1 || in.Steps[0][0].Employee != "petrov" {
+		t.Fatalf("the group with ivanov away: %+v %v", in, err)
+	}
+	if _, err := r.Inbound("sales1", "79161234567"); err == nil {
+		t.Fatal("an account whose employee is away still rang them")
+	}
+	away["ivanov"] = false
+	in, err = r.Inbound("line", "79161234567")
+	if err != nil || len(in.Steps) != 2 || in.Steps[0][0].Employee != "ivanov" || len(in.Steps[1]) != 3 {
+		t.Fatalf("ivanov back: %+v %v", in, err)
+	}
+}

@@ -45,5 +45,7 @@ func Routes() map[string]http.Handler {
 	return map[string]http.Handler{
 		"GET /{$}":     index,
 		"GET /assets/": assets,
+		// The logo RetailCRM shows for callgate's integration module.
+		"GET /logo.svg": assets,
 	}
 }

@@ -1,0 +1,78 @@
+package e2e
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"callgate/crm/crmtest"
+	"callgate/sip/siptest"
+
+	"github.com/emiago/sipgo"
+)
+
+// RetailCRM's changeUserStatusUrl: a manager gone to dinner is not rung by
+// inbound calls (sales1 rings only ivanov, so the VPBX is refused), back
+// to "free" they are rung again; a wrong clientId or an unknown status
+// changes nothing.
+func TestRetailCRMUserStatusKeepsCallsAway(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	t.Cleanup(st.Close)
+	o := retailOffice(t, st, "", "")
+	var module struct {
+		ClientID     string
+		Integrations struct {
+			Telephony struct{ ChangeUserStatusURL string }
+		}
+	}
+	o.d.waitFor("module registered", 10*time.Second, func() bool {
+		m, _ := st.Module("callgate")
+		return m != nil && json.Unmarshal(m, &module) == nil
+	})
+	set := func(clientID, status string) (int, map[string]any) {
+		t.Helper()
+		res, err := http.PostForm(module.Integrations.Telephony.ChangeUserStatusURL,
+			url.Values{"clientId": {clientID}, "userId": {"7"}, "code": {"101"}, "status": {status}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var body map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&body)
+		return res.StatusCode, body
+	}
+	if code, body := set("not-the-client-id", "dinner"); code != 403 || body["success"] != false {
+		t.Fatalf("wrong clientId: %d %v", code, body)
+	}
+	if code, body := set(module.ClientID, "vacation"); code != 400 || body["success"] != false {
+		t.Fatalf("unknown status: %d %v", code, body)
+	}
+	ctx := withTimeout(t, 30*time.Second)
+	vpbxSide, _, _ := o.inbound(ctx, "127.0.0.1:30930", "127.0.0.1:30931") // the refusals changed nothing
+	<-nextCall(t, o.phones["102"]).Gone()                                  // ivanov's other line, cancelled
+	vpbxSide.Hangup(ctx)
+
+	if code, body := set(module.ClientID, "dinner"); code != 200 || body["success"] != true {
+		t.Fatalf("dinner: %d %v", code, body)
+	}
+	var refused *sipgo.ErrDialogResponse
+	if _, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP("127.0.0.1:30932")); !errors.As(err, &refused) {
+		t.Fatalf("a call to ivanov at dinner: %v, want a refusal", err)
+	}
+	for _, ext := range []string{"101", "102"} {
+		select {
+		case c := <-o.phones[ext].Calls:
+			t.Fatalf("phone %s rang while ivanov is at dinner: %s", ext, c.From())
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	if code, _ := set(module.ClientID, "free"); code != 200 {
+		t.Fatalf("free: %d", code)
+	}
+	vpbxSide, _, _ = o.inbound(ctx, "127.0.0.1:30933", "127.0.0.1:30934")
+	<-nextCall(t, o.phones["102"]).Gone()
+	vpbxSide.Hangup(ctx)
+}

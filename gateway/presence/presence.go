@@ -1,0 +1,64 @@
+// Package presence keeps each employee's status as their CRM sets it:
+// free, or away (busy, at dinner, on a break). An employee who is away is
+// not rung by inbound calls; the call goes to whoever else the route
+// names. The statuses are RetailCRM's user statuses (changeUserStatusUrl).
+package presence
+
+import (
+	"fmt"
+	"sync"
+)
+
+// The statuses an employee can have; Free is the default.
+const (
+	Free   = "free"
+	Busy   = "busy"
+	Dinner = "dinner"
+	Break  = "break"
+)
+
+// Valid reports whether s is one of the statuses.
+func Valid(s string) bool {
+	switch s {
+	case Free, Busy, Dinner, Break:
+		return true
+	}
+	return false
+}
+
+// Presence holds the statuses. The zero value is ready: everyone free.
+type Presence struct {
+	mu sync.RWMutex
+	m  map[string]string // employee -> status other than free
+}
+
+// Set records an employee's status.
+func (p *Presence) Set(employee, status string) error {
+	if !Valid(status) {
+		return fmt.Errorf("presence of %s: unknown status %q (free, busy, dinner or break)", employee, status)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if status == Free {
+		delete(p.m, employee)
+		return nil
+	}
+	if p.m == nil {
+		p.m = map[string]string{}
+	}
+	p.m[employee] = status
+	return nil
+}
+
+// Status is an employee's status.
+func (p *Presence) Status(employee string) string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if s, ok := p.m[employee]; ok {
+		return s
+	}
+	return Free
+}
+
+// Away reports whether inbound calls should pass the employee by.
+func (p *Presence) Away(employee string) bool { return p.Status(employee) != Free }

@@ -1,0 +1,24 @@
+package presence
+
+import "testing"
+
+func TestStatuses(t *testing.T) {
+	var p Presence
+	if p.Away("ivanov") || p.Status("ivanov") != Free {
+		t.Fatal("an employee nobody set is not free")
+	}
+	for _, s := range []string{Busy, Dinner, Break} {
+		if err := p.Set("ivanov", s); err != nil || !p.Away("ivanov") || p.Status("ivanov") != s {
+			t.Fatalf("%s: %v, away %v", s, err, p.Away("ivanov"))
+		}
+	}
+	if p.Away("petrov") {
+		t.Fatal("one employee's status changed another's")
+	}
+	if err := p.Set("ivanov", Free); err != nil || p.Away("ivanov") {
+		t.Fatalf("free again: %v", err)
+	}
+	if err := p.Set("ivanov", "vacation"); err == nil || p.Away("ivanov") {
+		t.Fatalf("an unknown status was taken: %v", err)
+	}
+}
