@@ -1,0 +1,178 @@
+package retailcrm
+
+import (
+	"callgate/crm"
+	"callgate/crm/outbox"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// autocreatePath marks an outbox item that creates a customer (and an
+// order) for an unknown caller; it is several API calls, each idempotent.
+const autocreatePath = "autocreate"
+
+// autocreateItem asks for the caller to become a customer whose manager is
+// the employee who handled the call (and, with contact+deal, an order).
+func (c *Connector) autocreateItem(call crm.Call, manager int) outbox.Item {
+	for _, l := range call.Legs {
+		if l.Person.CRMUser > 0 {
+			manager = l.Person.CRMUser
+			break
+		}
+	}
+	phone := strings.TrimPrefix(call.Outside, "+")
+	return item(call.ID, call.ID+"-autocreate", "autocreate", autocreatePath, map[string]string{
+		"phone": phone, "manager": strconv.Itoa(manager), "deal": strconv.FormatBool(call.Autocreate == "contact+deal"), "call": call.ID})
+}
+
+// deliverAutocreate makes an unknown caller a customer (and, with
+// contact+deal, gives them an order); a caller RetailCRM knows is left
+// alone, so a known client's calls create nothing. The customer's
+// externalId names the call that created it: a retry after a lost answer
+// finds its own customer and goes on to the order, while a later call from
+// the same number finds a customer made by another call and stops. The
+// order refers to the customer by the id RetailCRM gave it.
+func (c *Connector) deliverAutocreate(ctx context.Context, f map[string]string) error {
+	list, err := c.customers(ctx, f["phone"])
+	if err != nil {
+		return err
+	}
+	mine := "callgate-" + f["call"]
+	id := 0
+	for _, k := range list {
+		if k.ExternalID == mine {
+			id = k.ID
+		}
+	}
+	if len(list) > 0 && id == 0 {
+		return nil // a known client
+	}
+	manager, _ := strconv.Atoi(f["manager"])
+	if id == 0 {
+		customer, _ := json.Marshal(map[string]any{"externalId": mine, "firstName": "+" + f["phone"],
+			"phones": []map[string]string{{"number": f["phone"]}}, "managerId": manager})
+		body, err := c.post(ctx, "/api/v5/customers/create", url.Values{"customer": {string(customer)}, "site": {c.cfg.Site}})
+		if err != nil {
+			return err // "already exists" too: the next attempt finds it
+		}
+		var made struct {
+			ID int `json:"id"`
+		}
+		if json.Unmarshal(body, &made) != nil || made.ID == 0 {
+			return &outbox.Temporary{Err: fmt.Errorf("retailcrm customers/create: no id in the answer %.200q", body)}
+		}
+		id = made.ID
+	}
+	if f["deal"] == "true" {
+		order, _ := json.Marshal(map[string]any{"externalId": mine, "customer": map[string]int{"id": id},
+			"managerId": manager, "phone": f["phone"]})
+		if _, err := c.post(ctx, "/api/v5/orders/create", url.Values{"order": {string(order)}, "site": {c.cfg.Site}}); err != nil && !alreadyExists(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+func alreadyExists(err error) bool { return strings.Contains(err.Error(), "already exists") }
+
+type customer struct {
+	ID         int    `json:"id"`
+	ExternalID string `json:"externalId"`
+	FirstName  string `json:"firstName"`
+	LastName   string `json:"lastName"`
+}
+
+// Client implements crm.ClientFinder: the first customer with the phone.
+func (c *Connector) Client(ctx context.Context, phone string) (*crm.Client, error) {
+	list, err := c.customers(ctx, strings.TrimPrefix(phone, "+"))
+	if err != nil || len(list) == 0 {
+		return nil, err
+	}
+	k := list[0]
+	base := strings.TrimRight(c.cfg.URL, "/")
+	cl := &crm.Client{CRM: "retailcrm", Name: strings.TrimSpace(k.FirstName + " " + k.LastName), Site: c.cfg.Site}
+	if k.ID > 0 {
+		cl.URL = base + "/customers/" + strconv.Itoa(k.ID)
+		// Orders are extra: the card shows the client without them.
+		if orders, err := c.orders(ctx, k.ID); err == nil {
+			for _, o := range orders {
+				cl.Deals = append(cl.Deals, crm.Link{Title: "№ " + o.Number, URL: base + "/orders/" + strconv.Itoa(o.ID) + "/edit"})
+				if o.Site != "" {
+					cl.Site = o.Site
+				}
+			}
+		}
+	}
+	return cl, nil
+}
+
+type order struct {
+	ID     int    `json:"id"`
+	Number string `json:"number"`
+	Site   string `json:"site"`
+}
+
+// orders lists a customer's latest orders.
+func (c *Connector) orders(ctx context.Context, customerID int) ([]order, error) {
+	if err := c.general.Wait(ctx); err != nil {
+		return nil, err
+	}
+	q := url.Values{"filter[customerId]": {strconv.Itoa(customerID)}, "limit": {"20"}}
+	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(c.cfg.URL, "/")+"/api/v5/orders?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("X-API-KEY", c.cfg.APIKey)
+	res, err := c.http.Do(req)
+	if err != nil {
+		c.count("error")
+		return nil, fmt.Errorf("retailcrm orders: %w", errors.Unwrap(err))
+	}
+	defer res.Body.Close()
+	c.count(strconv.Itoa(res.StatusCode))
+	var body struct {
+		Orders []order `json:"orders"`
+	}
+	if res.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(res.Body, 4<<20)).Decode(&body) != nil {
+		return nil, fmt.Errorf("retailcrm orders: %d", res.StatusCode)
+	}
+	return body.Orders, nil
+}
+
+func (c *Connector) customers(ctx context.Context, phone string) ([]customer, error) {
+	if err := c.general.Wait(ctx); err != nil {
+		return nil, &outbox.Temporary{Err: err}
+	}
+	q := url.Values{"filter[name]": {phone}, "limit": {"20"}}
+	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(c.cfg.URL, "/")+"/api/v5/customers?"+q.Encode(), nil)
+	if err != nil {
+		return nil, &outbox.Permanent{Err: err}
+	}
+	req.Header.Set("X-API-KEY", c.cfg.APIKey)
+	res, err := c.http.Do(req)
+	if err != nil {
+		c.count("error")
+		return nil, &outbox.Temporary{Err: fmt.Errorf("retailcrm customers: %w", errors.Unwrap(err))}
+	}
+	defer res.Body.Close()
+	c.count(strconv.Itoa(res.StatusCode))
+	var body struct {
+		ErrorMsg  string     `json:"errorMsg"`
+		Customers []customer `json:"customers"`
+	}
+	_ = json.NewDecoder(io.LimitReader(res.Body, 4<<20)).Decode(&body)
+	switch {
+	case res.StatusCode == http.StatusOK:
+		return body.Customers, nil
+	case res.StatusCode == http.StatusTooManyRequests || res.StatusCode >= 500:
+		return nil, &outbox.Temporary{Err: fmt.Errorf("retailcrm customers: %d", res.StatusCode), After: outbox.RetryAfter(res.Header.Get("Retry-After"))}
+	}
+	return nil, &outbox.Permanent{Err: fmt.Errorf("retailcrm customers: %d %s", res.StatusCode, body.ErrorMsg)}
+}
