@@ -201,7 +201,8 @@ func TestSecondStopSignalHangsUpAtOnce(t *testing.T) {
 func TestConsoleShowsDraining(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	t.Cleanup(st.Close)
-	o := consoleOffice(t, st, officeOpts{IvanovExtra: "role = \"admin\"\n", ShutdownGrace: "60s"})
+	// No RTP flows on the call: the media timeout must outlast the test.
+	o := consoleOffice(t, st, officeOpts{IvanovExtra: "role = \"admin\"\n", ShutdownGrace: "60s", MediaTimeout: "2m"})
 	ctx := withTimeout(t, 60*time.Second)
 	phone, vpbx := placeOutbound(ctx, t, o, o.phones["103"], "79161234500", 31180)
 

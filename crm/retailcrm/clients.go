@@ -1,8 +1,6 @@
 package retailcrm
 
 import (
-	"callgate/crm"
-	"callgate/crm/outbox"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +10,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"callgate/crm"
+	"callgate/crm/outbox"
 )
 
 // autocreatePath marks an outbox item that creates a customer (and an
