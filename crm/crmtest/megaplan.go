@@ -157,7 +157,7 @@ func (m *Megaplan) Unauthorized() int { m.mu.Lock(); defer m.mu.Unlock(); return
 // SetRoute makes employee the responsible one for phone (callRoute).
 func (m *Megaplan) SetRoute(phone, employee string) {
 	m.mu.Lock()
-	m.routes[phone] = employee
+	m.routes[phoneDigits(phone)] = employee
 	m.mu.Unlock()
 }
 

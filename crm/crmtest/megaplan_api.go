@@ -244,7 +244,13 @@ func (m *Megaplan) callRoute(w http.ResponseWriter, q map[string]json.RawMessage
 		megaplanAnswer(w, 422, nil, "phone is required")
 		return
 	}
+	// The documented form is the digits alone ("79991231212"); a number
+	// written otherwise is not matched, as a real account's lookup of a
+	// literal string would not be.
 	m.mu.Lock()
+	if phoneDigits(phone) != phone {
+		m.violations = append(m.violations, "callRoute phone "+phone+" is not in the documented form 79991231212")
+	}
 	m.lookups++
 	emp, ok := m.routes[phone]
 	m.mu.Unlock()

@@ -289,7 +289,8 @@ func (c *Connector) Responsible(ctx context.Context, phone string) (string, erro
 		Type      string `json:"type"`
 		Employees []ref  `json:"employees"`
 	}
-	if err := c.do(ctx, http.MethodGet, "callRoute", map[string]string{"phone": phone}, &route); err != nil {
+	// The documented form is the digits alone: "79991231212".
+	if err := c.do(ctx, http.MethodGet, "callRoute", map[string]string{"phone": strings.TrimPrefix(phone, "+")}, &route); err != nil {
 		if errors.Is(err, errNotFound) {
 			return "", nil
 		}

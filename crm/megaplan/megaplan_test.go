@@ -287,6 +287,9 @@ func TestResponsibleFromCallRoute(t *testing.T) {
 	if who, err := c.Responsible(context.Background(), "+79160000000"); err != nil || who != "" {
 		t.Fatalf("unknown client: %q %v", who, err)
 	}
+	if v := st.Violations(); len(v) > 0 {
+		t.Fatalf("callRoute asked out of the documented form: %v", v)
+	}
 	st.SetMode(crmtest.Fail500)
 	if _, err := c.Responsible(context.Background(), "+79161234567"); err == nil {
 		t.Fatal("a failing CRM must say so")
