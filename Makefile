@@ -23,7 +23,15 @@ BENCH_TOOLS := sipp:sip-tester kamailio:kamailio rtpengine:rtpengine-daemon
 
 all: build
 
-build:
+# What the binary is built from (embedded files included): bin/callgate is
+# rebuilt when one of them is newer, and only then, so `sudo make install`
+# (no Go on root's PATH) installs an up-to-date binary built as yourself,
+# and refuses to install a stale one.
+SOURCES     := go.mod go.sum $(shell find cmd gateway sip media crm configs internal -type f -not -name '*_test.go' -not -path '*/testdata/*' 2>/dev/null)
+
+build: bin/callgate
+
+bin/callgate: $(SOURCES)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/callgate ./cmd/callgate
 
 # deps installs missing test peers with apt-get (as root, or through sudo).
@@ -79,17 +87,19 @@ bench-register: build
 bench-backup:
 	RECORDS=1000000 CALLS=1000 RATE=50 ./bench/backup-bench.sh
 
-install: build
+install: bin/callgate
 	install -D -m 0755 bin/callgate $(DESTDIR)$(BINDIR)/callgate
 	install -d $(DESTDIR)/lib/systemd/system $(DESTDIR)/usr/lib/sysusers.d $(DESTDIR)/usr/lib/tmpfiles.d
 	sed 's|/usr/local/bin/callgate|$(BINDIR)/callgate|g; s|/usr/local/share|$(PREFIX)/share|g' systemd/callgate.service > $(DESTDIR)/lib/systemd/system/callgate.service
 	chmod 0644 $(DESTDIR)/lib/systemd/system/callgate.service
 	install -m 0644 systemd/callgate.sysusers $(DESTDIR)/usr/lib/sysusers.d/callgate.conf
 	install -m 0644 systemd/callgate.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/callgate.conf
+	# The documents keep the repository's layout, so their links work.
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/callgate/README.md
-	install -D -m 0644 configs/callgate.toml $(DESTDIR)$(PREFIX)/share/doc/callgate/callgate.toml.example
+	install -D -m 0644 configs/callgate.toml $(DESTDIR)$(PREFIX)/share/doc/callgate/configs/callgate.toml
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/callgate/docs docs/install.md docs/api.md docs/architecture.md
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/callgate/docs/fail2ban docs/fail2ban/*.conf
 	install -d -m 0750 $(DESTDIR)/etc/callgate
-	install -D -m 0644 docs/install.md $(DESTDIR)$(PREFIX)/share/doc/callgate/install.md
 	install -D -m 0644 configs/prometheus/callgate.rules.yml $(DESTDIR)$(PREFIX)/share/callgate/prometheus/callgate.rules.yml
 	install -D -m 0644 configs/grafana/callgate.json $(DESTDIR)$(PREFIX)/share/callgate/grafana/callgate.json
 	@if [ ! -e $(DESTDIR)/etc/callgate/callgate.toml ]; then \

@@ -22,7 +22,8 @@ func TestMakeInstallHonoursDestdirAndPrefix(t *testing.T) {
 		t.Fatalf("make install: %v\n%s", err, out)
 	}
 	for _, f := range []string{"opt/cg/bin/callgate", "lib/systemd/system/callgate.service", "usr/lib/sysusers.d/callgate.conf",
-		"usr/lib/tmpfiles.d/callgate.conf", "etc/callgate/callgate.toml", "opt/cg/share/doc/callgate/README.md", "opt/cg/share/doc/callgate/install.md",
+		"usr/lib/tmpfiles.d/callgate.conf", "etc/callgate/callgate.toml", "opt/cg/share/doc/callgate/README.md", "opt/cg/share/doc/callgate/docs/install.md",
+		"opt/cg/share/doc/callgate/docs/api.md", "opt/cg/share/doc/callgate/docs/fail2ban/jail-callgate.conf", "opt/cg/share/doc/callgate/configs/callgate.toml",
 		"opt/cg/share/callgate/prometheus/callgate.rules.yml", "opt/cg/share/callgate/grafana/callgate.json"} {
 		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
 			t.Errorf("not installed: %s", f)

@@ -276,7 +276,7 @@ func checkLateCalls(t *testing.T, lines []line) {
 }
 
 var summaryRe = regexp.MustCompile(`summary: calls: (\d+) inbound answered, (\d+) outbound, (\d+) missed, (\d+) transferred, (\d+) click-to-call, (\d+) failed[^;]*; ` +
-	`callgate's history has (\d+) calls, (\d+) answered; (\d+) recordings on disk \(\d+ KiB\); RetailCRM got (\d+) popups and (\d+) history entries; Megaplan got (\d+) calls`)
+	`callgate's history has (\d+) calls, (\d+) answered, \d+ still in progress; (\d+) recordings on disk \(\d+ KiB\); RetailCRM got (\d+) popups and (\d+) history entries; Megaplan got (\d+) calls`)
 
 // checkSummary: the summary counts each call the way the running output
 // told it (OK per kind, FAILED as failed), every kind of call happened,

@@ -54,11 +54,15 @@ type Summary struct {
 	Inbound, Outbound, Missed, Transferred, ClickToCall int
 	// Failed counts scripted calls that did not go as meant (an error, an
 	// unexpected SIP status, an API refusal); Failures splits it by kind.
-	// Calls the end of the demo interrupted are in neither.
-	Failed   int
-	Failures map[string]int
-	// Calls in callgate's own history, and how many of them were answered.
-	Recorded, RecordedAnswered                 int
+	// Calls the end of the demo interrupted are in neither, but in
+	// Interrupted.
+	Failed      int
+	Failures    map[string]int
+	Interrupted int
+	// Calls in callgate's own history that have ended, how many of them
+	// were answered, and the calls still going on when it was read (the
+	// stop hangs them up after).
+	Recorded, RecordedAnswered, InProgress     int
 	Recordings                                 int
 	RecordingBytes                             int64
 	RetailPopups, RetailHistory, MegaplanCalls int
@@ -334,7 +338,7 @@ func Run(ctx context.Context, o Options) error {
 	time.Sleep(500 * time.Millisecond) // last records and CRM deliveries
 	mu.Lock()
 	of.tally.fill(&sum)
-	sum.Recorded, sum.RecordedAnswered = history(g.HTTPAddr(), cfg.HTTP.APITokens[0])
+	sum.Recorded, sum.RecordedAnswered, sum.InProgress = history(g.HTTPAddr(), cfg.HTTP.APITokens[0])
 	sum.Recordings, sum.RecordingBytes = recordings(cfg.Recording.Dir)
 	for _, e := range rc.Events() {
 		if e.Type == "in" || e.Type == "out" {
@@ -352,25 +356,30 @@ func Run(ctx context.Context, o Options) error {
 	return err
 }
 
-// history counts the calls in callgate's history, and the answered ones,
-// from its API, a page of 500 at a time (newest first).
-func history(addr, token string) (total, answered int) {
+// history counts the ended calls in callgate's history, the answered ones
+// and those still in progress, from its API, a page of 500 at a time
+// (newest first).
+func history(addr, token string) (total, answered, inProgress int) {
 	to := ""
 	for page := 0; page < 1000; page++ {
 		req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/calls?limit=500"+to, nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return total, answered
+			return total, answered, inProgress
 		}
 		var list struct{ Calls []calls.Record }
 		err = json.NewDecoder(res.Body).Decode(&list)
 		res.Body.Close()
 		if err != nil || len(list.Calls) == 0 {
-			return total, answered
+			return total, answered, inProgress
 		}
 		for _, c := range list.Calls {
-			if c.Internal || c.Ended.IsZero() {
+			if c.Internal {
+				continue
+			}
+			if c.Ended.IsZero() {
+				inProgress++
 				continue
 			}
 			total++
@@ -380,7 +389,7 @@ func history(addr, token string) (total, answered int) {
 		}
 		to = "&to=" + url.QueryEscape(list.Calls[len(list.Calls)-1].Started.Format(time.RFC3339Nano))
 	}
-	return total, answered
+	return total, answered, inProgress
 }
 
 // recordings counts the recording files on disk and their size.

@@ -49,6 +49,7 @@ type tally struct {
 	mu     sync.Mutex
 	ok     map[string]int
 	failed map[string]int
+	cut    int // interrupted by the end of the demo
 }
 
 func newTally(say func(string, ...any)) *tally {
@@ -64,6 +65,8 @@ func (t *tally) record(kind string, r result) {
 		t.ok[kind]++
 	case failed:
 		t.failed[kind]++
+	case interrupted:
+		t.cut++
 	}
 	t.mu.Unlock()
 	switch r.outcome {
@@ -80,6 +83,7 @@ func (t *tally) fill(s *Summary) {
 	defer t.mu.Unlock()
 	s.Inbound, s.Outbound, s.Missed = t.ok[kindInbound], t.ok[kindOutbound], t.ok[kindMissed]
 	s.Transferred, s.ClickToCall = t.ok[kindTransfer], t.ok[kindClickToCall]
+	s.Interrupted = t.cut
 	s.Failed, s.Failures = 0, map[string]int{}
 	for k, n := range t.failed {
 		s.Failed += n
@@ -155,11 +159,11 @@ func (s Summary) String() string {
 		sort.Strings(parts)
 		failures = " (" + strings.Join(parts, ", ") + ")"
 	}
-	return fmt.Sprintf("summary: calls: %d inbound answered, %d outbound, %d missed, %d transferred, %d click-to-call, %d failed%s; "+
-		"callgate's history has %d calls, %d answered; "+
+	return fmt.Sprintf("summary: calls: %d inbound answered, %d outbound, %d missed, %d transferred, %d click-to-call, %d failed%s, %d cut short by the stop; "+
+		"callgate's history has %d calls, %d answered, %d still in progress; "+
 		"%d recordings on disk (%d KiB); RetailCRM got %d popups and %d history entries; Megaplan got %d calls; "+
 		"%d phone registrations, %d upstream registrations, %d keepalives answered by phones",
-		s.Inbound, s.Outbound, s.Missed, s.Transferred, s.ClickToCall, s.Failed, failures,
-		s.Recorded, s.RecordedAnswered, s.Recordings, s.RecordingBytes/1024,
+		s.Inbound, s.Outbound, s.Missed, s.Transferred, s.ClickToCall, s.Failed, failures, s.Interrupted,
+		s.Recorded, s.RecordedAnswered, s.InProgress, s.Recordings, s.RecordingBytes/1024,
 		s.RetailPopups, s.RetailHistory, s.MegaplanCalls, s.PhoneRegistrations, s.UpstreamRegistered, s.Keepalives)
 }

@@ -53,8 +53,8 @@ func TestOutcomes(t *testing.T) {
 }
 
 // The summary counts failures as failures, by kind, never as missed
-// calls, and says nothing of interrupted ones; each call is told as it
-// ends with OK or FAILED.
+// calls, and interrupted ones apart; each call is told as it ends with OK
+// or FAILED.
 func TestSummaryCountsFailures(t *testing.T) {
 	var lines []string
 	ty := newTally(func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) })
@@ -71,7 +71,7 @@ func TestSummaryCountsFailures(t *testing.T) {
 	ty.record(kindOutbound, answered(ended, errors.New("cut"), ""))
 	var s Summary
 	ty.fill(&s)
-	if s.Inbound != 1 || s.Missed != 1 || s.Transferred != 1 || s.Outbound != 0 || s.ClickToCall != 0 || s.Failed != 4 {
+	if s.Inbound != 1 || s.Missed != 1 || s.Transferred != 1 || s.Outbound != 0 || s.ClickToCall != 0 || s.Failed != 4 || s.Interrupted != 1 {
 		t.Fatalf("summary %+v", s)
 	}
 	want := map[string]int{kindInbound: 1, kindMissed: 1, kindClickToCall: 2}
@@ -79,7 +79,7 @@ func TestSummaryCountsFailures(t *testing.T) {
 		t.Errorf("failures by kind %v, want %v", s.Failures, want)
 	}
 	line := s.String()
-	if !strings.Contains(line, "1 inbound answered, 0 outbound, 1 missed, 1 transferred, 0 click-to-call, 4 failed (1 inbound, 1 missed, 2 click-to-call);") {
+	if !strings.Contains(line, "1 inbound answered, 0 outbound, 1 missed, 1 transferred, 0 click-to-call, 4 failed (1 inbound, 1 missed, 2 click-to-call), 1 cut short by the stop;") {
 		t.Errorf("summary line: %s", line)
 	}
 	var ok, bad int
@@ -96,7 +96,7 @@ func TestSummaryCountsFailures(t *testing.T) {
 	if ok != 3 || bad != 4 {
 		t.Errorf("told %d OK and %d FAILED, want 3 and 4:\n%s", ok, bad, strings.Join(lines, "\n"))
 	}
-	if s := (Summary{Inbound: 2}).String(); !strings.Contains(s, ", 0 failed;") {
+	if s := (Summary{Inbound: 2}).String(); !strings.Contains(s, ", 0 failed, 0 cut short by the stop;") {
 		t.Errorf("a run without failures: %s", s)
 	}
 }
