@@ -46,6 +46,18 @@ type RetailCall struct {
 	ExternalPhone   string `json:"externalPhone"`
 	Site            string `json:"site"`
 	ClientID        string `json:"clientId"`
+	// Source is where the caller came from (SerializedSource).
+	Source *RetailSource `json:"source"`
+}
+
+// RetailSource is RetailCRM's SerializedSource: the UTM marks a call or
+// an order came with.
+type RetailSource struct {
+	Source   string `json:"source"`
+	Medium   string `json:"medium"`
+	Campaign string `json:"campaign"`
+	Keyword  string `json:"keyword"`
+	Content  string `json:"content"`
 }
 
 // RetailCRM is a RetailCRM API v5 stand-in.
@@ -133,9 +145,10 @@ type RetailOrder struct {
 		ID         int    `json:"id,omitempty"`
 		ExternalID string `json:"externalId"`
 	} `json:"customer"`
-	ManagerID int    `json:"managerId"`
-	Phone     string `json:"phone"`
-	Site      string `json:"site,omitempty"`
+	ManagerID int           `json:"managerId"`
+	Phone     string        `json:"phone"`
+	Site      string        `json:"site,omitempty"`
+	Source    *RetailSource `json:"source,omitempty"`
 }
 
 // AddOrder creates an order of a customer the way a manager does.

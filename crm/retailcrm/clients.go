@@ -29,8 +29,12 @@ func (c *Connector) autocreateItem(call crm.Call, manager int) outbox.Item {
 		}
 	}
 	phone := strings.TrimPrefix(call.Outside, "+")
-	return item(call.ID, call.ID+"-autocreate", "autocreate", autocreatePath, map[string]string{
-		"phone": phone, "manager": strconv.Itoa(manager), "deal": strconv.FormatBool(call.Autocreate == "contact+deal"), "call": call.ID})
+	f := map[string]string{"phone": phone, "manager": strconv.Itoa(manager), "deal": strconv.FormatBool(call.Autocreate == "contact+deal"), "call": call.ID}
+	if src := sourceOf(call.Tracking); src != nil {
+		b, _ := json.Marshal(src)
+		f["source"] = string(b)
+	}
+	return item(call.ID, call.ID+"-autocreate", "autocreate", autocreatePath, f)
 }
 
 // deliverAutocreate makes an unknown caller a customer (and, with
@@ -72,8 +76,11 @@ func (c *Connector) deliverAutocreate(ctx context.Context, f map[string]string) 
 		id = made.ID
 	}
 	if f["deal"] == "true" {
-		order, _ := json.Marshal(map[string]any{"externalId": mine, "customer": map[string]int{"id": id},
-			"managerId": manager, "phone": f["phone"]})
+		o := map[string]any{"externalId": mine, "customer": map[string]int{"id": id}, "managerId": manager, "phone": f["phone"]}
+		if f["source"] != "" {
+			o["source"] = json.RawMessage(f["source"])
+		}
+		order, _ := json.Marshal(o)
 		if _, err := c.post(ctx, "/api/v5/orders/create", url.Values{"order": {string(order)}, "site": {c.cfg.Site}}); err != nil && !alreadyExists(err) {
 			return err
 		}

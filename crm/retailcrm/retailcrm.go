@@ -129,18 +129,36 @@ func analytics(t *crm.Tracking) *webAnalytics {
 
 // callRecord is RetailCRM's Call (history upload).
 type callRecord struct {
-	Date            string `json:"date"`
-	Type            string `json:"type"`
-	Phone           string `json:"phone"`
-	Code            string `json:"code,omitempty"`
-	UserID          int    `json:"userId,omitempty"`
-	Result          string `json:"result"`
-	Duration        int    `json:"duration"`
-	DurationWaiting int    `json:"durationWaiting"`
-	ExternalID      string `json:"externalId"`
-	RecordURL       string `json:"recordUrl,omitempty"`
-	ExternalPhone   string `json:"externalPhone,omitempty"`
-	Site            string `json:"site,omitempty"`
+	Date            string  `json:"date"`
+	Type            string  `json:"type"`
+	Phone           string  `json:"phone"`
+	Code            string  `json:"code,omitempty"`
+	UserID          int     `json:"userId,omitempty"`
+	Result          string  `json:"result"`
+	Duration        int     `json:"duration"`
+	DurationWaiting int     `json:"durationWaiting"`
+	ExternalID      string  `json:"externalId"`
+	RecordURL       string  `json:"recordUrl,omitempty"`
+	ExternalPhone   string  `json:"externalPhone,omitempty"`
+	Site            string  `json:"site,omitempty"`
+	Source          *source `json:"source,omitempty"`
+}
+
+// source is RetailCRM's SerializedSource: the call-tracking marks, so the
+// call (and an order made for it) shows where the client came from.
+type source struct {
+	Source   string `json:"source,omitempty"`
+	Medium   string `json:"medium,omitempty"`
+	Campaign string `json:"campaign,omitempty"`
+	Keyword  string `json:"keyword,omitempty"`
+	Content  string `json:"content,omitempty"`
+}
+
+func sourceOf(t *crm.Tracking) *source {
+	if t == nil || t.Source == "" {
+		return nil
+	}
+	return &source{Source: t.Source, Medium: t.Medium, Campaign: t.Campaign, Keyword: t.Term, Content: t.Content}
 }
 
 func direction(c crm.Call) string {
@@ -242,7 +260,8 @@ func contains(ids []int, id int) bool {
 // history is one entry per leg with a mapped employee, or one entry for a
 // call nobody answered (on the first mapped employee rung).
 func (c *Connector) history(call crm.Call) []callRecord {
-	base := callRecord{Type: direction(call), Phone: strings.TrimPrefix(call.Outside, "+"), ExternalPhone: call.TrunkNumber, Site: c.cfg.Site}
+	base := callRecord{Type: direction(call), Phone: strings.TrimPrefix(call.Outside, "+"), ExternalPhone: call.TrunkNumber, Site: c.cfg.Site,
+		Source: sourceOf(call.Tracking)}
 	var out []callRecord
 	for _, l := range call.Legs {
 		if l.Person.CRMUser == 0 {

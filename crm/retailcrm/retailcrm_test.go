@@ -400,3 +400,29 @@ func TestAutocreateOnlyForNewCallers(t *testing.T) {
 		t.Fatalf("%d calls in the history, want all 4", len(st.Calls()))
 	}
 }
+
+// Call tracking reaches the history and the order: calls/upload carries
+// the call's source (UTM marks) and so does the order made for a new
+// caller.
+func TestSourceInHistoryAndOrders(t *testing.T) {
+	st := crmtest.NewRetailCRM(key)
+	defer st.Close()
+	c := newConnector(t, st)
+	call := answered()
+	call.Autocreate = "contact+deal"
+	call.Tracking = &crm.Tracking{Number: "+74951234567", Dynamic: true, Marks: crm.Marks{Source: "yandex", Medium: "cpc", Campaign: "spring", Term: "кондиционер", Content: "ad1"}}
+	for _, err := range deliver(t, c, c.Items(crm.Event{Kind: crm.Ended, Call: call})) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := crmtest.RetailSource{Source: "yandex", Medium: "cpc", Campaign: "spring", Keyword: "кондиционер", Content: "ad1"}
+	calls := st.Calls()
+	if len(calls) != 1 || calls[0].Source == nil || *calls[0].Source != want {
+		t.Fatalf("uploaded calls %+v, want source %+v", calls, want)
+	}
+	orders := st.Orders()
+	if len(orders) != 1 || orders[0].Source == nil || *orders[0].Source != want {
+		t.Fatalf("orders %+v, want source %+v", orders, want)
+	}
+}
