@@ -29,7 +29,8 @@ func (c *Connector) autocreateItem(call crm.Call, manager int) outbox.Item {
 		}
 	}
 	phone := strings.TrimPrefix(call.Outside, "+")
-	f := map[string]string{"phone": phone, "manager": strconv.Itoa(manager), "deal": strconv.FormatBool(call.Autocreate == "contact+deal"), "call": call.ID}
+	f := map[string]string{"phone": phone, "manager": strconv.Itoa(manager), "deal": strconv.FormatBool(call.Autocreate == "contact+deal"), "call": call.ID,
+		"site": c.site(call.TrunkNumber)}
 	if src := sourceOf(call.Tracking); src != nil {
 		b, _ := json.Marshal(src)
 		f["source"] = string(b)
@@ -63,7 +64,7 @@ func (c *Connector) deliverAutocreate(ctx context.Context, f map[string]string) 
 	if id == 0 {
 		customer, _ := json.Marshal(map[string]any{"externalId": mine, "firstName": "+" + f["phone"],
 			"phones": []map[string]string{{"number": f["phone"]}}, "managerId": manager})
-		body, err := c.post(ctx, "/api/v5/customers/create", url.Values{"customer": {string(customer)}, "site": {c.cfg.Site}})
+		body, err := c.post(ctx, "/api/v5/customers/create", url.Values{"customer": {string(customer)}, "site": {siteOr(f["site"], c.cfg.Site)}})
 		if err != nil {
 			return err // "already exists" too: the next attempt finds it
 		}
@@ -81,11 +82,20 @@ func (c *Connector) deliverAutocreate(ctx context.Context, f map[string]string) 
 			o["source"] = json.RawMessage(f["source"])
 		}
 		order, _ := json.Marshal(o)
-		if _, err := c.post(ctx, "/api/v5/orders/create", url.Values{"order": {string(order)}, "site": {c.cfg.Site}}); err != nil && !alreadyExists(err) {
+		if _, err := c.post(ctx, "/api/v5/orders/create", url.Values{"order": {string(order)}, "site": {siteOr(f["site"], c.cfg.Site)}}); err != nil && !alreadyExists(err) {
 			return err
 		}
 	}
 	return nil
+}
+
+// siteOr is an item's site, or def for items queued before items named
+// their site.
+func siteOr(site, def string) string {
+	if site == "" {
+		return def
+	}
+	return site
 }
 
 func alreadyExists(err error) bool { return strings.Contains(err.Error(), "already exists") }

@@ -45,6 +45,10 @@ type Config struct {
 	Users map[string]int
 	// ExternalPhones are the trunk numbers (externalPhones).
 	ExternalPhones []string
+	// Sites names the store (site code) of a trunk number whose calls do
+	// not belong to Site: an account with several stores gets each call,
+	// its customer and order under the store the number belongs to.
+	Sites map[string]string
 	// OnRequest is told of every response code ("error" for no response).
 	OnRequest func(code string)
 }
@@ -222,7 +226,7 @@ func (c *Connector) Items(e crm.Event) []outbox.Item {
 		return nil
 	}
 	phone := strings.TrimPrefix(call.Outside, "+")
-	ev := event{Phone: phone, Codes: codes, UserIDs: ids, Site: c.cfg.Site, ExternalPhone: call.TrunkNumber, CallExternalID: call.ID,
+	ev := event{Phone: phone, Codes: codes, UserIDs: ids, Site: c.site(call.TrunkNumber), ExternalPhone: call.TrunkNumber, CallExternalID: call.ID,
 		WebAnalytics: analytics(call.Tracking)}
 	switch e.Kind {
 	case crm.Ringing:
@@ -260,7 +264,7 @@ func contains(ids []int, id int) bool {
 // history is one entry per leg with a mapped employee, or one entry for a
 // call nobody answered (on the first mapped employee rung).
 func (c *Connector) history(call crm.Call) []callRecord {
-	base := callRecord{Type: direction(call), Phone: strings.TrimPrefix(call.Outside, "+"), ExternalPhone: call.TrunkNumber, Site: c.cfg.Site,
+	base := callRecord{Type: direction(call), Phone: strings.TrimPrefix(call.Outside, "+"), ExternalPhone: call.TrunkNumber, Site: c.site(call.TrunkNumber),
 		Source: sourceOf(call.Tracking)}
 	var out []callRecord
 	for _, l := range call.Legs {
@@ -404,7 +408,7 @@ func (c *Connector) Register(ctx context.Context) error {
 	}
 	var phones []map[string]string
 	for _, n := range externalPhones {
-		phones = append(phones, map[string]string{"siteCode": c.cfg.Site, "externalPhone": n})
+		phones = append(phones, map[string]string{"siteCode": c.site(n), "externalPhone": n})
 	}
 	base := strings.TrimRight(c.cfg.PublicURL, "/")
 	module := map[string]any{

@@ -426,3 +426,63 @@ func TestSourceInHistoryAndOrders(t *testing.T) {
 		t.Fatalf("orders %+v, want source %+v", orders, want)
 	}
 }
+
+// Several stores: a call on a trunk number of the second store reaches
+// RetailCRM under that store's site code — its popup, its history and the
+// customer and order made for it — and the module's externalPhones name
+// each number's store; the other trunk's calls stay in the default store.
+func TestCallsUseTheirTrunksStore(t *testing.T) {
+	st := crmtest.NewRetailCRM(key)
+	defer st.Close()
+	msk, _ := time.LoadLocation("Europe/Moscow")
+	c := New(Config{URL: st.URL, APIKey: key, Site: "shop", ModuleCode: "callgate", Location: msk,
+		PublicURL: "https://callgate.example.ru", ClientID: "client-123", Users: map[string]int{"101": 7},
+		ExternalPhones: []string{"+74951234567", "+74957654321"}, Sites: map[string]string{"+74957654321": "shop2"}}, nil)
+	first, second := answered(), answered()
+	second.ID, second.TrunkNumber, second.Outside, second.Autocreate = "c2", "+74957654321", "+79160000002", "contact+deal"
+	for _, call := range []crm.Call{first, second} {
+		for _, k := range []string{crm.Ringing, crm.Ended} {
+			for _, err := range deliver(t, c, c.Items(crm.Event{Kind: k, Call: call})) {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	for _, e := range st.Events() {
+		want := map[string]string{"c1": "shop", "c2": "shop2"}[e.CallExternalID]
+		if e.Site != want {
+			t.Errorf("event %s of %s: site %q, want %q", e.Type, e.CallExternalID, e.Site, want)
+		}
+	}
+	for _, h := range st.Calls() {
+		want := map[string]string{"+74951234567": "shop", "+74957654321": "shop2"}[h.ExternalPhone]
+		if h.Site != want {
+			t.Errorf("history %s: site %q, want %q", h.ExternalID, h.Site, want)
+		}
+	}
+	if cs, os := st.Customers(), st.Orders(); len(cs) != 1 || cs[0].Site != "shop2" || len(os) != 1 || os[0].Site != "shop2" {
+		t.Errorf("customers %+v, orders %+v: want both in shop2", cs, os)
+	}
+	if err := c.Register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := st.Module("callgate")
+	var module struct {
+		Integrations struct {
+			Telephony struct {
+				ExternalPhones []struct{ SiteCode, ExternalPhone string }
+			}
+		}
+	}
+	if err := json.Unmarshal(m, &module); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, p := range module.Integrations.Telephony.ExternalPhones {
+		got[p.ExternalPhone] = p.SiteCode
+	}
+	if got["+74951234567"] != "shop" || got["+74957654321"] != "shop2" {
+		t.Fatalf("externalPhones %v", got)
+	}
+}

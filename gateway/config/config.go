@@ -145,6 +145,9 @@ type Account struct {
 	Autocreate string `toml:"autocreate"`
 	// CRMExclude keeps this trunk's calls out of every CRM.
 	CRMExclude bool `toml:"crm_exclude"`
+	// RetailCRMSite is the RetailCRM store (site code) this trunk's calls
+	// belong to; empty: crm.retailcrm.site.
+	RetailCRMSite string `toml:"retailcrm_site"`
 	// Program is the Megaplan deal scheme for deals auto-created from
 	// this trunk's calls.
 	Program int `toml:"program"`

@@ -39,15 +39,17 @@ func (l *Link) Reload(cfg *config.Config) {
 
 // retailMaps are RetailCRM's mappings from the configuration.
 type retailMaps struct {
-	users   map[string]int  // employee -> RetailCRM user
-	codes   map[string]int  // first extension -> RetailCRM user (module's additionalCodes)
-	byUser  map[int]string  // RetailCRM user -> employee
-	exclude map[string]bool // employees never named
-	phones  []string        // trunk numbers (module's externalPhones)
+	users   map[string]int    // employee -> RetailCRM user
+	codes   map[string]int    // first extension -> RetailCRM user (module's additionalCodes)
+	byUser  map[int]string    // RetailCRM user -> employee
+	exclude map[string]bool   // employees never named
+	phones  []string          // trunk numbers (module's externalPhones)
+	sites   map[string]string // trunk number -> its own RetailCRM store
 }
 
 func newRetailMaps(cfg *config.Config) retailMaps {
-	m := retailMaps{users: map[string]int{}, codes: map[string]int{}, byUser: map[int]string{}, exclude: set(cfg.CRM.RetailCRM.Exclude)}
+	m := retailMaps{users: map[string]int{}, codes: map[string]int{}, byUser: map[int]string{}, exclude: set(cfg.CRM.RetailCRM.Exclude),
+		sites: map[string]string{}}
 	for _, e := range cfg.Employees {
 		if e.RetailCRMUser > 0 {
 			m.users[e.ID] = e.RetailCRMUser
@@ -58,6 +60,9 @@ func newRetailMaps(cfg *config.Config) retailMaps {
 	for _, a := range cfg.Upstream.Accounts {
 		if n, err := routing.Normalize(a.Number, cfg.Calls.DefaultRegion); err == nil {
 			m.phones = append(m.phones, n)
+			if a.RetailCRMSite != "" {
+				m.sites[n] = a.RetailCRMSite
+			}
 		}
 	}
 	return m
@@ -71,11 +76,11 @@ func (l *Link) retailReload(c *connector, conn *retailcrm.Connector, last retail
 		l.mu.Lock()
 		c.users, c.exclude, l.retailUsers = m.users, m.exclude, m.byUser
 		l.mu.Unlock()
-		if maps.Equal(m.codes, last.codes) && slices.Equal(m.phones, last.phones) {
+		if maps.Equal(m.codes, last.codes) && slices.Equal(m.phones, last.phones) && maps.Equal(m.sites, last.sites) {
 			return
 		}
 		last = m
-		conn.SetCodes(m.codes, m.phones)
+		conn.SetCodes(m.codes, m.phones, m.sites)
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if l.run == nil || l.stopped {

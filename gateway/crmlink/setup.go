@@ -32,7 +32,7 @@ func (l *Link) addRetailCRM(cfg *config.Config, requests *prometheus.CounterVec)
 		return fmt.Errorf("retailcrm client id: %w", err)
 	}
 	conn := retailcrm.New(retailcrm.Config{URL: r.URL, APIKey: r.APIKey, Site: r.Site, ModuleCode: r.ModuleCode, Location: loc,
-		PublicURL: cfg.HTTP.PublicURL, ClientID: string(clientID), Users: m.codes, ExternalPhones: m.phones,
+		PublicURL: cfg.HTTP.PublicURL, ClientID: string(clientID), Users: m.codes, ExternalPhones: m.phones, Sites: m.sites,
 		OnRequest: func(code string) { requests.WithLabelValues("retailcrm", code).Inc() }}, nil)
 	l.retailUsers = m.byUser
 	c := &connector{conn: conn, users: m.users, register: conn.Register, noRecordings: !r.SendRecordings,
