@@ -30,15 +30,8 @@ type contractor struct {
 	TimeCreated *dateTime `json:"timeCreated,omitempty"`
 }
 
-// findContractor searches clients by phone; "" when there is none.
-func (c *Connector) findContractor(ctx context.Context, phone string) (string, error) {
-	k, err := c.contractorByPhone(ctx, phone)
-	if k == nil {
-		return "", err
-	}
-	return k.ID, nil
-}
-
+// contractorByPhone finds the client with the phone; nil when there is
+// none.
 func (c *Connector) contractorByPhone(ctx context.Context, phone string) (*contractor, error) {
 	var list []contractor
 	if err := c.do(ctx, http.MethodGet, "contractor", map[string]any{"q": phone, "limit": 1}, &list); err != nil {
