@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -313,6 +314,15 @@ func TestConsoleClickToCallAndTelLinks(t *testing.T) {
 		t.Fatalf("the tel: link rang 102 with %q", in.From())
 	}
 	_ = in.Reject(486, "Busy Here")
+	time.Sleep(time.Second)
+
+	// A number callgate cannot dial: the console says so in Russian only.
+	browse(t, ctx, "dial a bad number", chromedp.SetValue(chromedp.ID("dial-number"), "12"), chromedp.Click(chromedp.ID("dial-submit")))
+	failed := value(t, ctx, "the dial error", chromedp.Poll[string](`(s => s.startsWith('Не удалось') && s)(document.getElementById('dial-state').textContent)`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	if regexp.MustCompile(`[A-Za-z]`).MatchString(failed) || !strings.Contains(failed, "не номер телефона") {
+		t.Fatalf("the dial error in Russian reads %q", failed)
+	}
 
 	// A restart ends console sessions: the open console goes back to the
 	// login form by itself.
@@ -352,8 +362,19 @@ func TestConsoleAdminPage(t *testing.T) {
 	if db := value(t, ctx, "database", chromedp.Text(chromedp.ID("admin-db"))); !strings.Contains(db, "свободно") || strings.Contains(db, "свободно 0.0") {
 		t.Fatalf("admin page: database %q", db)
 	}
-	if !strings.Contains(phone, "Иванов Иван") || !strings.Contains(phone, "127.0.0.1:") || upstream != "registered" || crmDepth != "0" || !strings.Contains(disk, "свободно") || strings.Contains(disk, "свободно 0.0") {
+	if !strings.Contains(phone, "Иванов Иван") || !strings.Contains(phone, "127.0.0.1:") || upstream != "зарегистрирована" || crmDepth != "0" || !strings.Contains(disk, "свободно") || strings.Contains(disk, "свободно 0 ") {
 		t.Fatalf("admin page: phone %q, upstream %q, crm depth %q, disk %q", phone, upstream, crmDepth, disk)
+	}
+	// In Russian the admin page shows no English state, CRM or unit.
+	crmName := value(t, ctx, "the CRM's name", chromedp.Text(chromedp.CSS(`#admin-crm tr[data-crm="retailcrm"] td`)))
+	page := value(t, ctx, "the admin page's text", chromedp.Text(chromedp.ID("admin")))
+	for _, english := range []string{"registered", "retailcrm", " MB", " GB", "free"} {
+		if strings.Contains(page, english) {
+			t.Errorf("the Russian admin page says %q:\n%s", english, page)
+		}
+	}
+	if crmName != "RetailCRM" {
+		t.Errorf("CRM named %q, want RetailCRM", crmName)
 	}
 	screenshot(t, ctx, "admin")
 	browse(t, ctx, "unban", chromedp.Click(chromedp.CSS(`#admin-bans tr button`)))

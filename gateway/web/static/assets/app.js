@@ -20,6 +20,12 @@ const texts = {
     'role.employee': 'сотрудник', 'role.manager': 'руководитель', 'role.admin': 'администратор',
     'dial.number': 'Номер клиента', 'dial.call': 'Позвонить', 'dial.line': 'линия', 'dial.ringing': 'Звоним: снимите трубку своего телефона',
     'dial.failed': 'Не удалось позвонить',
+    'err.invalid_number': 'это не номер телефона', 'err.unknown_employee': 'нет такого сотрудника',
+    'err.upstream_not_registered': 'линия ВАТС не зарегистрирована', 'err.bad_line': 'это не ваша линия',
+    'err.no_registered_phone': 'ваш телефон не зарегистрирован', 'err.all_lines_busy': 'все ваши линии заняты',
+    'err.dial_rule': 'звонки на этот номер запрещены правилами', 'err.forbidden': 'нет прав', 'err.unknown': 'ошибка сервера',
+    'state.registered': 'зарегистрирована', 'state.registering': 'регистрируется', 'state.backoff': 'ошибка, повтор позже',
+    'state.forbidden': 'отказ ВАТС (403)', 'state.stopped': 'остановлена',
     'nav.missed': 'Пропущенные', 'nav.stats': 'Статистика', 'nav.desks': 'Рабочее место',
     'desks.title': 'Рабочие места', 'desks.hint': 'Сядьте за общий телефон на смену: его номер будет звонить вам. С телефона: *77*ПИН, выход *77#.',
     'desks.desk': 'Место', 'desks.ext': 'Номер', 'desks.holder': 'Сейчас', 'desks.free': 'свободно',
@@ -31,8 +37,8 @@ const texts = {
     'admin.draining': 'Идёт остановка: новые звонки отклоняются, текущие разговоры могут завершиться',
     'admin.retry': 'Повторить отклонённые', 'admin.recordings': 'Записи разговоров', 'admin.bans': 'Блокировки',
     'admin.source': 'Источник', 'admin.user': 'Логин', 'admin.until': 'До', 'admin.unban': 'Разблокировать',
-    'admin.disk': (v) => `${v.files} файлов, ${mb(v.bytes)} МБ; свободно ${mb(v.free_bytes)} МБ`, 'admin.off': 'Запись выключена',
-    'admin.database': 'База данных', 'admin.db': (v) => `${v.dir}: свободно ${mb(v.free_bytes)} МБ` +
+    'admin.disk': (v) => `${v.files} файлов, ${size(v.bytes, 'ru')}; свободно ${size(v.free_bytes, 'ru')}`, 'admin.off': 'Запись выключена',
+    'admin.database': 'База данных', 'admin.db': (v) => `${v.dir}: свободно ${size(v.free_bytes, 'ru')}` +
       (v.pending_writes ? `; ${v.pending_writes} записей ждут в памяти (диск заполнен?): ${v.last_write_error || ''}` : ''),
     'missed.title': 'Пропущенные звонки', 'missed.openOnly': 'только необработанные', 'missed.empty': 'Пропущенных звонков нет',
     'col.reason': 'Причина', 'col.state': 'Состояние', 'col.employee': 'Сотрудник',
@@ -59,6 +65,12 @@ const texts = {
     'role.employee': 'employee', 'role.manager': 'manager', 'role.admin': 'admin',
     'dial.number': 'Client number', 'dial.call': 'Call', 'dial.line': 'line', 'dial.ringing': 'Calling: pick up your phone',
     'dial.failed': 'The call could not be placed',
+    'err.invalid_number': 'not a phone number', 'err.unknown_employee': 'no such employee',
+    'err.upstream_not_registered': 'the VPBX line is not registered', 'err.bad_line': 'not one of your lines',
+    'err.no_registered_phone': 'your phone is not registered', 'err.all_lines_busy': 'all your lines are busy',
+    'err.dial_rule': 'the dial rules do not allow this number', 'err.forbidden': 'not allowed', 'err.unknown': 'server error',
+    'state.registered': 'registered', 'state.registering': 'registering', 'state.backoff': 'failed, retrying later',
+    'state.forbidden': 'refused by the VPBX (403)', 'state.stopped': 'stopped',
     'nav.missed': 'Missed', 'nav.stats': 'Statistics', 'nav.desks': 'Desk',
     'desks.title': 'Shared desks', 'desks.hint': 'Take a shared phone for your shift: its number rings you. On the phone: *77*PIN, log out with *77#.',
     'desks.desk': 'Desk', 'desks.ext': 'Extension', 'desks.holder': 'Now', 'desks.free': 'free',
@@ -70,8 +82,8 @@ const texts = {
     'admin.draining': 'Stopping: new calls are refused, calls in progress may finish',
     'admin.retry': 'Retry refused', 'admin.recordings': 'Call recordings', 'admin.bans': 'Security bans',
     'admin.source': 'Source', 'admin.user': 'Login', 'admin.until': 'Until', 'admin.unban': 'Unban',
-    'admin.disk': (v) => `${v.files} files, ${mb(v.bytes)} MB; ${mb(v.free_bytes)} MB free`, 'admin.off': 'Recording is off',
-    'admin.database': 'Database', 'admin.db': (v) => `${v.dir}: ${mb(v.free_bytes)} MB free` +
+    'admin.disk': (v) => `${v.files} files, ${size(v.bytes, 'en')}; ${size(v.free_bytes, 'en')} free`, 'admin.off': 'Recording is off',
+    'admin.database': 'Database', 'admin.db': (v) => `${v.dir}: ${size(v.free_bytes, 'en')} free` +
       (v.pending_writes ? `; ${v.pending_writes} writes wait in memory (disk full?): ${v.last_write_error || ''}` : ''),
     'missed.title': 'Missed calls', 'missed.openOnly': 'open only', 'missed.empty': 'No missed calls',
     'col.reason': 'Reason', 'col.state': 'State', 'col.employee': 'Employee',
@@ -450,8 +462,26 @@ async function deskAction(ext, what) {
   loadDesks();
 }
 
-function mb(n) {
-  return (n / 1048576).toFixed(1);
+// size writes a number of bytes the way people read it, in the console's
+// language: 512 KB, 3.4 MB, 71.6 GB.
+function size(n, l) {
+  const units = l === 'ru' ? ['Б', 'КБ', 'МБ', 'ГБ', 'ТБ'] : ['B', 'KB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  const v = i === 0 ? String(n) : n.toLocaleString(l === 'ru' ? 'ru-RU' : 'en-US', { maximumFractionDigits: 1 });
+  return `${v} ${units[i]}`;
+}
+
+// errorText is a server error in the console's language: by its code when
+// the console knows it, else a generic text (never the server's English).
+function errorText(r) {
+  const code = r && r.data && r.data.error && r.data.error.code;
+  return texts[lang]['err.' + code] ?? t('err.unknown');
+}
+
+// crmName is a CRM's name as its users know it.
+function crmName(n) {
+  return { retailcrm: 'RetailCRM', megaplan: lang === 'ru' ? 'Мегаплан' : 'Megaplan' }[n] || n;
 }
 
 async function loadAdmin() {
@@ -464,9 +494,9 @@ async function loadAdmin() {
   $('admin-phones').replaceChildren(...a.phones.map((p) => el('tr', { 'data-ext': p.extension },
     td(p.extension), td(p.employee ? person(p.employee) : ''), td(`${p.source} (${p.transport})`), td(p.user_agent), td(fmtTime(p.expires)))));
   $('admin-upstream').replaceChildren(...a.upstream.map((u) => el('tr', { 'data-account': u.account },
-    td(u.account), td(u.state, 'state'), td(u.target), td(u.last_error))));
+    el('td', {}, u.account), el('td', { class: 'state', 'data-state': u.state }, texts[lang]['state.' + u.state] ?? u.state), td(u.target), td(u.last_error))));
   $('admin-crm').replaceChildren(...Object.entries(a.crm).map(([name, c]) => el('tr', { 'data-crm': name },
-    td(name), td(c.depth, 'depth'), td(c.depth ? fmtDuration(c.oldest_age_ns / 1e9) : ''), td(c.dead_letters, 'dead'), td(c.last_error),
+    td(crmName(name)), td(c.depth, 'depth'), td(c.depth ? fmtDuration(c.oldest_age_ns / 1e9) : ''), td(c.dead_letters, 'dead'), td(c.last_error),
     el('td', {}, c.dead_letters ? el('button', { type: 'button', class: 'secondary', onclick: async () => { await api('POST', `/api/v1/crm/${name}/retry`); loadAdmin(); } }, t('admin.retry')) : null))));
   const d = a.recordings;
   $('admin-disk').textContent = d.enabled ? texts[lang]['admin.disk'](d) : t('admin.off');
@@ -492,7 +522,7 @@ async function dial(number) {
   const body = { employee: session.employee, number: number.trim() };
   if (!$('dial-line').hidden) body.line = $('dial-line').value;
   const r = await api('POST', '/api/v1/calls', body);
-  $('dial-state').textContent = r.status === 201 ? t('dial.ringing') : `${t('dial.failed')}: ${(r.data && r.data.error && r.data.error.message) || r.status}`;
+  $('dial-state').textContent = r.status === 201 ? t('dial.ringing') : `${t('dial.failed')}: ${errorText(r)}`;
 }
 
 async function transfer(id, to) {
