@@ -86,7 +86,8 @@ func parseHosts(file []byte) map[string][]netip.Addr {
 		addr = addr.Unmap()
 		for _, name := range fields[1:] {
 			name = canonical(name)
-			if name == "" || containsAddr(out[name], addr) {
+			// "a..b" and "a.." name no host: they have an empty label
+			if name == "" || strings.HasSuffix(name, ".") || strings.Contains(name, "..") || containsAddr(out[name], addr) {
 				continue
 			}
 			out[name] = append(out[name], addr)

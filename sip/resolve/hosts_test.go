@@ -50,6 +50,7 @@ func FuzzParseHosts(f *testing.F) {
 	f.Add("# only a comment\n\n\t\n")
 	f.Add("10.0.0.5 VPBX.Office. vpbx # x\nfe80::1%eth0 ll\n::ffff:1.2.3.4 m\n")
 	f.Add("1.2.3.4\n" + strings.Repeat("x", 70000) + "\n5.6.7.8 after.long.line\n")
+	f.Add("1.2.3.4 00000.. a..b ok.\n") // empty labels: no host names
 	f.Fuzz(func(t *testing.T, s string) {
 		for name, addrs := range parseHosts([]byte(s)) {
 			if name == "" || name != canonical(name) || strings.ContainsAny(name, " \t\n#") {
