@@ -2,11 +2,17 @@ package api
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"callgate/gateway/calls"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // The history with one client is everyone's: an employee who sees only
@@ -57,5 +63,59 @@ func TestSearchByClientNumberShowsEveryonesCalls(t *testing.T) {
 	// with recording_access "own".
 	if res, _ := f.do(t, "GET", "/api/v1/calls/c3", ivanovTok); res.StatusCode != 404 {
 		t.Fatalf("ivanov opened petrov's call: %d", res.StatusCode)
+	}
+}
+
+// console.visibility: with "own" an employee's console lists the calls
+// they rang on or took; with "all" every call, and opens any of them.
+func TestConsoleVisibilityOwnAndAll(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("right-password"), bcrypt.MinCost)
+	recs := map[string]*calls.Record{
+		"c1": {ID: "c1", Direction: "inbound", Outside: "+79161234567", Rung: []string{"ivanov"}, AnsweredBy: "ivanov"},
+		"c2": {ID: "c2", Direction: "inbound", Outside: "+79167654321", Rung: []string{"petrov"}, AnsweredBy: "petrov"},
+	}
+	for _, tc := range []struct {
+		all  bool
+		want []string
+	}{{false, []string{"c1"}}, {true, []string{"c1", "c2"}}} {
+		s := &Server{Tokens: NewTokens(nil), Calls: &memCalls{recs: recs},
+			Sessions: NewSessions([]Account{{Employee: "ivanov", Role: "employee", Hash: hash}}, time.Hour, tc.all)}
+		h := s.Handler()
+		do := func(method, path, body string, c *http.Cookie) *httptest.ResponseRecorder {
+			req := httptest.NewRequest(method, path, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			if c != nil {
+				req.AddCookie(c)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			return w
+		}
+		w := do("POST", "/api/v1/session", `{"login":"ivanov","password":"right-password"}`, nil)
+		var cookie *http.Cookie
+		for _, c := range w.Result().Cookies() {
+			if c.Name == CookieName {
+				cookie = c
+			}
+		}
+		if w.Code != 200 || cookie == nil {
+			t.Fatalf("login: %d %s", w.Code, w.Body)
+		}
+		w = do("GET", "/api/v1/calls", "", cookie)
+		var list struct{ Calls []calls.Record }
+		if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil || w.Code != 200 {
+			t.Fatalf("list: %d %s", w.Code, w.Body)
+		}
+		var got []string
+		for _, r := range list.Calls {
+			got = append(got, r.ID)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("visibility all=%v: ivanov lists %v, want %v", tc.all, got, tc.want)
+		}
+		if w := do("GET", "/api/v1/calls/c2", "", cookie); (w.Code == 200) != tc.all {
+			t.Errorf("visibility all=%v: opening petrov's call: %d", tc.all, w.Code)
+		}
 	}
 }
