@@ -11,6 +11,7 @@ import (
 	"callgate/crm/crmtest"
 	"callgate/sip/siptest"
 
+	"github.com/chromedp/chromedp"
 	"github.com/emiago/sipgo"
 )
 
@@ -73,6 +74,42 @@ func TestRetailCRMUserStatusKeepsCallsAway(t *testing.T) {
 		t.Fatalf("free: %d", code)
 	}
 	vpbxSide, _, _ = o.inbound(ctx, "127.0.0.1:30933", "127.0.0.1:30934")
+	<-nextCall(t, o.phones["102"]).Gone()
+	vpbxSide.Hangup(ctx)
+}
+
+// The console's status: ivanov picks "Обед" in the header; RetailCRM is
+// told (users/7/status), inbound calls pass him by, the console shows the
+// status again after a reload; "Свободен" brings the calls back.
+func TestConsoleStatusReachesRetailCRMAndRouting(t *testing.T) {
+	st := crmtest.NewRetailCRM(retailKey)
+	t.Cleanup(st.Close)
+	o := consoleOffice(t, st, officeOpts{})
+	b := browser(t)
+	login(t, b, o.d.url(""), "ivanov")
+	pick := func(status string) {
+		t.Helper()
+		browse(t, b, "pick "+status, chromedp.Evaluate[chromedp.Void](`(s => { s.value = '`+status+`'; s.dispatchEvent(new Event('change')) })(document.getElementById('presence'))`))
+		o.d.waitFor("RetailCRM told "+status, 10*time.Second, func() bool { return st.UserStatuses()[7] == status })
+	}
+	label := value(t, b, "the status picker", chromedp.Evaluate[string](`document.querySelector('#presence option[value="dinner"]').textContent`))
+	if label != "Обед" {
+		t.Fatalf("the dinner status reads %q", label)
+	}
+	pick("dinner")
+	ctx := withTimeout(t, 30*time.Second)
+	var refused *sipgo.ErrDialogResponse
+	if _, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP("127.0.0.1:30935")); !errors.As(err, &refused) {
+		t.Fatalf("a call to ivanov at dinner: %v, want a refusal", err)
+	}
+	browse(t, b, "reload the console", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("calls")))
+	if v := value(t, b, "the status after a reload", chromedp.Poll[string](`(v => v === 'dinner' && v)(document.getElementById('presence').value)`,
+		chromedp.WithPollingTimeout(5*time.Second))); v != "dinner" {
+		t.Fatalf("status after a reload %q", v)
+	}
+	screenshot(t, b, "status-dinner")
+	pick("free")
+	vpbxSide, _, _ := o.inbound(ctx, "127.0.0.1:30936", "127.0.0.1:30937")
 	<-nextCall(t, o.phones["102"]).Gone()
 	vpbxSide.Hangup(ctx)
 }

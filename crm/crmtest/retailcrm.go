@@ -80,6 +80,7 @@ type RetailCRM struct {
 	lookups    int
 	customers  []RetailCustomer
 	orders     []RetailOrder
+	statuses   map[int]string // user -> status (users/{id}/status)
 	denyCreate bool
 	recent     map[string][]time.Time // rate-limit class -> request times
 }
@@ -370,6 +371,8 @@ func (r *RetailCRM) serve(w http.ResponseWriter, req *http.Request) {
 		r.createCustomer(w, req)
 	case path == "/api/v5/orders/create":
 		r.createOrder(w, req)
+	case strings.HasPrefix(path, "/api/v5/users/") && strings.HasSuffix(path, "/status"):
+		r.userStatus(w, req, strings.TrimSuffix(strings.TrimPrefix(path, "/api/v5/users/"), "/status"))
 	case strings.HasPrefix(path, "/api/v5/integration-modules/") && strings.HasSuffix(path, "/edit"):
 		r.moduleEdit(w, req, strings.TrimSuffix(strings.TrimPrefix(path, "/api/v5/integration-modules/"), "/edit"))
 	default:

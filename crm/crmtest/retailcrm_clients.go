@@ -115,3 +115,36 @@ func (r *RetailCRM) createOrder(w http.ResponseWriter, req *http.Request) {
 			return fmt.Sprintf("customer %+v not found", o.Customer)
 		})
 }
+
+// userStatus answers POST /api/v5/users/{id}/status: status is free, busy,
+// dinner or break; the id is a user's number.
+func (r *RetailCRM) userStatus(w http.ResponseWriter, req *http.Request, id string) {
+	n, err := strconv.Atoi(id)
+	if err != nil || n <= 0 {
+		retailError(w, 404, "Not found", nil)
+		return
+	}
+	switch st := req.PostForm.Get("status"); st {
+	case "free", "busy", "dinner", "break":
+		r.mu.Lock()
+		if r.statuses == nil {
+			r.statuses = map[int]string{}
+		}
+		r.statuses[n] = st
+		r.mu.Unlock()
+		retailOK(w, map[string]any{})
+	default:
+		retailError(w, 400, "Errors in the input parameters", map[string]string{"status": "The value you selected is not a valid choice."})
+	}
+}
+
+// UserStatuses are the users' statuses set through the API.
+func (r *RetailCRM) UserStatuses() map[int]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[int]string{}
+	for k, v := range r.statuses {
+		out[k] = v
+	}
+	return out
+}

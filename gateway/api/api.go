@@ -48,6 +48,8 @@ type Server struct {
 	OutOfHours func(time.Time) bool
 	// Desks are the shared desks for shift work (nil: none).
 	Desks Desks
+	// Presence is the employees' statuses (nil: no /api/v1/presence).
+	Presence Presence
 	// Admin serves the admin page (nil: no admin endpoints).
 	Admin Admin
 	// Proxies are the reverse proxies whose forwarding headers name the
@@ -85,6 +87,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Desks != nil {
 		s.deskRoutes(mux)
+	}
+	if s.Presence != nil {
+		s.presenceRoutes(mux)
 	}
 	if s.Admin != nil {
 		mux.Handle("GET /api/v1/admin", s.auth(adminOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

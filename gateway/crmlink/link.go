@@ -455,3 +455,26 @@ func (l *Link) Client(ctx context.Context, phone string) (*crm.Client, error) {
 	}
 	return nil, nil
 }
+
+// statusSender is a connector that can hold an employee's status
+// (RetailCRM).
+type statusSender interface {
+	StatusItem(userID int, status string, at time.Time) outbox.Item
+}
+
+// UserStatus tells the CRMs that keep statuses that an employee set theirs
+// in the console; it is queued like a call event and survives outages.
+func (l *Link) UserStatus(employee, status string) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	for _, c := range l.crms {
+		s, ok := c.conn.(statusSender)
+		if !ok || c.exclude[employee] || c.users[employee] == 0 {
+			continue
+		}
+		if err := c.box.Put(s.StatusItem(c.users[employee], status, time.Now())); err != nil {
+			return fmt.Errorf("status of %s for %s: %w", employee, c.conn.Name(), err)
+		}
+	}
+	return nil
+}

@@ -20,6 +20,7 @@ const texts = {
     'role.employee': 'сотрудник', 'role.manager': 'руководитель', 'role.admin': 'администратор',
     'dial.number': 'Номер клиента', 'dial.call': 'Позвонить', 'dial.line': 'линия', 'dial.ringing': 'Звоним: снимите трубку своего телефона',
     'dial.failed': 'Не удалось позвонить',
+    'presence.label': 'Статус', 'presence.free': 'Свободен', 'presence.busy': 'Занят', 'presence.dinner': 'Обед', 'presence.break': 'Перерыв',
     'err.invalid_number': 'это не номер телефона', 'err.unknown_employee': 'нет такого сотрудника',
     'err.upstream_not_registered': 'линия ВАТС не зарегистрирована', 'err.bad_line': 'это не ваша линия',
     'err.no_registered_phone': 'ваш телефон не зарегистрирован', 'err.all_lines_busy': 'все ваши линии заняты',
@@ -65,6 +66,7 @@ const texts = {
     'role.employee': 'employee', 'role.manager': 'manager', 'role.admin': 'admin',
     'dial.number': 'Client number', 'dial.call': 'Call', 'dial.line': 'line', 'dial.ringing': 'Calling: pick up your phone',
     'dial.failed': 'The call could not be placed',
+    'presence.label': 'Status', 'presence.free': 'Available', 'presence.busy': 'Busy', 'presence.dinner': 'Lunch', 'presence.break': 'Break',
     'err.invalid_number': 'not a phone number', 'err.unknown_employee': 'no such employee',
     'err.upstream_not_registered': 'the VPBX line is not registered', 'err.bad_line': 'not one of your lines',
     'err.no_registered_phone': 'your phone is not registered', 'err.all_lines_busy': 'all your lines are busy',
@@ -176,6 +178,7 @@ async function boot() {
   $('lang').addEventListener('click', switchLang);
   $('lang-login').addEventListener('click', switchLang);
   $('logout').addEventListener('click', logout);
+  $('presence').addEventListener('change', setPresence);
   $('login-form').addEventListener('submit', login);
   $('missed-open').addEventListener('change', loadMissed);
   $('dial-form').addEventListener('submit', (e) => { e.preventDefault(); dial($('dial-number').value); });
@@ -227,6 +230,14 @@ function start(s) {
   listen();
   route();
   api('GET', '/api/v1/desks').then((r) => { $('nav-desks').hidden = r.status !== 200 || r.data.desks.length === 0; });
+  api('GET', '/api/v1/presence').then((r) => { if (r.status === 200) $('presence').value = r.data.status; });
+}
+
+// setPresence sends the status chosen in the header: while it is not
+// "free", inbound calls pass this employee by (and the CRM is told).
+async function setPresence() {
+  const r = await api('PUT', '/api/v1/presence', { status: $('presence').value });
+  if (r.status === 200) $('presence').value = r.data.status;
 }
 
 // adminTimer refreshes the admin page while it is shown: an admin watching
