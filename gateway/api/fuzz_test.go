@@ -111,11 +111,11 @@ func FuzzJSONBodies(f *testing.F) {
 		`{"login":"ivanov","password":"right-password"}`, `{"login":"101","password":"guess"}`, `{"login":"","password":""}`,
 		`{"employee":"ivanov","number":"+79161234567"}`, `{"employee":"ivanov","number":"8 916 123-45-67","line":"sales1"}`,
 		`{"to":"petrov","mode":"blind"}`, `{"to":"+79161234567","mode":"attended"}`, `{"to":"x","mode":"sideways"}`,
-		`{"source":"192.0.2.1:5060"}`, `{"source":""}`, `{"unknown":1}`, `{"login":1}`, `null`, `[]`, `{`, ``, `"\ud800"`,
+		`{"source":"192.0.2.1:5060"}`, `{"source":""}`, `{"status":"dinner"}`, `{"status":"x"}`, `{"unknown":1}`, `{"login":1}`, `null`, `[]`, `{`, ``, `"\ud800"`,
 		`{"login":"ivanov","password":"right-password"}{"trailing":true}`, strings.Repeat("[", 10000), "\xff\xfe",
 	}
 	for i, s := range seeds {
-		for ep := range uint8(4) {
+		for ep := range uint8(5) {
 			f.Add(ep, "application/json", []byte(s))
 		}
 		if i == 0 {
@@ -125,7 +125,8 @@ func FuzzJSONBodies(f *testing.F) {
 	}
 	hash, _ := bcrypt.GenerateFromPassword([]byte("right-password"), bcrypt.MinCost)
 	s := &Server{
-		Tokens: NewTokens([]string{adminTok}),
+		Tokens:   NewTokens([]string{adminTok}, Token{Scope: "employee:ivanov", Token: ivanovTok}),
+		Presence: &memPresence{m: map[string]string{}},
 		Calls: &memCalls{recs: map[string]*calls.Record{"c1": {ID: "c1", AnsweredBy: "ivanov",
 			Legs: []calls.Leg{{N: 1, Employee: "ivanov"}}}}},
 		Dialer:   fakeDialer{},
@@ -134,14 +135,18 @@ func FuzzJSONBodies(f *testing.F) {
 		Log:      slog.New(slog.DiscardHandler),
 	}
 	h := s.Handler()
-	paths := []string{"/api/v1/session", "/api/v1/calls", "/api/v1/calls/c1/transfer", "/api/v1/admin/unban"}
+	paths := []string{"/api/v1/session", "/api/v1/calls", "/api/v1/calls/c1/transfer", "/api/v1/admin/unban", "/api/v1/presence"}
 	allowed := map[int]bool{200: true, 201: true, 204: true, 400: true, 401: true, 403: true, 404: true, 409: true, 413: true, 415: true, 429: true}
 	f.Fuzz(func(t *testing.T, ep uint8, contentType string, body []byte) {
 		path := paths[int(ep)%len(paths)]
-		r := httptest.NewRequest("POST", path, bytes.NewReader(body))
+		method, token := "POST", adminTok
+		if path == "/api/v1/presence" {
+			method, token = "PUT", ivanovTok // an employee's own status
+		}
+		r := httptest.NewRequest(method, path, bytes.NewReader(body))
 		r.Header.Set("Content-Type", contentType)
 		if path != "/api/v1/session" {
-			r.Header.Set("Authorization", "Bearer "+adminTok)
+			r.Header.Set("Authorization", "Bearer "+token)
 		}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
