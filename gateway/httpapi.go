@@ -10,7 +10,6 @@ import (
 
 	"callgate/gateway/api"
 	"callgate/gateway/config"
-	"callgate/gateway/crmlink"
 	"callgate/gateway/presence"
 	"callgate/gateway/recordings"
 	"callgate/gateway/reload"
@@ -64,7 +63,7 @@ func (g *Gateway) newAPI() error {
 		Sessions:   api.NewSessions(nil, g.cfg.Console.SessionTTL.D(), false),
 		Desks:      g.dir, // the console hides desks while there are none; a reload may add some
 		OutOfHours: g.reload.OutOfHours,
-		Presence:   consolePresence{p: &g.presence, crm: g.crm},
+		Presence:   &presence.Told{Presence: &g.presence, Tell: g.crm.UserStatus},
 	}
 	srv.Sessions.Replace(reload.ConsoleAccounts(g.cfg), reload.Names(g.cfg), g.cfg.Console.Visibility == "all")
 	srv.Admin = &status.Admin{Location: g.reg.Location(), Directory: g.dir, Trunk: g.trunk, CRM: g.crm, Calls: g.b2b,
@@ -99,20 +98,4 @@ func proxies(h config.HTTP) *api.Proxies {
 		p.Trusted = append(p.Trusted, n.Masked())
 	}
 	return p
-}
-
-// consolePresence is a status an employee sets in the console: kept for
-// routing, and told to the CRMs that keep statuses.
-type consolePresence struct {
-	p   *presence.Presence
-	crm *crmlink.Link
-}
-
-func (c consolePresence) Status(employee string) string { return c.p.Status(employee) }
-
-func (c consolePresence) Set(employee, status string) error {
-	if err := c.p.Set(employee, status); err != nil {
-		return err
-	}
-	return c.crm.UserStatus(employee, status)
 }

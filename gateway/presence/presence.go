@@ -62,3 +62,18 @@ func (p *Presence) Status(employee string) string {
 
 // Away reports whether inbound calls should pass the employee by.
 func (p *Presence) Away(employee string) bool { return p.Status(employee) != Free }
+
+// Told is the statuses as an employee sets their own in the console: kept
+// for routing, then told to the CRMs that keep statuses (Tell).
+type Told struct {
+	*Presence
+	Tell func(employee, status string) error
+}
+
+// Set records the status and tells the CRMs.
+func (t *Told) Set(employee, status string) error {
+	if err := t.Presence.Set(employee, status); err != nil {
+		return err
+	}
+	return t.Tell(employee, status)
+}

@@ -22,3 +22,16 @@ func TestStatuses(t *testing.T) {
 		t.Fatalf("an unknown status was taken: %v", err)
 	}
 }
+
+// A status set in the console is kept and told to the CRMs; a bad one is
+// neither.
+func TestToldKeepsThenTells(t *testing.T) {
+	var told []string
+	p := &Told{Presence: &Presence{}, Tell: func(e, s string) error { told = append(told, e+"="+s); return nil }}
+	if err := p.Set("ivanov", Dinner); err != nil || !p.Away("ivanov") || len(told) != 1 || told[0] != "ivanov=dinner" {
+		t.Fatalf("set: %v, told %v", err, told)
+	}
+	if err := p.Set("ivanov", "vacation"); err == nil || len(told) != 1 {
+		t.Fatalf("a bad status: %v, told %v", err, told)
+	}
+}
