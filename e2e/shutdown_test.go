@@ -208,6 +208,14 @@ func TestConsoleShowsDraining(t *testing.T) {
 
 	b := browser(t)
 	login(t, b, o.d.url(""), "ivanov")
+	// The call going on is in the history as a call going on: no result,
+	// no duration, no player yet.
+	row := value(t, b, "the call in progress in the history", chromedp.Poll[string](
+		`(r => { const c = r && !r.querySelector('audio') && r.querySelector('td.result-talking'); return c ? c.textContent : '' })(document.querySelector('#calls-body tr'))`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	if row != "Идёт разговор" {
+		t.Fatalf("the call in progress reads %q", row)
+	}
 	browse(t, b, "the admin page at 1400 px",
 		chromedp.EmulateViewport(1400, 900),
 		chromedp.Evaluate[chromedp.Void](`location.hash = '#/admin'`),

@@ -12,6 +12,7 @@ const texts = {
     'col.duration': 'Длительность', 'col.result': 'Результат', 'col.trunk': 'Линия', 'col.recording': 'Запись',
     'dir.inbound': 'Входящий', 'dir.outbound': 'Исходящий', 'dir.internal': 'Внутренний',
     'res.answered': 'Отвечен', 'res.no-answer': 'Без ответа', 'res.busy': 'Занято', 'res.abandoned': 'Сброшен',
+    'res.talking': 'Идёт разговор', 'res.ringing': 'Звонит',
     'res.failed': 'Ошибка', 'res.interrupted': 'Прерван', 'res.': 'Идёт',
     download: 'Скачать', 'popup.incoming': 'Входящий звонок', 'popup.outgoing': 'Исходящий звонок',
     'popup.unknown': 'Неизвестный клиент', 'popup.talking': 'Разговор', 'popup.trunk': 'Линия',
@@ -58,6 +59,7 @@ const texts = {
     'col.duration': 'Duration', 'col.result': 'Result', 'col.trunk': 'Line', 'col.recording': 'Recording',
     'dir.inbound': 'Inbound', 'dir.outbound': 'Outbound', 'dir.internal': 'Internal',
     'res.answered': 'Answered', 'res.no-answer': 'No answer', 'res.busy': 'Busy', 'res.abandoned': 'Abandoned',
+    'res.talking': 'Talking now', 'res.ringing': 'Ringing',
     'res.failed': 'Failed', 'res.interrupted': 'Interrupted', 'res.': 'In progress',
     download: 'Download', 'popup.incoming': 'Incoming call', 'popup.outgoing': 'Outgoing call',
     'popup.unknown': 'Unknown client', 'popup.talking': 'Talking', 'popup.trunk': 'Line',
@@ -294,7 +296,10 @@ async function loadCalls() {
     const who = legs.length ? legs.join(' → ') : (c.rung || []).map(person).join(', ');
     const dir = c.internal ? 'internal' : c.direction;
     const recs = el('td', { class: 'rec' });
-    for (const l of c.legs || []) {
+    // A call still going on has no recording to play yet, and no result.
+    const live = !c.ended;
+    const result = live ? (c.answered && !c.answered.startsWith('0001-') ? 'talking' : 'ringing') : (c.result || '');
+    for (const l of live ? [] : c.legs || []) {
       if (!l.recording) continue;
       const src = `/api/v1/recordings/${encodeURIComponent(c.id)}-${l.n}`;
       recs.append(el('audio', { controls: '', preload: 'metadata', src, 'data-call': c.id }), ' ',
@@ -303,7 +308,7 @@ async function loadCalls() {
     return el('tr', { 'data-call': c.id },
       el('td', {}, fmtTime(c.started)), el('td', {}, t('dir.' + dir)),
       el('td', { class: 'client' }, c.outside_number || c.caller || ''), el('td', {}, who),
-      el('td', {}, fmtDuration(c.talk_seconds)), el('td', { class: 'result-' + (c.result || '') }, t('res.' + (c.result || ''))),
+      el('td', {}, live ? '' : fmtDuration(c.talk_seconds)), el('td', { class: 'result-' + result }, t('res.' + result)),
       el('td', {}, c.trunk_number || ''), recs);
   });
   $('calls-body').replaceChildren(...rows);
