@@ -130,6 +130,10 @@ func TestConsoleInChromium(t *testing.T) {
 	screenshot(t, ctx, "history-search-by-number")
 	browse(t, ctx, "clear the search", chromedp.Evaluate[chromedp.Void](`(s => { s.value = ''; s.dispatchEvent(new Event('input')) })(document.getElementById('search'))`))
 	value(t, ctx, "petrov's own list again", chromedp.Poll[bool](`document.querySelectorAll('#calls-body tr').length === 0`, chromedp.WithPollingTimeout(10*time.Second)))
+	// The admin page is not petrov's: the console shows his calls instead.
+	browse(t, ctx, "petrov opens #/admin", chromedp.Evaluate[chromedp.Void](`location.hash = '#/admin'`))
+	value(t, ctx, "petrov's calls instead of the admin page", chromedp.Poll[bool](
+		`!document.getElementById('calls').hidden && document.getElementById('admin').hidden && location.hash === '#/calls'`, chromedp.WithPollingTimeout(5*time.Second)))
 	client := apiLogin(t, base, "103")
 	if res, _ := client.Get(base + "/api/v1/calls/" + rec.ID); res.StatusCode != 404 {
 		t.Fatalf("petrov reads ivanov's call: %d", res.StatusCode)

@@ -109,7 +109,14 @@ func TestConsoleStatusReachesRetailCRMAndRouting(t *testing.T) {
 	}
 	screenshot(t, b, "status-dinner")
 	pick("free")
+	// The caller is a customer RetailCRM knows only by this number: the
+	// card says «Неизвестный клиент», not the number twice.
+	st.AddCustomer("+79161234567", "", "79161234567")
 	vpbxSide, _, _ := o.inbound(ctx, "127.0.0.1:30936", "127.0.0.1:30937")
 	<-nextCall(t, o.phones["102"]).Gone()
+	time.Sleep(time.Second) // the card's client lookup has answered
+	if name := value(t, b, "the card's name", chromedp.Evaluate[string](`(document.querySelector('.popup .name')||{}).textContent||''`)); name != "Неизвестный клиент" {
+		t.Fatalf("the card of a client known only by number reads %q", name)
+	}
 	vpbxSide.Hangup(ctx)
 }
