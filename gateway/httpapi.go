@@ -63,6 +63,7 @@ func (g *Gateway) newAPI() error {
 		Sessions:   api.NewSessions(nil, g.cfg.Console.SessionTTL.D(), false),
 		Desks:      g.dir, // the console hides desks while there are none; a reload may add some
 		OutOfHours: g.reload.OutOfHours,
+		Region:     g.cfg.Calls.DefaultRegion,
 		Presence:   &presence.Told{Presence: &g.presence, Tell: g.crm.UserStatus},
 	}
 	srv.Sessions.Replace(reload.ConsoleAccounts(g.cfg), reload.Names(g.cfg), g.cfg.Console.Visibility == "all")

@@ -44,6 +44,9 @@ type Server struct {
 	Clients ClientLookup
 	// Zone is the office's time zone for per-day statistics.
 	Zone *time.Location
+	// Region reads searched numbers written without a country code
+	// (calls.default_region; "" reads them as Russian).
+	Region string
 	// OutOfHours tells missed calls outside business hours (nil: none).
 	OutOfHours func(time.Time) bool
 	// Desks are the shared desks for shift work (nil: none).

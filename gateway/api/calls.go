@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"callgate/gateway/calls"
+	"callgate/gateway/routing"
 )
 
 // CallStore is what the call history endpoints read.
@@ -46,7 +47,7 @@ func (s *Server) listCalls(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	employee := q.Get("employee")
+	employee, number := q.Get("employee"), searchNumber(q.Get("number"), s.Region)
 	if p := principal(r); p.Kind == "employee" && !p.All && !(employee == "" && wholeNumber(q.Get("number"))) {
 		// An employee's token lists only their own calls, except the
 		// history with one client: searched by the client's whole number,
@@ -58,7 +59,7 @@ func (s *Server) listCalls(w http.ResponseWriter, r *http.Request) {
 		}
 		employee = p.Name
 	}
-	list, err := s.Calls.List(calls.Filter{From: from, To: to, Employee: employee, Number: digits(q.Get("number")), Result: q.Get("result"), Limit: limit})
+	list, err := s.Calls.List(calls.Filter{From: from, To: to, Employee: employee, Number: number, Result: q.Get("result"), Limit: limit})
 	if err != nil {
 		Error(w, http.StatusInternalServerError, "store_error", "call history could not be read")
 		return
@@ -85,9 +86,18 @@ func (s *Server) getCall(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rec)
 }
 
-// digits is a searched number as the history holds it: "+7 (916) 123-45-67"
-// finds +79161234567.
-func digits(v string) string {
+// searchNumber is a searched number as the history holds it: a whole
+// number in E.164 as routing reads it ("8 916 123-45-67" finds
+// +79161234567), a fragment by its digits alone.
+func searchNumber(v, region string) string {
+	if region == "" {
+		region = "RU"
+	}
+	if wholeNumber(v) {
+		if n, err := routing.Normalize(v, region); err == nil {
+			return n
+		}
+	}
 	return strings.Map(func(c rune) rune {
 		if c >= '0' && c <= '9' {
 			return c

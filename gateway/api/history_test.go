@@ -49,6 +49,7 @@ func TestSearchByClientNumberShowsEveryonesCalls(t *testing.T) {
 		"number=" + url.QueryEscape("+79161234567"):       {"c1", "c3"},
 		"number=79161234567":                              {"c1", "c3"},
 		"number=" + url.QueryEscape("+7 (916) 123-45-67"): {"c1", "c3"},
+		"number=" + url.QueryEscape("8 916 123-45-67"):    {"c1", "c3"}, // the trunk prefix, as routing reads it
 		"number=7916": {"c1"}, // a fragment: own calls only
 		"number=" + url.QueryEscape("+79167654321"): {"c2"}, // petrov's client
 	} {

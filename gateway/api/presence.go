@@ -2,6 +2,8 @@ package api
 
 import (
 	"net/http"
+
+	"callgate/gateway/presence"
 )
 
 // Presence is the employees' statuses: free, busy, dinner or break. An
@@ -32,7 +34,7 @@ func (s *Server) presenceRoutes(mux *http.ServeMux) {
 		}
 		if answered, err := readJSON(w, r, 1<<10, &body); answered {
 			return
-		} else if err != nil || !validStatus(body.Status) {
+		} else if err != nil || !presence.Valid(body.Status) {
 			Error(w, http.StatusBadRequest, "bad_status", `the body is {"status": "free"|"busy"|"dinner"|"break"}`)
 			return
 		}
@@ -42,14 +44,6 @@ func (s *Server) presenceRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": s.Presence.Status(emp)})
 	})))
-}
-
-func validStatus(s string) bool {
-	switch s {
-	case "free", "busy", "dinner", "break":
-		return true
-	}
-	return false
 }
 
 // presenceEmployee is whose status a request is about: the employee the
