@@ -70,7 +70,7 @@ func (g *Gateway) newAPI() error {
 	srv.Admin = &status.Admin{Location: g.reg.Location(), Directory: g.dir, Trunk: g.trunk, CRM: g.crm, Calls: g.b2b,
 		Recordings: g.recs, Store: g.health, Guard: g.guard}
 	srv.Proxies, srv.Log = proxies(h), g.log.With("component", "http")
-	srv.Zone, _ = time.LoadLocation(g.cfg.Console.TimeZone)
+	srv.Zone = g.cfg.Console.TimeZone.Location()
 	srv.Sessions.Zone = srv.Zone
 	if g.crm.Enabled() {
 		srv.Clients = g.crm.Client

@@ -20,6 +20,9 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	// The zone database is built in: an appliance may run where the
+	// system has no tzdata, and its zones (console, CRMs) must still load.
+	_ "time/tzdata"
 
 	"callgate/gateway"
 	"callgate/gateway/config"

@@ -252,7 +252,7 @@ type Console struct {
 	// SessionTTL is how long a console login lasts without use.
 	SessionTTL Duration `toml:"session_ttl"`
 	// TimeZone is the office's zone for days in statistics.
-	TimeZone string `toml:"time_zone"`
+	TimeZone Zone `toml:"time_zone"`
 	// BusinessHours ("09:00-18:00") on BusinessDays ("mon".."sun") make
 	// missed calls outside them show "out of hours" (empty: none).
 	BusinessHours string   `toml:"business_hours"`
@@ -266,10 +266,7 @@ func (c Console) OutOfHours() func(time.Time) bool {
 	if !ok {
 		return nil
 	}
-	loc, err := time.LoadLocation(c.TimeZone)
-	if err != nil {
-		loc = time.UTC
-	}
+	loc := c.TimeZone.Location()
 	days := map[time.Weekday]bool{}
 	for _, d := range c.BusinessDays {
 		days[weekdays[d]] = true
@@ -342,7 +339,7 @@ type RetailCRM struct {
 	APIKeyFile string `toml:"api_key_file"`
 	Site       string `toml:"site"`        // shop code for calls
 	ModuleCode string `toml:"module_code"` // integration module instance code
-	TimeZone   string `toml:"time_zone"`   // the account's zone for dates
+	TimeZone   Zone   `toml:"time_zone"`   // the account's zone for dates
 	// Exclude lists employees whose calls are never sent.
 	Exclude []string `toml:"exclude"`
 	// RetryMax caps the wait between delivery attempts while RetailCRM is
@@ -419,10 +416,10 @@ func Defaults() Config {
 			ReadTimeout: Duration(30 * time.Second), WriteTimeout: Duration(60 * time.Second), IdleTimeout: Duration(2 * time.Minute),
 			MaxHeaderBytes: 64 << 10},
 		Routing: Routing{CRMBudget: Duration(300 * time.Millisecond), ResponsibleTimeout: Duration(15 * time.Second), CacheTTL: Duration(10 * time.Minute)},
-		CRM: CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: Duration(5 * time.Minute), SendRecordings: true},
+		CRM: CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: ParseZone("Europe/Moscow"), RetryMax: Duration(5 * time.Minute), SendRecordings: true},
 			Megaplan: Megaplan{RPS: 3, Poll: Duration(time.Minute), RetryMax: Duration(5 * time.Minute), SendRecordings: true}},
 		Mango: Mango{URL: "https://app.mango-office.ru/vpbx/", Budget: Duration(time.Second)},
-		Console: Console{Visibility: "own", SessionTTL: Duration(12 * time.Hour), TimeZone: "Europe/Moscow",
+		Console: Console{Visibility: "own", SessionTTL: Duration(12 * time.Hour), TimeZone: ParseZone("Europe/Moscow"),
 			BusinessDays: []string{"mon", "tue", "wed", "thu", "fri"}},
 	}
 }

@@ -13,7 +13,7 @@ func (v *validator) console(c *Console) {
 		v.bad("console.visibility", `"own" (employees see their own calls) or "all"`, "unknown value %q", c.Visibility)
 	}
 	v.between("console.session_ttl", c.SessionTTL.D(), time.Minute, 30*24*time.Hour)
-	if _, err := time.LoadLocation(c.TimeZone); err != nil {
+	if err := c.TimeZone.err; err != nil {
 		v.bad("console.time_zone", `an IANA zone, e.g. "Europe/Moscow"`, "%v", err)
 	}
 	if _, _, ok := c.hours(); c.BusinessHours != "" && !ok {
@@ -56,7 +56,7 @@ func (v *validator) crm(c *Config, employees map[string]bool) {
 		v.bad("crm.retailcrm.module_code", `lower-case letters and digits, e.g. "callgate"`, "%q is not a valid module code", r.ModuleCode)
 	}
 	v.between("crm.retailcrm.retry_max", r.RetryMax.D(), time.Second, 24*time.Hour)
-	if _, err := time.LoadLocation(r.TimeZone); err != nil {
+	if err := r.TimeZone.err; err != nil {
 		v.bad("crm.retailcrm.time_zone", `an IANA zone, e.g. "Europe/Moscow"`, "%v", err)
 	}
 	for i, id := range r.Exclude {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"callgate/sip/sipnet"
 )
@@ -227,4 +228,37 @@ func networks(cidrs ...string) Networks {
 		out[i] = parseNetwork(c)
 	}
 	return out
+}
+
+// Zone is a time zone written by its IANA name ("Europe/Moscow").
+type Zone struct {
+	loc  *time.Location
+	text string
+	err  error
+}
+
+// ParseZone reads a zone name; a name the system's (or callgate's
+// embedded) zone database does not know is kept with its error for
+// validation to report.
+func ParseZone(name string) Zone {
+	loc, err := time.LoadLocation(name)
+	return Zone{loc: loc, text: name, err: err}
+}
+
+// UnmarshalText parses the zone; see the note on typed values.
+func (z *Zone) UnmarshalText(b []byte) error { *z = ParseZone(string(b)); return nil }
+
+// MarshalText writes the zone's name.
+func (z Zone) MarshalText() ([]byte, error) { return []byte(z.text), nil }
+
+// String is the zone's name as written.
+func (z Zone) String() string { return z.text }
+
+// Location is the zone; UTC for a zone that is not set or not valid, which
+// a validated configuration never holds.
+func (z Zone) Location() *time.Location {
+	if z.loc == nil {
+		return time.UTC
+	}
+	return z.loc
 }

@@ -20,7 +20,9 @@ rtp_ports = "30000-30099"
 bind = "127.0.0.1"
 upstream_advertise = "198.51.100.7"
 [recording]
-min_free = "2GiB"`, 1)
+min_free = "2GiB"
+[console]
+time_zone = "Asia/Yekaterinburg"`, 1)
 	doc = strings.Replace(doc, `registrar = "udp:127.0.0.1:5070"`, `registrar = "udp:127.0.0.1:5070"
 proxy = "tcp:127.0.0.1:5080"`, 1)
 	c, err := Parse("typed.toml", []byte(doc))
@@ -55,6 +57,9 @@ proxy = "tcp:127.0.0.1:5080"`, 1)
 	if c.Recording.MinFree.Bytes != 2<<30 || c.Recording.MinFree.String() != "2GiB" {
 		t.Errorf("min_free = %d (%s)", c.Recording.MinFree.Bytes, c.Recording.MinFree)
 	}
+	if z := c.Console.TimeZone; z.String() != "Asia/Yekaterinburg" || z.Location().String() != "Asia/Yekaterinburg" {
+		t.Errorf("console.time_zone = %s (location %s)", z, z.Location())
+	}
 	if tg := c.Upstream.Target(); tg.Transport != sipnet.TCP || tg.Port != 5080 || tg.IP != netip.MustParseAddr("127.0.0.1") {
 		t.Errorf("target = %s, want the proxy", tg)
 	}
@@ -75,7 +80,9 @@ rtp_ports = "20001-20999"
 bind = "any"
 advertise = "10.0.0"
 [recording]
-min_free = "lots"`, 1)
+min_free = "lots"
+[console]
+time_zone = "Europe/Atlantis"`, 1)
 	doc = strings.Replace(doc, `registrar = "udp:127.0.0.1:5070"`, `registrar = "udp:127.0.0.1:0"
 proxy = "ws:127.0.0.1:80"`, 1)
 	doc = strings.Replace(doc, `trusted_sources = ["127.0.0.1/32"]`, `trusted_sources = ["127.0.0.1/33"]`, 1)
@@ -93,6 +100,7 @@ proxy = "ws:127.0.0.1:80"`, 1)
 		`bad.toml:8: media.bind: "any" is not an IP address`,
 		`bad.toml:9: media.advertise: "10.0.0" is not a usable IP address`,
 		`bad.toml:11: recording.min_free: "lots" is not a size`,
+		`bad.toml:13: console.time_zone: unknown time zone Europe/Atlantis (hint: an IANA zone, e.g. "Europe/Moscow")`,
 		`upstream.registrar: port "0" is not 1-65535`,
 		`upstream.proxy: transport "ws" is not supported`,
 		`upstream.trusted_sources[0]: "127.0.0.1/33" is not a network, an IP address or a host name`,

@@ -40,7 +40,7 @@ func TestReloadMappings(t *testing.T) {
 	cfg := config.Defaults()
 	cfg.Employees = []config.Employee{{ID: "ivanov", Extensions: []string{"101", "102"}, RetailCRMUser: 7}, {ID: "petrov", Extensions: []string{"103"}, RetailCRMUser: 9}}
 	cfg.Upstream.Accounts = []config.Account{{User: "sales1"}, {User: "private", CRMExclude: true}}
-	cfg.CRM.RetailCRM = config.RetailCRM{Enabled: true, URL: retail.URL, APIKey: "k", Site: "shop", ModuleCode: "callgate", TimeZone: "UTC", RetryMax: config.Duration(time.Second)}
+	cfg.CRM.RetailCRM = config.RetailCRM{Enabled: true, URL: retail.URL, APIKey: "k", Site: "shop", ModuleCode: "callgate", TimeZone: config.ParseZone("UTC"), RetryMax: config.Duration(time.Second)}
 	l, err := New(&cfg, Deps{Store: db, Calls: calls.NewStore(db), Events: calls.NewBus(), Directory: office, Metrics: prometheus.NewRegistry(), Log: testLog(t)})
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,7 @@ const retailClientID = "crm.retailcrm.client_id"
 // addRetailCRM sets up the RetailCRM connector.
 func (l *Link) addRetailCRM(cfg *config.Config, requests *prometheus.CounterVec) error {
 	r := cfg.CRM.RetailCRM
-	loc, _ := time.LoadLocation(r.TimeZone)
+	loc := r.TimeZone.Location()
 	m := newRetailMaps(cfg)
 	random := make([]byte, 16)
 	_, _ = rand.Read(random)

@@ -177,7 +177,7 @@ func crms(cfg *config.Config) (*crmtest.RetailCRM, *crmtest.Megaplan) {
 	mp.AddContractor("Анна Смирнова", "+"+knownClient)
 	mp.SetRoute("+"+knownClient, "1000007")
 	cfg.CRM.RetailCRM = config.RetailCRM{Enabled: true, URL: rc.URL, APIKey: "demo-retail-key-0123456789", Site: "demo-shop",
-		ModuleCode: "callgate", TimeZone: "Europe/Moscow", RetryMax: config.Duration(10 * time.Second)}
+		ModuleCode: "callgate", TimeZone: config.ParseZone("Europe/Moscow"), RetryMax: config.Duration(10 * time.Second)}
 	cfg.CRM.Megaplan = config.Megaplan{Enabled: true, URL: mp.URL, Username: "demo@office", Password: "demo-megaplan-pass",
 		RPS: 20, Poll: config.Duration(10 * time.Second), RetryMax: config.Duration(10 * time.Second)}
 	return rc, mp

@@ -123,10 +123,7 @@ func NewDialRules(cfg *config.Config) *DialRules {
 func (d *DialRules) Reload(cfg *config.Config) { d.t.Store(newRulesTable(cfg)) }
 
 func newRulesTable(cfg *config.Config) *rulesTable {
-	loc, err := time.LoadLocation(cfg.Console.TimeZone)
-	if err != nil {
-		loc = time.UTC
-	}
+	loc := cfg.Console.TimeZone.Location()
 	g := cfg.Dial
 	d := &rulesTable{region: cfg.Calls.DefaultRegion, loc: loc, by: map[string]*policy{}, maxTotal: g.MaxConcurrentTotal}
 	d.base = policy{allow: entries(g.Allow), deny: entries(g.Deny), maxConcurrent: g.PerLine, callsPerDay: g.CallsPerDay, minutesPerDay: g.MinutesPerDay}
