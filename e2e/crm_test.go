@@ -298,12 +298,12 @@ crm_exclude = true
 }
 
 // Per-employee exclusion and a refusal for lack of rights: ivanov is
-// excluded from RetailCRM, so his call never reaches it; Megaplan refuses
-// to let him create clients, so the refusal is logged once and parked as a
-// dead letter while the call itself is logged there.
+// excluded from RetailCRM, so his call never reaches it; Megaplan does not
+// let callgate's API user create clients, so the refusal is logged once and
+// parked as a dead letter while the call itself is logged there.
 func TestCRMEmployeeExclusionAndRefusal(t *testing.T) {
 	st, mp := crmStandIns(t)
-	mp.DenyCreate("1000007")
+	mp.DenyClients(true)
 	o := crmOffice(t, st, mp, `[[upstream.account]]
 user = "support"
 password = "Secret456"

@@ -92,7 +92,10 @@ type Megaplan struct {
 	deals       []*MegaplanDeal
 	routes      map[string]string // phone -> responsible employee id
 	lookups     int
-	deny        map[string]bool // employees without the right to create
+	// Megaplan checks the rights of the user the token was issued to (the
+	// API user), never of an employee named in the body.
+	noClients bool            // the API user may not create clients
+	noDeals   map[string]bool // schemes (program ids) the API user may not create deals in
 	violations  []string
 	recent      []time.Time
 	nextID      int
@@ -110,7 +113,7 @@ func NewMegaplan(username, password string, rps int) *Megaplan {
 func NewMegaplanAt(username, password string, rps int, addr string) (*Megaplan, error) {
 	m := &Megaplan{Username: username, Password: password, rps: rps, tokenTTL: 48 * time.Hour,
 		tokens: map[string]time.Time{}, refresh: map[string]bool{}, grants: map[string]int{},
-		routes: map[string]string{}, deny: map[string]bool{}, nextID: 1000}
+		routes: map[string]string{}, noDeals: map[string]bool{}, nextID: 1000}
 	var err error
 	if m.Server, err = serveAt(addr, m.serve); err != nil {
 		return nil, err
@@ -164,9 +167,13 @@ func (m *Megaplan) SetRoute(phone, employee string) {
 // Lookups is how many callRoute requests arrived.
 func (m *Megaplan) Lookups() int { m.mu.Lock(); defer m.mu.Unlock(); return m.lookups }
 
-// DenyCreate takes the right to create contractors and deals from an
-// employee: creating with them as responsible or manager answers 403.
-func (m *Megaplan) DenyCreate(employee string) { m.mu.Lock(); m.deny[employee] = true; m.mu.Unlock() }
+// DenyClients takes the API user's right to create clients: POST
+// contractorHuman answers 403, whoever the body names responsible.
+func (m *Megaplan) DenyClients(deny bool) { m.mu.Lock(); m.noClients = deny; m.mu.Unlock() }
+
+// DenyDeals takes the API user's right to create deals in a scheme
+// (program id): POST deal in it answers 403, whoever the body names manager.
+func (m *Megaplan) DenyDeals(program string) { m.mu.Lock(); m.noDeals[program] = true; m.mu.Unlock() }
 
 // AddContractor creates a client the way a user does in Megaplan's UI.
 func (m *Megaplan) AddContractor(name, phone string) string {

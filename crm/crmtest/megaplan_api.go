@@ -323,12 +323,10 @@ func (m *Megaplan) createContractor(w http.ResponseWriter, req *http.Request, mo
 		return
 	}
 	m.mu.Lock()
-	for _, r := range c.Responsibles {
-		if m.deny[r.ID] {
-			m.mu.Unlock()
-			megaplanAnswer(w, 403, nil, "Access denied: employee "+r.ID+" may not create clients")
-			return
-		}
+	if m.noClients {
+		m.mu.Unlock()
+		megaplanAnswer(w, 403, nil, "Access denied")
+		return
 	}
 	m.addContractor(&c)
 	out := c
@@ -360,9 +358,9 @@ func (m *Megaplan) createDeal(w http.ResponseWriter, req *http.Request, mode Mod
 		return
 	}
 	m.mu.Lock()
-	if d.Manager != nil && m.deny[d.Manager.ID] {
+	if m.noDeals[d.Program.ID] {
 		m.mu.Unlock()
-		megaplanAnswer(w, 403, nil, "Access denied: employee "+d.Manager.ID+" may not create deals")
+		megaplanAnswer(w, 403, nil, "Access denied")
 		return
 	}
 	m.nextID++

@@ -41,6 +41,10 @@ type envelope struct {
 // errNotFound is a 404: an entity (a call by providerId) does not exist.
 var errNotFound = errors.New("not found")
 
+// errForbidden is a 403: the API user (whose token callgate holds) has no
+// right to do this, which no retry changes.
+var errForbidden = errors.New("access denied")
+
 // bearer returns a valid access token, getting or renewing one if needed.
 func (c *Connector) bearer(ctx context.Context) (string, error) {
 	s := &c.session
@@ -167,6 +171,8 @@ func (c *Connector) do(ctx context.Context, method, path string, params any, out
 			continue
 		case res.StatusCode == http.StatusNotFound:
 			return fmt.Errorf("%w: %w", errNotFound, why)
+		case res.StatusCode == http.StatusForbidden:
+			return &outbox.Permanent{Err: fmt.Errorf("%w: %w", errForbidden, why)}
 		case res.StatusCode == http.StatusTooManyRequests || res.StatusCode >= 500 || res.StatusCode == http.StatusUnauthorized:
 			return &outbox.Temporary{Err: why, After: outbox.RetryAfter(res.Header.Get("Retry-After"))}
 		default:

@@ -91,7 +91,16 @@ func (c *Connector) deliverClient(ctx context.Context, o op) error {
 		id, fresh = made.ID, true
 	}
 	if fresh && o.Create == "contact+deal" && o.Program > 0 {
-		if err := c.deal(ctx, o, id); err != nil {
+		// Megaplan checks the rights of the API user, not of the employee
+		// named manager: a scheme that user may not create deals in leaves
+		// the deal out (document 000: "the deal will not be created"), and
+		// the client stays linked to the call.
+		err := c.deal(ctx, o, id)
+		switch {
+		case errors.Is(err, errForbidden):
+			c.cfg.Log.Warn("Megaplan refused the deal: the API user may not create deals in this scheme; the client is linked without one",
+				"crm", "megaplan", "call_id", o.CallID, "program", o.Program, "employee", o.Employee, "error", err)
+		case err != nil:
 			return err
 		}
 	}

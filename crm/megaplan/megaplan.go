@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -36,6 +37,9 @@ type Config struct {
 	Programs map[string]int
 	// OnRequest is told of every response code ("error" for no response).
 	OnRequest func(code string)
+	// Log gets what the connector decides on its own, such as a deal left
+	// out because Megaplan refused it (nil: slog's default).
+	Log *slog.Logger
 }
 
 // Connector is the Megaplan connector.
@@ -56,6 +60,9 @@ func New(cfg Config, client *http.Client) *Connector {
 	}
 	if cfg.RPS <= 0 {
 		cfg.RPS = 3
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
 	}
 	return &Connector{cfg: cfg, base: strings.TrimRight(cfg.URL, "/"), http: client, limit: rate.NewLimiter(rate.Limit(cfg.RPS*0.9), 1)}
 }

@@ -220,8 +220,10 @@ func TestErrorsAreClassified(t *testing.T) {
 }
 
 // Per trunk: nothing, a client, or a client and a deal in the trunk's
-// scheme, made by the employee who took the call; an employee without the
-// right gets a permanent refusal while the call itself is logged.
+// scheme, made by the employee who took the call. Megaplan checks the
+// rights of the API user: a scheme it may not create deals in leaves the
+// deal out and the call still linked to its new client; without the right
+// to create clients the refusal is permanent while the call itself is logged.
 func TestAutocreateRules(t *testing.T) {
 	st, c := withStandIn(t)
 	none := answered("n1")
@@ -255,7 +257,28 @@ func TestAutocreateRules(t *testing.T) {
 		t.Fatalf("the new client's next calls made %d clients, %d deals", len(st.Contractors()), len(st.Deals()))
 	}
 
-	st.DenyCreate("1000009")
+	st.DenyDeals("12")
+	nodeal := answered("d1")
+	nodeal.Outside, nodeal.Autocreate = "+79160000002", "contact+deal"
+	run(t, c, nodeal, crm.Ringing, crm.Ended)
+	if len(st.Deals()) != 1 {
+		t.Fatalf("a deal in a scheme the API user may not use: %+v", st.Deals())
+	}
+	var made string
+	for _, k := range st.Contractors() {
+		if k.ContactInfo[0].Value == nodeal.Outside {
+			made = k.ID
+		}
+	}
+	linked := false
+	for _, ci := range st.Calls() {
+		linked = linked || ci.ProviderID == "d1" && ci.FromUser != nil && made != "" && ci.FromUser.ID == made
+	}
+	if !linked {
+		t.Fatalf("refused deal: the call is not linked to its new client %q: %+v", made, st.Calls())
+	}
+
+	st.DenyClients(true)
 	denied := answered("x1")
 	denied.Outside, denied.Autocreate = "+79160000001", "contact"
 	denied.Rung, denied.Legs[0].Person = []crm.Person{petrov}, petrov

@@ -49,7 +49,7 @@ func (l *Link) addMegaplan(cfg *config.Config, requests *prometheus.CounterVec) 
 	m := cfg.CRM.Megaplan
 	mp := newMegaplanMaps(cfg)
 	conn := megaplan.New(megaplan.Config{URL: m.URL, Username: m.Username, Password: m.Password, RPS: m.RPS, Programs: mp.programs,
-		OnRequest: func(code string) { requests.WithLabelValues("megaplan", code).Inc() }}, nil)
+		OnRequest: func(code string) { requests.WithLabelValues("megaplan", code).Inc() }, Log: l.log}, nil)
 	l.megaplanUsers = mp.byUser
 	c := &connector{conn: conn, users: mp.users, noRecordings: !m.SendRecordings,
 		responsible: func(ctx context.Context, phone string) (string, error) {
