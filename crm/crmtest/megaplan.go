@@ -94,12 +94,12 @@ type Megaplan struct {
 	lookups     int
 	// Megaplan checks the rights of the user the token was issued to (the
 	// API user), never of an employee named in the body.
-	noClients bool            // the API user may not create clients
-	noDeals   map[string]bool // schemes (program ids) the API user may not create deals in
-	violations  []string
-	recent      []time.Time
-	nextID      int
-	onPopup     func(MegaplanCall)
+	noClients  bool            // the API user may not create clients
+	noDeals    map[string]bool // schemes (program ids) the API user may not create deals in
+	violations []string
+	recent     []time.Time
+	nextID     int
+	onPopup    func(MegaplanCall)
 }
 
 // NewMegaplan starts a stand-in on loopback for one API user. It allows rps
