@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 )
 
 // Replay is an http.RoundTripper that answers every request with one
@@ -14,8 +15,9 @@ type Replay struct {
 	Status     int
 	Body       []byte
 	RetryAfter string
-	// Requests counts the requests answered.
-	Requests int
+	// Requests counts the requests answered (connectors may ask several
+	// at once).
+	Requests atomic.Int64
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -24,7 +26,7 @@ func (r *Replay) RoundTrip(req *http.Request) (*http.Response, error) {
 		_, _ = io.Copy(io.Discard, req.Body)
 		req.Body.Close()
 	}
-	r.Requests++
+	r.Requests.Add(1)
 	status := r.Status
 	if status < 100 || status > 999 {
 		status = http.StatusOK

@@ -59,6 +59,24 @@ type MegaplanContractor struct {
 		Value       string `json:"value"`
 	} `json:"contactInfo,omitempty"`
 	TimeCreated *MegaplanTime `json:"timeCreated,omitempty"`
+	// Company is the ContractorCompany the client works for.
+	Company *MegaplanCompany `json:"company,omitempty"`
+}
+
+// MegaplanCompany is a reference to a ContractorCompany with its name.
+type MegaplanCompany struct {
+	ContentType string `json:"contentType"`
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+}
+
+// MegaplanState is a deal's place in its scheme; Type is "active" while
+// the deal is open, "positive" or "negative" once it is closed.
+type MegaplanState struct {
+	ContentType string `json:"contentType"`
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Type        string `json:"type"`
 }
 
 // MegaplanDeal is a Deal created through the API.
@@ -70,6 +88,10 @@ type MegaplanDeal struct {
 	Program     *MegaplanRef `json:"program"`
 	Manager     *MegaplanRef `json:"manager,omitempty"`
 	Contractor  *MegaplanRef `json:"contractor,omitempty"`
+	// Number and State are Megaplan's (the scheme's first, active state
+	// for a deal created through the API).
+	Number string         `json:"number,omitempty"`
+	State  *MegaplanState `json:"state,omitempty"`
 }
 
 // Megaplan is a Megaplan API v3 stand-in: password-grant tokens that expire,
@@ -187,6 +209,33 @@ func (m *Megaplan) AddContractor(name, phone string) string {
 	}{"ContactInfo", "phone", phone})
 	m.addContractor(c)
 	return c.ID
+}
+
+// SetCompany makes a client work for a company (a ContractorCompany named
+// name), the way a user fills the field in Megaplan.
+func (m *Megaplan) SetCompany(contractorID, name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.contractors {
+		if c.ID == contractorID {
+			m.nextID++
+			c.Company = &MegaplanCompany{ContentType: "ContractorCompany", ID: strconv.Itoa(m.nextID), Name: name}
+		}
+	}
+}
+
+// AddDeal creates a deal of a client the way a manager does; stateType is
+// "active" for an open deal, "positive" or "negative" for a closed one.
+func (m *Megaplan) AddDeal(contractorID, name, stateType string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.nextID++
+	id := strconv.Itoa(m.nextID)
+	m.deals = append(m.deals, &MegaplanDeal{ContentType: "Deal", ID: id, Number: id, Name: name,
+		Program:    &MegaplanRef{ContentType: "Program", ID: "1"},
+		Contractor: &MegaplanRef{ContentType: "ContractorHuman", ID: contractorID},
+		State:      &MegaplanState{ContentType: "ProgramState", ID: "s-" + stateType, Name: stateType, Type: stateType}})
+	return id
 }
 
 func (m *Megaplan) addContractor(c *MegaplanContractor) {

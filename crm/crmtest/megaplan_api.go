@@ -280,6 +280,14 @@ func (m *Megaplan) listContractors(w http.ResponseWriter, q map[string]json.RawM
 			return
 		}
 	}
+	var fields []string
+	_ = json.Unmarshal(q["fields"], &fields)
+	for _, f := range fields {
+		if !slices.Contains([]string{"firstName", "middleName", "lastName", "company", "position", "description", "responsibles", "contactInfo", "timeCreated", "type", "status"}, f) {
+			megaplanAnswer(w, 422, nil, "unknown field "+f)
+			return
+		}
+	}
 	var text string
 	_ = json.Unmarshal(q["q"], &text)
 	limit := 100
@@ -334,13 +342,64 @@ func (m *Megaplan) createContractor(w http.ResponseWriter, req *http.Request, mo
 	committed(w, mode, out)
 }
 
+// listDeals answers GET deal by text (q) or by a filter on the client:
+// {"contentType":"DealFilter","config":{"contentType":"FilterConfig",
+// "termGroup":{"contentType":"FilterTermGroup","join":"and","terms":[
+// {"contentType":"FilterTermRef","field":"contractor","comparison":"equals",
+// "value":[{"contentType":"ContractorHuman","id":"…"}]}]}}}, the shape of
+// the official SDK's contractor filter. Any other filter is refused.
 func (m *Megaplan) listDeals(w http.ResponseWriter, q map[string]json.RawMessage) {
+	for k := range q {
+		if !slices.Contains([]string{"q", "filter", "fields", "limit"}, k) {
+			megaplanAnswer(w, 422, nil, "unknown parameter "+k)
+			return
+		}
+	}
+	var fields []string
+	_ = json.Unmarshal(q["fields"], &fields)
+	for _, f := range fields {
+		if !slices.Contains([]string{"name", "number", "state", "contractor", "manager", "program", "description"}, f) {
+			megaplanAnswer(w, 422, nil, "unknown field "+f)
+			return
+		}
+	}
 	var text string
 	_ = json.Unmarshal(q["q"], &text)
+	var client string
+	if raw, ok := q["filter"]; ok {
+		var f struct {
+			ContentType string `json:"contentType"`
+			Config      struct {
+				ContentType string `json:"contentType"`
+				TermGroup   struct {
+					ContentType string `json:"contentType"`
+					Join        string `json:"join"`
+					Terms       []struct {
+						ContentType string        `json:"contentType"`
+						Field       string        `json:"field"`
+						Comparison  string        `json:"comparison"`
+						Value       []MegaplanRef `json:"value"`
+					} `json:"terms"`
+				} `json:"termGroup"`
+			} `json:"config"`
+		}
+		err := json.Unmarshal(raw, &f)
+		g := f.Config.TermGroup
+		if err != nil || f.ContentType != "DealFilter" || f.Config.ContentType != "FilterConfig" || g.ContentType != "FilterTermGroup" || g.Join != "and" ||
+			len(g.Terms) != 1 || g.Terms[0].ContentType != "FilterTermRef" || g.Terms[0].Field != "contractor" || g.Terms[0].Comparison != "equals" ||
+			len(g.Terms[0].Value) != 1 || g.Terms[0].Value[0].ID == "" ||
+			!slices.Contains([]string{"ContractorHuman", "ContractorCompany"}, g.Terms[0].Value[0].ContentType) {
+			megaplanAnswer(w, 422, nil, "Invalid filter")
+			return
+		}
+		client = g.Terms[0].Value[0].ID
+	}
 	m.mu.Lock()
 	out := []MegaplanDeal{}
 	for _, d := range m.deals {
-		if text != "" && strings.Contains(d.Name, text) {
+		switch {
+		case client != "" && d.Contractor != nil && d.Contractor.ID == client,
+			client == "" && text != "" && strings.Contains(d.Name, text):
 			out = append(out, *d)
 		}
 	}
@@ -365,6 +424,7 @@ func (m *Megaplan) createDeal(w http.ResponseWriter, req *http.Request, mode Mod
 	}
 	m.nextID++
 	d.ID = strconv.Itoa(m.nextID)
+	d.Number, d.State = d.ID, &MegaplanState{ContentType: "ProgramState", ID: "s-active", Name: "Новая", Type: "active"}
 	m.deals = append(m.deals, &d)
 	out := d
 	m.mu.Unlock()

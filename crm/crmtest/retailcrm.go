@@ -80,6 +80,7 @@ type RetailCRM struct {
 	lookups    int
 	customers  []RetailCustomer
 	orders     []RetailOrder
+	corporates []RetailCorporate
 	statuses   map[int]string // user -> status (users/{id}/status)
 	denyCreate bool
 	recent     map[string][]time.Time // rate-limit class -> request times
@@ -347,6 +348,10 @@ func (r *RetailCRM) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	if req.Method == http.MethodGet && req.URL.Path == "/api/v5/customers" {
 		r.findCustomers(w, req)
+		return
+	}
+	if req.Method == http.MethodGet && req.URL.Path == "/api/v5/customers-corporate" {
+		r.findCorporates(w, req)
 		return
 	}
 	if req.Method != http.MethodPost {

@@ -25,6 +25,72 @@ func (r *RetailCRM) findCustomers(w http.ResponseWriter, req *http.Request) {
 	retailOK(w, map[string]any{"pagination": map[string]int{"limit": 20, "totalCount": len(found), "currentPage": 1, "totalPageCount": 1}, "customers": found})
 }
 
+// RetailCorporate is a corporate customer (a company buying), with the
+// individual customers who are its contact persons.
+type RetailCorporate struct {
+	ID          int    `json:"id"`
+	NickName    string `json:"nickName"`
+	MainCompany *struct {
+		ID   int    `json:"id"`
+		Name string `json:"name"`
+	} `json:"mainCompany,omitempty"`
+	Contacts []int `json:"-"`
+}
+
+// AddCorporate creates a corporate customer whose main company is company
+// (none when empty), with customers (by id) as its contact persons, the
+// way a manager does in RetailCRM.
+func (r *RetailCRM) AddCorporate(nickName, company string, contacts ...int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := RetailCorporate{ID: 500 + len(r.corporates), NickName: nickName, Contacts: contacts}
+	if company != "" {
+		k.MainCompany = &struct {
+			ID   int    `json:"id"`
+			Name string `json:"name"`
+		}{ID: 900 + len(r.corporates), Name: company}
+	}
+	r.corporates = append(r.corporates, k)
+	return k.ID
+}
+
+// findCorporates answers GET customers-corporate?filter[contactIds][]=N
+// (one or more); the other filters of the method are not modelled and are
+// refused as RetailCRM refuses a filter it does not know.
+func (r *RetailCRM) findCorporates(w http.ResponseWriter, req *http.Request) {
+	q := req.URL.Query()
+	var ids []int
+	for key, vals := range q {
+		switch key {
+		case "limit", "page":
+		case "filter[contactIds][]":
+			for _, v := range vals {
+				id, err := strconv.Atoi(v)
+				if err != nil {
+					retailError(w, 400, "Errors in the input parameters", map[string]string{"filter[contactIds]": "This value is not valid."})
+					return
+				}
+				ids = append(ids, id)
+			}
+		default:
+			retailError(w, 400, "Errors in the input parameters", map[string]string{key: "This form should not contain extra fields."})
+			return
+		}
+	}
+	r.mu.Lock()
+	found := []RetailCorporate{}
+	for _, k := range r.corporates {
+		for _, id := range ids {
+			if slices.Contains(k.Contacts, id) {
+				found = append(found, k)
+				break
+			}
+		}
+	}
+	r.mu.Unlock()
+	retailOK(w, map[string]any{"pagination": map[string]int{"limit": 20, "totalCount": len(found), "currentPage": 1, "totalPageCount": 1}, "customersCorporate": found})
+}
+
 // findOrders answers GET orders?filter[customerId]=N.
 func (r *RetailCRM) findOrders(w http.ResponseWriter, req *http.Request) {
 	id, err := strconv.Atoi(req.URL.Query().Get("filter[customerId]"))

@@ -28,13 +28,19 @@ type contractor struct {
 		Value       string `json:"value"`
 	} `json:"contactInfo,omitempty"`
 	TimeCreated *dateTime `json:"timeCreated,omitempty"`
+	// Company is the ContractorCompany the client works for (read only).
+	Company *struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"company,omitempty"`
 }
 
 // contractorByPhone finds the client with the phone; nil when there is
 // none.
 func (c *Connector) contractorByPhone(ctx context.Context, phone string) (*contractor, error) {
 	var list []contractor
-	if err := c.do(ctx, http.MethodGet, "contractor", map[string]any{"q": phone, "limit": 1}, &list); err != nil {
+	q := map[string]any{"q": phone, "limit": 1, "fields": []string{"firstName", "lastName", "company", "description", "contactInfo"}}
+	if err := c.do(ctx, http.MethodGet, "contractor", q, &list); err != nil {
 		return nil, err
 	}
 	if len(list) == 0 {
@@ -50,7 +56,51 @@ func (c *Connector) Client(ctx context.Context, phone string) (*crm.Client, erro
 		return nil, err
 	}
 	name := strings.TrimSpace(k.FirstName + " " + k.LastName)
-	return &crm.Client{CRM: "megaplan", Name: name, URL: c.base + "/crm/human/" + k.ID + "/card/"}, nil
+	cl := &crm.Client{CRM: "megaplan", Name: name, URL: c.base + "/crm/human/" + k.ID + "/card/"}
+	if k.Company != nil {
+		cl.Company = k.Company.Name
+	}
+	// Open deals are extra: the card shows the client without them.
+	if deals, err := c.openDeals(ctx, k.ID); err == nil {
+		for _, d := range deals {
+			title := d.Name
+			if title == "" {
+				title = "№ " + d.Number
+			}
+			cl.Deals = append(cl.Deals, crm.Link{Title: title, URL: c.base + "/deals/" + d.ID + "/card/"})
+		}
+	}
+	return cl, nil
+}
+
+// deal is the part of a Deal the client's card shows.
+type deal struct {
+	ID     string `json:"id"`
+	Number string `json:"number"`
+	Name   string `json:"name"`
+	State  *struct {
+		Type string `json:"type"`
+	} `json:"state"`
+}
+
+// openDeals lists a client's deals that are still open (their state's
+// type is "active"), with the filter shape of the official SDK's examples.
+func (c *Connector) openDeals(ctx context.Context, contractorID string) ([]deal, error) {
+	term := map[string]any{"contentType": "FilterTermRef", "field": "contractor", "comparison": "equals",
+		"value": []ref{{ContentType: "ContractorHuman", ID: contractorID}}}
+	filter := map[string]any{"contentType": "DealFilter", "config": map[string]any{"contentType": "FilterConfig",
+		"termGroup": map[string]any{"contentType": "FilterTermGroup", "join": "and", "terms": []any{term}}}}
+	var list []deal
+	if err := c.do(ctx, http.MethodGet, "deal", map[string]any{"filter": filter, "fields": []string{"name", "number", "state"}, "limit": 20}, &list); err != nil {
+		return nil, err
+	}
+	open := list[:0]
+	for _, d := range list {
+		if d.State == nil || d.State.Type == "" || d.State.Type == "active" {
+			open = append(open, d)
+		}
+	}
+	return open, nil
 }
 
 // deliverClient links the call to its client, creating the client (and a

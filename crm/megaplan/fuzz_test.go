@@ -18,6 +18,8 @@ import (
 // every delivery error must be classified for the outbox.
 func FuzzResponses(f *testing.F) {
 	tok := `"access_token":"tok","refresh_token":"ref","expires_in":3600,`
+	f.Add(200, []byte(`{`+tok+`"meta":{"status":200},"data":[{"contentType":"ContractorHuman","id":"1","firstName":"A","company":{"contentType":"ContractorCompany","id":"2","name":"Ромашка"}},{"company":null}]}`), "")
+	f.Add(200, []byte(`{`+tok+`"meta":{"status":200},"data":[{"contentType":"Deal","id":"5","number":"5","name":"x","state":{"contentType":"ProgramState","type":"active"}},{"state":null}]}`), "")
 	f.Add(200, []byte(`{`+tok+`"meta":{"status":200,"errors":[]},"data":{"contentType":"CallInfo","id":"17"}}`), "")
 	f.Add(200, []byte(`{`+tok+`"meta":{"status":200},"data":[{"contentType":"ContractorHuman","id":"1000123","firstName":"Anna","responsibles":[{"id":"1000007"}]}]}`), "")
 	f.Add(200, []byte(`{`+tok+`"data":{"type":"responsible","employees":[{"contentType":"Employee","id":"1000007"}]}}`), "")
@@ -49,7 +51,7 @@ func FuzzResponses(f *testing.F) {
 				t.Fatalf("%s: unclassified error %T: %v", it.Kind, err, err)
 			}
 		}
-		if rt.Requests == 0 {
+		if rt.Requests.Load() == 0 {
 			t.Fatal("no request reached the CRM")
 		}
 	})

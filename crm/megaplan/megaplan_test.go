@@ -469,3 +469,32 @@ func TestAutocreateOnlyForNewCallers(t *testing.T) {
 		t.Fatalf("%d of the known client's 3 calls linked to them", linked)
 	}
 }
+
+// The client's card: name and link, the company the client works for, and
+// the client's open deals with links (closed deals and other clients'
+// deals left out).
+func TestClientCardWithCompanyAndOpenDeals(t *testing.T) {
+	st, c := withStandIn(t)
+	anna := st.AddContractor("Анна", "+79161234567")
+	st.SetCompany(anna, "ООО «Ромашка»")
+	open := st.AddDeal(anna, "Поставка кофемашин", "active")
+	st.AddDeal(anna, "Старый заказ", "positive")
+	st.AddDeal(anna, "Отказ", "negative")
+	st.AddDeal(st.AddContractor("Олег", "+79160000009"), "Чужая сделка", "active")
+	cl, err := c.Client(context.Background(), "+79161234567")
+	if err != nil || cl == nil {
+		t.Fatalf("card: %+v, %v", cl, err)
+	}
+	if cl.Name != "Анна" || cl.Company != "ООО «Ромашка»" || cl.URL != st.URL+"/crm/human/"+anna+"/card/" {
+		t.Errorf("card %+v", cl)
+	}
+	if len(cl.Deals) != 1 || cl.Deals[0].Title != "Поставка кофемашин" || cl.Deals[0].URL != st.URL+"/deals/"+open+"/card/" {
+		t.Errorf("deals on the card: %+v, want only the open one", cl.Deals)
+	}
+	if oleg, err := c.Client(context.Background(), "+79160000009"); err != nil || oleg.Company != "" || len(oleg.Deals) != 1 {
+		t.Errorf("a client without a company: %+v, %v", oleg, err)
+	}
+	if v := st.Violations(); len(v) > 0 {
+		t.Errorf("violations: %v", v)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"callgate/crm"
 	"callgate/crm/outbox"
@@ -107,7 +108,10 @@ type customer struct {
 	LastName   string `json:"lastName"`
 }
 
-// Client implements crm.ClientFinder: the first customer with the phone.
+// Client implements crm.ClientFinder: the first customer with the phone,
+// with their orders and the company of a corporate customer they are a
+// contact of. Orders and company are extra: the card shows the client
+// without them when RetailCRM does not give them.
 func (c *Connector) Client(ctx context.Context, phone string) (*crm.Client, error) {
 	list, err := c.customers(ctx, strings.TrimPrefix(phone, "+"))
 	if err != nil || len(list) == 0 {
@@ -116,16 +120,42 @@ func (c *Connector) Client(ctx context.Context, phone string) (*crm.Client, erro
 	k := list[0]
 	base := strings.TrimRight(c.cfg.URL, "/")
 	cl := &crm.Client{CRM: "retailcrm", Name: strings.TrimSpace(k.FirstName + " " + k.LastName), Site: c.cfg.Site}
-	if k.ID > 0 {
-		cl.URL = base + "/customers/" + strconv.Itoa(k.ID)
-		// Orders are extra: the card shows the client without them.
-		if orders, err := c.orders(ctx, k.ID); err == nil {
-			for _, o := range orders {
-				cl.Deals = append(cl.Deals, crm.Link{Title: "№ " + o.Number, URL: base + "/orders/" + strconv.Itoa(o.ID) + "/edit"})
-				if o.Site != "" {
-					cl.Site = o.Site
-				}
-			}
+	if k.ID <= 0 {
+		return cl, nil
+	}
+	cl.URL = base + "/customers/" + strconv.Itoa(k.ID)
+	var orders []order
+	var corporates []corporate
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var body struct {
+			Orders []order `json:"orders"`
+		}
+		if c.get(ctx, "orders", url.Values{"filter[customerId]": {strconv.Itoa(k.ID)}, "limit": {"20"}}, &body) == nil {
+			orders = body.Orders
+		}
+	})
+	wg.Go(func() {
+		var body struct {
+			Corporates []corporate `json:"customersCorporate"`
+		}
+		if c.get(ctx, "customers-corporate", url.Values{"filter[contactIds][]": {strconv.Itoa(k.ID)}, "limit": {"20"}}, &body) == nil {
+			corporates = body.Corporates
+		}
+	})
+	wg.Wait()
+	for _, o := range orders {
+		cl.Deals = append(cl.Deals, crm.Link{Title: "№ " + o.Number, URL: base + "/orders/" + strconv.Itoa(o.ID) + "/edit"})
+		if o.Site != "" {
+			cl.Site = o.Site
+		}
+	}
+	for _, k := range corporates {
+		if cl.Company = k.NickName; k.MainCompany != nil && k.MainCompany.Name != "" {
+			cl.Company = k.MainCompany.Name
+		}
+		if cl.Company != "" {
+			break
 		}
 	}
 	return cl, nil
@@ -137,60 +167,57 @@ type order struct {
 	Site   string `json:"site"`
 }
 
-// orders lists a customer's latest orders.
-func (c *Connector) orders(ctx context.Context, customerID int) ([]order, error) {
-	if err := c.general.Wait(ctx); err != nil {
-		return nil, err
-	}
-	q := url.Values{"filter[customerId]": {strconv.Itoa(customerID)}, "limit": {"20"}}
-	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(c.cfg.URL, "/")+"/api/v5/orders?"+q.Encode(), nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("X-API-KEY", c.cfg.APIKey)
-	res, err := c.http.Do(req)
-	if err != nil {
-		c.count("error")
-		return nil, fmt.Errorf("retailcrm orders: %w", errors.Unwrap(err))
-	}
-	defer res.Body.Close()
-	c.count(strconv.Itoa(res.StatusCode))
-	var body struct {
-		Orders []order `json:"orders"`
-	}
-	if res.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(res.Body, 4<<20)).Decode(&body) != nil {
-		return nil, fmt.Errorf("retailcrm orders: %d", res.StatusCode)
-	}
-	return body.Orders, nil
+// corporate is the part of a corporate customer the card shows.
+type corporate struct {
+	ID          int    `json:"id"`
+	NickName    string `json:"nickName"`
+	MainCompany *struct {
+		Name string `json:"name"`
+	} `json:"mainCompany"`
 }
 
 func (c *Connector) customers(ctx context.Context, phone string) ([]customer, error) {
-	if err := c.general.Wait(ctx); err != nil {
-		return nil, &outbox.Temporary{Err: err}
+	var body struct {
+		Customers []customer `json:"customers"`
 	}
-	q := url.Values{"filter[name]": {phone}, "limit": {"20"}}
-	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(c.cfg.URL, "/")+"/api/v5/customers?"+q.Encode(), nil)
+	err := c.get(ctx, "customers", url.Values{"filter[name]": {phone}, "limit": {"20"}}, &body)
+	return body.Customers, err
+}
+
+// get asks a list method of API v5 (within the general rate limit) and
+// classifies the answer for the outbox.
+func (c *Connector) get(ctx context.Context, method string, q url.Values, out any) error {
+	if err := c.general.Wait(ctx); err != nil {
+		return &outbox.Temporary{Err: err}
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(c.cfg.URL, "/")+"/api/v5/"+method+"?"+q.Encode(), nil)
 	if err != nil {
-		return nil, &outbox.Permanent{Err: err}
+		return &outbox.Permanent{Err: err}
 	}
 	req.Header.Set("X-API-KEY", c.cfg.APIKey)
 	res, err := c.http.Do(req)
 	if err != nil {
 		c.count("error")
-		return nil, &outbox.Temporary{Err: fmt.Errorf("retailcrm customers: %w", errors.Unwrap(err))}
+		return &outbox.Temporary{Err: fmt.Errorf("retailcrm %s: %w", method, errors.Unwrap(err))}
 	}
 	defer res.Body.Close()
 	c.count(strconv.Itoa(res.StatusCode))
-	var body struct {
-		ErrorMsg  string     `json:"errorMsg"`
-		Customers []customer `json:"customers"`
+	raw, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
+	if err != nil {
+		return &outbox.Temporary{Err: fmt.Errorf("retailcrm %s: %w", method, err)}
 	}
-	_ = json.NewDecoder(io.LimitReader(res.Body, 4<<20)).Decode(&body)
+	var fail struct {
+		ErrorMsg string `json:"errorMsg"`
+	}
 	switch {
 	case res.StatusCode == http.StatusOK:
-		return body.Customers, nil
+		if err := json.Unmarshal(raw, out); err != nil {
+			return &outbox.Temporary{Err: fmt.Errorf("retailcrm %s: answer: %w", method, err)}
+		}
+		return nil
 	case res.StatusCode == http.StatusTooManyRequests || res.StatusCode >= 500:
-		return nil, &outbox.Temporary{Err: fmt.Errorf("retailcrm customers: %d", res.StatusCode), After: outbox.RetryAfter(res.Header.Get("Retry-After"))}
+		return &outbox.Temporary{Err: fmt.Errorf("retailcrm %s: %d", method, res.StatusCode), After: outbox.RetryAfter(res.Header.Get("Retry-After"))}
 	}
-	return nil, &outbox.Permanent{Err: fmt.Errorf("retailcrm customers: %d %s", res.StatusCode, body.ErrorMsg)}
+	_ = json.Unmarshal(raw, &fail)
+	return &outbox.Permanent{Err: fmt.Errorf("retailcrm %s: %d %s", method, res.StatusCode, fail.ErrorMsg)}
 }

@@ -22,6 +22,7 @@ func FuzzResponses(f *testing.F) {
 	f.Add(200, []byte(`{"success":true,"manager":{"id":7}}`), "")
 	f.Add(200, []byte(`{"success":true,"customers":[{"id":1,"firstName":"Anna","phones":[{"number":"+79161234567"}],"managerId":7,"site":"shop"}],"pagination":{"totalCount":1}}`), "")
 	f.Add(200, []byte(`{"success":true,"orders":[{"id":5,"number":"5A","status":"new","totalSumm":1e308,"site":"shop"}]}`), "")
+	f.Add(200, []byte(`{"success":true,"customersCorporate":[{"id":3,"nickName":"ООО Ромашка","mainCompany":{"id":4,"name":"Ромашка"}},{"mainCompany":null}]}`), "")
 	f.Add(400, []byte(`{"success":false,"errorMsg":"Errors in the input parameters","errors":{"calls[0][phone]":"bad"}}`), "")
 	f.Add(429, []byte(`{"success":false,"errorMsg":"Rate limit"}`), "1")
 	f.Add(403, []byte(`{"success":false,"errorMsg":"Wrong \"apiKey\" value."}`), "")
@@ -52,7 +53,7 @@ func FuzzResponses(f *testing.F) {
 				t.Fatalf("%s: unclassified error %T: %v", it.Kind, err, err)
 			}
 		}
-		if rt.Requests == 0 {
+		if rt.Requests.Load() == 0 {
 			t.Fatal("no request reached the CRM")
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -484,5 +485,41 @@ func TestCallsUseTheirTrunksStore(t *testing.T) {
 	}
 	if got["+74951234567"] != "shop" || got["+74957654321"] != "shop2" {
 		t.Fatalf("externalPhones %v", got)
+	}
+}
+
+// The client's card: the customer's name and link, their orders with links
+// and their store, and the company of the corporate customer they are a
+// contact person of; a customer who is nobody's contact has no company,
+// and a number RetailCRM does not know has no card.
+func TestClientCardWithOrdersAndCompany(t *testing.T) {
+	st := crmtest.NewRetailCRM(key)
+	defer st.Close()
+	c := newConnector(t, st)
+	anna := st.AddCustomer("Анна", "Смирнова", "79161234567")
+	order := st.AddOrder(anna, "1042A", "shop-2")
+	st.AddCorporate("Ромашка (опт)", "ООО «Ромашка»", anna)
+	st.AddCorporate("Без юрлица", "", st.AddCustomer("Олег", "", "79160000009"))
+	ctx := context.Background()
+	cl, err := c.Client(ctx, "+79161234567")
+	if err != nil || cl == nil {
+		t.Fatalf("card: %+v, %v", cl, err)
+	}
+	want := crm.Client{CRM: "retailcrm", Name: "Анна Смирнова", Company: "ООО «Ромашка»", Site: "shop-2",
+		URL: st.URL + "/customers/" + strconv.Itoa(anna)}
+	if cl.Name != want.Name || cl.Company != want.Company || cl.Site != want.Site || cl.URL != want.URL {
+		t.Errorf("card %+v, want %+v", cl, want)
+	}
+	if len(cl.Deals) != 1 || cl.Deals[0].Title != "№ 1042A" || cl.Deals[0].URL != st.URL+"/orders/"+strconv.Itoa(order)+"/edit" {
+		t.Errorf("orders on the card: %+v", cl.Deals)
+	}
+	if oleg, err := c.Client(ctx, "+79160000009"); err != nil || oleg.Company != "Без юрлица" || len(oleg.Deals) != 0 {
+		t.Errorf("a corporate customer without a legal entity is named by its nickname: %+v, %v", oleg, err)
+	}
+	if nobody, err := c.Client(ctx, "+79990000000"); nobody != nil || err != nil {
+		t.Errorf("unknown number: %+v, %v", nobody, err)
+	}
+	if v := st.Violations(); len(v) > 0 {
+		t.Errorf("violations: %v", v)
 	}
 }

@@ -16,7 +16,7 @@ const texts = {
     'res.failed': 'Ошибка', 'res.interrupted': 'Прерван', 'res.': 'Идёт',
     download: 'Скачать', 'popup.incoming': 'Входящий звонок', 'popup.outgoing': 'Исходящий звонок',
     'popup.unknown': 'Неизвестный клиент', 'popup.talking': 'Разговор', 'popup.trunk': 'Линия',
-    'popup.source': 'Источник', 'popup.company': 'Компания', 'popup.site': 'Магазин', 'popup.deals': 'Заказы', 'popup.crm': 'Открыть в CRM',
+    'popup.source': 'Источник', 'popup.company': 'Компания', 'popup.site': 'Магазин', 'popup.deals': 'Заказы', 'popup.dealsMegaplan': 'Открытые сделки', 'popup.crm': 'Открыть в CRM',
     'popup.transfer': 'Перевести…', 'popup.hangup': 'Завершить', 'popup.transferTo': 'Добавочный или номер',
     'role.employee': 'сотрудник', 'role.manager': 'руководитель', 'role.admin': 'администратор',
     'dial.number': 'Номер клиента', 'dial.call': 'Позвонить', 'dial.line': 'линия', 'dial.ringing': 'Звоним: снимите трубку своего телефона',
@@ -63,7 +63,7 @@ const texts = {
     'res.failed': 'Failed', 'res.interrupted': 'Interrupted', 'res.': 'In progress',
     download: 'Download', 'popup.incoming': 'Incoming call', 'popup.outgoing': 'Outgoing call',
     'popup.unknown': 'Unknown client', 'popup.talking': 'Talking', 'popup.trunk': 'Line',
-    'popup.source': 'Source', 'popup.company': 'Company', 'popup.site': 'Store', 'popup.deals': 'Orders', 'popup.crm': 'Open in CRM',
+    'popup.source': 'Source', 'popup.company': 'Company', 'popup.site': 'Store', 'popup.deals': 'Orders', 'popup.dealsMegaplan': 'Open deals', 'popup.crm': 'Open in CRM',
     'popup.transfer': 'Transfer…', 'popup.hangup': 'Hang up', 'popup.transferTo': 'Extension or number',
     'role.employee': 'employee', 'role.manager': 'manager', 'role.admin': 'admin',
     'dial.number': 'Client number', 'dial.call': 'Call', 'dial.line': 'line', 'dial.ringing': 'Calling: pick up your phone',
@@ -391,7 +391,7 @@ async function popup(d) {
   fact('popup.company', c.company);
   fact('popup.site', c.site);
   if ((c.deals || []).length) {
-    facts.append(el('dt', {}, t('popup.deals')), el('dd', { class: 'deals' },
+    facts.append(el('dt', {}, t(c.crm === 'megaplan' ? 'popup.dealsMegaplan' : 'popup.deals')), el('dd', { class: 'deals' },
       ...c.deals.flatMap((d, i) => [i ? ', ' : '', el('a', { href: d.url, target: '_blank', rel: 'noopener' }, d.title)])));
   }
   for (const link of c.links || []) {
