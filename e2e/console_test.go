@@ -23,7 +23,9 @@ import (
 func TestConsoleInChromium(t *testing.T) {
 	st := crmtest.NewRetailCRM(retailKey)
 	t.Cleanup(st.Close)
-	st.AddOrder(st.AddCustomer("Анна", "Смирнова", "79161234567"), "1042A", "shop")
+	anna := st.AddCustomer("Анна", "Смирнова", "79161234567")
+	st.AddOrder(anna, "1042A", "shop")
+	st.AddCorporate("Ромашка", "ООО «Ромашка»", anna)
 	o := consoleOffice(t, st, officeOpts{})
 	ctx := browser(t)
 	base := o.d.url("")
@@ -73,7 +75,7 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	card := value(t, ctx, "the card's facts", chromedp.Evaluate[[]string](
 		`[document.querySelector('.popup dl').innerText, document.querySelector('.popup .deals a').href, document.querySelector('.popup .crm-link').href]`))
-	if !strings.Contains(card[0], "shop") || !strings.Contains(card[0], "№ 1042A") || !strings.HasSuffix(card[1], "/orders/100/edit") || !strings.Contains(card[2], "/customers/1") {
+	if !strings.Contains(card[0], "shop") || !strings.Contains(card[0], "№ 1042A") || !strings.Contains(card[0], "ООО «Ромашка»") || !strings.HasSuffix(card[1], "/orders/100/edit") || !strings.Contains(card[2], "/customers/1") {
 		t.Fatalf("popup card facts %q", card)
 	}
 	screenshot(t, ctx, "popup")
@@ -101,6 +103,13 @@ func TestConsoleInChromium(t *testing.T) {
 		chromedp.Poll[float64](`(() => { const a = document.querySelector('tr[data-call="`+rec.ID+`"] audio'); return a && a.readyState >= 1 && a.duration > 0 ? a.duration : 0 })()`))
 	if duration < 1 || duration > 3 {
 		t.Fatalf("recording duration in the browser %.2f s, talk was 1.5 s", duration)
+	}
+	// The row names the client as the CRM did at ring time.
+	named := value(t, ctx, "the history row's client", chromedp.Poll[string](
+		`(r => r && r.querySelector('.client-name') ? r.querySelector('td.client').innerText : '')(document.querySelector('tr[data-call="`+rec.ID+`"]'))`,
+		chromedp.WithPollingTimeout(5*time.Second)))
+	if !strings.Contains(named, "Анна Смирнова") || !strings.Contains(named, "ООО «Ромашка»") || !strings.Contains(named, "+79161234567") {
+		t.Fatalf("the history row's client reads %q", named)
 	}
 	screenshot(t, ctx, "history")
 

@@ -20,6 +20,7 @@ func (g *Gateway) newCRM() error {
 		return err
 	}
 	g.crm = link
+	g.calls.NameClients(link.Client)
 	g.outboxes = link.Outboxes()
 	g.router.Away = g.presence.Away
 	if who, first := link.SmartRouting(); who != nil {

@@ -40,6 +40,9 @@ type Config struct {
 	// Tracker finds the website visit behind a call to a dynamic
 	// call-tracking number (nil: no Mango API configured).
 	Tracker *tracking.Tracker
+	// Clients names the outside party of each call from the CRMs (nil:
+	// calls are not named).
+	Clients ClientFinder
 	// Log is told of recordings that fail (nil: slog.Default()).
 	Log *slog.Logger
 }
@@ -60,6 +63,7 @@ type Model struct {
 	internal bool
 	region   string
 	track    *tracking.Tracker
+	clients  ClientFinder
 
 	bus   *calls.Bus
 	total *prometheus.CounterVec
@@ -70,7 +74,11 @@ type Model struct {
 	sources map[string]string // account -> advertising channel
 	dynamic map[string]bool   // accounts on dynamic call-tracking numbers
 	open    map[string]*openCall
-	writes  chan calls.Record
+	// late holds ended calls' final records while their client lookup
+	// goes on.
+	late   map[string]*calls.Record
+	closed bool
+	writes chan calls.Record
 	// saver keeps records the database refuses (disk full) and retries.
 	saver *calls.Writer
 	done  chan struct{}
@@ -82,12 +90,16 @@ type openCall struct {
 	// media is the session the B2BUA opened for the call: the one the
 	// recording taps and the statistics are read from.
 	media b2bua.CallMedia
+	// naming is set while the CRMs are asked who the client is; client is
+	// their answer, waiting for the call's next event.
+	naming bool
+	client *crm.Client
 }
 
 // New returns a model writing to cfg.Store; Close stops its writer.
 func New(cfg Config) *Model {
 	m := &Model{log: cfg.Log, store: cfg.Store, rec: cfg.Recordings, internal: cfg.RecordInternal,
-		region: cfg.Region, track: cfg.Tracker, open: map[string]*openCall{},
+		region: cfg.Region, track: cfg.Tracker, clients: cfg.Clients, open: map[string]*openCall{}, late: map[string]*calls.Record{},
 		writes: make(chan calls.Record, 1024), done: make(chan struct{}), bus: calls.NewBus(),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "callgate_calls_total", Help: "Calls ended, by direction and result."}, []string{"direction", "result"}),
 		setup: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "callgate_call_setup_seconds", Help: "Time from a call's arrival to its answer.",
@@ -123,6 +135,9 @@ func (m *Model) Collectors() []prometheus.Collector {
 // Close waits for pending record writes. No event may come after it (the
 // B2BUA has stopped).
 func (m *Model) Close() {
+	m.mu.Lock()
+	m.closed = true // a client lookup answering now writes nothing
+	m.mu.Unlock()
 	close(m.writes)
 	<-m.done
 }
@@ -150,7 +165,9 @@ func (m *Model) CallEvent(e b2bua.Event) {
 			}
 		}
 		m.open[e.CallID] = oc
+		m.startNaming(oc)
 	}
+	takeName(oc)
 	m.mu.Unlock()
 	if e.Media != nil {
 		oc.media = e.Media
@@ -210,9 +227,6 @@ func (m *Model) CallEvent(e b2bua.Event) {
 			r.RTP = &calls.RTP{Outside: stat(oc.media.Stats(relay.A)), Employee: stat(oc.media.Stats(relay.B))}
 		}
 		m.observe(r)
-		m.mu.Lock()
-		delete(m.open, e.CallID)
-		m.mu.Unlock()
 	}
 	if t := r.Tracking; t != nil && t.Dynamic && t.Medium == "" && m.track != nil {
 		if v := m.track.Get(r.ID); v != nil {
@@ -223,6 +237,14 @@ func (m *Model) CallEvent(e b2bua.Event) {
 	// subscriber of the bus shares it.
 	snap := snapshot(r)
 	m.writes <- *snap
+	if e.Kind == b2bua.EventEnded {
+		// Only now, after its final record is on its way: a client lookup
+		// answering later finds it among the late ones.
+		m.mu.Lock()
+		delete(m.open, e.CallID)
+		m.closeNaming(oc, snap)
+		m.mu.Unlock()
+	}
 	m.bus.Publish(calls.Event{Kind: e.Kind, Record: snap})
 }
 

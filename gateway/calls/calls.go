@@ -48,28 +48,32 @@ type Transfer struct {
 
 // Record is one call.
 type Record struct {
-	ID          string        `json:"id"`
-	Direction   string        `json:"direction"`
-	Origin      string        `json:"origin,omitempty"` // "click-to-call" for calls placed through the API
-	Internal    bool          `json:"internal"`         // never handed to CRM consumers
-	Account     string        `json:"account,omitempty"`
-	TrunkNumber string        `json:"trunk_number,omitempty"`
-	Outside     string        `json:"outside_number,omitempty"` // E.164
-	Tracking    *crm.Tracking `json:"tracking,omitempty"`
-	Caller      string        `json:"caller"`
-	Rung        []string      `json:"rung"` // employees
-	AnsweredBy  string        `json:"answered_by,omitempty"`
-	Started     time.Time     `json:"started"`
-	Ringing     time.Time     `json:"ringing,omitzero"`
-	Answered    time.Time     `json:"answered,omitzero"`
-	Ended       time.Time     `json:"ended,omitzero"`
-	WaitSeconds float64       `json:"wait_seconds"`
-	TalkSeconds float64       `json:"talk_seconds"`
-	Result      string        `json:"result,omitempty"` // answered, no-answer, busy, failed, abandoned, interrupted
-	HangupBy    string        `json:"hangup_by,omitempty"`
-	Reason      string        `json:"reason,omitempty"`
-	Legs        []Leg         `json:"legs"`
-	Transfers   []Transfer    `json:"transfers,omitempty"`
+	ID          string `json:"id"`
+	Direction   string `json:"direction"`
+	Origin      string `json:"origin,omitempty"` // "click-to-call" for calls placed through the API
+	Internal    bool   `json:"internal"`         // never handed to CRM consumers
+	Account     string `json:"account,omitempty"`
+	TrunkNumber string `json:"trunk_number,omitempty"`
+	Outside     string `json:"outside_number,omitempty"` // E.164
+	// ClientName and ClientCompany are what a CRM knew of the outside
+	// party when the call rang (empty: nobody knew them).
+	ClientName    string        `json:"client_name,omitempty"`
+	ClientCompany string        `json:"client_company,omitempty"`
+	Tracking      *crm.Tracking `json:"tracking,omitempty"`
+	Caller        string        `json:"caller"`
+	Rung          []string      `json:"rung"` // employees
+	AnsweredBy    string        `json:"answered_by,omitempty"`
+	Started       time.Time     `json:"started"`
+	Ringing       time.Time     `json:"ringing,omitzero"`
+	Answered      time.Time     `json:"answered,omitzero"`
+	Ended         time.Time     `json:"ended,omitzero"`
+	WaitSeconds   float64       `json:"wait_seconds"`
+	TalkSeconds   float64       `json:"talk_seconds"`
+	Result        string        `json:"result,omitempty"` // answered, no-answer, busy, failed, abandoned, interrupted
+	HangupBy      string        `json:"hangup_by,omitempty"`
+	Reason        string        `json:"reason,omitempty"`
+	Legs          []Leg         `json:"legs"`
+	Transfers     []Transfer    `json:"transfers,omitempty"`
 	// RTP is what each party sent to callgate's relay.
 	RTP *RTP `json:"rtp,omitempty"`
 }

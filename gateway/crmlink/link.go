@@ -15,7 +15,6 @@ package crmlink
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -28,7 +27,6 @@ import (
 	"callgate/gateway/calls"
 	"callgate/gateway/config"
 	"callgate/gateway/directory"
-	"callgate/gateway/routing"
 	"callgate/gateway/store"
 	"callgate/gateway/tracking"
 	"callgate/sip/b2bua"
@@ -110,6 +108,11 @@ type Link struct {
 	// unsubscribe closes events, ending the loop that drains them.
 	unsubscribe func()
 	wg          sync.WaitGroup // everything Start starts
+
+	// lookups share the CRMs' answers about a number between the call's
+	// record and the console's card asking at the same ring.
+	lookupMu sync.Mutex
+	lookups  map[string]*lookup
 }
 
 // connector is one enabled CRM: its connector, its outbox and its rules.
@@ -415,45 +418,6 @@ func (l *Link) Outboxes() []*outbox.Outbox {
 		out = append(out, c.box)
 	}
 	return out
-}
-
-// Client asks every CRM that can look callers up, at once; the first in
-// configuration order that knows the number answers.
-func (l *Link) Client(ctx context.Context, phone string) (*crm.Client, error) {
-	if n, err := routing.Normalize(phone, l.region); err == nil {
-		phone = n
-	}
-	type answer struct {
-		c   *crm.Client
-		err error
-	}
-	var chans []chan answer
-	for _, c := range l.crms {
-		f, ok := c.conn.(crm.ClientFinder)
-		if !ok {
-			continue
-		}
-		ch := make(chan answer, 1)
-		chans = append(chans, ch)
-		go func() {
-			c, err := f.Client(ctx, phone)
-			ch <- answer{c, err}
-		}()
-	}
-	var errs []error
-	for _, ch := range chans {
-		a := <-ch
-		if a.c != nil {
-			return a.c, nil
-		}
-		if a.err != nil {
-			errs = append(errs, a.err)
-		}
-	}
-	if len(chans) > 0 && len(errs) == len(chans) {
-		return nil, errors.Join(errs...)
-	}
-	return nil, nil
 }
 
 // statusSender is a connector that can hold an employee's status

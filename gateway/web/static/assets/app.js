@@ -290,6 +290,18 @@ function route() {
   loadBadge();
 }
 
+// clientCell shows who the outside party was, as a CRM named them when the
+// call rang, above their number.
+function clientCell(c, number) {
+  const td = el('td', { class: 'client' });
+  if (c.client_name || c.client_company) {
+    td.append(el('span', { class: 'client-name' }, c.client_name || c.client_company));
+    if (c.client_name && c.client_company) td.append(el('span', { class: 'client-company' }, c.client_company));
+  }
+  td.append(el('span', { class: 'client-number' }, number || ''));
+  return td;
+}
+
 async function loadCalls() {
   const q = new URLSearchParams({ limit: '100' });
   const number = $('search').value.replace(/[^\d+]/g, '');
@@ -313,7 +325,7 @@ async function loadCalls() {
     }
     return el('tr', { 'data-call': c.id },
       el('td', {}, fmtTime(c.started)), el('td', {}, t('dir.' + dir)),
-      el('td', { class: 'client' }, c.outside_number || c.caller || ''), el('td', {}, who),
+      clientCell(c, c.outside_number || c.caller), el('td', {}, who),
       el('td', {}, live ? '' : fmtDuration(c.talk_seconds)), el('td', { class: 'result-' + result }, t('res.' + result)),
       el('td', {}, c.trunk_number || ''), recs);
   });
@@ -414,7 +426,7 @@ async function loadMissed() {
     const number = m.outside_number;
     const back = el('button', { type: 'button', class: 'secondary', onclick: () => api('POST', '/api/v1/calls', { employee: session.employee, number }) }, t('missed.callBack'));
     return el('tr', { 'data-call': m.id },
-      el('td', {}, fmtTime(m.started)), el('td', { class: 'client' }, number), el('td', {}, (m.rung || []).map(person).join(', ')),
+      el('td', {}, fmtTime(m.started)), clientCell(m, number), el('td', {}, (m.rung || []).map(person).join(', ')),
       el('td', { class: 'reason' }, t('why.' + (m.why || m.result))),
       el('td', { class: m.handled ? 'state-handled' : 'state-open' }, t(m.handled ? 'missed.handled' : 'missed.open')),
       el('td', {}, m.handled ? null : back));
