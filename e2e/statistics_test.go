@@ -147,7 +147,32 @@ func TestConsoleStatisticsForSeededPeriod(t *testing.T) {
 	if days != 3 { // Oct 5: answered and missed bars, Oct 6: answered (ivanov's own calls)
 		t.Fatalf("%d bars in the week's chart", days)
 	}
+	// The chart reads on its own: a legend, an axis of call counts up to
+	// the busiest day (3 calls on Oct 5), the days in the console's
+	// language, a name that sums the week up.
+	read := func(what string) []string {
+		return value(t, ctx, what, chromedp.Evaluate[[]string](`[
+			[...document.querySelectorAll('#stats-legend li')].map(li => li.textContent).join('|'),
+			[...document.querySelectorAll('#stats-chart text.axis')].map(x => x.textContent).join('|'),
+			[...document.querySelectorAll('#stats-chart text.day')].map(x => x.textContent).join('|'),
+			document.getElementById('stats-chart').getAttribute('aria-label')]`))
+	}
+	got := read("the chart in Russian")
+	if !strings.HasPrefix(got[0], "отвечено|пропущено|прочие") || got[1] != "0|1|2|3" ||
+		got[2] != "5 окт.|6 окт.|7 окт.|8 окт.|9 окт.|10 окт.|11 окт." || got[3] != "Звонки по дням: всего 4, отвечено 3, пропущено 1" {
+		t.Fatalf("the chart in Russian: legend %q, axis %q, days %q, name %q", got[0], got[1], got[2], got[3])
+	}
 	screenshot(t, ctx, "statistics-week")
+	browse(t, ctx, "switch to English", chromedp.Click(chromedp.ID("lang")),
+		chromedp.WaitVisible(chromedp.CSS(`#stats-body tr[data-employee="ivanov"]`)))
+	got = value(t, ctx, "the chart in English", chromedp.Poll[[]string](`(() => {
+		const days = [...document.querySelectorAll('#stats-chart text.day')].map(x => x.textContent);
+		return days[0] === '5 Oct' ? [[...document.querySelectorAll('#stats-legend li')].map(li => li.textContent).join('|'), days.join('|'),
+			document.getElementById('stats-chart').getAttribute('aria-label')] : null })()`, chromedp.WithPollingTimeout(5*time.Second)))
+	if !strings.HasPrefix(got[0], "answered|missed|other") || got[1] != "5 Oct|6 Oct|7 Oct|8 Oct|9 Oct|10 Oct|11 Oct" || got[2] != "Calls per day: total 4, answered 3, missed 1" {
+		t.Fatalf("the chart in English: legend %q, days %q, name %q", got[0], got[1], got[2])
+	}
+	screenshot(t, ctx, "statistics-week-en")
 }
 
 func moscow(t *testing.T) *time.Location {

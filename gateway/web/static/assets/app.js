@@ -48,6 +48,7 @@ const texts = {
     'missed.open': 'Не обработан', 'missed.handled': 'Обработан', 'missed.callBack': 'Перезвонить',
     'stats.title': 'Статистика', 'stats.from': 'С', 'stats.to': 'По', 'stats.show': 'Показать', 'stats.csv': 'CSV',
     'stats.in': 'Входящие', 'stats.out': 'Исходящие', 'stats.answered': 'Отвечено', 'stats.missed': 'Пропущено',
+    'chart.label': 'Звонки по дням', 'chart.calls': 'всего', 'chart.answered': 'отвечено', 'chart.missed': 'пропущено', 'chart.other': 'прочие (без ответа исходящие, внутренние)',
     'stats.talk': 'Время разговоров', 'stats.avgTalk': 'Средний разговор', 'stats.avgWait': 'Среднее ожидание',
   },
   en: {
@@ -95,6 +96,7 @@ const texts = {
     'missed.open': 'Open', 'missed.handled': 'Handled', 'missed.callBack': 'Call back',
     'stats.title': 'Statistics', 'stats.from': 'From', 'stats.to': 'To', 'stats.show': 'Show', 'stats.csv': 'CSV',
     'stats.in': 'Inbound', 'stats.out': 'Outbound', 'stats.answered': 'Answered', 'stats.missed': 'Missed',
+    'chart.label': 'Calls per day', 'chart.calls': 'total', 'chart.answered': 'answered', 'chart.missed': 'missed', 'chart.other': 'other (unanswered outbound, internal)',
     'stats.talk': 'Talk time', 'stats.avgTalk': 'Average talk', 'stats.avgWait': 'Average wait',
   },
 };
@@ -449,34 +451,58 @@ async function loadStats() {
   chart(st.days);
 }
 
-// chart draws calls per day as stacked bars: answered, missed, the rest.
+// chart draws calls per day as stacked bars (answered, missed, the rest)
+// over an axis of call counts, with the days in the console's language and
+// a legend; each bar's figures are its tooltip and the chart's name sums
+// the period up for screen readers.
 function chart(days) {
   const svg = $('stats-chart');
   const ns = 'http://www.w3.org/2000/svg';
-  const w = svg.clientWidth || 1000, h = 180, pad = 24;
+  const mk = (tag, attrs, text) => {
+    const n = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+    if (text !== undefined) n.textContent = text;
+    return n;
+  };
+  const w = svg.clientWidth || 1000, h = svg.clientHeight || 180, left = 34, right = 8, top = 10, bottom = 22;
   svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
   svg.replaceChildren();
-  const max = Math.max(1, ...days.map((d) => d.calls));
-  const bw = (w - pad * 2) / Math.max(1, days.length);
+  const locale = lang === 'ru' ? 'ru-RU' : 'en-GB';
+  const dayLabel = (date, opts) => new Date(date + 'T12:00:00Z').toLocaleDateString(locale, { timeZone: 'UTC', ...opts });
+  const total = days.reduce((a, d) => ({ calls: a.calls + d.calls, answered: a.answered + d.answered, missed: a.missed + d.missed }), { calls: 0, answered: 0, missed: 0 });
+  const name = `${t('chart.label')}: ${t('chart.calls')} ${total.calls}, ${t('chart.answered')} ${total.answered}, ${t('chart.missed')} ${total.missed}`;
+  svg.setAttribute('aria-label', name);
+  svg.append(mk('title', {}, name));
+  // The axis: round steps up to the busiest day.
+  const peak = Math.max(1, ...days.map((d) => d.calls));
+  const step = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000].find((s) => peak / s <= 4) || Math.ceil(peak / 4);
+  const max = Math.ceil(peak / step) * step;
+  const plot = h - top - bottom;
+  for (let v = 0; v <= max; v += step) {
+    const y = top + plot - (v / max) * plot;
+    svg.append(mk('line', { x1: left, x2: w - right, y1: y, y2: y, class: 'grid' }));
+    svg.append(mk('text', { x: left - 4, y: y + 3, 'text-anchor': 'end', class: 'axis' }, String(v)));
+  }
+  const bw = (w - left - right) / Math.max(1, days.length);
+  // Day labels: every day when they fit, else every few days.
+  const every = Math.max(1, Math.ceil(days.length / Math.max(1, Math.floor((w - left - right) / 44))));
   days.forEach((d, i) => {
-    let y = h - pad;
+    let y = top + plot;
+    const tip = `${dayLabel(d.date, { day: 'numeric', month: 'long' })}: ${t('chart.answered')} ${d.answered}, ${t('chart.missed')} ${d.missed}, ${t('chart.other')} ${d.calls - d.answered - d.missed}`;
     for (const [cls, n] of [['answered', d.answered], ['missed', d.missed], ['other', d.calls - d.answered - d.missed]]) {
       if (n <= 0) continue;
-      const bh = (n / max) * (h - pad * 2);
+      const bh = (n / max) * plot;
       y -= bh;
-      const r = document.createElementNS(ns, 'rect');
-      for (const [k, v] of Object.entries({ x: pad + i * bw + 1, y, width: Math.max(1, bw - 2), height: bh, class: cls, 'data-date': d.date })) r.setAttribute(k, v);
+      const r = mk('rect', { x: left + i * bw + 1, y, width: Math.max(1, bw - 2), height: bh, class: cls, 'data-date': d.date });
+      r.append(mk('title', {}, tip));
       svg.append(r);
     }
-    if (days.length <= 31) {
-      const tx = document.createElementNS(ns, 'text');
-      tx.setAttribute('x', pad + i * bw + bw / 2);
-      tx.setAttribute('y', h - 8);
-      tx.setAttribute('text-anchor', 'middle');
-      tx.textContent = d.date.slice(8);
-      svg.append(tx);
+    if (i % every === 0) {
+      svg.append(mk('text', { x: left + i * bw + bw / 2, y: h - 6, 'text-anchor': 'middle', class: 'day' }, dayLabel(d.date, { day: 'numeric', month: 'short' })));
     }
   });
+  $('stats-legend').replaceChildren(...['answered', 'missed', 'other'].map((k) =>
+    el('li', {}, el('span', { class: 'swatch ' + k, 'aria-hidden': 'true' }), t('chart.' + k))));
 }
 
 async function loadDesks() {
