@@ -16,10 +16,10 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 
 # Debian packages the tests drive as independent peers.
-TEST_TOOLS  := kill:procps sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd systemd-sysusers:systemd systemd-tmpfiles:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban linphonec:linphone-cli ip:iproute2 nginx:nginx promtool:prometheus
+TEST_TOOLS  := curl:curl update-ca-certificates:ca-certificates kill:procps sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd systemd-sysusers:systemd systemd-tmpfiles:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban linphonec:linphone-cli ip:iproute2 nginx:nginx promtool:prometheus
 BENCH_TOOLS := sipp:sip-tester kamailio:kamailio rtpengine:rtpengine-daemon
 
-.PHONY: all build test unit lint fuzz fuzz-short demo bench bench-go bench-register bench-calls bench-backup bench-reload install install-owners deps deps-bench clean
+.PHONY: all build test unit lint fuzz fuzz-short axe demo bench bench-go bench-register bench-calls bench-backup bench-reload install install-owners deps deps-bench clean
 
 all: build
 
@@ -34,6 +34,22 @@ build: bin/callgate
 bin/callgate: $(SOURCES)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/callgate ./cmd/callgate
 
+# axe-core from npm: the accessibility engine the console's browser tests
+# inject into every page. The tarball is checked against the registry's
+# published digest before anything is taken out of it.
+AXE_VERSION := 4.14.1
+AXE_SHA256  := e6b0ce02b84d892e2e33e403485e7f3d6c29e2be6df65daf44d89ba564139745
+AXE         := build/axe-core-$(AXE_VERSION)/axe.min.js
+
+axe: $(AXE)
+
+$(AXE):
+	@mkdir -p $(@D)
+	curl -fsSL --retry 3 -o $(@D)/axe.tgz https://registry.npmjs.org/axe-core/-/axe-core-$(AXE_VERSION).tgz
+	echo '$(AXE_SHA256)  $(@D)/axe.tgz' | sha256sum -c --quiet
+	tar -xzf $(@D)/axe.tgz -C $(@D) --strip-components=1 package/axe.min.js package/LICENSE
+	rm $(@D)/axe.tgz
+
 # deps installs missing test peers with apt-get (as root, or through sudo).
 deps:
 	@./bench/install-tools.sh $(TEST_TOOLS)
@@ -46,7 +62,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-test: deps lint fuzz-short
+test: deps axe lint fuzz-short
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # fuzz-short runs every fuzz target for a few seconds: seeds and quick finds.

@@ -6,22 +6,7 @@ import (
 	"callgate/gateway/callmodel"
 	"callgate/gateway/calls"
 	"callgate/gateway/dialer"
-	"callgate/media/relay"
-	"callgate/sip/b2bua"
 )
-
-// relayMedia opens the B2BUA's media sessions on the relay.
-type relayMedia struct{ r *relay.Relay }
-
-// Open implements b2bua.Media: the relay's session is the B2BUA's media
-// session as it is.
-func (m relayMedia) Open(id string) (b2bua.MediaSession, error) {
-	s, err := m.r.Open(id)
-	if err != nil {
-		return nil, err // not s: the relay returns the session already open
-	}
-	return s, nil
-}
 
 // newCallModel builds the call model the B2BUA reports to.
 func newCallModel(g *Gateway) *callmodel.Model {

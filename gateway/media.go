@@ -62,7 +62,7 @@ func (g *Gateway) newMedia() error {
 		Contact:           g.sip.PrimaryContact(),
 		TransportContacts: g.sip.TransportContacts(),
 		RingTimeout:       cfg.Calls.RingTimeout.D(), InternalRecord: cfg.Recording.Internal,
-	}, g.sip.Client(), g.router, g.reg.Location(), g.reg, relayMedia{g.relay}, g.calls, g.log.With("component", "b2bua"))
+	}, g.sip.Client(), g.router, g.reg.Location(), g.reg, b2bua.RelayMedia{Relay: g.relay}, g.calls, g.log.With("component", "b2bua"))
 	g.b2b.Register(g.sip.Server(), g.sip.Admit)
 	return nil
 }
