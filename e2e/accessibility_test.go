@@ -50,7 +50,9 @@ func audit(t *testing.T, b context.Context, axe, page, lang string, width int64)
 	}
 	if width < 500 {
 		if w := value(t, b, page+" width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > int(width) {
-			t.Errorf("%s, %s, %d px: the page is %d px wide", page, lang, width, w)
+			wide := value(t, b, "what is wide", chromedp.Evaluate[[]string](`[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1 && e.getClientRects().length)
+				.slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))`))
+			t.Errorf("%s, %s, %d px: the page is %d px wide; past the edge: %q", page, lang, width, w, wide)
 		}
 	}
 	screenshot(t, b, fmt.Sprintf("a11y-%s-%s-%d", page, lang, width))

@@ -50,6 +50,10 @@ func (g *Gateway) newAPI() error {
 	g.feedCh, unsubscribe = g.calls.Bus().Subscribe(1024)
 	_ = unsubscribe // the bus lives as long as the gateway
 	dial := g.newDialer()
+	deskKey, err := g.store.Secret("desk-pc", 32)
+	if err != nil {
+		return err
+	}
 	srv := &api.Server{
 		Tokens:     api.NewTokens(h.APITokens, reload.ScopedTokens(g.cfg)...),
 		Gatherer:   g.prom,
@@ -62,6 +66,7 @@ func (g *Gateway) newAPI() error {
 		Dialer:     dial,
 		Sessions:   api.NewSessions(nil, g.cfg.Console.SessionTTL.D(), false),
 		Desks:      g.dir, // the console hides desks while there are none; a reload may add some
+		DeskKey:    deskKey,
 		OutOfHours: g.reload.OutOfHours,
 		Region:     g.cfg.Calls.DefaultRegion,
 		Presence:   &presence.Told{Presence: &g.presence, Tell: g.crm.UserStatus},

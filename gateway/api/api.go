@@ -51,6 +51,9 @@ type Server struct {
 	OutOfHours func(time.Time) bool
 	// Desks are the shared desks for shift work (nil: none).
 	Desks Desks
+	// DeskKey signs the marks that make browsers desks' PCs (nil: no
+	// marks).
+	DeskKey []byte
 	// Presence is the employees' statuses (nil: no /api/v1/presence).
 	Presence Presence
 	// Admin serves the admin page (nil: no admin endpoints).
@@ -90,6 +93,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Desks != nil {
 		s.deskRoutes(mux)
+		s.deskPCRoutes(mux)
 	}
 	if s.Presence != nil {
 		s.presenceRoutes(mux)

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
@@ -196,11 +195,7 @@ func (s *Server) refused(w http.ResponseWriter, r *http.Request, now time.Time, 
 		return
 	}
 	s.fails.fail(now, keys...)
-	log := s.Log
-	if log == nil {
-		log = slog.Default()
-	}
-	log.Warn("http auth failure", append([]any{"client", s.clientAddr(r), "reason", reason, "path", r.URL.Path}, attrs...)...)
+	s.logger().Warn("http auth failure", append([]any{"client", s.clientAddr(r), "reason", reason, "path", r.URL.Path}, attrs...)...)
 	answer()
 }
 

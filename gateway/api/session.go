@@ -174,6 +174,21 @@ type sessionInfo struct {
 	Names map[string]string `json:"names"`
 	// Today is the date in the office's time zone (statistics).
 	Today string `json:"today"`
+	// Desks is how many shared desks there are (the console asks about
+	// them only when there are some); DeskPC is the desk whose PC this
+	// browser is ("": none).
+	Desks  int    `json:"desks"`
+	DeskPC string `json:"desk_pc,omitempty"`
+}
+
+// infoFor is the session's information as the browser asking sees it.
+func (s *Server) infoFor(r *http.Request, ss *session) sessionInfo {
+	info := s.Sessions.info(ss)
+	if s.Desks != nil {
+		info.Desks = len(s.Desks.Desks())
+		info.DeskPC = s.deskPC(r)
+	}
+	return info
 }
 
 func (s *Sessions) info(ss *session) sessionInfo {
@@ -194,9 +209,10 @@ func (s *Server) sessionRoutes(mux *http.ServeMux) {
 			Error(w, http.StatusUnauthorized, "unauthorized", "not logged in")
 			return
 		}
-		writeJSON(w, http.StatusOK, s.Sessions.info(ss))
+		writeJSON(w, http.StatusOK, s.infoFor(r, ss))
 	})
 	mux.Handle("DELETE /api/v1/session", s.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.leaveDeskAtPC(r, principal(r).Name)
 		if c, err := r.Cookie(CookieName); err == nil {
 			k := sha256.Sum256([]byte(c.Value))
 			s.Sessions.mu.Lock()
@@ -258,5 +274,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	s.Sessions.m[sha256.Sum256([]byte(id))] = ss
 	s.Sessions.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.Proxies.HTTPS(r)})
-	writeJSON(w, http.StatusOK, s.Sessions.info(ss))
+	s.takeDeskAtPC(r, a.Employee)
+	writeJSON(w, http.StatusOK, s.infoFor(r, ss))
 }

@@ -31,7 +31,10 @@ const texts = {
     'nav.missed': 'Пропущенные', 'nav.stats': 'Статистика', 'nav.desks': 'Рабочее место',
     'desks.title': 'Рабочие места', 'desks.hint': 'Сядьте за общий телефон на смену: его номер будет звонить вам. С телефона: *77*ПИН, выход *77#.',
     'desks.desk': 'Место', 'desks.ext': 'Номер', 'desks.holder': 'Сейчас', 'desks.free': 'свободно',
-    'desks.sit': 'Сесть сюда', 'desks.leave': 'Освободить',
+    'desks.sit': 'Сесть сюда', 'desks.leave': 'Освободить', 'desks.empty': 'Общих рабочих мест нет',
+    'desks.markPC': 'Этот ПК — здесь', 'desks.pcOff': 'Снять отметку',
+    'desks.pcIs': (d) => `Этот компьютер — рабочее место «${d}»: кто входит в консоль здесь, получает его номер, а при выходе освобождает.`,
+    'col.actions': 'Действия', 'dial.lineLabel': 'Линия, с которой звонить', 'admin.none': 'нет',
     'nav.admin': 'Администрирование', 'admin.title': 'Состояние системы', 'admin.phones': 'Зарегистрированные телефоны',
     'admin.address': 'Адрес', 'admin.ua': 'Устройство', 'admin.expires': 'Регистрация до', 'admin.upstream': 'Учётные записи ВАТС',
     'admin.account': 'Учётная запись', 'admin.state': 'Состояние', 'admin.lastError': 'Последняя ошибка',
@@ -79,7 +82,10 @@ const texts = {
     'nav.missed': 'Missed', 'nav.stats': 'Statistics', 'nav.desks': 'Desk',
     'desks.title': 'Shared desks', 'desks.hint': 'Take a shared phone for your shift: its number rings you. On the phone: *77*PIN, log out with *77#.',
     'desks.desk': 'Desk', 'desks.ext': 'Extension', 'desks.holder': 'Now', 'desks.free': 'free',
-    'desks.sit': 'Sit here', 'desks.leave': 'Leave',
+    'desks.sit': 'Sit here', 'desks.leave': 'Leave', 'desks.empty': 'No shared desks',
+    'desks.markPC': 'This PC is here', 'desks.pcOff': 'Remove the mark',
+    'desks.pcIs': (d) => `This computer is the "${d}" desk: whoever logs into the console here takes its extension and frees it on logging out.`,
+    'col.actions': 'Actions', 'dial.lineLabel': 'Line to call from', 'admin.none': 'none',
     'nav.admin': 'Admin', 'admin.title': 'System state', 'admin.phones': 'Registered phones',
     'admin.address': 'Address', 'admin.ua': 'Device', 'admin.expires': 'Registered until', 'admin.upstream': 'VPBX accounts',
     'admin.account': 'Account', 'admin.state': 'State', 'admin.lastError': 'Last error',
@@ -111,6 +117,7 @@ function applyLang() {
   document.documentElement.lang = lang;
   for (const el of document.querySelectorAll('[data-t]')) el.textContent = t(el.dataset.t);
   for (const el of document.querySelectorAll('[data-tp]')) el.placeholder = t(el.dataset.tp);
+  for (const el of document.querySelectorAll('[data-ta]')) el.setAttribute('aria-label', t(el.dataset.ta));
   $('lang').textContent = lang === 'ru' ? 'EN' : 'RU';
   $('lang-login').textContent = lang === 'ru' ? 'English' : 'Русский';
 }
@@ -187,6 +194,7 @@ async function boot() {
   $('missed-open').addEventListener('change', loadMissed);
   $('dial-form').addEventListener('submit', (e) => { e.preventDefault(); dial($('dial-number').value); });
   $('stats-form').addEventListener('submit', (e) => { e.preventDefault(); loadStats(); });
+  $('desk-pc-off').addEventListener('click', () => markPC(''));
   $('search').addEventListener('input', () => { clearTimeout(boot.timer); boot.timer = setTimeout(loadCalls, 250); });
   window.addEventListener('hashchange', route);
   const r = await api('GET', '/api/v1/session');
@@ -233,7 +241,8 @@ function start(s) {
   registerTel();
   listen();
   route();
-  api('GET', '/api/v1/desks').then((r) => { $('nav-desks').hidden = r.status !== 200 || r.data.desks.length === 0; });
+  // Desks only where there are some: nothing to ask about otherwise.
+  $('nav-desks').hidden = !s.desks;
   api('GET', '/api/v1/presence').then((r) => { if (r.status === 200) $('presence').value = r.data.status; });
 }
 
@@ -506,18 +515,36 @@ function chart(days) {
 }
 
 async function loadDesks() {
-  const r = await api('GET', '/api/v1/desks');
+  const pc = session.desk_pc;
+  const admin = session.role === 'admin';
+  const r = session.desks ? await api('GET', '/api/v1/desks') : { status: 200, data: { desks: [] } };
   if (r.status !== 200) return;
+  const here = r.data.desks.find((d) => d.extension === pc);
+  $('desk-pc').hidden = !here;
+  $('desk-pc-text').textContent = here ? texts[lang]['desks.pcIs'](here.name || here.extension) : '';
+  $('desk-pc-off').hidden = !admin;
   const rows = r.data.desks.map((d) => {
     const mine = d.employee === session.employee;
-    const act = mine
+    const act = el('td', {}, mine
       ? el('button', { type: 'button', class: 'secondary', onclick: () => deskAction(d.extension, 'logout') }, t('desks.leave'))
-      : el('button', { type: 'button', onclick: () => deskAction(d.extension, 'login') }, t('desks.sit'));
+      : el('button', { type: 'button', onclick: () => deskAction(d.extension, 'login') }, t('desks.sit')));
+    // An admin at a shared desk's PC marks it once; from then on a login
+    // here takes the desk.
+    if (admin && d.extension !== pc) {
+      act.append(' ', el('button', { type: 'button', class: 'secondary mark-pc', onclick: () => markPC(d.extension) }, t('desks.markPC')));
+    }
     return el('tr', { 'data-desk': d.extension },
       el('td', {}, d.name || d.extension), el('td', {}, d.extension),
-      el('td', { class: 'holder' }, d.employee ? person(d.employee) : t('desks.free')), el('td', {}, act));
+      el('td', { class: 'holder' }, d.employee ? person(d.employee) : t('desks.free')), act);
   });
   $('desks-body').replaceChildren(...rows);
+  $('desks-empty').hidden = rows.length > 0;
+}
+
+async function markPC(ext) {
+  const r = ext ? await api('POST', `/api/v1/desks/${encodeURIComponent(ext)}/pc`) : await api('DELETE', '/api/v1/desks/pc');
+  if (r.status === 200 || r.status === 204) session.desk_pc = ext;
+  loadDesks();
 }
 
 async function deskAction(ext, what) {
@@ -547,6 +574,12 @@ function crmName(n) {
   return { retailcrm: 'RetailCRM', megaplan: lang === 'ru' ? 'Мегаплан' : 'Megaplan' }[n] || n;
 }
 
+// fill puts rows in a table's body, or one row saying there are none.
+function fill(body, rows) {
+  const cols = body.closest('table').querySelectorAll('thead th').length;
+  body.replaceChildren(...(rows.length ? rows : [el('tr', { class: 'none' }, el('td', { colspan: String(cols), class: 'empty' }, t('admin.none')))]));
+}
+
 async function loadAdmin() {
   const r = await api('GET', '/api/v1/admin');
   if (r.status !== 200) return;
@@ -554,18 +587,18 @@ async function loadAdmin() {
   const td = (v, cls) => el('td', cls ? { class: cls } : {}, v == null ? '' : String(v));
   $('admin-draining').hidden = !a.draining;
   $('admin-draining').textContent = a.draining ? t('admin.draining') : '';
-  $('admin-phones').replaceChildren(...a.phones.map((p) => el('tr', { 'data-ext': p.extension },
+  fill($('admin-phones'), a.phones.map((p) => el('tr', { 'data-ext': p.extension },
     td(p.extension), td(p.employee ? person(p.employee) : ''), td(`${p.source} (${p.transport})`), td(p.user_agent), td(fmtTime(p.expires)))));
-  $('admin-upstream').replaceChildren(...a.upstream.map((u) => el('tr', { 'data-account': u.account },
+  fill($('admin-upstream'), a.upstream.map((u) => el('tr', { 'data-account': u.account },
     el('td', {}, u.account), el('td', { class: 'state', 'data-state': u.state }, texts[lang]['state.' + u.state] ?? u.state), td(u.target), td(u.last_error))));
-  $('admin-crm').replaceChildren(...Object.entries(a.crm).map(([name, c]) => el('tr', { 'data-crm': name },
+  fill($('admin-crm'), Object.entries(a.crm).map(([name, c]) => el('tr', { 'data-crm': name },
     td(crmName(name)), td(c.depth, 'depth'), td(c.depth ? fmtDuration(c.oldest_age_ns / 1e9) : ''), td(c.dead_letters, 'dead'), td(c.last_error),
     el('td', {}, c.dead_letters ? el('button', { type: 'button', class: 'secondary', onclick: async () => { await api('POST', `/api/v1/crm/${name}/retry`); loadAdmin(); } }, t('admin.retry')) : null))));
   const d = a.recordings;
   $('admin-disk').textContent = d.enabled ? texts[lang]['admin.disk'](d) : t('admin.off');
   $('admin-db').textContent = texts[lang]['admin.db'](a.store);
   $('admin-db').classList.toggle('error', a.store.pending_writes > 0);
-  $('admin-bans').replaceChildren(...a.bans.map((b) => el('tr', { 'data-source': b.source },
+  fill($('admin-bans'), a.bans.map((b) => el('tr', { 'data-source': b.source },
     td(b.source), td(b.user), td(fmtTime(b.until)),
     el('td', {}, el('button', { type: 'button', class: 'secondary', onclick: async () => { await api('POST', '/api/v1/admin/unban', { source: b.source }); loadAdmin(); } }, t('admin.unban'))))));
 }
