@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -114,4 +115,84 @@ sip_password = "Desk110pass"
 	}
 	<-other.Gone()
 	<-done
+}
+
+// The desk follows the PC: an admin marks the reception PC's browser once
+// in the console; from then on petrov logging into the console there takes
+// the reception desk (its phone rings for his calls and the call is his),
+// logging out frees it, and ivanov logging in next takes it.
+func TestConsoleLoginAtMarkedPCTakesTheDesk(t *testing.T) {
+	o := consoleOffice(t, nil, officeOpts{IvanovExtra: "role = \"admin\"\n", Extra: secondTrunk + `[[desk]]
+extension = "110"
+name = "Ресепшн"
+sip_password = "Desk110pass"
+`})
+	o.d.waitMetric(`callgate_upstream_registered{account="support"}`, 1, 10*time.Second)
+	desk := newPhone(t, o.d, siptest.PhoneConfig{User: "110", Password: "Desk110pass"})
+	mustRegister(t, desk)
+	ctx := withTimeout(t, 60*time.Second)
+	b := browser(t)
+	base := o.d.url("")
+	holder := func() string {
+		t.Helper()
+		var list struct{ Desks []struct{ Extension, Employee string } }
+		res, err := o.d.get("/api/v1/desks", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		if err := json.NewDecoder(res.Body).Decode(&list); err != nil || len(list.Desks) != 1 {
+			t.Fatalf("desks: %v %+v", err, list)
+		}
+		return list.Desks[0].Employee
+	}
+
+	login(t, b, base, "ivanov")
+	browse(t, b, "the admin marks this browser as the reception PC",
+		chromedp.Evaluate[chromedp.Void](`location.hash = '#/desks'`),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-desk="110"] button.mark-pc`)),
+		chromedp.Click(chromedp.CSS(`tr[data-desk="110"] button.mark-pc`)),
+		chromedp.WaitVisible(chromedp.ID("desk-pc")))
+	if text := value(t, b, "the mark's line", chromedp.Text(chromedp.ID("desk-pc-text"))); !strings.Contains(text, "Ресепшн") {
+		t.Fatalf("the desks page says %q", text)
+	}
+	screenshot(t, b, "desk-pc-marked")
+	browse(t, b, "log out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-form")))
+	if h := holder(); h != "" {
+		t.Fatalf("after the admin's logout the desk is held by %q", h)
+	}
+
+	login(t, b, base, "petrov")
+	if h := holder(); h != "petrov" {
+		t.Fatalf("petrov logged in at the reception PC, the desk is held by %q", h)
+	}
+	// petrov's call rings his phone and the desk; he answers at the desk.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if c, err := o.vpbx.Invite(ctx, "support", "79167654321", siptest.SDP("127.0.0.1:30955")); err == nil {
+			time.Sleep(300 * time.Millisecond)
+			_ = c.Hangup(ctx)
+		}
+	}()
+	own, at := nextCall(t, o.phones["103"]), nextCall(t, desk)
+	if _, err := at.Answer(ctx, siptest.SDP("127.0.0.1:30956")); err != nil {
+		t.Fatal(err)
+	}
+	<-own.Gone()
+	<-done
+	if rec := o.lastCall(); len(rec.Legs) != 1 || rec.Legs[0].Extension != "110" || rec.Legs[0].Employee != "petrov" {
+		t.Fatalf("the call answered at the desk: legs %+v", rec.Legs)
+	}
+
+	browse(t, b, "petrov logs out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-form")))
+	if h := holder(); h != "" {
+		t.Fatalf("after petrov's logout the desk is held by %q", h)
+	}
+	login(t, b, base, "petrov")
+	browse(t, b, "petrov logs out again", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-form")))
+	login(t, b, base, "ivanov")
+	if h := holder(); h != "ivanov" {
+		t.Fatalf("ivanov logged in at the reception PC, the desk is held by %q", h)
+	}
 }

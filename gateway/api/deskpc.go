@@ -104,6 +104,7 @@ func (s *Server) deskPCRoutes(mux *http.ServeMux) {
 			Error(w, http.StatusForbidden, "forbidden", "only an admin takes a desk's PC mark off")
 			return
 		}
+		s.leaveDeskAtPC(r, principal(r).Name) // the admin logged in here holds it
 		http.SetCookie(w, &http.Cookie{Name: DeskPCCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.Proxies.HTTPS(r)})
 		w.WriteHeader(http.StatusNoContent)
 	})))
