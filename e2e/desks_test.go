@@ -135,7 +135,9 @@ sip_password = "Desk110pass"
 	base := o.d.url("")
 	holder := func() string {
 		t.Helper()
-		var list struct{ Desks []struct{ Extension, Employee string } }
+		var list struct {
+			Desks []struct{ Extension, Employee string }
+		}
 		res, err := o.d.get("/api/v1/desks", true)
 		if err != nil {
 			t.Fatal(err)
