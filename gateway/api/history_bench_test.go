@@ -15,7 +15,8 @@ import (
 // page (GET /api/v1/calls?limit=100) over a bbolt store of 10,000 calls
 // shared by ten employees, with 1,999 clients calling about 5 times each:
 // a manager's page, an employee's own page, and an employee's search by a
-// client's number, which reads every employee's calls.
+// client's number, which reads every employee's calls. Every call carries
+// its client's name and company, as calls the CRMs named do.
 // go test -run '^$' -bench HistoryFirstPage ./gateway/api
 func BenchmarkHistoryFirstPage(b *testing.B) {
 	for _, who := range []string{"manager", "employee", "employee-search"} {
@@ -31,7 +32,7 @@ func BenchmarkHistoryFirstPage(b *testing.B) {
 				emp := fmt.Sprint("e", i%10)
 				at := t0.Add(time.Duration(i) * 4 * time.Minute)
 				r := calls.Record{ID: fmt.Sprint("call-", i), Direction: "inbound", Outside: fmt.Sprintf("+7916%07d", i%1999), Caller: "x",
-					TrunkNumber: "+74951234567", Rung: []string{emp}, AnsweredBy: emp, Started: at, Answered: at.Add(5 * time.Second),
+					TrunkNumber: "+74951234567", ClientName: fmt.Sprint("Клиент ", i%1999), ClientCompany: "ООО «Ромашка»", Rung: []string{emp}, AnsweredBy: emp, Started: at, Answered: at.Add(5 * time.Second),
 					Ended: at.Add(65 * time.Second), Result: "answered", TalkSeconds: 60, WaitSeconds: 5,
 					Legs: []calls.Leg{{N: 1, Employee: emp, Extension: "101", Answered: at.Add(5 * time.Second), Ended: at.Add(65 * time.Second), TalkSeconds: 60, Recording: "2026/11/01/x-1.wav"}}}
 				if err := st.Put(&r); err != nil {
