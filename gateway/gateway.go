@@ -115,6 +115,13 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 			g.dir.Restore(k.Extension, string(v))
 		}
 	}
+	var ids []string
+	for _, e := range cfg.Employees {
+		ids = append(ids, e.ID)
+	}
+	if err = g.presence.Keep(g.store, ids); err != nil { // statuses outlive restarts
+		return nil, err
+	}
 	g.dir.OnShift = func(desk, employee string) {
 		log.Info("shift", "desk", desk, "employee", employee)
 		if err := g.store.SetState("shift."+desk, []byte(employee)); err != nil {

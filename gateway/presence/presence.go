@@ -26,10 +26,42 @@ func Valid(s string) bool {
 	return false
 }
 
-// Presence holds the statuses. The zero value is ready: everyone free.
+// Store keeps the statuses across restarts (store.Store has these).
+type Store interface {
+	State(name string) ([]byte, error)
+	SetState(name string, value []byte) error
+}
+
+// Presence holds the statuses. The zero value is ready: everyone free,
+// nothing kept across restarts (see Keep).
 type Presence struct {
-	mu sync.RWMutex
-	m  map[string]string // employee -> status other than free
+	mu   sync.RWMutex
+	m    map[string]string // employee -> status other than free
+	keep Store
+}
+
+func stateName(employee string) string { return "presence." + employee }
+
+// Keep makes every status set from now on saved in st, and reads back the
+// saved statuses of employees: someone at dinner when callgate restarted is
+// still at dinner after it.
+func (p *Presence) Keep(st Store, employees []string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.keep = st
+	for _, e := range employees {
+		v, err := st.State(stateName(e))
+		if err != nil {
+			return fmt.Errorf("presence of %s: %w", e, err)
+		}
+		if s := string(v); Valid(s) && s != Free {
+			if p.m == nil {
+				p.m = map[string]string{}
+			}
+			p.m[e] = s
+		}
+	}
+	return nil
 }
 
 // Set records an employee's status.
@@ -39,6 +71,11 @@ func (p *Presence) Set(employee, status string) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.keep != nil {
+		if err := p.keep.SetState(stateName(employee), []byte(status)); err != nil {
+			return fmt.Errorf("presence of %s: %w", employee, err)
+		}
+	}
 	if status == Free {
 		delete(p.m, employee)
 		return nil

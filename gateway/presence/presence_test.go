@@ -35,3 +35,29 @@ func TestToldKeepsThenTells(t *testing.T) {
 		t.Fatalf("a bad status: %v, told %v", err, told)
 	}
 }
+
+// memStore is the database's state marks.
+type memStore map[string][]byte
+
+func (m memStore) State(name string) ([]byte, error)        { return m[name], nil }
+func (m memStore) SetState(name string, value []byte) error { m[name] = value; return nil }
+
+// Statuses survive a restart: a new Presence keeping the same store reads
+// back those of the employees it is given (an unknown value reads free).
+func TestStatusesKeptAcrossRestarts(t *testing.T) {
+	st := memStore{"presence.sidorov": []byte("vacation")}
+	var before Presence
+	if err := before.Keep(st, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = before.Set("ivanov", Dinner)
+	_ = before.Set("petrov", Break)
+	_ = before.Set("petrov", Free)
+	var after Presence
+	if err := after.Keep(st, []string{"ivanov", "petrov", "sidorov"}); err != nil {
+		t.Fatal(err)
+	}
+	if after.Status("ivanov") != Dinner || after.Status("petrov") != Free || after.Status("sidorov") != Free {
+		t.Fatalf("after the restart: ivanov %s, petrov %s, sidorov %s", after.Status("ivanov"), after.Status("petrov"), after.Status("sidorov"))
+	}
+}

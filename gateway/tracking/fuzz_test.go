@@ -29,8 +29,8 @@ func FuzzVisitor(f *testing.F) {
 		if err == nil && v != nil && (status >= 100 && status <= 999 && status != http.StatusOK) {
 			t.Fatalf("visitor %+v from a %d answer", v, status)
 		}
-		if rt.Requests != 1 {
-			t.Fatalf("%d requests for one lookup", rt.Requests)
+		if rt.Requests.Load() != 1 {
+			t.Fatalf("%d requests for one lookup", rt.Requests.Load())
 		}
 	})
 }
