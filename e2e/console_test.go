@@ -112,6 +112,13 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Fatalf("the history row's client reads %q", named)
 	}
 	screenshot(t, ctx, "history")
+	// Quiet: an employee of an office without shared desks never asks
+	// about desks or the admin page.
+	asked := value(t, ctx, "requests the console made", chromedp.Evaluate[[]string](
+		`performance.getEntriesByType('resource').map(e => new URL(e.name).pathname).filter(p => p.startsWith('/api/v1/desks') || p.startsWith('/api/v1/admin'))`))
+	if len(asked) != 0 {
+		t.Fatalf("the console asked %q", asked)
+	}
 
 	// English.
 	browse(t, ctx, "switch to English", chromedp.Click(chromedp.ID("lang")))
