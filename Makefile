@@ -15,11 +15,15 @@ GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 
+# What building needs besides Go: cgo and the Ogg Opus libraries that
+# compress recordings (pkg-config goes first: it checks the others).
+BUILD_TOOLS := gcc:gcc pkg-config:pkg-config pc=opus:libopus-dev pc=libopusenc:libopusenc-dev pc=opusfile:libopusfile-dev
+
 # Debian packages the tests drive as independent peers.
-TEST_TOOLS  := curl:curl update-ca-certificates:ca-certificates kill:procps sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd systemd-sysusers:systemd systemd-tmpfiles:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban linphonec:linphone-cli ip:iproute2 nginx:nginx promtool:prometheus
+TEST_TOOLS  := espeak-ng:espeak-ng curl:curl update-ca-certificates:ca-certificates kill:procps sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd systemd-sysusers:systemd systemd-tmpfiles:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban linphonec:linphone-cli ip:iproute2 nginx:nginx promtool:prometheus
 BENCH_TOOLS := sipp:sip-tester kamailio:kamailio rtpengine:rtpengine-daemon
 
-.PHONY: all build test unit lint fuzz fuzz-short axe demo bench bench-go bench-register bench-calls bench-backup bench-reload install install-owners deps deps-bench clean
+.PHONY: all build deps-build test unit lint fuzz fuzz-short axe demo bench bench-go bench-register bench-calls bench-backup bench-reload install install-owners deps deps-bench clean
 
 all: build
 
@@ -29,7 +33,7 @@ all: build
 # and refuses to install a stale one.
 SOURCES     := go.mod go.sum $(shell find cmd gateway sip media crm configs internal -type f -not -name '*_test.go' -not -path '*/testdata/*' 2>/dev/null)
 
-build: bin/callgate
+build: deps-build bin/callgate
 
 bin/callgate: $(SOURCES)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/callgate ./cmd/callgate
@@ -50,8 +54,12 @@ $(AXE):
 	tar -xzf $(@D)/axe.tgz -C $(@D) --strip-components=1 package/axe.min.js package/LICENSE
 	rm $(@D)/axe.tgz
 
-# deps installs missing test peers with apt-get (as root, or through sudo).
-deps:
+# deps-build installs what cgo and the Opus encoder need, deps the test
+# peers, when missing, with apt-get (as root, or through sudo).
+deps-build:
+	@./bench/install-tools.sh $(BUILD_TOOLS)
+
+deps: deps-build
 	@./bench/install-tools.sh $(TEST_TOOLS)
 
 deps-bench:

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # install-tools.sh CMD:PACKAGE...: installs the Debian packages whose
-# commands are missing. Runs apt-get as root, or through sudo.
+# commands are missing; CMD written pc=NAME is a library pkg-config must
+# find instead (a -dev package). Runs apt-get as root, or through sudo.
 set -euo pipefail
 missing=()
 for pair in "$@"; do
   cmd=${pair%%:*} pkg=${pair#*:}
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  case $cmd in
+  pc=*) pkg-config --exists "${cmd#pc=}" 2>/dev/null || missing+=("$pkg") ;;
+  *) command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg") ;;
+  esac
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing: ${missing[*]}"

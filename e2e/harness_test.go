@@ -73,9 +73,26 @@ type daemonConfig struct {
 	// ControlSocket is control.socket: a path of the test's own, so that
 	// daemons running side by side never share one.
 	ControlSocket string
+	// Format is recording.format; "" keeps recordings as WAV, which the
+	// tests that check a recording's tones read while the call's legs end
+	// (the Ogg Opus tests set "opus").
+	Format string
 }
 
 func (c daemonConfig) toml() string {
+	format := c.Format
+	if format == "" {
+		format = "wav"
+	}
+	doc := c.base()
+	if i := strings.Index(doc, "\n[recording]\n"); i >= 0 {
+		i += len("\n[recording]\n")
+		return doc[:i] + fmt.Sprintf("format = %q\n", format) + doc[i:]
+	}
+	return doc + fmt.Sprintf("\n[recording]\nformat = %q\n", format)
+}
+
+func (c daemonConfig) base() string {
 	return fmt.Sprintf(`data_dir = %q
 [control]
 socket = %q

@@ -28,7 +28,8 @@ func (g *Gateway) newMedia() error {
 		return err
 	}
 	g.recs = recordings.New(recordings.Config{Enabled: cfg.Recording.Enabled, Dir: cfg.Recording.Dir,
-		Retention: cfg.Recording.Retention.D(), MinFree: cfg.Recording.MinFree.Bytes, Log: g.log})
+		Retention: cfg.Recording.Retention.D(), MinFree: cfg.Recording.MinFree.Bytes, Format: cfg.Recording.Format,
+		Encoders: recordings.Encoders(), Log: g.log})
 	if m := cfg.Mango; m.APIKey != "" {
 		api := &tracking.Mango{URL: m.URL, Key: m.APIKey, Salt: m.APISalt, HTTP: &http.Client{Timeout: 10 * time.Second}}
 		g.track = tracking.NewTracker(api.Visitor, m.Budget.D())

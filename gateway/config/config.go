@@ -113,6 +113,10 @@ type Recording struct {
 	Retention Duration `toml:"retention"`
 	Internal  bool     `toml:"internal"`
 	MinFree   Size     `toml:"min_free"`
+	// Format is what a leg's recording becomes once it is complete:
+	// "opus" (Ogg Opus, stereo, about 7 MB per call-hour) or "wav" (the
+	// G.711 WAV as recorded, 57.6 MB per call-hour).
+	Format string `toml:"format"`
 }
 
 // Upstream configures the registrations with the cloud VPBX.
@@ -401,7 +405,7 @@ func Defaults() Config {
 			ScannerUserAgents: []string{"friendly-scanner", "sipvicious", "sipcli", "VaxSIPUserAgent", "sip-scan", "iWar", "SIPScan", "pplsip"},
 		},
 		Media:     Media{RTPPorts: parsePortRange("20000-20999"), Bind: parseIP("0.0.0.0"), Timeout: Duration(60 * time.Second)},
-		Recording: Recording{Enabled: true, Retention: Duration(8760 * time.Hour), MinFree: parseSize("1GiB")},
+		Recording: Recording{Enabled: true, Retention: Duration(8760 * time.Hour), MinFree: parseSize("1GiB"), Format: "opus"},
 		Calls:     Calls{RingTimeout: Duration(30 * time.Second), DefaultRegion: "RU", ShutdownGrace: Duration(30 * time.Second)},
 		Dial:      Dial{PerLine: 2},
 		Upstream: Upstream{

@@ -61,6 +61,11 @@ func (v *validator) validate(c *Config) {
 	if len(c.Calls.DefaultRegion) != 2 || strings.ToUpper(c.Calls.DefaultRegion) != c.Calls.DefaultRegion {
 		v.bad("calls.default_region", "a two-letter country code, e.g. \"RU\"", "%q is not a region code", c.Calls.DefaultRegion)
 	}
+	switch c.Recording.Format {
+	case "opus", "wav":
+	default:
+		v.bad("recording.format", `"opus" (compressed after the call) or "wav"`, "unknown format %q", c.Recording.Format)
+	}
 	if c.Recording.Retention.D() < time.Hour {
 		v.bad("recording.retention", "e.g. \"8760h\" for one year", "must be at least 1h, got %s", c.Recording.Retention.D())
 	}

@@ -396,7 +396,7 @@ func history(addr, token string) (total, answered, inProgress int) {
 func recordings(dir string) (int, int64) {
 	n, size := 0, int64(0)
 	_ = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err == nil && !e.IsDir() && strings.HasSuffix(p, ".wav") {
+		if err == nil && !e.IsDir() && (strings.HasSuffix(p, ".wav") || strings.HasSuffix(p, ".opus")) {
 			if info, err := e.Info(); err == nil {
 				n, size = n+1, size+info.Size()
 			}

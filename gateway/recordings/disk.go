@@ -3,7 +3,6 @@ package recordings
 import (
 	"io/fs"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +69,8 @@ type Usage struct {
 	Files     int    `json:"files"`         // recordings kept
 	Bytes     int64  `json:"bytes"`         // their size
 	FreeBytes uint64 `json:"free_bytes"`    // free space of their filesystem
+	// EncodeBacklog is how many recordings wait to be compressed.
+	EncodeBacklog int64 `json:"encode_backlog"`
 }
 
 // usageEvery is how often Usage walks the recordings: a year of calls is
@@ -93,12 +94,12 @@ func (l *Library) Usage() Usage {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if time.Since(c.at) < usageEvery {
-		c.last.FreeBytes = l.guard.FreeBytes()
+		c.last.FreeBytes, c.last.EncodeBacklog = l.guard.FreeBytes(), l.enc.backlog.Load()
 		return c.last
 	}
 	u := Usage{Enabled: true, Dir: l.cfg.Dir}
 	_ = filepath.WalkDir(l.cfg.Dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() || !strings.HasSuffix(e.Name(), ".wav") {
+		if err != nil || e.IsDir() || !isRecording(e.Name()) {
 			return nil
 		}
 		if info, err := e.Info(); err == nil {
@@ -107,7 +108,7 @@ func (l *Library) Usage() Usage {
 		}
 		return nil
 	})
-	u.FreeBytes = l.guard.FreeBytes()
+	u.FreeBytes, u.EncodeBacklog = l.guard.FreeBytes(), l.enc.backlog.Load()
 	c.at, c.last = time.Now(), u
 	return u
 }

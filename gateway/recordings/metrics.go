@@ -19,6 +19,12 @@ func (l *Library) Collectors() []prometheus.Collector {
 		// recordings stop rather than after (callgate_recording_skipped_total).
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_recording_free_bytes", Help: "Free space of the filesystem holding recording.dir, in bytes."},
 			func() float64 { return float64(l.guard.FreeBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_recording_encode_backlog", Help: "Recordings waiting to be compressed to Ogg Opus (recording.format = \"opus\")."},
+			func() float64 { return float64(l.enc.backlog.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_encoded_total", Help: "Recordings compressed to Ogg Opus and checked; their WAVs are gone."},
+			func() float64 { return float64(l.enc.done.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_encode_failures_total", Help: "Recordings that could not be compressed; their WAVs are kept and tried again at the next start."},
+			func() float64 { return float64(l.enc.failed.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_recording_min_free_bytes", Help: "recording.min_free in bytes: below it no recording starts and those in progress stop. 0 when the guard is off or recording is disabled."},
 			func() float64 { return float64(l.minFree()) }),
 	}

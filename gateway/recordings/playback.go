@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -28,7 +30,14 @@ func (l *Library) Open(name string) (*File, error) {
 	if !filepath.IsLocal(name) {
 		return nil, fmt.Errorf("recording %q: %w", name, ErrUnknown)
 	}
-	f, err := os.Open(filepath.Join(l.cfg.Dir, name))
+	// The record keeps the name the recording was made under; once
+	// compressed it is the Ogg Opus file beside it.
+	path, typ := filepath.Join(l.cfg.Dir, name), "audio/wav"
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) && strings.HasSuffix(path, ".wav") {
+		path, typ = strings.TrimSuffix(path, ".wav")+".opus", "audio/ogg; codecs=opus"
+		f, err = os.Open(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open recording: %w", err)
 	}
@@ -37,5 +46,5 @@ func (l *Library) Open(name string) (*File, error) {
 		f.Close()
 		return nil, fmt.Errorf("open recording: %w", err)
 	}
-	return &File{ReadSeekCloser: f, Name: filepath.Base(name), Type: "audio/wav", Size: st.Size(), ModTime: st.ModTime()}, nil
+	return &File{ReadSeekCloser: f, Name: filepath.Base(path), Type: typ, Size: st.Size(), ModTime: st.ModTime()}, nil
 }

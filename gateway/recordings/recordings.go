@@ -32,7 +32,12 @@ type Config struct {
 	// below it no recording starts and those in progress stop. 0: no
 	// guard.
 	MinFree uint64
-	Log     *slog.Logger // nil: slog.Default()
+	// Format is what a recording becomes once its call leg ends: FormatOpus
+	// or FormatWAV ("" is FormatWAV).
+	Format string
+	// Encoders is how many recordings are compressed at once (0: one).
+	Encoders int
+	Log      *slog.Logger // nil: slog.Default()
 }
 
 // Library is the recordings under one directory.
@@ -44,6 +49,7 @@ type Library struct {
 	usage usageCache
 	// retention is cfg.Retention, or what SetLimits set.
 	retention atomic.Int64
+	enc       *encoder
 }
 
 // New returns the library of the recordings under cfg.Dir and repairs
@@ -54,6 +60,7 @@ func New(cfg Config) *Library {
 		l.log = slog.Default()
 	}
 	l.retention.Store(int64(cfg.Retention))
+	l.enc = &encoder{lib: l, queue: make(chan string)}
 	l.guard = &DiskGuard{Dir: cfg.Dir, MinFree: cfg.MinFree}
 	l.rec = &record.Recorder{Dir: cfg.Dir, Name: Name, Space: l.guard, Log: l.log.With("component", "recorder")}
 	if repaired, err := record.RepairActive(cfg.Dir); err != nil {
@@ -79,8 +86,19 @@ func (l *Library) Recorder() *record.Recorder { return l.rec }
 type Recording struct {
 	*record.Call
 	// Name is what the call record keeps to find the recording again
-	// (Open, links).
+	// (Open, links), whatever form the recording takes later.
 	Name string
+	lib  *Library
+}
+
+// Close ends the recording; a complete one is then compressed, when the
+// library keeps Ogg Opus, off the caller's goroutine.
+func (r *Recording) Close() (int64, error) {
+	n, err := r.Call.Close()
+	if err == nil && r.lib.cfg.Format == FormatOpus {
+		r.lib.enc.enqueue(r.Call.Path())
+	}
+	return n, err
 }
 
 // Start records leg n of a call from at on. It fails with
@@ -96,5 +114,5 @@ func (l *Library) Start(callID string, n int, at time.Time) (*Recording, error) 
 		_, _ = c.Close()
 		return nil, fmt.Errorf("recording %s: %w", c.Path(), err)
 	}
-	return &Recording{Call: c, Name: name}, nil
+	return &Recording{Call: c, Name: name, lib: l}, nil
 }

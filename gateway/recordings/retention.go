@@ -41,7 +41,7 @@ func sweep(dir string, retention time.Duration, now time.Time) ([]string, error)
 			}
 			return nil
 		}
-		if !strings.HasSuffix(d.Name(), ".wav") || active[p] {
+		if !isRecording(d.Name()) || active[p] {
 			return nil
 		}
 		info, err := d.Info()
@@ -85,4 +85,10 @@ func (l *Library) RunJanitor(ctx context.Context) {
 func (l *Library) SetLimits(retention time.Duration, minFree uint64) {
 	l.retention.Store(int64(retention))
 	l.guard.SetMinFree(minFree)
+}
+
+// isRecording tells a recording's file (either form) from anything else
+// in the directory, such as an encoding in progress.
+func isRecording(name string) bool {
+	return strings.HasSuffix(name, ".wav") || strings.HasSuffix(name, ".opus")
 }

@@ -1,0 +1,242 @@
+package recordings
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"callgate/media/opus"
+	"callgate/media/record"
+)
+
+// The forms a recording is kept in after its call.
+const (
+	// FormatOpus compresses each leg's recording to Ogg Opus once it is
+	// complete, stereo kept (left the client, right the employee).
+	FormatOpus = "opus"
+	// FormatWAV keeps the G.711 WAV the recorder wrote.
+	FormatWAV = "wav"
+)
+
+// opusBitrate is the encoder's target for both channels together. The two
+// channels are two people: below this rate libopus codes a stereo pair as
+// mid and side with too few bits for the side, and a third of each
+// party's voice leaks into the other channel (measured on two Russian
+// phrases from espeak-ng: 0.33-0.44 cross-correlation at 12-20 kbit/s as
+// speech, 0.04, the phrases' own, at 24 kbit/s as music). Continuous
+// speech on both channels at once makes 12 MB per call-hour; calls, where
+// the parties take turns, make less.
+const opusBitrate = 24000
+
+// encodeNice is the encoders' scheduling priority: they run when the
+// relay and the call setup leave a processor idle.
+const encodeNice = 19
+
+// maxLengthError is how far the Ogg Opus file's length may be from the
+// WAV's before the WAV is kept instead: one Opus frame.
+const maxLengthError = 20 * time.Millisecond
+
+// encoder turns complete WAV recordings into Ogg Opus off the call's path.
+// Its queue is the recordings directory itself: a WAV that is not being
+// recorded is waiting to be encoded, so a restart finds the work a crash
+// interrupted (a half-written .opus.tmp is dropped and made again).
+type encoder struct {
+	lib   *Library
+	queue chan string
+	// queued are the paths waiting or being encoded: a leg closing while
+	// the start-up scan finds it is queued once.
+	mu      sync.Mutex
+	queued  map[string]bool
+	backlog atomic.Int64
+	done    atomic.Int64
+	failed  atomic.Int64
+	// hold, when set (tests), runs before each file is encoded.
+	hold func(path string)
+}
+
+// Encoders is how many recordings are encoded at once: a quarter of the
+// processors, at least one, so that compression never competes with the
+// relay for more than a share of the machine.
+func Encoders() int { return max(1, runtime.NumCPU()/4) }
+
+// enqueue hands a complete WAV to the encoders.
+func (e *encoder) enqueue(path string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.queued[path] {
+		return
+	}
+	if e.queued == nil {
+		e.queued = map[string]bool{}
+	}
+	e.queued[path] = true
+	e.backlog.Add(1)
+	go func() { e.queue <- path }() // never blocks the caller (a call's goroutine)
+}
+
+// finished takes a path off the queue.
+func (e *encoder) finished(path string) {
+	e.mu.Lock()
+	delete(e.queued, path)
+	e.mu.Unlock()
+	e.backlog.Add(-1)
+}
+
+// RunEncoders encodes recordings until ctx ends: those left from before
+// (a restart, a crash) first, then each leg as its recording closes. It
+// does nothing when recordings are kept as WAV.
+func (l *Library) RunEncoders(ctx context.Context) {
+	if l.cfg.Format != FormatOpus {
+		return
+	}
+	e := l.enc
+	for _, p := range e.leftovers() {
+		e.enqueue(p)
+	}
+	var wg sync.WaitGroup
+	for range max(1, l.cfg.Encoders) {
+		wg.Go(func() {
+			// The thread is locked for good and lowered: Go ends it with
+			// the goroutine instead of handing its priority to others.
+			runtime.LockOSThread()
+			_ = syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), encodeNice)
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case p := <-e.queue:
+					e.encode(p)
+					e.finished(p)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// leftovers are the WAVs waiting from before and drops the temporary
+// files of encodings a crash cut short.
+func (e *encoder) leftovers() []string {
+	dir := e.lib.cfg.Dir
+	active := record.InProgress(dir)
+	var out []string
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return nil
+		case d.IsDir() && d.Name() == record.MarkerDir:
+			return filepath.SkipDir
+		case d.IsDir():
+			return nil
+		case strings.HasSuffix(p, ".opus.tmp"):
+			_ = os.Remove(p)
+		case strings.HasSuffix(p, ".wav") && !active[p]:
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+// encode makes path's Ogg Opus twin. The WAV goes only once the Ogg Opus
+// file is written, synced, read back to the right length and in place;
+// any failure keeps the WAV (it plays as before, and the next start tries
+// again).
+func (e *encoder) encode(path string) {
+	if e.hold != nil {
+		e.hold(path)
+	}
+	if _, err := os.Stat(path); os.IsNotExist(err) {
+		return // deleted meanwhile (retention), or encoded already
+	}
+	if err := e.encodeFile(path); err != nil {
+		e.failed.Add(1)
+		e.lib.log.Warn("recording not compressed; the WAV is kept", "path", path, "error", err)
+		return
+	}
+	e.done.Add(1)
+}
+
+func (e *encoder) encodeFile(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	pcm, err := record.PCM(path)
+	if err != nil {
+		return err
+	}
+	dst := strings.TrimSuffix(path, ".wav") + ".opus"
+	tmp := dst + ".tmp"
+	defer os.Remove(tmp) // gone once renamed
+	enc, err := opus.Create(tmp, 8000, 2, opus.Options{Bitrate: opusBitrate, Signal: opus.Music,
+		Tags: map[string]string{"TITLE": filepath.Base(dst), "ENCODED_BY": "callgate"}})
+	if err != nil {
+		return err
+	}
+	if err := enc.Write(pcm); err != nil {
+		_ = enc.Close()
+		return err
+	}
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	if err := syncFile(tmp); err != nil {
+		return err
+	}
+	if err := checkLength(tmp, len(pcm)/2); err != nil {
+		return err
+	}
+	// The call ended when the WAV was last written: retention counts from
+	// there, whatever form the recording is in.
+	if err := os.Chtimes(tmp, st.ModTime(), st.ModTime()); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	if err := syncFile(filepath.Dir(dst)); err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	return syncFile(filepath.Dir(path))
+}
+
+// checkLength reads the Ogg Opus file back: it must decode as a whole and
+// last as long as the frames it was made from.
+func checkLength(path string, frames int) error {
+	f, err := opus.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	n, err := f.Samples()
+	if err != nil {
+		return err
+	}
+	got := time.Duration(n) * time.Second / opus.Rate
+	want := time.Duration(frames) * time.Second / 8000
+	if d := got - want; d > maxLengthError || d < -maxLengthError {
+		return fmt.Errorf("%s lasts %s, its WAV %s", path, got, want)
+	}
+	return nil
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

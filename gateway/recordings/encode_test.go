@@ -1,0 +1,183 @@
+package recordings
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"callgate/media/g711"
+	"callgate/media/opus"
+	"callgate/media/rtptest"
+)
+
+// writeWAV writes a recording as the recorder does (stereo A-law, 8 kHz,
+// the recorder's 58-byte header): left lf Hz, right rf Hz. claim is the
+// frame count the header states (-1: the true one; 0: none, as a crash
+// before the first header update leaves it).
+func writeWAV(t *testing.T, path string, seconds, lf, rf float64, claim int) {
+	t.Helper()
+	frames := int(8000 * seconds)
+	if claim < 0 {
+		claim = frames
+	}
+	h := make([]byte, 58)
+	copy(h, "RIFF")
+	binary.LittleEndian.PutUint32(h[4:], uint32(50+2*claim))
+	copy(h[8:], "WAVEfmt ")
+	binary.LittleEndian.PutUint32(h[16:], 18)
+	binary.LittleEndian.PutUint16(h[20:], 6)
+	binary.LittleEndian.PutUint16(h[22:], 2)
+	binary.LittleEndian.PutUint32(h[24:], 8000)
+	binary.LittleEndian.PutUint32(h[28:], 16000)
+	binary.LittleEndian.PutUint16(h[32:], 2)
+	binary.LittleEndian.PutUint16(h[34:], 8)
+	copy(h[38:], "fact")
+	binary.LittleEndian.PutUint32(h[42:], 4)
+	binary.LittleEndian.PutUint32(h[46:], uint32(claim))
+	copy(h[50:], "data")
+	binary.LittleEndian.PutUint32(h[54:], uint32(2*claim))
+	b := h
+	for i := range frames {
+		x := float64(i) / 8000
+		b = append(b, g711.Encode(g711.PCMA, int16(9000*math.Sin(2*math.Pi*lf*x))), g711.Encode(g711.PCMA, int16(9000*math.Sin(2*math.Pi*rf*x))))
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// decoded is an Ogg Opus recording's channels at 8 kHz and its length.
+func decoded(t *testing.T, path string) (left, right []float64, seconds float64) {
+	t.Helper()
+	f, err := opus.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pcm, err := f.ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+11 < len(pcm); i += 12 {
+		var l, r float64
+		for j := 0; j < 12; j += 2 {
+			l, r = l+float64(pcm[i+j]), r+float64(pcm[i+j+1])
+		}
+		left, right = append(left, l/6/32768), append(right, r/6/32768)
+	}
+	return left, right, float64(len(pcm)/2) / opus.Rate
+}
+
+// runEncoders runs the library's encoders until every recording waiting is
+// done, then stops them.
+func runEncoders(t *testing.T, l *Library) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.RunEncoders(ctx); close(done) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Sleep(20 * time.Millisecond); l.enc.backlog.Load() > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d recordings still waiting", l.enc.backlog.Load())
+		}
+	}
+	cancel()
+	<-done
+}
+
+// A complete recording becomes Ogg Opus: the client's tone on the left and
+// the employee's on the right, as long as the WAV was, with the WAV's time
+// (retention counts from the call's end); the WAV is gone and the name the
+// call record keeps opens the Ogg Opus file with its content type. A WAV a
+// crash left with a header claiming nothing or too much is encoded as far
+// as it holds audio; one that is not a recording is kept, counted and
+// logged; an encoding a crash cut short is dropped and made again.
+func TestRecordingsCompressedAfterTheCall(t *testing.T) {
+	dir := t.TempDir()
+	l := New(Config{Enabled: true, Dir: dir, Format: FormatOpus})
+	ended := time.Now().Add(-time.Hour).Truncate(time.Second)
+	day := filepath.Join(dir, "2026", "12", "03")
+	whole, noHeader, overClaim, junk := filepath.Join(day, "c1-1.wav"), filepath.Join(day, "c2-1.wav"), filepath.Join(day, "c3-1.wav"), filepath.Join(day, "c4-1.wav")
+	writeWAV(t, whole, 3, 440, 1000, -1)
+	writeWAV(t, noHeader, 2, 440, 1000, 0)
+	writeWAV(t, overClaim, 1.5, 440, 1000, 8000*60)
+	_ = os.WriteFile(junk, []byte("not a recording"), 0o600)
+	_ = os.WriteFile(filepath.Join(day, "c1-1.opus.tmp"), []byte("half"), 0o600)
+	for _, p := range []string{whole, noHeader, overClaim, junk} {
+		_ = os.Chtimes(p, ended, ended)
+	}
+	runEncoders(t, l)
+
+	for p, want := range map[string]float64{whole: 3, noHeader: 2, overClaim: 1.5} {
+		ogg := strings.TrimSuffix(p, ".wav") + ".opus"
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s: the WAV is still there (%v)", p, err)
+		}
+		left, right, secs := decoded(t, ogg)
+		if math.Abs(secs-want) > 0.1 {
+			t.Errorf("%s lasts %.3f s, its WAV %.1f s", ogg, secs, want)
+		}
+		mid := func(ch []float64) []float64 { return ch[len(ch)/4 : 3*len(ch)/4] }
+		if !rtptest.Has(mid(left), 440) || !rtptest.Has(mid(right), 1000) || rtptest.Has(mid(left), 1000) || rtptest.Has(mid(right), 440) {
+			t.Errorf("%s: want 440 Hz left and 1000 Hz right only", ogg)
+		}
+		if st, err := os.Stat(ogg); err != nil || !st.ModTime().Equal(ended) {
+			t.Errorf("%s: time %v, want the call's end %v (%v)", ogg, st.ModTime(), ended, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(day, "c1-1.opus.tmp")); !os.IsNotExist(err) {
+		t.Error("the interrupted encoding's temporary file is still there")
+	}
+	if _, err := os.Stat(junk); err != nil || l.enc.failed.Load() != 1 || l.enc.done.Load() != 3 {
+		t.Errorf("not a recording: kept %v, failed %d, done %d", err, l.enc.failed.Load(), l.enc.done.Load())
+	}
+	f, err := l.Open(filepath.Join("2026", "12", "03", "c1-1.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	head := make([]byte, 4)
+	if _, err := io.ReadFull(f, head); err != nil || string(head) != "OggS" || f.Type != "audio/ogg; codecs=opus" || f.Name != "c1-1.opus" {
+		t.Fatalf("opened %q as %s named %s (%v)", head, f.Type, f.Name, err)
+	}
+	if u := l.Usage(); u.Files != 3+1 || u.EncodeBacklog != 0 { // the three Ogg Opus files and the kept WAV
+		t.Errorf("usage %+v", u)
+	}
+	// Retention deletes the Ogg Opus files like the WAVs.
+	l.SetLimits(time.Minute, 0)
+	gone, err := l.Sweep(time.Now())
+	if err != nil || len(gone) != 4 {
+		t.Fatalf("retention deleted %q (%v), want the three Ogg Opus files and the kept WAV", gone, err)
+	}
+}
+
+// A leg's recording is handed to the encoders as it closes; with the WAV
+// format it stays as recorded.
+func TestClosedLegIsQueued(t *testing.T) {
+	for _, format := range []string{FormatOpus, FormatWAV} {
+		dir := t.TempDir()
+		l := New(Config{Enabled: true, Dir: dir, Format: format})
+		rec, err := l.Start("call-1", 1, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rec.Close(); err != nil {
+			t.Fatal(err)
+		}
+		runEncoders(t, l)
+		_, errWAV := os.Stat(rec.Path())
+		_, errOpus := os.Stat(strings.TrimSuffix(rec.Path(), ".wav") + ".opus")
+		if format == FormatOpus && (errWAV == nil || errOpus != nil) || format == FormatWAV && (errWAV != nil || errOpus == nil) {
+			t.Fatalf("%s: wav %v, opus %v", format, errWAV, errOpus)
+		}
+	}
+}

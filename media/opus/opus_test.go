@@ -1,0 +1,150 @@
+package opus
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// tones is interleaved stereo at rate: left lf Hz, right rf Hz.
+func tones(rate int, seconds float64, lf, rf float64) []int16 {
+	n := int(float64(rate) * seconds)
+	pcm := make([]int16, 2*n)
+	for i := range n {
+		t := float64(i) / float64(rate)
+		pcm[2*i] = int16(8000 * math.Sin(2*math.Pi*lf*t))
+		pcm[2*i+1] = int16(8000 * math.Sin(2*math.Pi*rf*t))
+	}
+	return pcm
+}
+
+// power is the share of ch's energy at freq (Goertzel over the whole
+// slice, rate Hz): about 1/2 for a pure tone, near 0 without it.
+func power(ch []float64, rate int, freq float64) float64 {
+	k := 2 * math.Cos(2*math.Pi*freq/float64(rate))
+	var s1, s2, e float64
+	for _, x := range ch {
+		s1, s2 = x+k*s1-s2, s1
+		e += x * x
+	}
+	p := s1*s1 + s2*s2 - k*s1*s2
+	return p / (e * float64(len(ch)) / 2)
+}
+
+// What is written at 8 kHz reads back at 48 kHz as long as it was made,
+// each channel carrying its own tone and not the other's.
+func TestStereoTonesRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "call.opus")
+	enc, err := Create(path, 8000, 2, Options{Bitrate: 24000, Signal: Music, Tags: map[string]string{"TITLE": "c1-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcm := tones(8000, 3, 440, 1000)
+	for len(pcm) > 0 { // in pieces, as a stream comes
+		n := min(len(pcm), 2*333)
+		if err := enc.Write(pcm[:n]); err != nil {
+			t.Fatal(err)
+		}
+		pcm = pcm[n:]
+	}
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n, err := f.Samples()
+	if err != nil || f.Channels() != 2 {
+		t.Fatalf("samples %d, channels %d, %v", n, f.Channels(), err)
+	}
+	if d := math.Abs(float64(n)/Rate - 3); d > 0.02 {
+		t.Fatalf("lasts %.3f s, written 3 s", float64(n)/Rate)
+	}
+	out, err := f.ReadAll()
+	if err != nil || int64(len(out)) != 2*n {
+		t.Fatalf("decoded %d samples of %d: %v", len(out)/2, n, err)
+	}
+	var l, r []float64
+	for i := len(out) / 4; i+1 < 3*len(out)/4; i += 2 {
+		l, r = append(l, float64(out[i])), append(r, float64(out[i+1]))
+	}
+	if pl, pr := power(l, Rate, 440), power(r, Rate, 1000); pl < 0.3 || pr < 0.3 {
+		t.Fatalf("tones after the round trip: left 440 Hz %.2f, right 1000 Hz %.2f", pl, pr)
+	}
+	if x, y := power(l, Rate, 1000), power(r, Rate, 440); x > 0.05 || y > 0.05 {
+		t.Fatalf("channels leak into each other: %.2f %.2f", x, y)
+	}
+	if st, _ := os.Stat(path); st.Size() > 3*24000/8*2 {
+		t.Fatalf("3 s at 24 kbit/s took %d bytes", st.Size())
+	}
+}
+
+// Bad input: a file that is not Ogg Opus, a missing one, impossible
+// formats and a write after close are errors, never crashes.
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.opus")
+	_ = os.WriteFile(junk, []byte("RIFF....WAVEfmt not an ogg file at all"), 0o600)
+	for _, p := range []string{junk, filepath.Join(dir, "missing.opus")} {
+		if f, err := Open(p); err == nil {
+			f.Close()
+			t.Fatalf("%s opened", p)
+		}
+	}
+	if _, err := Create(filepath.Join(dir, "x.opus"), 8000, 3, Options{}); err == nil {
+		t.Fatal("three channels accepted")
+	}
+	if _, err := Create(filepath.Join(dir, "no", "such", "dir.opus"), 8000, 2, Options{}); err == nil {
+		t.Fatal("a file in a missing directory was created")
+	}
+	// Nothing written: a valid, (nearly) empty file, not an abort.
+	empty := filepath.Join(dir, "y.opus")
+	enc, err := Create(empty, 8000, 1, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := Open(empty); err != nil {
+		t.Fatalf("an empty recording: %v", err)
+	} else if n, _ := f.Samples(); n > Rate/50 {
+		t.Fatalf("an empty recording lasts %d samples", n)
+	} else {
+		f.Close()
+	}
+	if err := enc.Write([]int16{1, 2}); err == nil {
+		t.Fatal("write after close accepted")
+	}
+}
+
+// FuzzOpen: whatever bytes sit in a file named .opus, opening and decoding
+// it returns an error or audio, never a crash.
+func FuzzOpen(f *testing.F) {
+	dir := f.TempDir()
+	good := filepath.Join(dir, "good.opus")
+	enc, _ := Create(good, 8000, 2, Options{Bitrate: 16000})
+	_ = enc.Write(tones(8000, 0.2, 440, 1000))
+	_ = enc.Close()
+	b, _ := os.ReadFile(good)
+	f.Add(b)
+	f.Add(b[:len(b)/2])
+	f.Add([]byte("OggS"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(t.TempDir(), "x.opus")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		file, err := Open(p)
+		if err != nil {
+			return
+		}
+		defer file.Close()
+		_, _ = file.Samples()
+		_, _ = file.ReadAll()
+	})
+}
