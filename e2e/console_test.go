@@ -398,7 +398,7 @@ func TestConsoleAdminPage(t *testing.T) {
 	}
 	screenshot(t, ctx, "admin")
 	browse(t, ctx, "unban", chromedp.Click(chromedp.CSS(`#admin-bans tr button`)))
-	value(t, ctx, "ban lifted", chromedp.Poll[bool](`document.querySelectorAll('#admin-bans tr').length === 0`))
+	value(t, ctx, "ban lifted", chromedp.Poll[bool](`document.querySelectorAll('#admin-bans tr:not(.none)').length === 0 && document.querySelector('#admin-bans tr.none') !== null`))
 	mustRegister(t, bad) // the source may register again
 	o.d.waitMetric("callgate_sip_banned_sources", 0, 5*time.Second)
 

@@ -44,6 +44,8 @@ type officeOpts struct {
 	PetrovExtra            string
 	// RTPPorts is the size of the RTP port range (default 100: 25 calls).
 	RTPPorts int
+	// Format is recording.format ("": WAV, see daemonConfig.Format).
+	Format string
 	// Without lists extensions that get no siptest phone (another peer,
 	// such as Linphone, registers them).
 	Without []string
@@ -72,6 +74,7 @@ func newOffice(t *testing.T, opts officeOpts) *office {
 	}
 	t.Cleanup(vpbx.Close)
 	cfg := newDaemonConfig(t, "")
+	cfg.Format = opts.Format
 	cfg.HTTPExtra, cfg.IvanovExtra, cfg.PetrovExtra = strings.ReplaceAll(opts.HTTPExtra, "HTTPPORT", strconv.Itoa(cfg.HTTPPort)), opts.IvanovExtra, opts.PetrovExtra
 	recDir := filepath.Join(cfg.DataDir, "recordings")
 	port := portBlock(t, opts.RTPPorts)

@@ -36,6 +36,11 @@ const (
 // the parties take turns, make less.
 const opusBitrate = 24000
 
+// opusComplexity trades the encoder's CPU for quality: at 5 the channels
+// stay as apart as at libopus's default 10 (0.04-0.07 against 0.04-0.05
+// on the phrases above) for less CPU; below it they start to blend.
+var opusComplexity = 5
+
 // encodeNice is the encoders' scheduling priority: they run when the
 // relay and the call setup leave a processor idle.
 const encodeNice = 19
@@ -177,7 +182,7 @@ func (e *encoder) encodeFile(path string) error {
 	dst := strings.TrimSuffix(path, ".wav") + ".opus"
 	tmp := dst + ".tmp"
 	defer os.Remove(tmp) // gone once renamed
-	enc, err := opus.Create(tmp, 8000, 2, opus.Options{Bitrate: opusBitrate, Signal: opus.Music,
+	enc, err := opus.Create(tmp, 8000, 2, opus.Options{Bitrate: opusBitrate, Signal: opus.Music, Complexity: &opusComplexity, Narrowband: true,
 		Tags: map[string]string{"TITLE": filepath.Base(dst), "ENCODED_BY": "callgate"}})
 	if err != nil {
 		return err

@@ -15,7 +15,7 @@ package opus
 #include <opusenc.h>
 #include <opusfile.h>
 
-static int cg_setup(OggOpusEnc *e, opus_int32 bitrate, int signal, int force2) {
+static int cg_setup(OggOpusEnc *e, opus_int32 bitrate, int signal, int force2, int complexity, int narrow) {
 	int err = ope_encoder_ctl(e, OPUS_SET_BITRATE(bitrate));
 	if (err != OPE_OK) return err;
 	err = ope_encoder_ctl(e, OPUS_SET_VBR(1));
@@ -23,6 +23,10 @@ static int cg_setup(OggOpusEnc *e, opus_int32 bitrate, int signal, int force2) {
 	if (force2) err = ope_encoder_ctl(e, OPUS_SET_FORCE_CHANNELS(2));
 	if (err != OPE_OK) return err;
 	if (signal != 0) err = ope_encoder_ctl(e, OPUS_SET_SIGNAL(signal));
+	if (err != OPE_OK) return err;
+	if (complexity >= 0) err = ope_encoder_ctl(e, OPUS_SET_COMPLEXITY(complexity));
+	if (err != OPE_OK) return err;
+	if (narrow) err = ope_encoder_ctl(e, OPUS_SET_MAX_BANDWIDTH(OPUS_BANDWIDTH_NARROWBAND));
 	return err;
 }
 */
@@ -44,6 +48,12 @@ type Options struct {
 	Bitrate int
 	// Signal hints at the content (Auto, Voice or Music).
 	Signal Signal
+	// Complexity is libopus's effort, 0 (fastest) to 10; nil leaves its
+	// default (10).
+	Complexity *int
+	// Narrowband limits the coded audio to 4 kHz, all that telephone
+	// audio (G.711, 8 kHz) holds: the encoder spends nothing above it.
+	Narrowband bool
 	// Tags are Vorbis comments (e.g. "TITLE"); values must not hold NUL.
 	Tags map[string]string
 }
@@ -103,7 +113,14 @@ func Create(path string, rate, channels int, o Options) (*Encoder, error) {
 	if channels == 2 {
 		force2 = 1
 	}
-	if rc := C.cg_setup(enc, bitrate, C.int(o.Signal), force2); rc != C.OPE_OK {
+	complexity, narrow := C.int(-1), C.int(0)
+	if o.Complexity != nil {
+		complexity = C.int(*o.Complexity)
+	}
+	if o.Narrowband {
+		narrow = 1
+	}
+	if rc := C.cg_setup(enc, bitrate, C.int(o.Signal), force2, complexity, narrow); rc != C.OPE_OK {
 		C.ope_encoder_destroy(enc)
 		return nil, fmt.Errorf("opus %s: settings: %s", path, C.GoString(C.ope_strerror(rc)))
 	}

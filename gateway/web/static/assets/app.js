@@ -332,7 +332,7 @@ async function loadCalls() {
       if (!l.recording) continue;
       const src = `/api/v1/recordings/${encodeURIComponent(c.id)}-${l.n}`;
       recs.append(el('audio', { controls: '', preload: 'metadata', src, 'data-call': c.id }), ' ',
-        el('a', { href: src, download: `${c.id}-${l.n}.wav` }, t('download')));
+        el('a', { href: src, download: '' }, t('download'))); // named by the server: .wav or .opus
     }
     return el('tr', { 'data-call': c.id },
       el('td', {}, fmtTime(c.started)), el('td', {}, t('dir.' + dir)),
