@@ -13,45 +13,40 @@ import (
 
 	"callgate/media/g711"
 	"callgate/media/opus"
+	"callgate/media/record"
 	"callgate/media/rtptest"
 )
 
-// writeWAV writes a recording as the recorder does (stereo A-law, 8 kHz,
-// the recorder's 58-byte header): left lf Hz, right rf Hz. claim is the
-// frame count the header states (-1: the true one; 0: none, as a crash
-// before the first header update leaves it).
+// writeWAV writes a recording as the recorder does: left lf Hz, right rf
+// Hz. claim is the frame count the header states (-1: the true one; 0:
+// none, as a crash before the first header update leaves it).
 func writeWAV(t *testing.T, path string, seconds, lf, rf float64, claim int) {
 	t.Helper()
 	frames := int(8000 * seconds)
-	if claim < 0 {
-		claim = frames
-	}
-	h := make([]byte, 58)
-	copy(h, "RIFF")
-	binary.LittleEndian.PutUint32(h[4:], uint32(50+2*claim))
-	copy(h[8:], "WAVEfmt ")
-	binary.LittleEndian.PutUint32(h[16:], 18)
-	binary.LittleEndian.PutUint16(h[20:], 6)
-	binary.LittleEndian.PutUint16(h[22:], 2)
-	binary.LittleEndian.PutUint32(h[24:], 8000)
-	binary.LittleEndian.PutUint32(h[28:], 16000)
-	binary.LittleEndian.PutUint16(h[32:], 2)
-	binary.LittleEndian.PutUint16(h[34:], 8)
-	copy(h[38:], "fact")
-	binary.LittleEndian.PutUint32(h[42:], 4)
-	binary.LittleEndian.PutUint32(h[46:], uint32(claim))
-	copy(h[50:], "data")
-	binary.LittleEndian.PutUint32(h[54:], uint32(2*claim))
-	b := h
+	pcm := make([]int16, 2*frames)
 	for i := range frames {
 		x := float64(i) / 8000
-		b = append(b, g711.Encode(g711.PCMA, int16(9000*math.Sin(2*math.Pi*lf*x))), g711.Encode(g711.PCMA, int16(9000*math.Sin(2*math.Pi*rf*x))))
+		pcm[2*i], pcm[2*i+1] = int16(9000*math.Sin(2*math.Pi*lf*x)), int16(9000*math.Sin(2*math.Pi*rf*x))
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	if err := record.WriteWAV(path, g711.PCMA, pcm); err != nil {
 		t.Fatal(err)
+	}
+	if claim >= 0 { // the sizes a crash left: RIFF, fact and data
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		for off, v := range map[int64]uint32{4: uint32(50 + 2*claim), 46: uint32(claim), 54: uint32(2 * claim)} {
+			var b [4]byte
+			binary.LittleEndian.PutUint32(b[:], v)
+			if _, err := f.WriteAt(b[:], off); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 

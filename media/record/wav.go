@@ -192,3 +192,18 @@ func PCM(path string) ([]int16, error) {
 	}
 	return out, nil
 }
+
+// WriteWAV writes interleaved 16-bit samples (left, right) at 8 kHz as a
+// recording in the recorder's own format, G.711 payload type pt: for
+// fixtures and imports that must read back like a recorded call.
+func WriteWAV(path string, pt uint8, pcm []int16) error {
+	frames := len(pcm) / 2
+	b := header(pt, uint32(frames))
+	for _, s := range pcm[:2*frames] {
+		b = append(b, g711.Encode(pt, s))
+	}
+	if err := os.WriteFile(path, b, 0o640); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
