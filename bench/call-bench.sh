@@ -9,9 +9,12 @@
 # CRM=1 maps every employee to RetailCRM and Megaplan stand-ins run by the
 # load tool and reports INVITE → popup request times (keep RATE below the
 # CRMs' rate limits: 40/s for RetailCRM's telephony API).
+# FORMAT=opus compresses the recordings after the calls (default wav, as
+# rtpengine keeps its pcap); BACKLOG=N also leaves N ten-minute recordings
+# for the encoders to work through while the calls run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-calls=${CALLS:-200} rate=${RATE:-100} hold=${HOLD:-60s}
+calls=${CALLS:-200} rate=${RATE:-100} hold=${HOLD:-60s} format=${FORMAT:-wav} backlog=${BACKLOG:-0}
 work=$(mktemp -d)
 cg_pid=""
 cleanup() { [ -n "$cg_pid" ] && kill "$cg_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -31,6 +34,7 @@ bind = "127.0.0.1"
 [recording]
 dir = "$work/rec"
 min_free = "0"
+format = "$format"
 [upstream]
 registrar = "udp:127.0.0.1:5071"
 domain = "vpbx.bench"
@@ -64,11 +68,12 @@ CFG
   done
 } >"$work/callgate.toml"
 (cd "$root" && go build -o "$work/callload" ./bench/callload)
+if [ "$backlog" -gt 0 ]; then (cd "$root" && go run ./bench/recgen -dir "$work/rec" -n "$backlog" -minutes 10); fi
 "$root/bin/callgate" run -config "$work/callgate.toml" 2>"$work/callgate.log" &
 cg_pid=$!
 sleep 1
 "$work/callload" -target 127.0.0.1:5080 -listen 127.0.0.1:5071 -calls "$calls" -rate "$rate" -hold "$hold" -pid "$cg_pid" \
   -sse "${SSE:-0}" -http 127.0.0.1:18091 -token bench-token-0123456789 ${C2C:+-c2c} \
   ${CRM:+-retailcrm 127.0.0.1:18095 -megaplan 127.0.0.1:18096}
-echo "recordings: $(find "$work/rec" -path "*/.active" -prune -o -name "*.wav" -print | wc -l) files, $(du -sh "$work/rec" | cut -f1)"; [ -n "${LIST:-}" ] && find "$work/rec" -name "*.wav" | head -8
+echo "recordings: $(find "$work/rec" -path "*/.active" -prune -o -name "*.wav" -print | wc -l) WAV and $(find "$work/rec" -name "*.opus" | wc -l) Ogg Opus files, $(du -sh "$work/rec" | cut -f1)"; [ -n "${LIST:-}" ] && find "$work/rec" -name "*.wav" | head -8
 grep -c 'level=ERROR' "$work/callgate.log" | sed 's/^/callgate errors logged: /' || true

@@ -122,7 +122,7 @@ func TestCallRecordedAsOggOpus(t *testing.T) {
 }
 
 // A crash in the middle of compressing loses nothing: callgate is killed
-// (SIGKILL) while it encodes a 20-minute recording left from before; the
+// (SIGKILL) while it encodes a 5-minute recording left from before; the
 // WAV is still there; the next start drops the half-written file,
 // encodes again and only then removes the WAV.
 func TestKillDuringEncodingLosesNothing(t *testing.T) {
@@ -133,7 +133,7 @@ func TestKillDuringEncodingLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	wav := filepath.Join(day, "long-call-1.wav")
-	const minutes = 20
+	const minutes = 5
 	pcm := make([]int16, 2*8000*60*minutes)
 	for i := 0; i < len(pcm)/2; i++ {
 		x := float64(i) / 8000

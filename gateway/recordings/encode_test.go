@@ -6,11 +6,13 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"callgate/internal/testenv"
 	"callgate/media/g711"
 	"callgate/media/opus"
 	"callgate/media/record"
@@ -177,30 +179,85 @@ func TestClosedLegIsQueued(t *testing.T) {
 	}
 }
 
-// BenchmarkEncodeCallHour is the encoder's CPU time for one hour of a
-// call's stereo recording (tones: 440 Hz client, 1000 Hz employee), the
-// WAV read, the Ogg Opus file written, synced and read back to length.
+// speechTurns is ten minutes of a call as stereo samples at 8 kHz: Russian
+// phrases spoken by espeak-ng, the client (left) and the employee (right)
+// taking turns, the other side silent meanwhile.
+func speechTurns(b *testing.B) []int16 {
+	espeak, sox := testenv.NeedTool(b, "espeak-ng"), testenv.NeedTool(b, "sox")
+	lines := []string{
+		"Здравствуйте, компания Ромашка, меня зовут Анна, чем могу помочь?",
+		"Добрый день. Я хотел бы узнать, когда привезут мой заказ номер тысяча сорок два.",
+		"Одну минуту, сейчас посмотрю. Ваш заказ передан в доставку, курьер приедет завтра с десяти до двух.",
+		"А можно перенести доставку на пятницу? Завтра меня не будет дома.",
+		"Конечно, я перенесу доставку на пятницу, курьер позвонит за час до приезда.",
+		"Спасибо большое, до свидания.",
+	}
+	var turns [][]int16
+	dir := b.TempDir()
+	for i, line := range lines {
+		wav, raw := filepath.Join(dir, "l.wav"), filepath.Join(dir, "l.raw")
+		if out, err := exec.Command(espeak, "-v", "ru", "-p", []string{"60", "25"}[i%2], "-w", wav, line).CombinedOutput(); err != nil {
+			b.Fatalf("espeak-ng: %v %s", err, out)
+		}
+		if out, err := exec.Command(sox, wav, "-r", "8000", "-c", "1", "-b", "16", "-e", "signed", raw).CombinedOutput(); err != nil {
+			b.Fatalf("sox: %v %s", err, out)
+		}
+		data, _ := os.ReadFile(raw)
+		mono := make([]int16, len(data)/2)
+		for j := range mono {
+			mono[j] = int16(binary.LittleEndian.Uint16(data[2*j:]))
+		}
+		turns = append(turns, mono)
+	}
+	var pcm []int16
+	for len(pcm) < 2*8000*600 {
+		for i, mono := range turns {
+			for _, v := range mono {
+				if i%2 == 0 {
+					pcm = append(pcm, v, 0)
+				} else {
+					pcm = append(pcm, 0, v)
+				}
+			}
+			pcm = append(pcm, make([]int16, 2*4000)...) // half a second between turns
+		}
+	}
+	return pcm[:2*8000*600]
+}
+
+// BenchmarkEncodeCallHour is the encoder's CPU time and output size for
+// one hour of a call's stereo recording (measured on ten minutes): speech
+// taking turns, and tones on both sides at once (440 Hz client, 1000 Hz
+// employee), the WAV read, the Ogg Opus file written, synced and its length
+// read back.
 // go test -run '^$' -bench EncodeCallHour -benchtime 3x ./gateway/recordings
 func BenchmarkEncodeCallHour(b *testing.B) {
-	t := &testing.T{}
-	dir := b.TempDir()
-	src := filepath.Join(dir, "src.wav")
-	writeWAV(t, src, 600, 440, 1000, -1) // ten minutes, scaled up below
-	l := New(Config{Enabled: true, Dir: dir, Format: FormatOpus})
-	var cpu time.Duration
-	var size int64
-	for b.Loop() {
-		p := filepath.Join(dir, "leg.wav")
-		data, _ := os.ReadFile(src)
-		_ = os.WriteFile(p, data, 0o600)
-		before := cpuTime()
-		if err := l.enc.encodeFile(p); err != nil {
-			b.Fatal(err)
-		}
-		cpu += cpuTime() - before
-		st, _ := os.Stat(strings.TrimSuffix(p, ".wav") + ".opus")
-		size = st.Size()
+	for _, content := range []string{"speech-turns", "tones"} {
+		b.Run(content, func(b *testing.B) {
+			dir := b.TempDir()
+			src := filepath.Join(dir, "src.wav")
+			if content == "tones" {
+				writeWAV(&testing.T{}, src, 600, 440, 1000, -1)
+			} else if err := record.WriteWAV(src, g711.PCMA, speechTurns(b)); err != nil {
+				b.Fatal(err)
+			}
+			data, _ := os.ReadFile(src)
+			l := New(Config{Enabled: true, Dir: dir, Format: FormatOpus})
+			var cpu time.Duration
+			var size int64
+			for b.Loop() {
+				p := filepath.Join(dir, "leg.wav")
+				_ = os.WriteFile(p, data, 0o600)
+				before := cpuTime()
+				if err := l.enc.encodeFile(p); err != nil {
+					b.Fatal(err)
+				}
+				cpu += cpuTime() - before
+				st, _ := os.Stat(strings.TrimSuffix(p, ".wav") + ".opus")
+				size = st.Size()
+			}
+			b.ReportMetric(cpu.Seconds()*6/float64(b.N), "cpu-s/call-hour")
+			b.ReportMetric(float64(size)*6/1e6, "MB/call-hour")
+		})
 	}
-	b.ReportMetric(cpu.Seconds()*6/float64(b.N), "cpu-s/call-hour")
-	b.ReportMetric(float64(size)*6/1e6, "MB/call-hour")
 }

@@ -23,6 +23,9 @@ import (
 // Nice is the CPU priority of the work's thread.
 const Nice = 10
 
+// schedIdle is Linux's SCHED_IDLE policy.
+const schedIdle = 5
+
 var procs struct {
 	sync.Mutex
 	active, base int
@@ -30,7 +33,17 @@ var procs struct {
 
 // Run runs f aside and returns when it is done. Runs may overlap: each has
 // its own extra P.
-func Run(f func()) {
+func Run(f func()) { RunAt(Nice, f) }
+
+// Idle is the priority for work that may wait for as long as anything
+// else wants the processors (Linux SCHED_IDLE: the kernel runs it only on
+// a processor nothing else asks for).
+const Idle = 20
+
+// RunAt is Run with the thread at the given nice value instead of Nice,
+// or, at Idle, in the idle scheduling class (background work that may
+// wait, such as compressing recordings).
+func RunAt(nice int, f func()) {
 	grow()
 	defer shrink()
 	done := make(chan struct{})
@@ -40,7 +53,11 @@ func Run(f func()) {
 		// rather than hand the lowered priority on to other goroutines
 		// (raising it back needs CAP_SYS_NICE, which the service lacks).
 		runtime.LockOSThread()
-		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), Nice) // best effort: f still has a P of its own
+		if nice >= Idle {
+			_ = unix.SchedSetAttr(0, &unix.SchedAttr{Policy: schedIdle, Nice: 19}, 0) // best effort, as below
+		} else {
+			_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), nice) // best effort: f still has a P of its own
+		}
 		f()
 	}()
 	<-done

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // threadNice is the nice value of the calling goroutine's thread, from
@@ -83,5 +85,28 @@ func TestRunKeepsTheAdminsSetting(t *testing.T) {
 	Run(func() {})
 	if n := runtime.GOMAXPROCS(0); n != 1 {
 		t.Fatalf("GOMAXPROCS after the work %d, want the admin's 1", n)
+	}
+}
+
+// Work that may wait runs in the idle scheduling class, with its own
+// processor like any other run, and leaves the caller's thread as it was.
+func TestRunAtIdle(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before, err := unix.SchedGetAttr(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var policy uint32
+	RunAt(Idle, func() {
+		if a, err := unix.SchedGetAttr(0, 0); err == nil {
+			policy = a.Policy
+		}
+	})
+	if policy != schedIdle {
+		t.Fatalf("the work ran in scheduling class %d, want SCHED_IDLE (%d)", policy, schedIdle)
+	}
+	if after, err := unix.SchedGetAttr(0, 0); err != nil || after.Policy != before.Policy {
+		t.Fatalf("the caller's class went from %d to %v (%v)", before.Policy, after, err)
 	}
 }
