@@ -28,6 +28,7 @@ import (
 	"callgate/gateway/recordings"
 	"callgate/gateway/reload"
 	"callgate/gateway/routing"
+	"callgate/gateway/sdnotify"
 	"callgate/gateway/sipstack"
 	"callgate/gateway/status"
 	"callgate/gateway/store"
@@ -101,7 +102,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 			g.closeAll() // release what was opened before the failure
 		}
 	}()
-	opened := extendStart("checking the database in " + cfg.DataDir)
+	opened := sdnotify.Extend("checking the database in " + cfg.DataDir)
 	g.store, err = store.Open(cfg.DataDir)
 	opened()
 	if err != nil {
@@ -222,11 +223,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer stopTrunk()
 	trunkDone := make(chan struct{})
 	go func() { g.vpbx.Run(trunkCtx); close(trunkDone) }()
-	wg.Add(7)
+	wg.Add(8)
 	go g.ctl.Serve()
 	go func() { defer wg.Done(); g.backups.Run(bg) }()
 	go func() { defer wg.Done(); g.recs.RunJanitor(bg) }()
 	go func() { defer wg.Done(); g.recs.RunEncoders(bg) }()
+	go func() { defer wg.Done(); g.recs.RunArchive(bg) }()
 	go func() { defer wg.Done(); g.bindings.Run(bg) }()
 	go func() { defer wg.Done(); g.guard.Run(bg, 5*time.Second) }()
 	go func() { defer wg.Done(); g.keepalive.Run(bg) }()
@@ -310,29 +312,4 @@ func (g *Gateway) storeWriters() []storehealth.Source {
 		out = append(out, storehealth.Outbox(box))
 	}
 	return out
-}
-
-// extendStart keeps systemd (Type=notify) from giving up on a start that is
-// busy: opening the database walks every page first, about 13 s for 2 GB
-// (a year of a busy office) here, and a larger one could pass the unit's
-// TimeoutStartSec. Until done is called systemd is told what is happening
-// and given 30 s more every 10 s.
-func extendStart(what string) (done func()) {
-	if sent, _ := daemon.SdNotify(false, "STATUS="+what); !sent {
-		return func() {} // not run by systemd
-	}
-	stop := make(chan struct{})
-	go func() {
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			_, _ = daemon.SdNotify(false, "EXTEND_TIMEOUT_USEC=30000000")
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() { close(stop); _, _ = daemon.SdNotify(false, "STATUS=starting") }
 }

@@ -5,9 +5,11 @@ import (
 	"net/netip"
 	"time"
 
+	"callgate/gateway/archive"
 	"callgate/gateway/recordings"
 	"callgate/gateway/reload"
 	"callgate/gateway/routing"
+	"callgate/gateway/store"
 	"callgate/gateway/tracking"
 	"callgate/media/relay"
 	"callgate/sip/b2bua"
@@ -30,6 +32,15 @@ func (g *Gateway) newMedia() error {
 	g.recs = recordings.New(recordings.Config{Enabled: cfg.Recording.Enabled, Dir: cfg.Recording.Dir,
 		Retention: cfg.Recording.Retention.D(), MinFree: cfg.Recording.MinFree.Bytes, Format: cfg.Recording.Format,
 		Encoders: recordings.Encoders(), Log: g.log})
+	if a := cfg.Archive; a.Enabled {
+		st, err := archive.New(archive.Config{Endpoint: a.Endpoint, Bucket: a.Bucket, Region: a.Region, AccessKey: a.AccessKey,
+			SecretKey: a.SecretKey, PathStyle: a.PathStyle})
+		if err != nil {
+			return err
+		}
+		g.recs.Archive(recordings.ArchiveConfig{Store: st, Queue: g.store.Bucket(store.BucketArchiveQueue),
+			Index: g.store.Bucket(store.BucketArchived), After: a.After.D(), KeepLocal: a.KeepLocal})
+	}
 	if m := cfg.Mango; m.APIKey != "" {
 		api := &tracking.Mango{URL: m.URL, Key: m.APIKey, Salt: m.APISalt, HTTP: &http.Client{Timeout: 10 * time.Second}}
 		g.track = tracking.NewTracker(api.Visitor, m.Budget.D())

@@ -8,6 +8,7 @@ package callmodel
 import (
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -260,6 +261,9 @@ func (m *Model) endLeg(oc *openCall, at time.Time) {
 	leg.TalkSeconds = at.Sub(leg.Answered).Seconds()
 	if oc.rc != nil {
 		oc.media.SetTap(nil)
+		// What the archive stores beside the recording.
+		oc.rc.Meta = map[string]string{"call-id": r.ID, "leg": strconv.Itoa(leg.N), "employee": leg.Employee,
+			"client": r.Outside, "started": leg.Answered.UTC().Format(time.RFC3339)}
 		if size, err := oc.rc.Close(); err == nil {
 			leg.RecordingBytes = size
 			leg.RecordingTruncated = oc.rc.Truncated()

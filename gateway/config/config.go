@@ -31,6 +31,7 @@ type Config struct {
 	DNS       DNS        `toml:"dns"`
 	Control   Control    `toml:"control"`
 	Backup    Backup     `toml:"backup"`
+	Archive   Archive    `toml:"archive"`
 
 	// File is the path the configuration was read from (for messages).
 	File string `toml:"-"`
@@ -379,7 +380,7 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 func Defaults() Config {
 	control, backup := backupDefaults()
 	return Config{
-		Control: control, Backup: backup,
+		Control: control, Backup: backup, Archive: archiveDefaults(),
 		DataDir: "/var/lib/callgate",
 		Log:     Log{Level: "info", Format: "text"},
 		SIP: SIP{

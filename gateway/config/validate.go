@@ -79,6 +79,7 @@ func (v *validator) validate(c *Config) {
 	v.dial(c)
 	v.dns(&c.DNS)
 	v.backup(c)
+	v.archive(c)
 	v.between("routing.crm_budget", c.Routing.CRMBudget.D(), time.Millisecond, 5*time.Second)
 	v.between("routing.responsible_timeout", c.Routing.ResponsibleTimeout.D(), time.Second, 10*time.Minute)
 	v.between("routing.cache_ttl", c.Routing.CacheTTL.D(), time.Second, 24*time.Hour)

@@ -71,6 +71,14 @@ type Usage struct {
 	FreeBytes uint64 `json:"free_bytes"`    // free space of their filesystem
 	// EncodeBacklog is how many recordings wait to be compressed.
 	EncodeBacklog int64 `json:"encode_backlog"`
+	// Archive is the archive's state (nil: no archive).
+	Archive *ArchiveUsage `json:"archive,omitempty"`
+}
+
+// ArchiveUsage is what the admin page shows of the archive.
+type ArchiveUsage struct {
+	Queued    int64  `json:"queued"`               // recordings waiting for upload
+	LastError string `json:"last_error,omitempty"` // the last failure, until an upload succeeds
 }
 
 // usageEvery is how often Usage walks the recordings: a year of calls is
@@ -95,7 +103,9 @@ func (l *Library) Usage() Usage {
 	defer c.mu.Unlock()
 	if time.Since(c.at) < usageEvery {
 		c.last.FreeBytes, c.last.EncodeBacklog = l.guard.FreeBytes(), l.enc.backlog.Load()
-		return c.last
+		u := c.last
+		u.Archive = l.archiveUsage()
+		return u
 	}
 	u := Usage{Enabled: true, Dir: l.cfg.Dir}
 	_ = filepath.WalkDir(l.cfg.Dir, func(p string, e fs.DirEntry, err error) error {
@@ -110,5 +120,18 @@ func (l *Library) Usage() Usage {
 	})
 	u.FreeBytes, u.EncodeBacklog = l.guard.FreeBytes(), l.enc.backlog.Load()
 	c.at, c.last = time.Now(), u
+	u.Archive = l.archiveUsage()
+	return u
+}
+
+func (l *Library) archiveUsage() *ArchiveUsage {
+	a := l.arch
+	if a == nil {
+		return nil
+	}
+	u := &ArchiveUsage{Queued: a.depth.Load()}
+	if e := a.lastErr.Load(); e != nil {
+		u.LastError = *e
+	}
 	return u
 }

@@ -1,6 +1,10 @@
 package recordings
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Collectors are the recording metrics, read from the recorder and the
 // disk when scraped.
@@ -25,6 +29,22 @@ func (l *Library) Collectors() []prometheus.Collector {
 			func() float64 { return float64(l.enc.done.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_encode_failures_total", Help: "Recordings that could not be compressed; their WAVs are kept and tried again at the next start."},
 			func() float64 { return float64(l.enc.failed.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_archive_queue_depth", Help: "Recordings waiting to be uploaded to the archive ([archive])."},
+			func() float64 { return float64(l.archiveQueue()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_archive_oldest_seconds", Help: "Age of the oldest recording waiting for the archive (0: none)."},
+			func() float64 {
+				if a := l.arch; a != nil && a.oldest.Load() > 0 {
+					return time.Since(time.Unix(0, a.oldest.Load())).Seconds()
+				}
+				return 0
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_archive_failures_total", Help: "Uploads to the archive that failed and will be retried (the local copy stays)."},
+			func() float64 {
+				if a := l.arch; a != nil {
+					return float64(a.failures.Load())
+				}
+				return 0
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_recording_min_free_bytes", Help: "recording.min_free in bytes: below it no recording starts and those in progress stop. 0 when the guard is off or recording is disabled."},
 			func() float64 { return float64(l.minFree()) }),
 	}
@@ -37,4 +57,12 @@ func (l *Library) minFree() uint64 {
 		return 0
 	}
 	return l.guard.MinFree
+}
+
+// archiveQueue is how many recordings wait for the archive (0 without one).
+func (l *Library) archiveQueue() int64 {
+	if l.arch == nil {
+		return 0
+	}
+	return l.arch.depth.Load()
 }

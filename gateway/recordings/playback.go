@@ -38,6 +38,9 @@ func (l *Library) Open(name string) (*File, error) {
 		path, typ = strings.TrimSuffix(path, ".wav")+".opus", "audio/ogg; codecs=opus"
 		f, err = os.Open(path)
 	}
+	if errors.Is(err, fs.ErrNotExist) && l.arch != nil {
+		return l.arch.open(name)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open recording: %w", err)
 	}

@@ -50,6 +50,7 @@ type Library struct {
 	// retention is cfg.Retention, or what SetLimits set.
 	retention atomic.Int64
 	enc       *encoder
+	arch      *archiver // nil: no archive
 }
 
 // New returns the library of the recordings under cfg.Dir and repairs
@@ -88,6 +89,9 @@ type Recording struct {
 	// Name is what the call record keeps to find the recording again
 	// (Open, links), whatever form the recording takes later.
 	Name string
+	// Meta describes the recording to the archive (call id, leg,
+	// employee, client, start); set before Close.
+	Meta map[string]string
 	lib  *Library
 }
 
@@ -95,7 +99,13 @@ type Recording struct {
 // library keeps Ogg Opus, off the caller's goroutine.
 func (r *Recording) Close() (int64, error) {
 	n, err := r.Call.Close()
-	if err == nil && r.lib.cfg.Format == FormatOpus {
+	if err != nil {
+		return n, err
+	}
+	if r.lib.arch != nil {
+		r.lib.arch.queue(r.Name, r.Meta) // uploaded once in its final form
+	}
+	if r.lib.cfg.Format == FormatOpus {
 		r.lib.enc.enqueue(r.Call.Path())
 	}
 	return n, err

@@ -21,7 +21,12 @@ const janitorEvery = time.Hour
 // removes day/month/year directories left empty. It returns the paths
 // deleted.
 func (l *Library) Sweep(now time.Time) ([]string, error) {
-	return sweep(l.cfg.Dir, time.Duration(l.retention.Load()), now)
+	retention := time.Duration(l.retention.Load())
+	deleted, err := sweep(l.cfg.Dir, retention, now)
+	if l.arch != nil {
+		deleted = append(deleted, l.arch.sweep(now.Add(-retention))...)
+	}
+	return deleted, err
 }
 
 func sweep(dir string, retention time.Duration, now time.Time) ([]string, error) {

@@ -53,3 +53,18 @@ func (b Bucket) Apply(changes map[string][]byte) error {
 	}
 	return nil
 }
+
+// Get returns the value of key (nil when there is none).
+func (b Bucket) Get(key string) ([]byte, error) {
+	var out []byte
+	err := b.s.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(b.name).Get([]byte(key)); v != nil {
+			out = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", b.name, err)
+	}
+	return out, nil
+}

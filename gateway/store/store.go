@@ -28,6 +28,10 @@ var (
 	BucketCalls    = []byte("calls")
 	// BucketOutbox holds the CRM outboxes (crm/outbox.Bucket).
 	BucketOutbox = []byte("crm_outbox")
+	// BucketArchiveQueue holds the recordings waiting to be uploaded to
+	// the archive; BucketArchived where each archived one is.
+	BucketArchiveQueue = []byte("archive_queue")
+	BucketArchived     = []byte("archived")
 )
 
 var keySchema = []byte("schema_version")
@@ -59,6 +63,14 @@ var migrations = []Migration{
 	{Name: "create CRM outbox bucket", Up: func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(BucketOutbox)
 		return err
+	}},
+	{Name: "create archive buckets", Up: func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{BucketArchiveQueue, BucketArchived} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	}},
 }
 
