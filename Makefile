@@ -23,7 +23,7 @@ BUILD_TOOLS := gcc:gcc pkg-config:pkg-config pc=opus:libopus-dev pc=libopusenc:l
 TEST_TOOLS  := espeak-ng:espeak-ng curl:curl update-ca-certificates:ca-certificates kill:procps sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd systemd-sysusers:systemd systemd-tmpfiles:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban linphonec:linphone-cli ip:iproute2 nginx:nginx promtool:prometheus
 BENCH_TOOLS := sipp:sip-tester kamailio:kamailio rtpengine:rtpengine-daemon
 
-.PHONY: all build deps-build test unit lint fuzz fuzz-short axe demo bench bench-go bench-register bench-calls bench-backup bench-reload install install-owners deps deps-bench clean
+.PHONY: all build deps-build test unit lint fuzz fuzz-short axe weed demo bench bench-go bench-register bench-calls bench-backup bench-reload install install-owners deps deps-bench clean
 
 all: build
 
@@ -54,6 +54,21 @@ $(AXE):
 	tar -xzf $(@D)/axe.tgz -C $(@D) --strip-components=1 package/axe.min.js package/LICENSE
 	rm $(@D)/axe.tgz
 
+# SeaweedFS, the S3 server the archive tests run on loopback (a real
+# server, not a fake). Its go.mod has replace directives, so `go install`
+# refuses it: the module is downloaded and built inside a copy of itself.
+SEAWEEDFS   := github.com/seaweedfs/seaweedfs@v0.0.0-20261109003541-7506e5f91cd6
+WEED        := build/weed
+
+weed: $(WEED)
+
+$(WEED):
+	@mkdir -p build
+	cd "$$(mktemp -d)" && GOWORK=off GOFLAGS= $(GO) mod download -json $(SEAWEEDFS) > $(CURDIR)/build/seaweedfs.json
+	rm -rf build/seaweedfs-src && cp -r "$$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p' build/seaweedfs.json)" build/seaweedfs-src && chmod -R u+w build/seaweedfs-src
+	cd build/seaweedfs-src && GOWORK=off GOFLAGS= nice -n 10 $(GO) build -o $(CURDIR)/$(WEED) ./weed
+	rm -rf build/seaweedfs-src build/seaweedfs.json
+
 # deps-build installs what cgo and the Opus encoder need, deps the test
 # peers, when missing, with apt-get (as root, or through sudo).
 deps-build:
@@ -70,7 +85,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-test: deps axe lint fuzz-short
+test: deps axe weed lint fuzz-short
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # fuzz-short runs every fuzz target for a few seconds: seeds and quick finds.
