@@ -42,7 +42,8 @@ const texts = {
     'admin.draining': 'Идёт остановка: новые звонки отклоняются, текущие разговоры могут завершиться',
     'admin.retry': 'Повторить отклонённые', 'admin.recordings': 'Записи разговоров', 'admin.bans': 'Блокировки',
     'admin.source': 'Источник', 'admin.user': 'Логин', 'admin.until': 'До', 'admin.unban': 'Разблокировать',
-    'admin.disk': (v) => `${v.files} файлов, ${size(v.bytes, 'ru')}; свободно ${size(v.free_bytes, 'ru')}` + (v.encode_backlog ? `; ждут сжатия: ${v.encode_backlog}` : ''), 'admin.off': 'Запись выключена',
+    'admin.disk': (v) => `${v.files} файлов, ${size(v.bytes, 'ru')}; свободно ${size(v.free_bytes, 'ru')}` + (v.encode_backlog ? `; ждут сжатия: ${v.encode_backlog}` : '') +
+      (v.archive ? `; в очереди в архив: ${v.archive.queued}` + (v.archive.last_error ? ` (ошибка архива: ${v.archive.last_error})` : '') : ''), 'admin.off': 'Запись выключена',
     'admin.database': 'База данных', 'admin.db': (v) => `${v.dir}: свободно ${size(v.free_bytes, 'ru')}` +
       (v.pending_writes ? `; ${v.pending_writes} записей ждут в памяти (диск заполнен?): ${v.last_write_error || ''}` : ''),
     'missed.title': 'Пропущенные звонки', 'missed.openOnly': 'только необработанные', 'missed.empty': 'Пропущенных звонков нет',
@@ -93,7 +94,8 @@ const texts = {
     'admin.draining': 'Stopping: new calls are refused, calls in progress may finish',
     'admin.retry': 'Retry refused', 'admin.recordings': 'Call recordings', 'admin.bans': 'Security bans',
     'admin.source': 'Source', 'admin.user': 'Login', 'admin.until': 'Until', 'admin.unban': 'Unban',
-    'admin.disk': (v) => `${v.files} files, ${size(v.bytes, 'en')}; ${size(v.free_bytes, 'en')} free` + (v.encode_backlog ? `; ${v.encode_backlog} waiting to be compressed` : ''), 'admin.off': 'Recording is off',
+    'admin.disk': (v) => `${v.files} files, ${size(v.bytes, 'en')}; ${size(v.free_bytes, 'en')} free` + (v.encode_backlog ? `; ${v.encode_backlog} waiting to be compressed` : '') +
+      (v.archive ? `; ${v.archive.queued} waiting for the archive` + (v.archive.last_error ? ` (archive error: ${v.archive.last_error})` : '') : ''), 'admin.off': 'Recording is off',
     'admin.database': 'Database', 'admin.db': (v) => `${v.dir}: ${size(v.free_bytes, 'en')} free` +
       (v.pending_writes ? `; ${v.pending_writes} writes wait in memory (disk full?): ${v.last_write_error || ''}` : ''),
     'missed.title': 'Missed calls', 'missed.openOnly': 'open only', 'missed.empty': 'No missed calls',
