@@ -183,6 +183,10 @@ func (a *archiver) pass(ctx context.Context) {
 
 var errNotReady = errors.New("not in its final form yet")
 
+// uploadTimeout bounds one upload: a storage that stops answering in the
+// middle of a body is retried like one that refuses.
+const uploadTimeout = 10 * time.Minute
+
 // upload archives one recording, if it is ready.
 func (a *archiver) upload(ctx context.Context, name string, meta map[string]string) error {
 	dir := a.lib.cfg.Dir
@@ -208,7 +212,10 @@ func (a *archiver) upload(ctx context.Context, name string, meta map[string]stri
 		return errNotReady
 	}
 	key := strings.TrimPrefix(filepath.ToSlash(strings.TrimPrefix(path, dir)), "/")
-	if err := a.cfg.Store.Upload(ctx, key, path, typ, meta); err != nil {
+	uctx, cancel := context.WithTimeout(ctx, uploadTimeout)
+	err = a.cfg.Store.Upload(uctx, key, path, typ, meta)
+	cancel()
+	if err != nil {
 		return err
 	}
 	rec, _ := json.Marshal(archived{Key: key, Size: st.Size(), Ended: st.ModTime(), Type: typ, Removed: !a.cfg.KeepLocal})
@@ -261,7 +268,9 @@ func (a *archiver) open(name string) (*File, error) {
 	if !ok {
 		return nil, fmt.Errorf("open recording: %w", fs.ErrNotExist)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// The object is read while the client plays or downloads it, as long
+	// as that takes: the request ends when the file is closed.
+	ctx, cancel := context.WithCancel(context.Background())
 	o, err := a.cfg.Store.Open(ctx, at.Key)
 	if err != nil {
 		cancel()
