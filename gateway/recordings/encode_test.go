@@ -55,23 +55,11 @@ func writeWAV(t *testing.T, path string, seconds, lf, rf float64, claim int) {
 // decoded is an Ogg Opus recording's channels at 8 kHz and its length.
 func decoded(t *testing.T, path string) (left, right []float64, seconds float64) {
 	t.Helper()
-	f, err := opus.Open(path)
+	left, right, seconds, err := opus.Channels8k(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	pcm, err := f.ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+11 < len(pcm); i += 12 {
-		var l, r float64
-		for j := 0; j < 12; j += 2 {
-			l, r = l+float64(pcm[i+j]), r+float64(pcm[i+j+1])
-		}
-		left, right = append(left, l/6/32768), append(right, r/6/32768)
-	}
-	return left, right, float64(len(pcm)/2) / opus.Rate
+	return left, right, seconds
 }
 
 // runEncoders runs the library's encoders until every recording waiting is
