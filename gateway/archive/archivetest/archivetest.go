@@ -58,25 +58,24 @@ func weed(t *testing.T) string {
 	return ""
 }
 
-// freePorts are n ports free on loopback now, each with its port+10000
-// (SeaweedFS's gRPC ports) free as well.
+// freePorts are n distinct ports free on loopback now (held together
+// while chosen, so none repeats).
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	var out []int
-	for len(out) < n {
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if p+10000 > 65535 {
-			continue
-		}
-		if g, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+10000)); err == nil {
-			g.Close()
-			out = append(out, p)
-		}
+		held = append(held, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
 	}
 	return out
 }
@@ -87,7 +86,10 @@ func freePorts(t *testing.T, n int) []int {
 func Start(t *testing.T) *Server {
 	t.Helper()
 	s := &Server{t: t, bin: weed(t), dir: t.TempDir()}
-	s.ports = freePorts(t, 4)
+	// Every port SeaweedFS would otherwise derive (+10000 for gRPC) or
+	// fix (Iceberg, Lance) is named, so that nothing it listens on is left
+	// to chance.
+	s.ports = freePorts(t, 8)
 	s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", s.ports[3])
 	conf, _ := json.Marshal(map[string]any{"identities": []any{map[string]any{
 		"name": "callgate", "credentials": []any{map[string]string{"accessKey": AccessKey, "secretKey": SecretKey}},
@@ -105,9 +107,12 @@ func (s *Server) Resume() {
 	s.t.Helper()
 	data := filepath.Join(s.dir, "data")
 	_ = os.MkdirAll(data, 0o755)
+	port := func(i int) string { return strconv.Itoa(s.ports[i]) }
 	s.cmd = exec.Command(s.bin, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir="+data,
-		"-master.port="+strconv.Itoa(s.ports[0]), "-volume.port="+strconv.Itoa(s.ports[1]), "-filer.port="+strconv.Itoa(s.ports[2]),
-		"-filer", "-s3", "-s3.port="+strconv.Itoa(s.ports[3]), "-s3.config="+filepath.Join(s.dir, "s3.json"),
+		"-master.port="+port(0), "-volume.port="+port(1), "-filer.port="+port(2),
+		"-master.port.grpc="+port(4), "-volume.port.grpc="+port(5), "-filer.port.grpc="+port(6),
+		"-filer", "-s3", "-s3.port="+port(3), "-s3.port.grpc="+port(7), "-s3.port.iceberg=0", "-s3.port.lance=0",
+		"-s3.config="+filepath.Join(s.dir, "s3.json"), "-master.telemetry=false",
 		"-volume.max=10", "-master.volumeSizeLimitMB=64")
 	log, err := os.OpenFile(filepath.Join(s.dir, "weed.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
