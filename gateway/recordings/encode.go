@@ -65,8 +65,6 @@ type encoder struct {
 	backlog atomic.Int64
 	done    atomic.Int64
 	failed  atomic.Int64
-	// hold, when set (tests), runs before each file is encoded.
-	hold func(path string)
 }
 
 // Encoders is how many recordings are encoded at once: a quarter of the
@@ -158,9 +156,6 @@ func (e *encoder) leftovers() []string {
 // any failure keeps the WAV (it plays as before, and the next start tries
 // again).
 func (e *encoder) encode(path string) {
-	if e.hold != nil {
-		e.hold(path)
-	}
 	if _, err := os.Stat(path); os.IsNotExist(err) {
 		return // deleted meanwhile (retention), or encoded already
 	}
