@@ -162,6 +162,11 @@ func (a *archiver) pass(ctx context.Context) {
 		}
 	}
 	a.oldest.Store(oldest)
+	// The recordings being written, read once a pass rather than per item.
+	var active map[string]bool
+	if a.lib.cfg.Format != FormatOpus && len(items) > 0 {
+		active = record.InProgress(a.lib.cfg.Dir)
+	}
 	for _, it := range items {
 		if ctx.Err() != nil {
 			return
@@ -172,7 +177,7 @@ func (a *archiver) pass(ctx context.Context) {
 		if time.Now().Before(wait) {
 			continue
 		}
-		if err := a.upload(ctx, it.name, it.q.Meta); err != nil {
+		if err := a.upload(ctx, it.name, it.q.Meta, active); err != nil {
 			if errors.Is(err, errNotReady) {
 				continue
 			}
@@ -188,13 +193,13 @@ var errNotReady = errors.New("not in its final form yet")
 const uploadTimeout = 10 * time.Minute
 
 // upload archives one recording, if it is ready.
-func (a *archiver) upload(ctx context.Context, name string, meta map[string]string) error {
+func (a *archiver) upload(ctx context.Context, name string, meta map[string]string, active map[string]bool) error {
 	dir := a.lib.cfg.Dir
 	wav := filepath.Join(dir, name)
 	ogg := strings.TrimSuffix(wav, ".wav") + ".opus"
 	path, typ := wav, "audio/wav"
 	if _, err := os.Stat(wav); err == nil {
-		if a.lib.cfg.Format == FormatOpus || record.InProgress(dir)[wav] {
+		if a.lib.cfg.Format == FormatOpus || active[wav] {
 			return errNotReady
 		}
 	} else {
