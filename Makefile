@@ -17,7 +17,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 
 # What building needs besides Go: cgo and the Ogg Opus libraries that
 # compress recordings (pkg-config goes first: it checks the others).
-BUILD_TOOLS := gcc:gcc pkg-config:pkg-config pc=opus:libopus-dev pc=libopusenc:libopusenc-dev pc=opusfile:libopusfile-dev
+BUILD_TOOLS := gcc:gcc pkg-config:pkg-config pc=opus:libopus-dev pc=ogg:libogg-dev pc=opusfile:libopusfile-dev
 
 # Debian packages the tests drive as independent peers.
 TEST_TOOLS  := espeak-ng:espeak-ng curl:curl update-ca-certificates:ca-certificates kill:procps sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd systemd-sysusers:systemd systemd-tmpfiles:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban linphonec:linphone-cli ip:iproute2 nginx:nginx promtool:prometheus

@@ -26,30 +26,11 @@ const (
 	FormatWAV = "wav"
 )
 
-// opusBitrate is the encoder's target for both channels together. The two
-// channels are two people: below this rate libopus codes a stereo pair as
-// mid and side with too few bits for the side, and a third of each
-// party's voice leaks into the other channel (measured on two Russian
-// phrases from espeak-ng: 0.33-0.44 cross-correlation at 12-20 kbit/s as
-// speech, 0.04, the phrases' own, at 24 kbit/s as music). Continuous
-// speech on both channels at once makes 12 MB per call-hour; calls, where
-// the parties take turns, make less.
-const opusBitrate = 24000
-
-// opusComplexity trades the encoder's CPU for quality: at 5 the channels
-// stay as apart as at libopus's default 10 (0.04-0.07 against 0.04-0.05
-// on the phrases above) for less CPU; below it they start to blend.
-var opusComplexity = 5
-
 // encodeNice is the encoders' scheduling priority: they run when the
 // relay and the call setup leave a processor idle (SCHED_IDLE; at nice 19
 // an encoder on a two-core box still raised the relay's p99 latency from
 // 0.9 to 2.3-2.6 ms at 300 calls).
 const encodeNice = aside.Idle
-
-// maxLengthError is how far the Ogg Opus file's length may be from the
-// WAV's before the WAV is kept instead: one Opus frame.
-const maxLengthError = 20 * time.Millisecond
 
 // encoder turns complete WAV recordings into Ogg Opus off the call's path.
 // Its queue is the recordings directory itself: a WAV that is not being
@@ -179,8 +160,9 @@ func (e *encoder) encodeFile(path string) error {
 	dst := strings.TrimSuffix(path, ".wav") + ".opus"
 	tmp := dst + ".tmp"
 	defer os.Remove(tmp) // gone once renamed
-	enc, err := opus.Create(tmp, 8000, 2, opus.Options{Bitrate: opusBitrate, Signal: opus.Music, Complexity: &opusComplexity, Narrowband: true,
-		Tags: map[string]string{"TITLE": filepath.Base(dst), "ENCODED_BY": "callgate"}})
+	o := opus.Telephony()
+	o.Tags = map[string]string{"TITLE": filepath.Base(dst), "ENCODED_BY": "callgate"}
+	enc, err := opus.Create(tmp, 8000, 2, o)
 	if err != nil {
 		return err
 	}
@@ -214,8 +196,10 @@ func (e *encoder) encodeFile(path string) error {
 	return syncFile(filepath.Dir(path))
 }
 
-// checkLength reads the Ogg Opus file back: it must decode as a whole and
-// last as long as the frames it was made from.
+// checkLength reads the Ogg Opus file back: its pages must frame a stream
+// of exactly the frames it was made from (at 48 kHz). Decoding every
+// packet as well would more than double the CPU a recording costs (9 to
+// 21 CPU-seconds per call-hour: libopusfile decodes at 48 kHz).
 func checkLength(path string, frames int) error {
 	f, err := opus.Open(path)
 	if err != nil {
@@ -226,10 +210,9 @@ func checkLength(path string, frames int) error {
 	if err != nil {
 		return err
 	}
-	got := time.Duration(n) * time.Second / opus.Rate
-	want := time.Duration(frames) * time.Second / 8000
-	if d := got - want; d > maxLengthError || d < -maxLengthError {
-		return fmt.Errorf("%s lasts %s, its WAV %s", path, got, want)
+	if want := int64(frames) * opus.Rate / 8000; n != want {
+		return fmt.Errorf("%s holds %s, its WAV lasts %s", path,
+			time.Duration(n)*time.Second/opus.Rate, time.Duration(want)*time.Second/opus.Rate)
 	}
 	return nil
 }

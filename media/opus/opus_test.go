@@ -36,7 +36,9 @@ func power(ch []float64, rate int, freq float64) float64 {
 // each channel carrying its own tone and not the other's.
 func TestStereoTonesRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "call.opus")
-	enc, err := Create(path, 8000, 2, Options{Bitrate: 24000, Signal: Music, Tags: map[string]string{"TITLE": "c1-1"}})
+	o := Telephony()
+	o.Tags = map[string]string{"TITLE": "c1-1"}
+	enc, err := Create(path, 8000, 2, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,8 +62,8 @@ func TestStereoTonesRoundTrip(t *testing.T) {
 	if err != nil || f.Channels() != 2 {
 		t.Fatalf("samples %d, channels %d, %v", n, f.Channels(), err)
 	}
-	if d := math.Abs(float64(n)/Rate - 3); d > 0.02 {
-		t.Fatalf("lasts %.3f s, written 3 s", float64(n)/Rate)
+	if n != 3*Rate {
+		t.Fatalf("lasts %d samples at 48 kHz, written 3 s", n)
 	}
 	out, err := f.ReadAll()
 	if err != nil || int64(len(out)) != 2*n {
@@ -77,8 +79,44 @@ func TestStereoTonesRoundTrip(t *testing.T) {
 	if x, y := power(l, Rate, 1000), power(r, Rate, 440); x > 0.05 || y > 0.05 {
 		t.Fatalf("channels leak into each other: %.2f %.2f", x, y)
 	}
-	if st, _ := os.Stat(path); st.Size() > 3*24000/8*2 {
-		t.Fatalf("3 s at 24 kbit/s took %d bytes", st.Size())
+	if st, _ := os.Stat(path); st.Size() > 3*16000/8*2 {
+		t.Fatalf("3 s at 16 kbit/s took %d bytes", st.Size())
+	}
+}
+
+// Whatever the length, the file decodes to exactly as many samples as
+// were written: the encoder's delay is skipped at the start and the
+// padding after the end trimmed.
+func TestExactLength(t *testing.T) {
+	for _, frames := range []int{1, 7, 479, 480, 481, 959, 8000*2 + 13, 24000, 24001, 23999, 24400} {
+		for _, ch := range []int{1, 2} {
+			path := filepath.Join(t.TempDir(), "x.opus")
+			enc, err := Create(path, 8000, ch, Telephony())
+			if err != nil {
+				t.Fatal(err)
+			}
+			pcm := tones(8000, float64(frames)/8000, 440, 1000)[:2*frames]
+			if ch == 1 {
+				pcm = pcm[:frames]
+			}
+			if err := enc.Write(pcm); err != nil {
+				t.Fatal(err)
+			}
+			if err := enc.Close(); err != nil {
+				t.Fatal(err)
+			}
+			f, err := Open(path)
+			if err != nil {
+				t.Fatalf("%d frames, %d channels: %v", frames, ch, err)
+			}
+			n, err := f.Samples()
+			out, rerr := f.ReadAll()
+			f.Close()
+			if err != nil || rerr != nil || n != int64(frames*6) || len(out) != frames*6*ch || f.Channels() != ch {
+				t.Fatalf("%d frames, %d channels: %d samples (%d decoded, %d channels), want %d: %v %v",
+					frames, ch, n, len(out)/ch, f.Channels(), frames*6, err, rerr)
+			}
+		}
 	}
 }
 
@@ -119,6 +157,20 @@ func TestBadInput(t *testing.T) {
 	if err := enc.Write([]int16{1, 2}); err == nil {
 		t.Fatal("write after close accepted")
 	}
+	if _, err := Create(filepath.Join(dir, "z.opus"), 44100, 2, Options{}); err == nil {
+		t.Fatal("a rate libopus does not code accepted")
+	}
+	if _, err := Create(filepath.Join(dir, "z.opus"), 8000, 2, Options{FrameMs: 30}); err == nil {
+		t.Fatal("30 ms packets accepted")
+	}
+	odd, err := Create(filepath.Join(dir, "odd.opus"), 8000, 2, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := odd.Write([]int16{1, 2, 3}); err == nil {
+		t.Fatal("half a stereo frame accepted")
+	}
+	_ = odd.Close()
 }
 
 // FuzzOpen: whatever bytes sit in a file named .opus, opening and decoding

@@ -51,8 +51,8 @@ func similarity(x, y []float64) float64 {
 	return best
 }
 
-// Two people talking at once stay one on each channel at the rate
-// recordings use (24 kbit/s, coded as music): each decoded channel is its
+// Two people talking at once stay one on each channel with the settings
+// recordings use (Telephony: two mono streams): each decoded channel is its
 // own phrase and carries no more of the other one than the two phrases
 // share by themselves.
 func TestSpeechChannelsStayApart(t *testing.T) {
@@ -65,7 +65,7 @@ func TestSpeechChannelsStayApart(t *testing.T) {
 		pcm[2*i], pcm[2*i+1] = int16(a[i]), int16(b[i])
 	}
 	path := filepath.Join(t.TempDir(), "talk.opus")
-	enc, err := Create(path, 8000, 2, Options{Bitrate: 24000, Signal: Music})
+	enc, err := Create(path, 8000, 2, Telephony())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestSpeechChannelsStayApart(t *testing.T) {
 	base := similarity(a, b)
 	own, leak := min(similarity(l, a), similarity(r, b)), max(similarity(l, b), similarity(r, a))
 	t.Logf("own %.2f, leak %.2f, the phrases' own similarity %.2f", own, leak, base)
-	if own < 0.8 || leak > base+0.05 {
-		t.Fatalf("channels after coding: own phrase %.2f (want ≥ 0.8), the other's %.2f (want ≤ %.2f)", own, leak, base+0.05)
+	if own < 0.7 || leak > base+0.05 {
+		t.Fatalf("channels after coding: own phrase %.2f (want ≥ 0.7), the other's %.2f (want ≤ %.2f)", own, leak, base+0.05)
 	}
 }
