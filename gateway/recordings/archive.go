@@ -65,8 +65,9 @@ type archived struct {
 
 // archiver uploads complete recordings through a durable queue.
 type archiver struct {
-	cfg ArchiveConfig
-	lib *Library
+	cfg     ArchiveConfig
+	lib     *Library
+	queueMu sync.Mutex // orders writes to the queue
 	// retry holds when each failed name may be tried again.
 	mu       sync.Mutex
 	retry    map[string]time.Time
@@ -90,6 +91,19 @@ func (l *Library) Archive(cfg ArchiveConfig) {
 // queue records that name (as the call record keeps it) is to be
 // archived once its final form exists; it survives restarts.
 func (a *archiver) queue(name string, meta map[string]string) {
+	a.put(name, meta, false)
+}
+
+// put queues name; a leftover found by the start-up scan (ifAbsent) never
+// replaces what a closing leg queued with its call's metadata meanwhile.
+func (a *archiver) put(name string, meta map[string]string, ifAbsent bool) {
+	a.queueMu.Lock()
+	defer a.queueMu.Unlock()
+	if ifAbsent {
+		if v, err := a.cfg.Queue.Get(name); err != nil || v != nil {
+			return
+		}
+	}
 	b, _ := json.Marshal(queued{At: time.Now(), Meta: meta})
 	if err := a.cfg.Queue.Apply(map[string][]byte{name: b}); err != nil {
 		a.lib.log.Error("recording not queued for the archive; queued at the next start", "recording", name, "error", err)
@@ -118,9 +132,9 @@ func (l *Library) RunArchive(ctx context.Context) {
 	}
 }
 
-// requeueLeftovers queues local recordings in their final form that are
-// neither archived nor queued (made while the archive was off, or queued
-// by a write that failed).
+// requeueLeftovers queues local recordings that are neither archived nor
+// queued (made while the archive was off, or queued by a write that
+// failed); a WAV still to be compressed goes once it is.
 func (a *archiver) requeueLeftovers() {
 	known := map[string]bool{}
 	for _, kv := range []KV{a.cfg.Queue, a.cfg.Index} {
@@ -133,10 +147,10 @@ func (a *archiver) requeueLeftovers() {
 		}
 		rel, _ := filepath.Rel(dir, p)
 		name := strings.TrimSuffix(strings.TrimSuffix(rel, ".opus"), ".wav") + ".wav"
-		if known[name] || (strings.HasSuffix(p, ".wav") && a.lib.cfg.Format == FormatOpus) {
-			return nil // a WAV waiting for its encoder is queued when closed
+		if known[name] {
+			return nil
 		}
-		a.queue(name, nil)
+		a.put(name, nil, true)
 		return nil
 	})
 }
@@ -199,7 +213,7 @@ func (a *archiver) upload(ctx context.Context, name string, meta map[string]stri
 	ogg := strings.TrimSuffix(wav, ".wav") + ".opus"
 	path, typ := wav, "audio/wav"
 	if _, err := os.Stat(wav); err == nil {
-		if a.lib.cfg.Format == FormatOpus || active[wav] {
+		if (a.lib.cfg.Format == FormatOpus && !a.lib.enc.keptAsWAV(wav)) || active[wav] {
 			return errNotReady
 		}
 	} else {
@@ -244,13 +258,14 @@ func (a *archiver) upload(ctx context.Context, name string, meta map[string]stri
 	return nil
 }
 
-// failed schedules the next try of name: 2 s, doubling, at most 5 min.
+// failed schedules the next try of name: 2 s, doubling, at most a minute,
+// so the queue drains within a minute of the storage coming back.
 func (a *archiver) failed(name string, err error) {
 	a.failures.Add(1)
 	msg := err.Error()
 	a.lastErr.Store(&msg)
 	a.mu.Lock()
-	d := min(max(2*a.backoff[name], 2*time.Second), 5*time.Minute)
+	d := min(max(2*a.backoff[name], 2*time.Second), time.Minute)
 	a.backoff[name], a.retry[name] = d, time.Now().Add(d)
 	a.mu.Unlock()
 	a.lib.log.Warn("recording not archived yet; kept locally and retried", "recording", name, "retry_in", d, "error", err)

@@ -16,24 +16,12 @@ import (
 	"callgate/gateway/store"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
 const testBucket = "callgate-recordings"
 
 // s3 is a client of the test server, to look at what the archive did.
-func s3(t *testing.T, srv *archivetest.Server) *minio.Client {
-	t.Helper()
-	c, err := minio.New(strings.TrimPrefix(srv.Endpoint, "http://"), &minio.Options{
-		Creds: credentials.NewStaticV4(archivetest.AccessKey, archivetest.SecretKey, ""), BucketLookup: minio.BucketLookupPath, Region: "us-east-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.MakeBucket(context.Background(), testBucket, minio.MakeBucketOptions{Region: "us-east-1"}); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func s3(t *testing.T, srv *archivetest.Server) *minio.Client { return srv.Bucket(t, testBucket) }
 
 // archived makes a library over dir whose archive is srv, its queue and
 // index in a real database at db.
@@ -223,5 +211,43 @@ func TestArchiveWithWrongKey(t *testing.T) {
 		t.Fatalf("the recording after the refusal: %v", err)
 	} else {
 		f.Close()
+	}
+}
+
+// A WAV that cannot be compressed (here not a recording at all) is
+// archived as it is instead of waiting for ever; a WAV left from before
+// the archive was on is found at the start, compressed and archived.
+func TestArchiveTakesWhatEncodingLeaves(t *testing.T) {
+	srv := archivetest.Start(t)
+	c := s3(t, srv)
+	db, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	dir := t.TempDir()
+	day := filepath.Join(dir, "2026", "12", "03")
+	if err := os.MkdirAll(day, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	writeWAV(t, filepath.Join(day, "old-1.wav"), 2, 440, 1000, -1)
+	l := archivedLibrary(t, srv, dir, db, archivetest.SecretKey)
+	junk := Name("junk", "1", time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC))
+	if err := os.WriteFile(filepath.Join(dir, junk), []byte("not a recording"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.arch.queue(junk, map[string]string{"call-id": "junk", "leg": "1"})
+	stop := runFor(l, context.Background())
+	defer stop()
+	l.enc.enqueue(filepath.Join(dir, junk))
+	waitUntil(t, "both archived", 30*time.Second, func() bool { return countObjects(t, c) == 2 && l.archiveQueue() == 0 })
+	for key, typ := range map[string]string{"2026/12/03/junk-1.wav": "audio/wav", "2026/12/03/old-1.opus": "audio/ogg; codecs=opus"} {
+		info, err := c.StatObject(context.Background(), testBucket, key, minio.StatObjectOptions{})
+		if err != nil || info.ContentType != typ {
+			t.Fatalf("%s: %s (%v), want %s", key, info.ContentType, err, typ)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(day, "*")); len(left) != 0 {
+		t.Fatalf("local copies left: %q", left)
 	}
 }

@@ -41,8 +41,11 @@ type encoder struct {
 	queue chan string
 	// queued are the paths waiting or being encoded: a leg closing while
 	// the start-up scan finds it is queued once.
-	mu      sync.Mutex
-	queued  map[string]bool
+	mu     sync.Mutex
+	queued map[string]bool
+	// gaveUp are the WAVs that could not be encoded: they are archived as
+	// they are rather than wait for an encoding that will not come.
+	gaveUp  map[string]bool
 	backlog atomic.Int64
 	done    atomic.Int64
 	failed  atomic.Int64
@@ -66,6 +69,13 @@ func (e *encoder) enqueue(path string) {
 	e.queued[path] = true
 	e.backlog.Add(1)
 	go func() { e.queue <- path }() // never blocks the caller (a call's goroutine)
+}
+
+// keptAsWAV tells whether path (a WAV) failed to encode since the start.
+func (e *encoder) keptAsWAV(path string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.gaveUp[path]
 }
 
 // finished takes a path off the queue.
@@ -142,6 +152,12 @@ func (e *encoder) encode(path string) {
 	}
 	if err := e.encodeFile(path); err != nil {
 		e.failed.Add(1)
+		e.mu.Lock()
+		if e.gaveUp == nil {
+			e.gaveUp = map[string]bool{}
+		}
+		e.gaveUp[path] = true
+		e.mu.Unlock()
 		e.lib.log.Warn("recording not compressed; the WAV is kept", "path", path, "error", err)
 		return
 	}

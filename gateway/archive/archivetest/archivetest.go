@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,9 @@ import (
 	"time"
 
 	"callgate/internal/testenv"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
 // Keys of the identity the server accepts.
@@ -31,7 +35,7 @@ const (
 type Server struct {
 	// Endpoint is the S3 URL, e.g. "http://127.0.0.1:41333".
 	Endpoint string
-	t        *testing.T
+	t        testing.TB
 	bin, dir string
 	ports    []int
 	cmd      *exec.Cmd
@@ -39,7 +43,7 @@ type Server struct {
 }
 
 // weed finds the SeaweedFS binary.
-func weed(t *testing.T) string {
+func weed(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("CALLGATE_WEED"); p != "" {
 		return p
@@ -60,7 +64,7 @@ func weed(t *testing.T) string {
 
 // freePorts are n distinct ports free on loopback now (held together
 // while chosen, so none repeats).
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var out []int
 	var held []net.Listener
@@ -83,7 +87,7 @@ func freePorts(t *testing.T, n int) []int {
 // Start runs SeaweedFS (master, volume, filer and S3) in a temporary
 // directory and waits until its S3 gateway answers; it is stopped when
 // the test ends.
-func Start(t *testing.T) *Server {
+func Start(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{t: t, bin: weed(t), dir: t.TempDir()}
 	// Every port SeaweedFS would otherwise derive (+10000 for gRPC) or
@@ -163,4 +167,20 @@ func (s *Server) Stop() {
 		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 		<-s.done
 	}
+}
+
+// Bucket makes a bucket on the server and returns a client of it, to look
+// at what the code under test stored.
+func (s *Server) Bucket(t testing.TB, name string) *minio.Client {
+	t.Helper()
+	u, _ := url.Parse(s.Endpoint)
+	c, err := minio.New(u.Host, &minio.Options{Creds: credentials.NewStaticV4(AccessKey, SecretKey, ""),
+		BucketLookup: minio.BucketLookupPath, Region: "us-east-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MakeBucket(context.Background(), name, minio.MakeBucketOptions{Region: "us-east-1"}); err != nil {
+		t.Fatalf("make bucket %s: %v", name, err)
+	}
+	return c
 }
