@@ -109,7 +109,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 		return nil, err
 	}
 	g.health = &storehealth.Health{Dir: cfg.DataDir, Sources: g.storeWriters}
-	g.ctl, g.backups = control.Open(cfg.Control.Socket, g.store, log), backup.New(cfg.Backup, g.store, log)
+	g.ctl, g.backups = control.Open(cfg.Control.Socket, g.store, log), backup.New(cfg, g.store, log)
 	g.dir = directory.New(cfg)
 	for _, k := range g.dir.Desks() {
 		if v, err := g.store.State("shift." + k.Extension); err == nil && len(v) > 0 {

@@ -33,8 +33,7 @@ func (g *Gateway) newMedia() error {
 		Retention: cfg.Recording.Retention.D(), MinFree: cfg.Recording.MinFree.Bytes, Format: cfg.Recording.Format,
 		Encoders: recordings.Encoders(), Log: g.log})
 	if a := cfg.Archive; a.Enabled {
-		st, err := archive.New(archive.Config{Endpoint: a.Endpoint, Bucket: a.Bucket, Region: a.Region, AccessKey: a.AccessKey,
-			SecretKey: a.SecretKey, PathStyle: a.PathStyle})
+		st, err := archive.FromConfig(a)
 		if err != nil {
 			return err
 		}

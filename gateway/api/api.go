@@ -26,6 +26,10 @@ type Server struct {
 	Tokens   *Tokens
 	Gatherer prometheus.Gatherer
 	Ready    []Check
+	// Degraded are checks whose failure /readyz reports without making
+	// callgate unready: parts whose trouble calls do not feel (the
+	// recordings' archive).
+	Degraded []Check
 	Calls    CallStore // nil: no call history endpoints
 	// Recordings serves recording files (nil: no recording endpoints).
 	Recordings *Recordings
@@ -142,9 +146,20 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if len(failed) > 0 {
 		status = http.StatusServiceUnavailable
 	}
+	degraded := map[string]string{}
+	for _, c := range s.Degraded {
+		if err := c.Fn(); err != nil {
+			degraded[c.Name] = err.Error()
+		}
+	}
 	body := map[string]any{"ready": len(failed) == 0}
-	if s.Tokens.Valid(bearer(r)) && len(failed) > 0 {
-		body["failed"] = failed
+	if s.Tokens.Valid(bearer(r)) {
+		if len(failed) > 0 {
+			body["failed"] = failed
+		}
+		if len(degraded) > 0 {
+			body["degraded"] = degraded
+		}
 	}
 	writeJSON(w, status, body)
 }

@@ -14,6 +14,8 @@ import (
 	"os"
 	"time"
 
+	"callgate/gateway/config"
+
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
@@ -35,6 +37,11 @@ type Store struct {
 // ErrNotFound means no such object.
 var ErrNotFound = errors.New("no such object")
 
+// FromConfig is the store [archive] names.
+func FromConfig(a config.Archive) (*Store, error) {
+	return New(Config{Endpoint: a.Endpoint, Bucket: a.Bucket, Region: a.Region, AccessKey: a.AccessKey, SecretKey: a.SecretKey, PathStyle: a.PathStyle})
+}
+
 // New returns the bucket's store; it does not reach the storage yet.
 func New(cfg Config) (*Store, error) {
 	u, err := url.Parse(cfg.Endpoint)
@@ -50,7 +57,11 @@ func New(cfg Config) (*Store, error) {
 		Secure:       u.Scheme == "https",
 		Region:       cfg.Region,
 		BucketLookup: lookup,
-		Transport:    &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8, ResponseHeaderTimeout: 30 * time.Second},
+		// The archive's queue retries with its own backoff: minio-go's
+		// ten tries with theirs would hold the queue seconds per
+		// recording while the storage is down.
+		MaxRetries: 2,
+		Transport:  &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8, ResponseHeaderTimeout: 30 * time.Second},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("archive %s: %w", cfg.Endpoint, err)
@@ -127,6 +138,18 @@ func (s *Store) Open(ctx context.Context, key string) (*Object, error) {
 	return &Object{ReadSeekCloser: o, Size: st.Size, ModTime: st.LastModified, Type: st.ContentType}, nil
 }
 
+// List is the keys under prefix, in the storage's (lexical) order.
+func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	var keys []string
+	for o := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			return nil, fmt.Errorf("archive list %s: %s", prefix, describe(o.Err))
+		}
+		keys = append(keys, o.Key)
+	}
+	return keys, nil
+}
+
 // Remove deletes key; a key already gone is not an error.
 func (s *Store) Remove(ctx context.Context, key string) error {
 	if err := s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{}); err != nil {
@@ -140,7 +163,19 @@ func (s *Store) Remove(ctx context.Context, key string) error {
 // the network error, never the request's signature.
 func describe(err error) string {
 	if r := minio.ToErrorResponse(err); r.Code != "" {
-		return r.Code + ": " + r.Message
+		msg := r.Code + ": " + r.Message
+		if hint := hints[r.Code]; hint != "" {
+			msg += " (" + hint + ")"
+		}
+		return msg
 	}
 	return err.Error()
+}
+
+// hints say what an operator fixes for the storage's usual refusals.
+var hints = map[string]string{
+	"SignatureDoesNotMatch": "check archive.secret_key",
+	"InvalidAccessKeyId":    "check archive.access_key",
+	"AccessDenied":          "the key may not write to this bucket: check the storage's policy for archive.access_key",
+	"NoSuchBucket":          "create the bucket or correct archive.bucket",
 }

@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"callgate/gateway/archive/archivetest"
 	"callgate/gateway/config"
 	"callgate/gateway/store"
 
+	"github.com/minio/minio-go/v7"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -197,7 +199,7 @@ func TestRunWritesVerifiedCopies(t *testing.T) {
 	}
 	defer db.Close()
 	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(store.BucketCalls).Put([]byte("k"), []byte("v")) })
-	s := New(config.Backup{Dir: filepath.Join(t.TempDir(), "b"), Every: config.Duration(time.Hour), Keep: 2}, db, quiet())
+	s := New(&config.Config{Backup: config.Backup{Dir: filepath.Join(t.TempDir(), "b"), Every: config.Duration(time.Hour), Keep: 2, Target: config.BackupToDir}}, db, quiet())
 	s.FirstDelay = 10 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -208,14 +210,14 @@ func TestRunWritesVerifiedCopies(t *testing.T) {
 	}
 	cancel()
 	<-done
-	list, _ := s.copies()
+	list, _ := s.copies(context.Background())
 	if s.ok.Load() != 1 || len(list) != 1 {
 		t.Fatalf("ok %d failed %d copies %v", s.ok.Load(), s.failed.Load(), list)
 	}
 	if _, err := store.VerifyBackup(filepath.Join(s.Dir, list[0]), true); err != nil {
 		t.Fatal(err)
 	}
-	if New(config.Backup{}, db, quiet()) != nil {
+	if New(&config.Config{Backup: config.Backup{Target: config.BackupToDir}}, db, quiet()) != nil {
 		t.Fatal("a schedule without dir")
 	}
 	var none *Schedule
@@ -251,5 +253,68 @@ func TestSyncWriterSyncsOnTheWay(t *testing.T) {
 	w.sync = func() error { return errors.New("EIO") }
 	if _, err := w.Write(make([]byte, 10)); err == nil || !strings.Contains(err.Error(), "EIO") {
 		t.Fatalf("failed sync: %v", err)
+	}
+}
+
+// With target = "archive" each copy is checked, uploaded under backups/
+// and gone from the staging directory; the bucket keeps the newest Keep,
+// each a sound database; the storage down, a copy fails and nothing in
+// the bucket is touched.
+func TestBackupsToTheArchive(t *testing.T) {
+	srv := archivetest.Start(t)
+	c := srv.Bucket(t, "callgate-recordings")
+	db, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(store.BucketCalls).Put([]byte("k"), []byte("v")) })
+	dataDir := t.TempDir()
+	cfg := &config.Config{DataDir: dataDir, Backup: config.Backup{Every: config.Duration(time.Hour), Keep: 2, Target: config.BackupToArchive},
+		Archive: config.Archive{Enabled: true, Endpoint: srv.Endpoint, Bucket: "callgate-recordings", Region: "us-east-1",
+			AccessKey: archivetest.AccessKey, SecretKey: archivetest.SecretKey, PathStyle: true}}
+	s := New(cfg, db, quiet())
+	now := time.Date(2026, 12, 3, 3, 0, 0, 0, time.UTC)
+	s.Now = func() time.Time { return now }
+	ctx := context.Background()
+	var made []string
+	for range 3 {
+		key, err := s.Once(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, key)
+		now = now.Add(time.Hour)
+	}
+	var keys []string
+	for o := range c.ListObjects(ctx, "callgate-recordings", minio.ListObjectsOptions{Prefix: RemotePrefix, Recursive: true}) {
+		keys = append(keys, o.Key)
+	}
+	if !slices.Equal(keys, made[1:]) {
+		t.Fatalf("the bucket holds %q, want the newest two of %q", keys, made)
+	}
+	for _, k := range keys {
+		p := filepath.Join(t.TempDir(), "copy.db")
+		if err := c.FGetObject(ctx, "callgate-recordings", k, p, minio.GetObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.VerifyBackup(p, true); err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+	}
+	if left, _ := os.ReadDir(filepath.Join(dataDir, "backup-staging")); len(left) != 0 {
+		t.Fatalf("staging keeps %d files", len(left))
+	}
+	srv.Stop()
+	if _, err := s.Once(ctx); err == nil || s.failed.Load() != 1 {
+		t.Fatalf("a copy with the storage down: %v (failed %d)", err, s.failed.Load())
+	}
+	srv.Resume()
+	keys = nil
+	for o := range c.ListObjects(ctx, "callgate-recordings", minio.ListObjectsOptions{Prefix: RemotePrefix, Recursive: true}) {
+		keys = append(keys, o.Key)
+	}
+	if !slices.Equal(keys, made[1:]) {
+		t.Fatalf("after the failed copy the bucket holds %q", keys)
 	}
 }

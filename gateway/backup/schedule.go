@@ -8,9 +8,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"callgate/gateway/archive"
 	"callgate/gateway/config"
 	"callgate/gateway/store"
 	"callgate/internal/aside"
@@ -23,12 +26,24 @@ type Source interface {
 	Backup(w io.Writer) (int64, error)
 }
 
+// Remote keeps the copies in object storage (archive.Store).
+type Remote interface {
+	Upload(ctx context.Context, key, path, contentType string, meta map[string]string) error
+	List(ctx context.Context, prefix string) ([]string, error)
+	Remove(ctx context.Context, key string) error
+}
+
+// RemotePrefix is where the copies go in the bucket.
+const RemotePrefix = "backups/"
+
 // Schedule makes a copy of the database every Every into Dir and keeps the
-// newest Keep.
+// newest Keep. With Remote, each copy is checked in Dir, uploaded under
+// RemotePrefix and removed from Dir; the newest Keep stay in the bucket.
 type Schedule struct {
-	Dir   string
-	Every time.Duration
-	Keep  int
+	Remote Remote
+	Dir    string
+	Every  time.Duration
+	Keep   int
 	// FirstDelay is the least time between start and the first copy, so a
 	// start is not slowed by one.
 	FirstDelay time.Duration
@@ -43,14 +58,28 @@ type Schedule struct {
 	lastBytes  atomic.Int64
 }
 
-// New is the schedule [backup] configures, or nil when backup.dir is empty.
-func New(cfg config.Backup, src Source, log *slog.Logger) *Schedule {
-	if cfg.Dir == "" {
-		return nil
-	}
-	return &Schedule{Dir: cfg.Dir, Every: cfg.Every.D(), Keep: cfg.Keep, FirstDelay: time.Minute, Source: src,
+// New is the schedule [backup] configures, or nil when there is none
+// (backup.dir empty and the target not the archive).
+func New(cfg *config.Config, src Source, log *slog.Logger) *Schedule {
+	b := cfg.Backup
+	s := &Schedule{Dir: b.Dir, Every: b.Every.D(), Keep: b.Keep, FirstDelay: time.Minute, Source: src,
 		Verify: func(path string) error { _, err := store.VerifyBackup(path, false); return err },
 		Log:    log.With("component", "backup"), Now: time.Now}
+	if b.Target == config.BackupToArchive {
+		st, err := archive.FromConfig(cfg.Archive)
+		if err != nil { // the configuration was checked: not expected
+			s.Log.Error("backups to the archive are off", "error", err)
+			return nil
+		}
+		s.Remote = st
+		if s.Dir == "" {
+			s.Dir = filepath.Join(cfg.DataDir, "backup-staging")
+		}
+	}
+	if s.Dir == "" {
+		return nil
+	}
+	return s
 }
 
 // nameRe matches the copies Schedule writes, and only those: rotation never
@@ -106,42 +135,76 @@ func (s *Schedule) Once(ctx context.Context) (string, error) {
 		s.failed.Add(1)
 		return "", err
 	}
+	if s.Remote != nil {
+		key := RemotePrefix + filepath.Base(path)
+		err := s.Remote.Upload(ctx, key, path, "application/octet-stream", map[string]string{"bytes": strconv.FormatInt(n, 10)})
+		_ = os.Remove(path) // checked and sent, or to be made again at the next try
+		if err != nil {
+			s.failed.Add(1)
+			return "", err
+		}
+		path = key
+	}
 	s.ok.Add(1)
 	s.lastOK.Store(start.Unix())
 	s.lastBytes.Store(n)
 	s.Log.Info("backup written", "path", path, "bytes", n, "took", time.Since(start).Round(time.Millisecond))
-	if err := s.rotate(); err != nil {
+	if err := s.rotate(ctx); err != nil {
 		s.Log.Error("old backups not deleted", "dir", s.Dir, "error", err)
 	}
 	return path, nil
 }
 
-// copies lists the copies in Dir, oldest first (their names sort by time).
-func (s *Schedule) copies() ([]string, error) {
-	entries, err := os.ReadDir(s.Dir)
-	if err != nil {
-		return nil, err
+// copies lists the copies (in Dir, or in the bucket under RemotePrefix),
+// oldest first: their names sort by time.
+func (s *Schedule) copies(ctx context.Context) ([]string, error) {
+	var names []string
+	if s.Remote != nil {
+		keys, err := s.Remote.List(ctx, RemotePrefix)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			names = append(names, strings.TrimPrefix(k, RemotePrefix))
+		}
+	} else {
+		entries, err := os.ReadDir(s.Dir)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if e.Type().IsRegular() {
+				names = append(names, e.Name())
+			}
+		}
 	}
 	var out []string
-	for _, e := range entries {
-		if e.Type().IsRegular() && nameRe.MatchString(e.Name()) {
-			out = append(out, e.Name())
+	for _, n := range names {
+		if nameRe.MatchString(n) {
+			out = append(out, n)
 		}
 	}
 	slices.Sort(out)
 	return out, nil
 }
 
-func (s *Schedule) rotate() error {
-	list, err := s.copies()
+func (s *Schedule) rotate(ctx context.Context) error {
+	list, err := s.copies(ctx)
 	if err != nil {
 		return err
 	}
 	for len(list) > s.Keep {
-		if err := os.Remove(filepath.Join(s.Dir, list[0])); err != nil {
+		where := filepath.Join(s.Dir, list[0])
+		if s.Remote != nil {
+			where = RemotePrefix + list[0]
+			err = s.Remote.Remove(ctx, where)
+		} else {
+			err = os.Remove(where)
+		}
+		if err != nil {
 			return err
 		}
-		s.Log.Info("old backup deleted", "path", filepath.Join(s.Dir, list[0]))
+		s.Log.Info("old backup deleted", "path", where)
 		list = list[1:]
 	}
 	return nil
@@ -151,7 +214,9 @@ func (s *Schedule) rotate() error {
 // there is, at least FirstDelay.
 func (s *Schedule) firstWait() time.Duration {
 	wait := s.FirstDelay
-	list, _ := s.copies()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	list, _ := s.copies(ctx)
+	cancel()
 	if len(list) > 0 {
 		name := list[len(list)-1]
 		if t, err := time.Parse(nameTime, name[len("callgate-"):len(name)-len(".db")]); err == nil {

@@ -21,12 +21,22 @@ type Backup struct {
 	Every Duration `toml:"every"`
 	// Keep is how many copies stay; older ones are deleted.
 	Keep int `toml:"keep"`
+	// Target is where the copies go: "dir" (backup.dir) or "archive"
+	// (the [archive] bucket, under backups/; backup.dir, or data_dir's
+	// backup-staging when empty, holds each copy until it is uploaded).
+	Target string `toml:"target"`
 }
+
+// The backup targets.
+const (
+	BackupToDir     = "dir"
+	BackupToArchive = "archive"
+)
 
 // DefaultControlSocket is control.socket when the file does not set it.
 const DefaultControlSocket = "/run/callgate/control.sock"
 
 // backupDefaults are the [control] and [backup] defaults.
 func backupDefaults() (Control, Backup) {
-	return Control{Socket: DefaultControlSocket}, Backup{Every: Duration(24 * time.Hour), Keep: 7}
+	return Control{Socket: DefaultControlSocket}, Backup{Every: Duration(24 * time.Hour), Keep: 7, Target: BackupToDir}
 }

@@ -20,8 +20,16 @@ func TestBackupDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Control.Socket != "" || c.Backup.Dir != "/var/lib/callgate/backups" || c.Backup.Every.D() != 6*time.Hour || c.Backup.Keep != 28 {
+	if c.Control.Socket != "" || c.Backup.Dir != "/var/lib/callgate/backups" || c.Backup.Every.D() != 6*time.Hour || c.Backup.Keep != 28 || c.Backup.Target != "dir" {
 		t.Fatalf("set: %+v %+v", c.Control, c.Backup)
+	}
+	c, err = Parse("good.toml", []byte(goodBase+"[archive]\nenabled = true\nendpoint = \"http://127.0.0.1:8333\"\nbucket = \"callgate-recordings\"\n"+
+		"access_key = \"a\"\nsecret_key = \"s\"\n[backup]\ntarget = \"archive\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Backup.Target != "archive" || c.Backup.Dir != "" {
+		t.Fatalf("to the archive: %+v", c.Backup)
 	}
 }
 
@@ -35,6 +43,8 @@ func TestBrokenBackupConfigs(t *testing.T) {
 		{"too often", "[backup]\ndir = \"/b\"\nevery = \"10s\"\n", "3: backup.every: 10s is out of range"},
 		{"keep none", "[backup]\ndir = \"/b\"\nkeep = 0\n", "3: backup.keep: 0 is out of range"},
 		{"every without unit", "[backup]\ndir = \"/b\"\nevery = \"24\"\n", "3: backup.every: \"24\" is not a duration"},
+		{"unknown target", "[backup]\ntarget = \"ftp\"\n", `2: backup.target: "ftp" is not a backup target`},
+		{"archive off", "[backup]\ntarget = \"archive\"\n", `2: backup.target: "archive" needs [archive] enabled = true`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("bad.toml", []byte(goodBase+tc.doc))

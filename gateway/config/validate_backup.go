@@ -18,13 +18,25 @@ func (v *validator) backup(c *Config) {
 		}
 	}
 	b := &c.Backup
-	if b.Dir == "" {
+	switch b.Target {
+	case BackupToDir:
+		if b.Dir == "" {
+			return // no scheduled backups
+		}
+	case BackupToArchive:
+		if !c.Archive.Enabled {
+			v.bad("backup.target", `"dir", or enable [archive] to keep the copies in its bucket`, "\"archive\" needs [archive] enabled = true")
+		}
+	default:
+		v.bad("backup.target", `"dir" (backup.dir) or "archive" (the [archive] bucket)`, "%q is not a backup target", b.Target)
 		return
 	}
-	if !filepath.IsAbs(b.Dir) {
-		v.bad("backup.dir", `an absolute path, e.g. "/var/lib/callgate/backups"`, "%q is not an absolute path", b.Dir)
-	} else if filepath.Clean(b.Dir) == filepath.Clean(c.DataDir) {
-		v.bad("backup.dir", `a directory of its own, e.g. "/var/lib/callgate/backups"`, "must not be data_dir itself")
+	if b.Dir != "" {
+		if !filepath.IsAbs(b.Dir) {
+			v.bad("backup.dir", `an absolute path, e.g. "/var/lib/callgate/backups"`, "%q is not an absolute path", b.Dir)
+		} else if filepath.Clean(b.Dir) == filepath.Clean(c.DataDir) {
+			v.bad("backup.dir", `a directory of its own, e.g. "/var/lib/callgate/backups"`, "must not be data_dir itself")
+		}
 	}
 	v.between("backup.every", b.Every.D(), time.Minute, 31*24*time.Hour)
 	if b.Keep < 1 || b.Keep > 1000 {

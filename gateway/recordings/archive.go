@@ -195,7 +195,11 @@ func (a *archiver) pass(ctx context.Context) {
 			if errors.Is(err, errNotReady) {
 				continue
 			}
+			// The rest wait for the next pass: while the storage is
+			// down, each pass costs one refused request, not one per
+			// recording queued.
 			a.failed(it.name, err)
+			return
 		}
 	}
 }
@@ -249,9 +253,11 @@ func (a *archiver) upload(ctx context.Context, name string, meta map[string]stri
 	if err := a.cfg.Queue.Apply(map[string][]byte{name: nil}); err != nil {
 		return fmt.Errorf("archive queue: %w", err)
 	}
+	// The storage works: what waited for it goes now, not at the end of
+	// each one's backoff.
 	a.mu.Lock()
-	delete(a.retry, name)
-	delete(a.backoff, name)
+	clear(a.retry)
+	clear(a.backoff)
 	a.mu.Unlock()
 	a.lastErr.Store(nil)
 	a.lib.log.Debug("recording archived", "recording", name, "key", key, "bytes", st.Size())
@@ -269,6 +275,19 @@ func (a *archiver) failed(name string, err error) {
 	a.backoff[name], a.retry[name] = d, time.Now().Add(d)
 	a.mu.Unlock()
 	a.lib.log.Warn("recording not archived yet; kept locally and retried", "recording", name, "retry_in", d, "error", err)
+}
+
+// ArchiveHealth is nil while the archive works (or is off), and the
+// storage's last refusal while uploads fail: recordings then wait on the
+// local disk.
+func (l *Library) ArchiveHealth() error {
+	if l.arch == nil {
+		return nil
+	}
+	if msg := l.arch.lastErr.Load(); msg != nil {
+		return fmt.Errorf("%d recordings waiting for the archive: %s", l.arch.depth.Load(), *msg)
+	}
+	return nil
 }
 
 // lookup is where an archived recording is (ok false: not archived).

@@ -114,6 +114,11 @@ func TestRecordingsArchived(t *testing.T) {
 	if l.archiveQueue() != 0 {
 		t.Fatalf("queue depth %d after the upload", l.archiveQueue())
 	}
+	// The storage view: nothing local, one recording archived, today's.
+	l.usage.at = time.Time{}
+	if u := l.Usage(); u.Files != 0 || u.Archive == nil || u.Archive.Files != 1 || u.Archive.Bytes != f.Size || u.Week[6].Bytes != f.Size {
+		t.Fatalf("usage after the upload: %+v %+v", u, u.Archive)
+	}
 
 	// Retention: the archived recording past it is deleted there too.
 	l.SetLimits(time.Hour, 0)

@@ -45,6 +45,26 @@ func (l *Library) Collectors() []prometheus.Collector {
 				}
 				return 0
 			}),
+		// The storage view of the admin page, counted at most once a minute.
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_recording_local_bytes", Help: "Bytes of recordings on the local disk."},
+			func() float64 { return float64(l.Usage().Bytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_archive_bytes", Help: "Bytes of recordings in the archive's bucket."},
+			func() float64 {
+				if a := l.Usage().Archive; a != nil {
+					return float64(a.Bytes)
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_recording_bytes_per_day", Help: "Bytes recorded per day, the mean of the last seven days, local and archived."},
+			func() float64 {
+				var sum int64
+				for _, d := range l.Usage().Week {
+					sum += d.Bytes
+				}
+				return float64(sum) / 7
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_recording_days_left", Help: "Days until the free space falls to recording.min_free at the rate the local disk took recordings over the last week (0: it does not grow)."},
+			func() float64 { return l.Usage().DaysLeft }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_recording_min_free_bytes", Help: "recording.min_free in bytes: below it no recording starts and those in progress stop. 0 when the guard is off or recording is disabled."},
 			func() float64 { return float64(l.minFree()) }),
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -231,7 +232,7 @@ func TestFreeBytesOfADirNotMadeYet(t *testing.T) {
 
 func TestUsage(t *testing.T) {
 	dir := t.TempDir()
-	if u := New(Config{Dir: dir}).Usage(); u != (Usage{}) {
+	if u := New(Config{Dir: dir}).Usage(); u.Enabled || u.Files != 0 || u.Week != nil || u.Archive != nil {
 		t.Fatalf("disabled: %+v", u)
 	}
 	l := New(Config{Enabled: true, Dir: filepath.Join(dir, "rec")})
@@ -257,6 +258,33 @@ func TestUsage(t *testing.T) {
 	l.usage.at = time.Now().Add(-usageEvery)
 	if u := l.Usage(); u.Files != 2 {
 		t.Fatalf("after a minute: %+v", u)
+	}
+}
+
+// The last week's recordings by day, and how long the disk lasts at the
+// rate they came: calls of today and yesterday count, a call of ten days
+// ago does not; without growth there is no forecast.
+func TestUsageWeekAndDaysLeft(t *testing.T) {
+	l := New(Config{Enabled: true, Dir: t.TempDir(), MinFree: 1000})
+	disk := &fakeDisk{}
+	disk.free.Store(1_000_000)
+	l.guard.free = disk.statfs
+	if u := l.Usage(); u.DaysLeft != 0 || len(u.Week) != 7 || u.MinFree != 1000 {
+		t.Fatalf("no recordings: %+v", u)
+	}
+	now := time.Now()
+	size := func(p string) int64 { st, _ := os.Stat(p); return st.Size() }
+	today := size(recordAt(t, l, "a", now)) + size(recordAt(t, l, "b", now))
+	yesterday := size(recordAt(t, l, "c", now.AddDate(0, 0, -1)))
+	recordAt(t, l, "old", now.AddDate(0, 0, -10))
+	l.usage.at = time.Time{}
+	u := l.Usage()
+	if u.Week[6].Day != now.Format(time.DateOnly) || u.Week[6].Bytes != today || u.Week[5].Bytes != yesterday || u.Week[0].Bytes != 0 {
+		t.Fatalf("the week: %+v", u.Week)
+	}
+	want := float64(1_000_000-1000) / (float64(today+yesterday) / 7)
+	if math.Abs(u.DaysLeft-want) > 0.01 {
+		t.Fatalf("days left %.2f, want %.2f", u.DaysLeft, want)
 	}
 }
 

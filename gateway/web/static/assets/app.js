@@ -44,6 +44,9 @@ const texts = {
     'admin.source': 'Источник', 'admin.user': 'Логин', 'admin.until': 'До', 'admin.unban': 'Разблокировать',
     'admin.disk': (v) => `${v.files} файлов, ${size(v.bytes, 'ru')}; свободно ${size(v.free_bytes, 'ru')}` + (v.encode_backlog ? `; ждут сжатия: ${v.encode_backlog}` : '') +
       (v.archive ? `; в очереди в архив: ${v.archive.queued}` + (v.archive.last_error ? ` (ошибка архива: ${v.archive.last_error})` : '') : ''), 'admin.off': 'Запись выключена',
+    'admin.storage': (v, week) => (v.archive ? `В архиве: ${v.archive.files} файлов, ${size(v.archive.bytes, 'ru')}. ` : '') +
+      `За неделю записано ${size(week, 'ru')} (${size(Math.round(week / 7), 'ru')} в день)` +
+      (v.days_left ? `; места на диске при таком темпе хватит примерно на ${Math.floor(v.days_left)} дн.` : ''),
     'admin.database': 'База данных', 'admin.db': (v) => `${v.dir}: свободно ${size(v.free_bytes, 'ru')}` +
       (v.pending_writes ? `; ${v.pending_writes} записей ждут в памяти (диск заполнен?): ${v.last_write_error || ''}` : ''),
     'missed.title': 'Пропущенные звонки', 'missed.openOnly': 'только необработанные', 'missed.empty': 'Пропущенных звонков нет',
@@ -96,6 +99,9 @@ const texts = {
     'admin.source': 'Source', 'admin.user': 'Login', 'admin.until': 'Until', 'admin.unban': 'Unban',
     'admin.disk': (v) => `${v.files} files, ${size(v.bytes, 'en')}; ${size(v.free_bytes, 'en')} free` + (v.encode_backlog ? `; ${v.encode_backlog} waiting to be compressed` : '') +
       (v.archive ? `; ${v.archive.queued} waiting for the archive` + (v.archive.last_error ? ` (archive error: ${v.archive.last_error})` : '') : ''), 'admin.off': 'Recording is off',
+    'admin.storage': (v, week) => (v.archive ? `Archive: ${v.archive.files} files, ${size(v.archive.bytes, 'en')}. ` : '') +
+      `Recorded in the last 7 days: ${size(week, 'en')} (${size(Math.round(week / 7), 'en')} a day)` +
+      (v.days_left ? `; at this rate the disk lasts about ${Math.floor(v.days_left)} more days` : ''),
     'admin.database': 'Database', 'admin.db': (v) => `${v.dir}: ${size(v.free_bytes, 'en')} free` +
       (v.pending_writes ? `; ${v.pending_writes} writes wait in memory (disk full?): ${v.last_write_error || ''}` : ''),
     'missed.title': 'Missed calls', 'missed.openOnly': 'open only', 'missed.empty': 'No missed calls',
@@ -598,6 +604,8 @@ async function loadAdmin() {
     el('td', {}, c.dead_letters ? el('button', { type: 'button', class: 'secondary', onclick: async () => { await api('POST', `/api/v1/crm/${name}/retry`); loadAdmin(); } }, t('admin.retry')) : null))));
   const d = a.recordings;
   $('admin-disk').textContent = d.enabled ? texts[lang]['admin.disk'](d) : t('admin.off');
+  $('admin-disk').classList.toggle('error', Boolean(d.archive && d.archive.last_error));
+  $('admin-storage').textContent = d.enabled ? texts[lang]['admin.storage'](d, (d.week || []).reduce((n, day) => n + day.bytes, 0)) : '';
   $('admin-db').textContent = texts[lang]['admin.db'](a.store);
   $('admin-db').classList.toggle('error', a.store.pending_writes > 0);
   fill($('admin-bans'), a.bans.map((b) => el('tr', { 'data-source': b.source },
