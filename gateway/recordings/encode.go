@@ -212,22 +212,15 @@ func (e *encoder) encodeFile(path string) error {
 	return syncFile(filepath.Dir(path))
 }
 
-// checkLength reads the Ogg Opus file back: its pages must frame a stream
-// of exactly the frames it was made from (at 48 kHz). Decoding every
-// packet as well would more than double the CPU a recording costs (9 to
-// 21 CPU-seconds per call-hour: libopusfile decodes at 48 kHz).
+// checkLength reads the Ogg Opus file back: every packet must decode and
+// the whole must last exactly as long as the frames it was made from.
 func checkLength(path string, frames int) error {
-	f, err := opus.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	n, err := f.Samples()
+	n, err := opus.Check(path)
 	if err != nil {
 		return err
 	}
 	if want := int64(frames) * opus.Rate / 8000; n != want {
-		return fmt.Errorf("%s holds %s, its WAV lasts %s", path,
+		return fmt.Errorf("%s decodes to %s, its WAV lasts %s", path,
 			time.Duration(n)*time.Second/opus.Rate, time.Duration(want)*time.Second/opus.Rate)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -116,7 +117,46 @@ func TestExactLength(t *testing.T) {
 				t.Fatalf("%d frames, %d channels: %d samples (%d decoded, %d channels), want %d: %v %v",
 					frames, ch, n, len(out)/ch, f.Channels(), frames*6, err, rerr)
 			}
+			if n, err := Check(path); err != nil || n != int64(frames*6) {
+				t.Fatalf("%d frames, %d channels: Check says %d samples (%v)", frames, ch, n, err)
+			}
 		}
+	}
+}
+
+// Check finds what a crash or a bad disk does to a file: cut short, a
+// page damaged, the last page lost.
+func TestCheckFindsDamage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "call.opus")
+	enc, err := Create(path, 8000, 2, Telephony())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Write(tones(8000, 20, 440, 1000)); err != nil || enc.Close() != nil {
+		t.Fatal(err)
+	}
+	good, _ := os.ReadFile(path)
+	if n, err := Check(path); err != nil || n != 20*Rate {
+		t.Fatalf("the whole file: %d samples (%v)", n, err)
+	}
+	lastPage := strings.LastIndex(string(good), "OggS")
+	damaged := append([]byte(nil), good...)
+	damaged[len(good)/2] ^= 0x55
+	for name, data := range map[string][]byte{
+		"cut short":      good[:len(good)/2],
+		"page damaged":   damaged,
+		"last page lost": good[:lastPage],
+		"empty":          {},
+		"not ogg":        []byte("RIFF....WAVEfmt "),
+	} {
+		p := filepath.Join(t.TempDir(), "x.opus")
+		_ = os.WriteFile(p, data, 0o600)
+		if n, err := Check(p); err == nil {
+			t.Fatalf("%s: passes as %d samples", name, n)
+		}
+	}
+	if _, err := Check(filepath.Join(t.TempDir(), "missing.opus")); err == nil {
+		t.Fatal("a missing file passes")
 	}
 }
 
@@ -173,8 +213,8 @@ func TestBadInput(t *testing.T) {
 	_ = odd.Close()
 }
 
-// FuzzOpen: whatever bytes sit in a file named .opus, opening and decoding
-// it returns an error or audio, never a crash.
+// FuzzOpen: whatever bytes sit in a file named .opus, opening, decoding and
+// checking it return an error or audio, never a crash.
 func FuzzOpen(f *testing.F) {
 	dir := f.TempDir()
 	good := filepath.Join(dir, "good.opus")
@@ -191,6 +231,7 @@ func FuzzOpen(f *testing.F) {
 		if err := os.WriteFile(p, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		_, _ = Check(p)
 		file, err := Open(p)
 		if err != nil {
 			return

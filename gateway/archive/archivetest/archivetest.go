@@ -150,7 +150,9 @@ func (s *Server) Resume() {
 	}
 }
 
-// Stop stops the server (an outage); Resume starts it again.
+// Stop kills the server, as a crash or a pulled cable would (an outage);
+// what it stored stays on its disk, and Resume starts it again. (Asked to
+// stop, SeaweedFS's volume server waits ten seconds before it goes.)
 func (s *Server) Stop() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
@@ -160,13 +162,8 @@ func (s *Server) Stop() {
 		return
 	default:
 	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
-	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.done
 }
 
 // Bucket makes a bucket on the server and returns a client of it, to look
