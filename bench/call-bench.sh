@@ -11,7 +11,8 @@
 # CRMs' rate limits: 40/s for RetailCRM's telephony API).
 # FORMAT=opus compresses the recordings after the calls (default wav, as
 # rtpengine keeps its pcap); BACKLOG=N also leaves N ten-minute recordings
-# for the encoders to work through while the calls run.
+# for the encoders to work through while the calls run; callload then
+# also reports callgate's CPU without the encoders' (counted per thread).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 calls=${CALLS:-200} rate=${RATE:-100} hold=${HOLD:-60s} format=${FORMAT:-wav} backlog=${BACKLOG:-0}
@@ -75,5 +76,5 @@ sleep 1
 "$work/callload" -target 127.0.0.1:5080 -listen 127.0.0.1:5071 -calls "$calls" -rate "$rate" -hold "$hold" -pid "$cg_pid" \
   -sse "${SSE:-0}" -http 127.0.0.1:18091 -token bench-token-0123456789 ${C2C:+-c2c} \
   ${CRM:+-retailcrm 127.0.0.1:18095 -megaplan 127.0.0.1:18096}
-echo "recordings: $(find "$work/rec" -path "*/.active" -prune -o -name "*.wav" -print | wc -l) WAV and $(find "$work/rec" -name "*.opus" | wc -l) Ogg Opus files, $(du -sh "$work/rec" | cut -f1)"; [ -n "${LIST:-}" ] && find "$work/rec" -name "*.wav" | head -8
+echo "recordings: $(find "$work/rec" -path "*/.active" -prune -o -name "*.wav" -print | wc -l) WAV and $(find "$work/rec" -name "*.opus" | wc -l) Ogg Opus files, $(du -sh "$work/rec" 2>/dev/null | cut -f1)"; [ -n "${LIST:-}" ] && find "$work/rec" -name "*.wav" | head -8
 grep -c 'level=ERROR' "$work/callgate.log" | sed 's/^/callgate errors logged: /' || true

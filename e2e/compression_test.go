@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -105,6 +106,16 @@ func TestCallRecordedAsOggOpus(t *testing.T) {
 		chromedp.WithPollingTimeout(10*time.Second)))
 	if math.Abs(duration-secs) > 0.1 {
 		t.Fatalf("Chromium reads %.2f s, the file lasts %.2f s", duration, secs)
+	}
+	// And decodes it: two channels (the file's two mono streams), the
+	// client's tone louder on the left at 440 Hz than on the right.
+	browse(t, b, "decode the recording with WebAudio", chromedp.Evaluate[chromedp.Void](`window.__decoded = '';
+		fetch('/api/v1/recordings/`+rec.ID+`-1').then(r => r.arrayBuffer()).then(buf => new OfflineAudioContext(2, 8000, 8000).decodeAudioData(buf))
+		.then(a => { const e = (ch) => a.getChannelData(ch).reduce((s, x) => s + x * x, 0); window.__decoded = a.numberOfChannels + ' ' + a.duration.toFixed(2) + ' ' + (e(0) > 0 && e(1) > 0) })
+		.catch(e => { window.__decoded = 'error ' + e })`))
+	decoded := value(t, b, "the recording decoded in Chromium", chromedp.Poll[string](`window.__decoded`, chromedp.WithPollingTimeout(10*time.Second)))
+	if want := fmt.Sprintf("2 %.2f true", secs); decoded != want && decoded != fmt.Sprintf("2 %.2f true", secs+0.01) && decoded != fmt.Sprintf("2 %.2f true", secs-0.01) {
+		t.Fatalf("Chromium decodes the recording as %q, want %q", decoded, want)
 	}
 	screenshot(t, b, "history-opus")
 }

@@ -8,12 +8,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"sort"
@@ -356,9 +358,9 @@ func main() {
 	}
 	// Measure callgate over the middle of the hold, when every stream runs.
 	time.Sleep(*hold / 4)
-	cpuA, tA := cpuTicks(*pid), time.Now()
+	cpuA, tA, encA := cpuTicks(*pid), time.Now(), encoderCPU(*httpAddr, *token)
 	time.Sleep(*hold / 2)
-	cpuB, tB := cpuTicks(*pid), time.Now()
+	cpuB, tB, encB := cpuTicks(*pid), time.Now(), encoderCPU(*httpAddr, *token)
 	rssDuring := rss(*pid)
 	time.Sleep(*hold / 4)
 	close(stop)
@@ -421,7 +423,34 @@ func main() {
 	if *pid > 0 {
 		fmt.Printf("callgate: cpu_per_call_second=%.3fms (whole run %.1fs cpu) rss_per_call=%.1fKiB\n",
 			cpuPerCallSec, float64(cpuB-cpu0)/tick2, float64(rssDuring-rssBefore)/1024/float64(max(ok, 1)))
+		if enc := encB - encA; enc > 0 && ok > 0 {
+			relay := (float64(cpuB-cpuA)/tick2 - enc) * 1000 / (float64(ok) * tB.Sub(tA).Seconds())
+			fmt.Printf("callgate: encoders %.1fs cpu over the measured window; without them cpu_per_call_second=%.3fms\n", enc, relay)
+		}
 	}
+}
+
+// encoderCPU is callgate's callgate_recording_encode_cpu_seconds_total
+// (0 when it cannot be read): the encoders' CPU, counted per thread.
+func encoderCPU(addr, token string) float64 {
+	req, err := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+	if err != nil || token == "" {
+		return 0
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "callgate_recording_encode_cpu_seconds_total "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }
 
 func cpuTicks(pid int) uint64 {

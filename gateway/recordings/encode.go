@@ -15,6 +15,8 @@ import (
 	"callgate/internal/aside"
 	"callgate/media/opus"
 	"callgate/media/record"
+
+	"golang.org/x/sys/unix"
 )
 
 // The forms a recording is kept in after its call.
@@ -47,6 +49,7 @@ type encoder struct {
 	// they are rather than wait for an encoding that will not come.
 	gaveUp  map[string]bool
 	backlog atomic.Int64
+	cpu     atomic.Int64 // nanoseconds of CPU the encodings took
 	done    atomic.Int64
 	failed  atomic.Int64
 }
@@ -150,6 +153,10 @@ func (e *encoder) encode(path string) {
 	if _, err := os.Stat(path); os.IsNotExist(err) {
 		return // deleted meanwhile (retention), or encoded already
 	}
+	// The encoding has its thread to itself (aside.RunAt locks it): the
+	// thread's CPU time is the encoding's.
+	start := threadCPU()
+	defer func() { e.cpu.Add(int64(threadCPU() - start)) }()
 	if err := e.encodeFile(path); err != nil {
 		e.failed.Add(1)
 		e.mu.Lock()
@@ -224,6 +231,15 @@ func checkLength(path string, frames int) error {
 			time.Duration(n)*time.Second/opus.Rate, time.Duration(want)*time.Second/opus.Rate)
 	}
 	return nil
+}
+
+// threadCPU is the CPU time of the calling thread so far.
+func threadCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_THREAD, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func syncFile(path string) error {

@@ -125,6 +125,9 @@ func TestRecordingsCompressedAfterTheCall(t *testing.T) {
 	if _, err := os.Stat(junk); err != nil || l.enc.failed.Load() != 1 || l.enc.done.Load() != 3 {
 		t.Errorf("not a recording: kept %v, failed %d, done %d", err, l.enc.failed.Load(), l.enc.done.Load())
 	}
+	if l.enc.cpu.Load() <= 0 {
+		t.Error("the encoders' CPU time is not counted")
+	}
 	f, err := l.Open(filepath.Join("2026", "12", "03", "c1-1.wav"))
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,8 @@ func (l *Library) Collectors() []prometheus.Collector {
 			func() float64 { return float64(l.enc.backlog.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_encoded_total", Help: "Recordings compressed to Ogg Opus and checked; their WAVs are gone."},
 			func() float64 { return float64(l.enc.done.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_encode_cpu_seconds_total", Help: "CPU time the encoders spent compressing recordings (at idle priority)."},
+			func() float64 { return time.Duration(l.enc.cpu.Load()).Seconds() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_recording_encode_failures_total", Help: "Recordings that could not be compressed; their WAVs are kept and tried again at the next start."},
 			func() float64 { return float64(l.enc.failed.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_archive_queue_depth", Help: "Recordings waiting to be uploaded to the archive ([archive])."},

@@ -2,35 +2,64 @@ package opus
 
 /*
 #cgo pkg-config: opus ogg
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <opus_multistream.h>
 #include <ogg/ogg.h>
+
+// The framing loop is here rather than in Go: a recording is encoded in
+// one call, so the thread doing it (at idle priority) never holds one of
+// Go's processors while the kernel lets it wait.
+
+enum { CG_IO = -100, CG_FRAMING = -101 };
+#define CG_MAX_PACKET 4000
 
 typedef struct {
 	OpusMSEncoder *enc;
 	ogg_stream_state os;
 	ogg_page page;
-	ogg_int64_t packetno;
+	FILE *f;
+	int channels, frame;       // frame: samples per channel in a packet
+	int mul;                   // 48000 / rate
+	opus_int16 *pending;       // frame * channels samples
+	int npending;              // samples per channel pending
+	ogg_int64_t packetno, encoded, written, lookahead;
+	int ioerr;                 // errno of the first failed write
+	unsigned char packet[CG_MAX_PACKET];
 } cg_enc;
 
 // One mono stream per channel, none coupled.
-static cg_enc *cg_create(opus_int32 rate, int channels, int application, int serial, int *err) {
+static cg_enc *cg_create(const char *path, opus_int32 rate, int channels, int application, int serial, int frame, int *err) {
 	unsigned char mapping[2] = {0, 1};
 	cg_enc *e = calloc(1, sizeof(cg_enc));
-	if (e == NULL) {
-		*err = OPUS_ALLOC_FAIL;
-		return NULL;
-	}
+	if (e == NULL) { *err = OPUS_ALLOC_FAIL; return NULL; }
+	e->channels = channels;
+	e->frame = frame;
+	e->mul = 48000 / rate;
+	e->pending = calloc((size_t)frame * channels, sizeof(opus_int16));
 	e->enc = opus_multistream_encoder_create(rate, channels, channels, 0, mapping, application, err);
-	if (e->enc == NULL) {
+	if (e->enc == NULL || e->pending == NULL || ogg_stream_init(&e->os, serial) != 0) {
+		if (e->enc != NULL) { opus_multistream_encoder_destroy(e->enc); *err = OPUS_ALLOC_FAIL; }
+		free(e->pending);
 		free(e);
 		return NULL;
 	}
-	if (ogg_stream_init(&e->os, serial) != 0) {
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd >= 0) e->f = fdopen(fd, "wb");
+	if (e->f == NULL) {
+		*err = CG_IO;
+		e->ioerr = errno;
+		if (fd >= 0) close(fd);
 		opus_multistream_encoder_destroy(e->enc);
+		ogg_stream_clear(&e->os);
+		free(e->pending);
+		int saved = e->ioerr;
 		free(e);
-		*err = OPUS_ALLOC_FAIL;
+		errno = saved;
 		return NULL;
 	}
 	return e;
@@ -39,7 +68,19 @@ static cg_enc *cg_create(opus_int32 rate, int channels, int application, int ser
 static void cg_destroy(cg_enc *e) {
 	opus_multistream_encoder_destroy(e->enc);
 	ogg_stream_clear(&e->os);
+	if (e->f != NULL) fclose(e->f);
+	free(e->pending);
 	free(e);
+}
+
+// cg_close closes the file: 0, or the errno of what failed.
+static int cg_close(cg_enc *e) {
+	int rc = 0;
+	if (e->f != NULL) {
+		if (fclose(e->f) != 0) rc = errno;
+		e->f = NULL;
+	}
+	return e->ioerr ? e->ioerr : rc;
 }
 
 static int cg_setup(cg_enc *e, opus_int32 bitrate, int signal, int complexity, int narrow) {
@@ -48,21 +89,19 @@ static int cg_setup(cg_enc *e, opus_int32 bitrate, int signal, int complexity, i
 	if (err == OPUS_OK && signal != 0) err = opus_multistream_encoder_ctl(e->enc, OPUS_SET_SIGNAL(signal));
 	if (err == OPUS_OK && complexity >= 0) err = opus_multistream_encoder_ctl(e->enc, OPUS_SET_COMPLEXITY(complexity));
 	if (err == OPUS_OK && narrow) err = opus_multistream_encoder_ctl(e->enc, OPUS_SET_MAX_BANDWIDTH(OPUS_BANDWIDTH_NARROWBAND));
+	opus_int32 la = 0;
+	if (err == OPUS_OK) err = opus_multistream_encoder_ctl(e->enc, OPUS_GET_LOOKAHEAD(&la));
+	e->lookahead = la;
 	return err;
 }
 
-static int cg_lookahead(cg_enc *e) {
-	opus_int32 n = 0;
-	if (opus_multistream_encoder_ctl(e->enc, OPUS_GET_LOOKAHEAD(&n)) != OPUS_OK) return -1;
-	return n;
-}
+static int cg_lookahead(cg_enc *e) { return (int)e->lookahead; }
 
-static int cg_encode(cg_enc *e, const opus_int16 *pcm, int frames, unsigned char *out, int max) {
-	return opus_multistream_encode(e->enc, pcm, frames, out, max);
-}
+enum { CG_PAGEOUT, CG_HOLD, CG_FLUSH };
 
-// libogg copies the packet: the caller's buffer is free again on return.
-static int cg_packet(cg_enc *e, unsigned char *data, long n, ogg_int64_t granule, int eos) {
+// cg_put hands one packet to libogg (which copies it) and writes the
+// pages it completes.
+static int cg_put(cg_enc *e, unsigned char *data, long n, ogg_int64_t granule, int eos, int mode) {
 	ogg_packet p;
 	memset(&p, 0, sizeof p);
 	p.packet = data;
@@ -71,19 +110,71 @@ static int cg_packet(cg_enc *e, unsigned char *data, long n, ogg_int64_t granule
 	p.e_o_s = eos;
 	p.granulepos = granule;
 	p.packetno = e->packetno++;
-	return ogg_stream_packetin(&e->os, &p);
+	if (ogg_stream_packetin(&e->os, &p) != 0) return CG_FRAMING;
+	if (mode == CG_HOLD) return 0;
+	while (mode == CG_FLUSH ? ogg_stream_flush(&e->os, &e->page) : ogg_stream_pageout(&e->os, &e->page)) {
+		if (fwrite(e->page.header, 1, e->page.header_len, e->f) != (size_t)e->page.header_len ||
+			fwrite(e->page.body, 1, e->page.body_len, e->f) != (size_t)e->page.body_len) {
+			if (!e->ioerr) e->ioerr = errno ? errno : EIO;
+			return CG_IO;
+		}
+	}
+	return 0;
 }
 
-// A finished page, or 0 when none is ready (flush: whatever is buffered).
-static int cg_page(cg_enc *e, int flush, unsigned char **hdr, long *hlen, unsigned char **body, long *blen) {
-	int ok = flush ? ogg_stream_flush(&e->os, &e->page) : ogg_stream_pageout(&e->os, &e->page);
-	if (!ok) return 0;
-	*hdr = e->page.header;
-	*hlen = e->page.header_len;
-	*body = e->page.body;
-	*blen = e->page.body_len;
-	return 1;
+// cg_encode codes the pending frame, padded with silence when short.
+// Pages written before the last packet end no later than the audio given,
+// so the last page's granule position, which trims the padding, never
+// goes back.
+static int cg_encode(cg_enc *e, int last, int mode) {
+	memset(e->pending + (size_t)e->npending * e->channels, 0, sizeof(opus_int16) * (size_t)(e->frame - e->npending) * e->channels);
+	int n = opus_multistream_encode(e->enc, e->pending, e->frame, e->packet, CG_MAX_PACKET);
+	if (n < 0) return n;
+	e->npending = 0;
+	e->encoded += e->frame;
+	// The granule position counts the decoder's output, pre-skip included.
+	ogg_int64_t granule = e->encoded * e->mul;
+	if (last) granule = (e->lookahead + e->written) * e->mul;
+	return cg_put(e, e->packet, n, granule, last, mode);
 }
+
+static int cg_write(cg_enc *e, const opus_int16 *pcm, long frames) {
+	e->written += frames;
+	while (frames > 0) {
+		long n = e->frame - e->npending;
+		if (n > frames) n = frames;
+		memcpy(e->pending + (size_t)e->npending * e->channels, pcm, sizeof(opus_int16) * (size_t)n * e->channels);
+		e->npending += n;
+		pcm += n * e->channels;
+		frames -= n;
+		if (e->npending == e->frame) {
+			int rc = cg_encode(e, 0, CG_PAGEOUT);
+			if (rc != 0) return rc;
+		}
+	}
+	return 0;
+}
+
+// cg_finish codes the rest: what is pending plus the encoder's lookahead
+// in silence, so the last of the audio comes out. Packets past the
+// caller's audio are held until the last one, so that no page before the
+// last ends after it.
+static int cg_finish(cg_enc *e) {
+	ogg_int64_t end = e->written + e->lookahead;
+	for (;;) {
+		int last = e->encoded + e->frame >= end;
+		int rc = cg_encode(e, last, last ? CG_FLUSH : CG_HOLD);
+		if (rc != 0) return rc;
+		if (last) break;
+	}
+	if (fflush(e->f) != 0) {
+		if (!e->ioerr) e->ioerr = errno;
+		return CG_IO;
+	}
+	return 0;
+}
+
+static int cg_header(cg_enc *e, unsigned char *data, long n) { return cg_put(e, data, n, 0, 0, CG_FLUSH); }
 
 static const char *cg_strerror(int err) { return opus_strerror(err); }
 static const char *cg_version(void) { return opus_get_version_string(); }
@@ -91,13 +182,12 @@ static const char *cg_version(void) { return opus_get_version_string(); }
 import "C"
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
+	"syscall"
 	"unsafe"
 )
 
@@ -143,26 +233,13 @@ const (
 	Music Signal = C.OPUS_SIGNAL_MUSIC
 )
 
-// maxPacket bounds one encoded packet: far above what any bitrate here
-// makes for 60 ms of two channels.
-const maxPacket = 4000
-
 // Encoder writes one Ogg Opus file. It is not safe for concurrent use.
 type Encoder struct {
-	e         *C.cg_enc
-	f         *os.File
-	w         *bufio.Writer
-	path      string
-	channels  int
-	rate      int
-	frame     int     // samples per channel in a packet
-	pending   []int16 // samples waiting for a whole frame
-	packet    []byte
-	preSkip   int64 // in 48 kHz samples
-	lookahead int64 // the encoder's delay, in frames at rate
-	encoded   int64 // frames given to libopus, at rate
-	written   int64 // frames of audio written by the caller, at rate
-	err       error
+	e        *C.cg_enc
+	path     string
+	channels int
+	rate     int
+	err      error
 }
 
 // Create starts an Ogg Opus file at path for interleaved 16-bit PCM of
@@ -183,9 +260,14 @@ func Create(path string, rate, channels int, o Options) (*Encoder, error) {
 	if o.Signal == Voice {
 		app = C.OPUS_APPLICATION_VOIP
 	}
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
 	var rc C.int
-	e := C.cg_create(C.opus_int32(rate), C.int(channels), C.int(app), C.int(rand.Int32()), &rc)
+	e, errno := C.cg_create(cpath, C.opus_int32(rate), C.int(channels), C.int(app), C.int(rand.Int32()), C.int(rate*ms/1000), &rc)
 	if e == nil {
+		if rc == C.CG_IO {
+			return nil, fmt.Errorf("opus %s: %w", path, errno)
+		}
 		return nil, fmt.Errorf("opus %s: %s", path, C.GoString(C.cg_strerror(rc)))
 	}
 	bitrate := C.opus_int32(o.Bitrate)
@@ -199,23 +281,11 @@ func Create(path string, rate, channels int, o Options) (*Encoder, error) {
 	if o.Narrowband {
 		narrow = 1
 	}
+	enc := &Encoder{e: e, path: path, channels: channels, rate: rate}
 	if rc := C.cg_setup(e, bitrate, C.int(o.Signal), complexity, narrow); rc != C.OPUS_OK {
-		C.cg_destroy(e)
+		enc.abort()
 		return nil, fmt.Errorf("opus %s: settings: %s", path, C.GoString(C.cg_strerror(rc)))
 	}
-	la := C.cg_lookahead(e)
-	if la < 0 {
-		C.cg_destroy(e)
-		return nil, fmt.Errorf("opus %s: the encoder's delay is unknown", path)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		C.cg_destroy(e)
-		return nil, fmt.Errorf("opus %s: %w", path, err)
-	}
-	enc := &Encoder{e: e, f: f, w: bufio.NewWriterSize(f, 32<<10), path: path, channels: channels, rate: rate,
-		frame: rate * ms / 1000, packet: make([]byte, maxPacket), preSkip: int64(la) * Rate / int64(rate), lookahead: int64(la)}
-	enc.pending = make([]int16, 0, enc.frame*channels)
 	if err := enc.headers(o.Tags); err != nil {
 		enc.abort()
 		return nil, err
@@ -226,9 +296,10 @@ func Create(path string, rate, channels int, o Options) (*Encoder, error) {
 // headers writes the identification and comment headers (RFC 7845 §5),
 // each on a page of its own as the format requires.
 func (e *Encoder) headers(tags map[string]string) error {
+	preSkip := int(C.cg_lookahead(e.e)) * Rate / e.rate
 	head := []byte("OpusHead")
 	head = append(head, 1, byte(e.channels))
-	head = binary.LittleEndian.AppendUint16(head, uint16(e.preSkip))
+	head = binary.LittleEndian.AppendUint16(head, uint16(preSkip))
 	head = binary.LittleEndian.AppendUint32(head, uint32(e.rate))
 	head = append(head, 0, 0) // output gain
 	if e.channels == 2 {
@@ -237,7 +308,7 @@ func (e *Encoder) headers(tags map[string]string) error {
 	} else {
 		head = append(head, 0)
 	}
-	if err := e.put(head, 0, false, flush); err != nil {
+	if err := e.check(C.cg_header(e.e, (*C.uchar)(unsafe.Pointer(&head[0])), C.long(len(head)))); err != nil {
 		return err
 	}
 	comments := []byte("OpusTags")
@@ -255,43 +326,22 @@ func (e *Encoder) headers(tags map[string]string) error {
 		comments = binary.LittleEndian.AppendUint32(comments, uint32(len(c)))
 		comments = append(comments, c...)
 	}
-	return e.put(comments, 0, false, flush)
+	return e.check(C.cg_header(e.e, (*C.uchar)(unsafe.Pointer(&comments[0])), C.long(len(comments))))
 }
 
-// pageMode says which pages a packet may complete.
-type pageMode int
-
-const (
-	pageout pageMode = iota // pages libogg finds full
-	hold                    // none yet
-	flush                   // every buffered packet, on as many pages as needed
-)
-
-// put hands one packet to libogg and writes the pages it completes.
-func (e *Encoder) put(p []byte, granule int64, eos bool, mode pageMode) error {
-	if C.cg_packet(e.e, (*C.uchar)(unsafe.Pointer(&p[0])), C.long(len(p)), C.ogg_int64_t(granule), cBool(eos)) != 0 {
+// check turns a C result into an error: an Opus error code, an Ogg
+// framing failure or a failed write.
+func (e *Encoder) check(rc C.int) error {
+	switch {
+	case rc == 0:
+		return nil
+	case rc == C.CG_IO:
+		return fmt.Errorf("opus %s: %w", e.path, syscall.Errno(e.e.ioerr))
+	case rc == C.CG_FRAMING:
 		return fmt.Errorf("opus %s: ogg framing failed", e.path)
+	default:
+		return fmt.Errorf("opus %s: %s", e.path, C.GoString(C.cg_strerror(rc)))
 	}
-	for {
-		var hdr, body *C.uchar
-		var hlen, blen C.long
-		if mode == hold || C.cg_page(e.e, cBool(mode == flush), &hdr, &hlen, &body, &blen) == 0 {
-			return nil
-		}
-		if _, err := e.w.Write(unsafe.Slice((*byte)(hdr), int(hlen))); err != nil {
-			return fmt.Errorf("opus %s: %w", e.path, err)
-		}
-		if _, err := e.w.Write(unsafe.Slice((*byte)(body), int(blen))); err != nil {
-			return fmt.Errorf("opus %s: %w", e.path, err)
-		}
-	}
-}
-
-func cBool(b bool) C.int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // Write encodes interleaved samples (a whole number of frames).
@@ -305,88 +355,34 @@ func (e *Encoder) Write(pcm []int16) error {
 	if len(pcm)%e.channels != 0 {
 		return fmt.Errorf("opus %s: %d samples are not whole frames of %d channels", e.path, len(pcm), e.channels)
 	}
-	e.written += int64(len(pcm) / e.channels)
-	for len(pcm) > 0 {
-		n := min(len(pcm), cap(e.pending)-len(e.pending))
-		e.pending = append(e.pending, pcm[:n]...)
-		pcm = pcm[n:]
-		if len(e.pending) == cap(e.pending) {
-			if err := e.encode(false, pageout); err != nil {
-				e.err = err
-				return err
-			}
-		}
+	if len(pcm) == 0 {
+		return nil
 	}
-	return nil
-}
-
-// encode codes the pending frame (padded with silence when short). Every
-// page written before the last packet ends no later than the audio the
-// caller gave, so the last page's granule, which trims the padding, never
-// goes back.
-func (e *Encoder) encode(last bool, mode pageMode) error {
-	buf := e.pending[:cap(e.pending)]
-	clear(buf[len(e.pending):])
-	n := C.cg_encode(e.e, (*C.opus_int16)(unsafe.Pointer(&buf[0])), C.int(e.frame), (*C.uchar)(unsafe.Pointer(&e.packet[0])), maxPacket)
-	if n < 0 {
-		return fmt.Errorf("opus %s: %s", e.path, C.GoString(C.cg_strerror(n)))
-	}
-	e.pending = e.pending[:0]
-	e.encoded += int64(e.frame)
-	granule := e.encoded * Rate / int64(e.rate) // the decoder's output so far, pre-skip included
-	if last {
-		granule = e.preSkip + e.written*Rate/int64(e.rate)
-	}
-	return e.put(e.packet[:n], granule, last, mode)
+	e.err = e.check(C.cg_write(e.e, (*C.opus_int16)(unsafe.Pointer(&pcm[0])), C.long(len(pcm)/e.channels)))
+	return e.err
 }
 
 // Close finishes the file: the delayed tail of the audio, the end of
-// stream, the data on disk's way (the caller syncs). The file is complete
-// only when Close returns nil.
+// stream, the data handed to the kernel (the caller syncs). The file is
+// complete only when Close returns nil.
 func (e *Encoder) Close() error {
 	if e.e == nil {
 		return e.err
 	}
 	err := e.err
 	if err == nil {
-		err = e.finish()
+		err = e.check(C.cg_finish(e.e))
+	}
+	if errno := C.cg_close(e.e); err == nil && errno != 0 {
+		err = fmt.Errorf("opus %s: %w", e.path, syscall.Errno(errno))
 	}
 	C.cg_destroy(e.e)
 	e.e = nil
-	if cerr := e.f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("opus %s: %w", e.path, cerr)
-	}
 	e.err = err
 	return err
-}
-
-// finish codes the rest: what is pending plus the encoder's lookahead
-// in silence, so the last of the audio comes out; the final granule
-// position trims the padding again. Packets past the caller's audio are
-// held until the last one, so no page before the last ends after it.
-func (e *Encoder) finish() error {
-	end := e.written + e.lookahead
-	for {
-		last := e.encoded+int64(e.frame) >= end
-		mode := hold
-		if last {
-			mode = flush
-		}
-		if err := e.encode(last, mode); err != nil {
-			return err
-		}
-		if last {
-			break
-		}
-	}
-	if err := e.w.Flush(); err != nil {
-		return fmt.Errorf("opus %s: %w", e.path, err)
-	}
-	return nil
 }
 
 func (e *Encoder) abort() {
 	C.cg_destroy(e.e)
 	e.e = nil
-	_ = e.f.Close()
 }
