@@ -101,9 +101,9 @@ unit:
 demo: build
 	./bin/callgate demo
 
-bench: deps-bench build bench-go bench-register bench-calls bench-reload
+bench: deps deps-bench build weed bench-go bench-register bench-calls bench-reload
 
-bench-go:
+bench-go: weed
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./sip/... ./media/... ./gateway/...
 
 bench-calls: build

@@ -23,6 +23,20 @@ const testBucket = "callgate-recordings"
 // s3 is a client of the test server, to look at what the archive did.
 func s3(t *testing.T, srv *archivetest.Server) *minio.Client { return srv.Bucket(t, testBucket) }
 
+// archiveSetup is a storage with the bucket, a client of it, a database
+// for the queue and index, and a recordings directory.
+func archiveSetup(t *testing.T) (*archivetest.Server, *minio.Client, *store.Store, string) {
+	t.Helper()
+	srv := archivetest.Start(t)
+	c := s3(t, srv)
+	db, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return srv, c, db, t.TempDir()
+}
+
 // archived makes a library over dir whose archive is srv, its queue and
 // index in a real database at db.
 func archivedLibrary(t *testing.T, srv *archivetest.Server, dir string, db *store.Store, secret string) *Library {
@@ -70,14 +84,7 @@ func waitUntil(t *testing.T, what string, d time.Duration, ok func() bool) {
 // name the call record keeps still opens it (ranged reads from the
 // archive); retention deletes it from the archive, after which it is gone.
 func TestRecordingsArchived(t *testing.T) {
-	srv := archivetest.Start(t)
-	c := s3(t, srv)
-	db, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	dir := t.TempDir()
+	srv, c, db, dir := archiveSetup(t)
 	l := archivedLibrary(t, srv, dir, db, archivetest.SecretKey)
 	stop := runFor(l, context.Background())
 	defer stop()
@@ -192,14 +199,7 @@ func countObjects(t *testing.T, c *minio.Client) int {
 // A wrong secret key: nothing is uploaded, nothing deleted, and the error
 // the storage gave is what the admin page shows.
 func TestArchiveWithWrongKey(t *testing.T) {
-	srv := archivetest.Start(t)
-	c := s3(t, srv)
-	db, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	dir := t.TempDir()
+	srv, c, db, dir := archiveSetup(t)
 	l := archivedLibrary(t, srv, dir, db, "not-the-secret-key")
 	stop := runFor(l, context.Background())
 	defer stop()
@@ -223,14 +223,7 @@ func TestArchiveWithWrongKey(t *testing.T) {
 // archived as it is instead of waiting for ever; a WAV left from before
 // the archive was on is found at the start, compressed and archived.
 func TestArchiveTakesWhatEncodingLeaves(t *testing.T) {
-	srv := archivetest.Start(t)
-	c := s3(t, srv)
-	db, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	dir := t.TempDir()
+	srv, c, db, dir := archiveSetup(t)
 	day := filepath.Join(dir, "2026", "12", "03")
 	if err := os.MkdirAll(day, 0o750); err != nil {
 		t.Fatal(err)

@@ -76,24 +76,6 @@ func (f *File) ReadAll() ([]int16, error) {
 	}
 }
 
-// Decode decodes the whole file and counts what it holds: samples per
-// channel at 48 kHz. Unlike Samples, which believes the last page, it
-// proves every packet decodes.
-func (f *File) Decode() (int64, error) {
-	var n int64
-	buf := make([]int16, 5760*f.channels)
-	for {
-		got := C.op_read(f.of, (*C.opus_int16)(unsafe.Pointer(&buf[0])), C.int(len(buf)), nil)
-		if got == 0 {
-			return n, nil
-		}
-		if got < 0 {
-			return n, fmt.Errorf("opus %s: decoding: error %d", f.path, int(got))
-		}
-		n += int64(got)
-	}
-}
-
 // Close releases the file.
 func (f *File) Close() {
 	if f.of != nil {
