@@ -142,6 +142,9 @@ func (a *archiver) requeueLeftovers() {
 	}
 	dir := a.lib.cfg.Dir
 	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.IsDir() && info.Name() == record.MarkerDir {
+			return filepath.SkipDir // markers of recordings in progress, not recordings
+		}
 		if err != nil || info.IsDir() || !isRecording(info.Name()) {
 			return nil
 		}

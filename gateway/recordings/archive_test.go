@@ -14,6 +14,7 @@ import (
 	"callgate/gateway/archive"
 	"callgate/gateway/archive/archivetest"
 	"callgate/gateway/store"
+	"callgate/media/record"
 
 	"github.com/minio/minio-go/v7"
 )
@@ -230,6 +231,14 @@ func TestArchiveTakesWhatEncodingLeaves(t *testing.T) {
 	}
 	writeWAV(t, filepath.Join(day, "old-1.wav"), 2, 440, 1000, -1)
 	l := archivedLibrary(t, srv, dir, db, archivetest.SecretKey)
+	// The marker of a recording that started meanwhile is not a recording.
+	if err := os.MkdirAll(filepath.Join(dir, record.MarkerDir), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dir, record.MarkerDir, "2026_12_03_stale-1.wav")
+	if err := os.WriteFile(marker, []byte("2026/12/03/stale-1.wav"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	junk := Name("junk", "1", time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC))
 	if err := os.WriteFile(filepath.Join(dir, junk), []byte("not a recording"), 0o600); err != nil {
 		t.Fatal(err)
@@ -247,5 +256,8 @@ func TestArchiveTakesWhatEncodingLeaves(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(day, "*")); len(left) != 0 {
 		t.Fatalf("local copies left: %q", left)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("the marker of a recording in progress: %v", err)
 	}
 }

@@ -286,6 +286,16 @@ func TestUsageWeekAndDaysLeft(t *testing.T) {
 	if math.Abs(u.DaysLeft-want) > 0.01 {
 		t.Fatalf("days left %.2f, want %.2f", u.DaysLeft, want)
 	}
+	// A recording in progress is one file, whatever marks it in progress.
+	live, err := l.Start("live", 1, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	l.usage.at = time.Time{}
+	if u := l.Usage(); u.Files != 5 {
+		t.Fatalf("%d files with one in progress, want 5", u.Files)
+	}
 }
 
 func TestLinks(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"callgate/media/record"
 )
 
 // Usage is the recordings' part of the admin page: where they are, what
@@ -105,6 +107,9 @@ func (l *Library) count(c *usageCache, now time.Time) {
 	}
 	var localWeek int64
 	_ = filepath.WalkDir(l.cfg.Dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && e.IsDir() && e.Name() == record.MarkerDir {
+			return filepath.SkipDir // markers of recordings in progress, not recordings
+		}
 		if err != nil || e.IsDir() || !isRecording(e.Name()) {
 			return nil
 		}
