@@ -58,7 +58,7 @@ func (g *Gateway) newAPI() error {
 		Tokens:     api.NewTokens(h.APITokens, reload.ScopedTokens(g.cfg)...),
 		Gatherer:   g.prom,
 		Ready:      g.readyChecks(),
-		Degraded:   []api.Check{{Name: "archive", Fn: g.recs.ArchiveHealth}},
+		Degraded:   []api.Check{{Name: "archive", Fn: g.recs.ArchiveHealth}, {Name: "backup", Fn: g.backups.Health}},
 		Calls:      g.calls.Store(),
 		Recordings: &api.Recordings{Links: g.links, Files: g.recs, OwnOnly: h.RecordingAccess != "all"},
 		CRM:        g.crm,

@@ -120,7 +120,7 @@ func cmdRestore(args []string, stdout, stderr io.Writer) int {
 	if rr.Kept != "" {
 		fmt.Fprintf(stdout, "the database it replaced is kept as %s\n", rr.Kept)
 	}
-	fmt.Fprintln(stdout, "recordings are not in the database: restore them separately (see README, \"Backups\"); then start callgate")
+	fmt.Fprintln(stdout, "recordings are not in the database: they stay in recording.dir and, with [archive], in its bucket (see README, \"Backups\"); then start callgate")
 	return exitOK
 }
 

@@ -71,14 +71,13 @@ func New(cfg Config) (*Store, error) {
 
 // Check reports whether the bucket can be reached with the credentials:
 // a wrong key, a missing bucket or a storage that does not answer is an
-// error saying which.
+// error saying which. It lists one key, not HEAD: a HEAD's answer has no
+// body, and storages then say no more than 403 or 404.
 func (s *Store) Check(ctx context.Context) error {
-	ok, err := s.client.BucketExists(ctx, s.bucket)
-	if err != nil {
-		return fmt.Errorf("archive bucket %s: %s", s.bucket, describe(err))
-	}
-	if !ok {
-		return fmt.Errorf("archive bucket %s does not exist", s.bucket)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the listing after its first answer
+	if o, ok := <-s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{MaxKeys: 1}); ok && o.Err != nil {
+		return fmt.Errorf("archive bucket %s: %s", s.bucket, describe(o.Err))
 	}
 	return nil
 }

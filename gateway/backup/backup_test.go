@@ -309,12 +309,25 @@ func TestBackupsToTheArchive(t *testing.T) {
 	if _, err := s.Once(ctx); err == nil || s.failed.Load() != 1 {
 		t.Fatalf("a copy with the storage down: %v (failed %d)", err, s.failed.Load())
 	}
-	srv.Resume()
-	keys = nil
-	for o := range c.ListObjects(ctx, "callgate-recordings", minio.ListObjectsOptions{Prefix: RemotePrefix, Recursive: true}) {
-		keys = append(keys, o.Key)
+	if err := s.Health(); err == nil {
+		t.Fatal("a failed copy leaves the backups healthy")
 	}
-	if !slices.Equal(keys, made[1:]) {
+	srv.Resume()
+	list := func() []string {
+		var keys []string
+		for o := range c.ListObjects(ctx, "callgate-recordings", minio.ListObjectsOptions{Prefix: RemotePrefix, Recursive: true}) {
+			keys = append(keys, o.Key)
+		}
+		return keys
+	}
+	if keys := list(); !slices.Equal(keys, made[1:]) {
 		t.Fatalf("after the failed copy the bucket holds %q", keys)
+	}
+	key, err := s.Once(ctx)
+	if err != nil || s.Health() != nil {
+		t.Fatalf("a copy with the storage back: %v, health %v", err, s.Health())
+	}
+	if keys := list(); !slices.Equal(keys, []string{made[2], key}) {
+		t.Fatalf("after the next copy the bucket holds %q", keys)
 	}
 }

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -54,7 +55,8 @@ type Schedule struct {
 	Now    func() time.Time
 
 	ok, failed atomic.Uint64
-	lastOK     atomic.Int64 // unix seconds of the last good copy
+	lastErr    atomic.Pointer[string] // the last copy's failure; nil after a good one
+	lastOK     atomic.Int64           // unix seconds of the last good copy
 	lastBytes  atomic.Int64
 }
 
@@ -132,7 +134,7 @@ func (s *Schedule) Once(ctx context.Context) (string, error) {
 		})
 	}
 	if err != nil {
-		s.failed.Add(1)
+		s.fail(err)
 		return "", err
 	}
 	if s.Remote != nil {
@@ -140,12 +142,13 @@ func (s *Schedule) Once(ctx context.Context) (string, error) {
 		err := s.Remote.Upload(ctx, key, path, "application/octet-stream", map[string]string{"bytes": strconv.FormatInt(n, 10)})
 		_ = os.Remove(path) // checked and sent, or to be made again at the next try
 		if err != nil {
-			s.failed.Add(1)
+			s.fail(err)
 			return "", err
 		}
 		path = key
 	}
 	s.ok.Add(1)
+	s.lastErr.Store(nil)
 	s.lastOK.Store(start.Unix())
 	s.lastBytes.Store(n)
 	s.Log.Info("backup written", "path", path, "bytes", n, "took", time.Since(start).Round(time.Millisecond))
@@ -153,6 +156,25 @@ func (s *Schedule) Once(ctx context.Context) (string, error) {
 		s.Log.Error("old backups not deleted", "dir", s.Dir, "error", err)
 	}
 	return path, nil
+}
+
+func (s *Schedule) fail(err error) {
+	s.failed.Add(1)
+	msg := err.Error()
+	s.lastErr.Store(&msg)
+}
+
+// Health is nil while scheduled copies succeed (or there are none), and
+// the last copy's failure otherwise, for /readyz: a failed backup does not
+// stop calls, but someone should know.
+func (s *Schedule) Health() error {
+	if s == nil {
+		return nil
+	}
+	if msg := s.lastErr.Load(); msg != nil {
+		return fmt.Errorf("the last scheduled backup failed: %s", *msg)
+	}
+	return nil
 }
 
 // copies lists the copies (in Dir, or in the bucket under RemotePrefix),

@@ -46,6 +46,9 @@ type ArchiveConfig struct {
 	KeepLocal bool
 	// Every is how often the queue is looked at (0: every 2 s).
 	Every time.Duration
+	// CheckEvery is how often the bucket is looked at while nothing waits
+	// for it (0: every 5 minutes).
+	CheckEvery time.Duration
 }
 
 // queued is a recording waiting for the archive.
@@ -85,6 +88,9 @@ func (l *Library) Archive(cfg ArchiveConfig) {
 	if cfg.Every <= 0 {
 		cfg.Every = 2 * time.Second
 	}
+	if cfg.CheckEvery <= 0 {
+		cfg.CheckEvery = 5 * time.Minute
+	}
 	l.arch = &archiver{cfg: cfg, lib: l, retry: map[string]time.Time{}, backoff: map[string]time.Duration{}}
 }
 
@@ -122,7 +128,15 @@ func (l *Library) RunArchive(ctx context.Context) {
 	a.requeueLeftovers()
 	t := time.NewTicker(a.cfg.Every)
 	defer t.Stop()
+	var checked time.Time
 	for {
+		// With nothing to upload, the bucket is still looked at now and
+		// then, so a wrong key or a missing bucket shows from the start
+		// rather than at the first recording.
+		if a.depth.Load() == 0 && time.Since(checked) >= a.cfg.CheckEvery {
+			a.check(ctx)
+			checked = time.Now()
+		}
 		a.pass(ctx)
 		select {
 		case <-ctx.Done():
@@ -263,6 +277,7 @@ func (a *archiver) upload(ctx context.Context, name string, meta map[string]stri
 	clear(a.backoff)
 	a.mu.Unlock()
 	a.lastErr.Store(nil)
+	a.lib.usage.moved.Store(true)
 	a.lib.log.Debug("recording archived", "recording", name, "key", key, "bytes", st.Size())
 	return nil
 }
@@ -272,12 +287,43 @@ func (a *archiver) upload(ctx context.Context, name string, meta map[string]stri
 func (a *archiver) failed(name string, err error) {
 	a.failures.Add(1)
 	msg := err.Error()
+	// Some storages answer an upload to a missing bucket with a bare
+	// InternalError: when the bucket itself cannot be reached, the
+	// bucket check's answer names the cause.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if cerr := a.cfg.Store.Check(ctx); cerr != nil {
+		msg = cerr.Error()
+	}
+	cancel()
 	a.lastErr.Store(&msg)
 	a.mu.Lock()
+	first := a.backoff[name] == 0
 	d := min(max(2*a.backoff[name], 2*time.Second), time.Minute)
 	a.backoff[name], a.retry[name] = d, time.Now().Add(d)
 	a.mu.Unlock()
-	a.lib.log.Warn("recording not archived yet; kept locally and retried", "recording", name, "retry_in", d, "error", err)
+	// Once per recording at warning level: its retries are counted
+	// (callgate_archive_failures_total) and shown on the admin page.
+	log := a.lib.log.Debug
+	if first {
+		log = a.lib.log.Warn
+	}
+	log("recording not archived yet; kept locally and retried", "recording", name, "retry_in", d, "error", msg)
+}
+
+// check looks at the bucket: its refusal is the archive's error until an
+// upload or a later check succeeds.
+func (a *archiver) check(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := a.cfg.Store.Check(ctx); err != nil {
+		if ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded) {
+			msg := err.Error()
+			a.lastErr.Store(&msg)
+			a.lib.log.Error("the archive's bucket cannot be reached; recordings stay on the local disk until it can", "error", err)
+		}
+		return
+	}
+	a.lastErr.Store(nil)
 }
 
 // ArchiveHealth is nil while the archive works (or is off), and the

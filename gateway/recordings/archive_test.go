@@ -204,6 +204,11 @@ func TestArchiveWithWrongKey(t *testing.T) {
 	l := archivedLibrary(t, srv, dir, db, "not-the-secret-key")
 	stop := runFor(l, context.Background())
 	defer stop()
+	// Known from the start, before any recording tries.
+	waitUntil(t, "the bucket check at start", 10*time.Second, func() bool { return l.ArchiveHealth() != nil })
+	if err := l.ArchiveHealth(); !strings.Contains(err.Error(), "check archive.secret_key") {
+		t.Fatalf("at start: %v", err)
+	}
 	name := recordLeg(t, l, "w1", time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC))
 	waitUntil(t, "the upload refused", 30*time.Second, func() bool { return l.arch.failures.Load() >= 1 })
 	u := l.Usage()
@@ -259,5 +264,57 @@ func TestArchiveTakesWhatEncodingLeaves(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("the marker of a recording in progress: %v", err)
+	}
+}
+
+// A bucket that does not exist is named from the start; once it is made,
+// the next look at it clears the error and recordings go.
+func TestArchiveMissingBucket(t *testing.T) {
+	srv := archivetest.Start(t)
+	db, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	dir := t.TempDir()
+	l := archivedLibrary(t, srv, dir, db, archivetest.SecretKey) // no bucket made
+	l.arch.cfg.CheckEvery = 200 * time.Millisecond
+	stop := runFor(l, context.Background())
+	defer stop()
+	waitUntil(t, "the bucket check at start", 10*time.Second, func() bool { return l.ArchiveHealth() != nil })
+	if err := l.ArchiveHealth(); !strings.Contains(err.Error(), "archive bucket "+testBucket+": NoSuchBucket") {
+		t.Fatalf("at start: %v", err)
+	}
+	c := s3(t, srv)
+	waitUntil(t, "the error cleared", 10*time.Second, func() bool { return l.ArchiveHealth() == nil })
+	recordLeg(t, l, "m1", time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC))
+	waitUntil(t, "the recording archived", 30*time.Second, func() bool { return countObjects(t, c) == 1 })
+}
+
+// failingStore refuses uploads with a bare error and answers the bucket
+// check with its cause, as SeaweedFS does for a missing bucket when the
+// key may not create one.
+type failingStore struct{ ObjectStore }
+
+func (failingStore) Upload(context.Context, string, string, string, map[string]string) error {
+	return errors.New("upload x: InternalError: We encountered an internal error, please try again.")
+}
+func (failingStore) Check(context.Context) error {
+	return errors.New("archive bucket callgate-recordings: NoSuchBucket: The specified bucket does not exist (create the bucket or correct archive.bucket)")
+}
+
+// A failed upload is shown with the cause the bucket check finds, not
+// the storage's bare answer.
+func TestArchiveNamesTheCause(t *testing.T) {
+	db, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	l := New(Config{Enabled: true, Dir: t.TempDir(), Format: FormatWAV, Retention: 24 * time.Hour})
+	l.Archive(ArchiveConfig{Store: failingStore{}, Queue: db.Bucket(store.BucketArchiveQueue), Index: db.Bucket(store.BucketArchived), Every: 50 * time.Millisecond})
+	l.arch.failed("2026/12/03/x-1.wav", errors.New("upload x: InternalError: We encountered an internal error, please try again."))
+	if err := l.ArchiveHealth(); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("the archive's error: %v", err)
 	}
 }

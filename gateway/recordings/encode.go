@@ -169,6 +169,7 @@ func (e *encoder) encode(path string) {
 		return
 	}
 	e.done.Add(1)
+	e.lib.usage.moved.Store(true)
 }
 
 func (e *encoder) encodeFile(path string) error {

@@ -259,6 +259,17 @@ func TestUsage(t *testing.T) {
 	if u := l.Usage(); u.Files != 2 {
 		t.Fatalf("after a minute: %+v", u)
 	}
+	// A recording compressed or archived meanwhile brings the count
+	// forward.
+	recordAt(t, l, "c", time.Now())
+	l.usage.at = time.Now().Add(-usageMoved)
+	if u := l.Usage(); u.Files != 2 {
+		t.Fatalf("nothing moved, within the minute: %+v", u)
+	}
+	l.usage.moved.Store(true)
+	if u := l.Usage(); u.Files != 3 {
+		t.Fatalf("a recording moved: %+v", u)
+	}
 }
 
 // The last week's recordings by day, and how long the disk lasts at the

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"callgate/media/record"
@@ -47,13 +48,19 @@ type ArchiveUsage struct {
 }
 
 // usageEvery is how often Usage walks the recordings: a year of calls is
-// many files, and the admin page is reloaded often.
-const usageEvery = time.Minute
+// many files, and the admin page is reloaded often. A recording
+// compressed or archived since the last walk brings the next one forward
+// to usageMoved after it, so the counts do not contradict the backlogs.
+const (
+	usageEvery = time.Minute
+	usageMoved = 5 * time.Second
+)
 
 type usageCache struct {
-	mu   sync.Mutex
-	at   time.Time
-	last Usage
+	moved atomic.Bool // a recording was compressed or archived since the walk
+	mu    sync.Mutex
+	at    time.Time
+	last  Usage
 	// localPerDay is the local disk's growth over the last week.
 	localPerDay float64
 	archived    ArchiveUsage
@@ -70,7 +77,8 @@ func (l *Library) Usage() Usage {
 	c := &l.usage
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if time.Since(c.at) >= usageEvery {
+	if since := time.Since(c.at); since >= usageEvery || since >= usageMoved && c.moved.Load() {
+		c.moved.Store(false)
 		l.count(c, time.Now())
 	}
 	u := c.last
