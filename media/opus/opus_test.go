@@ -20,6 +20,22 @@ func tones(rate int, seconds float64, lf, rf float64) []int16 {
 	return pcm
 }
 
+// encodeFile writes pcm (channels interleaved, 8 kHz) to path with the
+// recordings' settings.
+func encodeFile(t *testing.T, path string, channels int, pcm []int16) {
+	t.Helper()
+	enc, err := Create(path, 8000, channels, Telephony())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Write(pcm); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // power is the share of ch's energy at freq (Goertzel over the whole
 // slice, rate Hz): about 1/2 for a pure tone, near 0 without it.
 func power(ch []float64, rate int, freq float64) float64 {
@@ -92,20 +108,11 @@ func TestExactLength(t *testing.T) {
 	for _, frames := range []int{1, 7, 479, 480, 481, 959, 8000*2 + 13, 24000, 24001, 23999, 24400} {
 		for _, ch := range []int{1, 2} {
 			path := filepath.Join(t.TempDir(), "x.opus")
-			enc, err := Create(path, 8000, ch, Telephony())
-			if err != nil {
-				t.Fatal(err)
-			}
 			pcm := tones(8000, float64(frames)/8000, 440, 1000)[:2*frames]
 			if ch == 1 {
 				pcm = pcm[:frames]
 			}
-			if err := enc.Write(pcm); err != nil {
-				t.Fatal(err)
-			}
-			if err := enc.Close(); err != nil {
-				t.Fatal(err)
-			}
+			encodeFile(t, path, ch, pcm)
 			f, err := Open(path)
 			if err != nil {
 				t.Fatalf("%d frames, %d channels: %v", frames, ch, err)
@@ -128,13 +135,7 @@ func TestExactLength(t *testing.T) {
 // page damaged, the last page lost.
 func TestCheckFindsDamage(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "call.opus")
-	enc, err := Create(path, 8000, 2, Telephony())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := enc.Write(tones(8000, 20, 440, 1000)); err != nil || enc.Close() != nil {
-		t.Fatal(err)
-	}
+	encodeFile(t, path, 2, tones(8000, 20, 440, 1000))
 	good, _ := os.ReadFile(path)
 	if n, err := Check(path); err != nil || n != 20*Rate {
 		t.Fatalf("the whole file: %d samples (%v)", n, err)

@@ -65,16 +65,7 @@ func TestSpeechChannelsStayApart(t *testing.T) {
 		pcm[2*i], pcm[2*i+1] = int16(a[i]), int16(b[i])
 	}
 	path := filepath.Join(t.TempDir(), "talk.opus")
-	enc, err := Create(path, 8000, 2, Telephony())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := enc.Write(pcm); err != nil {
-		t.Fatal(err)
-	}
-	if err := enc.Close(); err != nil {
-		t.Fatal(err)
-	}
+	encodeFile(t, path, 2, pcm)
 	f, err := Open(path)
 	if err != nil {
 		t.Fatal(err)

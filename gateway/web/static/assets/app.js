@@ -46,7 +46,8 @@ const texts = {
       (v.archive ? `; в очереди в архив: ${v.archive.queued}` + (v.archive.last_error ? ` (ошибка архива: ${v.archive.last_error})` : '') : ''), 'admin.off': 'Запись выключена',
     'admin.storage': (v, week) => (v.archive ? `В архиве: ${v.archive.files} файлов, ${size(v.archive.bytes, 'ru')}. ` : '') +
       `За неделю записано ${size(week, 'ru')} (${size(Math.round(week / 7), 'ru')} в день)` +
-      (v.days_left ? `; места на диске при таком темпе хватит примерно на ${Math.floor(v.days_left)} дн.` : ''),
+      (!v.days_left ? '' : v.days_left > 365 ? '; места на диске при таком темпе хватит больше чем на год' :
+        `; места на диске при таком темпе хватит примерно на ${Math.floor(v.days_left)} дн.`),
     'admin.database': 'База данных', 'admin.db': (v) => `${v.dir}: свободно ${size(v.free_bytes, 'ru')}` +
       (v.pending_writes ? `; ${v.pending_writes} записей ждут в памяти (диск заполнен?): ${v.last_write_error || ''}` : ''),
     'missed.title': 'Пропущенные звонки', 'missed.openOnly': 'только необработанные', 'missed.empty': 'Пропущенных звонков нет',
@@ -101,7 +102,8 @@ const texts = {
       (v.archive ? `; ${v.archive.queued} waiting for the archive` + (v.archive.last_error ? ` (archive error: ${v.archive.last_error})` : '') : ''), 'admin.off': 'Recording is off',
     'admin.storage': (v, week) => (v.archive ? `Archive: ${v.archive.files} files, ${size(v.archive.bytes, 'en')}. ` : '') +
       `Recorded in the last 7 days: ${size(week, 'en')} (${size(Math.round(week / 7), 'en')} a day)` +
-      (v.days_left ? `; at this rate the disk lasts about ${Math.floor(v.days_left)} more days` : ''),
+      (!v.days_left ? '' : v.days_left > 365 ? '; at this rate the disk lasts more than a year' :
+        `; at this rate the disk lasts about ${Math.floor(v.days_left)} more days`),
     'admin.database': 'Database', 'admin.db': (v) => `${v.dir}: ${size(v.free_bytes, 'en')} free` +
       (v.pending_writes ? `; ${v.pending_writes} writes wait in memory (disk full?): ${v.last_write_error || ''}` : ''),
     'missed.title': 'Missed calls', 'missed.openOnly': 'open only', 'missed.empty': 'No missed calls',
