@@ -15,6 +15,7 @@ import (
 	"callgate/gateway/reload"
 	"callgate/gateway/status"
 	"callgate/gateway/web"
+	"callgate/sip/sipws"
 )
 
 // feedBacklog is how many events /api/v1/events can replay to a client
@@ -71,6 +72,7 @@ func (g *Gateway) newAPI() error {
 		OutOfHours: g.reload.OutOfHours,
 		Region:     g.cfg.Calls.DefaultRegion,
 		Presence:   &presence.Told{Presence: &g.presence, Tell: g.crm.UserStatus},
+		Phone:      g.dir,
 	}
 	srv.Sessions.Replace(reload.ConsoleAccounts(g.cfg), reload.Names(g.cfg), g.cfg.Console.Visibility == "all")
 	srv.Admin = &status.Admin{Location: g.reg.Location(), Directory: g.dir, Trunk: g.trunk, CRM: g.crm, Calls: g.b2b,
@@ -87,6 +89,7 @@ func (g *Gateway) newAPI() error {
 		}
 		srv.Routes[pattern] = h
 	}
+	srv.Routes["/sip"] = g.sip.WebSocket(g.httpL.Addr(), api.ClientAddr, sipws.OwnOrigin(srv.Proxies.HTTPS, h.PublicURL))
 	streams, stop := context.WithCancel(context.Background())
 	g.stopStreams = stop
 	g.tokens, g.sessions = srv.Tokens, srv.Sessions

@@ -60,6 +60,9 @@ type Server struct {
 	DeskKey []byte
 	// Presence is the employees' statuses (nil: no /api/v1/presence).
 	Presence Presence
+	// Phone mints the browser phone's SIP credentials (nil: no
+	// /api/v1/phone).
+	Phone Phone
 	// Admin serves the admin page (nil: no admin endpoints).
 	Admin Admin
 	// Proxies are the reverse proxies whose forwarding headers name the
@@ -101,6 +104,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Presence != nil {
 		s.presenceRoutes(mux)
+	}
+	if s.Phone != nil {
+		mux.Handle("POST /api/v1/phone", s.auth(http.HandlerFunc(s.phonePass)))
 	}
 	if s.Admin != nil {
 		mux.Handle("GET /api/v1/admin", s.auth(adminOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

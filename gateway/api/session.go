@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -215,6 +216,9 @@ func (s *Server) sessionRoutes(mux *http.ServeMux) {
 		s.leaveDeskAtPC(r, principal(r).Name)
 		if c, err := r.Cookie(CookieName); err == nil {
 			k := sha256.Sum256([]byte(c.Value))
+			if s.Phone != nil {
+				s.Phone.RevokePasses(hex.EncodeToString(k[:]))
+			}
 			s.Sessions.mu.Lock()
 			delete(s.Sessions.m, k)
 			s.Sessions.mu.Unlock()

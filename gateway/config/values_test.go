@@ -102,7 +102,7 @@ proxy = "ws:127.0.0.1:80"`, 1)
 		`bad.toml:11: recording.min_free: "lots" is not a size`,
 		`bad.toml:13: console.time_zone: unknown time zone Europe/Atlantis (hint: an IANA zone, e.g. "Europe/Moscow")`,
 		`upstream.registrar: port "0" is not 1-65535`,
-		`upstream.proxy: transport "ws" is not supported`,
+		`upstream.proxy: transport "ws" is the browser phone's`,
 		`upstream.trusted_sources[0]: "127.0.0.1/33" is not a network, an IP address or a host name`,
 	} {
 		if !strings.Contains(err.Error(), want) {

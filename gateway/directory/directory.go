@@ -43,6 +43,7 @@ type roster struct {
 	pins      map[string]string // shift PIN -> employee
 	deskNames map[string]string // desk extension -> name
 	desks     []string          // desk extensions in configuration order
+	realm     string            // the digest realm the HA1s are for
 }
 
 func (r *roster) isDesk(ext string) bool { _, ok := r.deskNames[ext]; return ok }
@@ -57,6 +58,8 @@ type Directory struct {
 	holder map[string]string // desk -> employee
 	// OnShift is told of every change (to keep it across restarts).
 	OnShift func(desk, employee string)
+
+	passes passes // the browser phones' short-lived passwords
 }
 
 // New builds the directory from a validated configuration. Only HA1 values
@@ -69,7 +72,7 @@ func New(cfg *config.Config) *Directory {
 
 func newRoster(cfg *config.Config) *roster {
 	r := &roster{employees: map[string]*Employee{}, byExt: map[string]*Employee{}, secrets: map[string]secret{},
-		pins: map[string]string{}, deskNames: map[string]string{}}
+		pins: map[string]string{}, deskNames: map[string]string{}, realm: cfg.SIP.Realm}
 	ha1 := func(ext, password string) secret {
 		return secret{md5: digest.HA1(digest.MD5, ext, cfg.SIP.Realm, password), sha256: digest.HA1(digest.SHA256, ext, cfg.SIP.Realm, password)}
 	}

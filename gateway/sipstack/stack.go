@@ -21,6 +21,7 @@ import (
 	"callgate/sip/location"
 	"callgate/sip/registrar"
 	"callgate/sip/sipnet"
+	"callgate/sip/sipws"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -36,6 +37,9 @@ type Stack struct {
 	packets   map[string]net.PacketConn // datagram sockets by local address
 	streams   []stream                  // stream listeners
 	conns     *connlimit.Limiter        // per-IP cap and idle timeout of SIP stream connections
+	ws        *sipws.Entry              // SIP over WebSocket from the HTTP listener's /sip (nil without HTTP)
+	wsConns   *connlimit.Limiter        // the same limits for WebSocket connections
+	loc       *location.Table           // registrations, for the metrics by transport
 	listens   []config.ListenAddr
 	locals    map[sipnet.Transport]netip.AddrPort // first listener of each transport
 	advertise string                              // IP written into Via/Contact
@@ -57,7 +61,8 @@ type Stack struct {
 func New(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger) (*Stack, error) {
 	s := &Stack{log: log, packets: map[string]net.PacketConn{}, locals: map[sipnet.Transport]netip.AddrPort{}, up: make(chan struct{}), screen: reg.Screen,
 		phones: cfg.SIP.AllowNetworks.Prefixes(), upstream: sipnet.NewNetworkSet(cfg.Upstream.TrustedSources.Prefixes()), listens: cfg.SIP.Listen}
-	s.conns = newConnLimiter(cfg, log)
+	s.conns = newConnLimiter(cfg, log, "sip-tcp")
+	s.wsConns = newConnLimiter(cfg, log, "sip-ws")
 	// Bind every socket first so that a busy port fails start-up at once.
 	for _, la := range s.listens {
 		local, err := s.bind(la)
@@ -199,6 +204,7 @@ func (s *Stack) Serve() error {
 		}()
 	}
 	s.conns.Start()
+	s.serveWS()
 	for local := range s.packets {
 		if err := waitPool(s.ua, string(sipnet.UDP), local); err != nil {
 			return err
@@ -248,6 +254,7 @@ func (s *Stack) closeSockets() {
 // Close stops the listeners and closes every socket and connection.
 func (s *Stack) Close() {
 	s.conns.Stop()
+	s.closeWS()
 	s.closeSockets()
 	if s.ua != nil {
 		s.ua.Close()

@@ -292,3 +292,15 @@ func remoteAddr(c net.Conn) netip.AddrPort {
 	ap, _ := netip.ParseAddrPort(ra.String())
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
+
+// Full reports whether key holds MaxPerIP connections already, so that a
+// caller that can still answer (an HTTP upgrade) refuses with a reason
+// before taking the connection over; Track enforces the cap regardless.
+func (l *Limiter) Full(key netip.Addr) bool {
+	if l.cfg.MaxPerIP <= 0 {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.perKey[key.Unmap()] >= l.cfg.MaxPerIP
+}

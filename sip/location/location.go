@@ -175,12 +175,13 @@ func (t *Table) Expire(now time.Time) int {
 	return n
 }
 
-// Restore loads persisted bindings, dropping those already expired. It
-// returns how many were kept.
+// Restore loads persisted bindings, dropping those already expired and
+// those over WebSocket, whose connection died with the process that held
+// it. It returns how many were kept.
 func (t *Table) Restore(list []Binding, now time.Time) int {
 	n := 0
 	for _, b := range list {
-		if !b.Expires.After(now) {
+		if !b.Expires.After(now) || b.Transport.OverHTTP() {
 			continue
 		}
 		s := t.shard(b.AOR)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"callgate/sip/sipnet"
 )
 
 func bind(aor, contact string, exp time.Time) Binding {
@@ -133,5 +135,19 @@ func BenchmarkMemoryPerBinding(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/phones, "bytes/binding")
 		runtime.KeepAlive(tb)
+	}
+}
+
+func TestRestoreDropsWebSocketBindings(t *testing.T) {
+	now := time.Now()
+	udp := bind("101", "sip:101@10.0.0.5", now.Add(time.Hour))
+	ws := bind("101", "sip:x@y.invalid;transport=ws", now.Add(time.Hour))
+	ws.Transport = sipnet.WS
+	r := New()
+	if n := r.Restore([]Binding{udp, ws}, now); n != 1 {
+		t.Fatalf("restored %d bindings, want the UDP one only", n)
+	}
+	if got := r.Lookup("101", now); len(got) != 1 || got[0].Transport == sipnet.WS {
+		t.Fatalf("after restore: %+v", got)
 	}
 }

@@ -19,6 +19,10 @@ type Transport string
 const (
 	UDP Transport = "udp"
 	TCP Transport = "tcp"
+	// WS is SIP over WebSocket (RFC 7118), the browser phone's transport:
+	// it has no socket of its own but arrives through the HTTP listener's
+	// /sip, so it is not one of Transports (nothing binds or resolves it).
+	WS Transport = "ws"
 )
 
 // transportInfo is what callgate needs to know of one transport.
@@ -32,17 +36,22 @@ type transportInfo struct {
 	// serve runs sipgo on a bound stream listener (datagram transports
 	// are served by sipgo's ServeUDP on their packet socket).
 	serve func(*sipgo.Server, net.Listener) error
+	// overHTTP transports come through the HTTP listener's upgrade, never
+	// from sip.listen or DNS, and die with their connection: a binding over
+	// one cannot be reached once its connection is gone.
+	overHTTP bool
 }
 
 // transports is the table of SIP transports, in the order messages name
 // them. Adding TLS is one entry ({name: "tls", network: "tcp", serve:
 // (*sipgo.Server).ServeTLS}, with the listener wrapped by crypto/tls where
-// it is bound); WebSocket will be an entry whose listener is fed by the
-// HTTP server's /sip handler, which checks the Origin before it hands the
+// it is bound). WebSocket's listener is fed by the HTTP server's /sip
+// handler (sip/sipws), which checks the Origin before it hands the
 // connection to sipgo's ServeWS.
 var transports = []transportInfo{
 	{name: UDP, network: "udp", datagram: true},
 	{name: TCP, network: "tcp", serve: (*sipgo.Server).ServeTCP},
+	{name: WS, network: "tcp", serve: (*sipgo.Server).ServeWS, overHTTP: true},
 }
 
 func (t Transport) info() (transportInfo, bool) {
@@ -54,24 +63,37 @@ func (t Transport) info() (transportInfo, bool) {
 	return transportInfo{}, false
 }
 
-// Transports lists the transports callgate can listen on.
+// Transports lists the transports callgate binds sockets for (sip.listen)
+// and looks the VPBX up on: not WebSocket, which comes through HTTP.
 func Transports() []Transport {
-	out := make([]Transport, len(transports))
-	for i, t := range transports {
-		out[i] = t.name
+	var out []Transport
+	for _, t := range transports {
+		if !t.overHTTP {
+			out = append(out, t.name)
+		}
 	}
 	return out
 }
 
 // ParseTransport reads a transport name as a configuration writes it
-// ("udp", "TCP"); a transport callgate cannot listen on is an error.
+// ("udp", "TCP"); a transport callgate cannot bind a socket for is an
+// error, and so is WebSocket, which the HTTP listener serves at /sip.
 func ParseTransport(name string) (Transport, error) {
 	t := Transport(strings.ToLower(name))
-	if _, ok := t.info(); !ok {
+	i, ok := t.info()
+	if !ok {
 		return "", fmt.Errorf("transport %q is not supported", name)
+	}
+	if i.overHTTP {
+		return "", fmt.Errorf("transport %q is the browser phone's, which the HTTP listener serves at /sip; it cannot be used here", name)
 	}
 	return t, nil
 }
+
+// OverHTTP reports whether the transport comes through the HTTP
+// listener's /sip (WebSocket): its bindings live only as long as their
+// connection, so they are neither persisted nor restored.
+func (t Transport) OverHTTP() bool { i, _ := t.info(); return i.overHTTP }
 
 // TransportOf names the transport of a message as sipgo reports it
 // ("UDP", "tcp"), without allocating for the usual names.

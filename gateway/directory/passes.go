@@ -1,0 +1,112 @@
+package directory
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"sync"
+	"time"
+
+	"callgate/sip/digest"
+)
+
+// A console session's browser phone registers with a password minted for
+// that session instead of the extension's SIP password, which therefore
+// never reaches a web page. A pass is good until it expires or its session
+// ends, for the employee's first extension only.
+
+// maxPassesPerExtension bounds the passes one extension holds (one per
+// console tab or device logged in); the oldest goes first.
+const maxPassesPerExtension = 8
+
+// Pass is a browser phone's SIP credential.
+type Pass struct {
+	Extension string
+	Password  string
+	Realm     string
+	Expires   time.Time
+}
+
+type pass struct {
+	session     string
+	md5, sha256 string
+	expires     time.Time
+}
+
+type passes struct {
+	mu    sync.Mutex
+	byExt map[string][]pass
+}
+
+// MintPass makes a password for employee's browser phone that is good for
+// ttl, or until RevokePasses(session). A session's earlier pass is
+// replaced: the console asks again before its pass runs out.
+func (d *Directory) MintPass(employee, session string, ttl time.Duration, now time.Time) (Pass, error) {
+	r := d.r.Load()
+	e, ok := r.employees[employee]
+	if !ok || len(e.Extensions) == 0 {
+		return Pass{}, fmt.Errorf("employee %q has no extension to register a browser phone on", employee)
+	}
+	ext := e.Extensions[0]
+	b := make([]byte, 18)
+	if _, err := rand.Read(b); err != nil {
+		return Pass{}, fmt.Errorf("browser phone pass: %w", err)
+	}
+	pw := base64.RawURLEncoding.EncodeToString(b)
+	p := pass{session: session, md5: digest.HA1(digest.MD5, ext, r.realm, pw), sha256: digest.HA1(digest.SHA256, ext, r.realm, pw), expires: now.Add(ttl)}
+	d.passes.mu.Lock()
+	defer d.passes.mu.Unlock()
+	if d.passes.byExt == nil {
+		d.passes.byExt = map[string][]pass{}
+	}
+	kept := []pass{p}
+	for _, o := range d.passes.byExt[ext] {
+		if o.session != session && o.expires.After(now) && len(kept) < maxPassesPerExtension {
+			kept = append(kept, o)
+		}
+	}
+	d.passes.byExt[ext] = kept
+	return Pass{Extension: ext, Password: pw, Realm: r.realm, Expires: p.expires}, nil
+}
+
+// RevokePasses ends every pass of a console session (its logout).
+func (d *Directory) RevokePasses(session string) {
+	d.passes.mu.Lock()
+	defer d.passes.mu.Unlock()
+	for ext, list := range d.passes.byExt {
+		kept := list[:0]
+		for _, p := range list {
+			if p.session != session {
+				kept = append(kept, p)
+			}
+		}
+		if len(kept) == 0 {
+			delete(d.passes.byExt, ext)
+		} else {
+			d.passes.byExt[ext] = kept
+		}
+	}
+}
+
+// AlternateHA1s implements digest.Alternates: the HA1s of user's passes in
+// force. An extension gone from the configuration has none.
+func (d *Directory) AlternateHA1s(user string, alg digest.Algorithm) []string {
+	if _, ok := d.r.Load().byExt[user]; !ok {
+		return nil
+	}
+	now := time.Now()
+	d.passes.mu.Lock()
+	defer d.passes.mu.Unlock()
+	var out []string
+	for _, p := range d.passes.byExt[user] {
+		if !p.expires.After(now) {
+			continue
+		}
+		if alg == digest.SHA256 {
+			out = append(out, p.sha256)
+		} else {
+			out = append(out, p.md5)
+		}
+	}
+	return out
+}

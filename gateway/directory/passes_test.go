@@ -1,0 +1,64 @@
+package directory
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"callgate/gateway/config"
+	"callgate/sip/digest"
+)
+
+func TestBrowserPhonePasses(t *testing.T) {
+	cfg := config.Defaults()
+	cfg.Employees = []config.Employee{{ID: "ivanov", Extensions: []string{"101", "102"}, SIPPassword: "Phone101pass"}}
+	d := New(&cfg)
+	now := time.Now()
+	p, err := d.MintPass("ivanov", "s1", time.Hour, now)
+	if err != nil || p.Extension != "101" || len(p.Password) < 20 || p.Realm != "callgate" {
+		t.Fatalf("pass = %+v, %v", p, err)
+	}
+	if p.Password == "Phone101pass" {
+		t.Fatal("the pass is the SIP password")
+	}
+	has := func(ext, pw string, alg digest.Algorithm) bool {
+		return slices.Contains(d.AlternateHA1s(ext, alg), digest.HA1(alg, ext, "callgate", pw))
+	}
+	if !has("101", p.Password, digest.MD5) || !has("101", p.Password, digest.SHA256) {
+		t.Fatal("the pass does not authenticate 101")
+	}
+	if has("102", p.Password, digest.MD5) {
+		t.Fatal("the pass authenticates the second line too")
+	}
+	// The session asks again: its old pass is replaced, another session's stays.
+	p2, _ := d.MintPass("ivanov", "s1", time.Hour, now)
+	p3, _ := d.MintPass("ivanov", "s2", time.Hour, now)
+	if has("101", p.Password, digest.MD5) || !has("101", p2.Password, digest.MD5) || !has("101", p3.Password, digest.MD5) {
+		t.Fatal("a session's pass was not replaced, or another session's was lost")
+	}
+	d.RevokePasses("s1")
+	if has("101", p2.Password, digest.MD5) || !has("101", p3.Password, digest.MD5) {
+		t.Fatal("logout did not end the session's pass only")
+	}
+	// An expired pass authenticates nothing.
+	old, _ := d.MintPass("ivanov", "s3", time.Millisecond, now.Add(-time.Second))
+	if has("101", old.Password, digest.MD5) {
+		t.Fatal("an expired pass authenticates")
+	}
+	if _, err := d.MintPass("nobody", "s4", time.Hour, now); err == nil {
+		t.Fatal("a pass for an unknown employee")
+	}
+	// Many sessions: the newest few are kept.
+	for i := range 20 {
+		d.MintPass("ivanov", string(rune('a'+i)), time.Hour, now)
+	}
+	if n := len(d.AlternateHA1s("101", digest.MD5)); n != maxPassesPerExtension {
+		t.Fatalf("%d passes kept", n)
+	}
+	// An extension removed by a reload has no passes.
+	cfg.Employees[0].Extensions = []string{"103"}
+	d.Replace(&cfg)
+	if len(d.AlternateHA1s("101", digest.MD5)) != 0 {
+		t.Fatal("a removed extension keeps its passes")
+	}
+}
