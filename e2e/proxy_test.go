@@ -24,6 +24,8 @@ import (
 	"callgate/media/record"
 	"callgate/media/rtptest"
 	"callgate/sip/siptest"
+
+	"github.com/gobwas/ws"
 )
 
 // testCA makes a certificate authority and a server certificate it signs
@@ -348,5 +350,33 @@ retry_max = %q
 	}
 	if strings.Contains(logs, "wrong-password") || strings.Contains(logs, consolePassword) || strings.Contains(logs, "guessed-token") {
 		t.Fatal("a secret reached the log")
+	}
+
+	// The browser phone's SIP over WebSocket passes the proxy (wss://, the
+	// upgrade forwarded): it registers, from the client's address.
+	wsd := ws.Dialer{Protocols: []string{"sip"}, Header: ws.HandshakeHeaderHTTP(http.Header{"Origin": {public}}),
+		TLSConfig: &tls.Config{RootCAs: pool}, Timeout: 5 * time.Second}
+	conn, _, _, err := wsd.Dial(ctx, "wss://"+proxyAddr+"/sip")
+	if err != nil {
+		t.Fatalf("wss:// to /sip through the proxy: %v", err)
+	}
+	if code := newWSSIP(t, conn).register(t, "103", "Phone103pass", 300); code != 200 {
+		t.Fatalf("register over wss:// through the proxy: %d", code)
+	}
+	var admin struct {
+		Phones []struct{ Extension, Transport, Source string } `json:"phones"`
+	}
+	res, adminJSON := o.d.do(t, "GET", o.d.url("/api/v1/admin"), testToken)
+	if res.StatusCode != 200 || decodeJSONBytes(adminJSON, &admin) != nil {
+		t.Fatalf("admin: %d", res.StatusCode)
+	}
+	found := false
+	for _, p := range admin.Phones {
+		if p.Extension == "103" && p.Transport == "ws" {
+			found = strings.HasPrefix(p.Source, "127.0.0.1:")
+		}
+	}
+	if !found {
+		t.Fatalf("no WebSocket registration of 103 from the client's address: %+v", admin.Phones)
 	}
 }

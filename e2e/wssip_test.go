@@ -25,7 +25,6 @@ import (
 // stack is: one message per text frame, an Origin header, subprotocol sip.
 type wsSIP struct {
 	c         net.Conn
-	host      string // the daemon's HTTP host:port
 	callID    string
 	cseq      int
 	responses chan rawMessage
@@ -50,16 +49,20 @@ func dialWS(t *testing.T, d *daemon, origin string, protocols ...string) (*wsSIP
 	if origin != "" {
 		h.Set("Origin", origin)
 	}
-	host := fmt.Sprintf("127.0.0.1:%d", d.cfg.HTTPPort)
 	dialer := ws.Dialer{Protocols: protocols, Header: ws.HandshakeHeaderHTTP(h), Timeout: 5 * time.Second}
-	c, _, _, err := dialer.Dial(context.Background(), "ws://"+host+"/sip")
+	c, _, _, err := dialer.Dial(context.Background(), fmt.Sprintf("ws://127.0.0.1:%d/sip", d.cfg.HTTPPort))
 	if err != nil {
 		return nil, err
 	}
+	return newWSSIP(t, c), nil
+}
+
+// newWSSIP speaks SIP on an upgraded WebSocket connection.
+func newWSSIP(t *testing.T, c net.Conn) *wsSIP {
 	t.Cleanup(func() { c.Close() })
-	s := &wsSIP{c: c, host: host, callID: sip.GenerateTagN(16), responses: make(chan rawMessage, 16), requests: make(chan wsRequest, 64), gone: make(chan struct{})}
+	s := &wsSIP{c: c, callID: sip.GenerateTagN(16), responses: make(chan rawMessage, 16), requests: make(chan wsRequest, 64), gone: make(chan struct{})}
 	go s.read()
-	return s, nil
+	return s
 }
 
 func (s *wsSIP) read() {

@@ -36,11 +36,13 @@ import (
 	"callgate/gateway/tracking"
 	"callgate/gateway/upstream"
 	"callgate/media/relay"
+	"callgate/media/webrtc"
 	"callgate/sip/b2bua"
 	"callgate/sip/digest"
 	"callgate/sip/guard"
 	"callgate/sip/location"
 	"callgate/sip/registrar"
+	"callgate/sip/sipws"
 	"callgate/sip/trunk"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -64,12 +66,14 @@ type Gateway struct {
 	presence presence.Presence
 	http     *http.Server
 
-	relay *relay.Relay
-	recs  *recordings.Library
-	b2b   *b2bua.B2BUA
-	calls *callmodel.Model
-	saver *calls.Writer // the call model's records waiting for the database
-	httpL net.Listener
+	relay  *relay.Relay
+	webrtc *webrtc.Endpoint // browser phones' media; nil without the HTTP listener
+	sipWS  *sipws.Entry     // SIP over WebSocket, the HTTP listener's /sip
+	recs   *recordings.Library
+	b2b    *b2bua.B2BUA
+	calls  *callmodel.Model
+	saver  *calls.Writer // the call model's records waiting for the database
+	httpL  net.Listener
 	// live events for /api/v1/events
 	feed        *api.Feed
 	links       *recordings.Links // signed recording links; nil without HTTP
@@ -148,6 +152,15 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.HTTP.Listen != "" { // before the B2BUA, which takes the WebSocket Contact
+		if g.httpL, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+			return nil, fmt.Errorf("listen http %s: %w", cfg.HTTP.Listen, err)
+		}
+		g.sipWS = g.sip.WebSocket(g.httpL.Addr(), api.ClientAddr, sipws.OwnOrigin(proxies(cfg.HTTP).HTTPS, cfg.HTTP.PublicURL))
+		if err := g.newRecordingLinks(); err != nil {
+			return nil, err
+		}
+	}
 	g.keepalive = location.NewKeepalive(loc, g.sip, cfg.SIP.KeepaliveInterval.D(), log)
 	g.vpbx = upstream.New(cfg, g.sip, log)
 	g.trunk = g.vpbx.Trunk
@@ -157,18 +170,9 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	g.saver = g.calls.Writer()
 	g.sip.KeepOpen(loc, func(a netip.AddrPort) bool { return g.b2b != nil && g.b2b.PeerAt(a) })
 	sipStack, b2b := g.sip, g.b2b // closeAll forgets the stack; its panics still count
-	g.prom = status.Registry(status.Parts{Registrar: g.reg, Bindings: g.bindings, Guard: g.guard, B2BUA: g.b2b, Relay: g.relay, Trunk: g.trunk,
+	g.prom = status.Registry(status.Parts{Registrar: g.reg, Bindings: g.bindings, Guard: g.guard, B2BUA: g.b2b, Relay: g.relay, Trunk: g.trunk, WebRTC: g.webrtc,
 		Panics:     func() uint64 { return sipStack.Panics() + b2b.Panics() },
 		Collectors: slices.Concat(g.calls.Collectors(), g.sip.Collectors(), []prometheus.Collector{g.router.DialRefused}, g.recs.Collectors(), g.health.Collectors(), g.backups.Collectors(), g.reload.Collectors())})
-	if cfg.HTTP.Listen != "" {
-		g.httpL, err = net.Listen("tcp", cfg.HTTP.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("listen http %s: %w", cfg.HTTP.Listen, err)
-		}
-		if err := g.newRecordingLinks(); err != nil {
-			return nil, err
-		}
-	}
 	// The CRMs do not depend on the HTTP API; the API shows their state.
 	if err := g.newCRM(); err != nil {
 		return nil, err
@@ -251,6 +255,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	stopBG()
 	wg.Wait()
 	g.relay.Close()
+	g.webrtc.Close()
 	g.calls.Close()
 	g.crm.Stop()
 	if err := g.bindings.Flush(); err != nil {

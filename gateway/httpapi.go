@@ -15,7 +15,6 @@ import (
 	"callgate/gateway/reload"
 	"callgate/gateway/status"
 	"callgate/gateway/web"
-	"callgate/sip/sipws"
 )
 
 // feedBacklog is how many events /api/v1/events can replay to a client
@@ -89,7 +88,7 @@ func (g *Gateway) newAPI() error {
 		}
 		srv.Routes[pattern] = h
 	}
-	srv.Routes["/sip"] = g.sip.WebSocket(g.httpL.Addr(), api.ClientAddr, sipws.OwnOrigin(srv.Proxies.HTTPS, h.PublicURL))
+	srv.Routes["/sip"] = g.sipWS
 	streams, stop := context.WithCancel(context.Background())
 	g.stopStreams = stop
 	g.tokens, g.sessions = srv.Tokens, srv.Sessions

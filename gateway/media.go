@@ -12,6 +12,7 @@ import (
 	"callgate/gateway/store"
 	"callgate/gateway/tracking"
 	"callgate/media/relay"
+	"callgate/media/webrtc"
 	"callgate/sip/b2bua"
 	"callgate/sip/sipnet"
 )
@@ -65,6 +66,11 @@ func (g *Gateway) newMedia() error {
 	if p, ok := g.sip.Local(sipnet.UDP); ok {
 		local = p.String()
 	}
+	if cfg.HTTP.Listen != "" { // browsers reach callgate only through /sip
+		if g.webrtc, err = webrtc.New(webrtc.Config{Bind: cfg.Media.Bind.Addr, Port: cfg.Media.WebRTCPort, Advertise: phoneIP, Log: g.log.With("component", "webrtc")}); err != nil {
+			return err
+		}
+	}
 	g.router = routing.New(cfg, g.dir)
 	g.router.Log = g.log.With("component", "routing")
 	g.b2b = b2bua.New(b2bua.Config{
@@ -72,7 +78,7 @@ func (g *Gateway) newMedia() error {
 		PhoneMediaIP: phoneIP, UpstreamMedia: upIP, LocalUDP: local,
 		Contact:           g.sip.PrimaryContact(),
 		TransportContacts: g.sip.TransportContacts(),
-		RingTimeout:       cfg.Calls.RingTimeout.D(), InternalRecord: cfg.Recording.Internal,
+		RingTimeout:       cfg.Calls.RingTimeout.D(), InternalRecord: cfg.Recording.Internal, NewWebRTCLeg: b2bua.WebRTCLegs(g.webrtc.NewLeg),
 	}, g.sip.Client(), g.router, g.reg.Location(), g.reg, b2bua.RelayMedia{Relay: g.relay}, g.calls, g.log.With("component", "b2bua"))
 	g.b2b.Register(g.sip.Server(), g.sip.Admit)
 	return nil

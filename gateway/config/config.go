@@ -84,6 +84,9 @@ type Media struct {
 	Advertise         IP        `toml:"advertise"`
 	UpstreamAdvertise IP        `toml:"upstream_advertise"`
 	Timeout           Duration  `toml:"timeout"`
+	// WebRTCPort is the UDP port every browser phone's media arrives on
+	// (ICE, DTLS-SRTP); 0 is a free port chosen at start.
+	WebRTCPort int `toml:"webrtc_port"`
 }
 
 // Calls configures call handling.

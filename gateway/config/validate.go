@@ -178,6 +178,11 @@ func (v *validator) media(m *Media) {
 		}
 	}
 	v.between("media.timeout", m.Timeout.D(), time.Second, time.Hour)
+	if p := m.WebRTCPort; p < 0 || p > 65535 {
+		v.bad("media.webrtc_port", "a UDP port, or 0 for any free one", "%d is not a port", p)
+	} else if m.RTPPorts.err == nil && p >= m.RTPPorts.Lo && p <= m.RTPPorts.Hi {
+		v.bad("media.webrtc_port", "a UDP port outside media.rtp_ports", "%d is inside media.rtp_ports", p)
+	}
 }
 
 func (v *validator) between(path string, d, lo, hi time.Duration) {

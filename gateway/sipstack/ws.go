@@ -88,7 +88,9 @@ func (s *Stack) wsCollectors(loc *location.Table) []prometheus.Collector {
 		count("callgate_sip_ws_upgrades_total", "SIP over WebSocket connections accepted at /sip.", stat(func(st *sipws.Stats) uint64 { return st.Upgraded.Load() })),
 		count("callgate_sip_ws_bad_requests_total", "Requests to /sip refused: not a WebSocket upgrade, no \"sip\" subprotocol, or not HTTP/1.1.", stat(func(st *sipws.Stats) uint64 { return st.BadRequest.Load() })),
 		count("callgate_sip_ws_foreign_origin_total", "WebSocket upgrades to /sip refused for an Origin other than the console's.", stat(func(st *sipws.Stats) uint64 { return st.Origin.Load() })),
-		count("callgate_sip_ws_refused_total", "WebSocket upgrades to /sip refused: client outside sip.allow_networks, or over sip.tcp_max_per_ip connections.", func() uint64 { return stat(func(st *sipws.Stats) uint64 { return st.Refused.Load() })() + l.Stats.Refused.Load() }),
+		count("callgate_sip_ws_refused_total", "WebSocket upgrades to /sip refused: client outside sip.allow_networks, or over sip.tcp_max_per_ip connections.", func() uint64 {
+			return stat(func(st *sipws.Stats) uint64 { return st.Refused.Load() })() + l.Stats.Refused.Load()
+		}),
 		count("callgate_sip_ws_idle_closed_total", "SIP over WebSocket connections closed after sip.tcp_idle_timeout without traffic, registration or call.", l.Stats.IdleClosed.Load),
 	)
 }

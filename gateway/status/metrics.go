@@ -2,6 +2,7 @@ package status
 
 import (
 	"callgate/media/relay"
+	"callgate/media/webrtc"
 	"callgate/sip/b2bua"
 	"callgate/sip/guard"
 	"callgate/sip/location"
@@ -19,7 +20,8 @@ type Parts struct {
 	Guard     *guard.Guard
 	B2BUA     *b2bua.B2BUA
 	Relay     *relay.Relay
-	Trunk     *trunk.Trunk // nil without upstream accounts
+	Trunk     *trunk.Trunk     // nil without upstream accounts
+	WebRTC    *webrtc.Endpoint // nil without the HTTP listener
 	// Panics counts panics recovered in SIP handlers and calls.
 	Panics func() uint64
 	// Collectors are the parts' own metrics (call model, SIP listeners,
@@ -55,6 +57,14 @@ func Registry(p Parts) *prometheus.Registry {
 		count("callgate_rtp_dropped_packets_total", "RTP/RTCP packets not relayed: sent before the other party's address is known (a phone's first packets while the call is still being answered), RTCP before the party's first RTP latched its address, packets from an address other than the latched one, packets that are not RTP version 2, and sends the kernel refused. A few per call are normal.", p.Relay.Dropped.Load),
 	)
 	r.MustRegister(p.Collectors...)
+	if w := p.WebRTC; w != nil {
+		r.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_webrtc_legs", Help: "Browser phones' media legs open (WebRTC bridged to the relay)."},
+				func() float64 { return float64(w.Stats.Open.Load()) }),
+			count("callgate_webrtc_connected_total", "Browser media legs whose ICE and DTLS-SRTP came up.", w.Stats.Connected.Load),
+			count("callgate_webrtc_failed_total", "Browser media legs whose ICE or DTLS failed (the call is hung up).", w.Stats.Failed.Load),
+		)
+	}
 	if p.Trunk != nil {
 		r.MustRegister(&upstreamCollector{t: p.Trunk, desc: prometheus.NewDesc("callgate_upstream_registered",
 			"1 when the upstream account is registered with the VPBX.", []string{"account"}, nil)})

@@ -29,6 +29,9 @@ type Leg struct {
 
 // NewLeg opens a leg's loopback socket toward the relay.
 func (e *Endpoint) NewLeg() (*Leg, error) {
+	if e == nil {
+		return nil, errors.New("browser phones need the HTTP listener (http.listen), which serves /sip")
+	}
 	b, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(e.cfg.Bridge, 0)))
 	if err != nil {
 		return nil, fmt.Errorf("webrtc bridge: %w", err)

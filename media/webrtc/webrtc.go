@@ -115,6 +115,9 @@ func (e *Endpoint) Addr() netip.AddrPort { return e.conn.LocalAddr().(*net.UDPAd
 
 // Close closes the ICE socket; legs still open stop carrying media.
 func (e *Endpoint) Close() error {
+	if e == nil {
+		return nil
+	}
 	return errors.Join(e.mux.Close(), e.conn.Close())
 }
 

@@ -250,6 +250,9 @@ type Config struct {
 	TransportContacts map[sipnet.Transport]sip.ContactHeader
 	RingTimeout       time.Duration
 	InternalRecord    bool
+	// NewWebRTCLeg makes the media leg of a browser phone (a party over
+	// WebSocket); nil refuses browsers' calls with 488 and rings none.
+	NewWebRTCLeg func() (WebRTCLeg, error)
 }
 
 // B2BUA handles calls.

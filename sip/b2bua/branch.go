@@ -34,6 +34,8 @@ type branch struct {
 	// up is set on a branch to the VPBX: its addresses and where the
 	// INVITE is.
 	up *upstreamTry
+	// web is the media leg of a branch to a browser.
+	web WebRTCLeg
 }
 
 // upstreamTry is an INVITE to the VPBX going through the VPBX's
@@ -119,6 +121,9 @@ func (c *call) invite(br *branch, req *sip.Request, auth sipgo.AnswerOptions, re
 			results <- branchResult{br: br, res: sess.InviteResponse, err: err, end: true, failover: failover}
 		}()
 		err = sess.WaitAnswer(wctx, auth)
+		if err == nil {
+			fromBrowserAnswer(br.web, sess.InviteResponse)
+		}
 		if timer != nil {
 			timer.Stop()
 		}
@@ -221,6 +226,12 @@ func (c *call) dialPhones(targets []Target, fromUser, display string, offer func
 			if err != nil {
 				return branches, err
 			}
+			if bnd.Transport.OverHTTP() {
+				if body, err = c.browserOffer(br, body); err != nil {
+					c.b.log.Warn("browser phone not rung", "call_id", c.id, "aor", t.Extension, "error", err)
+					continue
+				}
+			}
 			fromHost := c.b.cfg.Domain
 			if c.internalFrom != "" && c.b.cfg.LocalDomain != "" {
 				fromHost = c.b.cfg.LocalDomain
@@ -229,6 +240,9 @@ func (c *call) dialPhones(targets []Target, fromUser, display string, offer func
 			if err := c.invite(br, req, sipgo.AnswerOptions{}, results); err != nil {
 				c.b.log.Warn("invite to phone failed", "call_id", c.id, "aor", t.Extension, "error", err)
 				continue
+			}
+			if br.web != nil {
+				c.setWeb(br.sess, br.web)
 			}
 			branches = append(branches, br)
 		}
@@ -286,4 +300,15 @@ func (c *call) drainLosers(results chan branchResult, n int) {
 			c.b.unbind(r.br.sess.InviteRequest.CallID().Value())
 		}
 	}()
+}
+
+// browserOffer gives a branch to a browser its media leg and the offer in
+// WebRTC form.
+func (c *call) browserOffer(br *branch, plain []byte) ([]byte, error) {
+	w, err := c.newWebLeg()
+	if err != nil {
+		return nil, err
+	}
+	br.web = w
+	return w.ToBrowser(plain)
 }

@@ -58,6 +58,10 @@ type call struct {
 	leases []Lease
 	// started are the INVITEs this call sent, ended by abort after a panic.
 	started []*branch
+	// web are the WebRTC legs of browsers' dialogs; webLegs every one the
+	// call made, closed when it ends.
+	web     map[dialogLeg]WebRTCLeg
+	webLegs []WebRTCLeg
 }
 
 // dialogLeg is what a running call needs of either kind of dialog.
@@ -78,6 +82,13 @@ func (b *B2BUA) newCall(dir Direction, req *sip.Request, tx sip.ServerTransactio
 	}
 	c.caller = sess
 	c.callerLeg = sess
+	if overHTTP(req.Transport()) {
+		if err := c.browserInvite(req); err != nil {
+			c.closeWebLegs()
+			_ = sess.Respond(sip.StatusNotAcceptableHere, "Not Acceptable Here", nil, browserWarning(err)...)
+			return nil, err
+		}
+	}
 	c.callerCallID = req.CallID().Value()
 	b.peers.hold(c, req.Source())
 	if ct := req.Contact(); ct != nil {
@@ -242,6 +253,7 @@ func (c *call) finish() {
 	if c.media != nil {
 		c.media.Close()
 	}
+	c.closeWebLegs()
 	if c.c2c != nil {
 		c.c2c.stopRingback()
 	}
@@ -266,6 +278,11 @@ func (c *call) finish() {
 func (c *call) earlyMedia(res *sip.Response) bool {
 	s, m, err := parseSDP(res.Body())
 	if err != nil {
+		return false
+	}
+	if c.c2c == nil && c.webOf(c.callerLeg) != nil {
+		// A browser takes one answer per offer: it gets ringing, and its
+		// own ringback, until the 200.
 		return false
 	}
 	if c.c2c != nil {
@@ -305,6 +322,9 @@ func (c *call) connect(br *branch) {
 	}
 	answerSDP, _, _ := parseSDP(br.sess.InviteResponse.Body())
 	body, err := rewriteSDPAs(answerSDP, c.callerIP, c.media.Port(c.callerSide), c.callerVer.next(), answerProfile(c.callerProto))
+	if err == nil {
+		body, err = c.toBrowser(c.callerLeg, body)
+	}
 	if err != nil {
 		_ = br.sess.Bye(bg())
 		c.fail(sip.StatusNotAcceptableHere, "Not Acceptable Here", ResultFailed, err.Error(), codecWarning(err)...)
@@ -475,4 +495,20 @@ func (c *call) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		res.AppendHeader(sip.NewHeader("Allow", allowed))
 		_ = tx.Respond(res)
 	}
+}
+
+// browserInvite takes a browser's INVITE: its WebRTC offer becomes the
+// plain offer of its leg's socket, which the call goes on with.
+func (c *call) browserInvite(req *sip.Request) error {
+	w, err := c.newWebLeg()
+	if err != nil {
+		return err
+	}
+	plain, err := w.FromBrowser(req.Body())
+	if err != nil {
+		return err
+	}
+	req.SetBody(plain)
+	c.setWeb(c.caller, w)
+	return nil
 }

@@ -67,6 +67,23 @@ func (c *call) reinvite(req *sip.Request, tx sip.ServerTransaction, fromCaller b
 	}
 	var body []byte
 	offerProto := ""
+	fromLeg := dialogLeg(c.callee.sess)
+	if fromCaller {
+		fromLeg = c.callerLeg
+	}
+	fromWeb := c.webOf(fromLeg)
+	if fromWeb != nil && len(req.Body()) > 0 {
+		plain, err := fromWeb.FromBrowser(req.Body())
+		if err != nil {
+			res := sip.NewResponseFromRequest(req, sip.StatusNotAcceptableHere, "Not Acceptable Here", nil)
+			for _, h := range browserWarning(err) {
+				res.AppendHeader(h)
+			}
+			_ = tx.Respond(res)
+			return
+		}
+		req.SetBody(plain)
+	}
 	if len(req.Body()) > 0 {
 		s, m, err := parseSDP(req.Body())
 		if err != nil {
@@ -113,6 +130,12 @@ func (c *call) reinvite(req *sip.Request, tx sip.ServerTransaction, fromCaller b
 			answer, _ = rewriteSDPAs(s, fromIP, c.media.Port(fromSide), fromVer.next(), answerProfile(offerProto))
 		}
 	}
+	if fromWeb != nil && len(answer) > 0 {
+		if answer, err = fromWeb.ToBrowser(answer); err != nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotAcceptableHere, "Not Acceptable Here", nil))
+			return
+		}
+	}
 	ok := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", answer)
 	ok.AppendHeader(sip.HeaderClone(&c.b.duaFor(req.Transport()).ContactHDR))
 	if len(answer) > 0 {
@@ -149,13 +172,29 @@ func (c *call) forward(req *sip.Request, tx sip.ServerTransaction, fromCaller bo
 func (c *call) inOtherDialog(fromCaller bool, req *sip.Request) (*sip.Response, *sip.Request, error) {
 	ctx, cancel := context.WithTimeout(bg(), 10*time.Second)
 	defer cancel()
-	if fromCaller {
-		req.Recipient = remoteTarget(c.callee.sess)
-		res, err := c.callee.sess.Do(ctx, req)
-		return res, req, err
-	}
+	var leg dialogLeg = c.callerLeg
 	req.Recipient = c.callerContact
-	res, err := c.callerLeg.Do(ctx, req)
+	if fromCaller {
+		leg, req.Recipient = c.callee.sess, remoteTarget(c.callee.sess)
+	}
+	return c.doInDialog(ctx, leg, req)
+}
+
+// doInDialog sends a request in a dialog, its SDP and its answer's
+// translated when the dialog is a browser's.
+func (c *call) doInDialog(ctx context.Context, leg dialogLeg, req *sip.Request) (*sip.Response, *sip.Request, error) {
+	w := c.webOf(leg)
+	if w != nil && len(req.Body()) > 0 {
+		body, err := w.ToBrowser(req.Body())
+		if err != nil {
+			return nil, req, err
+		}
+		req.SetBody(body)
+	}
+	res, err := leg.Do(ctx, req)
+	if err == nil && res.IsSuccess() {
+		fromBrowserAnswer(w, res)
+	}
 	return res, req, err
 }
 

@@ -477,7 +477,7 @@ func (c *call) reinviteDialog(leg dialogLeg, contact sip.Uri, body []byte) (*sip
 	req.SetBody(body)
 	ctx, cancel := context.WithTimeout(bg(), 10*time.Second)
 	defer cancel()
-	res, err := leg.Do(ctx, req)
+	res, req, err := c.doInDialog(ctx, leg, req)
 	if err == nil && isChallenge(res) {
 		res, req, err = c.answerChallenge(leg, req, res)
 	}

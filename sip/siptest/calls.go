@@ -185,9 +185,9 @@ func (p *Phone) Dial(ctx context.Context, target string, sdp []byte) (*Call, err
 	} else {
 		uri.User = target
 	}
-	if p.cfg.Transport == "tcp" {
+	if p.cfg.Transport != "udp" {
 		uri.UriParams = sip.NewParams()
-		uri.UriParams.Add("transport", "tcp")
+		uri.UriParams.Add("transport", p.cfg.Transport)
 	}
 	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: p.cfg.User, Host: p.cfg.Domain}}
 	from.Params.Add("tag", sip.GenerateTagN(10))

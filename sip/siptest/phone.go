@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -19,14 +20,18 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/gobwas/ws"
 )
 
 // PhoneConfig describes a test phone.
 type PhoneConfig struct {
 	User      string // extension, also the digest user
 	Password  string
-	Transport string // "udp" (default) or "tcp"
-	Server    string // registrar/proxy IP:port (callgate)
+	Transport string // "udp" (default), "tcp" or "ws" (a browser's SIP over WebSocket)
+	Server    string // registrar/proxy IP:port (callgate; its HTTP listener for "ws")
+	// Origin is the Origin header of a "ws" phone's upgrade ("": none, as
+	// a SIP stack that is not a browser).
+	Origin string
 	Domain    string // host part of the AOR; default Server's host
 	Listen    string // our IP:port; default 127.0.0.1:0
 	// ContactHost, when set, is advertised in Contact instead of the real
@@ -83,7 +88,11 @@ func NewPhone(cfg PhoneConfig) (*Phone, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent(cfg.User))
+	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent(cfg.User)}
+	if cfg.Transport == "ws" {
+		uaOpts = append(uaOpts, sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerTransports(sip.TransportsConfig{WS: wsTransport(cfg.Origin)})))
+	}
+	ua, err := sipgo.NewUA(uaOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -94,14 +103,19 @@ func NewPhone(cfg PhoneConfig) (*Phone, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.ctx, p.cancel = ctx, cancel
-	if cfg.Transport == "tcp" {
+	switch cfg.Transport {
+	case "ws":
+		// A browser has no address of its own: callgate reaches it over the
+		// connection it opened (RFC 7118 §5, the .invalid Contact host).
+		p.addr = "siptest.invalid:0"
+	case "tcp":
 		p.ln, err = net.Listen("tcp", cfg.Listen)
 		if err != nil {
 			cancel()
 			return nil, err
 		}
 		p.addr = p.ln.Addr().String()
-	} else {
+	default:
 		p.pc, err = net.ListenPacket("udp", cfg.Listen)
 		if err != nil {
 			cancel()
@@ -125,16 +139,16 @@ func NewPhone(cfg PhoneConfig) (*Phone, error) {
 		chost, cport, _ = sip.ParseAddr(cfg.ContactHost)
 	}
 	p.contact = sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: cfg.User, Host: chost, Port: cport}}
-	if cfg.Transport == "tcp" {
+	if cfg.Transport != "udp" {
 		p.contact.Address.UriParams = sip.NewParams()
-		p.contact.Address.UriParams.Add("transport", "tcp")
+		p.contact.Address.UriParams.Add("transport", cfg.Transport)
 	}
 	p.dsc = sipgo.NewDialogServerCache(p.client, p.contact)
 	p.dcc = sipgo.NewDialogClientCache(p.client, p.contact)
 	p.handlers()
 	if p.ln != nil {
 		go p.srv.ServeTCP(p.ln)
-	} else {
+	} else if p.pc != nil {
 		go p.srv.ServeUDP(p.pc)
 		if err := waitServing(ua, "udp", p.addr); err != nil {
 			p.Close()
@@ -329,5 +343,20 @@ func offerCall(calls chan *IncomingCall, req *sip.Request, d *sipgo.DialogServer
 	select {
 	case <-call.done:
 	case <-tx.Done():
+	}
+}
+
+// wsTransport is sipgo's WebSocket transport dialling callgate's /sip as a
+// browser does: subprotocol sip, and origin when set.
+func wsTransport(origin string) *sip.TransportWS {
+	return &sip.TransportWS{
+		DialURI: func(host string) string { return "ws://" + host + "/sip" },
+		DialerCreate: func(net.Addr) ws.Dialer {
+			d := ws.Dialer{Protocols: []string{"sip"}, Timeout: 5 * time.Second}
+			if origin != "" {
+				d.Header = ws.HandshakeHeaderHTTP(http.Header{"Origin": {origin}})
+			}
+			return d
+		},
 	}
 }
