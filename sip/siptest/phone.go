@@ -32,8 +32,8 @@ type PhoneConfig struct {
 	// Origin is the Origin header of a "ws" phone's upgrade ("": none, as
 	// a SIP stack that is not a browser).
 	Origin string
-	Domain    string // host part of the AOR; default Server's host
-	Listen    string // our IP:port; default 127.0.0.1:0
+	Domain string // host part of the AOR; default Server's host
+	Listen string // our IP:port; default 127.0.0.1:0
 	// ContactHost, when set, is advertised in Contact instead of the real
 	// address (a phone behind NAT that only knows its private address).
 	ContactHost string
