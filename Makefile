@@ -15,6 +15,12 @@ GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 
+# SIP.js, the console phone's SIP stack from npm (see the sipjs target).
+SIPJS_VERSION := 0.21.2
+SIPJS_SHA256  := abbf374bccf50fdd0f659e24dd70a83a0bad09553bd16fa4b6c94021053f66cb
+SIPJS_DIR     := gateway/web/static/assets/vendor/sip.js
+SIPJS         := $(SIPJS_DIR)/lib/index.js
+
 # What building needs besides Go: cgo and the Ogg Opus libraries that
 # compress recordings (pkg-config goes first: it checks the others).
 BUILD_TOOLS := gcc:gcc pkg-config:pkg-config pc=opus:libopus-dev pc=ogg:libogg-dev pc=opusfile:libopusfile-dev
@@ -23,7 +29,7 @@ BUILD_TOOLS := gcc:gcc pkg-config:pkg-config pc=opus:libopus-dev pc=ogg:libogg-d
 TEST_TOOLS  := espeak-ng:espeak-ng curl:curl update-ca-certificates:ca-certificates kill:procps sipp:sip-tester baresip:baresip sox:sox systemd-analyze:systemd systemd-sysusers:systemd systemd-tmpfiles:systemd chromium:chromium chromedriver:chromium-driver svcrack:sipvicious fail2ban-regex:fail2ban linphonec:linphone-cli ip:iproute2 nginx:nginx promtool:prometheus
 BENCH_TOOLS := sipp:sip-tester kamailio:kamailio rtpengine:rtpengine-daemon
 
-.PHONY: all build deps-build test unit lint fuzz fuzz-short axe weed demo bench bench-go bench-register bench-calls bench-backup bench-reload install install-owners deps deps-bench clean
+.PHONY: all build deps-build test unit lint fuzz fuzz-short axe sipjs weed demo bench bench-go bench-register bench-calls bench-backup bench-reload install install-owners deps deps-bench clean
 
 all: build
 
@@ -35,8 +41,23 @@ SOURCES     := go.mod go.sum $(shell find cmd gateway sip media crm configs inte
 
 build: deps-build bin/callgate
 
-bin/callgate: $(SOURCES)
+bin/callgate: $(SOURCES) $(SIPJS)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/callgate ./cmd/callgate
+
+# SIP.js from npm: the browser SIP stack of the console's phone, embedded
+# in the binary with the console (no CDN). Its ES modules load as they are
+# (no bundler, no dependencies). The tarball is checked against its
+# pinned digest before anything is taken out of it (the versions are at
+# the top, where bin/callgate's prerequisites need them).
+sipjs: $(SIPJS)
+
+$(SIPJS):
+	@mkdir -p build
+	curl -fsSL --retry 3 -o build/sipjs.tgz https://registry.npmjs.org/sip.js/-/sip.js-$(SIPJS_VERSION).tgz
+	echo '$(SIPJS_SHA256)  build/sipjs.tgz' | sha256sum -c --quiet
+	rm -rf $(SIPJS_DIR) && mkdir -p $(SIPJS_DIR)
+	tar -xzf build/sipjs.tgz -C $(SIPJS_DIR) --strip-components=1 --wildcards 'package/lib/*.js' package/LICENSE.md
+	rm build/sipjs.tgz
 
 # axe-core from npm: the accessibility engine the console's browser tests
 # inject into every page. The tarball is checked against the registry's
@@ -85,7 +106,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-test: deps axe weed lint fuzz-short
+test: deps axe sipjs weed lint fuzz-short
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # fuzz-short runs every fuzz target for a few seconds: seeds and quick finds.

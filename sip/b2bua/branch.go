@@ -237,6 +237,10 @@ func (c *call) dialPhones(targets []Target, fromUser, display string, offer func
 				fromHost = c.b.cfg.LocalDomain
 			}
 			req := c.newRequest(uri, fromUser, display, fromHost, t.Extension, uri.Host, bnd.Transport, bnd.Source, bnd.Local, body)
+			if br.web != nil {
+				// The console matches the ringing phone with the call's card.
+				req.AppendHeader(sip.NewHeader(CallHeader, c.id))
+			}
 			if err := c.invite(br, req, sipgo.AnswerOptions{}, results); err != nil {
 				c.b.log.Warn("invite to phone failed", "call_id", c.id, "aor", t.Extension, "error", err)
 				continue

@@ -39,6 +39,11 @@ func WebRTCLegs[L WebRTCLeg](newLeg func() (L, error)) func() (WebRTCLeg, error)
 	}
 }
 
+// CallHeader names the call in an INVITE to a browser phone, so the
+// console shows its ringing on the call's card (the id of the API and the
+// live events).
+const CallHeader = "X-Callgate-Call"
+
 // errNoWebRTC refuses a browser's call when browser phones are off.
 var errNoWebRTC = errors.New("browser phones (WebRTC) are not enabled")
 

@@ -233,6 +233,7 @@ async function login(ev) {
 }
 
 async function logout() {
+  if (window.phoneStop) await window.phoneStop();
   await api('DELETE', '/api/v1/session');
   if (events) events.close();
   events = null;
@@ -251,6 +252,7 @@ function start(s) {
   registerTel();
   listen();
   route();
+  if (window.phoneStart) window.phoneStart();
   // Desks only where there are some: nothing to ask about otherwise.
   $('nav-desks').hidden = !s.desks;
   api('GET', '/api/v1/presence').then((r) => { if (r.status === 200) $('presence').value = r.data.status; });
@@ -411,6 +413,7 @@ async function popup(d) {
     el('div', { class: 'state' }, t(d.direction === 'outbound' ? 'popup.outgoing' : 'popup.incoming')),
     name, el('div', { class: 'num' }, number), facts, actions);
   $('popups').append(card);
+  if (window.phoneAttach) window.phoneAttach(d.call_id);
   if ('Notification' in window && Notification.permission === 'granted' && document.hidden) {
     try { new Notification(t('popup.incoming'), { body: number, tag: d.call_id }); } catch { /* not allowed here */ }
   }
@@ -627,6 +630,7 @@ function registerTel() {
 }
 
 async function dial(number) {
+  if (window.phoneDial && await window.phoneDial(number)) return;
   const body = { employee: session.employee, number: number.trim() };
   if (!$('dial-line').hidden) body.line = $('dial-line').value;
   const r = await api('POST', '/api/v1/calls', body);

@@ -1,0 +1,226 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"callgate/media/g711"
+	"callgate/media/rtptest"
+	"callgate/sip/siptest"
+
+	"github.com/chromedp/chromedp"
+)
+
+// phoneBrowser starts headless Chromium whose microphone plays wav, with
+// real (not muted) audio out and WebRTC allowed on loopback. The flags
+// are listed by hand: chromedp's headless defaults mute the audio.
+func phoneBrowser(t *testing.T, wav string) context.Context {
+	t.Helper()
+	path := needTool(t, "chromium")
+	var opts []chromedp.ExecAllocatorOption
+	for _, o := range chromedp.DefaultExecAllocatorOptions {
+		opts = append(opts, o)
+	}
+	opts = opts[3:] // NoFirstRun and NoDefaultBrowserCheck come back below, Headless (which mutes) does not
+	opts = append(opts, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.ExecPath(path), chromedp.NoSandbox,
+		chromedp.Flag("headless", "new"), chromedp.Flag("hide-scrollbars", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true), chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-file-for-fake-audio-capture", wav), chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"), chromedp.WindowSize(1400, 900))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// toneWAV writes a 16-bit mono WAV of freq Hz long enough for a test.
+func toneWAV(t *testing.T, freq float64) string {
+	t.Helper()
+	sox := needTool(t, "sox")
+	wav := filepath.Join(t.TempDir(), fmt.Sprintf("tone%g.wav", freq))
+	if out, err := exec.Command(sox, "-n", "-r", "48000", "-c", "1", "-b", "16", wav, "synth", "120", "sine", fmt.Sprint(freq), "vol", "0.5").CombinedOutput(); err != nil {
+		t.Fatalf("sox: %v %s", err, out)
+	}
+	return wav
+}
+
+// pageHears reports the loudest frequency the page's call audio carries,
+// measured with a WebAudio analyser on the stream the phone plays.
+func pageHears(t *testing.T, b context.Context) float64 {
+	t.Helper()
+	return value(t, b, "analyse the call's audio", chromedp.Evaluate[float64](`(async () => {
+		const a = document.getElementById('phone-audio');
+		if (!a.srcObject) return 0;
+		const ctx = new AudioContext();
+		await ctx.resume();
+		const an = ctx.createAnalyser();
+		an.fftSize = 8192;
+		ctx.createMediaStreamSource(a.srcObject).connect(an);
+		await new Promise((r) => setTimeout(r, 700));
+		const bins = new Float32Array(an.frequencyBinCount);
+		an.getFloatFrequencyData(bins);
+		let best = 0;
+		for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+		const f = best * ctx.sampleRate / an.fftSize;
+		ctx.close();
+		return bins[best] > -90 ? f : 0;
+	})()`, chromedp.EvalAwaitPromise))
+}
+
+// waitPageHears waits until the page hears freq (within 30 Hz).
+func waitPageHears(t *testing.T, b context.Context, freq float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	got := 0.0
+	for time.Now().Before(deadline) {
+		if got = pageHears(t, b); got > freq-30 && got < freq+30 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("the browser hears %.0f Hz, want %.0f Hz", got, freq)
+}
+
+type phoneStats struct {
+	Codecs     []string
+	DTLS, SRTP string
+	Connection string
+}
+
+func (s phoneStats) g711() bool {
+	for _, c := range s.Codecs {
+		if c == "audio/PCMA" || c == "audio/PCMU" {
+			return true
+		}
+	}
+	return false
+}
+
+// TestConsolePhoneInChromium is the browser phone as an employee uses it:
+// Chromium (its microphone a 440 Hz WAV) logs in and switches the phone
+// on, which registers over WebSocket; an inbound call rings the card (and
+// the desk phones), is answered from the card, each side hears the other
+// (the page through WebAudio), getStats shows DTLS-SRTP and G.711, the
+// recording has each tone on its own channel, and the VPBX's hang-up ends
+// it; then a number typed in the click-to-call box reaches the VPBX
+// normalised with callgate's digest, carries audio both ways, and the
+// browser hangs up.
+func TestConsolePhoneInChromium(t *testing.T) {
+	if !inLoopbackNetns(t) {
+		return
+	}
+	wav := toneWAV(t, 440)
+	o := consoleOffice(t, nil, officeOpts{})
+	b := phoneBrowser(t, wav)
+	login(t, b, o.d.url(""), "ivanov")
+	browse(t, b, "switch the browser phone on", chromedp.Click(chromedp.ID("phone-on")),
+		chromedp.WaitVisible(chromedp.CSS(`#phone-state[data-state="phone.ready"]`)))
+	var admin struct {
+		Phones []struct{ Extension, Transport, UserAgent string } `json:"phones"`
+	}
+	res, body := o.d.do(t, "GET", o.d.url("/api/v1/admin"), testToken)
+	if res.StatusCode != 200 || decodeJSONBytes(body, &admin) != nil {
+		t.Fatalf("admin: %d", res.StatusCode)
+	}
+	ws := 0
+	for _, p := range admin.Phones {
+		if p.Transport == "ws" && p.Extension == "101" {
+			ws++
+		}
+	}
+	if ws != 1 || o.d.metric(`callgate_registered_contacts_by_transport{transport="ws"}`) != 1 {
+		t.Fatalf("no WebSocket registration of ivanov's line: %+v", admin.Phones)
+	}
+
+	// An inbound call: the card rings with Answer, the desk phones too.
+	outside, err := rtptest.NewPeer(1000, g711.PCMA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(outside.Close)
+	ctx := withTimeout(t, 90*time.Second)
+	done := make(chan *siptest.Call, 1)
+	go func() {
+		c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP(outside.Addr().String()))
+		if err == nil {
+			done <- c
+		}
+	}()
+	desk := nextCall(t, o.phones["101"])
+	browse(t, b, "answer from the card", chromedp.WaitVisible(chromedp.CSS(".popup button.answer")),
+		chromedp.Click(chromedp.CSS(".popup button.answer")))
+	select {
+	case <-desk.Gone():
+	case <-ctx.Done():
+		t.Fatal("the desk phone kept ringing after the browser answered")
+	}
+	var vpbxSide *siptest.Call
+	select {
+	case vpbxSide = <-done:
+	case <-ctx.Done():
+		t.Fatal("the VPBX's call was not answered")
+	}
+	toRelay, _ := siptest.MediaAddr(vpbxSide.Remote)
+	outside.SendTo(toRelay)
+	o.d.waitFor("the VPBX side hears the browser's microphone", 10*time.Second, func() bool { return hears(outside, 440) })
+	waitPageHears(t, b, 1000)
+	st := value(t, b, "getStats", chromedp.Evaluate[phoneStats](`window.callgatePhone.stats()`, chromedp.EvalAwaitPromise))
+	if st.DTLS != "connected" || st.SRTP == "" || !st.g711() {
+		t.Fatalf("getStats: %+v, want DTLS connected, an SRTP cipher and G.711", st)
+	}
+	time.Sleep(time.Second)
+	if err := vpbxSide.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	browse(t, b, "the card goes with the call", chromedp.WaitNotPresent(chromedp.CSS(".popup")))
+	rec := o.lastCall()
+	if rec.Result != "answered" || len(rec.Legs) != 1 || rec.Legs[0].Employee != "ivanov" {
+		t.Fatalf("record %+v", rec)
+	}
+	o.recordingHas(rec.Legs[0], 1000, 440)
+
+	// The click-to-call box dials from the browser phone.
+	got := make(chan *siptest.IncomingCall, 1)
+	go func() {
+		select {
+		case in := <-o.vpbx.Calls:
+			if _, err := in.Answer(ctx, siptest.AnswerSDP(in.Request.Body(), outside.Addr().String())); err == nil {
+				got <- in
+			}
+		case <-ctx.Done():
+		}
+	}()
+	browse(t, b, "dial from the click-to-call box", chromedp.SendKeys(chromedp.ID("dial-number"), "8 (916) 123-45-67"),
+		chromedp.Click(chromedp.ID("dial-submit")))
+	var at *siptest.IncomingCall
+	select {
+	case at = <-got:
+	case <-ctx.Done():
+		t.Fatal("the browser's call did not reach the VPBX")
+	}
+	if at.Request.Recipient.User != "79161234567" || at.Request.GetHeader("Proxy-Authorization") == nil {
+		t.Fatalf("the VPBX got %s, want the normalised number with callgate's digest", at.Request.Recipient.String())
+	}
+	toRelay, _ = siptest.MediaAddr(at.Request.Body())
+	outside.ResetGap()
+	outside.SendTo(toRelay)
+	o.d.waitFor("the outside party hears the browser", 10*time.Second, func() bool { return hears(outside, 440) })
+	waitPageHears(t, b, 1000)
+	browse(t, b, "hang up from the browser", chromedp.Click(chromedp.ID("phone-hangup")))
+	select {
+	case <-at.Gone():
+	case <-ctx.Done():
+		t.Fatal("the VPBX side was not hung up by the browser")
+	}
+	if rec := o.lastCall(); rec.Direction != "outbound" || rec.Result != "answered" || rec.HangupBy != "employee" || !strings.HasSuffix(rec.Outside, "79161234567") {
+		t.Fatalf("record %+v", rec)
+	}
+}

@@ -1,0 +1,214 @@
+// The console's phone: SIP over WebSocket to callgate's /sip with SIP.js
+// (embedded, loaded only once the phone is switched on) and the call's
+// audio over WebRTC. It registers as the employee's first line, with a
+// password callgate mints for this console session, so it rings beside the
+// desk phone and counts as one of the employee's lines.
+
+const phoneTexts = {
+  ru: {
+    'phone.toggle': 'Телефон в браузере', 'phone.ready': 'телефон готов', 'phone.connecting': 'подключение…',
+    'phone.failed': 'телефон не подключён', 'phone.unavailable': 'телефон в браузере недоступен в этой сборке',
+    'phone.calling': 'Вызов…', 'phone.talking': 'Разговор', 'phone.hangup': 'Положить трубку',
+    'popup.answer': 'Ответить', 'popup.decline': 'Отклонить', 'popup.hold': 'Удержать', 'popup.resume': 'Продолжить',
+  },
+  en: {
+    'phone.toggle': 'Phone in the browser', 'phone.ready': 'phone ready', 'phone.connecting': 'connecting…',
+    'phone.failed': 'phone not connected', 'phone.unavailable': 'the browser phone is not in this build',
+    'phone.calling': 'Calling…', 'phone.talking': 'Talking', 'phone.hangup': 'Hang up',
+    'popup.answer': 'Answer', 'popup.decline': 'Decline', 'popup.hold': 'Hold', 'popup.resume': 'Resume',
+  },
+};
+Object.assign(texts.ru, phoneTexts.ru);
+Object.assign(texts.en, phoneTexts.en);
+
+const phone = { sip: null, ua: null, registerer: null, refresh: null, ready: false, ringing: new Map(), live: new Map(), outgoing: null, state: '' };
+
+function setState(key, detail) {
+  phone.state = key;
+  $('phone-state').textContent = key ? t(key) + (detail ? ': ' + detail : '') : '';
+  $('phone-state').dataset.state = key;
+}
+
+function remember(on) {
+  if (session) localStorage.setItem('phone:' + session.employee, on ? '1' : '');
+}
+
+async function enable() {
+  setState('phone.connecting');
+  try {
+    phone.sip = phone.sip || await import('/assets/vendor/sip.js/lib/index.js');
+  } catch {
+    setState('phone.unavailable');
+    $('phone-on').checked = false;
+    return;
+  }
+  const r = await api('POST', '/api/v1/phone');
+  if (r.status !== 200) {
+    setState('phone.failed', errorText(r));
+    return;
+  }
+  const p = r.data;
+  const { UserAgent, Registerer } = phone.sip;
+  phone.ua = new UserAgent({
+    uri: UserAgent.makeURI(p.uri),
+    transportOptions: { server: p.ws_url },
+    authorizationUsername: p.username,
+    authorizationPassword: p.password,
+    userAgentString: 'callgate console',
+    logLevel: 'error',
+    sessionDescriptionHandlerFactoryOptions: { peerConnectionConfiguration: { iceServers: [] } },
+    delegate: {
+      onInvite: incoming,
+      onDisconnect: () => { phone.ready = false; setState('phone.failed'); },
+      onConnect: () => { if (phone.registerer) phone.registerer.register().catch(() => {}); },
+    },
+  });
+  try {
+    await phone.ua.start();
+    phone.registerer = new Registerer(phone.ua, { expires: 300 });
+    phone.registerer.stateChange.addListener((s) => {
+      phone.ready = s === 'Registered';
+      setState(phone.ready ? 'phone.ready' : 'phone.failed');
+    });
+    await phone.registerer.register();
+  } catch (e) {
+    setState('phone.failed', String(e && e.message || e));
+    return;
+  }
+  // The password is good for a while only: a fresh one before it runs out.
+  phone.refresh = setInterval(async () => {
+    const again = await api('POST', '/api/v1/phone');
+    if (again.status === 200 && phone.ua) phone.ua.configuration.authorizationPassword = again.data.password;
+  }, (p.refresh_seconds || 1200) * 1000);
+}
+
+async function disable() {
+  clearInterval(phone.refresh);
+  phone.ready = false;
+  const ua = phone.ua;
+  phone.ua = phone.registerer = null;
+  if (ua) {
+    try { await ua.stop(); } catch { /* already gone */ }
+  }
+  setState('');
+}
+
+// A call ringing the browser: its card (the live events' popup for the
+// same call) gets Answer and Decline; without a card one is made.
+function incoming(inv) {
+  const id = inv.request.getHeader('X-Callgate-Call') || inv.request.callId;
+  phone.ringing.set(id, inv);
+  inv.stateChange.addListener((s) => {
+    if (s === 'Established') {
+      phone.ringing.delete(id);
+      phone.live.set(id, inv);
+      play(inv);
+      controls(id);
+    }
+    if (s === 'Terminated') {
+      phone.ringing.delete(id);
+      phone.live.delete(id);
+      controls(id);
+    }
+  });
+  if ($('popup-' + id)) controls(id);
+  else setTimeout(() => { if (!$('popup-' + id) && phone.ringing.has(id)) popup({ call_id: id, direction: 'inbound', outside_number: inv.remoteIdentity.uri.user, employees: [] }); }, 800);
+}
+
+// controls puts the browser phone's buttons on a call's card.
+function controls(id) {
+  const card = $('popup-' + id);
+  if (!card) return;
+  for (const b of card.querySelectorAll('.phone-btn')) b.remove();
+  const actions = card.querySelector('.actions');
+  const ringing = phone.ringing.get(id);
+  const live = phone.live.get(id);
+  if (ringing) {
+    actions.prepend(
+      el('button', { type: 'button', class: 'phone-btn answer', onclick: () => answer(ringing) }, t('popup.answer')),
+      el('button', { type: 'button', class: 'phone-btn secondary decline', onclick: () => ringing.reject().catch(() => {}) }, t('popup.decline')));
+  } else if (live) {
+    const held = !!live.callgateHeld;
+    actions.prepend(el('button', { type: 'button', class: 'phone-btn secondary hold', onclick: () => hold(live, id) }, t(held ? 'popup.resume' : 'popup.hold')));
+  }
+}
+
+function answer(inv) {
+  inv.accept({ sessionDescriptionHandlerOptions: { constraints: { audio: true, video: false } } }).catch(() => {});
+}
+
+async function hold(s, id) {
+  const on = !s.callgateHeld;
+  s.sessionDescriptionHandlerOptionsReInvite = { hold: on };
+  try {
+    await s.invite();
+    s.callgateHeld = on;
+  } catch { /* the re-INVITE failed: the call goes on as it was */ }
+  controls(id);
+}
+
+// play sends the call's audio to the page's audio element (which also
+// feeds WebAudio: Chromium needs the element for a remote stream).
+function play(s) {
+  const audio = $('phone-audio');
+  audio.srcObject = s.sessionDescriptionHandler.remoteMediaStream;
+  audio.play().catch(() => {});
+}
+
+// dial places a call from the browser phone; false when it is off, and
+// the click-to-call box then rings the employee's phones through the API.
+async function dial(number) {
+  if (!phone.ready) return false;
+  const { Inviter, UserAgent } = phone.sip;
+  const digits = number.replace(/[^\d+*#]/g, '');
+  const target = UserAgent.makeURI(`sip:${encodeURIComponent(digits)}@${location.hostname}`);
+  if (!digits || !target) return false;
+  const inv = new Inviter(phone.ua, target, { sessionDescriptionHandlerOptions: { constraints: { audio: true, video: false } } });
+  phone.outgoing = inv;
+  const state = $('dial-state');
+  const hang = el('button', { type: 'button', class: 'phone-btn secondary', id: 'phone-hangup', onclick: () => (inv.state === 'Established' ? inv.bye() : inv.cancel()).catch(() => {}) }, t('phone.hangup'));
+  state.replaceChildren(t('phone.calling'), ' ', hang);
+  inv.stateChange.addListener((s) => {
+    if (s === 'Established') {
+      play(inv);
+      state.replaceChildren(t('phone.talking'), ' ', hang);
+    }
+    if (s === 'Terminated') {
+      phone.outgoing = null;
+      state.replaceChildren();
+    }
+  });
+  inv.invite().catch(() => state.replaceChildren(t('dial.failed')));
+  return true;
+}
+
+// callgatePhone is the phone's state for diagnostics (and the console's
+// browser tests): registration and the media of the call in progress.
+window.callgatePhone = {
+  state: () => phone.state,
+  ready: () => phone.ready,
+  async stats() {
+    const s = phone.outgoing || [...phone.live.values()][0];
+    const pc = s && s.sessionDescriptionHandler && s.sessionDescriptionHandler.peerConnection;
+    if (!pc) return null;
+    const out = { codecs: [], dtls: '', srtp: '', connection: pc.connectionState };
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === 'codec') out.codecs.push(r.mimeType);
+      if (r.type === 'transport') { out.dtls = r.dtlsState; out.srtp = r.srtpCipher || ''; }
+    });
+    return out;
+  },
+};
+
+window.phoneAttach = controls;
+window.phoneDial = dial;
+window.phoneStart = () => {
+  $('phone-on').checked = localStorage.getItem('phone:' + session.employee) === '1';
+  if ($('phone-on').checked) enable();
+};
+window.phoneStop = disable;
+
+$('phone-on').addEventListener('change', () => {
+  remember($('phone-on').checked);
+  if ($('phone-on').checked) enable(); else disable();
+});
