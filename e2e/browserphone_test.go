@@ -3,6 +3,8 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -34,9 +36,9 @@ func phonePass(t *testing.T, client *http.Client, d *daemon) (user, password str
 // browserOffice is an office whose ivanov also has a browser phone: a
 // sipgo phone over WebSocket from the console's origin, registered with
 // the console session's pass, whose media a pion peer carries.
-func browserOffice(t *testing.T, mediaTimeout string) (*office, *siptest.Phone) {
+func browserOffice(t *testing.T, mediaTimeout string, noNetlink ...bool) (*office, *siptest.Phone) {
 	t.Helper()
-	o := consoleOffice(t, nil, officeOpts{MediaTimeout: mediaTimeout})
+	o := consoleOffice(t, nil, officeOpts{MediaTimeout: mediaTimeout, NoNetlink: len(noNetlink) > 0 && noNetlink[0]})
 	user, pass := phonePass(t, apiLogin(t, o.d.url(""), "ivanov"), o.d)
 	origin := fmt.Sprintf("http://127.0.0.1:%d", o.d.cfg.HTTPPort)
 	br, err := siptest.NewPhone(siptest.PhoneConfig{User: user, Password: pass, Transport: "ws", Server: fmt.Sprintf("127.0.0.1:%d", o.d.cfg.HTTPPort), Origin: origin})
@@ -68,7 +70,10 @@ func browserHears(b *webrtctest.Browser, freq float64) bool {
 // the recording has each tone on its own channel; the VPBX's hang-up ends
 // the browser's call.
 func TestBrowserPhoneAnswersForksAndRecords(t *testing.T) {
-	o, br := browserOffice(t, "10s")
+	// callgate runs as the systemd unit restricts it: no netlink sockets,
+	// which pion would use to list interfaces (TestNetlinkDenied checks
+	// the restriction bites).
+	o, br := browserOffice(t, "10s", true)
 	outside, err := rtptest.NewPeer(1000, g711.PCMA)
 	if err != nil {
 		t.Fatal(err)
@@ -293,4 +298,20 @@ func tonePeersAt(t *testing.T, a, b float64) (*rtptest.Peer, *rtptest.Peer) {
 	}
 	t.Cleanup(pb.Close)
 	return pa, pb
+}
+
+// TestNetlinkDenied checks the restriction TestBrowserPhoneAnswersForksAndRecords
+// runs callgate under: through the same wrapper, ip(8), which lists links
+// over netlink, fails.
+func TestNetlinkDenied(t *testing.T) {
+	ip := needTool(t, "ip")
+	cmd := exec.Command(os.Args[0], "-o", "link")
+	cmd.Env = append(os.Environ(), noNetlinkEnv+"="+ip)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(strings.ToLower(string(out)), "address family not supported") {
+		t.Fatalf("ip link under the wrapper: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(ip, "-o", "link").CombinedOutput(); err != nil {
+		t.Fatalf("ip link without the wrapper: %v\n%s", err, out)
+	}
 }

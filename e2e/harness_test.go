@@ -73,6 +73,9 @@ type daemonConfig struct {
 	// ControlSocket is control.socket: a path of the test's own, so that
 	// daemons running side by side never share one.
 	ControlSocket string
+	// NoNetlink runs callgate denied AF_NETLINK sockets, as the shipped
+	// systemd unit does (see noNetlinkEnv).
+	NoNetlink bool
 	// Format is recording.format; "" keeps recordings as WAV, which the
 	// tests that check a recording's tones read while the call's legs end
 	// (the Ogg Opus tests set "opus").
@@ -185,6 +188,10 @@ func startDaemon(t *testing.T, cfg daemonConfig) *daemon {
 	d.cmd = exec.Command(binPath, append([]string{"run", "-config", path}, cfg.RunArgs...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.Env = append(os.Environ(), cfg.Env...)
+	if cfg.NoNetlink {
+		d.cmd.Path = os.Args[0] // the wrapper execs binPath in its place
+		d.cmd.Env = append(d.cmd.Env, noNetlinkEnv+"="+binPath)
+	}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,8 @@ type officeOpts struct {
 	// Without lists extensions that get no siptest phone (another peer,
 	// such as Linphone, registers them).
 	Without []string
+	// NoNetlink runs callgate as the systemd unit restricts it (no AF_NETLINK).
+	NoNetlink bool
 	// ShutdownGrace is calls.shutdown_grace, default "0s": a test that
 	// stops the daemon with calls up does not wait for them.
 	ShutdownGrace string
@@ -74,7 +76,7 @@ func newOffice(t *testing.T, opts officeOpts) *office {
 	}
 	t.Cleanup(vpbx.Close)
 	cfg := newDaemonConfig(t, "")
-	cfg.Format = opts.Format
+	cfg.Format, cfg.NoNetlink = opts.Format, opts.NoNetlink
 	cfg.HTTPExtra, cfg.IvanovExtra, cfg.PetrovExtra = strings.ReplaceAll(opts.HTTPExtra, "HTTPPORT", strconv.Itoa(cfg.HTTPPort)), opts.IvanovExtra, opts.PetrovExtra
 	recDir := filepath.Join(cfg.DataDir, "recordings")
 	port := portBlock(t, opts.RTPPorts)

@@ -108,7 +108,8 @@ func consoleOffice(t *testing.T, st *crmtest.RetailCRM, more officeOpts) *office
 	t.Helper()
 	hash := "password_hash = \"" + passwordHash(t) + "\"\n"
 	opts := officeOpts{HTTPExtra: `public_url = "http://127.0.0.1:HTTPPORT"`,
-		IvanovExtra: more.IvanovExtra + hash, PetrovExtra: more.PetrovExtra + hash, Extra: more.Extra, ShutdownGrace: more.ShutdownGrace, MediaTimeout: more.MediaTimeout, Format: more.Format}
+		IvanovExtra: more.IvanovExtra + hash, PetrovExtra: more.PetrovExtra + hash, Extra: more.Extra, ShutdownGrace: more.ShutdownGrace, MediaTimeout: more.MediaTimeout, Format: more.Format,
+		NoNetlink: more.NoNetlink}
 	if st != nil {
 		opts.IvanovExtra += "retailcrm_user = 7\n"
 		opts.Extra += `[crm.retailcrm]
