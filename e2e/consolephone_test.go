@@ -155,8 +155,9 @@ func TestConsolePhoneInChromium(t *testing.T) {
 		}
 	}()
 	desk := nextCall(t, o.phones["101"])
-	browse(t, b, "answer from the card", chromedp.WaitVisible(chromedp.CSS(".popup button.answer")),
-		chromedp.Click(chromedp.CSS(".popup button.answer")))
+	browse(t, b, "the card rings with Answer", chromedp.WaitVisible(chromedp.CSS(".popup button.answer")))
+	screenshot(t, b, "browser-phone-ringing")
+	browse(t, b, "answer from the card", chromedp.Click(chromedp.CSS(".popup button.answer")))
 	select {
 	case <-desk.Gone():
 	case <-ctx.Done():
@@ -176,6 +177,17 @@ func TestConsolePhoneInChromium(t *testing.T) {
 	if st.DTLS != "connected" || st.SRTP == "" || !st.g711() {
 		t.Fatalf("getStats: %+v, want DTLS connected, an SRTP cipher and G.711", st)
 	}
+	// Hold from the card: the VPBX is re-INVITEd sendonly, then sendrecv.
+	for _, want := range []string{"a=sendonly", "a=sendrecv"} {
+		label := map[string]string{"a=sendonly": "Удержать", "a=sendrecv": "Продолжить"}[want]
+		time.Sleep(time.Second)
+		value(t, b, "the hold button reads "+label, chromedp.Poll[bool](`(document.querySelector('.popup button.hold') || {}).textContent === '`+label+`'`))
+		browse(t, b, "hold or resume from the card", chromedp.Evaluate[chromedp.Void](`document.querySelector('.popup button.hold').click()`))
+		if !vpbxReinvited(o, want, 10*time.Second) {
+			t.Fatalf("no re-INVITE with %s at the VPBX; the phone's last error: %q", want, value(t, b, "last error", chromedp.Evaluate[string](`window.callgatePhone.lastError()`)))
+		}
+	}
+	waitPageHears(t, b, 1000)
 	time.Sleep(time.Second)
 	if err := vpbxSide.Hangup(ctx); err != nil {
 		t.Fatal(err)
@@ -222,5 +234,57 @@ func TestConsolePhoneInChromium(t *testing.T) {
 	}
 	if rec := o.lastCall(); rec.Direction != "outbound" || rec.Result != "answered" || rec.HangupBy != "employee" || !strings.HasSuffix(rec.Outside, "79161234567") {
 		t.Fatalf("record %+v", rec)
+	}
+
+	// A blind transfer from the browser's card to petrov's 103: the client
+	// talks to 103, the browser's call ends.
+	petrov, err := rtptest.NewPeer(1500, g711.PCMA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(petrov.Close)
+	go func() {
+		c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP(outside.Addr().String()))
+		if err == nil {
+			done <- c
+		}
+	}()
+	desk = nextCall(t, o.phones["101"])
+	browse(t, b, "answer the next call", chromedp.WaitVisible(chromedp.CSS(".popup button.answer")), chromedp.Click(chromedp.CSS(".popup button.answer")))
+	<-desk.Gone()
+	vpbxSide = <-done
+	toRelay, _ = siptest.MediaAddr(vpbxSide.Remote)
+	outside.SendTo(toRelay)
+	waitPageHears(t, b, 1000)
+	browse(t, b, "transfer from the card", chromedp.Click(chromedp.CSS(".popup button.transfer")),
+		chromedp.SendKeys(chromedp.CSS(".popup .transfer-to"), "103"), chromedp.Click(chromedp.CSS(".popup .transfer-go")))
+	target := nextCall(t, o.phones["103"])
+	if _, err := target.Answer(ctx, siptest.SDP(petrov.Addr().String())); err != nil {
+		t.Fatal(err)
+	}
+	toB, _ := siptest.MediaAddr(target.Request.Body())
+	petrov.SendTo(toB)
+	o.d.waitFor("the client talks to 103", 10*time.Second, func() bool { return hears(outside, 1500) && hears(petrov, 1000) })
+	browse(t, b, "the browser's call ends with the transfer", chromedp.WaitNotPresent(chromedp.CSS(".popup")))
+	if err := vpbxSide.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rec := o.lastCall(); len(rec.Legs) != 2 || rec.Legs[1].Employee != "petrov" || len(rec.Transfers) != 1 {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+// vpbxReinvited waits for a re-INVITE at the VPBX whose SDP holds want.
+func vpbxReinvited(o *office, want string, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case r := <-o.vpbx.Requests:
+			if r.Method == "INVITE" && strings.Contains(string(r.Body()), want) {
+				return true
+			}
+		case <-deadline:
+			return false
+		}
 	}
 }

@@ -26,18 +26,21 @@ type FeedEvent struct {
 
 // feedData is the JSON of an event.
 type feedData struct {
-	Event      string    `json:"event"`
-	CallID     string    `json:"call_id"`
-	Direction  string    `json:"direction"`
-	Internal   bool      `json:"internal,omitempty"`
-	Caller     string    `json:"caller"`
-	Outside    string    `json:"outside_number,omitempty"`
-	Trunk      string    `json:"trunk_number,omitempty"`
-	Account    string    `json:"account,omitempty"`
-	Employees  []string  `json:"employees"`
-	AnsweredBy string    `json:"answered_by,omitempty"`
-	Result     string    `json:"result,omitempty"`
-	Time       time.Time `json:"time"`
+	Event      string   `json:"event"`
+	CallID     string   `json:"call_id"`
+	Direction  string   `json:"direction"`
+	Internal   bool     `json:"internal,omitempty"`
+	Caller     string   `json:"caller"`
+	Outside    string   `json:"outside_number,omitempty"`
+	Trunk      string   `json:"trunk_number,omitempty"`
+	Account    string   `json:"account,omitempty"`
+	Employees  []string `json:"employees"`
+	AnsweredBy string   `json:"answered_by,omitempty"`
+	// TransferredTo is whom a transferred event's call went to (an
+	// employee, or a number through the VPBX).
+	TransferredTo string    `json:"transferred_to,omitempty"`
+	Result        string    `json:"result,omitempty"`
+	Time          time.Time `json:"time"`
 	// Tracking is where an inbound caller came from (call tracking).
 	Tracking *crm.Tracking `json:"tracking,omitempty"`
 }
@@ -114,6 +117,9 @@ func (f *Feed) Publish(e calls.Event) {
 		Outside: r.Outside, Trunk: r.TrunkNumber, Account: r.Account, Employees: emps, AnsweredBy: r.AnsweredBy, Time: at.UTC(), Tracking: r.Tracking}
 	if e.Kind == b2bua.EventEnded {
 		d.Result = r.Result
+	}
+	if n := len(r.Transfers); e.Kind == b2bua.EventTransferred && n > 0 {
+		d.TransferredTo = r.Transfers[n-1].To
 	}
 	data, _ := json.Marshal(d)
 	f.mu.Lock()

@@ -181,10 +181,11 @@ func (l *Leg) ToBrowser(body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("webrtc local description: %w", err)
 	}
 	<-gathered
-	out := l.pc.LocalDescription().SDP
-	if desc.Type == pion.SDPTypeOffer && a.dir != "sendrecv" {
-		out = withDirection(out, a.dir)
-	}
+	// The direction is the plain SDP's: callgate speaks for the other
+	// party, whose hold (an offer) or answer to the browser's hold (pion
+	// answers a renegotiated sendonly offer sendrecv, which browsers
+	// refuse) it passes on.
+	out := withDirection(l.pc.LocalDescription().SDP, a.dir)
 	return []byte(out), nil
 }
 

@@ -358,6 +358,7 @@ func (c *call) completeTransfer(br *branch, mode string, notify func(frag string
 		_ = oldLeg.Bye(ctx)
 		cancel()
 	}
+	c.dropWeb(oldLeg)
 	c.b.unbind(oldCallID)
 	c.ev.TransferFrom, c.ev.TransferMode = from, mode
 	c.ev.Answered = br.target

@@ -64,11 +64,37 @@ func (c *call) newWebLeg() (WebRTCLeg, error) {
 	go func() {
 		select {
 		case <-l.Failed():
-			c.b.Hangup(c.id, "browser media failed (ICE or DTLS)")
+			// Only a party still in the call ends it: a browser transferred
+			// away closes its media when it gets its BYE.
+			c.post(func() {
+				if c.webInCall(l) {
+					c.hangup("timeout", "browser media failed (ICE or DTLS)")
+				}
+			})
 		case <-c.closed:
 		}
 	}()
 	return l, nil
+}
+
+// webInCall reports whether l is the media of one of the call's two
+// parties now.
+func (c *call) webInCall(l WebRTCLeg) bool {
+	if c.ended {
+		return false
+	}
+	if w := c.webOf(c.callerLeg); w == l {
+		return true
+	}
+	return c.callee != nil && c.callee.sess != nil && c.webOf(c.callee.sess) == l
+}
+
+// dropWeb ends the media of a browser's dialog that left the call.
+func (c *call) dropWeb(leg dialogLeg) {
+	if w := c.webOf(leg); w != nil {
+		w.Close()
+		delete(c.web, leg)
+	}
 }
 
 // webOf is the WebRTC leg of a dialog (nil: not a browser's).

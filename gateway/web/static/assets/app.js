@@ -383,6 +383,8 @@ function onEvent(kind, d) {
     if (d.answered_by && d.answered_by !== session.employee) card.remove();
     else card.querySelector('.state').textContent = t('popup.talking');
   }
+  // Transferred to someone else: the call is no longer this employee's.
+  if (card && kind === 'transferred' && d.transferred_to !== session.employee) card.remove();
   if (kind === 'ended') {
     if (card) card.remove();
     // The record is written just after the event: read it a moment later.

@@ -21,7 +21,7 @@ const phoneTexts = {
 Object.assign(texts.ru, phoneTexts.ru);
 Object.assign(texts.en, phoneTexts.en);
 
-const phone = { sip: null, ua: null, registerer: null, refresh: null, ready: false, ringing: new Map(), live: new Map(), outgoing: null, state: '' };
+const phone = { lastError: '', sip: null, ua: null, registerer: null, refresh: null, ready: false, ringing: new Map(), live: new Map(), outgoing: null, state: '' };
 
 function setState(key, detail) {
   phone.state = key;
@@ -141,10 +141,15 @@ async function hold(s, id) {
   const on = !s.callgateHeld;
   s.sessionDescriptionHandlerOptionsReInvite = { hold: on };
   try {
-    await s.invite();
-    s.callgateHeld = on;
-  } catch { /* the re-INVITE failed: the call goes on as it was */ }
-  controls(id);
+    await s.invite({
+      requestDelegate: {
+        onAccept: () => { s.callgateHeld = on; controls(id); },
+        onReject: (r) => { phone.lastError = `re-INVITE ${r.message.statusCode}`; },
+      },
+    });
+  } catch (e) {
+    phone.lastError = String(e && e.message || e); // the call goes on as it was
+  }
 }
 
 // play sends the call's audio to the page's audio element (which also
@@ -186,6 +191,7 @@ async function dial(number) {
 // browser tests): registration and the media of the call in progress.
 window.callgatePhone = {
   state: () => phone.state,
+  lastError: () => phone.lastError || '',
   ready: () => phone.ready,
   async stats() {
     const s = phone.outgoing || [...phone.live.values()][0];
