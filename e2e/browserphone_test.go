@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"callgate/media/rtptest"
 	"callgate/media/webrtc/webrtctest"
 	"callgate/sip/siptest"
+
+	"github.com/emiago/sipgo"
 )
 
 // phonePass asks the console API for the logged-in employee's browser
@@ -313,5 +316,33 @@ func TestNetlinkDenied(t *testing.T) {
 	}
 	if out, err := exec.Command(ip, "-o", "link").CombinedOutput(); err != nil {
 		t.Fatalf("ip link without the wrapper: %v\n%s", err, out)
+	}
+}
+
+// TestBrowserOfferWithoutG711: a browser that offers no PCMA or PCMU gets
+// 488 with a warning saying why, and the VPBX is never called.
+func TestBrowserOfferWithoutG711(t *testing.T) {
+	o, br := browserOffice(t, "10s")
+	b := newBrowser(t, 440, "opus")
+	offer, err := b.Offer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := withTimeout(t, 10*time.Second)
+	_, err = br.Dial(ctx, "89161234567", offer)
+	var de *sipgo.ErrDialogResponse
+	if !errors.As(err, &de) || de.Res.StatusCode != 488 {
+		t.Fatalf("an opus-only offer: %v, want 488", err)
+	}
+	if w := de.Res.GetHeader("Warning"); w == nil || !strings.Contains(w.Value(), "G.711") {
+		t.Fatalf("488 without a warning naming G.711: %v", w)
+	}
+	select {
+	case c := <-o.vpbx.Calls:
+		t.Fatalf("the VPBX was called: %s", c.Request.Recipient.String())
+	case <-time.After(500 * time.Millisecond):
+	}
+	if o.d.metric("callgate_webrtc_legs") != 0 {
+		t.Fatal("a refused call left a WebRTC leg open")
 	}
 }
