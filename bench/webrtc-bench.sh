@@ -48,5 +48,5 @@ CFG
 "$root/bin/callgate" run -config "$work/callgate.toml" 2>"$work/callgate.log" &
 cg_pid=$!
 sleep 1
-"$work/webrtcload" -sip 127.0.0.1:5080 -http 127.0.0.1:18091 -listen 127.0.0.1:5071 -calls "$calls" -rate "$rate" -hold "$hold" -rounds "$rounds" -pid "$cg_pid"
+"$work/webrtcload" -sip 127.0.0.1:5080 -http 127.0.0.1:18091 -listen 127.0.0.1:5071 -calls "$calls" -rate "$rate" -hold "$hold" -rounds "$rounds" -pid "$cg_pid" -token bench-token-0123456789
 grep -c 'level=ERROR' "$work/callgate.log" | sed 's/^/callgate errors logged: /' || true

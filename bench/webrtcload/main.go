@@ -10,10 +10,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
-	"log/slog"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -40,6 +42,7 @@ func main() {
 	rounds := flag.Int("rounds", 2, "rounds of each mode, alternating (rtp, webrtc, rtp, webrtc...)")
 	first := flag.Int("first", 30000, "first extension; account i is acc<first+i>")
 	pid := flag.Int("pid", 0, "callgate's pid, for CPU and memory")
+	token := flag.String("token", "", "an admin API token: Go heap and goroutines from /metrics")
 	flag.Parse()
 	// sipgo's own transport warnings (phones closing their connections
 	// between rounds) are not what is measured.
@@ -62,12 +65,13 @@ func main() {
 	results := map[string][]result{}
 	for r := range 2 * *rounds {
 		mode := []string{"rtp", "webrtc"}[r%2]
-		res, err := run(mode, vpbx, *sipAddr, *httpAddr, *calls, *rate, *first, *hold, *pid)
+		res, err := run(mode, vpbx, *sipAddr, *httpAddr, *token, *calls, *rate, *first, *hold, *pid)
 		if err != nil {
 			fail(fmt.Errorf("%s round %d: %w", mode, r/2+1, err))
 		}
-		fmt.Printf("%-7s round %d: %.3f ms CPU per call-second, %.1f KiB RSS per call, setup p50 %s p99 %s, %d/%d calls with audio both ways\n",
-			mode, r/2+1, res.cpuPerCallSecond*1000, float64(res.rssPerCall)/1024, res.setupP50, res.setupP99, res.audio, *calls)
+		fmt.Printf("%-7s round %d: %.3f ms CPU per call-second, per call %.1f KiB RSS, %.1f KiB Go heap, %.1f goroutines; setup p50 %s p99 %s; %d/%d calls with audio both ways\n",
+			mode, r/2+1, res.cpuPerCallSecond*1000, float64(res.rssPerCall)/1024, res.heapPerCall/1024, res.goroutinesPerCall,
+			res.setupP50.Round(100*time.Microsecond), res.setupP99.Round(100*time.Microsecond), res.audio, *calls)
 		results[mode] = append(results[mode], res)
 		time.Sleep(2 * time.Second) // let the relay and the legs wind down between rounds
 	}
@@ -83,6 +87,8 @@ func main() {
 type result struct {
 	cpuPerCallSecond   float64
 	rssPerCall         int64
+	heapPerCall        float64
+	goroutinesPerCall  float64
 	setupP50, setupP99 time.Duration
 	audio              int
 }
@@ -118,7 +124,7 @@ func (c *call) close() {
 	}
 }
 
-func run(mode string, vpbx *siptest.VPBX, sipAddr, httpAddr string, n, rate, first int, hold time.Duration, pid int) (result, error) {
+func run(mode string, vpbx *siptest.VPBX, sipAddr, httpAddr, token string, n, rate, first int, hold time.Duration, pid int) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), hold+time.Duration(n/rate+60)*time.Second)
 	defer cancel()
 	calls := make([]*call, n)
@@ -149,6 +155,7 @@ func run(mode string, vpbx *siptest.VPBX, sipAddr, httpAddr string, n, rate, fir
 	}
 	time.Sleep(time.Second)
 	idleRSS := rss(pid)
+	idleHeap, idleG := metric(httpAddr, token, "go_memstats_heap_inuse_bytes"), metric(httpAddr, token, "go_goroutines")
 	var failed atomic.Int32
 	var wg sync.WaitGroup
 	tick := time.NewTicker(time.Second / time.Duration(rate))
@@ -172,7 +179,8 @@ func run(mode string, vpbx *siptest.VPBX, sipAddr, httpAddr string, n, rate, fir
 	cpu0, t0 := cpuTicks(pid), time.Now()
 	time.Sleep(hold)
 	cpu1, t1 := cpuTicks(pid), time.Now()
-	res := result{cpuPerCallSecond: float64(cpu1-cpu0) / 100 / (float64(n) * t1.Sub(t0).Seconds()), rssPerCall: (rss(pid) - idleRSS) / int64(n)}
+	res := result{cpuPerCallSecond: float64(cpu1-cpu0) / 100 / (float64(n) * t1.Sub(t0).Seconds()), rssPerCall: (rss(pid) - idleRSS) / int64(n),
+		heapPerCall: (metric(httpAddr, token, "go_memstats_heap_inuse_bytes") - idleHeap) / float64(n), goroutinesPerCall: (metric(httpAddr, token, "go_goroutines") - idleG) / float64(n)}
 	var setups []time.Duration
 	for _, c := range calls {
 		setups = append(setups, c.setup)
@@ -278,6 +286,29 @@ func rss(pid int) int64 {
 			f := strings.Fields(line)
 			kb, _ := strconv.ParseInt(f[1], 10, 64)
 			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// metric reads one unlabelled value from callgate's /metrics (0 without a
+// token or on any error).
+func metric(httpAddr, token, name string) float64 {
+	if token == "" {
+		return 0
+	}
+	req, _ := http.NewRequest("GET", "http://"+httpAddr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
 		}
 	}
 	return 0

@@ -7,13 +7,13 @@
 const phoneTexts = {
   ru: {
     'phone.toggle': 'Телефон в браузере', 'phone.ready': 'телефон готов', 'phone.connecting': 'подключение…',
-    'phone.failed': 'телефон не подключён', 'phone.unavailable': 'телефон в браузере недоступен в этой сборке',
+    'phone.failed': 'телефон не подключён', 'phone.noMic': 'нет доступа к микрофону', 'phone.unavailable': 'телефон в браузере недоступен в этой сборке',
     'phone.calling': 'Вызов…', 'phone.talking': 'Разговор', 'phone.hangup': 'Положить трубку',
     'popup.answer': 'Ответить', 'popup.decline': 'Отклонить', 'popup.hold': 'Удержать', 'popup.resume': 'Продолжить',
   },
   en: {
     'phone.toggle': 'Phone in the browser', 'phone.ready': 'phone ready', 'phone.connecting': 'connecting…',
-    'phone.failed': 'phone not connected', 'phone.unavailable': 'the browser phone is not in this build',
+    'phone.failed': 'phone not connected', 'phone.noMic': 'no access to the microphone', 'phone.unavailable': 'the browser phone is not in this build',
     'phone.calling': 'Calling…', 'phone.talking': 'Talking', 'phone.hangup': 'Hang up',
     'popup.answer': 'Answer', 'popup.decline': 'Decline', 'popup.hold': 'Hold', 'popup.resume': 'Resume',
   },
@@ -33,21 +33,42 @@ function remember(on) {
   if (session) localStorage.setItem('phone:' + session.employee, on ? '1' : '');
 }
 
+// loadSIP imports SIP.js once; a browser whose phone was on last time
+// starts at once, while the console still asks who is logged in.
+let sipjs = null;
+function loadSIP() {
+  sipjs = sipjs || import('/assets/vendor/sip.js/sip.min.js');
+  return sipjs;
+}
+if (Object.keys(localStorage).some((k) => k.startsWith('phone:') && localStorage.getItem(k) === '1')) loadSIP().catch(() => {});
+
 async function enable() {
   setState('phone.connecting');
-  try {
-    phone.sip = phone.sip || await import('/assets/vendor/sip.js/lib/index.js');
-  } catch {
+  performance.mark('phone:enable');
+  // SIP.js, the session's password and the microphone's permission, at
+  // once. The microphone is asked for now, when the employee switches the
+  // phone on, not when a call rings; it is released at once (the
+  // permission stays with the page) and opened again for each call.
+  const [sip, r, mic] = await Promise.allSettled([loadSIP(), api('POST', '/api/v1/phone'),
+    navigator.mediaDevices.getUserMedia({ audio: true, video: false })]);
+  performance.mark('phone:ready-to-register');
+  if (mic.status === 'fulfilled') for (const tr of mic.value.getTracks()) tr.stop();
+  if (sip.status !== 'fulfilled') {
     setState('phone.unavailable');
     $('phone-on').checked = false;
     return;
   }
-  const r = await api('POST', '/api/v1/phone');
-  if (r.status !== 200) {
-    setState('phone.failed', errorText(r));
+  phone.sip = sip.value;
+  if (r.value.status !== 200) {
+    setState('phone.failed', errorText(r.value));
     return;
   }
-  const p = r.data;
+  if (mic.status !== 'fulfilled') {
+    setState('phone.noMic', String(mic.reason && mic.reason.message || mic.reason));
+    $('phone-on').checked = false;
+    return;
+  }
+  const p = r.value.data;
   const { UserAgent, Registerer } = phone.sip;
   phone.ua = new UserAgent({
     uri: UserAgent.makeURI(p.uri),
@@ -56,7 +77,10 @@ async function enable() {
     authorizationPassword: p.password,
     userAgentString: 'callgate console',
     logLevel: 'error',
-    sessionDescriptionHandlerFactoryOptions: { peerConnectionConfiguration: { iceServers: [] } },
+    // callgate is ICE-lite at a known address and answers the browser's
+    // checks from wherever they come: the browser need not wait long for
+    // its own candidates before it sends its SDP.
+    sessionDescriptionHandlerFactoryOptions: { peerConnectionConfiguration: { iceServers: [] }, iceGatheringTimeout: 20 },
     delegate: {
       onInvite: incoming,
       onDisconnect: () => { phone.ready = false; setState('phone.failed'); },
@@ -65,9 +89,11 @@ async function enable() {
   });
   try {
     await phone.ua.start();
+    performance.mark('phone:connected');
     phone.registerer = new Registerer(phone.ua, { expires: 300 });
     phone.registerer.stateChange.addListener((s) => {
       phone.ready = s === 'Registered';
+      if (phone.ready) performance.mark('phone:registered');
       setState(phone.ready ? 'phone.ready' : 'phone.failed');
     });
     await phone.registerer.register();
@@ -192,6 +218,12 @@ async function dial(number) {
 window.callgatePhone = {
   state: () => phone.state,
   lastError: () => phone.lastError || '',
+  // connection is the call's peer connection state ('' without a call).
+  connection() {
+    const s = phone.outgoing || [...phone.live.values(), ...phone.ringing.values()][0];
+    const pc = s && s.sessionDescriptionHandler && s.sessionDescriptionHandler.peerConnection;
+    return pc ? pc.connectionState : '';
+  },
   ready: () => phone.ready,
   async stats() {
     const s = phone.outgoing || [...phone.live.values()][0];
