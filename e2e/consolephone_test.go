@@ -19,7 +19,7 @@ import (
 // phoneBrowser starts headless Chromium whose microphone plays wav, with
 // real (not muted) audio out and WebRTC allowed on loopback. The flags
 // are listed by hand: chromedp's headless defaults mute the audio.
-func phoneBrowser(t *testing.T, wav string) context.Context {
+func phoneBrowser(t *testing.T, wav string, more ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := needTool(t, "chromium")
 	var opts []chromedp.ExecAllocatorOption
@@ -32,6 +32,7 @@ func phoneBrowser(t *testing.T, wav string) context.Context {
 		chromedp.Flag("use-fake-ui-for-media-stream", true), chromedp.Flag("use-fake-device-for-media-stream", true),
 		chromedp.Flag("use-file-for-fake-audio-capture", wav), chromedp.Flag("allow-loopback-in-peer-connection", true),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"), chromedp.WindowSize(1400, 900))
+	opts = append(opts, more...)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
@@ -286,5 +287,25 @@ func vpbxReinvited(o *office, want string, timeout time.Duration) bool {
 		case <-deadline:
 			return false
 		}
+	}
+}
+
+// TestConsolePhoneNeedsHTTPS: browsers give the microphone only to https
+// pages (and loopback); a console reached over plain http by a name says
+// so instead of failing silently, and the phone stays off.
+func TestConsolePhoneNeedsHTTPS(t *testing.T) {
+	if !inLoopbackNetns(t) {
+		return
+	}
+	o := consoleOffice(t, nil, officeOpts{})
+	b := phoneBrowser(t, toneWAV(t, 440), chromedp.Flag("host-resolver-rules", "MAP callgate.office.test 127.0.0.1"))
+	login(t, b, fmt.Sprintf("http://callgate.office.test:%d", o.d.cfg.HTTPPort), "ivanov")
+	browse(t, b, "switch the browser phone on over http", chromedp.Click(chromedp.ID("phone-on")),
+		chromedp.WaitVisible(chromedp.CSS(`#phone-state[data-state="phone.insecure"]`)))
+	if value(t, b, "the phone switch", chromedp.Evaluate[bool](`document.getElementById('phone-on').checked`)) {
+		t.Fatal("the phone stays switched on without https")
+	}
+	if n := o.d.metric(`callgate_registered_contacts_by_transport{transport="ws"}`); n != 0 {
+		t.Fatalf("%v WebSocket registrations", n)
 	}
 }

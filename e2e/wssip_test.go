@@ -305,6 +305,12 @@ func TestSIPOverWebSocket(t *testing.T) {
 	if strings.Contains(d.log.String(), pass.Password) {
 		t.Fatal("the pass is in the log")
 	}
+
+	// A browser's registration dies with its connection (a reloaded or
+	// closed tab): calls stop ringing it at once, not at its expiry.
+	before := d.metric(`callgate_registered_contacts_by_transport{transport="ws"}`)
+	browser.c.Close()
+	d.waitMetric(`callgate_registered_contacts_by_transport{transport="ws"}`, before-1, 5*time.Second)
 }
 
 // csrfOf is the CSRF token of client's console session.

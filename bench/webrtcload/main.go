@@ -73,7 +73,7 @@ func main() {
 			mode, r/2+1, res.cpuPerCallSecond*1000, float64(res.rssPerCall)/1024, res.heapPerCall/1024, res.goroutinesPerCall,
 			res.setupP50.Round(100*time.Microsecond), res.setupP99.Round(100*time.Microsecond), res.audio, *calls)
 		results[mode] = append(results[mode], res)
-		time.Sleep(2 * time.Second) // let the relay and the legs wind down between rounds
+		settle(*httpAddr, *token) // the next round's idle figures start from a quiet callgate
 	}
 	for _, mode := range []string{"rtp", "webrtc"} {
 		lo, hi := 1e9, 0.0
@@ -312,4 +312,20 @@ func metric(httpAddr, token, name string) float64 {
 		}
 	}
 	return 0
+}
+
+// settle waits (at most 30 s) until callgate has no call and no WebRTC leg
+// left and its goroutines stop falling.
+func settle(httpAddr, token string) {
+	deadline := time.Now().Add(30 * time.Second)
+	last := -1.0
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+		g := metric(httpAddr, token, "go_goroutines")
+		if metric(httpAddr, token, "callgate_calls_active") == 0 && metric(httpAddr, token, "callgate_webrtc_legs") == 0 && g == last {
+			return
+		}
+		last = g
+	}
+	fmt.Fprintln(os.Stderr, "webrtcload: callgate did not settle within 30 s")
 }

@@ -25,6 +25,15 @@ import (
 func (s *Stack) WebSocket(local net.Addr, client func(*http.Request) string, origin func(*http.Request, string) bool) *sipws.Entry {
 	s.ws = sipws.New(sipws.Config{
 		Origin: origin, Client: client, Limiter: s.wsConns, Local: local, Log: s.log.With("component", "sip-ws"),
+		// A browser reached only over its connection is gone with it: its
+		// tab reloaded or closed. Calls must not ring it any longer.
+		Closed: func(remote netip.AddrPort) {
+			if s.loc != nil {
+				if n := s.loc.DropFlow(sipnet.WS, remote.String(), time.Now()); n > 0 {
+					s.log.Debug("registrations over a closed WebSocket removed", "source", remote.String(), "bindings", n)
+				}
+			}
+		},
 		Admit: func(ip netip.Addr) error {
 			if !s.phoneNetworks().Contains(ip) {
 				return fmt.Errorf("%s is not in sip.allow_networks: phones may not register from it", ip)

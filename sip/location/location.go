@@ -248,3 +248,28 @@ func Decode(v []byte) ([]Binding, error) {
 	err := json.Unmarshal(v, &list)
 	return list, err
 }
+
+// DropFlow removes the bindings that came over one connection of a
+// transport whose bindings die with their connection (WebSocket): the
+// device can only be reached through it, and a browser tab that reloads
+// opens a new one. It returns how many were removed.
+func (t *Table) DropFlow(transport sipnet.Transport, source string, now time.Time) int {
+	n := 0
+	for _, b := range t.All(now) {
+		if b.Transport != transport || b.Source != source {
+			continue
+		}
+		t.Modify(b.AOR, now, func(cur []Binding) ([]Binding, error) {
+			kept := cur[:0]
+			for _, c := range cur {
+				if c.Transport == transport && c.Source == source {
+					n++
+					continue
+				}
+				kept = append(kept, c)
+			}
+			return kept, nil
+		})
+	}
+	return n
+}

@@ -151,3 +151,28 @@ func TestRestoreDropsWebSocketBindings(t *testing.T) {
 		t.Fatalf("after restore: %+v", got)
 	}
 }
+
+func TestDropFlow(t *testing.T) {
+	now := time.Now()
+	tb := New()
+	ws := func(src string) Binding {
+		b := bind("101", "sip:x@"+src+".invalid;transport=ws", now.Add(time.Hour))
+		b.Transport, b.Source = sipnet.WS, src
+		return b
+	}
+	desk := bind("101", "sip:101@10.0.0.5", now.Add(time.Hour))
+	tb.Modify("101", now, func([]Binding) ([]Binding, error) {
+		return []Binding{desk, ws("127.0.0.1:40001"), ws("127.0.0.1:40002")}, nil
+	})
+	if n := tb.DropFlow(sipnet.WS, "127.0.0.1:40001", now); n != 1 {
+		t.Fatalf("dropped %d", n)
+	}
+	got := tb.Lookup("101", now)
+	if len(got) != 2 || got[0].Source != desk.Source || got[1].Source != "127.0.0.1:40002" {
+		t.Fatalf("left %+v", got)
+	}
+	// A UDP phone at the same address is another flow.
+	if n := tb.DropFlow(sipnet.WS, desk.Source, now); n != 0 || len(tb.Lookup("101", now)) != 2 {
+		t.Fatal("a desk phone's binding was dropped with a WebSocket flow")
+	}
+}

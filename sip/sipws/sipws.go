@@ -45,6 +45,9 @@ type Config struct {
 	Local net.Addr
 	// Log gets refusals, at most one line per client a minute.
 	Log *slog.Logger
+	// Closed, when set, is told each handed-over connection's remote
+	// address once it closes: a browser's registration dies with it.
+	Closed func(remote netip.AddrPort)
 }
 
 // Stats counts upgrades and refusals; read them with Load.
@@ -138,7 +141,9 @@ func (e *Entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// connection lives as long as its registration (the limiter closes it
 	// when idle).
 	_ = raw.SetDeadline(time.Time{})
-	var conn net.Conn = newReplayConn(raw, replay(r, buf.Reader), client)
+	rc := newReplayConn(raw, replay(r, buf.Reader), client)
+	rc.closed = e.cfg.Closed
+	var conn net.Conn = rc
 	if e.cfg.Limiter != nil {
 		tc, ok := e.cfg.Limiter.Track(conn, client)
 		if !ok {
@@ -190,7 +195,9 @@ func replay(r *http.Request, rest *bufio.Reader) []byte {
 type replayConn struct {
 	net.Conn
 	head   io.Reader
-	remote net.Addr
+	remote *net.TCPAddr
+	closed func(netip.AddrPort)
+	once   sync.Once
 }
 
 func newReplayConn(c net.Conn, head []byte, client netip.Addr) *replayConn {
@@ -215,6 +222,17 @@ func (c *replayConn) Read(p []byte) (int, error) {
 }
 
 func (c *replayConn) RemoteAddr() net.Addr { return c.remote }
+
+// Close closes the connection and reports it closed (once).
+func (c *replayConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		if c.closed != nil {
+			c.closed(c.remote.AddrPort())
+		}
+	})
+	return err
+}
 
 // Accept returns the next upgraded connection (net.Listener).
 func (e *Entry) Accept() (net.Conn, error) {

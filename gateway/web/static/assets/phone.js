@@ -7,13 +7,15 @@
 const phoneTexts = {
   ru: {
     'phone.toggle': 'Телефон в браузере', 'phone.ready': 'телефон готов', 'phone.connecting': 'подключение…',
-    'phone.failed': 'телефон не подключён', 'phone.noMic': 'нет доступа к микрофону', 'phone.unavailable': 'телефон в браузере недоступен в этой сборке',
+    'phone.failed': 'телефон не подключён', 'phone.noMic': 'нет доступа к микрофону',
+    'phone.insecure': 'телефон в браузере работает только по https: попросите администратора включить TLS', 'phone.unavailable': 'телефон в браузере недоступен в этой сборке',
     'phone.calling': 'Вызов…', 'phone.talking': 'Разговор', 'phone.hangup': 'Положить трубку',
     'popup.answer': 'Ответить', 'popup.decline': 'Отклонить', 'popup.hold': 'Удержать', 'popup.resume': 'Продолжить',
   },
   en: {
     'phone.toggle': 'Phone in the browser', 'phone.ready': 'phone ready', 'phone.connecting': 'connecting…',
-    'phone.failed': 'phone not connected', 'phone.noMic': 'no access to the microphone', 'phone.unavailable': 'the browser phone is not in this build',
+    'phone.failed': 'phone not connected', 'phone.noMic': 'no access to the microphone',
+    'phone.insecure': 'the browser phone needs https: ask the administrator to turn TLS on', 'phone.unavailable': 'the browser phone is not in this build',
     'phone.calling': 'Calling…', 'phone.talking': 'Talking', 'phone.hangup': 'Hang up',
     'popup.answer': 'Answer', 'popup.decline': 'Decline', 'popup.hold': 'Hold', 'popup.resume': 'Resume',
   },
@@ -43,6 +45,12 @@ function loadSIP() {
 if (Object.keys(localStorage).some((k) => k.startsWith('phone:') && localStorage.getItem(k) === '1')) loadSIP().catch(() => {});
 
 async function enable() {
+  // Browsers give the microphone to https pages (and localhost) only.
+  if (!window.isSecureContext || !navigator.mediaDevices) {
+    setState('phone.insecure');
+    $('phone-on').checked = false;
+    return;
+  }
   setState('phone.connecting');
   performance.mark('phone:enable');
   // SIP.js, the session's password and the microphone's permission, at
