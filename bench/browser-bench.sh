@@ -44,7 +44,7 @@ extensions = ["30000"]
 sip_password = "Phone101pass"
 password_hash = "$hash"
 CFG
-sox -n -r 48000 -c 1 -b 16 "$work/tone.wav" synth 600 sine 440 vol 0.5
+sox -n -r 48000 -c 1 -b 16 "$work/tone.wav" synth 60 sine 440 vol 0.5
 (cd "$root" && go build -o "$work/pageload" ./bench/pageload)
 "$root/bin/callgate" run -config "$work/callgate.toml" 2>"$work/callgate.log" &
 cg_pid=$!

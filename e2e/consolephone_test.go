@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -119,7 +120,7 @@ func TestConsolePhoneInChromium(t *testing.T) {
 		return
 	}
 	wav := toneWAV(t, 440)
-	o := consoleOffice(t, nil, officeOpts{})
+	o := consoleOffice(t, nil, officeOpts{IvanovExtra: "role = \"admin\"\n"})
 	b := phoneBrowser(t, wav)
 	login(t, b, o.d.url(""), "ivanov")
 	browse(t, b, "switch the browser phone on", chromedp.Click(chromedp.ID("phone-on")),
@@ -140,6 +141,15 @@ func TestConsolePhoneInChromium(t *testing.T) {
 	if ws != 1 || o.d.metric(`callgate_registered_contacts_by_transport{transport="ws"}`) != 1 {
 		t.Fatalf("no WebSocket registration of ivanov's line: %+v", admin.Phones)
 	}
+	browse(t, b, "the admin page shows the browser's registration", chromedp.Navigate(o.d.url("/#/admin")),
+		chromedp.WaitVisible(chromedp.CSS(`#admin-phones tr[data-ext="101"]`)))
+	rows := value(t, b, "registrations on the admin page", chromedp.Evaluate[[]string](`[...document.querySelectorAll('#admin-phones tr[data-ext="101"]')].map((r) => r.textContent)`))
+	if !slices.ContainsFunc(rows, func(r string) bool { return strings.Contains(r, "(ws)") && strings.Contains(r, "callgate console") }) {
+		t.Fatalf("the admin page's rows of 101: %q", rows)
+	}
+	screenshot(t, b, "browser-phone-admin")
+	browse(t, b, "back to the calls", chromedp.Navigate(o.d.url("/#/calls")), chromedp.WaitVisible(chromedp.ID("calls")),
+		chromedp.WaitVisible(chromedp.CSS(`#phone-state[data-state="phone.ready"]`)))
 
 	// An inbound call: the card rings with Answer, the desk phones too.
 	outside, err := rtptest.NewPeer(1000, g711.PCMA)

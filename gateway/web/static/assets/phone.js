@@ -57,10 +57,9 @@ async function enable() {
   // once. The microphone is asked for now, when the employee switches the
   // phone on, not when a call rings; it is released at once (the
   // permission stays with the page) and opened again for each call.
-  const [sip, r, mic] = await Promise.allSettled([loadSIP(), api('POST', '/api/v1/phone'),
-    navigator.mediaDevices.getUserMedia({ audio: true, video: false })]);
+  const marked = (name, p) => p.finally(() => performance.mark('phone:' + name));
+  const [sip, r, mic] = await Promise.allSettled([marked('sipjs', loadSIP()), marked('pass', api('POST', '/api/v1/phone')), marked('mic', micAllowed())]);
   performance.mark('phone:ready-to-register');
-  if (mic.status === 'fulfilled') for (const tr of mic.value.getTracks()) tr.stop();
   if (sip.status !== 'fulfilled') {
     setState('phone.unavailable');
     $('phone-on').checked = false;
@@ -114,6 +113,16 @@ async function enable() {
     const again = await api('POST', '/api/v1/phone');
     if (again.status === 200 && phone.ua) phone.ua.configuration.authorizationPassword = again.data.password;
   }, (p.refresh_seconds || 1200) * 1000);
+}
+
+// micAllowed asks for the microphone unless the page has it already, and
+// lets it go at once: the light stays off until a call.
+async function micAllowed() {
+  try {
+    if ((await navigator.permissions.query({ name: 'microphone' })).state === 'granted') return;
+  } catch { /* no Permissions API for the microphone here: ask */ }
+  const mic = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+  for (const tr of mic.getTracks()) tr.stop();
 }
 
 async function disable() {
