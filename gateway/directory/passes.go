@@ -39,8 +39,10 @@ type passes struct {
 }
 
 // MintPass makes a password for employee's browser phone that is good for
-// ttl, or until RevokePasses(session). A session's earlier pass is
-// replaced: the console asks again before its pass runs out.
+// ttl, or until RevokePasses(session). A session's earlier passes stay
+// good until they expire: two tabs of one login each hold their own, and
+// each renews it before it runs out. The newest maxPassesPerExtension of
+// an extension are kept.
 func (d *Directory) MintPass(employee, session string, ttl time.Duration, now time.Time) (Pass, error) {
 	r := d.r.Load()
 	e, ok := r.employees[employee]
@@ -61,7 +63,7 @@ func (d *Directory) MintPass(employee, session string, ttl time.Duration, now ti
 	}
 	kept := []pass{p}
 	for _, o := range d.passes.byExt[ext] {
-		if o.session != session && o.expires.After(now) && len(kept) < maxPassesPerExtension {
+		if o.expires.After(now) && len(kept) < maxPassesPerExtension {
 			kept = append(kept, o)
 		}
 	}
