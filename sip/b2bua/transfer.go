@@ -354,9 +354,14 @@ func (c *call) completeTransfer(br *branch, mode string, notify func(frag string
 	c.b.occupy(c, br.target.Extension)
 	if !c.xfer.transferorGone {
 		notify("SIP/2.0 200 OK", true)
-		ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
-		_ = oldLeg.Bye(ctx)
-		cancel()
+		// Most phones hang up themselves on the final NOTIFY (RFC 5589 §6),
+		// crossing this BYE: the call's goroutine must not wait for its
+		// answer, or the transferor's own BYE waits behind it.
+		go func() {
+			ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
+			defer cancel()
+			_ = oldLeg.Bye(ctx)
+		}()
 	}
 	c.dropWeb(oldLeg)
 	c.b.unbind(oldCallID)
