@@ -354,10 +354,12 @@ func (c *call) completeTransfer(br *branch, mode string, notify func(frag string
 	c.b.occupy(c, br.target.Extension)
 	if !c.xfer.transferorGone {
 		notify("SIP/2.0 200 OK", true)
-		// Most phones hang up themselves on the final NOTIFY (RFC 5589 §6),
-		// crossing this BYE: the call's goroutine must not wait for its
-		// answer, or the transferor's own BYE waits behind it.
+		// Most phones hang up themselves on the final NOTIFY (RFC 5589 §6):
+		// callgate's BYE follows a moment later, so as not to cross theirs
+		// (a transferor gone by then answers it as a released dialog), and
+		// the call's goroutine does not wait for it.
 		go func() {
+			time.Sleep(transferorGrace)
 			ctx, cancel := context.WithTimeout(bg(), 5*time.Second)
 			defer cancel()
 			_ = oldLeg.Bye(ctx)
@@ -529,3 +531,7 @@ func (c *call) resumeOutside(employeeSDP []byte) {
 		}
 	}
 }
+
+// transferorGrace is how long callgate lets a transferor hang up itself
+// after the final NOTIFY before it sends its own BYE.
+const transferorGrace = 300 * time.Millisecond
