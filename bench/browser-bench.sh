@@ -2,7 +2,8 @@
 # browser-bench.sh: the browser phone in headless Chromium against
 # bin/callgate on loopback (bench/pageload): page load → registered and →
 # ICE connected, INVITE → the card rings, answer → connected; ROUNDS page
-# loads, each with one answered call.
+# loads, each with one answered call, after one warm-up load (the browser's
+# first call, reported apart).
 #   ROUNDS=30 bench/browser-bench.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -196,7 +196,7 @@ func TestCallsArchivedToObjectStorage(t *testing.T) {
 	b := browser(t)
 	login(t, b, o.d.url(""), "ivanov")
 	duration := value(t, b, "the archived recording's duration in Chromium", chromedp.Poll[float64](
-		`(() => { const a = document.querySelector('tr[data-call="`+last.ID+`"] audio'); return a && a.readyState >= 1 && isFinite(a.duration) && a.duration > 0 ? a.duration : 0 })()`,
+		recordingDuration(last.ID),
 		chromedp.WithPollingTimeout(10*time.Second)))
 	if math.Abs(duration-last.Legs[0].TalkSeconds) > 0.1 {
 		t.Fatalf("Chromium reads %.2f s, the leg talked %.2f s", duration, last.Legs[0].TalkSeconds)

@@ -102,7 +102,7 @@ func TestCallRecordedAsOggOpus(t *testing.T) {
 	b := browser(t)
 	login(t, b, o.d.url(""), "ivanov")
 	duration := value(t, b, "the Ogg Opus recording's duration in Chromium", chromedp.Poll[float64](
-		`(() => { const a = document.querySelector('tr[data-call="`+rec.ID+`"] audio'); return a && a.readyState >= 1 && isFinite(a.duration) && a.duration > 0 ? a.duration : 0 })()`,
+		recordingDuration(rec.ID),
 		chromedp.WithPollingTimeout(10*time.Second)))
 	if math.Abs(duration-secs) > 0.1 {
 		t.Fatalf("Chromium reads %.2f s, the file lasts %.2f s", duration, secs)

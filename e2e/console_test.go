@@ -99,8 +99,14 @@ func TestConsoleInChromium(t *testing.T) {
 	rec := o.lastCall()
 	browse(t, ctx, "the call in the history", chromedp.WaitVisible(chromedp.CSS(`tr[data-call="`+rec.ID+`"] audio`)))
 	value(t, ctx, "the popup gone", chromedp.Poll[bool](`document.querySelector('.popup') === null`))
+	// The history lists recordings without fetching them: a hundred rows
+	// must not cost callgate a hundred reads at each load.
+	if fetched := value(t, ctx, "recordings fetched by the list", chromedp.Evaluate[int](
+		`performance.getEntriesByType('resource').filter((r) => r.name.includes('/api/v1/recordings/')).length`)); fetched != 0 {
+		t.Fatalf("the history fetched %d recordings before any was played", fetched)
+	}
 	duration := value(t, ctx, "the recording's duration in the audio element",
-		chromedp.Poll[float64](`(() => { const a = document.querySelector('tr[data-call="`+rec.ID+`"] audio'); return a && a.readyState >= 1 && a.duration > 0 ? a.duration : 0 })()`))
+		chromedp.Poll[float64](recordingDuration(rec.ID)))
 	if duration < 1 || duration > 3 {
 		t.Fatalf("recording duration in the browser %.2f s, talk was 1.5 s", duration)
 	}

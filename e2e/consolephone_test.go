@@ -125,21 +125,33 @@ func TestConsolePhoneInChromium(t *testing.T) {
 	login(t, b, o.d.url(""), "ivanov")
 	browse(t, b, "switch the browser phone on", chromedp.Click(chromedp.ID("phone-on")),
 		chromedp.WaitVisible(chromedp.CSS(`#phone-state[data-state="phone.ready"]`)))
-	var admin struct {
-		Phones []struct{ Extension, Transport, UserAgent string } `json:"phones"`
-	}
-	res, body := o.d.do(t, "GET", o.d.url("/api/v1/admin"), testToken)
-	if res.StatusCode != 200 || decodeJSONBytes(body, &admin) != nil {
-		t.Fatalf("admin: %d", res.StatusCode)
-	}
-	ws := 0
-	for _, p := range admin.Phones {
-		if p.Transport == "ws" && p.Extension == "101" {
-			ws++
+	// wsLines are the extensions registered over WebSocket, from the API.
+	wsLines := func() []string {
+		var admin struct {
+			Phones []struct{ Extension, Transport string } `json:"phones"`
 		}
+		res, body := o.d.do(t, "GET", o.d.url("/api/v1/admin"), testToken)
+		if res.StatusCode != 200 || decodeJSONBytes(body, &admin) != nil {
+			t.Fatalf("admin: %d", res.StatusCode)
+		}
+		var lines []string
+		for _, p := range admin.Phones {
+			if p.Transport == "ws" {
+				lines = append(lines, p.Extension)
+			}
+		}
+		return lines
 	}
-	if ws != 1 || o.d.metric(`callgate_registered_contacts_by_transport{transport="ws"}`) != 1 {
-		t.Fatalf("no WebSocket registration of ivanov's line: %+v", admin.Phones)
+	if lines := wsLines(); !slices.Equal(lines, []string{"101"}) || o.d.metric(`callgate_registered_contacts_by_transport{transport="ws"}`) != 1 {
+		t.Fatalf("WebSocket registrations %v, want ivanov's first line", lines)
+	}
+	// Ivanov has two lines: the phone moves to the one chosen beside the
+	// switch, and back.
+	for _, line := range []string{"102", "101"} {
+		browse(t, b, "choose line "+line, chromedp.WaitVisible(chromedp.ID("phone-line")), chromedp.Evaluate[chromedp.Void](
+			`(() => { const s = document.getElementById('phone-line'); s.value = '`+line+`'; s.dispatchEvent(new Event('change')); })()`))
+		o.d.waitFor("the browser registered as "+line+" only", 10*time.Second, func() bool { return slices.Equal(wsLines(), []string{line}) })
+		browse(t, b, "the phone is ready on "+line, chromedp.WaitVisible(chromedp.CSS(`#phone-state[data-state="phone.ready"]`)))
 	}
 	browse(t, b, "the admin page shows the browser's registration", chromedp.Navigate(o.d.url("/#/admin")),
 		chromedp.WaitVisible(chromedp.CSS(`#admin-phones tr[data-ext="101"]`)))
@@ -221,14 +233,22 @@ func TestConsolePhoneInChromium(t *testing.T) {
 		case <-ctx.Done():
 		}
 	}()
+	// The microphone is held shut until the VPBX has the call: the offer
+	// must not wait for it, and it must replace the silence once open.
+	browse(t, b, "hold the microphone shut", chromedp.Evaluate[chromedp.Void](`(() => {
+		const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+		const shut = new Promise((resolve) => { window.openMic = resolve; });
+		navigator.mediaDevices.getUserMedia = (c) => shut.then(() => open(c));
+	})()`))
 	browse(t, b, "dial from the click-to-call box", chromedp.SendKeys(chromedp.ID("dial-number"), "8 (916) 123-45-67"),
 		chromedp.Click(chromedp.ID("dial-submit")))
 	var at *siptest.IncomingCall
 	select {
 	case at = <-got:
 	case <-ctx.Done():
-		t.Fatal("the browser's call did not reach the VPBX")
+		t.Fatal("the browser's call did not reach the VPBX while its microphone was still opening")
 	}
+	browse(t, b, "the microphone opens", chromedp.Evaluate[chromedp.Void](`window.openMic()`))
 	if at.Request.Recipient.User != "79161234567" || at.Request.GetHeader("Proxy-Authorization") == nil {
 		t.Fatalf("the VPBX got %s, want the normalised number with callgate's digest", at.Request.Recipient.String())
 	}

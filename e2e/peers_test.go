@@ -186,6 +186,18 @@ func value[T any](t *testing.T, ctx context.Context, what string, a chromedp.Act
 	return v
 }
 
+// recordingDuration is a poll expression for the length the console's
+// player reads from a call's first recording, loading it as pressing
+// play does (the history does not preload recordings); 0 until known.
+func recordingDuration(callID string) string {
+	return `(() => {
+		const a = document.querySelector('tr[data-call="` + callID + `"] audio');
+		if (!a) return 0;
+		if (a.preload === 'none') { a.preload = 'metadata'; a.load(); }
+		return a.readyState >= 1 && isFinite(a.duration) && a.duration > 0 ? a.duration : 0;
+	})()`
+}
+
 func login(t *testing.T, ctx context.Context, base, user string) {
 	t.Helper()
 	browse(t, ctx, "log in as "+user,

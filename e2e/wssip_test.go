@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -289,6 +290,60 @@ func TestSIPOverWebSocket(t *testing.T) {
 	browser, _ := dialWS(t, d, own)
 	if code := browser.register(t, "101", pass.Password, 300); code != 200 {
 		t.Fatalf("register with the console's pass: %d", code)
+	}
+	// The employee's second line, chosen in the console; not another's.
+	askLine := func(contentType, body string) (int, string) {
+		req, _ := http.NewRequest("POST", d.url("/api/v1/phone"), strings.NewReader(body))
+		req.Header.Set("X-CSRF-Token", csrfOf(t, client, d))
+		req.Header.Set("Content-Type", contentType)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var out struct {
+			Extension, Password string
+			Lines               []string
+			Error               struct{ Code string }
+		}
+		if err := decodeJSON(res, &out); err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode == 200 {
+			if !slices.Equal(out.Lines, []string{"101", "102"}) {
+				t.Fatalf("lines offered: %v", out.Lines)
+			}
+			if out.Extension != "102" {
+				t.Fatalf("asked for 102, got a pass for %s", out.Extension)
+			}
+			return 200, out.Password
+		}
+		return res.StatusCode, out.Error.Code
+	}
+	code, pass2 := askLine("application/json", `{"extension": "102"}`)
+	if code != 200 {
+		t.Fatalf("a pass for the second line: %d %s", code, pass2)
+	}
+	second, _ := dialWS(t, d, own)
+	if code := second.register(t, "102", pass2, 300); code != 200 {
+		t.Fatalf("register 102 with its pass: %d", code)
+	}
+	if code := second.register(t, "101", pass2, 300); code != 403 {
+		t.Fatalf("102's pass registered 101: %d", code)
+	}
+	for _, bad := range []struct {
+		contentType, body string
+		code              int
+		error             string
+	}{
+		{"application/json", `{"extension": "103"}`, 403, "not_your_line"},
+		{"application/json", `{"extension": 102}`, 400, "bad_request"},
+		{"application/json", `{"line": "102"}`, 400, "bad_request"},
+		{"text/plain", `{"extension": "102"}`, 415, "unsupported_media_type"},
+	} {
+		if code, e := askLine(bad.contentType, bad.body); code != bad.code || e != bad.error {
+			t.Fatalf("%s %s: %d %s, want %d %s", bad.contentType, bad.body, code, e, bad.code, bad.error)
+		}
 	}
 	if res, _ := d.do(t, "POST", d.url("/api/v1/phone"), testToken); res.StatusCode != 403 {
 		t.Fatalf("an API token got a phone pass: %d", res.StatusCode)

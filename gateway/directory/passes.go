@@ -3,7 +3,9 @@ package directory
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,11 +15,15 @@ import (
 // A console session's browser phone registers with a password minted for
 // that session instead of the extension's SIP password, which therefore
 // never reaches a web page. A pass is good until it expires or its session
-// ends, for the employee's first extension only.
+// ends, for the one extension (line) of the employee it was minted for.
 
 // maxPassesPerExtension bounds the passes one extension holds (one per
 // console tab or device logged in); the oldest goes first.
 const maxPassesPerExtension = 8
+
+// ErrNoLine means a browser phone asked for an extension that is not one
+// of the employee's lines.
+var ErrNoLine = errors.New("not one of the employee's lines")
 
 // Pass is a browser phone's SIP credential.
 type Pass struct {
@@ -25,6 +31,8 @@ type Pass struct {
 	Password  string
 	Realm     string
 	Expires   time.Time
+	// Lines are all the employee's extensions, the choice a console offers.
+	Lines []string
 }
 
 type pass struct {
@@ -38,18 +46,25 @@ type passes struct {
 	byExt map[string][]pass
 }
 
-// MintPass makes a password for employee's browser phone that is good for
-// ttl, or until RevokePasses(session). A session's earlier passes stay
-// good until they expire: two tabs of one login each hold their own, and
-// each renews it before it runs out. The newest maxPassesPerExtension of
-// an extension are kept.
-func (d *Directory) MintPass(employee, session string, ttl time.Duration, now time.Time) (Pass, error) {
+// MintPass makes a password for employee's browser phone on extension
+// (one of the employee's lines; "" is the first) that is good for ttl, or
+// until RevokePasses(session). A session's earlier passes stay good until
+// they expire: two tabs of one login each hold their own, and each renews
+// it before it runs out. The newest maxPassesPerExtension of an extension
+// are kept.
+func (d *Directory) MintPass(employee, extension, session string, ttl time.Duration, now time.Time) (Pass, error) {
 	r := d.r.Load()
 	e, ok := r.employees[employee]
 	if !ok || len(e.Extensions) == 0 {
 		return Pass{}, fmt.Errorf("employee %q has no extension to register a browser phone on", employee)
 	}
 	ext := e.Extensions[0]
+	if extension != "" {
+		if !slices.Contains(e.Extensions, extension) {
+			return Pass{}, fmt.Errorf("browser phone on %q: %w (%v)", extension, ErrNoLine, e.Extensions)
+		}
+		ext = extension
+	}
 	b := make([]byte, 18)
 	if _, err := rand.Read(b); err != nil {
 		return Pass{}, fmt.Errorf("browser phone pass: %w", err)
@@ -68,7 +83,7 @@ func (d *Directory) MintPass(employee, session string, ttl time.Duration, now ti
 		}
 	}
 	d.passes.byExt[ext] = kept
-	return Pass{Extension: ext, Password: pw, Realm: r.realm, Expires: p.expires}, nil
+	return Pass{Extension: ext, Password: pw, Realm: r.realm, Expires: p.expires, Lines: slices.Clone(e.Extensions)}, nil
 }
 
 // RevokePasses ends every pass of a console session (its logout).

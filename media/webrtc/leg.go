@@ -20,7 +20,7 @@ type Leg struct {
 	pc     *pion.PeerConnection
 	track  *rawTrack
 	bridge *net.UDPConn
-	relay  atomic.Pointer[net.UDPAddr] // where the relay takes this side's RTP
+	relay  atomic.Pointer[netip.AddrPort] // where the relay takes this side's RTP
 	ver    uint64
 	closed atomic.Bool
 	failed chan struct{}
@@ -157,7 +157,8 @@ func (l *Leg) ToBrowser(body []byte) ([]byte, error) {
 		return nil, err
 	}
 	if a.addr.IsValid() {
-		l.relay.Store(net.UDPAddrFromAddrPort(a.addr))
+		to := a.addr
+		l.relay.Store(&to)
 	}
 	if l.pc == nil {
 		if err := l.newPeer(a); err != nil {
@@ -198,7 +199,7 @@ func (l *Leg) fromBrowser(tr *pion.TrackRemote) {
 			return
 		}
 		if to := l.relay.Load(); to != nil {
-			_, _ = l.bridge.WriteToUDP(buf[:n], to)
+			_, _ = l.bridge.WriteToUDPAddrPort(buf[:n], *to)
 		}
 	}
 }
@@ -214,7 +215,7 @@ func (l *Leg) toBrowser() {
 			return
 		}
 		to := l.relay.Load()
-		if to == nil || from != to.AddrPort() || n < 12 {
+		if to == nil || from != *to || n < 12 {
 			continue
 		}
 		l.track.write(buf[:n])

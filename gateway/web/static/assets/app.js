@@ -248,11 +248,13 @@ function start(s) {
   $('stats-from').value = s.today.slice(0, 8) + '01';
   $('top').hidden = false;
   $('nav-admin').hidden = s.role !== 'admin';
+  // The phone first: its registration should not wait behind the page's
+  // first lists.
+  if (window.phoneStart) window.phoneStart();
   labels();
   registerTel();
   listen();
   route();
-  if (window.phoneStart) window.phoneStart();
   // Desks only where there are some: nothing to ask about otherwise.
   $('nav-desks').hidden = !s.desks;
   api('GET', '/api/v1/presence').then((r) => { if (r.status === 200) $('presence').value = r.data.status; });
@@ -343,7 +345,7 @@ async function loadCalls() {
     for (const l of live ? [] : c.legs || []) {
       if (!l.recording) continue;
       const src = `/api/v1/recordings/${encodeURIComponent(c.id)}-${l.n}`;
-      recs.append(el('audio', { controls: '', preload: 'metadata', src, 'data-call': c.id }), ' ',
+      recs.append(el('audio', { controls: '', preload: 'none', src, 'data-call': c.id }), ' ',
         el('a', { href: src, download: '' }, t('download'))); // named by the server: .wav or .opus
     }
     return el('tr', { 'data-call': c.id },

@@ -1,19 +1,20 @@
 // The console's phone: SIP over WebSocket to callgate's /sip with SIP.js
 // (embedded, loaded only once the phone is switched on) and the call's
-// audio over WebRTC. It registers as the employee's first line, with a
-// password callgate mints for this console session, so it rings beside the
-// desk phone and counts as one of the employee's lines.
+// audio over WebRTC. It registers as one of the employee's lines (the
+// first, or the one chosen beside the switch), with a password callgate
+// mints for this console session, so it rings beside the desk phone and
+// counts as that line.
 
 const phoneTexts = {
   ru: {
-    'phone.toggle': 'Телефон в браузере', 'phone.ready': 'телефон готов', 'phone.connecting': 'подключение…',
+    'phone.toggle': 'Телефон в браузере', 'phone.line': 'линия', 'phone.ready': 'телефон готов', 'phone.connecting': 'подключение…',
     'phone.failed': 'телефон не подключён', 'phone.noMic': 'нет доступа к микрофону',
     'phone.insecure': 'телефон в браузере работает только по https: попросите администратора включить TLS', 'phone.unavailable': 'телефон в браузере недоступен в этой сборке',
     'phone.calling': 'Вызов…', 'phone.talking': 'Разговор', 'phone.hangup': 'Положить трубку',
     'popup.answer': 'Ответить', 'popup.decline': 'Отклонить', 'popup.hold': 'Удержать', 'popup.resume': 'Продолжить',
   },
   en: {
-    'phone.toggle': 'Phone in the browser', 'phone.ready': 'phone ready', 'phone.connecting': 'connecting…',
+    'phone.toggle': 'Phone in the browser', 'phone.line': 'line', 'phone.ready': 'phone ready', 'phone.connecting': 'connecting…',
     'phone.failed': 'phone not connected', 'phone.noMic': 'no access to the microphone',
     'phone.insecure': 'the browser phone needs https: ask the administrator to turn TLS on', 'phone.unavailable': 'the browser phone is not in this build',
     'phone.calling': 'Calling…', 'phone.talking': 'Talking', 'phone.hangup': 'Hang up',
@@ -42,7 +43,9 @@ function loadSIP() {
   sipjs = sipjs || import('/assets/vendor/sip.js/sip.min.js');
   return sipjs;
 }
-if (Object.keys(localStorage).some((k) => k.startsWith('phone:') && localStorage.getItem(k) === '1')) loadSIP().catch(() => {});
+if (Object.keys(localStorage).some((k) => k.startsWith('phone:') && localStorage.getItem(k) === '1')) {
+  loadSIP().catch(() => {});
+}
 
 async function enable() {
   // Browsers give the microphone to https pages (and localhost) only.
@@ -56,9 +59,10 @@ async function enable() {
   // SIP.js, the session's password and the microphone's permission, at
   // once. The microphone is asked for now, when the employee switches the
   // phone on, not when a call rings; it is released at once (the
-  // permission stays with the page) and opened again for each call.
+  // permission stays with the page) and opened again for each call, as it
+  // starts ringing (openEarly) or is dialled.
   const marked = (name, p) => p.finally(() => performance.mark('phone:' + name));
-  const [sip, r, mic] = await Promise.allSettled([marked('sipjs', loadSIP()), marked('pass', api('POST', '/api/v1/phone')), marked('mic', micAllowed())]);
+  const [sip, r, mic] = await Promise.allSettled([marked('sipjs', loadSIP()), marked('pass', mintPass()), marked('mic', micAllowed())]);
   performance.mark('phone:ready-to-register');
   if (sip.status !== 'fulfilled') {
     setState('phone.unavailable');
@@ -76,6 +80,7 @@ async function enable() {
     return;
   }
   const p = r.value.data;
+  showLines(p.lines || [], p.extension);
   const { UserAgent, Registerer } = phone.sip;
   phone.ua = new UserAgent({
     uri: UserAgent.makeURI(p.uri),
@@ -88,6 +93,7 @@ async function enable() {
     // checks from wherever they come: the browser need not wait long for
     // its own candidates before it sends its SDP.
     sessionDescriptionHandlerFactoryOptions: { peerConnectionConfiguration: { iceServers: [] }, iceGatheringTimeout: 20 },
+    sessionDescriptionHandlerFactory: (session, options) => phone.sip.Web.defaultSessionDescriptionHandlerFactory(microphoneFor(session))(session, options),
     delegate: {
       onInvite: incoming,
       onDisconnect: () => { phone.ready = false; setState('phone.failed'); },
@@ -110,9 +116,30 @@ async function enable() {
   }
   // The password is good for a while only: a fresh one before it runs out.
   phone.refresh = setInterval(async () => {
-    const again = await api('POST', '/api/v1/phone');
+    const again = await api('POST', '/api/v1/phone', { extension: p.extension });
     if (again.status === 200 && phone.ua) phone.ua.configuration.authorizationPassword = again.data.password;
   }, (p.refresh_seconds || 1200) * 1000);
+}
+
+// The line the phone registers, chosen beside the switch when the
+// employee has more than one; remembered per employee in this browser.
+const lineKey = () => 'phone-line:' + session.employee;
+
+// mintPass asks for the session's password on the chosen line, or the
+// first when the chosen one is no longer the employee's.
+async function mintPass() {
+  const line = localStorage.getItem(lineKey()) || '';
+  const r = await api('POST', '/api/v1/phone', line ? { extension: line } : undefined);
+  if (r.status !== 403 || !r.data || !r.data.error || r.data.error.code !== 'not_your_line') return r;
+  localStorage.removeItem(lineKey());
+  return api('POST', '/api/v1/phone');
+}
+
+function showLines(lines, current) {
+  const sel = $('phone-line');
+  sel.replaceChildren(...lines.map((l) => el('option', { value: l }, l)));
+  sel.value = current;
+  $('phone-line-label').hidden = lines.length < 2;
 }
 
 // micAllowed asks for the microphone unless the page has it already, and
@@ -125,6 +152,57 @@ async function micAllowed() {
   for (const tr of mic.getTracks()) tr.stop();
 }
 
+// A ringing call's microphone is opened as it starts ringing, so that
+// answering does not wait for it; SIP.js takes it through microphoneFor.
+const early = new WeakMap();
+
+function openEarly(inv) {
+  const mic = navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+  mic.catch(() => {}); // reported when the call takes it
+  early.set(inv, mic);
+}
+
+// releaseEarly lets go of a microphone opened for a call that ended
+// before it was answered.
+function releaseEarly(inv) {
+  const mic = early.get(inv);
+  early.delete(inv);
+  if (mic) mic.then((m) => m.getTracks().forEach((tr) => tr.stop()), () => {});
+}
+
+// microphoneFor is SIP.js's media stream factory for one call. An answer
+// (or an offer) need not wait for the microphone to open, which takes tens
+// of milliseconds and a few hundred the first time in a browser's life:
+// when it is not open yet, the call starts with a silent track, ICE and
+// DTLS come up meanwhile, and the microphone replaces the silence on the
+// same sender, without renegotiation, as soon as it is there.
+function microphoneFor(session) {
+  return (constraints, sdh) => {
+    const mic = early.get(session) || navigator.mediaDevices.getUserMedia(constraints);
+    early.delete(session);
+    if (!sdh || !constraints.audio || constraints.video) return mic;
+    const soon = new Promise((resolve) => setTimeout(resolve, 5, null));
+    return Promise.race([mic, soon]).then((m) => {
+      if (m) return m;
+      mic.then((real) => {
+        if (sdh.peerConnection) sdh.setLocalMediaStream(real).catch(() => real.getTracks().forEach((tr) => tr.stop()));
+        else real.getTracks().forEach((tr) => tr.stop()); // the call ended first
+      }, (e) => setState('phone.noMic', String(e && e.message || e)));
+      return silence();
+    });
+  };
+}
+
+// silence is a silent audio stream, the stand-in for a microphone that
+// is still opening. Chromium makes one without its audio service (which
+// an AudioContext would wait for, synchronously, the first time).
+let audioContext = null;
+function silence() {
+  if (window.MediaStreamTrackGenerator) return new MediaStream([new MediaStreamTrackGenerator({ kind: 'audio' })]);
+  audioContext = audioContext || new AudioContext();
+  return audioContext.createMediaStreamDestination().stream;
+}
+
 async function disable() {
   clearInterval(phone.refresh);
   phone.ready = false;
@@ -133,6 +211,7 @@ async function disable() {
   if (ua) {
     try { await ua.stop(); } catch { /* already gone */ }
   }
+  $('phone-line-label').hidden = true;
   setState('');
 }
 
@@ -141,6 +220,7 @@ async function disable() {
 function incoming(inv) {
   const id = inv.request.getHeader('X-Callgate-Call') || inv.request.callId;
   phone.ringing.set(id, inv);
+  openEarly(inv);
   inv.stateChange.addListener((s) => {
     if (s === 'Established') {
       phone.ringing.delete(id);
@@ -151,6 +231,7 @@ function incoming(inv) {
     if (s === 'Terminated') {
       phone.ringing.delete(id);
       phone.live.delete(id);
+      releaseEarly(inv);
       controls(id);
     }
   });
@@ -262,6 +343,15 @@ window.phoneStart = () => {
   if ($('phone-on').checked) enable();
 };
 window.phoneStop = disable;
+
+// Another line: the phone registers again, as that line.
+$('phone-line').addEventListener('change', async () => {
+  localStorage.setItem(lineKey(), $('phone-line').value);
+  if (!$('phone-on').checked) return;
+  await disable();
+  $('phone-on').checked = true;
+  enable();
+});
 
 $('phone-on').addEventListener('change', () => {
   remember($('phone-on').checked);
