@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"github.com/emiago/sipgo"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -200,6 +202,43 @@ func TestConsolePhoneInChromium(t *testing.T) {
 	if st.DTLS != "connected" || st.SRTP == "" || !st.g711() {
 		t.Fatalf("getStats: %+v, want DTLS connected, an SRTP cipher and G.711", st)
 	}
+	first := o.activeCallID()
+	// A second call while the browser talks: the browser's line is busy
+	// (486) and the desk phones ring; once they refuse too, the VPBX is
+	// told busy.
+	second := make(chan error, 1)
+	go func() {
+		_, err := o.vpbx.Invite(ctx, "sales1", "79161230000", siptest.SDP("127.0.0.1:9"))
+		second <- err
+	}()
+	value(t, b, "the browser refuses the second call", chromedp.Poll[bool](`window.callgatePhone.busyRefused() === 1`))
+	for _, ext := range []string{"101", "102"} {
+		refused := false
+		for range 4 { // past the first call's rings, cancelled, still queued
+			if c := nextCall(t, o.phones[ext]); strings.Contains(c.From(), "9161230000") {
+				if err := c.Reject(486, "Busy Here"); err != nil {
+					t.Fatal(err)
+				}
+				refused = true
+				break
+			}
+		}
+		if !refused {
+			t.Fatalf("desk phone %s did not ring with the second call", ext)
+		}
+	}
+	select {
+	case err := <-second:
+		var de *sipgo.ErrDialogResponse
+		if !errors.As(err, &de) || de.Res.StatusCode != 486 {
+			t.Fatalf("the second call while the browser talked: %v, want 486", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the second call was not refused")
+	}
+	if n := value(t, b, "cards with Answer", chromedp.Evaluate[int](`document.querySelectorAll('.popup button.answer').length`)); n != 0 {
+		t.Fatalf("%d cards offer Answer while the browser talks", n)
+	}
 	// Hold from the card: the VPBX is re-INVITEd sendonly, then sendrecv.
 	for _, want := range []string{"a=sendonly", "a=sendrecv"} {
 		label := map[string]string{"a=sendonly": "Удержать", "a=sendrecv": "Продолжить"}[want]
@@ -216,7 +255,7 @@ func TestConsolePhoneInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	browse(t, b, "the card goes with the call", chromedp.WaitNotPresent(chromedp.CSS(".popup")))
-	rec := o.lastCall()
+	rec := o.endedCall(first)
 	if rec.Result != "answered" || len(rec.Legs) != 1 || rec.Legs[0].Employee != "ivanov" {
 		t.Fatalf("record %+v", rec)
 	}

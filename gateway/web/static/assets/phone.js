@@ -24,7 +24,7 @@ const phoneTexts = {
 Object.assign(texts.ru, phoneTexts.ru);
 Object.assign(texts.en, phoneTexts.en);
 
-const phone = { lastError: '', sip: null, ua: null, registerer: null, refresh: null, ready: false, ringing: new Map(), live: new Map(), outgoing: null, state: '' };
+const phone = { lastError: '', busyRefused: 0, sip: null, ua: null, registerer: null, refresh: null, ready: false, ringing: new Map(), live: new Map(), outgoing: null, state: '' };
 
 function setState(key, detail) {
   phone.state = key;
@@ -218,6 +218,13 @@ async function disable() {
 // A call ringing the browser: its card (the live events' popup for the
 // same call) gets Answer and Decline; without a card one is made.
 function incoming(inv) {
+  // A line carries one call: while this one talks (or holds), another
+  // call is refused busy and rings the employee's other phones.
+  if (phone.live.size || phone.outgoing) {
+    phone.busyRefused++;
+    inv.reject({ statusCode: 486, reasonPhrase: 'Busy Here' }).catch(() => {});
+    return;
+  }
   const id = inv.request.getHeader('X-Callgate-Call') || inv.request.callId;
   phone.ringing.set(id, inv);
   openEarly(inv);
@@ -323,6 +330,8 @@ window.callgatePhone = {
     return pc ? pc.connectionState : '';
   },
   ready: () => phone.ready,
+  // busyRefused counts calls refused because the phone was in a call.
+  busyRefused: () => phone.busyRefused,
   async stats() {
     const s = phone.outgoing || [...phone.live.values()][0];
     const pc = s && s.sessionDescriptionHandler && s.sessionDescriptionHandler.peerConnection;
