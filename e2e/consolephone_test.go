@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -296,6 +297,15 @@ func TestConsolePhoneInChromium(t *testing.T) {
 	outside.SendTo(toRelay)
 	o.d.waitFor("the outside party hears the browser", 10*time.Second, func() bool { return hears(outside, 440) })
 	waitPageHears(t, b, 1000)
+	// The keypad sends tones down the call (RFC 4733, under the browser's
+	// own payload type, kept end to end).
+	pt, ok := siptest.TelephoneEvent(at.Request.Body())
+	if !ok {
+		t.Fatalf("the browser's call offers no telephone-event:\n%s", at.Request.Body())
+	}
+	outside.SetEventPT(pt)
+	browse(t, b, "tones from the keypad", chromedp.SendKeys(chromedp.CSS("#dial-state .phone-dtmf"), "1#"))
+	o.d.waitFor("the VPBX side gets the tones 1 and #", 10*time.Second, func() bool { return bytes.Equal(outside.Events(), []byte{1, 11}) })
 	browse(t, b, "hang up from the browser", chromedp.Click(chromedp.ID("phone-hangup")))
 	select {
 	case <-at.Gone():

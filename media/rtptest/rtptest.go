@@ -97,6 +97,7 @@ type Peer struct {
 	received int
 	sent     atomic.Int64
 	dtmf     chan byte
+	eventPT  atomic.Uint32 // RFC 4733's payload type, as negotiated (101 unless set)
 	// lastAudio is when the last audio packet arrived; gap the longest
 	// time between two since ResetGap (see MaxGap).
 	lastAudio time.Time
@@ -110,6 +111,7 @@ func NewPeer(freq float64, pt uint8) (*Peer, error) {
 		return nil, err
 	}
 	p := &Peer{conn: c, tone: Tone{Freq: freq, PT: pt}, ssrc: uint32(time.Now().UnixNano()), stop: make(chan struct{}), dtmf: make(chan byte, 16)}
+	p.eventPT.Store(101)
 	p.wg.Add(1)
 	go p.read()
 	return p, nil
@@ -127,10 +129,15 @@ func (p *Peer) SendTo(remote netip.AddrPort) {
 	}
 }
 
-// DTMF sends one RFC 4733 digit event (payload type 101) now.
+// DTMF sends one RFC 4733 digit event now (payload type 101, or as set
+// by SetEventPT).
 func (p *Peer) DTMF(digit byte) {
 	p.dtmf <- digit
 }
+
+// SetEventPT sets the payload type of RFC 4733 events sent and received,
+// as the SDP negotiated it (browsers offer their own, such as 126).
+func (p *Peer) SetEventPT(pt uint8) { p.eventPT.Store(uint32(pt)) }
 
 func (p *Peer) send() {
 	defer p.wg.Done()
@@ -164,7 +171,7 @@ func (p *Peer) send() {
 				if i == 2 {
 					end = 0x80
 				}
-				write(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, SequenceNumber: seq, Timestamp: ts, SSRC: p.ssrc, Marker: i == 0},
+				write(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: uint8(p.eventPT.Load()), SequenceNumber: seq, Timestamp: ts, SSRC: p.ssrc, Marker: i == 0},
 					Payload: []byte{d, end | 10, 0, byte(160 * (i + 1))}})
 			}
 		case now := <-t.C:
@@ -205,7 +212,7 @@ func (p *Peer) read() {
 		p.received++
 		p.from = from
 		switch {
-		case pkt.PayloadType == 101:
+		case uint32(pkt.PayloadType) == p.eventPT.Load():
 			// One event = one RTP timestamp; its end packet may be repeated.
 			if len(pkt.Payload) >= 4 && pkt.Payload[1]&0x80 != 0 && (len(p.events) == 0 || pkt.Timestamp != p.eventTS) {
 				p.events = append(p.events, pkt.Payload[0])

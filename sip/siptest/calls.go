@@ -34,10 +34,21 @@ func SDP(rtp string) []byte {
 // and telephone-event under the payload type the offer gave it.
 func AnswerSDP(offer []byte, rtp string) []byte {
 	te := "101"
-	if m := teRTPMap.FindSubmatch(offer); m != nil {
-		te = string(m[1])
+	if pt, ok := TelephoneEvent(offer); ok {
+		te = strconv.Itoa(int(pt))
 	}
 	return []byte(strings.ReplaceAll(string(SDP(rtp)), "101", te))
+}
+
+// TelephoneEvent is the payload type an SDP gives RFC 4733 events at
+// 8000 Hz, if it has one.
+func TelephoneEvent(sdp []byte) (uint8, bool) {
+	m := teRTPMap.FindSubmatch(sdp)
+	if m == nil {
+		return 0, false
+	}
+	pt, err := strconv.ParseUint(string(m[1]), 10, 7)
+	return uint8(pt), err == nil
 }
 
 var teRTPMap = regexp.MustCompile(`(?mi)^a=rtpmap:(\d+) telephone-event/8000`)

@@ -10,14 +10,14 @@ const phoneTexts = {
     'phone.toggle': 'Телефон в браузере', 'phone.line': 'линия', 'phone.ready': 'телефон готов', 'phone.connecting': 'подключение…',
     'phone.failed': 'телефон не подключён', 'phone.noMic': 'нет доступа к микрофону',
     'phone.insecure': 'телефон в браузере работает только по https: попросите администратора включить TLS', 'phone.unavailable': 'телефон в браузере недоступен в этой сборке',
-    'phone.calling': 'Вызов…', 'phone.talking': 'Разговор', 'phone.hangup': 'Положить трубку',
+    'phone.calling': 'Вызов…', 'phone.talking': 'Разговор', 'phone.hangup': 'Положить трубку', 'phone.keypad': 'Тоновый набор',
     'popup.answer': 'Ответить', 'popup.decline': 'Отклонить', 'popup.hold': 'Удержать', 'popup.resume': 'Продолжить',
   },
   en: {
     'phone.toggle': 'Phone in the browser', 'phone.line': 'line', 'phone.ready': 'phone ready', 'phone.connecting': 'connecting…',
     'phone.failed': 'phone not connected', 'phone.noMic': 'no access to the microphone',
     'phone.insecure': 'the browser phone needs https: ask the administrator to turn TLS on', 'phone.unavailable': 'the browser phone is not in this build',
-    'phone.calling': 'Calling…', 'phone.talking': 'Talking', 'phone.hangup': 'Hang up',
+    'phone.calling': 'Calling…', 'phone.talking': 'Talking', 'phone.hangup': 'Hang up', 'phone.keypad': 'Keypad',
     'popup.answer': 'Answer', 'popup.decline': 'Decline', 'popup.hold': 'Hold', 'popup.resume': 'Resume',
   },
 };
@@ -260,8 +260,36 @@ function controls(id) {
       el('button', { type: 'button', class: 'phone-btn secondary decline', onclick: () => ringing.reject().catch(() => {}) }, t('popup.decline')));
   } else if (live) {
     const held = !!live.callgateHeld;
-    actions.prepend(el('button', { type: 'button', class: 'phone-btn secondary hold', onclick: () => hold(live, id) }, t(held ? 'popup.resume' : 'popup.hold')));
+    actions.prepend(el('button', { type: 'button', class: 'phone-btn secondary hold', onclick: () => hold(live, id) }, t(held ? 'popup.resume' : 'popup.hold')), keypad(live));
   }
+}
+
+// keypad is a field whose digits go down the call as tones (RFC 4733):
+// an IVR's menu, an extension after a greeting.
+function keypad(s) {
+  return el('input', {
+    type: 'text', class: 'phone-btn phone-dtmf', inputmode: 'tel', autocomplete: 'off', size: '8',
+    placeholder: t('phone.keypad'), 'aria-label': t('phone.keypad'),
+    oninput: (e) => {
+      const f = e.target;
+      const tones = (e.data || '').replace(/[^0-9*#]/g, '');
+      if (tones) sendTones(s, tones);
+      f.value = f.value.replace(/[^0-9*#]/g, '');
+    },
+  });
+}
+
+// sendTones queues tones on the call's DTMF sender (after any still
+// playing); false when the call cannot carry them.
+function sendTones(s, tones) {
+  const pc = s.sessionDescriptionHandler && s.sessionDescriptionHandler.peerConnection;
+  const sender = pc && pc.getSenders().find((x) => x.dtmf);
+  if (!sender || !sender.dtmf.canInsertDTMF) {
+    phone.lastError = 'DTMF: the call cannot carry tones';
+    return false;
+  }
+  sender.dtmf.insertDTMF(sender.dtmf.toneBuffer + tones, 120, 70);
+  return true;
 }
 
 function answer(inv) {
@@ -307,7 +335,7 @@ async function dial(number) {
   inv.stateChange.addListener((s) => {
     if (s === 'Established') {
       play(inv);
-      state.replaceChildren(t('phone.talking'), ' ', hang);
+      state.replaceChildren(t('phone.talking'), ' ', hang, ' ', keypad(inv));
     }
     if (s === 'Terminated') {
       phone.outgoing = null;
