@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"github.com/emiago/sipgo"
+	"io"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -387,4 +390,84 @@ func TestConsolePhoneNeedsHTTPS(t *testing.T) {
 	if n := o.d.metric(`callgate_registered_contacts_by_transport{transport="ws"}`); n != 0 {
 		t.Fatalf("%v WebSocket registrations", n)
 	}
+}
+
+// TestConsolePhoneReconnects: the browser phone's connection is cut (a
+// network drop, a proxy's reload) while the console stays open; the phone
+// connects again by itself, with a fresh password, and rings again.
+func TestConsolePhoneReconnects(t *testing.T) {
+	if !inLoopbackNetns(t) {
+		return
+	}
+	o := consoleOffice(t, nil, officeOpts{})
+	link := newCuttableLink(t, fmt.Sprintf("127.0.0.1:%d", o.d.cfg.HTTPPort))
+	b := phoneBrowser(t, toneWAV(t, 440))
+	login(t, b, "http://"+link.addr, "ivanov")
+	browse(t, b, "switch the browser phone on", chromedp.Click(chromedp.ID("phone-on")),
+		chromedp.WaitVisible(chromedp.CSS(`#phone-state[data-state="phone.ready"]`)))
+	upgrades := o.d.metric("callgate_sip_ws_upgrades_total")
+	link.cut()
+	pc, cancel := context.WithTimeout(b, 15*time.Second)
+	_, err := chromedp.Run(pc, chromedp.Poll[bool](`window.callgatePhone.reconnects() === 1 && window.callgatePhone.ready()`))
+	cancel()
+	if err != nil {
+		t.Fatalf("the phone did not connect again: %v; the page: %s", err, value(t, b, "the phone's state", chromedp.Evaluate[string](
+			`JSON.stringify({state: window.callgatePhone.state(), ready: window.callgatePhone.ready(), reconnects: window.callgatePhone.reconnects(), error: window.callgatePhone.lastError()})`)))
+	}
+	if n := o.d.metric("callgate_sip_ws_upgrades_total"); n != upgrades+1 {
+		t.Fatalf("%v WebSocket connections after the cut, want %v", n, upgrades+1)
+	}
+	o.d.waitFor("one WebSocket registration, the new connection's", 5*time.Second, func() bool {
+		return o.d.metric(`callgate_registered_contacts_by_transport{transport="ws"}`) == 1 && o.d.metric("callgate_sip_ws_connections") == 1
+	})
+	// It rings again.
+	ctx := withTimeout(t, 30*time.Second)
+	go func() { _, _ = o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP("127.0.0.1:9")) }()
+	browse(t, b, "the card rings with Answer", chromedp.WaitVisible(chromedp.CSS(".popup button.answer")))
+}
+
+// cuttableLink is a TCP path to callgate that the test can cut, closing
+// every connection through it at once, while new ones still pass.
+type cuttableLink struct {
+	addr  string
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCuttableLink(t *testing.T, to string) *cuttableLink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &cuttableLink{addr: ln.Addr().String()}
+	t.Cleanup(func() { ln.Close(); l.cut() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", to)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			l.mu.Lock()
+			l.conns = append(l.conns, in, out)
+			l.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return l
+}
+
+func (l *cuttableLink) cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		c.Close()
+	}
+	l.conns = nil
 }

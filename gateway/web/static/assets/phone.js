@@ -24,7 +24,7 @@ const phoneTexts = {
 Object.assign(texts.ru, phoneTexts.ru);
 Object.assign(texts.en, phoneTexts.en);
 
-const phone = { lastError: '', busyRefused: 0, sip: null, ua: null, registerer: null, refresh: null, ready: false, ringing: new Map(), live: new Map(), outgoing: null, state: '' };
+const phone = { lastError: '', busyRefused: 0, reconnects: 0, retry: null, sip: null, ua: null, registerer: null, refresh: null, ready: false, ringing: new Map(), live: new Map(), outgoing: null, state: '' };
 
 function setState(key, detail) {
   phone.state = key;
@@ -82,7 +82,7 @@ async function enable() {
   const p = r.value.data;
   showLines(p.lines || [], p.extension);
   const { UserAgent, Registerer } = phone.sip;
-  phone.ua = new UserAgent({
+  const ua = phone.ua = new UserAgent({
     uri: UserAgent.makeURI(p.uri),
     transportOptions: { server: p.ws_url },
     authorizationUsername: p.username,
@@ -96,8 +96,24 @@ async function enable() {
     sessionDescriptionHandlerFactory: (session, options) => phone.sip.Web.defaultSessionDescriptionHandlerFactory(microphoneFor(session))(session, options),
     delegate: {
       onInvite: incoming,
-      onDisconnect: () => { phone.ready = false; setState('phone.failed'); },
-      onConnect: () => { if (phone.registerer) phone.registerer.register().catch(() => {}); },
+      // A connection lost without being asked to (a network drop, a
+      // proxy's reload) is made again, with a fresh password.
+      onDisconnect: (error) => {
+        phone.ready = false;
+        setState('phone.failed');
+        if (error) reconnect(ua, p.extension, 0);
+      },
+      // Connected again: register again. The registerer may still think
+      // itself registered, so the answer, not its state, says ready.
+      onConnect: () => {
+        if (!phone.registerer) return;
+        phone.registerer.register({
+          requestDelegate: {
+            onAccept: () => { phone.ready = true; setState('phone.ready'); },
+            onReject: () => setState('phone.failed'),
+          },
+        }).catch(() => {});
+      },
     },
   });
   try {
@@ -203,7 +219,31 @@ function silence() {
   return audioContext.createMediaStreamDestination().stream;
 }
 
+// reconnect connects ua again after a lost connection, waiting 1, 2, 4…
+// up to 30 s between tries, while it is still the phone's and switched on.
+// A console whose session is gone stops here: logging in again starts the
+// phone anew.
+function reconnect(ua, extension, attempt) {
+  clearTimeout(phone.retry);
+  phone.retry = setTimeout(async () => {
+    if (phone.ua !== ua || !$('phone-on').checked) return;
+    setState('phone.connecting');
+    const again = await api('POST', '/api/v1/phone', { extension });
+    if (phone.ua !== ua) return;
+    if (again.status === 200) ua.configuration.authorizationPassword = again.data.password;
+    else if (again.status === 401 || again.status === 403) return setState('phone.failed');
+    try {
+      await ua.reconnect();
+      phone.reconnects++;
+    } catch {
+      setState('phone.failed');
+      reconnect(ua, extension, attempt + 1);
+    }
+  }, Math.min(30000, 1000 * 2 ** attempt));
+}
+
 async function disable() {
+  clearTimeout(phone.retry);
   clearInterval(phone.refresh);
   phone.ready = false;
   const ua = phone.ua;
@@ -360,6 +400,8 @@ window.callgatePhone = {
   ready: () => phone.ready,
   // busyRefused counts calls refused because the phone was in a call.
   busyRefused: () => phone.busyRefused,
+  // reconnects counts connections made again after one was lost.
+  reconnects: () => phone.reconnects,
   async stats() {
     const s = phone.outgoing || [...phone.live.values()][0];
     const pc = s && s.sessionDescriptionHandler && s.sessionDescriptionHandler.peerConnection;
