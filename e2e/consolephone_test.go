@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/emiago/sipgo"
 	"io"
 	"net"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"callgate/sip/siptest"
 
 	"github.com/chromedp/chromedp"
+	"github.com/emiago/sipgo"
 )
 
 // phoneBrowser starts headless Chromium whose microphone plays wav, with

@@ -18,6 +18,10 @@ const texts = {
     'popup.unknown': 'Неизвестный клиент', 'popup.talking': 'Разговор', 'popup.trunk': 'Линия',
     'popup.source': 'Источник', 'popup.company': 'Компания', 'popup.site': 'Магазин', 'popup.deals': 'Заказы', 'popup.dealsMegaplan': 'Открытые сделки', 'popup.crm': 'Открыть в CRM',
     'popup.transfer': 'Перевести…', 'popup.hangup': 'Завершить', 'popup.transferTo': 'Добавочный или номер',
+    'popup.transferNow': 'Перевести', 'popup.consult': 'С консультацией', 'popup.transferring': 'Переводим…',
+    'popup.consultRinging': 'Звоним коллеге, клиент на удержании…', 'popup.consulting': 'Разговор с', 'popup.connect': 'Соединить',
+    'popup.backToClient': 'Вернуться к клиенту', 'popup.transferred': 'Переведён', 'popup.transferFailed': 'Перевод не удался',
+    'err.transfer_failed': 'коллега не ответил или отклонил', 'err.not_transferable': 'звонок нельзя перевести сейчас', 'err.no_consultation': 'консультация уже закончилась',
     'role.employee': 'сотрудник', 'role.manager': 'руководитель', 'role.admin': 'администратор',
     'dial.number': 'Номер клиента', 'dial.call': 'Позвонить', 'dial.line': 'линия', 'dial.ringing': 'Звоним: снимите трубку своего телефона',
     'dial.failed': 'Не удалось позвонить',
@@ -74,6 +78,10 @@ const texts = {
     'popup.unknown': 'Unknown client', 'popup.talking': 'Talking', 'popup.trunk': 'Line',
     'popup.source': 'Source', 'popup.company': 'Company', 'popup.site': 'Store', 'popup.deals': 'Orders', 'popup.dealsMegaplan': 'Open deals', 'popup.crm': 'Open in CRM',
     'popup.transfer': 'Transfer…', 'popup.hangup': 'Hang up', 'popup.transferTo': 'Extension or number',
+    'popup.transferNow': 'Transfer', 'popup.consult': 'Consult first', 'popup.transferring': 'Transferring…',
+    'popup.consultRinging': 'Calling the colleague, the client is on hold…', 'popup.consulting': 'Talking to', 'popup.connect': 'Connect',
+    'popup.backToClient': 'Back to the client', 'popup.transferred': 'Transferred', 'popup.transferFailed': 'Transfer failed',
+    'err.transfer_failed': 'the colleague did not answer or declined', 'err.not_transferable': 'the call cannot be transferred now', 'err.no_consultation': 'the consultation is over',
     'role.employee': 'employee', 'role.manager': 'manager', 'role.admin': 'admin',
     'dial.number': 'Client number', 'dial.call': 'Call', 'dial.line': 'line', 'dial.ringing': 'Calling: pick up your phone',
     'dial.failed': 'The call could not be placed',
@@ -408,14 +416,16 @@ async function popup(d) {
   const tr = d.tracking;
   if (tr && tr.source && tr.source !== tr.number) fact('popup.source', [tr.source, tr.medium, tr.campaign].filter(Boolean).join(' / '));
   const to = el('input', { class: 'transfer-to', type: 'text', placeholder: t('popup.transferTo'), hidden: '' });
-  const go = el('button', { type: 'button', class: 'transfer-go', hidden: '', onclick: () => transfer(d.call_id, to.value) }, 'OK');
+  const status = el('div', { class: 'transfer-state', role: 'status' });
+  const go = el('button', { type: 'button', class: 'transfer-go', hidden: '', onclick: () => transfer(d.call_id, to.value, 'blind', status) }, t('popup.transferNow'));
+  const consult = el('button', { type: 'button', class: 'secondary transfer-consult', hidden: '', onclick: () => transfer(d.call_id, to.value, 'attended', status) }, t('popup.consult'));
   const actions = el('div', { class: 'actions' },
-    el('button', { class: 'secondary transfer', type: 'button', onclick: () => { to.hidden = false; go.hidden = false; to.focus(); } }, t('popup.transfer')),
+    el('button', { class: 'secondary transfer', type: 'button', onclick: () => { to.hidden = go.hidden = consult.hidden = false; to.focus(); } }, t('popup.transfer')),
     el('button', { class: 'hangup', type: 'button', onclick: () => api('DELETE', '/api/v1/calls/' + encodeURIComponent(d.call_id)) }, t('popup.hangup')),
-    to, go);
+    to, go, consult);
   const card = el('div', { class: 'popup', id: 'popup-' + d.call_id },
     el('div', { class: 'state' }, t(d.direction === 'outbound' ? 'popup.outgoing' : 'popup.incoming')),
-    name, el('div', { class: 'num' }, number), facts, actions);
+    name, el('div', { class: 'num' }, number), facts, actions, status);
   $('popups').append(card);
   if (window.phoneAttach) window.phoneAttach(d.call_id);
   if ('Notification' in window && Notification.permission === 'granted' && document.hidden) {
@@ -641,8 +651,25 @@ async function dial(number) {
   $('dial-state').textContent = r.status === 201 ? t('dial.ringing') : `${t('dial.failed')}: ${errorText(r)}`;
 }
 
-async function transfer(id, to) {
-  if (to.trim()) await api('POST', `/api/v1/calls/${encodeURIComponent(id)}/transfer`, { to: to.trim(), mode: 'blind' });
+// transfer moves a call from its card: blind (the request returns once
+// the target answered), or attended (a consultation with the target, then
+// Connect or Back to the client). status is the card's line saying how it
+// goes.
+async function transfer(id, to, mode, status) {
+  to = to.trim();
+  if (!to) return;
+  const path = `/api/v1/calls/${encodeURIComponent(id)}/transfer`;
+  status.replaceChildren(t(mode === 'blind' ? 'popup.transferring' : 'popup.consultRinging'));
+  const r = await api('POST', path, { to, mode });
+  if (r.status !== 200) return status.replaceChildren(`${t('popup.transferFailed')}: ${errorText(r)}`);
+  if (mode === 'blind') return status.replaceChildren(t('popup.transferred'));
+  const step = (what) => async () => {
+    const done = await api('POST', `${path}/${what}`);
+    status.replaceChildren(done.status === 200 ? '' : `${t('popup.transferFailed')}: ${errorText(done)}`);
+  };
+  status.replaceChildren(t('popup.consulting') + ' ' + to + ' ',
+    el('button', { type: 'button', class: 'transfer-complete', onclick: step('complete') }, t('popup.connect')),
+    el('button', { type: 'button', class: 'secondary transfer-cancel', onclick: step('cancel') }, t('popup.backToClient')));
 }
 
 document.addEventListener('DOMContentLoaded', boot);

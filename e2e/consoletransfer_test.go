@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"callgate/media/g711"
+	"callgate/media/rtptest"
+	"callgate/sip/siptest"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestConsoleAttendedTransfer: an employee talking on the browser phone
+// consults a colleague from the call's card while the client holds, then
+// connects them; a transfer to nobody says why on the card and the call
+// goes on.
+func TestConsoleAttendedTransfer(t *testing.T) {
+	if !inLoopbackNetns(t) {
+		return
+	}
+	o := consoleOffice(t, nil, officeOpts{})
+	b := phoneBrowser(t, toneWAV(t, 440))
+	login(t, b, o.d.url(""), "ivanov")
+	browse(t, b, "switch the browser phone on", chromedp.Click(chromedp.ID("phone-on")),
+		chromedp.WaitVisible(chromedp.CSS(`#phone-state[data-state="phone.ready"]`)))
+	outside, err := rtptest.NewPeer(1000, g711.PCMA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(outside.Close)
+	petrov, err := rtptest.NewPeer(1500, g711.PCMA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(petrov.Close)
+	ctx := withTimeout(t, 90*time.Second)
+	done := make(chan *siptest.Call, 1)
+	go func() {
+		if c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP(outside.Addr().String())); err == nil {
+			done <- c
+		}
+	}()
+	desk := nextCall(t, o.phones["101"])
+	browse(t, b, "answer on the card", chromedp.WaitVisible(chromedp.CSS(".popup button.answer")), chromedp.Click(chromedp.CSS(".popup button.answer")))
+	<-desk.Gone()
+	var vpbxSide *siptest.Call
+	select {
+	case vpbxSide = <-done:
+	case <-ctx.Done():
+		t.Fatal("the call was not answered")
+	}
+	toRelay, _ := siptest.MediaAddr(vpbxSide.Remote)
+	outside.SendTo(toRelay)
+	o.d.waitFor("the client hears the browser", 10*time.Second, func() bool { return hears(outside, 440) })
+	waitPageHears(t, b, 1000)
+	id := o.activeCallID()
+
+	state := func() string {
+		return value(t, b, "the card's transfer line", chromedp.Evaluate[string](`(document.querySelector('.popup .transfer-state') || {}).textContent || ''`))
+	}
+	browse(t, b, "transfer to nobody", chromedp.Click(chromedp.CSS(".popup button.transfer")),
+		chromedp.SendKeys(chromedp.CSS(".popup .transfer-to"), "nobody"), chromedp.Click(chromedp.CSS(".popup .transfer-consult")))
+	value(t, b, "the card says the transfer failed", chromedp.Poll[bool](
+		`((document.querySelector('.popup .transfer-state') || {}).textContent || '').startsWith('Перевод не удался: ')`))
+	o.d.waitFor("the client still hears the browser", 5*time.Second, func() bool { return hears(outside, 440) })
+
+	browse(t, b, "consult 103 first", chromedp.SetValue(chromedp.CSS(".popup .transfer-to"), "103"), chromedp.Click(chromedp.CSS(".popup .transfer-consult")))
+	target := nextCall(t, o.phones["103"])
+	if _, err := target.Answer(ctx, siptest.SDP(petrov.Addr().String())); err != nil {
+		t.Fatal(err)
+	}
+	toB, _ := siptest.MediaAddr(target.Request.Body())
+	petrov.SendTo(toB)
+	browse(t, b, "the card offers Connect", chromedp.WaitVisible(chromedp.CSS(".popup .transfer-complete")))
+	if s := state(); !strings.Contains(s, "Разговор с 103") {
+		t.Fatalf("the card's transfer line: %q", s)
+	}
+	o.d.waitFor("the colleague hears the browser", 10*time.Second, func() bool { return hears(petrov, 440) })
+	waitPageHears(t, b, 1500)
+	if hears(outside, 440) {
+		t.Fatal("the client hears the consultation")
+	}
+	browse(t, b, "connect the client to 103", chromedp.Click(chromedp.CSS(".popup .transfer-complete")))
+	petrov.SendTo(reinviteTo(t, o.phones["103"], 5*time.Second)) // 103 moves onto the client's call
+	o.d.waitFor("the client talks to 103", 10*time.Second, func() bool { return hears(outside, 1500) && hears(petrov, 1000) })
+	browse(t, b, "the browser's card goes", chromedp.WaitNotPresent(chromedp.CSS(".popup")))
+	if err := vpbxSide.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec := o.endedCall(id)
+	if len(rec.Transfers) != 1 || rec.Transfers[0].Mode != "attended" || len(rec.Legs) != 2 || rec.Legs[1].Employee != "petrov" {
+		t.Fatalf("record %+v", rec)
+	}
+}
