@@ -176,32 +176,7 @@ func TestConsolePhoneInChromium(t *testing.T) {
 	}
 	t.Cleanup(outside.Close)
 	ctx := withTimeout(t, 90*time.Second)
-	done := make(chan *siptest.Call, 1)
-	go func() {
-		c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP(outside.Addr().String()))
-		if err == nil {
-			done <- c
-		}
-	}()
-	desk := nextCall(t, o.phones["101"])
-	browse(t, b, "the card rings with Answer", chromedp.WaitVisible(chromedp.CSS(".popup button.answer")))
-	screenshot(t, b, "browser-phone-ringing")
-	browse(t, b, "answer from the card", chromedp.Click(chromedp.CSS(".popup button.answer")))
-	select {
-	case <-desk.Gone():
-	case <-ctx.Done():
-		t.Fatal("the desk phone kept ringing after the browser answered")
-	}
-	var vpbxSide *siptest.Call
-	select {
-	case vpbxSide = <-done:
-	case <-ctx.Done():
-		t.Fatal("the VPBX's call was not answered")
-	}
-	toRelay, _ := siptest.MediaAddr(vpbxSide.Remote)
-	outside.SendTo(toRelay)
-	o.d.waitFor("the VPBX side hears the browser's microphone", 10*time.Second, func() bool { return hears(outside, 440) })
-	waitPageHears(t, b, 1000)
+	vpbxSide := answerInBrowser(t, ctx, o, b, outside, "browser-phone-ringing")
 	st := value(t, b, "getStats", chromedp.Evaluate[phoneStats](`window.callgatePhone.stats()`, chromedp.EvalAwaitPromise))
 	if st.DTLS != "connected" || st.SRTP == "" || !st.g711() {
 		t.Fatalf("getStats: %+v, want DTLS connected, an SRTP cipher and G.711", st)
@@ -259,7 +234,7 @@ func TestConsolePhoneInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	browse(t, b, "the card goes with the call", chromedp.WaitNotPresent(chromedp.CSS(".popup")))
-	rec := o.endedCall(first)
+	rec := o.call(first)
 	if rec.Result != "answered" || len(rec.Legs) != 1 || rec.Legs[0].Employee != "ivanov" {
 		t.Fatalf("record %+v", rec)
 	}
@@ -295,7 +270,7 @@ func TestConsolePhoneInChromium(t *testing.T) {
 	if at.Request.Recipient.User != "79161234567" || at.Request.GetHeader("Proxy-Authorization") == nil {
 		t.Fatalf("the VPBX got %s, want the normalised number with callgate's digest", at.Request.Recipient.String())
 	}
-	toRelay, _ = siptest.MediaAddr(at.Request.Body())
+	toRelay, _ := siptest.MediaAddr(at.Request.Body())
 	outside.ResetGap()
 	outside.SendTo(toRelay)
 	o.d.waitFor("the outside party hears the browser", 10*time.Second, func() bool { return hears(outside, 440) })
@@ -326,19 +301,7 @@ func TestConsolePhoneInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(petrov.Close)
-	go func() {
-		c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP(outside.Addr().String()))
-		if err == nil {
-			done <- c
-		}
-	}()
-	desk = nextCall(t, o.phones["101"])
-	browse(t, b, "answer the next call", chromedp.WaitVisible(chromedp.CSS(".popup button.answer")), chromedp.Click(chromedp.CSS(".popup button.answer")))
-	<-desk.Gone()
-	vpbxSide = <-done
-	toRelay, _ = siptest.MediaAddr(vpbxSide.Remote)
-	outside.SendTo(toRelay)
-	waitPageHears(t, b, 1000)
+	vpbxSide = answerInBrowser(t, ctx, o, b, outside, "")
 	browse(t, b, "transfer from the card", chromedp.Click(chromedp.CSS(".popup button.transfer")),
 		chromedp.SendKeys(chromedp.CSS(".popup .transfer-to"), "103"), chromedp.Click(chromedp.CSS(".popup .transfer-go")))
 	target := nextCall(t, o.phones["103"])
@@ -355,6 +318,43 @@ func TestConsolePhoneInChromium(t *testing.T) {
 	if rec := o.lastCall(); len(rec.Legs) != 2 || rec.Legs[1].Employee != "petrov" || len(rec.Transfers) != 1 {
 		t.Fatalf("record %+v", rec)
 	}
+}
+
+// answerInBrowser has the VPBX call ivanov's account: the card rings with
+// Answer beside the desk phone, is answered, the desk phone stops ringing,
+// and the client (outside, 1000 Hz) and the browser (440 Hz) hear each
+// other. It returns the VPBX's side of the call; shot, when set, names a
+// screenshot of the ringing card.
+func answerInBrowser(t *testing.T, ctx context.Context, o *office, b context.Context, outside *rtptest.Peer, shot string) *siptest.Call {
+	t.Helper()
+	done := make(chan *siptest.Call, 1)
+	go func() {
+		if c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP(outside.Addr().String())); err == nil {
+			done <- c
+		}
+	}()
+	desk := nextCall(t, o.phones["101"])
+	browse(t, b, "the card rings with Answer", chromedp.WaitVisible(chromedp.CSS(".popup button.answer")))
+	if shot != "" {
+		screenshot(t, b, shot)
+	}
+	browse(t, b, "answer from the card", chromedp.Click(chromedp.CSS(".popup button.answer")))
+	select {
+	case <-desk.Gone():
+	case <-ctx.Done():
+		t.Fatal("the desk phone kept ringing after the browser answered")
+	}
+	var vpbxSide *siptest.Call
+	select {
+	case vpbxSide = <-done:
+	case <-ctx.Done():
+		t.Fatal("the VPBX's call was not answered")
+	}
+	toRelay, _ := siptest.MediaAddr(vpbxSide.Remote)
+	outside.SendTo(toRelay)
+	o.d.waitFor("the client hears the browser's microphone", 10*time.Second, func() bool { return hears(outside, 440) })
+	waitPageHears(t, b, 1000)
+	return vpbxSide
 }
 
 // vpbxReinvited waits for a re-INVITE at the VPBX whose SDP holds want.

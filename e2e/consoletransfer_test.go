@@ -36,25 +36,7 @@ func TestConsoleAttendedTransfer(t *testing.T) {
 	}
 	t.Cleanup(petrov.Close)
 	ctx := withTimeout(t, 90*time.Second)
-	done := make(chan *siptest.Call, 1)
-	go func() {
-		if c, err := o.vpbx.Invite(ctx, "sales1", "79161234567", siptest.SDP(outside.Addr().String())); err == nil {
-			done <- c
-		}
-	}()
-	desk := nextCall(t, o.phones["101"])
-	browse(t, b, "answer on the card", chromedp.WaitVisible(chromedp.CSS(".popup button.answer")), chromedp.Click(chromedp.CSS(".popup button.answer")))
-	<-desk.Gone()
-	var vpbxSide *siptest.Call
-	select {
-	case vpbxSide = <-done:
-	case <-ctx.Done():
-		t.Fatal("the call was not answered")
-	}
-	toRelay, _ := siptest.MediaAddr(vpbxSide.Remote)
-	outside.SendTo(toRelay)
-	o.d.waitFor("the client hears the browser", 10*time.Second, func() bool { return hears(outside, 440) })
-	waitPageHears(t, b, 1000)
+	vpbxSide := answerInBrowser(t, ctx, o, b, outside, "")
 	id := o.activeCallID()
 
 	state := func() string {
@@ -89,7 +71,7 @@ func TestConsoleAttendedTransfer(t *testing.T) {
 	if err := vpbxSide.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rec := o.endedCall(id)
+	rec := o.call(id)
 	if len(rec.Transfers) != 1 || rec.Transfers[0].Mode != "attended" || len(rec.Legs) != 2 || rec.Legs[1].Employee != "petrov" {
 		t.Fatalf("record %+v", rec)
 	}

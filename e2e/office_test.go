@@ -279,22 +279,6 @@ func (o *office) lastCall() calls.Record {
 	return list.Calls[0]
 }
 
-// endedCall is call id's record once the call has ended.
-func (o *office) endedCall(id string) calls.Record {
-	o.t.Helper()
-	var rec calls.Record
-	o.d.waitFor("call "+id+" ended", 10*time.Second, func() bool {
-		res, err := o.d.get("/api/v1/calls/"+id, true)
-		if err != nil {
-			return false
-		}
-		defer res.Body.Close()
-		rec = calls.Record{}
-		return res.StatusCode == 200 && json.NewDecoder(res.Body).Decode(&rec) == nil && !rec.Ended.IsZero()
-	})
-	return rec
-}
-
 // activeCallID is the id of the newest call, still in progress.
 func (o *office) activeCallID() string {
 	o.t.Helper()
