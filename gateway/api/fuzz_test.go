@@ -3,7 +3,10 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"callgate/gateway/calls"
+	"callgate/gateway/directory"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -113,9 +117,11 @@ func FuzzJSONBodies(f *testing.F) {
 		`{"to":"petrov","mode":"blind"}`, `{"to":"+79161234567","mode":"attended"}`, `{"to":"x","mode":"sideways"}`,
 		`{"source":"192.0.2.1:5060"}`, `{"source":""}`, `{"status":"dinner"}`, `{"status":"x"}`, `{"unknown":1}`, `{"login":1}`, `null`, `[]`, `{`, ``, `"\ud800"`,
 		`{"login":"ivanov","password":"right-password"}{"trailing":true}`, strings.Repeat("[", 10000), "\xff\xfe",
+		`{"extension":"101"}`, `{"extension":"103"}`, `{"extension":101}`, `{"extension":""}`, `{"extension":"101","line":"x"}`,
 	}
+	paths := []string{"/api/v1/session", "/api/v1/calls", "/api/v1/calls/c1/transfer", "/api/v1/admin/unban", "/api/v1/presence", "/api/v1/phone"}
 	for i, s := range seeds {
-		for ep := range uint8(5) {
+		for ep := range uint8(len(paths)) {
 			f.Add(ep, "application/json", []byte(s))
 		}
 		if i == 0 {
@@ -132,10 +138,18 @@ func FuzzJSONBodies(f *testing.F) {
 		Dialer:   fakeDialer{},
 		Sessions: NewSessions([]Account{{Employee: "ivanov", Role: "employee", Extensions: []string{"101"}, Hash: hash}}, time.Hour, false),
 		Admin:    fakeAdmin{unbans: "192.0.2.1:5060"},
+		Phone:    fakePhone{},
 		Log:      slog.New(slog.DiscardHandler),
 	}
 	h := s.Handler()
-	paths := []string{"/api/v1/session", "/api/v1/calls", "/api/v1/calls/c1/transfer", "/api/v1/admin/unban", "/api/v1/presence"}
+	// The browser phone's pass is for a console session only: log in once.
+	login := httptest.NewRecorder()
+	h.ServeHTTP(login, jsonRequest("POST", "/api/v1/session", `{"login":"ivanov","password":"right-password"}`))
+	var info struct{ CSRF string }
+	if login.Code != 200 || json.Unmarshal(login.Body.Bytes(), &info) != nil || len(login.Result().Cookies()) == 0 {
+		f.Fatalf("log in: %d %s", login.Code, login.Body)
+	}
+	cookie := login.Result().Cookies()[0]
 	allowed := map[int]bool{200: true, 201: true, 204: true, 400: true, 401: true, 403: true, 404: true, 409: true, 413: true, 415: true, 429: true}
 	f.Fuzz(func(t *testing.T, ep uint8, contentType string, body []byte) {
 		path := paths[int(ep)%len(paths)]
@@ -145,7 +159,12 @@ func FuzzJSONBodies(f *testing.F) {
 		}
 		r := httptest.NewRequest(method, path, bytes.NewReader(body))
 		r.Header.Set("Content-Type", contentType)
-		if path != "/api/v1/session" {
+		switch path {
+		case "/api/v1/session":
+		case "/api/v1/phone":
+			r.AddCookie(cookie)
+			r.Header.Set("X-CSRF-Token", info.CSRF)
+		default:
 			r.Header.Set("Authorization", "Bearer "+token)
 		}
 		w := httptest.NewRecorder()
@@ -166,3 +185,24 @@ func FuzzJSONBodies(f *testing.F) {
 		}
 	})
 }
+
+func jsonRequest(method, path, body string) *http.Request {
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	return r
+}
+
+// fakePhone mints passes for ivanov's lines 101 and 102.
+type fakePhone struct{}
+
+func (fakePhone) MintPass(employee, extension, session string, ttl time.Duration, now time.Time) (directory.Pass, error) {
+	switch {
+	case employee != "ivanov":
+		return directory.Pass{}, errors.New("no extension")
+	case extension != "" && extension != "101" && extension != "102":
+		return directory.Pass{}, fmt.Errorf("%q: %w", extension, directory.ErrNoLine)
+	}
+	return directory.Pass{Extension: "101", Password: "minted", Realm: "callgate", Expires: now.Add(ttl), Lines: []string{"101", "102"}}, nil
+}
+
+func (fakePhone) RevokePasses(string) {}
