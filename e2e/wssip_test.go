@@ -241,6 +241,10 @@ func TestSIPOverWebSocket(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a malformed message left the connection open")
 	}
+	d.waitFor("the parse error in the log", 5*time.Second, func() bool { return strings.Contains(d.log.String(), "failed to parse") })
+	if strings.Contains(d.log.String(), "Via: garbage") {
+		t.Fatal("the parse error is logged with the raw message")
+	}
 
 	// A flood of connections from one address: the cap holds with a 503,
 	// and the registered phone keeps working.

@@ -77,17 +77,20 @@ func New(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger) (*Stack
 	s.advertise = advertiseAddr(cfg, s.listens)
 
 	filter := s.guardFilter(reg.UDPFilter(func(local string) net.PacketConn { return s.packets[local] }))
+	// The library's records (parse errors on TCP and WebSocket, for one)
+	// go through callgate's log, without the raw messages and throttled.
+	sipLog := slog.New(newTransportLog(log.With("component", "sipgo").Handler(), 5, 20))
+	sip.SetDefaultLogger(sipLog)
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.SIP.UserAgent),
 		sipgo.WithUserAgentHostname(s.advertise),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(filter)),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(filter), sip.WithTransportLayerLogger(sipLog)),
 	)
 	if err != nil {
 		s.closeSockets()
 		return nil, fmt.Errorf("sip user agent: %w", err)
 	}
 	s.ua = ua
-	sipLog := log.With("component", "sipgo")
 	s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sipLog))
 	if err != nil {
 		s.closeSockets()

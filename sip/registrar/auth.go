@@ -4,9 +4,11 @@ import (
 	"hash/maphash"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"callgate/sip/digest"
 	"callgate/sip/guard"
+	"callgate/sip/sipnet"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -42,7 +44,11 @@ func (r *Registrar) AuthorizeRequest(req *sip.Request, src netip.AddrPort) (stri
 		return "", r.reply(req, sip.StatusBadRequest, "Missing Mandatory Header")
 	}
 	reqID := maphash.String(r.seed, string(*callID)+"\x00"+strconv.FormatUint(uint64(cseq.SeqNo), 10)+string(req.Method))
-	user, res := r.auth.Verify(string(req.Method), auth, reqID, r.secrets)
+	tr := sipnet.UDP // any transport but the browser's
+	if strings.EqualFold(req.Transport(), string(sipnet.WS)) {
+		tr = sipnet.WS
+	}
+	user, res := r.auth.Verify(string(req.Method), auth, reqID, r.secretsFor(tr))
 	verdict := r.guard.Admit(src, user)
 	if verdict == guard.Drop {
 		r.Stats.Dropped.Add(1)

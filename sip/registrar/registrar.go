@@ -55,6 +55,9 @@ type Registrar struct {
 	cfg     atomic.Pointer[Config]
 	auth    *digest.Server
 	secrets digest.Secrets
+	// deskSecrets are secrets without their Alternates (primaryOnly), for
+	// requests that do not come over WebSocket.
+	deskSecrets digest.Secrets
 	guard   *guard.Guard
 	loc     *location.Table
 	seed    maphash.Seed
@@ -66,7 +69,7 @@ type Registrar struct {
 // New returns a registrar. secrets gives the HA1 of each extension; the
 // digest user name must be the extension being registered.
 func New(cfg Config, auth *digest.Server, secrets digest.Secrets, g *guard.Guard, loc *location.Table) *Registrar {
-	r := &Registrar{auth: auth, secrets: secrets, guard: g, loc: loc, seed: maphash.MakeSeed(), now: time.Now,
+	r := &Registrar{auth: auth, secrets: secrets, deskSecrets: primaryOnly{secrets}, guard: g, loc: loc, seed: maphash.MakeSeed(), now: time.Now,
 		quiet: guard.NewQuieter(time.Minute)}
 	r.cfg.Store(&cfg)
 	return r
@@ -98,6 +101,19 @@ type Source struct {
 
 var errOutOfOrder = errors.New("out of order")
 
+// primaryOnly hides the Alternates of Secrets: the browser phone's passes
+// are good over WebSocket only, so a pass that leaks cannot register a
+// desk-phone binding (UDP, TCP) that would outlive its session.
+type primaryOnly struct{ digest.Secrets }
+
+// secretsFor are the secrets a request over transport t may match.
+func (r *Registrar) secretsFor(t sipnet.Transport) digest.Secrets {
+	if t.OverHTTP() {
+		return r.secrets
+	}
+	return r.deskSecrets
+}
+
 // Handle processes a REGISTER and returns the response to send, or nil when
 // the request must go unanswered (banned source). src must be the
 // request's real source address; req.Source() is set from it.
@@ -120,7 +136,7 @@ func (r *Registrar) Handle(req *sip.Request, src Source) *sip.Response {
 		authValue = h.Value()
 	}
 	reqID := maphash.String(r.seed, string(*callID)+"\x00"+strconv.FormatUint(uint64(cseq.SeqNo), 10))
-	user, res := r.auth.Verify("REGISTER", authValue, reqID, r.secrets)
+	user, res := r.auth.Verify("REGISTER", authValue, reqID, r.secretsFor(src.Transport))
 	verdict := r.guard.Admit(src.Addr, user)
 	if verdict == guard.Drop {
 		r.Stats.Dropped.Add(1)

@@ -10,6 +10,7 @@ import (
 	"callgate/sip/digest"
 	"callgate/sip/guard"
 	"callgate/sip/location"
+	"callgate/sip/sipnet"
 
 	"github.com/emiago/sipgo/sip"
 	icdigest "github.com/icholy/digest"
@@ -222,5 +223,41 @@ func TestMalformed(t *testing.T) {
 	}
 	if res := r.Handle(p.request("", "Digest garbage"), p.src); res.StatusCode != 401 && res.StatusCode != 400 {
 		t.Fatalf("garbage auth: %v", res)
+	}
+}
+
+// passSecrets are secrets with a browser phone's pass for 101 beside its
+// SIP password.
+type passSecrets struct{ secrets }
+
+func (s passSecrets) AlternateHA1s(user string, alg digest.Algorithm) []string {
+	if user != "101" {
+		return nil
+	}
+	return []string{digest.HA1(alg, user, "callgate", "minted-pass-0123")}
+}
+
+// A browser phone's pass registers over WebSocket only: over UDP or TCP
+// it is a wrong password, so a leaked pass cannot leave a desk-phone
+// binding behind its session.
+func TestPassOnlyOverWebSocket(t *testing.T) {
+	r := newTestRegistrar()
+	r.secrets, r.deskSecrets = passSecrets{r.secrets.(secrets)}, primaryOnly{passSecrets{r.secrets.(secrets)}}
+	for _, c := range []struct {
+		transport sipnet.Transport
+		pass      string
+		code      int
+	}{
+		{sipnet.WS, "minted-pass-0123", 200},
+		{sipnet.UDP, "minted-pass-0123", 403},
+		{sipnet.TCP, "minted-pass-0123", 403},
+		{sipnet.UDP, "Phone101pass", 200}, // the SIP password, anywhere
+		{sipnet.WS, "Phone101pass", 200},
+	} {
+		p := newPhone(t, r, "101", c.pass)
+		p.src.Transport = c.transport
+		if res := p.register("Contact: <sip:101@10.0.0.5:5060>\r\nExpires: 300\r\n"); res == nil || res.StatusCode != c.code {
+			t.Fatalf("%s with %s: %v, want %d", c.transport, c.pass, res, c.code)
+		}
 	}
 }

@@ -16,10 +16,17 @@ func TestOwnOrigin(t *testing.T) {
 		origin string
 		ok     bool
 	}{
-		{plain, "", "pbx.office:8080", "http://pbx.office:8080", true},
-		{plain, "", "pbx.office:8080", "HTTP://PBX.Office:8080", true},
-		{plain, "", "pbx.office:8080", "https://pbx.office:8080", false}, // another scheme
-		{plain, "", "pbx.office:8080", "http://pbx.office:8081", false},  // another port
+		// Plain http by name: the name could be a foreign page's, rebound
+		// to callgate's address (DNS rebinding).
+		{plain, "", "pbx.office:8080", "http://pbx.office:8080", false},
+		{plain, "", "evil.example:8080", "http://evil.example:8080", false},
+		{plain, "http://pbx.office:8080", "pbx.office:8080", "http://pbx.office:8080", true}, // named by the admin
+		{plain, "", "192.0.2.10:8080", "http://192.0.2.10:8080", true},
+		{plain, "", "192.0.2.10:8080", "HTTP://192.0.2.10:8080", true},
+		{plain, "", "localhost:8080", "http://localhost:8080", true},
+		{tls, "", "pbx.office:8443", "https://pbx.office:8443", true},    // the certificate vouches for the name
+		{plain, "", "192.0.2.10:8080", "https://192.0.2.10:8080", false}, // another scheme
+		{plain, "", "192.0.2.10:8080", "http://192.0.2.10:8081", false},  // another port
 		{plain, "", "pbx.office:8080", "http://evil.example", false},
 		{tls, "", "pbx.office", "https://pbx.office:443", true},
 		{tls, "", "pbx.office:443", "https://pbx.office", true},

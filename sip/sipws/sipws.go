@@ -258,9 +258,13 @@ func (e *Entry) Addr() net.Addr {
 	return &net.TCPAddr{}
 }
 
-// OwnOrigin is the usual Config.Origin: the origin the console itself is
-// served from (the scheme the client sees and the Host it asked for), or
-// the public URL's origin when one is configured.
+// OwnOrigin is the usual Config.Origin: the public URL's origin when one
+// is configured, or the origin the console itself is served from (the
+// scheme the client sees and the Host it asked for). A Host is trusted for
+// that only where a name cannot be rebound to callgate behind the
+// browser's back (DNS rebinding: a foreign page whose name comes to point
+// at callgate's address would otherwise be "own"): over https, where the
+// certificate vouches for the name, or as an address or localhost.
 func OwnOrigin(https func(*http.Request) bool, publicURL string) func(*http.Request, string) bool {
 	public := ""
 	if u, err := parseOrigin(publicURL); err == nil {
@@ -279,6 +283,17 @@ func OwnOrigin(https func(*http.Request) bool, publicURL string) func(*http.Requ
 			scheme = "https"
 		}
 		own, err := parseOrigin(scheme + "://" + r.Host)
-		return err == nil && o == own
+		if err != nil || o != own {
+			return false
+		}
+		if scheme == "https" {
+			return true
+		}
+		host := r.Host
+		if h, _, err := net.SplitHostPort(r.Host); err == nil {
+			host = h
+		}
+		_, err = netip.ParseAddr(strings.Trim(host, "[]"))
+		return err == nil || strings.EqualFold(host, "localhost")
 	}
 }
