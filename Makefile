@@ -124,8 +124,9 @@ fuzz:
 unit:
 	$(GO) test -race -count=1 -short ./...
 
+# DEMO_ARGS passes options to the demo, e.g. DEMO_ARGS="-http 127.0.0.1:8090".
 demo: build
-	./bin/callgate demo
+	./bin/callgate demo $(DEMO_ARGS)
 
 bench: deps deps-bench build weed bench-go bench-register bench-calls bench-reload bench-browser
 

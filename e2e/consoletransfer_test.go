@@ -76,3 +76,65 @@ func TestConsoleAttendedTransfer(t *testing.T) {
 		t.Fatalf("record %+v", rec)
 	}
 }
+
+// TestConsolePhoneInternalCall: a colleague's desk phone calls the
+// employee's line; the console has no live card for an internal call, so
+// the phone makes its own, with only what the phone can do (answer, hold,
+// keypad, hang up), and it goes when the call ends — from either side.
+func TestConsolePhoneInternalCall(t *testing.T) {
+	if !inLoopbackNetns(t) {
+		return
+	}
+	o := consoleOffice(t, nil, officeOpts{})
+	b := phoneBrowser(t, toneWAV(t, 440))
+	login(t, b, o.d.url(""), "ivanov")
+	browse(t, b, "switch the browser phone on", chromedp.Click(chromedp.ID("phone-on")),
+		chromedp.WaitVisible(chromedp.CSS(`#phone-state[data-state="phone.ready"]`)))
+	petrov, err := rtptest.NewPeer(1500, g711.PCMA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(petrov.Close)
+	ctx := withTimeout(t, 60*time.Second)
+	for _, browserHangsUp := range []bool{false, true} {
+		dialled := make(chan *siptest.Call, 1)
+		go func() {
+			if c, err := o.phones["103"].Dial(ctx, "101", siptest.SDP(petrov.Addr().String())); err == nil {
+				dialled <- c
+			}
+		}()
+		desk := nextCall(t, o.phones["101"])
+		browse(t, b, "the phone's own card rings", chromedp.WaitVisible(chromedp.CSS(`.popup[data-phone="1"] button.answer`)))
+		if n := value(t, b, "console buttons on the phone's card", chromedp.Evaluate[int](
+			`[...document.querySelectorAll('.popup[data-phone="1"] .actions > button')].filter((b) => !b.hidden && !b.classList.contains('phone-btn')).length`)); n != 0 {
+			t.Fatalf("%d console buttons (transfer, API hang-up) on a card only the phone can act on", n)
+		}
+		browse(t, b, "answer", chromedp.Click(chromedp.CSS(".popup button.answer")))
+		<-desk.Gone()
+		var call *siptest.Call
+		select {
+		case call = <-dialled:
+		case <-ctx.Done():
+			t.Fatal("the internal call was not answered")
+		}
+		to, _ := siptest.MediaAddr(call.Remote)
+		petrov.SendTo(to)
+		o.d.waitFor("103 hears the browser", 10*time.Second, func() bool { return hears(petrov, 440) })
+		waitPageHears(t, b, 1500)
+		if browserHangsUp {
+			browse(t, b, "hang up on the card", chromedp.Click(chromedp.CSS(".popup .hangup-phone")))
+			select {
+			case <-call.Done():
+			case <-ctx.Done():
+				t.Fatal("103 was not hung up")
+			}
+		} else if err := call.Hangup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		browse(t, b, "the card goes with the call", chromedp.WaitNotPresent(chromedp.CSS(".popup")))
+	}
+	time.Sleep(3 * time.Second) // past the media's grace for a browser's close
+	if n := o.d.metric("callgate_webrtc_failed_total"); n != 0 {
+		t.Fatalf("%v browser legs counted failed after two hang-ups", n)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	pion "github.com/pion/webrtc/v4"
 )
@@ -81,21 +82,35 @@ func (l *Leg) newPeer(a audio) error {
 		switch s {
 		case pion.PeerConnectionStateConnected:
 			l.e.Stats.Connected.Add(1)
-		case pion.PeerConnectionStateFailed, pion.PeerConnectionStateClosed:
-			// A DTLS alert closes the connection without passing through
-			// failed; only a Close of ours is not a failure.
-			if l.closed.Load() {
-				return
-			}
-			l.once.Do(func() {
-				l.e.Stats.Failed.Add(1)
-				l.e.cfg.Log.Warn("webrtc leg failed", "state", s.String())
-				close(l.failed)
-			})
+		case pion.PeerConnectionStateFailed:
+			l.fail(s)
+		case pion.PeerConnectionStateClosed:
+			// The browser closed DTLS (an alert). It does so when it hangs
+			// up, as its BYE goes out, and then the leg is closed by its
+			// call within moments: only a close its call does not follow
+			// is a failure.
+			time.AfterFunc(remoteCloseGrace, func() { l.fail(s) })
 		}
 	})
 	l.pc = pc
 	return nil
+}
+
+// remoteCloseGrace is how long a leg the browser closed waits for its
+// call to close it before the close counts as a failure.
+var remoteCloseGrace = 2 * time.Second
+
+// fail reports the leg's media failed (in state s), once, unless the leg
+// was closed by its owner.
+func (l *Leg) fail(s pion.PeerConnectionState) {
+	if l.closed.Load() {
+		return
+	}
+	l.once.Do(func() {
+		l.e.Stats.Failed.Add(1)
+		l.e.cfg.Log.Warn("webrtc leg failed", "state", s.String())
+		close(l.failed)
+	})
 }
 
 func channels(c codec) uint16 {

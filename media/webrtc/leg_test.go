@@ -231,3 +231,67 @@ func TestFailedDTLS(t *testing.T) {
 		t.Fatalf("failed legs: %d", e.Stats.Failed.Load())
 	}
 }
+
+// A browser hanging up closes DTLS as its BYE goes out: a leg its call
+// closes within the grace has not failed; one left open has.
+func TestBrowserClosesDTLS(t *testing.T) {
+	defer func(g time.Duration) { remoteCloseGrace = g }(remoteCloseGrace)
+	remoteCloseGrace = 300 * time.Millisecond
+	e := newEndpoint(t)
+	relay, err := rtptest.NewPeer(1000, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	for _, hangup := range []bool{true, false} {
+		leg, err := e.NewLeg()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := webrtctest.NewBrowser(440, webrtctest.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		offer, err := b.Offer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := leg.FromBrowser(offer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, err := leg.ToBrowser(relaySDP(relay.Addr(), "sendrecv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Answered(answer); err != nil {
+			t.Fatal(err)
+		}
+		relay.SendTo(bridgeOf(t, plain))
+		talk(t, b, relay)
+		failedBefore := e.Stats.Failed.Load()
+		b.Close()
+		if hangup {
+			time.Sleep(50 * time.Millisecond) // the BYE reaching the call
+			leg.Close()
+			select {
+			case <-leg.Failed():
+				t.Fatal("a hang-up counted as a failure")
+			case <-time.After(3 * remoteCloseGrace):
+			}
+			if n := e.Stats.Failed.Load(); n != failedBefore {
+				t.Fatalf("failed legs %d after a hang-up", n)
+			}
+			continue
+		}
+		select {
+		case <-leg.Failed():
+		case <-time.After(10 * time.Second):
+			t.Fatal("a leg the browser closed and nobody else did never failed")
+		}
+		leg.Close()
+		if n := e.Stats.Failed.Load(); n != failedBefore+1 {
+			t.Fatalf("failed legs %d, want %d", n, failedBefore+1)
+		}
+	}
+}

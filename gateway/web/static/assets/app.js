@@ -144,6 +144,7 @@ function switchLang() {
   lang = lang === 'ru' ? 'en' : 'ru';
   localStorage.setItem('lang', lang);
   applyLang();
+  if (window.phoneRelabel) window.phoneRelabel();
   if (session) {
     labels();
     route();
@@ -189,7 +190,8 @@ function person(id) {
 }
 
 function fmtTime(s) {
-  return new Date(s).toLocaleString(lang === 'ru' ? 'ru-RU' : 'en-GB', { day: '2-digit', month: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  // English by the month's name: "03/12" reads as March to some.
+  return new Date(s).toLocaleString(lang === 'ru' ? 'ru-RU' : 'en-GB', { day: '2-digit', month: lang === 'ru' ? '2-digit' : 'short', hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
 function fmtDuration(sec) {

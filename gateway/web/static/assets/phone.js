@@ -28,9 +28,17 @@ const phone = { lastError: '', busyRefused: 0, reconnects: 0, retry: null, sip: 
 
 function setState(key, detail) {
   phone.state = key;
+  phone.detail = detail;
   $('phone-state').textContent = key ? t(key) + (detail ? ': ' + detail : '') : '';
   $('phone-state').dataset.state = key;
 }
+
+// phoneRelabel writes the phone's texts again in the console's language.
+window.phoneRelabel = () => {
+  setState(phone.state, phone.detail);
+  for (const id of [...phone.ringing.keys(), ...phone.live.keys()]) controls(id);
+  if (phone.relabelDial) phone.relabelDial();
+};
 
 function remember(on) {
   if (session) localStorage.setItem('phone:' + session.employee, on ? '1' : '');
@@ -283,7 +291,19 @@ function incoming(inv) {
     }
   });
   if ($('popup-' + id)) controls(id);
-  else setTimeout(() => { if (!$('popup-' + id) && phone.ringing.has(id)) popup({ call_id: id, direction: 'inbound', outside_number: inv.remoteIdentity.uri.user, employees: [] }); }, 800);
+  else setTimeout(() => { if (!$('popup-' + id) && phone.ringing.has(id)) ownCard(id, inv); }, 800);
+}
+
+// ownCard is the phone's card for a call the console has no live events
+// of (a colleague's internal call): only the phone can act on it, and it
+// goes when the call ends.
+function ownCard(id, inv) {
+  popup({ call_id: id, direction: 'inbound', outside_number: inv.remoteIdentity.uri.user, employees: [] });
+  const card = $('popup-' + id);
+  if (!card) return;
+  card.dataset.phone = '1';
+  for (const x of card.querySelectorAll('.actions > :not(.phone-btn)')) x.hidden = true;
+  inv.stateChange.addListener((s) => { if (s === 'Terminated') card.remove(); });
 }
 
 // controls puts the browser phone's buttons on a call's card.
@@ -300,7 +320,8 @@ function controls(id) {
       el('button', { type: 'button', class: 'phone-btn secondary decline', onclick: () => ringing.reject().catch(() => {}) }, t('popup.decline')));
   } else if (live) {
     const held = !!live.callgateHeld;
-    actions.prepend(el('button', { type: 'button', class: 'phone-btn secondary hold', onclick: () => hold(live, id) }, t(held ? 'popup.resume' : 'popup.hold')), keypad(live));
+    actions.prepend(el('button', { type: 'button', class: 'phone-btn secondary hold', onclick: () => hold(live, () => controls(id)) }, t(held ? 'popup.resume' : 'popup.hold')), keypad(live));
+    if (card.dataset.phone) actions.prepend(el('button', { type: 'button', class: 'phone-btn hangup-phone', onclick: () => live.bye().catch(() => {}) }, t('popup.hangup')));
   }
 }
 
@@ -336,13 +357,14 @@ function answer(inv) {
   inv.accept({ sessionDescriptionHandlerOptions: { constraints: { audio: true, video: false } } }).catch(() => {});
 }
 
-async function hold(s, id) {
+// hold puts call s on hold, or takes it off; then calls after.
+async function hold(s, after) {
   const on = !s.callgateHeld;
   s.sessionDescriptionHandlerOptionsReInvite = { hold: on };
   try {
     await s.invite({
       requestDelegate: {
-        onAccept: () => { s.callgateHeld = on; controls(id); },
+        onAccept: () => { s.callgateHeld = on; after(); },
         onReject: (r) => { phone.lastError = `re-INVITE ${r.message.statusCode}`; },
       },
     });
@@ -375,10 +397,17 @@ async function dial(number) {
   inv.stateChange.addListener((s) => {
     if (s === 'Established') {
       play(inv);
-      state.replaceChildren(t('phone.talking'), ' ', hang, ' ', keypad(inv));
+      const talking = () => {
+        hang.textContent = t('phone.hangup');
+        const held = el('button', { type: 'button', class: 'phone-btn secondary hold', onclick: () => hold(inv, talking) }, t(inv.callgateHeld ? 'popup.resume' : 'popup.hold'));
+        state.replaceChildren(t('phone.talking'), ' ', hang, ' ', held, ' ', keypad(inv));
+      };
+      phone.relabelDial = talking;
+      talking();
     }
     if (s === 'Terminated') {
       phone.outgoing = null;
+      phone.relabelDial = null;
       state.replaceChildren();
     }
   });
