@@ -58,12 +58,12 @@ type Registrar struct {
 	// deskSecrets are secrets without their Alternates (primaryOnly), for
 	// requests that do not come over WebSocket.
 	deskSecrets digest.Secrets
-	guard   *guard.Guard
-	loc     *location.Table
-	seed    maphash.Seed
-	now     func() time.Time
-	quiet   *guard.Quieter
-	Stats   Stats
+	guard       *guard.Guard
+	loc         *location.Table
+	seed        maphash.Seed
+	now         func() time.Time
+	quiet       *guard.Quieter
+	Stats       Stats
 }
 
 // New returns a registrar. secrets gives the HA1 of each extension; the
