@@ -352,11 +352,18 @@ func TestSIPOverWebSocket(t *testing.T) {
 	if res, _ := d.do(t, "POST", d.url("/api/v1/phone"), testToken); res.StatusCode != 403 {
 		t.Fatalf("an API token got a phone pass: %d", res.StatusCode)
 	}
+	wsBindings := d.metric(`callgate_registered_contacts_by_transport{transport="ws"}`)
 	req, _ = http.NewRequest("DELETE", d.url("/api/v1/session"), nil)
 	req.Header.Set("X-CSRF-Token", csrfOf(t, client, d))
 	if res, err := client.Do(req); err != nil || res.StatusCode != 204 {
 		t.Fatalf("log out: %v %v", err, res)
 	}
+	// The registrations the session's passes made (101 and 102, their
+	// connections still open) go with it; the phone registered with the
+	// SIP password stays.
+	d.waitFor("the passes' registrations gone at logout", 5*time.Second, func() bool {
+		return d.metric(`callgate_registered_contacts_by_transport{transport="ws"}`) == wsBindings-2
+	})
 	after, _ := dialWS(t, d, own)
 	if code := after.register(t, "101", pass.Password, 300); code != 403 {
 		t.Fatalf("the pass still works after logging out: %d", code)
@@ -367,9 +374,12 @@ func TestSIPOverWebSocket(t *testing.T) {
 
 	// A browser's registration dies with its connection (a reloaded or
 	// closed tab): calls stop ringing it at once, not at its expiry.
-	before := d.metric(`callgate_registered_contacts_by_transport{transport="ws"}`)
-	browser.c.Close()
-	d.waitMetric(`callgate_registered_contacts_by_transport{transport="ws"}`, before-1, 5*time.Second)
+	// Only the phone's are left now.
+	if n := d.metric(`callgate_registered_contacts_by_transport{transport="ws"}`); n < 1 {
+		t.Fatalf("%v WebSocket registrations before the phone's connection closes", n)
+	}
+	phone.c.Close()
+	d.waitMetric(`callgate_registered_contacts_by_transport{transport="ws"}`, 0, 5*time.Second)
 }
 
 // csrfOf is the CSRF token of client's console session.

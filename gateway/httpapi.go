@@ -71,7 +71,7 @@ func (g *Gateway) newAPI() error {
 		OutOfHours: g.reload.OutOfHours,
 		Region:     g.cfg.Calls.DefaultRegion,
 		Presence:   &presence.Told{Presence: &g.presence, Tell: g.crm.UserStatus},
-		Phone:      g.dir,
+		Phone:      g.dir, PhoneBindings: g.reg.Location(),
 	}
 	srv.Sessions.Replace(reload.ConsoleAccounts(g.cfg), reload.Names(g.cfg), g.cfg.Console.Visibility == "all")
 	srv.Admin = &status.Admin{Location: g.reg.Location(), Directory: g.dir, Trunk: g.trunk, CRM: g.crm, Calls: g.b2b,

@@ -63,6 +63,11 @@ type Server struct {
 	// Phone mints the browser phone's SIP credentials (nil: no
 	// /api/v1/phone).
 	Phone Phone
+	// PhoneBindings drops the registrations a session's passes made when
+	// it logs out (nil: they last until their connection closes).
+	PhoneBindings interface {
+		DropPass(tag string, now time.Time) int
+	}
 	// Admin serves the admin page (nil: no admin endpoints).
 	Admin Admin
 	// Proxies are the reverse proxies whose forwarding headers name the

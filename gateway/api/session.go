@@ -219,6 +219,9 @@ func (s *Server) sessionRoutes(mux *http.ServeMux) {
 			if s.Phone != nil {
 				s.Phone.RevokePasses(hex.EncodeToString(k[:]))
 			}
+			if s.PhoneBindings != nil {
+				s.PhoneBindings.DropPass(hex.EncodeToString(k[:]), time.Now())
+			}
 			s.Sessions.mu.Lock()
 			delete(s.Sessions.m, k)
 			s.Sessions.mu.Unlock()

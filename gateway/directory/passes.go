@@ -106,24 +106,25 @@ func (d *Directory) RevokePasses(session string) {
 }
 
 // AlternateHA1s implements digest.Alternates: the HA1s of user's passes in
-// force. An extension gone from the configuration has none.
-func (d *Directory) AlternateHA1s(user string, alg digest.Algorithm) []string {
+// force, each tagged with the session it was minted for. An extension gone
+// from the configuration has none.
+func (d *Directory) AlternateHA1s(user string, alg digest.Algorithm) []digest.Alternate {
 	if _, ok := d.r.Load().byExt[user]; !ok {
 		return nil
 	}
 	now := time.Now()
 	d.passes.mu.Lock()
 	defer d.passes.mu.Unlock()
-	var out []string
+	var out []digest.Alternate
 	for _, p := range d.passes.byExt[user] {
 		if !p.expires.After(now) {
 			continue
 		}
+		ha1 := p.md5
 		if alg == digest.SHA256 {
-			out = append(out, p.sha256)
-		} else {
-			out = append(out, p.md5)
+			ha1 = p.sha256
 		}
+		out = append(out, digest.Alternate{HA1: ha1, Tag: p.session})
 	}
 	return out
 }

@@ -23,10 +23,14 @@ func TestBrowserPhonePasses(t *testing.T) {
 		t.Fatal("the pass is the SIP password")
 	}
 	has := func(ext, pw string, alg digest.Algorithm) bool {
-		return slices.Contains(d.AlternateHA1s(ext, alg), digest.HA1(alg, ext, "callgate", pw))
+		want := digest.HA1(alg, ext, "callgate", pw)
+		return slices.ContainsFunc(d.AlternateHA1s(ext, alg), func(a digest.Alternate) bool { return a.HA1 == want })
 	}
 	if !has("101", p.Password, digest.MD5) || !has("101", p.Password, digest.SHA256) {
 		t.Fatal("the pass does not authenticate 101")
+	}
+	if alts := d.AlternateHA1s("101", digest.MD5); len(alts) != 1 || alts[0].Tag != "s1" {
+		t.Fatalf("alternates %+v, want one tagged with its session", alts)
 	}
 	if has("102", p.Password, digest.MD5) {
 		t.Fatal("the pass authenticates the second line too")

@@ -11,10 +11,12 @@ type withPasses struct {
 	passes map[string][]string
 }
 
-func (w withPasses) AlternateHA1s(user string, alg Algorithm) []string {
-	var out []string
+// AlternateHA1s tags each pass with its own text, so a test can see which
+// matched.
+func (w withPasses) AlternateHA1s(user string, alg Algorithm) []Alternate {
+	var out []Alternate
 	for _, p := range w.passes[user] {
-		out = append(out, HA1(alg, user, "callgate", p))
+		out = append(out, Alternate{HA1: HA1(alg, user, "callgate", p), Tag: "tag-" + p})
 	}
 	return out
 }
@@ -25,17 +27,18 @@ func TestAlternateSecretsAuthenticate(t *testing.T) {
 	cases := []struct {
 		user, pass string
 		want       Result
+		tag        string
 	}{
-		{"101", "Phone101pass", OK}, // the SIP password still works
-		{"101", "pass-b", OK},       // so does a short-lived one
-		{"101", "pass-c", Failed},   // but nothing else
-		{"102", "pass-a", Failed},   // nor another user's pass
-		{"999", "orphan", OK},       // a pass for a user with no SIP password of its own
+		{"101", "Phone101pass", OK, ""},     // the SIP password still works, untagged
+		{"101", "pass-b", OK, "tag-pass-b"}, // so does a short-lived one, named by its tag
+		{"101", "pass-c", Failed, ""},       // but nothing else
+		{"102", "pass-a", Failed, ""},       // nor another user's pass
+		{"999", "orphan", OK, "tag-orphan"}, // a pass for a user with no SIP password of its own
 	}
 	for i, c := range cases {
 		auth := answer(t, s.Challenges(false), MD5, c.user, c.pass, 1)
-		if _, r := s.Verify("REGISTER", auth, uint64(i), sec); r != c.want {
-			t.Errorf("%s with %q: %s, want %s", c.user, c.pass, r, c.want)
+		if _, r, tag := s.VerifyTag("REGISTER", auth, uint64(i), sec); r != c.want || tag != c.tag {
+			t.Errorf("%s with %q: %s tagged %q, want %s tagged %q", c.user, c.pass, r, tag, c.want, c.tag)
 		}
 	}
 }

@@ -56,7 +56,15 @@ type Secrets interface {
 // the extension's SIP password. They are tried only when HA1's fails, so
 // a desk phone pays nothing for them.
 type Alternates interface {
-	AlternateHA1s(user string, alg Algorithm) []string
+	AlternateHA1s(user string, alg Algorithm) []Alternate
+}
+
+// Alternate is one more secret of a user: its HA1, and a tag saying whose
+// it is (the console session a browser phone's pass was minted for), which
+// VerifyTag reports when it matched.
+type Alternate struct {
+	HA1 string
+	Tag string
 }
 
 // Result is the outcome of checking a request's credentials.
@@ -196,18 +204,25 @@ func (s *Server) Challenges(stale bool) []string {
 // a nonce count is accepted while a replay of it is not. It returns the
 // authenticated user name (also for Failed, for accounting).
 func (s *Server) Verify(method, auth string, reqID uint64, secrets Secrets) (string, Result) {
+	user, res, _ := s.VerifyTag(method, auth, reqID, secrets)
+	return user, res
+}
+
+// VerifyTag is Verify that also names the Alternate that matched by its
+// tag ("" when the user's own HA1 did).
+func (s *Server) VerifyTag(method, auth string, reqID uint64, secrets Secrets) (user string, res Result, tag string) {
 	if auth == "" {
-		return "", NoCredentials
+		return "", NoCredentials, ""
 	}
 	cred, ok := parseCredentials(auth)
 	if !ok {
-		return "", Malformed
+		return "", Malformed, ""
 	}
 	if cred.realm != s.realm {
-		return cred.username, NoCredentials
+		return cred.username, NoCredentials, ""
 	}
 	if cred.username == "" || cred.response == "" || cred.uri == "" || cred.userhash {
-		return cred.username, Malformed
+		return cred.username, Malformed, ""
 	}
 	alg := Algorithm(strings.ToUpper(cred.algorithm))
 	if alg == "" {
@@ -221,11 +236,11 @@ func (s *Server) Verify(method, auth string, reqID uint64, secrets Secrets) (str
 		offered = offered || a == alg
 	}
 	if !offered {
-		return cred.username, NoCredentials
+		return cred.username, NoCredentials, ""
 	}
 	id, valid := s.checkNonce(cred.nonce)
 	if !valid {
-		return cred.username, Stale
+		return cred.username, Stale, ""
 	}
 	ha1, known := secrets.HA1(cred.username, alg)
 	if !known {
@@ -237,10 +252,10 @@ func (s *Server) Verify(method, auth string, reqID uint64, secrets Secrets) (str
 	case "auth":
 		chal.QOP = []string{"auth"}
 		if cred.nc <= 0 || cred.cnonce == "" {
-			return cred.username, Malformed
+			return cred.username, Malformed, ""
 		}
 	default:
-		return cred.username, Malformed
+		return cred.username, Malformed, ""
 	}
 	match := func(ha1 string) (bool, error) {
 		want, err := icdigest.Digest(chal, icdigest.Options{Method: method, URI: cred.uri, A1: ha1, Cnonce: cred.cnonce, Count: cred.nc})
@@ -251,26 +266,26 @@ func (s *Server) Verify(method, auth string, reqID uint64, secrets Secrets) (str
 	}
 	ok, err := match(ha1)
 	if err != nil {
-		return cred.username, Malformed
+		return cred.username, Malformed, ""
 	}
 	if !ok || !known {
 		ok = false
 		if alt, has := secrets.(Alternates); has {
 			for _, a := range alt.AlternateHA1s(cred.username, alg) {
-				if m, _ := match(a); m {
-					ok = true
+				if m, _ := match(a.HA1); m {
+					ok, tag = true, a.Tag
 					break
 				}
 			}
 		}
 		if !ok {
-			return cred.username, Failed
+			return cred.username, Failed, ""
 		}
 	}
 	if len(chal.QOP) > 0 && !s.counts.use(id, uint32(cred.nc), reqID, s.now()) {
-		return cred.username, Stale
+		return cred.username, Stale, ""
 	}
-	return cred.username, OK
+	return cred.username, OK, tag
 }
 
 // ncTable remembers the highest nonce count used with each nonce so that a

@@ -31,6 +31,10 @@ type Binding struct {
 	CSeq      uint32           `json:"cseq"`
 	UserAgent string           `json:"user_agent,omitempty"`
 	Since     time.Time        `json:"since"` // first registration of this device
+	// Pass is the tag of the browser phone's pass the binding was
+	// registered with ("" for the extension's own password): it goes when
+	// the pass is revoked (DropPass). Never stored: such bindings are not.
+	Pass string `json:"-"`
 }
 
 // Same reports whether b and o describe the same device.
@@ -254,15 +258,28 @@ func Decode(v []byte) ([]Binding, error) {
 // device can only be reached through it, and a browser tab that reloads
 // opens a new one. It returns how many were removed.
 func (t *Table) DropFlow(transport sipnet.Transport, source string, now time.Time) int {
+	return t.dropWhere(now, func(b *Binding) bool { return b.Transport == transport && b.Source == source })
+}
+
+// DropPass removes the bindings registered with the browser phone's passes
+// tagged tag (their session logged out). It returns how many.
+func (t *Table) DropPass(tag string, now time.Time) int {
+	if tag == "" {
+		return 0
+	}
+	return t.dropWhere(now, func(b *Binding) bool { return b.Pass == tag })
+}
+
+func (t *Table) dropWhere(now time.Time, drop func(*Binding) bool) int {
 	n := 0
 	for _, b := range t.All(now) {
-		if b.Transport != transport || b.Source != source {
+		if !drop(&b) {
 			continue
 		}
 		t.Modify(b.AOR, now, func(cur []Binding) ([]Binding, error) {
 			kept := cur[:0]
 			for _, c := range cur {
-				if c.Transport == transport && c.Source == source {
+				if drop(&c) {
 					n++
 					continue
 				}

@@ -136,7 +136,7 @@ func (r *Registrar) Handle(req *sip.Request, src Source) *sip.Response {
 		authValue = h.Value()
 	}
 	reqID := maphash.String(r.seed, string(*callID)+"\x00"+strconv.FormatUint(uint64(cseq.SeqNo), 10))
-	user, res := r.auth.Verify("REGISTER", authValue, reqID, r.secretsFor(src.Transport))
+	user, res, pass := r.auth.VerifyTag("REGISTER", authValue, reqID, r.secretsFor(src.Transport))
 	verdict := r.guard.Admit(src.Addr, user)
 	if verdict == guard.Drop {
 		r.Stats.Dropped.Add(1)
@@ -162,7 +162,7 @@ func (r *Registrar) Handle(req *sip.Request, src Source) *sip.Response {
 	}
 	r.guard.Success(src.Addr, user)
 	r.Stats.Registers.Add(1)
-	return r.update(req, src, user, string(*callID), cseq.SeqNo)
+	return r.update(req, src, user, pass, string(*callID), cseq.SeqNo)
 }
 
 func (r *Registrar) challenge(req *sip.Request, stale bool) *sip.Response {
@@ -188,8 +188,9 @@ type contactReq struct {
 	expires  time.Duration
 }
 
-// update applies RFC 3261 §10.3 steps 6-8 to aor's bindings.
-func (r *Registrar) update(req *sip.Request, src Source, aor, callID string, cseq uint32) *sip.Response {
+// update applies RFC 3261 §10.3 steps 6-8 to aor's bindings; pass tags
+// the bindings with the browser phone's pass that authenticated them.
+func (r *Registrar) update(req *sip.Request, src Source, aor, pass, callID string, cseq uint32) *sip.Response {
 	now := r.now()
 	cfg := r.conf()
 	hdrExpires := cfg.DefaultExpires
@@ -267,7 +268,7 @@ func (r *Registrar) update(req *sip.Request, src Source, aor, callID string, cse
 			for _, c := range contacts {
 				nb := location.Binding{AOR: aor, Contact: c.uri, Instance: c.instance, RegID: c.regID, Source: src.Addr.String(),
 					Transport: src.Transport, Local: src.Local.String(), Expires: now.Add(c.expires),
-					CallID: callID, CSeq: cseq, UserAgent: ua, Since: now}
+					CallID: callID, CSeq: cseq, UserAgent: ua, Since: now, Pass: pass}
 				i := indexOf(cur, &nb)
 				if i >= 0 {
 					old := cur[i]

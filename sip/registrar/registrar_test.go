@@ -230,11 +230,11 @@ func TestMalformed(t *testing.T) {
 // SIP password.
 type passSecrets struct{ secrets }
 
-func (s passSecrets) AlternateHA1s(user string, alg digest.Algorithm) []string {
+func (s passSecrets) AlternateHA1s(user string, alg digest.Algorithm) []digest.Alternate {
 	if user != "101" {
 		return nil
 	}
-	return []string{digest.HA1(alg, user, "callgate", "minted-pass-0123")}
+	return []digest.Alternate{{HA1: digest.HA1(alg, user, "callgate", "minted-pass-0123"), Tag: "session-1"}}
 }
 
 // A browser phone's pass registers over WebSocket only: over UDP or TCP
@@ -243,7 +243,10 @@ func (s passSecrets) AlternateHA1s(user string, alg digest.Algorithm) []string {
 func TestPassOnlyOverWebSocket(t *testing.T) {
 	r := newTestRegistrar()
 	r.secrets, r.deskSecrets = passSecrets{r.secrets.(secrets)}, primaryOnly{passSecrets{r.secrets.(secrets)}}
-	for _, c := range []struct {
+	cfg := *r.conf()
+	cfg.MaxContacts = 5
+	r.SetConfig(cfg)
+	for i, c := range []struct {
 		transport sipnet.Transport
 		pass      string
 		code      int
@@ -256,8 +259,15 @@ func TestPassOnlyOverWebSocket(t *testing.T) {
 	} {
 		p := newPhone(t, r, "101", c.pass)
 		p.src.Transport = c.transport
-		if res := p.register("Contact: <sip:101@10.0.0.5:5060>\r\nExpires: 300\r\n"); res == nil || res.StatusCode != c.code {
+		if res := p.register(fmt.Sprintf("Contact: <sip:101@10.0.0.5:%d>\r\nExpires: 300\r\n", 5060+i)); res == nil || res.StatusCode != c.code {
 			t.Fatalf("%s with %s: %v, want %d", c.transport, c.pass, res, c.code)
 		}
+	}
+	// The pass's session logs out: the binding the pass made goes, the
+	// ones made with the SIP password stay.
+	now := time.Now()
+	before := len(r.loc.Lookup("101", now))
+	if n := r.loc.DropPass("session-1", now); n != 1 || len(r.loc.Lookup("101", now)) != before-1 {
+		t.Fatalf("dropped %d of %d bindings, want the pass's one", n, before)
 	}
 }
