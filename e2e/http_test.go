@@ -219,3 +219,68 @@ trusted_proxies = ["127.0.0.1/32"]
 		t.Fatalf("11th bad token from an untrusted peer with a new X-Forwarded-For each time: %d, want 429", last)
 	}
 }
+
+// TestHTTPConnectionsCappedPerClient: one host opening connections and
+// never finishing them (a slow WebSocket-upgrade flood at /sip) has those
+// over http.max_conns_per_ip closed at once, so it cannot use up
+// callgate's file descriptors: the console answers everyone else, a
+// trusted proxy is not capped, and the host itself gets in again once its
+// connections are gone.
+func TestHTTPConnectionsCappedPerClient(t *testing.T) {
+	cfg := newDaemonConfig(t, "")
+	cfg.HTTPExtra = "max_conns_per_ip = 16\ntrusted_proxies = [\"127.0.0.1/32\"]\n"
+	d := startDaemon(t, cfg)
+	addr := strings.TrimPrefix(d.url(""), "http://")
+	from := func(ip string) net.Conn {
+		dl := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 2 * time.Second}
+		c, err := dl.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	var flood []net.Conn
+	for range 40 {
+		c := from("127.0.0.5")
+		_, _ = c.Write([]byte("GET /sip HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\n"))
+		flood = append(flood, c)
+	}
+	d.waitMetric("callgate_http_connections_refused_total", 24, 5*time.Second)
+	closed := 0
+	for _, c := range flood {
+		if closedWithin(c, 200*time.Millisecond) {
+			closed++
+		}
+	}
+	if closed != 24 || d.metric("callgate_http_connections_capped") != 16 {
+		t.Fatalf("%d of 40 closed, %v counted open; want 24 closed, 16 open", closed, d.metric("callgate_http_connections_capped"))
+	}
+	get := func(ip string) int {
+		c := from(ip)
+		_, _ = c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: callgate\r\nConnection: close\r\n\r\n"))
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return 0
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := get("127.0.0.6"); code != 200 {
+		t.Fatalf("another host during the flood: %d", code)
+	}
+	for range 20 { // the proxy carries many clients' connections
+		from("127.0.0.1")
+	}
+	if code := get("127.0.0.1"); code != 200 {
+		t.Fatalf("the trusted proxy with 21 connections: %d", code)
+	}
+	for _, c := range flood {
+		c.Close()
+	}
+	d.waitMetric("callgate_http_connections_capped", 0, 5*time.Second)
+	if code := get("127.0.0.5"); code != 200 {
+		t.Fatalf("the flooding host after its connections closed: %d", code)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -21,6 +20,7 @@ import (
 	"callgate/gateway/callmodel"
 	"callgate/gateway/calls"
 	"callgate/gateway/config"
+	"callgate/gateway/conncap"
 	"callgate/gateway/control"
 	"callgate/gateway/crmlink"
 	"callgate/gateway/directory"
@@ -72,8 +72,8 @@ type Gateway struct {
 	recs   *recordings.Library
 	b2b    *b2bua.B2BUA
 	calls  *callmodel.Model
-	saver  *calls.Writer // the call model's records waiting for the database
-	httpL  net.Listener
+	saver  *calls.Writer     // the call model's records waiting for the database
+	httpL  *conncap.Listener // nil without http.listen
 	// live events for /api/v1/events
 	feed        *api.Feed
 	links       *recordings.Links // signed recording links; nil without HTTP
@@ -153,7 +153,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 		return nil, err
 	}
 	if cfg.HTTP.Listen != "" { // before the B2BUA, which takes the WebSocket Contact
-		if g.httpL, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+		if g.httpL, err = conncap.Listen(cfg.HTTP.Listen, cfg.HTTP.MaxConnsPerIP, proxies(cfg.HTTP).Trusts, log.With("component", "http")); err != nil {
 			return nil, fmt.Errorf("listen http %s: %w", cfg.HTTP.Listen, err)
 		}
 		g.sipWS = g.sip.WebSocket(g.httpL.Addr(), api.ClientAddr, sipws.OwnOrigin(proxies(cfg.HTTP).HTTPS, cfg.HTTP.PublicURL))
@@ -172,7 +172,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *Gateway, err error) {
 	sipStack, b2b := g.sip, g.b2b // closeAll forgets the stack; its panics still count
 	g.prom = status.Registry(status.Parts{Registrar: g.reg, Bindings: g.bindings, Guard: g.guard, B2BUA: g.b2b, Relay: g.relay, Trunk: g.trunk, WebRTC: g.webrtc,
 		Panics:     func() uint64 { return sipStack.Panics() + b2b.Panics() },
-		Collectors: slices.Concat(g.calls.Collectors(), g.sip.Collectors(), []prometheus.Collector{g.router.DialRefused}, g.recs.Collectors(), g.health.Collectors(), g.backups.Collectors(), g.reload.Collectors())})
+		Collectors: slices.Concat(g.calls.Collectors(), g.sip.Collectors(), []prometheus.Collector{g.router.DialRefused}, g.recs.Collectors(), g.health.Collectors(), g.backups.Collectors(), g.reload.Collectors(), g.httpL.Collectors())})
 	// The CRMs do not depend on the HTTP API; the API shows their state.
 	if err := g.newCRM(); err != nil {
 		return nil, err

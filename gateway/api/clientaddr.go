@@ -23,8 +23,8 @@ type Proxies struct {
 	PublicHTTPS bool
 }
 
-// trusts reports whether a is one of the proxies.
-func (p *Proxies) trusts(a netip.Addr) bool {
+// Trusts reports whether a is one of the proxies.
+func (p *Proxies) Trusts(a netip.Addr) bool {
 	a = a.Unmap()
 	for _, n := range p.Trusted {
 		if n.Contains(a) {
@@ -43,7 +43,7 @@ func (p *Proxies) Client(r *http.Request) string {
 	if !ok {
 		return r.RemoteAddr
 	}
-	if p == nil || !p.trusts(peer) {
+	if p == nil || !p.Trusts(peer) {
 		return peer.String()
 	}
 	var hops []string
@@ -52,7 +52,7 @@ func (p *Proxies) Client(r *http.Request) string {
 	} else {
 		hops = xffHops(r.Header.Values("X-Forwarded-For"))
 	}
-	return clientHop(peer, hops, p.trusts).String()
+	return clientHop(peer, hops, p.Trusts).String()
 }
 
 // HTTPS reports whether the client's browser talks https: to callgate
@@ -68,7 +68,7 @@ func (p *Proxies) HTTPS(r *http.Request) bool {
 	if p == nil {
 		return false
 	}
-	if peer, ok := peerAddr(r.RemoteAddr); !ok || !p.trusts(peer) {
+	if peer, ok := peerAddr(r.RemoteAddr); !ok || !p.Trusts(peer) {
 		return false
 	}
 	// The nearest proxy's element is the last one: the scheme it saw.

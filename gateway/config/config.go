@@ -209,6 +209,9 @@ type HTTP struct {
 	WriteTimeout   Duration `toml:"write_timeout"`
 	IdleTimeout    Duration `toml:"idle_timeout"`
 	MaxHeaderBytes int      `toml:"max_header_bytes"`
+	// MaxConnsPerIP caps the connections one client (not a trusted
+	// proxy) holds open; more are closed as they come. 0: no cap.
+	MaxConnsPerIP int `toml:"max_conns_per_ip"`
 }
 
 // APIToken is a bearer token with a scope: "admin", "employee:<id>" or
@@ -422,7 +425,7 @@ func Defaults() Config {
 		HTTP: HTTP{Listen: "127.0.0.1:8080", LinkTTL: Duration(7 * 24 * time.Hour), RecordingAccess: "own",
 			TrustedProxies: networks("127.0.0.0/8", "::1/128"), ProxyHeader: "X-Forwarded-For",
 			ReadTimeout: Duration(30 * time.Second), WriteTimeout: Duration(60 * time.Second), IdleTimeout: Duration(2 * time.Minute),
-			MaxHeaderBytes: 64 << 10},
+			MaxHeaderBytes: 64 << 10, MaxConnsPerIP: 128},
 		Routing: Routing{CRMBudget: Duration(300 * time.Millisecond), ResponsibleTimeout: Duration(15 * time.Second), CacheTTL: Duration(10 * time.Minute)},
 		CRM: CRM{RetailCRM: RetailCRM{ModuleCode: "callgate", TimeZone: ParseZone("Europe/Moscow"), RetryMax: Duration(5 * time.Minute), SendRecordings: true},
 			Megaplan: Megaplan{RPS: 3, Poll: Duration(time.Minute), RetryMax: Duration(5 * time.Minute), SendRecordings: true}},

@@ -485,6 +485,9 @@ func (v *validator) httpLimits(h *HTTP) {
 	v.between("http.read_timeout", h.ReadTimeout.D(), time.Second, 10*time.Minute)
 	v.between("http.write_timeout", h.WriteTimeout.D(), time.Second, time.Hour)
 	v.between("http.idle_timeout", h.IdleTimeout.D(), time.Second, time.Hour)
+	if h.MaxConnsPerIP != 0 && (h.MaxConnsPerIP < 8 || h.MaxConnsPerIP > 100000) {
+		v.bad("http.max_conns_per_ip", "0 (no cap) or 8 to 100000: a browser holds a handful, a console tab about eight", "%d is out of range", h.MaxConnsPerIP)
+	}
 	if h.MaxHeaderBytes < 4<<10 || h.MaxHeaderBytes > 1<<20 {
 		v.bad("http.max_header_bytes", "between 4096 and 1048576", "%d is out of range", h.MaxHeaderBytes)
 	}
