@@ -2,6 +2,7 @@ package registrar
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -269,5 +270,43 @@ func TestPassOnlyOverWebSocket(t *testing.T) {
 	before := len(r.loc.Lookup("101", now))
 	if n := r.loc.DropPass("session-1", now); n != 1 || len(r.loc.Lookup("101", now)) != before-1 {
 		t.Fatalf("dropped %d of %d bindings, want the pass's one", n, before)
+	}
+}
+
+// The UDP path records the listener a phone registered on as a plain
+// IPv4 address:port, however the socket's address is held (net.IPv4 gives
+// the 16-byte form).
+func TestUDPRegistrationRecordsLocalAddress(t *testing.T) {
+	r := newTestRegistrar()
+	pc := &discardConn{}
+	filter := r.UDPFilter(func(string) net.PacketConn { return pc })
+	props := sip.TransportReadProps{Transport: "UDP", LocalAddr: &net.UDPAddr{IP: net.IPv4(192, 168, 1, 1), Port: 5060},
+		RemoteAddr: &net.UDPAddr{IP: net.IPv4(192, 168, 1, 20), Port: 5062}}
+	msg := func(cseq int, auth string) []byte {
+		s := "REGISTER sip:192.168.1.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20:5062;branch=z9hG4bKloc" + fmt.Sprint(cseq) + ";rport\r\n" +
+			"From: <sip:101@192.168.1.1>;tag=abc\r\nTo: <sip:101@192.168.1.1>\r\nCall-ID: local-addr\r\nCSeq: " + fmt.Sprint(cseq) + " REGISTER\r\n" +
+			"Contact: <sip:101@192.168.1.20:5062>\r\nExpires: 300\r\nMax-Forwards: 70\r\n"
+		if auth != "" {
+			s += "Authorization: " + auth + "\r\n"
+		}
+		return []byte(s + "Content-Length: 0\r\n\r\n")
+	}
+	filter(props, msg(1, ""))
+	hdr := string(pc.last)
+	i := strings.Index(hdr, "WWW-Authenticate: ")
+	if i < 0 {
+		t.Fatalf("no challenge: %s", hdr)
+	}
+	ch, err := icdigest.ParseChallenge(hdr[i+18 : i+strings.Index(hdr[i:], "\r\n")])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, _ := icdigest.Digest(ch, icdigest.Options{Method: "REGISTER", URI: "sip:192.168.1.1", Username: "101", Password: "Phone101pass", Count: 1})
+	filter(props, msg(2, cred.String()))
+	if !strings.HasPrefix(string(pc.last), "SIP/2.0 200") {
+		t.Fatalf("register: %s", pc.last)
+	}
+	if b := r.Location().Lookup("101", time.Now()); len(b) != 1 || b[0].Local != "192.168.1.1:5060" || b[0].Source != "192.168.1.20:5062" {
+		t.Fatalf("bindings %+v", b)
 	}
 }

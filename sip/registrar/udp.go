@@ -49,7 +49,8 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 			}
 			return data, nil
 		}
-		pc := conn(info.LocalAddr.String())
+		localText := info.LocalAddr.String()
+		pc := conn(localText)
 		if pc == nil {
 			return data, nil
 		}
@@ -70,7 +71,13 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 			r.scanner(src, user, h.Value())
 			return nil, nil
 		}
-		local, _ := netip.ParseAddrPort(info.LocalAddr.String())
+		var local netip.AddrPort
+		if u, ok := info.LocalAddr.(*net.UDPAddr); ok {
+			ap := u.AddrPort() // without formatting and parsing it again
+			local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		} else {
+			local, _ = netip.ParseAddrPort(localText)
+		}
 		res := r.Handle(req, Source{Addr: src, Local: local, Transport: sipnet.UDP})
 		if res == nil {
 			return nil, nil
