@@ -27,6 +27,7 @@ import (
 	"callgate/gateway"
 	"callgate/gateway/config"
 	"callgate/gateway/demo"
+	"callgate/gateway/sipstack"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -193,6 +194,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	hups, stopHups := reloadSignals()
 	defer stopHups()
+	sipstack.LibraryLog(log) // before the SIP library is first used
 	g, err := gateway.New(cfg, log)
 	if err != nil {
 		log.Error("cannot start", "error", err)

@@ -79,8 +79,7 @@ func New(cfg *config.Config, reg *registrar.Registrar, log *slog.Logger) (*Stack
 	filter := s.guardFilter(reg.UDPFilter(func(local string) net.PacketConn { return s.packets[local] }))
 	// The library's records (parse errors on TCP and WebSocket, for one)
 	// go through callgate's log, without the raw messages and throttled.
-	sipLog := slog.New(newTransportLog(log.With("component", "sipgo").Handler(), 5, 20))
-	sip.SetDefaultLogger(sipLog)
+	sipLog := libraryLog(log)
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.SIP.UserAgent),
 		sipgo.WithUserAgentHostname(s.advertise),

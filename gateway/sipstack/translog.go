@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 
+	"github.com/emiago/sipgo/sip"
 	"golang.org/x/time/rate"
 )
 
@@ -18,6 +19,19 @@ type transportLog struct {
 	next       slog.Handler
 	limit      *rate.Limiter
 	suppressed *atomic.Uint64
+}
+
+// libraryLog is log as the SIP library's records take it.
+func libraryLog(log *slog.Logger) *slog.Logger {
+	return slog.New(newTransportLog(log.With("component", "sipgo").Handler(), 5, 20))
+}
+
+// LibraryLog sends the records the SIP library writes outside any stack
+// (its package-wide logger: connection pool and WebSocket reference
+// warnings) to log, as a stack's own go. The library allows it only before
+// it is first used, so a daemon calls it once at start.
+func LibraryLog(log *slog.Logger) {
+	sip.SetDefaultLogger(libraryLog(log))
 }
 
 // newTransportLog wraps next, allowing perSecond warnings and errors a
