@@ -290,17 +290,7 @@ func TestBrowserICENeverCompletes(t *testing.T) {
 
 func tonePeersAt(t *testing.T, a, b float64) (*rtptest.Peer, *rtptest.Peer) {
 	t.Helper()
-	pa, err := rtptest.NewPeer(a, g711.PCMA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pa.Close)
-	pb, err := rtptest.NewPeer(b, g711.PCMA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pb.Close)
-	return pa, pb
+	return peerOf(t, a), peerOf(t, b)
 }
 
 // TestNetlinkDenied checks the restriction TestBrowserPhoneAnswersForksAndRecords

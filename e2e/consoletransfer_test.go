@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -20,21 +21,9 @@ func TestConsoleAttendedTransfer(t *testing.T) {
 	if !inLoopbackNetns(t) {
 		return
 	}
-	o := consoleOffice(t, nil, officeOpts{})
-	b := phoneBrowser(t, toneWAV(t, 440))
-	login(t, b, o.d.url(""), "ivanov")
-	browse(t, b, "switch the browser phone on", chromedp.Click(chromedp.ID("phone-on")),
-		chromedp.WaitVisible(chromedp.CSS(`#phone-state[data-state="phone.ready"]`)))
-	outside, err := rtptest.NewPeer(1000, g711.PCMA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(outside.Close)
-	petrov, err := rtptest.NewPeer(1500, g711.PCMA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(petrov.Close)
+	o, b := ivanovsBrowserPhone(t)
+	outside := peerOf(t, 1000)
+	petrov := peerOf(t, 1500)
 	ctx := withTimeout(t, 90*time.Second)
 	vpbxSide := answerInBrowser(t, ctx, o, b, outside, "")
 	id := o.activeCallID()
@@ -85,16 +74,8 @@ func TestConsolePhoneInternalCall(t *testing.T) {
 	if !inLoopbackNetns(t) {
 		return
 	}
-	o := consoleOffice(t, nil, officeOpts{})
-	b := phoneBrowser(t, toneWAV(t, 440))
-	login(t, b, o.d.url(""), "ivanov")
-	browse(t, b, "switch the browser phone on", chromedp.Click(chromedp.ID("phone-on")),
-		chromedp.WaitVisible(chromedp.CSS(`#phone-state[data-state="phone.ready"]`)))
-	petrov, err := rtptest.NewPeer(1500, g711.PCMA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(petrov.Close)
+	o, b := ivanovsBrowserPhone(t)
+	petrov := peerOf(t, 1500)
 	ctx := withTimeout(t, 60*time.Second)
 	for _, browserHangsUp := range []bool{false, true} {
 		dialled := make(chan *siptest.Call, 1)
@@ -137,4 +118,27 @@ func TestConsolePhoneInternalCall(t *testing.T) {
 	if n := o.d.metric("callgate_webrtc_failed_total"); n != 0 {
 		t.Fatalf("%v browser legs counted failed after two hang-ups", n)
 	}
+}
+
+// ivanovsBrowserPhone is a console office with ivanov logged in to
+// Chromium (its microphone a 440 Hz WAV) and his browser phone ready.
+func ivanovsBrowserPhone(t *testing.T) (*office, context.Context) {
+	t.Helper()
+	o := consoleOffice(t, nil, officeOpts{})
+	b := phoneBrowser(t, toneWAV(t, 440))
+	login(t, b, o.d.url(""), "ivanov")
+	browse(t, b, "switch the browser phone on", chromedp.Click(chromedp.ID("phone-on")),
+		chromedp.WaitVisible(chromedp.CSS(`#phone-state[data-state="phone.ready"]`)))
+	return o, b
+}
+
+// peerOf is an RTP peer sending freq Hz in PCMA, closed with the test.
+func peerOf(t *testing.T, freq float64) *rtptest.Peer {
+	t.Helper()
+	p, err := rtptest.NewPeer(freq, g711.PCMA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }

@@ -11,37 +11,27 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
-	"sync/atomic"
-	"time"
+
+	"callgate/sip/connlimit"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Listener is a net.Listener that closes a client's connections over its
-// cap as they are accepted.
+// cap as they are accepted. The counting is connlimit's, as for SIP over
+// TCP; this adds the HTTP side's exemption of trusted proxies.
 type Listener struct {
 	net.Listener
 	max    int
 	exempt func(netip.Addr) bool
-	log    *slog.Logger
-
-	// Refused counts connections closed over a client's cap.
-	Refused atomic.Uint64
-
-	mu     sync.Mutex
-	open   map[netip.Addr]int
-	logged map[netip.Addr]time.Time
+	lim    *connlimit.Limiter
 }
 
 // Wrap caps each client of l at max open connections (0: no cap), except
 // the clients exempt says are proxies. Refusals are logged at most once a
 // minute per client.
 func Wrap(l net.Listener, max int, exempt func(netip.Addr) bool, log *slog.Logger) *Listener {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Listener{Listener: l, max: max, exempt: exempt, log: log, open: map[netip.Addr]int{}, logged: map[netip.Addr]time.Time{}}
+	return &Listener{Listener: l, max: max, exempt: exempt, lim: connlimit.New(connlimit.Config{MaxPerIP: max, Log: log})}
 }
 
 // Listen listens on TCP address addr and wraps the listener (Wrap).
@@ -60,70 +50,21 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil || l.max <= 0 {
 			return c, err
 		}
-		ap, perr := netip.ParseAddrPort(c.RemoteAddr().String())
-		if perr != nil {
-			return c, nil // not an IP peer (a test's pipe): nothing to count
+		ip := connlimit.RemoteIP(c)
+		if !ip.IsValid() || (l.exempt != nil && l.exempt(ip)) {
+			return c, nil // not an IP peer (a test's pipe), or a proxy
 		}
-		ip := ap.Addr().Unmap()
-		if l.exempt != nil && l.exempt(ip) {
-			return c, nil
+		if tc, ok := l.lim.Track(c, ip); ok {
+			return tc, nil
 		}
-		if !l.take(ip) {
-			c.Close()
-			continue
-		}
-		return &conn{Conn: c, release: func() { l.give(ip) }}, nil
 	}
 }
 
-func (l *Listener) take(ip netip.Addr) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.open[ip] >= l.max {
-		l.Refused.Add(1)
-		if now := time.Now(); now.Sub(l.logged[ip]) >= time.Minute {
-			l.logged[ip] = now
-			l.log.Warn("http connection refused: too many open from this address", "source", ip.String(), "max", l.max)
-		}
-		return false
-	}
-	l.open[ip]++
-	return true
-}
-
-func (l *Listener) give(ip netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.open[ip]--; l.open[ip] <= 0 {
-		delete(l.open, ip)
-		delete(l.logged, ip)
-	}
-}
+// Refused is how many connections were closed over a client's cap.
+func (l *Listener) Refused() uint64 { return l.lim.Stats.Refused.Load() }
 
 // Open is how many capped connections are open now.
-func (l *Listener) Open() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, v := range l.open {
-		n += v
-	}
-	return n
-}
-
-// conn gives its client's slot back once, when closed. A connection the
-// HTTP server takes over (a WebSocket) is still this conn, so it counts
-// until it closes.
-type conn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *conn) Close() error {
-	c.once.Do(c.release)
-	return c.Conn.Close()
-}
+func (l *Listener) Open() int { return l.lim.Open() }
 
 // Collectors are the cap's metrics (none for a nil Listener: no HTTP
 // listener).
@@ -134,7 +75,7 @@ func (l *Listener) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callgate_http_connections_refused_total",
 			Help: "HTTP connections closed at once because their client already held http.max_conns_per_ip open."},
-			func() float64 { return float64(l.Refused.Load()) }),
+			func() float64 { return float64(l.Refused()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callgate_http_connections_capped",
 			Help: "HTTP connections open from clients other than trusted proxies (those counted against http.max_conns_per_ip)."},
 			func() float64 { return float64(l.Open()) }),

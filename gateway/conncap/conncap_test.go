@@ -72,8 +72,8 @@ func TestCapPerClient(t *testing.T) {
 			refused++
 		}
 	}
-	if refused != 2 || l.Refused.Load() != 2 || l.Open() != 3 {
-		t.Fatalf("refused %d (counted %d), open %d; want 2 refused, 3 open", refused, l.Refused.Load(), l.Open())
+	if refused != 2 || l.Refused() != 2 || l.Open() != 3 {
+		t.Fatalf("refused %d (counted %d), open %d; want 2 refused, 3 open", refused, l.Refused(), l.Open())
 	}
 	for _, from := range []string{"127.0.0.3", "127.0.0.9", "127.0.0.9", "127.0.0.9", "127.0.0.9"} {
 		c := dial(t, l, from, 1)[0]

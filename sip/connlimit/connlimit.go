@@ -1,6 +1,7 @@
-// Package connlimit protects a stream listener (SIP over TCP today, TLS and
-// WebSocket later) from clients that open connections and hold them: it caps
-// how many connections one client address may hold, and closes connections
+// Package connlimit protects a stream listener (SIP over TCP and WebSocket,
+// and the HTTP listener through gateway/conncap) from clients that open
+// connections and hold them: it caps how many connections one client
+// address may hold, and closes connections
 // that stay silent too long unless they carry live state (a registration or
 // a call), which the caller decides.
 //
