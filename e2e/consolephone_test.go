@@ -284,6 +284,15 @@ func TestConsolePhoneInChromium(t *testing.T) {
 	outside.SetEventPT(pt)
 	browse(t, b, "tones from the keypad", chromedp.SendKeys(chromedp.CSS("#dial-state .phone-dtmf"), "1#"))
 	o.d.waitFor("the VPBX side gets the tones 1 and #", 10*time.Second, func() bool { return bytes.Equal(outside.Events(), []byte{1, 11}) })
+	// A dialled call holds and resumes from the dial bar too.
+	for _, want := range []string{"a=sendonly", "a=sendrecv"} {
+		label := map[string]string{"a=sendonly": "Удержать", "a=sendrecv": "Продолжить"}[want]
+		value(t, b, "the dial bar's hold button reads "+label, chromedp.Poll[bool](`(document.querySelector('#dial-state button.hold') || {}).textContent === '`+label+`'`))
+		browse(t, b, "hold or resume from the dial bar", chromedp.Evaluate[chromedp.Void](`document.querySelector('#dial-state button.hold').click()`))
+		if !vpbxReinvited(o, want, 10*time.Second) {
+			t.Fatalf("no re-INVITE with %s at the VPBX from the dial bar", want)
+		}
+	}
 	browse(t, b, "hang up from the browser", chromedp.Click(chromedp.ID("phone-hangup")))
 	select {
 	case <-at.Gone():
@@ -405,6 +414,11 @@ func TestConsolePhoneReconnects(t *testing.T) {
 	login(t, b, "http://"+link.addr, "ivanov")
 	browse(t, b, "switch the browser phone on", chromedp.Click(chromedp.ID("phone-on")),
 		chromedp.WaitVisible(chromedp.CSS(`#phone-state[data-state="phone.ready"]`)))
+	// The phone's texts follow the language switch.
+	browse(t, b, "switch to English", chromedp.Click(chromedp.ID("lang")))
+	if s := value(t, b, "the phone's state in English", chromedp.Evaluate[string](`document.getElementById('phone-state').textContent`)); s != "phone ready" {
+		t.Fatalf("the phone's state after switching to English: %q", s)
+	}
 	upgrades := o.d.metric("callgate_sip_ws_upgrades_total")
 	link.cut()
 	pc, cancel := context.WithTimeout(b, 15*time.Second)

@@ -123,16 +123,31 @@ func TestABrowserOffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer relay.Close()
+	leg, b, plain, answer := browserOffers(t, e, relay)
+	defer leg.Close()
+	defer b.Close()
+	if !strings.Contains(string(plain), "a=rtpmap:101 telephone-event/8000") || !strings.Contains(string(plain), "a=sendrecv") {
+		t.Fatalf("plain offer:\n%s", plain)
+	}
+	if !strings.Contains(string(answer), "a=setup:active") || !strings.Contains(string(answer), "a=ice-lite") {
+		t.Fatalf("answer to the browser:\n%s", answer)
+	}
+	talk(t, b, relay)
+}
+
+// browserOffers has a browser offer to a new leg of e, the relay (at
+// relay) answer, and the relay send to the leg's bridge. It returns the
+// leg, the browser, the plain offer and the answer to the browser.
+func browserOffers(t *testing.T, e *Endpoint, relay *rtptest.Peer) (*Leg, *webrtctest.Browser, []byte, []byte) {
+	t.Helper()
 	leg, err := e.NewLeg()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer leg.Close()
 	b, err := webrtctest.NewBrowser(440, webrtctest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
 	offer, err := b.Offer()
 	if err != nil {
 		t.Fatal(err)
@@ -141,21 +156,15 @@ func TestABrowserOffers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(plain), "a=rtpmap:101 telephone-event/8000") || !strings.Contains(string(plain), "a=sendrecv") {
-		t.Fatalf("plain offer:\n%s", plain)
-	}
 	answer, err := leg.ToBrowser(relaySDP(relay.Addr(), "sendrecv"))
 	if err != nil {
 		t.Fatal(err)
-	}
-	if !strings.Contains(string(answer), "a=setup:active") || !strings.Contains(string(answer), "a=ice-lite") {
-		t.Fatalf("answer to the browser:\n%s", answer)
 	}
 	if err := b.Answered(answer); err != nil {
 		t.Fatal(err)
 	}
 	relay.SendTo(bridgeOf(t, plain))
-	talk(t, b, relay)
+	return leg, b, plain, answer
 }
 
 func TestOfferWithoutG711(t *testing.T) {
@@ -244,30 +253,7 @@ func TestBrowserClosesDTLS(t *testing.T) {
 	}
 	defer relay.Close()
 	for _, hangup := range []bool{true, false} {
-		leg, err := e.NewLeg()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := webrtctest.NewBrowser(440, webrtctest.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		offer, err := b.Offer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		plain, err := leg.FromBrowser(offer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		answer, err := leg.ToBrowser(relaySDP(relay.Addr(), "sendrecv"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Answered(answer); err != nil {
-			t.Fatal(err)
-		}
-		relay.SendTo(bridgeOf(t, plain))
+		leg, b, _, _ := browserOffers(t, e, relay)
 		talk(t, b, relay)
 		failedBefore := e.Stats.Failed.Load()
 		b.Close()
