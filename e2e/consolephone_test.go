@@ -293,6 +293,8 @@ func TestConsolePhoneInChromium(t *testing.T) {
 			t.Fatalf("no re-INVITE with %s at the VPBX from the dial bar", want)
 		}
 	}
+	// The bar is drawn again once the resume is answered: hang up then.
+	value(t, b, "the dial bar back to Hold", chromedp.Poll[bool](`(document.querySelector('#dial-state button.hold') || {}).textContent === 'Удержать'`))
 	browse(t, b, "hang up from the browser", chromedp.Click(chromedp.ID("phone-hangup")))
 	select {
 	case <-at.Gone():
@@ -312,7 +314,7 @@ func TestConsolePhoneInChromium(t *testing.T) {
 	t.Cleanup(petrov.Close)
 	vpbxSide = answerInBrowser(t, ctx, o, b, outside, "")
 	browse(t, b, "transfer from the card", chromedp.Click(chromedp.CSS(".popup button.transfer")),
-		chromedp.SendKeys(chromedp.CSS(".popup .transfer-to"), "103"), chromedp.Click(chromedp.CSS(".popup .transfer-go")))
+		chromedp.WaitVisible(chromedp.CSS(".popup .transfer-to")), chromedp.SetValue(chromedp.CSS(".popup .transfer-to"), "103"), chromedp.Click(chromedp.CSS(".popup .transfer-go")))
 	target := nextCall(t, o.phones["103"])
 	if _, err := target.Answer(ctx, siptest.SDP(petrov.Addr().String())); err != nil {
 		t.Fatal(err)

@@ -32,7 +32,7 @@ func TestConsoleAttendedTransfer(t *testing.T) {
 		return value(t, b, "the card's transfer line", chromedp.Evaluate[string](`(document.querySelector('.popup .transfer-state') || {}).textContent || ''`))
 	}
 	browse(t, b, "transfer to nobody", chromedp.Click(chromedp.CSS(".popup button.transfer")),
-		chromedp.SendKeys(chromedp.CSS(".popup .transfer-to"), "nobody"), chromedp.Click(chromedp.CSS(".popup .transfer-consult")))
+		chromedp.WaitVisible(chromedp.CSS(".popup .transfer-to")), chromedp.SetValue(chromedp.CSS(".popup .transfer-to"), "nobody"), chromedp.Click(chromedp.CSS(".popup .transfer-consult")))
 	value(t, b, "the card says the transfer failed", chromedp.Poll[bool](
 		`((document.querySelector('.popup .transfer-state') || {}).textContent || '').startsWith('Перевод не удался: ')`))
 	o.d.waitFor("the client still hears the browser", 5*time.Second, func() bool { return hears(outside, 440) })
