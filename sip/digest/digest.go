@@ -133,13 +133,19 @@ const (
 var b64 = base64.RawURLEncoding
 
 func (s *Server) newNonce() string {
+	var out [nonceLen]byte
+	return string(s.appendNonce(out[:0]))
+}
+
+// appendNonce appends a fresh nonce.
+func (s *Server) appendNonce(dst []byte) []byte {
 	var raw [nonceRaw]byte
 	binary.BigEndian.PutUint64(raw[:8], uint64(s.now().UnixMilli()))
 	if _, err := rand.Read(raw[8:16]); err != nil {
 		panic("digest: no randomness: " + err.Error())
 	}
 	s.sign(raw[:16], raw[16:])
-	return b64.EncodeToString(raw[:])
+	return b64.AppendEncode(dst, raw[:])
 }
 
 func (s *Server) sign(msg, out []byte) {
@@ -221,24 +227,40 @@ func hexSum(dst []byte, alg Algorithm, data []byte) []byte {
 // Challenges returns one WWW-Authenticate (or Proxy-Authenticate) value per
 // offered algorithm, in preference order, all sharing a fresh nonce.
 func (s *Server) Challenges(stale bool) []string {
-	nonce := s.newNonce()
+	var nonce [nonceLen]byte
+	s.appendNonce(nonce[:0])
 	out := make([]string, len(s.algs))
 	for i, a := range s.algs {
-		var b strings.Builder
-		b.Grow(96 + len(s.realm))
-		b.WriteString(`Digest realm="`)
-		b.WriteString(s.realm)
-		b.WriteString(`", nonce="`)
-		b.WriteString(nonce)
-		b.WriteString(`", algorithm=`)
-		b.WriteString(string(a))
-		b.WriteString(`, qop="auth"`)
-		if stale {
-			b.WriteString(`, stale=true`)
-		}
-		out[i] = b.String()
+		out[i] = string(s.appendChallenge(make([]byte, 0, 96+len(s.realm)), a, nonce[:], stale))
 	}
 	return out
+}
+
+// AppendChallenges appends the header lines Challenges gives, each as
+// "name: value" ended by CRLF, without allocating: the registrar's UDP
+// fast path writes them straight into its answer.
+func (s *Server) AppendChallenges(dst []byte, name string, stale bool) []byte {
+	var nonce [nonceLen]byte
+	s.appendNonce(nonce[:0])
+	for _, a := range s.algs {
+		dst = append(append(dst, name...), ": "...)
+		dst = append(s.appendChallenge(dst, a, nonce[:], stale), "\r\n"...)
+	}
+	return dst
+}
+
+func (s *Server) appendChallenge(dst []byte, a Algorithm, nonce []byte, stale bool) []byte {
+	dst = append(dst, `Digest realm="`...)
+	dst = append(dst, s.realm...)
+	dst = append(dst, `", nonce="`...)
+	dst = append(dst, nonce...)
+	dst = append(dst, `", algorithm=`...)
+	dst = append(dst, a...)
+	dst = append(dst, `, qop="auth"`...)
+	if stale {
+		dst = append(dst, `, stale=true`...)
+	}
+	return dst
 }
 
 // Verify checks the Authorization header value auth of a request with the

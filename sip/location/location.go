@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"hash/maphash"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,6 +95,13 @@ func (t *Table) Modify(aor string, now time.Time, fn func(cur []Binding) ([]Bind
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.aors[aor]
+	if len(old) > 0 && old[0].AOR == aor {
+		// Storing under the caller's string would keep whatever it is a
+		// view of (a whole datagram, for the registrar's fast path).
+		aor = old[0].AOR
+	} else {
+		aor = strings.Clone(aor)
+	}
 	cur := make([]Binding, 0, len(old)+1)
 	for _, b := range old {
 		if b.Expires.After(now) {

@@ -74,16 +74,10 @@ func (r *Registrar) AuthorizeRequest(req *sip.Request, src netip.AddrPort) (stri
 	return "", out
 }
 
-// failed counts a failed authentication and answers it: every failure gets
-// the same plain 403 whatever the user or the cause, and a failure from a
-// banned IP gets nothing, so that no answer tells a guesser more than "no".
+// failed counts a failed authentication and answers it (see failure).
 func (r *Registrar) failed(req *sip.Request, src netip.AddrPort, user, reason string, v guard.Verdict) *sip.Response {
-	r.AuthFailure(src, user, reason)
-	if v == guard.Quiet {
-		r.Stats.Dropped.Add(1)
-		return nil
-	}
-	return r.reply(req, sip.StatusForbidden, "Forbidden")
+	o := r.failure(src, user, reason, v)
+	return r.response(req, &o)
 }
 
 // AuthFailure counts a failed authentication of user from src toward the

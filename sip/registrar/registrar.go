@@ -47,6 +47,7 @@ type Stats struct {
 	Dropped      atomic.Uint64 // requests from banned sources, not answered
 	Refused      atomic.Uint64 // from networks outside allow_networks
 	Scanners     atomic.Uint64 // requests from scanner user agents, not answered
+	FastPath     atomic.Uint64 // REGISTERs over UDP read without sipgo's parser
 }
 
 // Registrar handles REGISTER requests. It is safe for concurrent use.
@@ -122,53 +123,69 @@ func (r *Registrar) Handle(req *sip.Request, src Source) *sip.Response {
 	if p := sanity.Request(req); p != nil {
 		return sanity.Reply(req, p) // nil where no answer may go
 	}
-	to, callID, cseq := req.To(), req.CallID(), req.CSeq()
-	if !r.Allowed(src.Addr.Addr()) {
-		r.Stats.Refused.Add(1)
-		return r.reply(req, sip.StatusForbidden, "Network Not Allowed")
-	}
-	if r.guard.Blocked(src.Addr) {
-		r.Stats.Dropped.Add(1)
-		return nil
-	}
-	authValue := ""
-	if h := req.GetHeader("Authorization"); h != nil {
-		authValue = h.Value()
-	}
-	reqID := maphash.String(r.seed, string(*callID)+"\x00"+strconv.FormatUint(uint64(cseq.SeqNo), 10))
-	user, res, pass := r.auth.VerifyTag("REGISTER", authValue, reqID, r.secretsFor(src.Transport))
-	verdict := r.guard.Admit(src.Addr, user)
-	if verdict == guard.Drop {
-		r.Stats.Dropped.Add(1)
-		return nil
-	}
-	switch res {
-	case digest.NoCredentials, digest.Stale:
-		return r.challenge(req, res == digest.Stale)
-	case digest.Malformed:
-		if verdict == guard.Quiet {
-			r.Stats.Dropped.Add(1)
-			return nil
-		}
-		return r.reply(req, sip.StatusBadRequest, "Malformed Authorization")
-	case digest.Failed:
-		return r.failed(req, src.Addr, user, ReasonWrongPassword, verdict)
-	}
-	if user != to.Address.User {
-		// A phone may only register its own extension. The answer is the
-		// one a wrong password gets, so that it does not tell a guesser
-		// that the password was right.
-		return r.failed(req, src.Addr, user, ReasonNotOwnAddress, verdict)
-	}
-	r.guard.Success(src.Addr, user)
-	r.Stats.Registers.Add(1)
-	return r.update(req, src, user, pass, string(*callID), cseq.SeqNo)
+	reg := readRequest(req)
+	o := r.decide(&reg, src)
+	return r.response(req, &o)
 }
 
-func (r *Registrar) challenge(req *sip.Request, stale bool) *sip.Response {
-	res := r.reply(req, sip.StatusUnauthorized, "Unauthorized")
-	for _, c := range r.auth.Challenges(stale) {
-		res.AppendHeader(sip.NewHeader("WWW-Authenticate", c))
+// readRequest takes what the registrar needs from a request sipgo parsed
+// and sanity passed. What it cannot read is marked, and answered only
+// once the request has authenticated, as before any parsing.
+func readRequest(req *sip.Request) register {
+	reg := register{callID: string(*req.CallID()), cseq: req.CSeq().SeqNo, toUser: req.To().Address.User}
+	if h := req.GetHeader("Authorization"); h != nil {
+		reg.auth = h.Value()
+	}
+	if h := req.GetHeader("Expires"); h != nil {
+		v, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
+		reg.hasExpires, reg.expires, reg.badExpires = true, v, err != nil
+	}
+	for _, h := range req.GetHeaders("Contact") {
+		ch, ok := h.(*sip.ContactHeader)
+		switch {
+		case !ok:
+			reg.contacts = append(reg.contacts, contactReq{invalid: true})
+			continue
+		case ch.Address.Wildcard:
+			reg.contacts = append(reg.contacts, contactReq{wildcard: true})
+			continue
+		}
+		c := contactReq{uri: ch.Address.String(), expires: -1}
+		if v, ok := ch.Params.Get("expires"); ok {
+			n, err := strconv.ParseUint(v, 10, 32)
+			c.expires, c.badExpires = int64(n), err != nil
+		}
+		c.instance, _ = ch.Params.Get("+sip.instance")
+		if v, ok := ch.Params.Get("reg-id"); ok {
+			c.regID, c.badRegID = parseRegID(v)
+		}
+		reg.contacts = append(reg.contacts, c)
+	}
+	if h := req.GetHeader("User-Agent"); h != nil {
+		reg.userAgent = h.Value()
+	}
+	return reg
+}
+
+// response renders o as sipgo's response to req.
+func (r *Registrar) response(req *sip.Request, o *outcome) *sip.Response {
+	if o.silent {
+		return nil
+	}
+	res := r.reply(req, o.code, o.reason)
+	if o.challenge {
+		for _, c := range r.auth.Challenges(o.stale) {
+			res.AppendHeader(sip.NewHeader("WWW-Authenticate", c))
+		}
+	}
+	if o.code == sip.StatusIntervalToBrief {
+		res.AppendHeader(sip.NewHeader("Min-Expires", strconv.Itoa(int(o.minExpires/time.Second))))
+	}
+	if o.code == sip.StatusOK {
+		for i := range o.bindings {
+			res.AppendHeader(sip.NewHeader("Contact", string(appendContact(nil, &o.bindings[i], o.now))))
+		}
+		res.AppendHeader(sip.NewHeader("Date", string(appendDate(nil, o.now))))
 	}
 	return res
 }
@@ -179,177 +196,4 @@ func (r *Registrar) reply(req *sip.Request, code int, reason string) *sip.Respon
 		res.AppendHeader(sip.NewHeader("Server", name))
 	}
 	return res
-}
-
-type contactReq struct {
-	uri      string
-	instance string
-	regID    uint32
-	expires  time.Duration
-}
-
-// update applies RFC 3261 §10.3 steps 6-8 to aor's bindings; pass tags
-// the bindings with the browser phone's pass that authenticated them.
-func (r *Registrar) update(req *sip.Request, src Source, aor, pass, callID string, cseq uint32) *sip.Response {
-	now := r.now()
-	cfg := r.conf()
-	hdrExpires := cfg.DefaultExpires
-	if h := req.GetHeader("Expires"); h != nil {
-		v, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
-		if err != nil {
-			return r.reply(req, sip.StatusBadRequest, "Invalid Expires")
-		}
-		hdrExpires = time.Duration(v) * time.Second
-	}
-	var contacts []contactReq
-	wildcard := false
-	for _, h := range req.GetHeaders("Contact") {
-		ch, ok := h.(*sip.ContactHeader)
-		if !ok {
-			return r.reply(req, sip.StatusBadRequest, "Invalid Contact")
-		}
-		if ch.Address.Wildcard {
-			wildcard = true
-			continue
-		}
-		exp := hdrExpires
-		if v, ok := ch.Params.Get("expires"); ok {
-			n, err := strconv.ParseUint(v, 10, 32)
-			if err != nil {
-				return r.reply(req, sip.StatusBadRequest, "Invalid Contact expires")
-			}
-			exp = time.Duration(n) * time.Second
-		}
-		if exp > 0 && exp < cfg.MinExpires {
-			res := r.reply(req, sip.StatusIntervalToBrief, "Interval Too Brief")
-			res.AppendHeader(sip.NewHeader("Min-Expires", strconv.Itoa(int(cfg.MinExpires/time.Second))))
-			return res
-		}
-		if exp > cfg.MaxExpires {
-			exp = cfg.MaxExpires
-		}
-		inst, _ := ch.Params.Get("+sip.instance")
-		inst = strings.Trim(inst, `"<>`)
-		if !instanceLike(inst) {
-			inst = "" // not echoed, not used to tell devices apart
-		}
-		var regID uint32
-		if v, ok := ch.Params.Get("reg-id"); ok && inst != "" {
-			n, err := strconv.ParseUint(v, 10, 32)
-			if err != nil || n == 0 {
-				return r.reply(req, sip.StatusBadRequest, "Invalid reg-id")
-			}
-			regID = uint32(n)
-		}
-		contacts = append(contacts, contactReq{uri: ch.Address.String(), instance: inst, regID: regID, expires: exp})
-	}
-	if wildcard && (len(contacts) > 0 || hdrExpires != 0 || req.GetHeader("Expires") == nil) {
-		return r.reply(req, sip.StatusBadRequest, "Wildcard Contact Needs Expires: 0 Alone")
-	}
-	ua := ""
-	if h := req.GetHeader("User-Agent"); h != nil {
-		ua = h.Value()
-		if len(ua) > 128 {
-			ua = ua[:128]
-		}
-	}
-	var cur []location.Binding
-	var err error
-	if wildcard || len(contacts) > 0 {
-		cur, err = r.loc.Modify(aor, now, func(cur []location.Binding) ([]location.Binding, error) {
-			if wildcard {
-				for _, b := range cur {
-					if b.CallID == callID && b.CSeq > cseq {
-						return nil, errOutOfOrder
-					}
-				}
-				return nil, nil
-			}
-			for _, c := range contacts {
-				nb := location.Binding{AOR: aor, Contact: c.uri, Instance: c.instance, RegID: c.regID, Source: src.Addr.String(),
-					Transport: src.Transport, Local: src.Local.String(), Expires: now.Add(c.expires),
-					CallID: callID, CSeq: cseq, UserAgent: ua, Since: now, Pass: pass}
-				i := indexOf(cur, &nb)
-				if i >= 0 {
-					old := cur[i]
-					if old.CallID == callID && old.CSeq > cseq {
-						return nil, errOutOfOrder
-					}
-					nb.Since = old.Since
-					if c.expires == 0 {
-						cur = append(cur[:i], cur[i+1:]...)
-						continue
-					}
-					cur[i] = nb
-					continue
-				}
-				if c.expires > 0 {
-					cur = append(cur, nb)
-				}
-			}
-			for len(cur) > cfg.MaxContacts {
-				cur = dropOldest(cur)
-			}
-			return cur, nil
-		})
-		if errors.Is(err, errOutOfOrder) {
-			return r.reply(req, sip.StatusInternalServerError, "Out Of Order CSeq")
-		}
-	} else {
-		cur = r.loc.Lookup(aor, now)
-	}
-	res := r.reply(req, sip.StatusOK, "OK")
-	for _, b := range cur {
-		left := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
-		v := "<" + b.Contact + ">;expires=" + strconv.Itoa(left)
-		if b.Instance != "" {
-			// RFC 5626 §6: the registrar echoes the instance (and reg-id),
-			// or the device takes it that outbound is not supported here.
-			v += `;+sip.instance="<` + b.Instance + `>"`
-			if b.RegID != 0 {
-				v += ";reg-id=" + strconv.FormatUint(uint64(b.RegID), 10)
-			}
-		}
-		res.AppendHeader(sip.NewHeader("Contact", v))
-	}
-	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
-	return res
-}
-
-func indexOf(list []location.Binding, b *location.Binding) int {
-	for i := range list {
-		if list[i].Same(b) {
-			return i
-		}
-	}
-	return -1
-}
-
-func dropOldest(list []location.Binding) []location.Binding {
-	oldest := 0
-	for i := range list {
-		if list[i].Since.Before(list[oldest].Since) {
-			oldest = i
-		}
-	}
-	return append(list[:oldest], list[oldest+1:]...)
-}
-
-// instanceLike reports whether a +sip.instance value is a URN made of the
-// characters RFC 8141 allows (and so is safe to echo inside a quoted
-// header parameter).
-func instanceLike(s string) bool {
-	if len(s) < 5 || len(s) > 256 || !strings.HasPrefix(strings.ToLower(s), "urn:") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("-._~:%!$&'()*+,;=@/?#", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"callgate/sip/sipnet"
 
@@ -25,6 +26,8 @@ import (
 func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.TransportReadFilter {
 	parser := sip.NewParser()
 	bufs := sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	fast := sync.Pool{New: func() any { return new(fastBuf) }}
+	var lastLocal atomic.Pointer[localConn]
 	return func(info sip.TransportReadProps, data []byte) ([]byte, error) {
 		ua, ok := info.RemoteAddr.(*net.UDPAddr)
 		if !ok {
@@ -49,10 +52,32 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 			}
 			return data, nil
 		}
-		localText := info.LocalAddr.String()
-		pc := conn(localText)
+		lc := lastLocal.Load()
+		if lc == nil || lc.addr != info.LocalAddr {
+			// A listener reports the same address each time: remember the
+			// last one rather than format and look it up per datagram.
+			lc = &localConn{addr: info.LocalAddr, pc: conn(info.LocalAddr.String())}
+			if u, ok := info.LocalAddr.(*net.UDPAddr); ok {
+				ap := u.AddrPort()
+				lc.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			} else {
+				lc.local, _ = netip.ParseAddrPort(info.LocalAddr.String())
+			}
+			lastLocal.Store(lc)
+		}
+		pc, local := lc.pc, lc.local
 		if pc == nil {
 			return data, nil
+		}
+		fsrc := Source{Addr: src, Local: local, Transport: sipnet.UDP}
+		b := fast.Get().(*fastBuf)
+		answer, handled := r.handleFast(data, fsrc, b)
+		if answer {
+			_, _ = pc.WriteTo(b.out, ua)
+		}
+		fast.Put(b)
+		if handled {
+			return nil, nil
 		}
 		msg, err := parser.ParseSIP(data)
 		if err != nil {
@@ -71,14 +96,7 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 			r.scanner(src, user, h.Value())
 			return nil, nil
 		}
-		var local netip.AddrPort
-		if u, ok := info.LocalAddr.(*net.UDPAddr); ok {
-			ap := u.AddrPort() // without formatting and parsing it again
-			local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		} else {
-			local, _ = netip.ParseAddrPort(localText)
-		}
-		res := r.Handle(req, Source{Addr: src, Local: local, Transport: sipnet.UDP})
+		res := r.Handle(req, fsrc)
 		if res == nil {
 			return nil, nil
 		}
@@ -89,6 +107,14 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 		bufs.Put(buf)
 		return nil, nil
 	}
+}
+
+// localConn is a listener's socket and address as the UDP filter last
+// saw them.
+type localConn struct {
+	addr  net.Addr
+	pc    net.PacketConn
+	local netip.AddrPort
 }
 
 // looksLikeRequest tells requests from responses: a response starts "SIP/2.0".
