@@ -4,6 +4,13 @@
 # the same sipp load (anchors/register-load.sh) at each rate, then response
 # times (sipp rtd) and callgate's memory per binding for 10,000 phones.
 #   RATES="5000 10000 20000" SECONDS_PER_RATE=5 bench/register-bench.sh
+# BUFF=4194304 runs the anchor's sipp line with that socket buffer
+# (-buff_size): a server that answers at once fills sipp's default 208 KiB
+# faster than sipp drains it, and the retransmissions that follow then
+# measure sipp, not the server.
+# PIN=1 gives each server one core and sipp the other (taskset): on two
+# cores sipp and the server otherwise compete, and sipp, not the server,
+# is what saturates first, hiding the difference in the servers' cost.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 anchors=${ANCHORS:-$root/../shared/anchors}
@@ -11,6 +18,10 @@ rates=${RATES:-"5000 10000 20000"}
 secs=${SECONDS_PER_RATE:-5}
 phones=${PHONES:-10000}
 work=$(mktemp -d)
+srv="" load=""
+if [ -n "${PIN:-}" ]; then
+  srv="taskset -c 1" load="taskset -c 0"
+fi
 cg_pid="" ka_pid=""
 cleanup() {
   [ -n "$cg_pid" ] && kill "$cg_pid" 2>/dev/null || true
@@ -48,15 +59,34 @@ CFG
     printf '[[employee]]\nid = "e%d"\nextensions = ["%d", "%d"]\nsip_password = "Phone101pass"\n' $i $((20000 + i)) $((20001 + i))
   done
 } >"$work/callgate.toml"
-"$root/bin/callgate" run -config "$work/callgate.toml" 2>"$work/callgate.log" &
+$srv "$root/bin/callgate" run -config "$work/callgate.toml" 2>"$work/callgate.log" &
 cg_pid=$!
-(cd "$work" && exec kamailio -f "$anchors/kamailio-registrar.cfg" -DD -E) >"$work/kamailio.log" 2>&1 &
+(cd "$work" && exec $srv kamailio -f "$anchors/kamailio-registrar.cfg" -DD -E) >"$work/kamailio.log" 2>&1 &
 ka_pid=$!
 for i in $(seq 50); do
   curl -sf http://127.0.0.1:18090/healthz >/dev/null 2>&1 && break
   sleep 0.1
 done
 sleep 1
+
+# reg_load: the anchor's register-load.sh, or with BUFF its sipp line with a
+# bigger socket buffer.
+reg_load() {
+  if [ -z "${BUFF:-}" ]; then
+    $load bash "$anchors/register-load.sh" "$@"
+    return
+  fi
+  local target=$1 rate=$2 count=$3 d start end ok bad
+  d=$(mktemp -d -p "$work")
+  start=$(date +%s.%N)
+  (cd "$d" && timeout 120 $load sipp "$target" -sf "$anchors/sipp-register.xml" -s 101 -au 101 -ap Phone101pass \
+     -i 127.0.0.1 -p $((40000 + RANDOM % 1000)) -r "$rate" -m "$count" -l 2000 -nostdin -timeout 100 \
+     -buff_size "$BUFF" >"$d/out" 2>&1)
+  end=$(date +%s.%N)
+  ok=$(grep "Successful call" "$d/out" | awk -F'|' '{gsub(/ /,"",$3); print $3}')
+  bad=$(grep "Failed call" "$d/out" | awk -F'|' '{gsub(/ /,"",$3); print $3}')
+  awk -v ok="$ok" -v bad="$bad" -v s="$start" -v e="$end" -v r="$rate" 'BEGIN{printf "target_rate=%s ok=%s failed=%s wall=%.2fs achieved=%.0f/s\n", r, ok, bad, e-s, ok/(e-s)}'
+}
 
 cpu() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' /proc/$p/stat 2>/dev/null || echo 0))); done; echo $t; }
 # proc_tree: a process and all its descendants. Kamailio forks its workers; the
@@ -69,9 +99,9 @@ ka_pids() { proc_tree "$ka_pid" | tr '\n' ' '; }
 rtd() {
   local target=$1 rate=$2 count=$3 d
   d=$(mktemp -d -p "$work")
-  (cd "$d" && timeout 120 sipp "$target" -sf "$root/bench/sipp-register-rtd.xml" -s 101 -au 101 -ap Phone101pass \
+  (cd "$d" && timeout 120 $load sipp "$target" -sf "$root/bench/sipp-register-rtd.xml" -s 101 -au 101 -ap Phone101pass \
      -i 127.0.0.1 -p $((41000 + RANDOM % 1000)) -r "$rate" -m "$count" -l 2000 -nostdin -timeout 100 \
-     -trace_rtt -rtt_freq 1 >/dev/null 2>&1 || true)
+     ${BUFF:+-buff_size $BUFF} -trace_rtt -rtt_freq 1 >/dev/null 2>&1 || true)
   awk -F';' 'FNR>1{print $2}' "$d"/*_rtt.csv 2>/dev/null | sort -n | \
     awk '{a[NR]=$1} END{if (NR==0) {print "n/a"} else printf "%s/%s ms", a[int((NR-1)*0.5)+1], a[int((NR-1)*0.99)+1]}'
 }
@@ -84,8 +114,8 @@ echo "| offered/s | count | callgate achieved/s | failed | CPU ms per 1k | Kamai
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for rate in $rates; do
   count=$((rate * secs))
-  c0=$(cpu $cg_pid); cg=$(bash "$anchors/register-load.sh" 127.0.0.1:5080 "$rate" "$count"); c1=$(cpu $cg_pid)
-  k0=$(cpu $(ka_pids)); ka=$(bash "$anchors/register-load.sh" 127.0.0.1:5090 "$rate" "$count"); k1=$(cpu $(ka_pids))
+  c0=$(cpu $cg_pid); cg=$(reg_load 127.0.0.1:5080 "$rate" "$count"); c1=$(cpu $cg_pid)
+  k0=$(cpu $(ka_pids)); ka=$(reg_load 127.0.0.1:5090 "$rate" "$count"); k1=$(cpu $(ka_pids))
   cg_rate=$(sed -n 's/.*achieved=\([0-9]*\).*/\1/p' <<<"$cg"); cg_fail=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$cg")
   ka_rate=$(sed -n 's/.*achieved=\([0-9]*\).*/\1/p' <<<"$ka"); ka_fail=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$ka")
   tick=$(getconf CLK_TCK)

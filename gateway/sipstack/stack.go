@@ -125,6 +125,9 @@ type stream struct {
 	ln        net.Listener
 }
 
+// udpReadBuffer is the receive buffer asked for SIP over UDP.
+const udpReadBuffer = 4 << 20
+
 // bind opens the socket of one listen address, as its transport says.
 func (s *Stack) bind(la config.ListenAddr) (netip.AddrPort, error) {
 	tr := la.Transport
@@ -132,6 +135,13 @@ func (s *Stack) bind(la config.ListenAddr) (netip.AddrPort, error) {
 		pc, err := net.ListenPacket(tr.Network(), la.Addr.String())
 		if err != nil {
 			return netip.AddrPort{}, err
+		}
+		if u, ok := pc.(*net.UDPConn); ok {
+			// A registration storm (every phone after a power cut) arrives
+			// faster than one reader drains it for a moment; the default
+			// 208 KiB holds about 100 REGISTERs. The kernel caps this at
+			// net.core.rmem_max.
+			_ = u.SetReadBuffer(udpReadBuffer)
 		}
 		s.packets[pc.LocalAddr().String()] = pc
 		return netip.MustParseAddrPort(pc.LocalAddr().String()), nil
