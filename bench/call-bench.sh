@@ -9,6 +9,9 @@
 # CRM=1 maps every employee to RetailCRM and Megaplan stand-ins run by the
 # load tool and reports INVITE → popup request times (keep RATE below the
 # CRMs' rate limits: 40/s for RetailCRM's telephony API).
+# TRACE=1 takes a runtime trace of callgate while the calls are set up and
+# reports, with bench/setuptrace, the time each INVITE spent inside
+# callgate and the delay callgate adds (without the phone's answer).
 # FORMAT=opus compresses the recordings after the calls (default wav, as
 # rtpengine keeps its pcap); BACKLOG=N also leaves N ten-minute recordings
 # for the encoders to work through while the calls run; callload then
@@ -73,8 +76,18 @@ if [ "$backlog" -gt 0 ]; then (cd "$root" && go run ./bench/recgen -dir "$work/r
 "$root/bin/callgate" run -config "$work/callgate.toml" 2>"$work/callgate.log" &
 cg_pid=$!
 sleep 1
+if [ -n "${TRACE:-}" ]; then
+  (for i in $(seq 100); do curl -sf http://127.0.0.1:18091/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+   curl -s -H "Authorization: Bearer bench-token-0123456789" \
+     "http://127.0.0.1:18091/debug/pprof/trace?seconds=$((calls / rate + 10))" -o "$work/setup.trace") &
+  trace_pid=$!
+fi
 "$work/callload" -target 127.0.0.1:5080 -listen 127.0.0.1:5071 -calls "$calls" -rate "$rate" -hold "$hold" -pid "$cg_pid" \
   -sse "${SSE:-0}" -http 127.0.0.1:18091 -token bench-token-0123456789 ${C2C:+-c2c} \
   ${CRM:+-retailcrm 127.0.0.1:18095 -megaplan 127.0.0.1:18096}
+if [ -n "${TRACE:-}" ]; then
+  wait "$trace_pid"
+  (cd "$root" && go run ./bench/setuptrace "$work/setup.trace")
+fi
 echo "recordings: $(find "$work/rec" -path "*/.active" -prune -o -name "*.wav" -print | wc -l) WAV and $(find "$work/rec" -name "*.opus" | wc -l) Ogg Opus files, $(du -sh "$work/rec" 2>/dev/null | cut -f1)"; [ -n "${LIST:-}" ] && find "$work/rec" -name "*.wav" | head -8
 grep -c 'level=ERROR' "$work/callgate.log" | sed 's/^/callgate errors logged: /' || true

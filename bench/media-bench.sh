@@ -4,6 +4,8 @@
 # RTP on 127.0.0.1:5094) run against Kamailio + rtpengine (recording to pcap)
 # and against bin/callgate (recording to WAV), one after the other with the
 # same RATE and COUNT.
+# FORMAT=opus also compresses callgate's recordings after each call (the
+# default keeps WAV, as rtpengine keeps its pcap).
 #   RATE=33 COUNT=500 bench/media-bench.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,6 +48,7 @@ bind = "127.0.0.1"
 [recording]
 dir = "$work/rec"
 min_free = "0"
+format = "${FORMAT:-wav}"
 [upstream]
 registrar = "udp:127.0.0.1:9"
 domain = "vpbx.bench"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -40,6 +41,7 @@ type sock struct {
 // worker owns one epoll set.
 type worker struct {
 	epfd, wake int
+	sessions   atomic.Int32 // sessions placed on this loop (Relay.pickWorker)
 
 	mu    sync.Mutex
 	adds  []*sock

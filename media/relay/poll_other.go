@@ -5,6 +5,7 @@ package relay
 import (
 	"errors"
 	"net/netip"
+	"sync/atomic"
 )
 
 // The forwarding loops use epoll; callgate is a Linux appliance.
@@ -17,7 +18,7 @@ type sock struct {
 	slot int32
 }
 
-type worker struct{}
+type worker struct{ sessions atomic.Int32 }
 
 func newWorker() (*worker, error)            { return nil, errNotLinux }
 func (w *worker) add(...*sock)               {}

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -346,4 +347,52 @@ func TestPark(t *testing.T) {
 	}
 	s.SetRemote(B, phone.Addr())
 	waitUntil(t, "audio after unpark", func() bool { return rtptest.Has(phone.Heard(300*time.Millisecond), 440) })
+}
+
+// Sessions fill the first forwarding loop up to SpillAt before the next
+// loop takes any, go back to it as its calls end, and go to the least
+// loaded loop once all are full; calls on either loop carry audio.
+func TestSessionsFillOneLoopFirst(t *testing.T) {
+	r := newRelay(t, Config{Workers: 2, SpillAt: 2, PortMin: 15000, PortMax: 15099})
+	counts := func() [2]int32 { return [2]int32{r.workers[0].sessions.Load(), r.workers[1].sessions.Load()} }
+	var open []*Session
+	for i, want := range [][2]int32{{1, 0}, {2, 0}, {2, 1}, {2, 2}, {3, 2}, {3, 3}} {
+		s, err := r.Open(fmt.Sprint("call-", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, s)
+		if got := counts(); got != want {
+			t.Fatalf("after %d sessions the loops carry %v, want %v", i+1, got, want)
+		}
+	}
+	if _, err := r.Open("call-0"); err == nil || counts() != [2]int32{3, 3} {
+		t.Fatalf("a duplicate session: %v, loops %v", err, counts())
+	}
+	open[0].Close()
+	open[1].Close()
+	open[4].Close()
+	if got := counts(); got != [2]int32{0, 3} {
+		t.Fatalf("after three ends the loops carry %v", got)
+	}
+	back, err := r.Open("back")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.worker != r.workers[0] {
+		t.Fatal("a new call did not go back to the first loop")
+	}
+	for _, s := range []*Session{back, open[2]} { // one on each loop
+		outside, _ := rtptest.NewPeer(440, g711.PCMA)
+		employee, _ := rtptest.NewPeer(1000, g711.PCMA)
+		s.SetRemote(A, outside.Addr())
+		s.SetRemote(B, employee.Addr())
+		outside.SendTo(local(s, A))
+		employee.SendTo(local(s, B))
+		waitUntil(t, "tones through "+s.ID(), func() bool {
+			return rtptest.Has(outside.Heard(300*time.Millisecond), 1000) && rtptest.Has(employee.Heard(300*time.Millisecond), 440)
+		})
+		outside.Close()
+		employee.Close()
+	}
 }
