@@ -141,6 +141,7 @@ bench-go: weed
 
 bench-calls: build
 	CALLS=1000 RATE=100 HOLD=60s ./bench/call-bench.sh
+	TRACE=1 CALLS=500 RATE=100 HOLD=20s ./bench/call-bench.sh
 	RATE=33 COUNT=300 ./bench/media-bench.sh
 
 bench-reload: build
@@ -148,6 +149,7 @@ bench-reload: build
 
 bench-register: build
 	./bench/register-bench.sh
+	BUFF=4194304 PIN=1 RATES="20000 30000" ./bench/register-bench.sh
 
 # install copies the files; as root without DESTDIR it also creates the
 # callgate user and gives it its configuration (root:callgate 0640) and
