@@ -132,11 +132,6 @@ const (
 
 var b64 = base64.RawURLEncoding
 
-func (s *Server) newNonce() string {
-	var out [nonceLen]byte
-	return string(s.appendNonce(out[:0]))
-}
-
 // appendNonce appends a fresh nonce.
 func (s *Server) appendNonce(dst []byte) []byte {
 	var raw [nonceRaw]byte
