@@ -1,7 +1,6 @@
 package registrar
 
 import (
-	"net/netip"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -257,25 +256,17 @@ func nameAddr(v string, c *contactReq) (string, bool, bool) {
 		return "", false, false
 	}
 	tagged := false
-	var seen [8]string // parameter names so far: a repeated one is the full path's
-	nseen := 0
+	var seen names
 	for params != "" {
 		if params[0] != ';' {
 			return "", false, false
 		}
 		var p string
 		p, params = cutParam(params[1:])
-		name, value, hasValue := strings.Cut(p, "=")
-		if !paramName(name) || (hasValue && !paramValue(value, c != nil)) || nseen == len(seen) {
+		name, value, hasValue, ok := param(p, c != nil)
+		if !ok || !seen.fresh(name, false) {
 			return "", false, false
 		}
-		for _, s := range seen[:nseen] {
-			if s == name {
-				return "", false, false
-			}
-		}
-		seen[nseen] = name
-		nseen++
 		switch {
 		case name == "tag":
 			tagged = true
@@ -331,12 +322,7 @@ func displayName(s string) bool {
 	if s[0] == '"' {
 		return len(s) >= 2 && s[len(s)-1] == '"' && !strings.ContainsAny(s[1:len(s)-1], "\"\\")
 	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !alnum(c) && strings.IndexByte(" -._!*+`'~", c) < 0 {
-			return false
-		}
-	}
-	return true
+	return plain(s, " -._!*+`'~")
 }
 
 // plainURI accepts sip:[user@]host[:port]*(;param) written exactly as
@@ -352,17 +338,12 @@ func plainURI(u string) bool {
 	if at := strings.IndexByte(hostport, '@'); at >= 0 {
 		user := hostport[:at]
 		hostport = hostport[at+1:]
-		if user == "" {
+		if user == "" || !plain(user, "-_.!~*'()+$&=") {
 			return false
-		}
-		for i := 0; i < len(user); i++ {
-			if c := user[i]; !alnum(c) && strings.IndexByte("-_.!~*'()+$&=", c) < 0 {
-				return false
-			}
 		}
 	}
 	host, port, hasPort := strings.Cut(hostport, ":")
-	if host == "" || (hasPort && (!digits(port, 5) || port[0] == '0')) {
+	if host == "" || !plain(host, ".-") || (hasPort && (!digits(port, 5) || port[0] == '0')) {
 		return false
 	}
 	if hasPort {
@@ -370,27 +351,13 @@ func plainURI(u string) bool {
 			return false
 		}
 	}
-	for i := 0; i < len(host); i++ {
-		if c := host[i]; !alnum(c) && c != '.' && c != '-' {
-			return false
-		}
-	}
-	var seen [8]string
-	nseen := 0
+	var seen names
 	for params != "" {
 		var p string
 		p, params, _ = strings.Cut(params, ";")
-		name, value, hasValue := strings.Cut(p, "=")
-		if !paramName(name) || (hasValue && !paramValue(value, false)) || nseen == len(seen) {
+		if name, _, _, ok := param(p, false); !ok || !seen.fresh(name, false) {
 			return false
 		}
-		for _, s := range seen[:nseen] {
-			if s == name {
-				return false
-			}
-		}
-		seen[nseen] = name
-		nseen++
 	}
 	return true
 }
@@ -404,31 +371,18 @@ func plainVia(v string, top bool, rport *bool) bool {
 	}
 	sentBy, params, _ := strings.Cut(rest, ";")
 	host, port, hasPort := strings.Cut(sentBy, ":")
-	if host == "" || (hasPort && !digits(port, 5)) {
+	if host == "" || !plain(host, ".-") || (hasPort && !digits(port, 5)) {
 		return false
 	}
-	for i := 0; i < len(host); i++ {
-		if c := host[i]; !alnum(c) && c != '.' && c != '-' {
-			return false
-		}
-	}
 	wants, received := false, false
-	var seen [8]string
-	nseen := 0
+	var seen names
 	for params != "" {
 		var p string
 		p, params, _ = strings.Cut(params, ";")
-		name, value, hasValue := strings.Cut(p, "=")
-		if !paramName(name) || (hasValue && !paramValue(value, false)) || nseen == len(seen) {
+		name, _, hasValue, ok := param(p, false)
+		if !ok || !seen.fresh(name, true) {
 			return false
 		}
-		for _, s := range seen[:nseen] {
-			if strings.EqualFold(s, name) {
-				return false
-			}
-		}
-		seen[nseen] = name
-		nseen++
 		switch {
 		case name == "rport":
 			wants = !hasValue
@@ -447,29 +401,48 @@ func plainVia(v string, top bool, rport *bool) bool {
 	return true
 }
 
-func paramName(s string) bool {
-	if s == "" {
+// names remembers the parameter names of one list, to refuse a repeat
+// (sipgo keeps the last of them, a reader the first).
+type names struct {
+	seen [8]string
+	n    int
+}
+
+// fresh records name and reports whether it is new and fits; fold
+// compares without case.
+func (ns *names) fresh(name string, fold bool) bool {
+	if ns.n == len(ns.seen) {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !alnum(c) && strings.IndexByte("-_.!~*'+", c) < 0 {
+	for _, s := range ns.seen[:ns.n] {
+		if s == name || (fold && strings.EqualFold(s, name)) {
 			return false
 		}
 	}
+	ns.seen[ns.n] = name
+	ns.n++
 	return true
 }
 
-// paramValue accepts a token, or where quoted is allowed a quoted string
-// without escapes, semicolons or equals signs (sipgo splits on those).
-func paramValue(s string, quoted bool) bool {
-	if s == "" {
-		return false
+// param splits name[=value] and accepts a plain name and a token value
+// (or, where quoted is allowed, a quoted string without escapes,
+// semicolons or equals signs, which sipgo splits on).
+func param(p string, quoted bool) (name, value string, hasValue, ok bool) {
+	name, value, hasValue = strings.Cut(p, "=")
+	if name == "" || !plain(name, "-_.!~*'+") || (hasValue && value == "") {
+		return "", "", false, false
 	}
-	if quoted && len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
-		return !strings.ContainsAny(s[1:len(s)-1], "\"\\;=")
+	if hasValue && !(quoted && len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' &&
+		!strings.ContainsAny(value[1:len(value)-1], "\"\\;=")) && !plain(value, "-_.!~*'+") {
+		return "", "", false, false
 	}
+	return name, value, hasValue, true
+}
+
+// plain reports whether s holds only letters, digits and bytes of extra.
+func plain(s, extra string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !alnum(c) && strings.IndexByte("-_.!~*'+", c) < 0 {
+		if c := s[i]; !alnum(c) && strings.IndexByte(extra, c) < 0 {
 			return false
 		}
 	}
@@ -496,29 +469,11 @@ func textValue(s string) bool {
 	return utf8.ValidString(s)
 }
 
-func token(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !alnum(c) && strings.IndexByte("-.!%*_+`'~", c) < 0 {
-			return false
-		}
-	}
-	return true
-}
+func token(s string) bool { return s != "" && plain(s, "-.!%*_+`'~") }
 
 // word accepts a Call-ID: RFC 3261's word, with at most one "@".
 func word(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !alnum(c) && strings.IndexByte("-.!%*_+`'~()<>:\\\"/[]?{}@", c) < 0 {
-			return false
-		}
-	}
-	return strings.Count(s, "@") <= 1
+	return s != "" && plain(s, "-.!%*_+`'~()<>:\\\"/[]?{}@") && strings.Count(s, "@") <= 1
 }
 
 func digits(s string, max int) bool {
@@ -535,97 +490,4 @@ func digits(s string, max int) bool {
 
 func alnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-}
-
-// appendAnswer writes o as the response to fr, from src, the way the full
-// path's sipgo response would read.
-func (r *Registrar) appendAnswer(b []byte, fr *fastRegister, o *outcome, src netip.AddrPort) []byte {
-	b = append(b, "SIP/2.0 "...)
-	b = strconv.AppendInt(b, int64(o.code), 10)
-	b = append(b, ' ')
-	b = append(b, o.reason...)
-	b = append(b, "\r\n"...)
-	for i, v := range fr.vias[:fr.nvia] {
-		b = append(b, "Via: "...)
-		if i == 0 && fr.rport {
-			// RFC 3581 §4: rport gets the source port, received the address.
-			b = appendRport(b, v, src)
-		} else {
-			b = append(b, v...)
-		}
-		b = append(b, "\r\n"...)
-	}
-	b = append(append(append(b, "From: "...), fr.from...), "\r\n"...)
-	b = append(append(b, "To: "...), fr.to...)
-	if !fr.toTagged {
-		b = append(b, ";tag="...)
-		b = strconv.AppendUint(b, r.requestID(fr.callID, fr.cseq), 36)
-	}
-	b = append(append(append(b, "\r\nCall-ID: "...), fr.callIDV...), "\r\n"...)
-	b = append(append(append(b, "CSeq: "...), fr.cseqV...), "\r\n"...)
-	if name := r.conf().ServerName; name != "" {
-		b = append(append(append(b, "Server: "...), name...), "\r\n"...)
-	}
-	if o.challenge {
-		b = r.auth.AppendChallenges(b, "WWW-Authenticate", o.stale)
-	}
-	if o.code == 423 {
-		b = append(b, "Min-Expires: "...)
-		b = strconv.AppendInt(b, int64(o.minExpires.Seconds()), 10)
-		b = append(b, "\r\n"...)
-	}
-	if o.code == 200 {
-		for i := range o.bindings {
-			b = appendContact(append(b, "Contact: "...), &o.bindings[i], o.now)
-			b = append(b, "\r\n"...)
-		}
-		b = appendDate(append(b, "Date: "...), o.now)
-		b = append(b, "\r\n"...)
-	}
-	return append(b, "Content-Length: 0\r\n\r\n"...)
-}
-
-// appendRport writes Via v with its valueless rport filled in and received
-// added at the end, where sipgo's parameter list puts them.
-func appendRport(b []byte, v string, src netip.AddrPort) []byte {
-	sentBy, params, _ := strings.Cut(v, ";")
-	b = append(b, sentBy...)
-	for params != "" {
-		var p string
-		p, params, _ = strings.Cut(params, ";")
-		b = append(append(b, ';'), p...)
-		if p == "rport" {
-			b = strconv.AppendUint(append(b, '='), uint64(src.Port()), 10)
-		}
-	}
-	b = append(b, ";received="...)
-	return src.Addr().AppendTo(b)
-}
-
-// fastBuf is the fast path's scratch, pooled per datagram.
-type fastBuf struct {
-	req fastRegister
-	out []byte
-}
-
-// handleFast answers a plainly written REGISTER from src without sipgo,
-// into b.out. handled is false when data is for the full path; answer is
-// false where no answer may go.
-func (r *Registrar) handleFast(data []byte, src Source, b *fastBuf) (answer, handled bool) {
-	fr := &b.req
-	*fr = fastRegister{}
-	b.out = b.out[:0]
-	if !parseFast(string(data), fr) {
-		return false, false
-	}
-	if fr.userAgent != "" && r.conf().Scanners.Match(fr.userAgent) {
-		return false, false // the full path drops and logs it
-	}
-	r.Stats.FastPath.Add(1)
-	o := r.decide(&fr.register, src)
-	if o.silent {
-		return false, true
-	}
-	b.out = r.appendAnswer(b.out, fr, &o, src.Addr)
-	return true, true
 }
