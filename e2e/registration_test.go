@@ -50,6 +50,12 @@ func TestSippRegistersOverUDPAndTCP(t *testing.T) {
 	if d.metric("callgate_sip_register_total") != 6 {
 		t.Fatalf("register_total = %v, want 6", d.metric("callgate_sip_register_total"))
 	}
+	// sipp writes REGISTER plainly: over UDP each registration's two
+	// requests (challenged, then authorized) take the fast path; TCP's
+	// go through sipgo's transactions.
+	if got := d.metric("callgate_sip_register_fast_total"); got != 6 {
+		t.Fatalf("register_fast_total = %v, want 6", got)
+	}
 	// sipp's calls share one Contact per transport.
 	d.waitMetric("callgate_registered_contacts", 2, 5*time.Second)
 }

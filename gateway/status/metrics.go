@@ -8,6 +8,7 @@ import (
 	"callgate/sip/location"
 	"callgate/sip/registrar"
 	"callgate/sip/trunk"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -47,6 +48,7 @@ func Registry(p Parts) *prometheus.Registry {
 		count("callgate_sip_auth_failures_total", "Authentications that failed (wrong password or user, another extension's address, wrong desk PIN).", st.AuthFailures.Load),
 		gauge("callgate_sip_banned_sources", "Bans in force for failing authentication (IP:port sources, IPs and user names at an IP).", p.Guard.Active),
 		count("callgate_sip_register_total", "REGISTER requests that authenticated.", st.Registers.Load),
+		count("callgate_sip_register_fast_total", "REGISTERs over UDP read and answered without sipgo's parser (plainly written ones; the rest take the full path).", st.FastPath.Load),
 		count("callgate_sip_dropped_total", "Requests from banned sources left unanswered.", st.Dropped.Load),
 		count("callgate_sip_scanner_dropped_total", "Requests from scanner user agents (sip.scanner_user_agents) left unanswered.", st.Scanners.Load),
 		count("callgate_sip_refused_networks_total", "REGISTERs from outside sip.allow_networks.", st.Refused.Load),
@@ -56,6 +58,8 @@ func Registry(p Parts) *prometheus.Registry {
 		count("callgate_rtp_packets_total", "RTP/RTCP packets relayed.", p.Relay.Packets.Load),
 		count("callgate_rtp_dropped_packets_total", "RTP/RTCP packets not relayed: sent before the other party's address is known (a phone's first packets while the call is still being answered), RTCP before the party's first RTP latched its address, packets from an address other than the latched one, packets that are not RTP version 2, and sends the kernel refused. A few per call are normal.", p.Relay.Dropped.Load),
 	)
+	r.MustRegister(&loopCollector{r: p.Relay, desc: prometheus.NewDesc("callgate_relay_loop_sessions",
+		"Calls' media sessions carried by each of the relay's forwarding loops (the first fills up to 400 before the next takes any).", []string{"loop"}, nil)})
 	r.MustRegister(p.Collectors...)
 	if w := p.WebRTC; w != nil {
 		r.MustRegister(
@@ -70,6 +74,20 @@ func Registry(p Parts) *prometheus.Registry {
 			"1 when the upstream account is registered with the VPBX.", []string{"account"}, nil)})
 	}
 	return r
+}
+
+// loopCollector reports the relay's sessions per forwarding loop.
+type loopCollector struct {
+	r    *relay.Relay
+	desc *prometheus.Desc
+}
+
+func (c *loopCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *loopCollector) Collect(ch chan<- prometheus.Metric) {
+	for i, n := range c.r.LoopSessions() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), strconv.Itoa(i))
+	}
 }
 
 type upstreamCollector struct {

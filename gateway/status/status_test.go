@@ -91,7 +91,7 @@ func TestRegistryReadsTheParts(t *testing.T) {
 	loc := location.New()
 	g := guard.New(guard.Config{MaxFailures: 5, MaxFailuresPerIP: 50, Window: time.Minute, BanTime: time.Minute})
 	reg := registrar.New(registrar.Config{}, digest.NewServer("callgate", []digest.Algorithm{"MD5"}, time.Minute), directoryOf(t), g, loc)
-	rel, err := relay.New(relay.Config{Bind: netip.MustParseAddr("127.0.0.1"), PortMin: 18000, PortMax: 18099, Timeout: time.Minute})
+	rel, err := relay.New(relay.Config{Bind: netip.MustParseAddr("127.0.0.1"), PortMin: 18000, PortMax: 18099, Timeout: time.Minute, Workers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +102,15 @@ func TestRegistryReadsTheParts(t *testing.T) {
 		Panics: func() uint64 { return 3 }, Collectors: []prometheus.Collector{extra}})
 	bind(t, loc, "101", "192.168.1.11:5060", sipnet.UDP)
 	reg.Stats.Registers.Add(2)
+	reg.Stats.FastPath.Add(4)
+	sess, err := rel.Open("call-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
 	for name, want := range map[string]float64{"callgate_registered_contacts": 1, "callgate_sip_register_total": 2, "callgate_panics_total": 3,
-		"callgate_calls_active": 0, "callgate_test_part_total": 0} {
+		"callgate_sip_register_fast_total": 4,
+		"callgate_calls_active":            0, "callgate_test_part_total": 0} {
 		if got := value(t, r, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
@@ -112,10 +119,19 @@ func TestRegistryReadsTheParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	loops := map[string]float64{}
 	for _, mf := range mfs {
 		if mf.GetName() == "callgate_upstream_registered" {
 			t.Errorf("upstream metric without a trunk: %v", mf)
 		}
+		if mf.GetName() == "callgate_relay_loop_sessions" {
+			for _, m := range mf.GetMetric() {
+				loops[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	if len(loops) != 2 || loops["0"] != 1 || loops["1"] != 0 {
+		t.Errorf("sessions per relay loop %v, want the call on loop 0 of 2", loops)
 	}
 }
 

@@ -160,6 +160,15 @@ func (r *Relay) Open(id string) (*Session, error) {
 	return s, nil
 }
 
+// LoopSessions is how many sessions each forwarding loop carries.
+func (r *Relay) LoopSessions() []int {
+	out := make([]int, len(r.workers))
+	for i, w := range r.workers {
+		out[i] = int(w.sessions.Load())
+	}
+	return out
+}
+
 // pickWorker chooses the loop for a new session and counts it there.
 func (r *Relay) pickWorker() *worker {
 	spill := int32(r.cfg.SpillAt)
