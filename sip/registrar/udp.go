@@ -63,7 +63,9 @@ func (r *Registrar) UDPFilter(conn func(local string) net.PacketConn) sip.Transp
 			} else {
 				lc.local, _ = netip.ParseAddrPort(info.LocalAddr.String())
 			}
-			lastLocal.Store(lc)
+			if lc.pc != nil {
+				lastLocal.Store(lc) // a socket not known yet is looked up again
+			}
 		}
 		pc, local := lc.pc, lc.local
 		if pc == nil {
