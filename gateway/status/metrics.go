@@ -1,6 +1,9 @@
 package status
 
 import (
+	"fmt"
+	"strconv"
+
 	"callgate/media/relay"
 	"callgate/media/webrtc"
 	"callgate/sip/b2bua"
@@ -8,7 +11,6 @@ import (
 	"callgate/sip/location"
 	"callgate/sip/registrar"
 	"callgate/sip/trunk"
-	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -58,8 +60,13 @@ func Registry(p Parts) *prometheus.Registry {
 		count("callgate_rtp_packets_total", "RTP/RTCP packets relayed.", p.Relay.Packets.Load),
 		count("callgate_rtp_dropped_packets_total", "RTP/RTCP packets not relayed: sent before the other party's address is known (a phone's first packets while the call is still being answered), RTCP before the party's first RTP latched its address, packets from an address other than the latched one, packets that are not RTP version 2, and sends the kernel refused. A few per call are normal.", p.Relay.Dropped.Load),
 	)
-	r.MustRegister(&loopCollector{r: p.Relay, desc: prometheus.NewDesc("callgate_relay_loop_sessions",
-		"Calls' media sessions carried by each of the relay's forwarding loops (the first fills up to 400 before the next takes any).", []string{"loop"}, nil)})
+	r.MustRegister(newGauges("callgate_relay_loop_sessions",
+		fmt.Sprintf("Calls' media sessions carried by each of the relay's forwarding loops (the first fills up to %d before the next takes any).", relay.DefaultSpillAt),
+		"loop", func(emit func(string, float64)) {
+			for i, n := range p.Relay.LoopSessions() {
+				emit(strconv.Itoa(i), float64(n))
+			}
+		}))
 	r.MustRegister(p.Collectors...)
 	if w := p.WebRTC; w != nil {
 		r.MustRegister(
@@ -69,40 +76,36 @@ func Registry(p Parts) *prometheus.Registry {
 			count("callgate_webrtc_failed_total", "Browser media legs whose ICE or DTLS failed (the call is hung up).", w.Stats.Failed.Load),
 		)
 	}
-	if p.Trunk != nil {
-		r.MustRegister(&upstreamCollector{t: p.Trunk, desc: prometheus.NewDesc("callgate_upstream_registered",
-			"1 when the upstream account is registered with the VPBX.", []string{"account"}, nil)})
+	if t := p.Trunk; t != nil {
+		r.MustRegister(newGauges("callgate_upstream_registered", "1 when the upstream account is registered with the VPBX.", "account",
+			func(emit func(string, float64)) {
+				for _, s := range t.Statuses() {
+					v := 0.0
+					if s.State == trunk.StateRegistered {
+						v = 1
+					}
+					emit(s.Account, v)
+				}
+			}))
 	}
 	return r
 }
 
-// loopCollector reports the relay's sessions per forwarding loop.
-type loopCollector struct {
-	r    *relay.Relay
+// gauges is a gauge with one label whose values are read when scraped:
+// read emits each label value with its gauge value.
+type gauges struct {
 	desc *prometheus.Desc
+	read func(emit func(label string, v float64))
 }
 
-func (c *loopCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c *loopCollector) Collect(ch chan<- prometheus.Metric) {
-	for i, n := range c.r.LoopSessions() {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), strconv.Itoa(i))
-	}
+func newGauges(name, help, label string, read func(emit func(label string, v float64))) *gauges {
+	return &gauges{desc: prometheus.NewDesc(name, help, []string{label}, nil), read: read}
 }
 
-type upstreamCollector struct {
-	t    *trunk.Trunk
-	desc *prometheus.Desc
-}
+func (g *gauges) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
 
-func (c *upstreamCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c *upstreamCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, s := range c.t.Statuses() {
-		v := 0.0
-		if s.State == trunk.StateRegistered {
-			v = 1
-		}
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, s.Account)
-	}
+func (g *gauges) Collect(ch chan<- prometheus.Metric) {
+	g.read(func(label string, v float64) {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v, label)
+	})
 }

@@ -1,9 +1,7 @@
 package registrar
 
 import (
-	"hash/maphash"
 	"net/netip"
-	"strconv"
 	"strings"
 
 	"callgate/sip/digest"
@@ -43,7 +41,7 @@ func (r *Registrar) AuthorizeRequest(req *sip.Request, src netip.AddrPort) (stri
 	if cseq == nil || callID == nil {
 		return "", r.reply(req, sip.StatusBadRequest, "Missing Mandatory Header")
 	}
-	reqID := maphash.String(r.seed, string(*callID)+"\x00"+strconv.FormatUint(uint64(cseq.SeqNo), 10)+string(req.Method))
+	reqID := r.requestID(string(*callID), cseq.SeqNo, string(req.Method))
 	tr := sipnet.UDP // any transport but the browser's
 	if strings.EqualFold(req.Transport(), string(sipnet.WS)) {
 		tr = sipnet.WS

@@ -64,12 +64,13 @@ func answer(code int, reason string) outcome { return outcome{code: code, reason
 
 // requestID identifies a request apart from its retransmissions, for the
 // digest nonce-count check, without building a string.
-func (r *Registrar) requestID(callID string, cseq uint32) uint64 {
+func (r *Registrar) requestID(callID string, cseq uint32, method string) uint64 {
 	var h maphash.Hash
 	h.SetSeed(r.seed)
 	h.WriteString(callID)
 	var b [12]byte
 	h.Write(strconv.AppendUint(append(b[:0], 0), uint64(cseq), 10))
+	h.WriteString(method)
 	return h.Sum64()
 }
 
@@ -83,7 +84,7 @@ func (r *Registrar) decide(reg *register, src Source) outcome {
 		r.Stats.Dropped.Add(1)
 		return outcome{silent: true}
 	}
-	user, res, pass := r.auth.VerifyTag("REGISTER", reg.auth, r.requestID(reg.callID, reg.cseq), r.secretsFor(src.Transport))
+	user, res, pass := r.auth.VerifyTag("REGISTER", reg.auth, r.requestID(reg.callID, reg.cseq, "REGISTER"), r.secretsFor(src.Transport))
 	verdict := r.guard.Admit(src.Addr, user)
 	if verdict == guard.Drop {
 		r.Stats.Dropped.Add(1)

@@ -28,7 +28,7 @@ func (r *Registrar) appendAnswer(b []byte, fr *fastRegister, o *outcome, src net
 	b = append(append(b, "To: "...), fr.to...)
 	if !fr.toTagged {
 		b = append(b, ";tag="...)
-		b = strconv.AppendUint(b, r.requestID(fr.callID, fr.cseq), 36)
+		b = strconv.AppendUint(b, r.requestID(fr.callID, fr.cseq, "REGISTER"), 36)
 	}
 	b = append(append(append(b, "\r\nCall-ID: "...), fr.callIDV...), "\r\n"...)
 	b = append(append(append(b, "CSeq: "...), fr.cseqV...), "\r\n"...)
