@@ -152,10 +152,13 @@ func (e *Entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		conn = tc
 	}
+	// Counted before the hand-over: whoever accepts the connection must
+	// already see it counted.
+	e.Stats.Upgraded.Add(1)
 	select {
 	case e.conns <- conn:
-		e.Stats.Upgraded.Add(1)
 	case <-e.closed:
+		e.Stats.Upgraded.Add(^uint64(0))
 		conn.Close()
 	}
 }
